@@ -1,0 +1,173 @@
+"""The exogenous arrays of an episode: true series, tariff, forecasts and EV arrivals.
+
+Built for M microgrids at once from their start days and their forecast-noise draws. The env's core
+and the LP baselines both take their numbers from here, so the optimum is computed on exactly the
+prices, limits and sessions the env charges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..scenario import Difficulty, Scenario
+from .site import WINDOW_SERIES, SiteArrays
+
+
+@dataclass(frozen=True)
+class Episode:
+    """Arrays of M episodes of T steps (leading axis M)."""
+
+    start_day: np.ndarray  # (M,) day index into SiteArrays.dates
+    dates: pd.DatetimeIndex  # (M,) first day of each episode
+    load_kw: np.ndarray  # (M, T)
+    pv_kw: np.ndarray  # (M, T) available PV
+    wind_kw: np.ndarray  # (M, T) available wind
+    import_price: np.ndarray  # (M, T) Rs/kWh, after difficulty scaling
+    emission: np.ndarray  # (M, T) kg CO2/kWh
+    demand_rate: np.ndarray  # (M, T) Rs per kVA of the day's peak
+    time_features: np.ndarray  # (M, T, 6)
+    window_mean: np.ndarray  # (M, H + T + F, S) normalised true values per target step
+    window_error: np.ndarray  # (M, H + T + F, S) forecast error at the longest lead per target step
+    arrival_energy: np.ndarray  # (M, T, P) kWh asked by an EV arriving at the start of step t at port p
+    arrival_deadline: np.ndarray  # (M, T, P) step at which that EV leaves
+    soc_min: np.ndarray  # (M,)
+    soc_max: np.ndarray  # (M,)
+    shortfall_price: np.ndarray  # (M,) Rs per kWh of stored energy below the start at the end
+    surplus_price: np.ndarray  # (M,) Rs per kWh of stored energy above the start at the end
+
+    @property
+    def n_steps(self) -> int:
+        return self.load_kw.shape[1]
+
+
+def lead_factor(scenario: Scenario) -> np.ndarray:
+    """Per window position: 0 for the history, sqrt((l + 1) / F) for a forecast of lead l."""
+    f = scenario.forecast
+    lead = np.arange(f.forecast_steps)
+    return np.concatenate([np.zeros(f.history_steps), np.sqrt((lead + 1) / f.forecast_steps)])
+
+
+def ar1_paths(white: np.ndarray, rho: float) -> np.ndarray:
+    """Unit-variance AR(1) paths along axis 1 from white standard-normal draws."""
+    out = np.empty_like(white)
+    out[:, 0] = white[:, 0]
+    innovation = np.sqrt(1.0 - rho * rho)
+    for t in range(1, white.shape[1]):
+        out[:, t] = rho * out[:, t - 1] + innovation * white[:, t]
+    return out
+
+
+def noise_shape(scenario: Scenario) -> tuple[int, int]:
+    """Shape of one microgrid's standard-normal forecast-noise draw."""
+    f = scenario.forecast
+    return (f.history_steps + scenario.episode_steps + f.forecast_steps, len(WINDOW_SERIES))
+
+
+def build_episode(
+    site: SiteArrays,
+    scenario: Scenario,
+    start_day: np.ndarray,
+    difficulty: Sequence[Difficulty],
+    noise: np.ndarray | None = None,
+) -> Episode:
+    """Exogenous arrays of M episodes.
+
+    :param site: the site's prepared series
+    :param scenario: the scenario (its ``difficulty`` field is ignored: pass ``difficulty``)
+    :param start_day: (M,) day index of each episode's first day
+    :param difficulty: one :class:`Difficulty` per episode
+    :param noise: (M, H + T + F, S) standard-normal draws for the forecast errors; ``None`` for
+        perfect forecasts
+    """
+    start_day = np.asarray(start_day, dtype=np.int64)
+    m = start_day.size
+    spd, hd, T = scenario.steps_per_day, scenario.horizon_days, scenario.episode_steps
+    fc, grid, bat = scenario.forecast, scenario.grid, scenario.battery
+    a0 = site.day_start[start_day]
+    steps = a0[:, None] + np.arange(T)[None, :]
+
+    renewable_noise = np.array([d.renewable_noise for d in difficulty])
+    volatility = np.array([d.price_volatility for d in difficulty])
+    ev_count = np.array([d.ev_count if d.ev_count is not None else np.iinfo(np.int64).max for d in difficulty])
+    buffer_steps = np.array([int(round(d.ev_deadline_buffer / scenario.step_hours)) for d in difficulty])
+    soc_min = np.array([bat.soc_min if d.soc_min is None else d.soc_min for d in difficulty])
+    soc_max = np.array([bat.soc_max if d.soc_max is None else d.soc_max for d in difficulty])
+    bad = soc_min >= soc_max
+    if bad.any():
+        raise ValueError(f"difficulty gives soc_min >= soc_max ({soc_min[bad][0]} >= {soc_max[bad][0]}); need soc_min < soc_max")
+
+    # Import price on whole days around the episode (the window reaches into neighbouring days).
+    days_before = -(-fc.history_steps // spd)
+    n_ext = days_before + hd + -(-fc.forecast_steps // spd)
+    ext_start = a0 - days_before * spd
+    ext = site.energy_price[ext_start[:, None] + np.arange(n_ext * spd)[None, :]].reshape(m, n_ext, spd)
+    day_mean = ext.mean(axis=2, keepdims=True)
+    scaled = day_mean + volatility[:, None, None] * (ext - day_mean)
+    if grid.tariff == "exchange":
+        price_ext = np.clip(scaled, 0.0, grid.exchange_price_cap) + grid.network_charge_inr_per_kwh
+    else:
+        price_ext = np.maximum(scaled, 0.0)
+    price_ext = price_ext.reshape(m, -1)
+    import_price = price_ext[:, days_before * spd : days_before * spd + T]
+
+    # Window: targets from H steps before the start to F - 1 steps after the last step.
+    span = fc.history_steps + T + fc.forecast_steps
+    offset = days_before * spd - fc.history_steps
+    targets = (a0 - fc.history_steps)[:, None] + np.arange(span)[None, :]
+    window_mean = site.window_truth[targets]
+    window_mean[:, :, WINDOW_SERIES.index("price")] = price_ext[:, offset : offset + span] / site.window_scale[3]
+    sigma = np.stack(
+        [renewable_noise, renewable_noise, *(np.full(m, s) for s in (fc.load_noise, fc.price_noise, fc.emission_noise))], axis=1
+    )
+    if noise is None:
+        window_error = np.zeros_like(window_mean)
+    else:
+        window_error = window_mean * ar1_paths(noise, fc.error_autocorrelation) * sigma[:, None, :]
+
+    arrival_energy, arrival_deadline = _ev_arrivals(site, scenario, start_day, ev_count, buffer_steps)
+    wear = bat.wear_cost_inr_per_kwh
+    return Episode(
+        start_day=start_day,
+        dates=site.dates[start_day],
+        load_kw=site.load_kw[steps],
+        pv_kw=site.pv_kw[steps],
+        wind_kw=site.wind_kw[steps],
+        import_price=import_price,
+        emission=site.emission[steps],
+        demand_rate=site.demand_rate[steps],
+        time_features=site.time_features[steps],
+        window_mean=window_mean,
+        window_error=window_error,
+        arrival_energy=arrival_energy,
+        arrival_deadline=arrival_deadline,
+        soc_min=soc_min,
+        soc_max=soc_max,
+        # End-of-horizon rule (docs/environment.md): a shortfall must be bought back at worst at the
+        # horizon's dearest import price (plus wear) through the charger; a surplus is worth at most
+        # its sale at the export price through the inverter. So neither draining nor hoarding pays.
+        shortfall_price=(import_price.max(axis=1) + wear) / bat.charge_efficiency,
+        surplus_price=np.full(m, grid.export_price_inr_per_kwh * bat.discharge_efficiency),
+    )
+
+
+def _ev_arrivals(
+    site: SiteArrays, scenario: Scenario, start_day: np.ndarray, ev_count: np.ndarray, buffer_steps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    m, spd, hd, T, P = start_day.size, scenario.steps_per_day, scenario.horizon_days, scenario.episode_steps, scenario.ev.n_ports
+    days = start_day[:, None] + np.arange(hd)[None, :]  # (M, hd)
+    port = site.session_port[days]  # (M, hd, K)
+    slot = np.arange(port.shape[2])[None, None, :]
+    valid = (port >= 0) & (port < P) & (slot < ev_count[:, None, None])
+    day_offset = (np.arange(hd) * spd)[None, :, None]
+    departure = np.minimum(site.session_departure[days] + buffer_steps[:, None, None], site.session_next_arrival[days])
+    mi, di, ki = np.nonzero(valid)
+    t_arr = (day_offset + site.session_arrival[days])[mi, di, ki]
+    arrival_energy = np.zeros((m, T, P))
+    arrival_deadline = np.zeros((m, T, P), dtype=np.int64)
+    arrival_energy[mi, t_arr, port[mi, di, ki]] = site.session_energy[days][mi, di, ki]
+    arrival_deadline[mi, t_arr, port[mi, di, ki]] = np.minimum((day_offset + departure)[mi, di, ki], T)
+    return arrival_energy, arrival_deadline

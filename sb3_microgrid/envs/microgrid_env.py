@@ -1,0 +1,75 @@
+"""``Microgrid-v0``: the gymnasium face of the core, with N = 1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from ..data import MicrogridData
+from ..scenario import Difficulty, Scenario, load_scenario
+from .core import STEP_KEYS, MicrogridCore
+
+
+def action_space(scenario: Scenario) -> gym.spaces.Box:
+    """``[battery, port_0, ..., port_{P-1}]`` in [-1, 1] (meaning in ``docs/environment.md``)."""
+    return gym.spaces.Box(-1.0, 1.0, shape=(1 + scenario.ev.n_ports,), dtype=np.float32)
+
+
+def observation_space(core: MicrogridCore) -> gym.spaces.Box:
+    return gym.spaces.Box(-np.inf, np.inf, shape=(core.layout.size,), dtype=np.float32)
+
+
+class MicrogridEnv(gym.Env):
+    """One microgrid of a scenario; an episode is ``scenario.horizon_days`` days from a random day
+    of ``split`` (or the day given by ``reset(options={"day": "YYYY-MM-DD"})``).
+
+    :param scenario: preset name (``"campus"``, ``"campus_tod"``), YAML path, mapping or :class:`Scenario`
+    :param split: ``"train"`` (years 1-8), ``"validation"`` (year 9), ``"test"`` (year 10) or ``"all"``
+    :param seed: seed used by the first ``reset()`` if that call gives none
+    :param data: data to use instead of the scenario's own source (see :mod:`sb3_microgrid.data`)
+    :param render_mode: unused; present for gymnasium's API
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        scenario: str | Scenario | dict | None = None,
+        split: str = "train",
+        seed: int | None = None,
+        data: MicrogridData | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        self.scenario = load_scenario(scenario)
+        self.core = MicrogridCore(self.scenario, 1, split, data)
+        self.obs_layout = self.core.layout
+        self.action_space = action_space(self.scenario)
+        self.observation_space = observation_space(self.core)
+        self.render_mode = render_mode
+        self._default_seed = seed
+
+    @property
+    def difficulty(self) -> Difficulty:
+        return self.core.difficulty[0]
+
+    def set_difficulty(self, **params: float | int | None) -> Difficulty:
+        """Set curriculum parameters (see :class:`~sb3_microgrid.scenario.Difficulty`), validated now
+        and applied at the next reset. Reachable through ``VecEnv.env_method("set_difficulty", ...)``."""
+        return self.core.set_difficulty(0, **params)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        if seed is None and self._default_seed is not None:
+            seed, self._default_seed = self._default_seed, None
+        super().reset(seed=seed)
+        day = (options or {}).get("day")
+        obs = self.core.reset([self.np_random], None if day is None else [day])
+        return obs[0], {"date": str(self.core.episode.dates[0].date())}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        obs, reward, done, arrays = self.core.step(action)
+        info = {key: float(arrays[key][0]) for key in STEP_KEYS}
+        if done:
+            info["episode_metrics"] = {k: float(v[0]) for k, v in self.core.episode_metrics().items()}
+        return obs[0], float(reward[0]), done, False, info

@@ -1,0 +1,206 @@
+"""The site's series at the step resolution, as flat arrays the vectorized core gathers from.
+
+Everything derived from the scenario that does not change during an episode is computed here once:
+PV and wind power, the import tariff (before difficulty scaling), time features and the EV sessions of
+each day as dense ``(days, sessions)`` arrays. The front and back are padded with copies of the first
+and last day so that every day's history and forecast window exists.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..data import MicrogridData, SiteProfile, generate, load_data, split_days
+from ..scenario import Scenario, WindConfig
+
+#: Names of the series in the observation window, in order.
+WINDOW_SERIES = ("pv", "wind", "load", "price", "emission")
+#: Number of time features at the start of the static block.
+TIME_FEATURES = ("hour_sin", "hour_cos", "doy_sin", "doy_cos", "weekend", "holiday")
+
+
+def wind_power_fraction(speed: np.ndarray, cfg: WindConfig) -> np.ndarray:
+    """Power curve as a fraction of rated power: cubic from cut-in to rated, flat to cut-out."""
+    ramp = (speed**3 - cfg.cut_in_ms**3) / (cfg.rated_ms**3 - cfg.cut_in_ms**3)
+    return np.where(speed < cfg.cut_in_ms, 0.0, np.where(speed < cfg.rated_ms, ramp, np.where(speed < cfg.cut_out_ms, 1.0, 0.0)))
+
+
+@dataclass(frozen=True)
+class SiteArrays:
+    """Flat per-step arrays of a site (padded) and per-day EV session arrays.
+
+    Per-step arrays are indexed by an absolute step; day ``d`` of the data starts at
+    ``day_start[d]``. Prices are Rs/kWh, powers kW, emission factors kg CO2/kWh.
+    """
+
+    dates: pd.DatetimeIndex  # one per (unpadded) day
+    day_start: np.ndarray  # (D,) absolute step of each day's midnight
+    pv_kw: np.ndarray
+    wind_kw: np.ndarray
+    load_kw: np.ndarray
+    energy_price: np.ndarray  # exchange price (capped) or ToD rate, before network charges
+    emission: np.ndarray
+    demand_rate: np.ndarray  # Rs per kVA of the day's peak: monthly charge / days in that month
+    time_features: np.ndarray  # (steps, len(TIME_FEATURES))
+    window_truth: np.ndarray  # (steps, len(WINDOW_SERIES)) normalised true values (price filled per episode)
+    window_scale: np.ndarray  # (len(WINDOW_SERIES),) divisor of each window series
+    session_port: np.ndarray  # (D, K) int, -1 where no session
+    session_arrival: np.ndarray  # (D, K) step within the day
+    session_departure: np.ndarray  # (D, K) step within the day (exclusive: gone at this step)
+    session_energy: np.ndarray  # (D, K) kWh requested
+    session_next_arrival: np.ndarray  # (D, K) step within the day when the port's next EV arrives (or steps/day)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(data_key: tuple) -> MicrogridData:
+    seed, years, start_year, load_mean_kw, series_path, sessions_path, n_ports, port_kw = data_key
+    site = SiteProfile(load_mean_kw=load_mean_kw, ev_port_power_kw=port_kw)
+    if series_path:
+        return load_data(series_path, sessions_path, n_ports=n_ports, seed=seed, site=site)
+    return generate(years=years, start_year=start_year, seed=seed, site=site, n_ports=n_ports)
+
+
+def scenario_data(scenario: Scenario) -> MicrogridData:
+    """The scenario's data (generated or read), cached per process."""
+    d = scenario.data
+    return _load(
+        (d.seed, d.years, d.start_year, d.load_mean_kw, d.series_path, d.sessions_path, scenario.ev.n_ports, scenario.ev.port_power_kw)
+    )
+
+
+def _to_steps(hourly: np.ndarray, per_hour: int, interpolate: bool) -> np.ndarray:
+    """Hourly values to step values: linear between hours for physical flows, held for prices."""
+    if per_hour == 1:
+        return hourly
+    if not interpolate:
+        return np.repeat(hourly, per_hour)
+    hours = np.arange(hourly.size * per_hour) / per_hour
+    return np.interp(hours, np.arange(hourly.size), hourly)
+
+
+def tod_rate(hours: np.ndarray, scenario: Scenario) -> np.ndarray:
+    """Regulated time-of-day energy rate (Rs/kWh) at the given hours of day."""
+    g = scenario.grid
+    in_peak = (hours >= g.peak_hours[0]) & (hours < g.peak_hours[1])
+    in_solar = (hours >= g.solar_hours[0]) & (hours < g.solar_hours[1])
+    factor = np.where(in_peak, g.peak_multiplier, np.where(in_solar, g.solar_multiplier, 1.0))
+    return g.normal_rate_inr_per_kwh * factor
+
+
+def build_site(scenario: Scenario, data: MicrogridData | None = None) -> SiteArrays:
+    """Prepare a scenario's data for the core.
+
+    :param scenario: the scenario (assets, tariff, step length)
+    :param data: data to use instead of the scenario's own source
+    """
+    data = data if data is not None else scenario_data(scenario)
+    series = data.series
+    per_hour = int(round(1.0 / scenario.step_hours))
+    spd = scenario.steps_per_day
+    n_days = len(series) // 24
+    pad_front = -(-scenario.forecast.history_steps // spd)
+    pad_back = -(-scenario.forecast.forecast_steps // spd)
+
+    def pad(steps: np.ndarray) -> np.ndarray:
+        steps = np.asarray(steps, dtype=np.float64)
+        return np.concatenate([np.tile(steps[:spd], pad_front), steps, np.tile(steps[-spd:], pad_back)])
+
+    def padded(hourly: np.ndarray, interpolate: bool) -> np.ndarray:
+        return pad(_to_steps(np.asarray(hourly, dtype=np.float64), per_hour, interpolate))
+
+    grid = scenario.grid
+    pv_cf = padded(series["pv_cf"].to_numpy(), True)
+    wind_cf = wind_power_fraction(padded(series["wind_speed"].to_numpy(), True), scenario.wind)
+    load = padded(series["load_kw"].to_numpy(), True)
+    emission = padded(series["emission_factor"].to_numpy(), False)
+    step_times = pd.date_range(series.index[0], periods=n_days * spd, freq=pd.Timedelta(hours=scenario.step_hours))
+    hours = pad((step_times.hour + step_times.minute / 60.0).to_numpy())
+    if grid.tariff == "exchange":
+        energy_price = padded(np.minimum(series["exchange_price"].to_numpy(), grid.exchange_price_cap), False)
+    else:
+        energy_price = tod_rate(hours, scenario)
+    days_in_month = pad(step_times.days_in_month.to_numpy())
+    doy = pad(step_times.dayofyear.to_numpy() / 365.25)
+    weekend = pad((step_times.dayofweek >= 5).astype(float))
+    holiday = padded(series["is_holiday"].to_numpy(), False)
+    two_pi = 2.0 * np.pi
+    time_features = np.stack(
+        [np.sin(two_pi * hours / 24), np.cos(two_pi * hours / 24), np.sin(two_pi * doy), np.cos(two_pi * doy), weekend, holiday],
+        axis=1,
+    )
+    load_scale = max(float(series["load_kw"].mean()), 1e-9)
+    price_scale = grid.exchange_price_cap + grid.network_charge_inr_per_kwh if grid.tariff == "exchange" else grid.normal_rate_inr_per_kwh * grid.peak_multiplier
+    window_scale = np.array([1.0, 1.0, load_scale, price_scale, 1.0])
+    window_truth = np.stack([pv_cf, wind_cf, load / load_scale, np.zeros_like(load), emission], axis=1)
+
+    sessions = _session_arrays(data, scenario, n_days)
+    return SiteArrays(
+        dates=pd.DatetimeIndex(series.index[::24]).normalize(),
+        day_start=(pad_front + np.arange(n_days)) * spd,
+        pv_kw=pv_cf * scenario.pv.capacity_kwp,
+        wind_kw=wind_cf * scenario.wind.rated_kw,
+        load_kw=load,
+        energy_price=energy_price,
+        emission=emission,
+        demand_rate=grid.demand_charge_inr_per_kva_month / days_in_month,
+        time_features=time_features,
+        window_truth=window_truth,
+        window_scale=window_scale,
+        **sessions,
+    )
+
+
+def _session_arrays(data: MicrogridData, scenario: Scenario, n_days: int) -> dict[str, np.ndarray]:
+    """Dense ``(days, K)`` session arrays, sessions of a day sorted by arrival."""
+    s = data.sessions
+    spd = scenario.steps_per_day
+    start = data.series.index[0].normalize()
+    day = ((s["arrival"].dt.normalize() - start) // pd.Timedelta(days=1)).to_numpy()
+    step = pd.Timedelta(hours=scenario.step_hours)
+    arrival = ((s["arrival"] - s["arrival"].dt.normalize()) // step).to_numpy()
+    departure = ((s["departure"] - s["arrival"].dt.normalize()) // step).to_numpy()
+    departure = np.clip(np.maximum(departure, arrival + 1), 0, spd)
+    order = np.lexsort((s["port"].to_numpy(), arrival, day))
+    day, arrival, departure = day[order], arrival[order], departure[order]
+    port = s["port"].to_numpy()[order]
+    energy = s["energy_kwh"].to_numpy(dtype=np.float64)[order]
+    keep = (day >= 0) & (day < n_days) & (port < scenario.ev.n_ports)
+    day, arrival, departure, port, energy = day[keep], arrival[keep], departure[keep], port[keep], energy[keep]
+    counts = np.bincount(day, minlength=n_days)
+    k_max = max(int(counts.max()) if counts.size else 0, 1)
+    first_of_day = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(day.size) - first_of_day[day]
+
+    out = {
+        "session_port": np.full((n_days, k_max), -1, dtype=np.int64),
+        "session_arrival": np.zeros((n_days, k_max), dtype=np.int64),
+        "session_departure": np.zeros((n_days, k_max), dtype=np.int64),
+        "session_energy": np.zeros((n_days, k_max)),
+        "session_next_arrival": np.full((n_days, k_max), spd, dtype=np.int64),
+    }
+    out["session_port"][day, slot] = port
+    out["session_arrival"][day, slot] = arrival
+    out["session_departure"][day, slot] = departure
+    out["session_energy"][day, slot] = energy
+    # Next arrival at the same port on the same day bounds how far a deadline buffer can stretch a stay.
+    by_port = np.lexsort((arrival, port, day))
+    same = (day[by_port][1:] == day[by_port][:-1]) & (port[by_port][1:] == port[by_port][:-1])
+    nxt = np.full(day.size, spd, dtype=np.int64)
+    nxt[by_port[:-1][same]] = arrival[by_port][1:][same]
+    out["session_next_arrival"][day, slot] = nxt
+    return out
+
+
+def episode_starts(site: SiteArrays, split: str, horizon_days: int) -> np.ndarray:
+    """Day indices where an episode of ``horizon_days`` days can start inside ``split``."""
+    days = split_days(site.dates, split)
+    index = np.flatnonzero(site.dates.isin(days))
+    if index.size < horizon_days:
+        raise ValueError(f"split {split!r} has {index.size} days, fewer than horizon_days = {horizon_days}")
+    # consecutive runs only: the horizon's last day must be in the split too
+    ok = np.isin(index + horizon_days - 1, index)
+    return index[ok]

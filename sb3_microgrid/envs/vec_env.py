@@ -1,0 +1,101 @@
+"""``MicrogridVecEnv``: the SB3 ``VecEnv`` face of the core, N microgrids in one numpy call.
+
+Given the same seeds it returns the same observations, rewards and infos as N ``Microgrid-v0`` envs
+in a ``DummyVecEnv``. Every episode has the same length, so all N end, and are reset, together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium.utils import seeding
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
+
+from ..data import MicrogridData
+from ..scenario import Scenario, load_scenario
+from .core import STEP_KEYS, MicrogridCore
+from .microgrid_env import action_space, observation_space
+
+
+class MicrogridVecEnv(VecEnv):
+    """N microgrids of one scenario stepped together.
+
+    :param n_envs: number of microgrids
+    :param scenario: preset name, YAML path, mapping or :class:`~sb3_microgrid.scenario.Scenario`
+    :param split: ``"train"``, ``"validation"``, ``"test"`` or ``"all"``
+    :param seed: seeds ``seed + i`` for microgrid ``i`` at the first reset (as ``VecEnv.seed``)
+    :param data: data to use instead of the scenario's own source
+    """
+
+    def __init__(
+        self,
+        n_envs: int,
+        scenario: str | Scenario | dict | None = None,
+        split: str = "train",
+        seed: int | None = None,
+        data: MicrogridData | None = None,
+    ) -> None:
+        self.scenario = load_scenario(scenario)
+        self.core = MicrogridCore(self.scenario, n_envs, split, data)
+        self.obs_layout = self.core.layout
+        self.render_mode = None
+        self._rngs: list[np.random.Generator | None] = [None] * n_envs
+        self._actions: np.ndarray | None = None
+        super().__init__(n_envs, observation_space(self.core), action_space(self.scenario))
+        if seed is not None:
+            self.seed(seed)
+
+    # ---- VecEnv API ---------------------------------------------------------------------------
+    def reset(self) -> VecEnvObs:
+        for i, seed in enumerate(self._seeds):
+            if seed is not None or self._rngs[i] is None:
+                self._rngs[i] = seeding.np_random(seed)[0]
+        days = [opts.get("day") for opts in self._options]
+        obs = self.core.reset(self._rngs, days if any(d is not None for d in days) else None)
+        self.reset_infos = [{"date": str(d.date())} for d in self.core.episode.dates]
+        self._reset_seeds()
+        self._reset_options()
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, reward, done, arrays = self.core.step(self._actions)
+        columns = [arrays[key].tolist() for key in STEP_KEYS]
+        infos: list[dict[str, Any]] = [dict(zip(STEP_KEYS, values)) for values in zip(*columns)]
+        if done:
+            metrics = self.core.episode_metrics()
+            names, rows = list(metrics), zip(*(v.tolist() for v in metrics.values()))
+            for info, row, last in zip(infos, rows, obs):
+                info["episode_metrics"] = dict(zip(names, row))
+                info["terminal_observation"] = last
+                info["TimeLimit.truncated"] = False
+            obs = self.core.reset(self._rngs)
+            self.reset_infos = [{"date": str(d.date())} for d in self.core.episode.dates]
+        return obs, reward.astype(np.float32), np.full(self.num_envs, done), infos
+
+    def close(self) -> None:
+        """Nothing to release: the core holds only arrays."""
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        idx = list(self._get_indices(indices))
+        if attr_name == "difficulty":
+            return [self.core.difficulty[i] for i in idx]
+        if attr_name in ("scenario", "obs_layout", "render_mode", "action_space", "observation_space"):
+            return [getattr(self, attr_name)] * len(idx)
+        raise AttributeError(f"MicrogridVecEnv has no per-env attribute {attr_name!r}")
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        raise AttributeError(f"MicrogridVecEnv attributes are read-only; use env_method('set_difficulty', ...) (got {attr_name!r})")
+
+    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any) -> list[Any]:
+        if method_name != "set_difficulty":
+            raise AttributeError(f"MicrogridVecEnv supports env_method('set_difficulty', ...) only, not {method_name!r}")
+        if method_args:
+            raise TypeError("set_difficulty takes keyword arguments only")
+        return [self.core.set_difficulty(i, **method_kwargs) for i in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        return [False] * len(list(self._get_indices(indices)))

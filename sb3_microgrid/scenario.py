@@ -1,0 +1,369 @@
+"""Typed, validated scenario of a microgrid: every physical and economic parameter lives here.
+
+The environment, the vectorized core and the LP baselines all read their numbers from one
+:class:`Scenario`, so they cannot disagree about the physics. Each field declares its allowed range
+in its metadata; a value outside it raises :class:`ScenarioError` naming the field and the range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+INF = math.inf
+
+
+class ScenarioError(ValueError):
+    """An invalid scenario value, an unknown key or an unknown preset."""
+
+
+def _f(default: Any, lo: float = -INF, hi: float = INF, *, lo_open: bool = False, doc: str = "") -> Any:
+    """A dataclass field with an allowed range ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``)."""
+    return field(default=default, metadata={"range": (lo, hi, lo_open), "doc": doc})
+
+
+def _check_range(path: str, value: Any, lo: float, hi: float, lo_open: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ScenarioError(f"{path} must be a number, got {value!r}")
+    if not math.isfinite(value) or value > hi or value < lo or (lo_open and value == lo):
+        low = f"({lo}" if lo_open else f"[{lo}"
+        raise ScenarioError(f"{path} = {value!r} is outside the allowed range {low}, {hi}]")
+
+
+class _Validated:
+    """Range checks from field metadata, run after construction and after :func:`dataclasses.replace`."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if "range" in f.metadata and value is not None:
+                _check_range(f"{type(self).__name__}.{f.name}", value, *f.metadata["range"])
+        self._check()
+
+    def _check(self) -> None:
+        """Cross-field rules; subclasses override."""
+
+
+@dataclass(frozen=True)
+class DegradationConfig(_Validated):
+    """Cycle + calendar aging of Xu et al., "Modeling of Lithium-Ion Battery Degradation for Cell Life
+    Assessment", IEEE Trans. Smart Grid 9(2), 2018 (their LMO cell parameters), at a constant 25 °C."""
+
+    alpha_sei: float = _f(5.75e-2, 0, 1, doc="share of capacity lost to SEI formation")
+    beta_sei: float = _f(121.0, 0, lo_open=True, doc="SEI formation speed")
+    k_delta1: float = _f(1.40e5, doc="DoD stress coefficient 1")
+    k_delta2: float = _f(-0.501, doc="DoD stress exponent")
+    k_delta3: float = _f(-1.23e5, doc="DoD stress coefficient 3")
+    k_sigma: float = _f(1.04, doc="SoC stress coefficient")
+    sigma_ref: float = _f(0.5, 0, 1, doc="reference SoC")
+    k_time: float = _f(4.14e-10, 0, doc="calendar aging per second")
+    cycle_hysteresis: float = _f(0.02, 0, 0.5, doc="SoC reversal smaller than this is not a turning point")
+
+    def _check(self) -> None:
+        # f_d(1) = 1 / (k1 + k3) must be a positive, finite damage per full cycle.
+        if self.k_delta1 + self.k_delta3 <= 0:
+            raise ScenarioError("DegradationConfig.k_delta1 + k_delta3 must be > 0 (damage of a full cycle)")
+
+
+@dataclass(frozen=True)
+class BatteryConfig(_Validated):
+    capacity_kwh: float = _f(1500.0, 0, 1e7, lo_open=True, doc="nominal energy capacity (kWh)")
+    charge_power_kw: float = _f(500.0, 0, 1e7, doc="maximum AC charging power (kW)")
+    discharge_power_kw: float = _f(500.0, 0, 1e7, doc="maximum AC discharging power (kW)")
+    charge_efficiency: float = _f(0.95, 0, 1, lo_open=True, doc="AC to stored energy")
+    discharge_efficiency: float = _f(0.95, 0, 1, lo_open=True, doc="stored energy to AC")
+    soc_min: float = _f(0.1, 0, 1, doc="lowest allowed state of charge (fraction of current capacity)")
+    soc_max: float = _f(0.9, 0, 1, doc="highest allowed state of charge")
+    initial_soc: float = _f(0.5, 0, 1, doc="SoC at reset, clipped into [soc_min, soc_max]")
+    initial_soh: float = _f(1.0, 0.5, 1, doc="state of health at reset (capacity / nominal)")
+    self_discharge_per_hour: float = _f(4e-5, 0, 0.01, doc="fraction of stored energy lost per hour")
+    price_inr_per_kwh: float = _f(15000.0, 0, doc="pack price used for the linear wear cost (Rs/kWh)")
+    cycle_life: float = _f(6000.0, 1, lo_open=False, doc="full cycles to end of life at cycle_life_dod")
+    cycle_life_dod: float = _f(0.8, 0, 1, lo_open=True, doc="depth of discharge of the rated cycle life")
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+
+    def _check(self) -> None:
+        if self.soc_min >= self.soc_max:
+            raise ScenarioError(
+                f"BatteryConfig.soc_min ({self.soc_min}) must be < soc_max ({self.soc_max}); allowed range 0 <= soc_min < soc_max <= 1"
+            )
+
+    @property
+    def wear_cost_inr_per_kwh(self) -> float:
+        """Linear wear cost per kWh of AC throughput (charge plus discharge):
+        price / (2 x cycle life x DoD)."""
+        return self.price_inr_per_kwh / (2.0 * self.cycle_life * self.cycle_life_dod)
+
+
+@dataclass(frozen=True)
+class PVConfig(_Validated):
+    capacity_kwp: float = _f(400.0, 0, 1e7, doc="installed rooftop PV (kWp)")
+
+
+@dataclass(frozen=True)
+class WindConfig(_Validated):
+    """A generic turbine power curve: cubic between cut-in and rated speed, flat to cut-out."""
+
+    rated_kw: float = _f(100.0, 0, 1e7, doc="rated power (kW)")
+    cut_in_ms: float = _f(3.0, 0, 50, doc="cut-in wind speed (m/s)")
+    rated_ms: float = _f(12.0, 0, 50, lo_open=True, doc="rated wind speed (m/s)")
+    cut_out_ms: float = _f(25.0, 0, 80, lo_open=True, doc="cut-out wind speed (m/s)")
+
+    def _check(self) -> None:
+        if not self.cut_in_ms < self.rated_ms < self.cut_out_ms:
+            raise ScenarioError("WindConfig needs cut_in_ms < rated_ms < cut_out_ms")
+
+
+@dataclass(frozen=True)
+class GridConfig(_Validated):
+    """Import tariff, export price, contracted limits and the demand charge.
+
+    ``tariff = "exchange"``: import price = day-ahead exchange price (capped) + ``network_charge``.
+    ``tariff = "tod"``: the regulated time-of-day tariff of India's Electricity (Rights of Consumers)
+    Amendment Rules 2023: ``normal_rate`` times ``peak_multiplier`` in peak hours and
+    ``solar_multiplier`` in the solar hours.
+    """
+
+    tariff: str = "exchange"
+    network_charge_inr_per_kwh: float = _f(3.3, 0, 100, doc="wheeling, losses and duties on top of the exchange price")
+    exchange_price_cap: float = _f(10.0, 0, 100, lo_open=True, doc="exchange price cap (Rs/kWh)")
+    normal_rate_inr_per_kwh: float = _f(8.5, 0, 100, doc="ToD normal rate (Rs/kWh)")
+    peak_multiplier: float = _f(1.2, 1.2, 5, doc="ToD peak rate / normal rate (rules: at least 1.2)")
+    solar_multiplier: float = _f(0.8, 0, 0.8, doc="ToD solar-hours rate / normal rate (rules: at most 0.8)")
+    peak_hours: tuple[int, int] = (17, 23)
+    solar_hours: tuple[int, int] = (9, 17)
+    export_price_inr_per_kwh: float = _f(3.0, 0, 100, doc="feed-in price (Rs/kWh)")
+    import_limit_kw: float = _f(1200.0, 0, 1e7, lo_open=True, doc="contracted import limit (kW)")
+    export_limit_kw: float = _f(300.0, 0, 1e7, doc="export limit (kW)")
+    demand_charge_inr_per_kva_month: float = _f(350.0, 0, 1e5, doc="demand charge on the monthly peak (Rs/kVA/month)")
+    power_factor: float = _f(0.95, 0, 1, lo_open=True, doc="kVA = kW / power factor")
+
+    def _check(self) -> None:
+        if self.tariff not in ("exchange", "tod"):
+            raise ScenarioError(f"GridConfig.tariff = {self.tariff!r}; allowed: 'exchange', 'tod'")
+        for name in ("peak_hours", "solar_hours"):
+            start, end = getattr(self, name)
+            if not (0 <= start < end <= 24):
+                raise ScenarioError(f"GridConfig.{name} = {(start, end)}: need 0 <= start < end <= 24")
+        if self.solar_hours[1] - self.solar_hours[0] > 8 and self.tariff == "tod":
+            raise ScenarioError("GridConfig.solar_hours may span at most 8 hours under the 2023 rules")
+
+
+@dataclass(frozen=True)
+class EVConfig(_Validated):
+    n_ports: int = _f(12, 0, 1000, doc="charging ports")
+    port_power_kw: float = _f(11.0, 0, 1000, lo_open=True, doc="power limit of each port (kW)")
+    charger_efficiency: float = _f(0.95, 0, 1, lo_open=True, doc="energy into the car / energy from the bus")
+    v2g: bool = False
+    unmet_penalty_inr_per_kwh: float = _f(25.0, 0, 1e4, doc="penalty per kWh still missing at departure")
+
+    def _check(self) -> None:
+        if not isinstance(self.n_ports, int) or isinstance(self.n_ports, bool):
+            raise ScenarioError(f"EVConfig.n_ports must be an integer, got {self.n_ports!r}")
+
+
+@dataclass(frozen=True)
+class ForecastConfig(_Validated):
+    """History and forecast window of the observation; forecast errors grow with lead time.
+
+    The error of the forecast for target step ``tau`` issued ``l`` steps ahead is
+    ``value * sigma * sqrt((l + 1) / forecast_steps) * u[tau]``: ``u`` is an AR(1) standard-normal path
+    drawn at reset, so successive forecasts of one hour agree and sharpen as it approaches.
+    """
+
+    history_steps: int = _f(8, 0, 1000, doc="past steps in the window")
+    forecast_steps: int = _f(24, 1, 1000, doc="current and future steps in the window")
+    load_noise: float = _f(0.05, 0, 2, doc="relative error of the load forecast at the longest lead")
+    price_noise: float = _f(0.10, 0, 2, doc="relative error of the price forecast at the longest lead")
+    emission_noise: float = _f(0.05, 0, 2, doc="relative error of the emission-factor forecast at the longest lead")
+    error_autocorrelation: float = _f(0.8, 0, 1, lo_open=False, doc="AR(1) coefficient of the error path from hour to hour")
+
+    def _check(self) -> None:
+        for name in ("history_steps", "forecast_steps"):
+            if not isinstance(getattr(self, name), int):
+                raise ScenarioError(f"ForecastConfig.{name} must be an integer")
+        if self.error_autocorrelation >= 1:
+            raise ScenarioError("ForecastConfig.error_autocorrelation must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class Difficulty(_Validated):
+    """What a curriculum moves; applied at the next reset (see ``MicrogridEnv.set_difficulty``)."""
+
+    renewable_noise: float = _f(0.2, 0, 2, doc="relative PV and wind forecast error at the longest lead")
+    ev_count: int | None = _f(None, 0, 10000, doc="at most this many EV sessions a day (None: all)")
+    price_volatility: float = _f(1.0, 0, 3, doc="scales the import price's deviation from its daily mean")
+    soc_min: float | None = _f(None, 0, 1, doc="overrides BatteryConfig.soc_min")
+    soc_max: float | None = _f(None, 0, 1, doc="overrides BatteryConfig.soc_max")
+    ev_deadline_buffer: float = _f(0.0, 0, 24, doc="hours added to every EV's departure")
+
+    def _check(self) -> None:
+        if self.ev_count is not None and (not isinstance(self.ev_count, int) or isinstance(self.ev_count, bool)):
+            raise ScenarioError(f"Difficulty.ev_count must be an integer or None, got {self.ev_count!r}")
+        if self.soc_min is not None and self.soc_max is not None and self.soc_min >= self.soc_max:
+            raise ScenarioError(f"Difficulty.soc_min ({self.soc_min}) must be < soc_max ({self.soc_max})")
+
+
+@dataclass(frozen=True)
+class RewardConfig(_Validated):
+    """reward = -(sum_k weight_k * cost_k) / scale_inr, costs in rupees (see docs/environment.md)."""
+
+    scale_inr: float = _f(1000.0, 0, 1e9, lo_open=True, doc="rupees per unit of reward")
+    carbon_price_inr_per_kg: float = _f(0.0, 0, 1e4, doc="price on grid-import emissions (Rs/kg CO2)")
+    unserved_penalty_inr_per_kwh: float = _f(200.0, 0, 1e6, doc="value of lost load when the supervisor must shed")
+    weight_energy: float = _f(1.0, 0, 100)
+    weight_demand: float = _f(1.0, 0, 100)
+    weight_degradation: float = _f(1.0, 0, 100)
+    weight_ev: float = _f(1.0, 0, 100)
+    weight_carbon: float = _f(1.0, 0, 100)
+    weight_unserved: float = _f(1.0, 0, 100)
+    weight_terminal: float = _f(1.0, 0, 100)
+
+
+@dataclass(frozen=True)
+class DataConfig(_Validated):
+    """Where the series come from: the synthetic generator (``path`` unset) or the user's files."""
+
+    seed: int = _f(0, 0, 2**32 - 1, doc="seed of the synthetic data")
+    years: int = _f(10, 1, 100, doc="years of synthetic data")
+    start_year: int = _f(2015, 1900, 2200)
+    load_mean_kw: float = _f(316.0, 0, 1e7, lo_open=True, doc="mean building load of the synthetic data (kW)")
+    series_path: str | None = None
+    sessions_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Scenario(_Validated):
+    """A whole microgrid: assets, tariff, EVs, forecasts, reward, difficulty and data source."""
+
+    name: str = "campus"
+    step_hours: float = _f(1.0, 0, 24, lo_open=True, doc="length of one step (h); 1/step_hours must be an integer")
+    horizon_days: int = _f(1, 1, 3650, doc="days per episode")
+    battery: BatteryConfig = field(default_factory=BatteryConfig)
+    pv: PVConfig = field(default_factory=PVConfig)
+    wind: WindConfig = field(default_factory=WindConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    ev: EVConfig = field(default_factory=EVConfig)
+    forecast: ForecastConfig = field(default_factory=ForecastConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    difficulty: Difficulty = field(default_factory=Difficulty)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def _check(self) -> None:
+        per_hour = 1.0 / self.step_hours
+        if abs(per_hour - round(per_hour)) > 1e-9:
+            raise ScenarioError(f"Scenario.step_hours = {self.step_hours}: 1 / step_hours must be an integer (1, 0.5, 0.25, ...)")
+        if not isinstance(self.horizon_days, int):
+            raise ScenarioError("Scenario.horizon_days must be an integer")
+
+    @property
+    def steps_per_day(self) -> int:
+        return int(round(24 / self.step_hours))
+
+    @property
+    def episode_steps(self) -> int:
+        return self.steps_per_day * self.horizon_days
+
+    def replace(self, **changes: Any) -> "Scenario":
+        """A copy with top-level fields or nested ``section__field`` keys changed (validated)."""
+        return from_dict(_merge(to_dict(self), _nest(changes)))
+
+    # ---- YAML -------------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Scenario":
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh) or {}
+        if not isinstance(raw, dict):
+            raise ScenarioError(f"{path}: the top level of a scenario file must be a mapping")
+        base = raw.pop("base", None)
+        start = to_dict(load_scenario(base)) if base else {}
+        return from_dict(_merge(start, raw))
+
+    def to_yaml(self, path: str | Path) -> None:
+        with open(path, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(to_dict(self), fh, sort_keys=False)
+
+
+def _nest(changes: Mapping[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in changes.items():
+        parts = key.split("__")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def to_dict(obj: Any) -> Any:
+    """A plain nested dict of a scenario (tuples as lists), as written to YAML."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return list(obj)
+    return obj
+
+
+def _build(cls: type, raw: Mapping[str, Any], path: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ScenarioError(f"{path} must be a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ScenarioError(f"unknown key(s) {unknown} in {path}; allowed: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        default = fields[name].default_factory if fields[name].default_factory is not dataclasses.MISSING else None
+        if default is not None and dataclasses.is_dataclass(default):
+            kwargs[name] = _build(default, value, f"{path}.{name}")
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        elif isinstance(fields[name].default, float) and isinstance(value, int) and not isinstance(value, bool):
+            kwargs[name] = float(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def from_dict(raw: Mapping[str, Any]) -> Scenario:
+    """Build and validate a :class:`Scenario` from a nested mapping (unknown keys are errors)."""
+    return _build(Scenario, raw, "scenario")
+
+
+PRESETS = ("campus", "campus_tod")
+
+
+def load_scenario(scenario: str | Path | Scenario | Mapping[str, Any] | None = None) -> Scenario:
+    """A scenario from a preset name, a YAML path, a mapping, or a :class:`Scenario` (returned as is).
+
+    :param scenario: ``None`` or ``"campus"`` for the default, ``"campus_tod"``, a path to a YAML file,
+        or a mapping of fields.
+    """
+    if scenario is None:
+        scenario = "campus"
+    if isinstance(scenario, Scenario):
+        return scenario
+    if isinstance(scenario, Mapping):
+        return from_dict(scenario)
+    text = str(scenario)
+    if text in PRESETS:
+        return Scenario.from_yaml(resources.files("sb3_microgrid") / "scenarios" / f"{text}.yaml")  # type: ignore[arg-type]
+    if Path(text).suffix in (".yaml", ".yml") and Path(text).exists():
+        return Scenario.from_yaml(text)
+    raise ScenarioError(f"unknown scenario {text!r}: use one of {list(PRESETS)} or a path to a YAML file")

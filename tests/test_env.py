@@ -1,0 +1,242 @@
+"""The environment: API contracts, determinism, end-of-day rule, difficulty, vector core equality."""
+
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+
+import sb3_microgrid  # noqa: F401  (registers Microgrid-v0)
+from sb3_microgrid.envs import EPISODE_KEYS, STEP_KEYS, MicrogridEnv, MicrogridVecEnv
+
+
+def run_episode(env: gym.Env, policy, seed: int = 0, options=None):
+    obs, _ = env.reset(seed=seed, options=options)
+    infos, rewards, observations = [], [], [obs]
+    done = False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(policy(obs))
+        done = terminated or truncated
+        infos.append(info)
+        rewards.append(reward)
+        observations.append(obs)
+    return np.array(observations), np.array(rewards), infos
+
+
+def test_checkers_pass():
+    gym_check_env(MicrogridEnv(), skip_render_check=True)
+    sb3_check_env(MicrogridEnv(), warn=True)
+
+
+def test_gym_make_defaults_and_kwargs():
+    env = gym.make("Microgrid-v0")
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert env.unwrapped.scenario.name == "campus"
+    assert env.unwrapped.scenario.episode_steps == 24
+    env = gym.make("Microgrid-v0", scenario="campus_tod", split="test", seed=0)
+    _, info = env.reset()
+    assert info["date"].startswith("2024")
+    assert env.unwrapped.scenario.grid.tariff == "tod"
+
+
+def test_make_vec_env_eight():
+    venv = make_vec_env("Microgrid-v0", n_envs=8, seed=0)
+    obs = venv.reset()
+    assert obs.shape == (8, venv.observation_space.shape[0])
+    obs, rew, done, infos = venv.step(np.zeros((8, venv.action_space.shape[0])))
+    assert rew.shape == (8,) and len(infos) == 8
+
+
+def test_registration_from_fresh_interpreter():
+    code = "import gymnasium as gym, sb3_microgrid; e = gym.make('Microgrid-v0'); e.reset(seed=1); print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("ok")
+
+
+def test_same_seed_same_episode():
+    policy_rng = np.random.default_rng(0)
+    actions = policy_rng.uniform(-1, 1, size=(24, 13))
+    it = iter(actions)
+    obs_a, rew_a, info_a = run_episode(MicrogridEnv(), lambda o: next(it), seed=7)
+    it = iter(actions)
+    obs_b, rew_b, info_b = run_episode(MicrogridEnv(), lambda o: next(it), seed=7)
+    np.testing.assert_array_equal(obs_a, obs_b)
+    np.testing.assert_array_equal(rew_a, rew_b)
+    assert info_a == info_b
+    _, _, info_c = run_episode(MicrogridEnv(), lambda o: actions[0], seed=8)
+    assert info_c[-1]["episode_metrics"] != info_a[-1]["episode_metrics"]
+
+
+def test_info_keys_every_step_and_episode_metrics():
+    env = MicrogridEnv()
+    _, _, infos = run_episode(env, lambda o: env.action_space.sample())
+    for info in infos:
+        assert set(STEP_KEYS) <= set(info)
+    assert set(EPISODE_KEYS) <= set(infos[-1]["episode_metrics"])
+    assert "episode_metrics" not in infos[0]
+    total = sum(i["cost"] for i in infos)
+    assert infos[-1]["episode_metrics"]["total_cost"] == pytest.approx(total)
+
+
+def test_reward_is_scaled_negative_cost():
+    env = MicrogridEnv()
+    env.reset(seed=3)
+    _, reward, _, _, info = env.step(env.action_space.sample())
+    assert reward == pytest.approx(-info["cost"] / env.scenario.reward.scale_inr)
+
+
+def test_layout_window_matches_true_history():
+    """The history rows of the window are the true past PV and load, read through the layout."""
+    env = MicrogridEnv()
+    layout = env.obs_layout
+    obs, _ = env.reset(seed=0, options={"day": "2016-03-02"})
+    pv_col, load_col = layout.window_names.index("pv"), layout.window_names.index("load")
+    load_seen = []
+    for _ in range(layout.history_steps + 1):
+        load_seen.append(env.core.episode.load_kw[0, env.core.t])
+        obs, *_ = env.step(np.zeros(env.action_space.shape))
+    window = obs[layout.window].reshape(layout.window_shape)
+    # the last history row is the previous step: its load equals what the env used then
+    scale = env.core.site.window_scale[load_col]
+    np.testing.assert_allclose(window[: layout.history_steps, load_col] * scale, load_seen[1:], rtol=1e-5)
+    assert (window[:, pv_col] >= 0).all()
+    assert layout.static.stop == layout.window.start and layout.size == obs.size
+
+
+def test_forecast_error_grows_with_lead():
+    env = MicrogridEnv(scenario={"forecast": {"load_noise": 0.2}})
+    h = env.obs_layout.history_steps
+    errors = []
+    for seed in range(40):
+        obs, _ = env.reset(seed=seed)
+        truth = env.core.episode.window_mean[0, : env.obs_layout.window_shape[0]]
+        window = obs[env.obs_layout.window].reshape(env.obs_layout.window_shape)
+        errors.append(np.abs(window[h:, 2] - truth[h:, 2]) / truth[h:, 2])
+    err = np.mean(errors, axis=0)
+    assert err[-1] > 2 * err[0]
+    assert np.all(np.isfinite(err))
+
+
+def test_draining_at_end_of_day_does_not_pay():
+    """Idling all day vs idling and then emptying the battery in the last hour."""
+    for day in ("2016-01-05", "2016-06-14", "2016-10-20"):
+        idle = MicrogridEnv()
+        n = idle.action_space.shape[0]
+        hold = np.zeros(n)
+        _, _, info_idle = run_episode(idle, lambda o: hold, options={"day": day})
+        env = MicrogridEnv()
+        _, _, info_drain = run_episode(env, lambda o, e=env: hold if e.core.t < 23 else np.r_[-1.0, np.zeros(n - 1)], options={"day": day})
+        assert info_drain[-1]["battery_kwh"] < -100  # it really discharged
+        assert info_drain[-1]["cost_terminal"] > 0
+        assert info_drain[-1]["episode_metrics"]["total_cost"] > info_idle[-1]["episode_metrics"]["total_cost"]
+
+
+def test_set_difficulty_validates_and_applies_at_next_reset():
+    env = MicrogridEnv()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="soc_min"):
+        env.set_difficulty(soc_min=0.8, soc_max=0.5)
+    with pytest.raises(ValueError, match="renewable_noise"):
+        env.set_difficulty(renewable_noise=-1)
+    with pytest.raises(ValueError, match="unknown difficulty"):
+        env.set_difficulty(bogus=1)
+    env.set_difficulty(ev_count=2, soc_min=0.3, soc_max=0.7, ev_deadline_buffer=2.0, price_volatility=0.5)
+    assert env.difficulty.ev_count is None  # not yet
+    env.reset(seed=0, options={"day": "2016-03-02"})
+    assert env.difficulty.ev_count == 2
+    arrivals = (env.core.episode.arrival_energy[0] > 0).sum()
+    assert 0 < arrivals <= 2
+    assert env.core.episode.soc_min[0] == 0.3 and env.core.episode.soc_max[0] == 0.7
+    prices = env.core.episode.import_price[0]
+    base = MicrogridEnv()
+    base.reset(seed=0, options={"day": "2016-03-02"})
+    assert prices.std() == pytest.approx(0.5 * base.core.episode.import_price[0].std(), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["dummy", "subproc", "vecnormalize", "microgrid"])
+def test_set_difficulty_through_env_method(kind):
+    if kind == "microgrid":
+        venv = MicrogridVecEnv(2, seed=0)
+    else:
+        # a class, not the id: forkserver workers do not import sb3_microgrid, so the id is unknown there
+        venv = make_vec_env(MicrogridEnv, n_envs=2, seed=0, vec_env_cls=SubprocVecEnv if kind == "subproc" else DummyVecEnv)
+    if kind == "vecnormalize":
+        venv = VecNormalize(venv)
+    venv.reset()
+    venv.env_method("set_difficulty", ev_count=1)
+    assert [d.ev_count for d in venv.get_attr("difficulty")] == [None, None]
+    venv.reset()
+    assert [d.ev_count for d in venv.get_attr("difficulty")] == [1, 1]
+    venv.close()
+
+
+def test_vec_env_equals_single_envs():
+    n, seed = 4, 11
+    vec = MicrogridVecEnv(n, seed=seed)
+    dummy = DummyVecEnv([lambda: MicrogridEnv() for _ in range(n)])
+    dummy.seed(seed)
+    assert vec.observation_space == dummy.observation_space
+    obs_v, obs_d = vec.reset(), dummy.reset()
+    np.testing.assert_array_equal(obs_v, obs_d)
+    assert vec.reset_infos == dummy.reset_infos
+    rng = np.random.default_rng(0)
+    for _ in range(3 * 24):  # three episodes: auto-reset continues each env's generator
+        action = rng.uniform(-1.5, 1.5, size=(n, vec.action_space.shape[0]))
+        obs_v, rew_v, done_v, info_v = vec.step(action)
+        obs_d, rew_d, done_d, info_d = dummy.step(action)
+        np.testing.assert_array_equal(obs_v, obs_d)
+        np.testing.assert_array_equal(rew_v, rew_d)
+        np.testing.assert_array_equal(done_v, done_d)
+        for a, b in zip(info_v, info_d):
+            b = {k: v for k, v in b.items() if k != "TimeLimit.truncated" or done_d[0]}
+            assert set(a) == set(b)
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_quarter_hour_steps():
+    env = MicrogridEnv(scenario={"step_hours": 0.25})
+    _, rewards, infos = run_episode(env, lambda o: env.action_space.sample())
+    assert len(rewards) == 96
+    assert sum(i["safety_violations"] for i in infos) == 0
+    hourly = MicrogridEnv()
+    _, _, infos_h = run_episode(hourly, lambda o: np.r_[0.0, np.ones(12)], options={"day": "2016-03-02"})
+    env = MicrogridEnv(scenario={"step_hours": 0.25})
+    _, _, infos_q = run_episode(env, lambda o: np.r_[0.0, np.ones(12)], options={"day": "2016-03-02"})
+    load_h = sum(i["load_kwh"] for i in infos_h)
+    assert sum(i["load_kwh"] for i in infos_q) == pytest.approx(load_h, rel=0.02)
+
+
+def test_capacity_fades_over_years():
+    """A daily full cycle over three years: SoH falls every day, by a plausible amount."""
+    env = MicrogridEnv(scenario={"horizon_days": 3 * 365}, split="all")
+    env.reset(seed=0, options={"day": "2015-01-01"})
+    n = env.action_space.shape[0]
+    soh = [env.core.soh[0]]
+    for t in range(env.scenario.episode_steps):
+        hour = t % 24
+        a = 1.0 if hour < 4 else (-1.0 if 17 <= hour < 21 else 0.0)
+        _, _, done, _, info = env.step(np.r_[a, np.zeros(n - 1)])
+        if hour == 23:
+            soh.append(env.core.soh[0])
+    soh = np.array(soh)
+    assert np.all(np.diff(soh) < 0)
+    assert 0.03 < 1 - soh[-1] < 0.3
+    assert done and info["episode_metrics"]["battery_degradation"] == pytest.approx(1 - soh[-1])
+
+
+def test_split_years_are_disjoint():
+    dates = {}
+    for split in ("train", "validation", "test"):
+        env = MicrogridEnv(split=split)
+        dates[split] = set(env.core.site.dates[env.core.starts].year)
+    assert dates["train"] == set(range(2015, 2023))
+    assert dates["validation"] == {2023} and dates["test"] == {2024}
+    with pytest.raises(ValueError, match="not a start day"):
+        MicrogridEnv(split="train").reset(options={"day": "2024-03-01"})
