@@ -1,0 +1,39 @@
+"""Hourly microgrid data: the deterministic synthetic generator and loaders for the user's own files."""
+
+from sb3_microgrid.data.io import (
+    DataValidationError,
+    load_data,
+    load_series,
+    load_sessions,
+    validate_series,
+    validate_sessions,
+)
+from sb3_microgrid.data.synthetic import (
+    SERIES_COLUMNS,
+    SESSION_COLUMNS,
+    SPLITS,
+    MicrogridData,
+    SiteProfile,
+    generate,
+    generate_series,
+    generate_sessions,
+    split_days,
+)
+
+__all__ = [
+    "SERIES_COLUMNS",
+    "SESSION_COLUMNS",
+    "SPLITS",
+    "DataValidationError",
+    "MicrogridData",
+    "SiteProfile",
+    "generate",
+    "generate_series",
+    "generate_sessions",
+    "load_data",
+    "load_series",
+    "load_sessions",
+    "split_days",
+    "validate_series",
+    "validate_sessions",
+]

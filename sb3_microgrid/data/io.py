@@ -1,0 +1,373 @@
+"""Loading and validating the user's own hourly series and EV sessions.
+
+Nothing is filled or repaired silently: any departure from the format in ``docs/data_card.md`` raises
+:class:`DataValidationError` naming the column, the problem and, where there is one, the allowed range.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sb3_microgrid.data.synthetic import (
+    HOURS_PER_DAY,
+    SERIES_COLUMNS,
+    SESSION_COLUMNS,
+    TIME_UNIT,
+    MicrogridData,
+    SiteProfile,
+    generate_sessions,
+    split_days,
+)
+
+TIME_COLUMN = "time"
+OPTIONAL_SERIES_COLUMNS = ("is_holiday",)  # absent -> 0 on every hour
+REQUIRED_SERIES_COLUMNS = tuple(c for c in SERIES_COLUMNS if c not in OPTIONAL_SERIES_COLUMNS)
+# Allowed closed ranges of the numeric series; is_holiday is checked separately (0 or 1 only).
+SERIES_RANGES: dict[str, tuple[float, float]] = {
+    "pv_cf": (0.0, 1.0),  # kW per kWp: AC output cannot exceed the installed peak power
+    "wind_speed": (0.0, np.inf),
+    "load_kw": (0.0, np.inf),
+    "exchange_price": (0.0, np.inf),
+    "emission_factor": (0.0, np.inf),
+}
+ONE_HOUR = np.timedelta64(1, "h")
+
+
+class DataValidationError(ValueError):
+    """User data breaks a documented rule; the message names the column and the problem."""
+
+
+def _rename(df: pd.DataFrame, column_map: Mapping[str, str] | None) -> pd.DataFrame:
+    """Copy of ``df`` with the user's column names replaced by ours.
+
+    :param df: user frame
+    :param column_map: user name -> our name; keys absent from ``df`` are ignored
+    """
+    return df.rename(columns=dict(column_map or {}))
+
+
+def _name(column: str, column_map: Mapping[str, str] | None) -> str:
+    """Column name for messages, with the user's own name when it was mapped.
+
+    :param column: our column name
+    :param column_map: user name -> our name
+    """
+    theirs = [user for user, ours in (column_map or {}).items() if ours == column]
+    return f"column {column!r}" + (f" (mapped from {theirs[0]!r})" if theirs else "")
+
+
+def _read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a .csv or .parquet file.
+
+    :param path: file path
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    raise DataValidationError(f"{os.fspath(path)}: unsupported file type {suffix!r}; use .csv or .parquet")
+
+
+def _parse_times(values: pd.Series | pd.Index, column: str, column_map: Mapping[str, str] | None) -> pd.DatetimeIndex:
+    """Timestamps of a column, tz-naive, in the canonical resolution.
+
+    :param values: raw timestamps
+    :param column: our column name, for messages
+    :param column_map: user name -> our name, for messages
+    """
+    try:
+        times = pd.DatetimeIndex(pd.to_datetime(values))
+    except (ValueError, TypeError) as err:
+        raise DataValidationError(f"{_name(column, column_map)}: cannot parse timestamps ({err})") from err
+    missing = np.flatnonzero(times.isna())
+    if missing.size:
+        raise DataValidationError(
+            f"{_name(column, column_map)} has {missing.size} missing timestamps, first in row {missing[0]}"
+        )
+    if times.tz is not None:
+        raise DataValidationError(
+            f"{_name(column, column_map)} is timezone-aware ({times.tz}); give tz-naive local time (IST), "
+            "e.g. times.tz_convert('Asia/Kolkata').tz_localize(None)"
+        )
+    return times.as_unit(TIME_UNIT)
+
+
+def _numeric(
+    values: pd.Series, column: str, column_map: Mapping[str, str] | None, labels: pd.Index
+) -> np.ndarray:
+    """Finite float values of a column.
+
+    :param values: raw column
+    :param column: our column name, for messages
+    :param column_map: user name -> our name, for messages
+    :param labels: row labels (timestamps or row numbers) for messages
+    """
+    coerced = pd.to_numeric(values, errors="coerce")
+    bad = np.flatnonzero(coerced.isna().to_numpy() & values.notna().to_numpy())
+    if bad.size:
+        raise DataValidationError(
+            f"{_name(column, column_map)} is not numeric: {bad.size} values are not numbers, "
+            f"first {values.iloc[bad[0]]!r} at {labels[bad[0]]}"
+        )
+    array = coerced.to_numpy(dtype=float, na_value=np.nan)
+    not_finite = np.flatnonzero(~np.isfinite(array))
+    if not_finite.size:
+        raise DataValidationError(
+            f"{_name(column, column_map)} has {not_finite.size} NaN or infinite values, first at "
+            f"{labels[not_finite[0]]}; fill or drop them before loading (nothing is filled silently)"
+        )
+    return array
+
+
+def _check_range(
+    array: np.ndarray,
+    low: float,
+    high: float,
+    column: str,
+    column_map: Mapping[str, str] | None,
+    labels: pd.Index,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """Raise if any value lies outside the interval from ``low`` to ``high``.
+
+    :param array: finite values
+    :param low: lower bound
+    :param high: upper bound (may be inf)
+    :param column: our column name, for messages
+    :param column_map: user name -> our name, for messages
+    :param labels: row labels for messages
+    :param low_open: whether ``low`` itself is excluded
+    :param high_open: whether ``high`` itself is excluded
+    """
+    below = array <= low if low_open else array < low
+    above = array >= high if high_open else array > high
+    bad = np.flatnonzero(below | above)
+    if bad.size:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or np.isinf(high) else ']'}"
+        raise DataValidationError(
+            f"{_name(column, column_map)} has {bad.size} values outside the allowed range {interval}, "
+            f"first {array[bad[0]]:g} at {labels[bad[0]]}"
+        )
+
+
+def _require(df: pd.DataFrame, required: tuple[str, ...], column_map: Mapping[str, str] | None) -> None:
+    """Raise naming the missing columns and listing the required ones.
+
+    :param df: frame with our column names
+    :param required: columns that must be present
+    :param column_map: user name -> our name, for messages
+    """
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataValidationError(
+            f"missing {', '.join(_name(c, column_map) for c in missing)}; required columns: {', '.join(required)}; "
+            f"found: {', '.join(map(str, df.columns))} (map your names with column_map)"
+        )
+
+
+def _check_hourly_days(times: pd.DatetimeIndex, column_map: Mapping[str, str] | None) -> None:
+    """Raise unless ``times`` are unique, sorted, exactly hourly and cover whole days from midnight.
+
+    :param times: timestamps of the series
+    :param column_map: user name -> our name, for messages
+    """
+    name = _name(TIME_COLUMN, column_map)
+    if times.has_duplicates:
+        duplicated = times[times.duplicated()]
+        raise DataValidationError(f"{name} has {len(duplicated)} duplicated timestamps, first {duplicated[0]}")
+    step = np.diff(times.to_numpy())
+    backwards = np.flatnonzero(step < np.timedelta64(0))
+    if backwards.size:
+        i = backwards[0]
+        raise DataValidationError(f"{name} is not sorted: {times[i + 1]} follows {times[i]}")
+    irregular = np.flatnonzero(step != ONE_HOUR)
+    if irregular.size:
+        i = irregular[0]
+        raise DataValidationError(
+            f"{name}: time step of {pd.Timedelta(step[i])} between {times[i]} and {times[i + 1]}; "
+            "the step must be exactly 1 hour"
+        )
+    if times[0] != times[0].normalize():
+        raise DataValidationError(f"{name} starts at {times[0]}, not at midnight; whole days are required")
+    if len(times) % HOURS_PER_DAY:
+        raise DataValidationError(
+            f"{name} holds {len(times)} hours, not a multiple of {HOURS_PER_DAY}: the last day (ending "
+            f"{times[-1]}) is incomplete; whole days are required"
+        )
+
+
+def _validate_series(df: pd.DataFrame, column_map: Mapping[str, str] | None) -> pd.DataFrame:
+    """Canonical copy of a series frame already in our column names.
+
+    :param df: frame with our column names, a DatetimeIndex or a ``time`` column
+    :param column_map: user name -> our name, for messages
+    """
+    if isinstance(df.index, pd.DatetimeIndex):
+        times = _parse_times(df.index, TIME_COLUMN, column_map)
+    elif TIME_COLUMN in df.columns:
+        times = _parse_times(df[TIME_COLUMN], TIME_COLUMN, column_map)
+    else:
+        raise DataValidationError(
+            f"column {TIME_COLUMN!r} not found and the index is not a DatetimeIndex; "
+            f"give hourly timestamps in a {TIME_COLUMN!r} column or as the index"
+        )
+    if df.empty:
+        raise DataValidationError("the series has no rows")
+    _require(df, REQUIRED_SERIES_COLUMNS, column_map)
+    columns = {}
+    for column in REQUIRED_SERIES_COLUMNS:
+        columns[column] = _numeric(df[column], column, column_map, times)
+        _check_range(columns[column], *SERIES_RANGES[column], column, column_map, times)
+    if "is_holiday" in df.columns:
+        holiday = _numeric(df["is_holiday"], "is_holiday", column_map, times)
+        bad = np.flatnonzero((holiday != 0) & (holiday != 1))
+        if bad.size:
+            raise DataValidationError(
+                f"{_name('is_holiday', column_map)} has {bad.size} values other than 0 or 1, "
+                f"first {holiday[bad[0]]:g} at {times[bad[0]]}"
+            )
+        columns["is_holiday"] = holiday.astype(np.int8)
+    else:
+        columns["is_holiday"] = np.zeros(len(times), dtype=np.int8)
+    _check_hourly_days(times, column_map)
+    return pd.DataFrame(columns, index=times.rename(TIME_COLUMN))[list(SERIES_COLUMNS)]
+
+
+def validate_series(df: pd.DataFrame, column_map: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Check an hourly series and return a copy with only our columns, in canonical names and dtypes.
+
+    :param df: hourly frame with a DatetimeIndex (or a ``time`` column) and the ``SERIES_COLUMNS``;
+        ``is_holiday`` is optional and taken as 0 when absent
+    :param column_map: user column name -> our name, e.g. ``{"PV (kW/kWp)": "pv_cf"}``
+    """
+    return _validate_series(_rename(df, column_map), column_map)
+
+
+def load_series(
+    path: str | os.PathLike, column_map: Mapping[str, str] | None = None, time_column: str = TIME_COLUMN
+) -> pd.DataFrame:
+    """Read and validate an hourly series from a .csv or .parquet file.
+
+    :param path: file path
+    :param column_map: user column name -> our name
+    :param time_column: timestamp column (after ``column_map``); a parquet DatetimeIndex is used when it is absent
+    """
+    df = _rename(_read_table(path), column_map)
+    if time_column in df.columns:
+        times = _parse_times(df[time_column], TIME_COLUMN, column_map)
+        df = df.drop(columns=time_column).set_axis(times, axis=0)
+    elif not isinstance(df.index, pd.DatetimeIndex):
+        raise DataValidationError(
+            f"{os.fspath(path)}: column {time_column!r} not found and the index is not a DatetimeIndex; "
+            f"found columns: {', '.join(map(str, df.columns))} (pass time_column= or map it with column_map)"
+        )
+    return _validate_series(df, column_map)
+
+
+def _validate_sessions(
+    df: pd.DataFrame, n_ports: int | None, column_map: Mapping[str, str] | None
+) -> pd.DataFrame:
+    """Canonical copy of a sessions frame already in our column names.
+
+    :param df: one row per session
+    :param n_ports: number of ports; None skips the upper bound on ``port``
+    :param column_map: user name -> our name, for messages
+    """
+    _require(df, SESSION_COLUMNS, column_map)
+    rows = pd.Index("row " + pd.RangeIndex(len(df)).astype(str))  # messages cite 0-based data rows
+    port = _numeric(df["port"], "port", column_map, rows)
+    not_whole = np.flatnonzero(port != np.round(port))
+    if not_whole.size:
+        raise DataValidationError(
+            f"{_name('port', column_map)} must hold whole numbers; {not_whole.size} do not, "
+            f"first {port[not_whole[0]]:g} at {rows[not_whole[0]]}"
+        )
+    _check_range(port, 0, np.inf if n_ports is None else n_ports, "port", column_map, rows, high_open=True)
+    energy = _numeric(df["energy_kwh"], "energy_kwh", column_map, rows)
+    _check_range(energy, 0.0, np.inf, "energy_kwh", column_map, rows, low_open=True)
+    arrival = _parse_times(df["arrival"], "arrival", column_map)
+    departure = _parse_times(df["departure"], "departure", column_map)
+    backwards = np.flatnonzero(departure <= arrival)
+    if backwards.size:
+        i = backwards[0]
+        raise DataValidationError(
+            f"{_name('departure', column_map)}: {backwards.size} sessions depart at or before they arrive, "
+            f"first in row {i} (arrival {arrival[i]}, departure {departure[i]})"
+        )
+    order = np.lexsort((arrival.to_numpy(), port))
+    same_port = port[order][1:] == port[order][:-1]
+    overlap = np.flatnonzero(same_port & (arrival.to_numpy()[order][1:] < departure.to_numpy()[order][:-1]))
+    if overlap.size:
+        first, second = order[overlap[0]], order[overlap[0] + 1]
+        raise DataValidationError(
+            f"{_name('arrival', column_map)}: {overlap.size} sessions start before the previous session on the "
+            f"same port departs, first on port {port[first]:g}: row {second} arrives {arrival[second]}, "
+            f"row {first} departs {departure[first]}"
+        )
+    frame = pd.DataFrame(
+        {"port": port.astype(np.int64), "arrival": arrival, "departure": departure, "energy_kwh": energy}
+    )
+    return frame.iloc[np.lexsort((port, arrival.to_numpy()))].reset_index(drop=True)
+
+
+def validate_sessions(
+    df: pd.DataFrame, n_ports: int, column_map: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """Check EV sessions and return a canonical copy sorted by arrival then port, with a RangeIndex.
+
+    :param df: one row per session with the ``SESSION_COLUMNS``
+    :param n_ports: number of ports; ``port`` must lie in [0, n_ports)
+    :param column_map: user column name -> our name
+    """
+    return _validate_sessions(_rename(df, column_map), n_ports, column_map)
+
+
+def load_sessions(
+    path: str | os.PathLike, column_map: Mapping[str, str] | None = None, n_ports: int | None = None
+) -> pd.DataFrame:
+    """Read and validate EV sessions from a .csv or .parquet file.
+
+    :param path: file path
+    :param column_map: user column name -> our name
+    :param n_ports: number of ports; None skips the upper bound on ``port``
+    """
+    return _validate_sessions(_rename(_read_table(path), column_map), n_ports, column_map)
+
+
+def load_data(
+    series_path: str | os.PathLike,
+    sessions_path: str | os.PathLike | None = None,
+    column_map: Mapping[str, str] | None = None,
+    n_ports: int = 12,
+    seed: int = 0,
+    site: SiteProfile = SiteProfile(),
+) -> MicrogridData:
+    """The user's series with their sessions, or with sessions generated for the series' days.
+
+    :param series_path: hourly series file (.csv or .parquet), timestamps in a ``time`` column or the index
+    :param sessions_path: sessions file; None generates sessions with :func:`generate_sessions`
+    :param column_map: user column name -> our name, shared by both files
+    :param n_ports: number of EV ports
+    :param seed: seed of the generated sessions
+    :param site: parameters of the generated sessions
+    """
+    series = load_series(series_path, column_map)
+    days = split_days(series.index, "all")
+    if sessions_path is None:
+        sessions = generate_sessions(days, n_ports, seed, site, series["is_holiday"])
+    else:
+        sessions = load_sessions(sessions_path, column_map, n_ports)
+        outside = np.flatnonzero(~sessions["arrival"].dt.normalize().isin(days).to_numpy())
+        if outside.size:
+            raise DataValidationError(
+                f"{_name('arrival', column_map)}: {outside.size} sessions arrive outside the series' days "
+                f"({days[0].date()} to {days[-1].date()}), first {sessions['arrival'].iloc[outside[0]]}"
+            )
+    return MicrogridData(series=series, sessions=sessions)

@@ -1,0 +1,357 @@
+"""Tests of the synthetic data generator, the splits and the loaders of the user's own files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sb3_microgrid.data import (
+    SERIES_COLUMNS,
+    SESSION_COLUMNS,
+    SPLITS,
+    DataValidationError,
+    MicrogridData,
+    SiteProfile,
+    generate,
+    generate_series,
+    generate_sessions,
+    load_data,
+    load_series,
+    load_sessions,
+    split_days,
+    validate_series,
+    validate_sessions,
+)
+
+SITE = SiteProfile()
+YEARS, START_YEAR = 10, 2015
+HOURS_10Y = (365 * 10 + 3) * 24  # 2016, 2020 and 2024 are leap years
+N_PORTS = 12
+FORMATS = ("csv", "parquet")
+
+
+@pytest.fixture(scope="module")
+def data() -> MicrogridData:
+    """Ten years of seed-0 data, generated once for the module."""
+    return generate(years=YEARS, start_year=START_YEAR, seed=0, n_ports=N_PORTS)
+
+
+@pytest.fixture(scope="module")
+def small(data: MicrogridData) -> MicrogridData:
+    """The first three days, for the loader tests."""
+    series = data.series.iloc[: 3 * 24]
+    sessions = data.sessions[data.sessions["arrival"] < series.index[-1]].reset_index(drop=True)
+    return MicrogridData(series=series, sessions=sessions)
+
+
+# Generator
+
+
+def test_same_seed_gives_identical_frames(data: MicrogridData) -> None:
+    again = generate(years=YEARS, start_year=START_YEAR, seed=0, n_ports=N_PORTS)
+    pd.testing.assert_frame_equal(again.series, data.series)
+    pd.testing.assert_frame_equal(again.sessions, data.sessions)
+
+
+def test_other_seed_gives_other_data() -> None:
+    a, b = generate(years=1, seed=0), generate(years=1, seed=1)
+    for column in SERIES_COLUMNS[:-1]:
+        assert not np.array_equal(a.series[column], b.series[column])
+    assert not a.sessions.equals(b.sessions)
+
+
+def test_streams_are_independent() -> None:
+    """Changing one series' parameters leaves the draws of the others untouched."""
+    base = generate_series(years=1)
+    other = generate_series(years=1, site=SiteProfile(pv_capacity_factor=0.17, pv_hour_sd=0.08))
+    assert not np.array_equal(base["pv_cf"], other["pv_cf"])
+    pd.testing.assert_frame_equal(base.drop(columns="pv_cf"), other.drop(columns="pv_cf"))
+
+
+def test_shape_columns_and_dtypes(data: MicrogridData) -> None:
+    series = data.series
+    assert tuple(series.columns) == SERIES_COLUMNS
+    assert len(series) == HOURS_10Y
+    assert isinstance(series.index, pd.DatetimeIndex) and series.index.name == "time"
+    assert series.index.tz is None
+    assert series.index[0] == pd.Timestamp(f"{START_YEAR}-01-01")
+    assert series.index[-1] == pd.Timestamp(f"{START_YEAR + YEARS - 1}-12-31 23:00")
+    assert (np.diff(series.index.to_numpy()) == np.timedelta64(1, "h")).all()
+    assert (series.drop(columns="is_holiday").dtypes == np.float64).all()
+    assert series["is_holiday"].dtype == np.int8
+
+
+def test_pv_capacity_factor_and_night(data: MicrogridData) -> None:
+    pv = data.series["pv_cf"]
+    assert abs(pv.mean() / SITE.pv_capacity_factor - 1) <= 0.005
+    assert pv.between(0, 1).all()
+    night = (pv.index.hour >= 20) | (pv.index.hour < 5)  # sun below the horizon all year at 18.5 deg N
+    assert (pv[night] == 0).all()
+    monsoon = pv.index.month.isin([7, 8])
+    winter = pv.index.month.isin([1, 2])
+    assert pv[monsoon].mean() < pv[winter].mean()
+
+
+def test_emission_factor_yearly_means(data: MicrogridData) -> None:
+    ef = data.series["emission_factor"]
+    yearly = ef.groupby(ef.index.year).mean()
+    np.testing.assert_allclose(yearly, SITE.emission_factor_mean, rtol=0, atol=1e-9)
+    assert (ef > 0).all()
+    by_hour = ef.groupby(ef.index.hour).mean()
+    assert by_hour[12] < by_hour[2] < by_hour[20]  # solar dip, evening rise
+
+
+def test_price_range_and_shape(data: MicrogridData) -> None:
+    price = data.series["exchange_price"]
+    assert price.between(0, SITE.exchange_price_cap).all()
+    by_hour = price.groupby(price.index.hour).mean()
+    assert by_hour[13] < by_hour[8] < by_hour[20]
+    assert abs(price.mean() / SITE.exchange_price_mean - 1) < 0.05  # mean set before the cap
+
+
+def test_load_mean_and_calendar(data: MicrogridData) -> None:
+    load = data.series["load_kw"]
+    assert load.mean() == pytest.approx(SITE.load_mean_kw, rel=1e-9)
+    assert (load > 0).all()
+    weekday = load.index.day_of_week
+    assert load[weekday < 5].mean() > load[weekday == 5].mean() > load[weekday == 6].mean()
+    month = load.index.month
+    assert load[month.isin([4, 5])].mean() > load[month.isin([1, 12])].mean()
+
+
+def test_wind_speed(data: MicrogridData) -> None:
+    wind = data.series["wind_speed"]
+    assert (wind >= 0).all()
+    month = wind.index.month
+    assert wind[month.isin([6, 7, 8])].mean() > wind[month.isin([11, 12, 1])].mean()
+
+
+def test_holidays(data: MicrogridData) -> None:
+    flag = data.series["is_holiday"]
+    assert set(flag.unique()) == {0, 1}
+    for day in ("2020-01-26", "2020-08-15", "2020-10-02", "2020-12-25", "2020-12-28"):
+        assert (flag.loc[day] == 1).all()
+    assert (flag.loc["2020-03-10"] == 0).all()
+
+
+def test_session_invariants(data: MicrogridData) -> None:
+    s = data.sessions
+    assert tuple(s.columns) == SESSION_COLUMNS
+    assert isinstance(s.index, pd.RangeIndex)
+    assert s["port"].between(0, N_PORTS - 1).all()
+    assert (s["arrival"].dt.normalize() == s["departure"].dt.normalize()).all()
+    midnight = s["arrival"].dt.normalize()
+    assert (s["departure"] <= midnight + pd.Timedelta(hours=SITE.ev_latest_departure_h)).all()
+    stay_h = (s["departure"] - s["arrival"]) / pd.Timedelta(hours=1)
+    assert (stay_h >= SITE.ev_min_stay_h).all()
+    assert (s["energy_kwh"] > 0).all()
+    deliverable = SITE.ev_deliverable_fraction * SITE.ev_port_power_kw * stay_h
+    assert (s["energy_kwh"] <= deliverable + 1e-9).all()
+    by_port = s.sort_values(["port", "arrival"])
+    same_port = by_port["port"].to_numpy()[1:] == by_port["port"].to_numpy()[:-1]
+    gaps = by_port["arrival"].to_numpy()[1:] >= by_port["departure"].to_numpy()[:-1]
+    assert gaps[same_port].all()
+    expected = s.sort_values(["arrival", "port"], kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(s, expected)
+    workday = (s["arrival"].dt.day_of_week < 5).mean()
+    assert workday > 0.9  # weekends and holidays see far fewer sessions
+
+
+def test_sessions_follow_given_holidays() -> None:
+    days = pd.date_range("2024-03-04", periods=5, freq="D")  # Monday to Friday
+    holidays = pd.Series(1, index=days)
+    assert len(generate_sessions(days, N_PORTS, holidays=holidays)) < len(generate_sessions(days, N_PORTS))
+    with pytest.raises(ValueError, match="holidays"):
+        generate_sessions(days, N_PORTS, holidays=holidays.iloc[:2])
+
+
+# Splits
+
+
+def test_splits_partition_the_days(data: MicrogridData) -> None:
+    parts = {split: data.days(split) for split in SPLITS}
+    everything = parts["all"]
+    assert len(everything) == HOURS_10Y // 24
+    train, validation, test = parts["train"], parts["validation"], parts["test"]
+    assert len(train.intersection(validation)) == len(train.intersection(test)) == 0
+    assert len(validation.intersection(test)) == 0
+    assert train.append(validation).append(test).sort_values().equals(everything)
+    assert set(test.year) == {START_YEAR + YEARS - 1} and len(test) == 366
+    assert set(validation.year) == {START_YEAR + YEARS - 2}
+    assert train.max() < validation.min() < test.min()
+    assert (everything == everything.normalize()).all()
+
+
+def test_short_data_splits_80_10_10() -> None:
+    index = pd.date_range("2021-01-01", periods=100 * 24, freq="h")
+    sizes = [len(split_days(index, split)) for split in ("train", "validation", "test")]
+    assert sizes == [80, 10, 10]
+
+
+def test_unknown_split_names_the_allowed_ones(data: MicrogridData) -> None:
+    with pytest.raises(ValueError, match="train, validation, test, all"):
+        data.days("dev")
+
+
+# User data: round trips
+
+
+def _write(df: pd.DataFrame, path: Path, fmt: str, index: bool = True) -> Path:
+    """Write ``df`` as ``path.fmt``."""
+    target = path.with_suffix(f".{fmt}")
+    if fmt == "csv":
+        df.to_csv(target, index=index)
+    else:
+        df.to_parquet(target, index=index)
+    return target
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_series_round_trip(small: MicrogridData, tmp_path: Path, fmt: str) -> None:
+    loaded = load_series(_write(small.series, tmp_path / "series", fmt))
+    pd.testing.assert_frame_equal(loaded, small.series, check_freq=False)
+
+
+def test_column_map_optional_holiday_and_copy(small: MicrogridData, tmp_path: Path) -> None:
+    theirs = small.series.drop(columns="is_holiday").rename(columns={"pv_cf": "PV (kW/kWp)"})
+    theirs.index.name = "Timestamp"
+    path = _write(theirs, tmp_path / "series", "csv")
+    loaded = load_series(path, column_map={"PV (kW/kWp)": "pv_cf"}, time_column="Timestamp")
+    assert tuple(loaded.columns) == SERIES_COLUMNS and (loaded["is_holiday"] == 0).all()
+    validated = validate_series(small.series)
+    validated.iloc[0, 0] = 0.5
+    assert small.series.iloc[0, 0] != 0.5
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_load_data_with_and_without_sessions(small: MicrogridData, tmp_path: Path, fmt: str) -> None:
+    series_path = _write(small.series, tmp_path / "series", fmt)
+    sessions_path = _write(small.sessions, tmp_path / "sessions", fmt, index=False)
+    given = load_data(series_path, sessions_path)
+    pd.testing.assert_frame_equal(given.sessions, small.sessions)
+    generated = load_data(series_path, seed=4)
+    expected = generate_sessions(small.days("all"), N_PORTS, seed=4, holidays=small.series["is_holiday"])
+    pd.testing.assert_frame_equal(generated.sessions, expected)
+
+
+# User data: one test per documented error
+
+
+def _with(column: str, row: int, value: object) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Mutation setting one cell (the column is cast to object first if the value is a string)."""
+
+    def mutate(df: pd.DataFrame) -> pd.DataFrame:
+        if isinstance(value, str):
+            df[column] = df[column].astype(str)
+        df.loc[df.index[row], column] = value
+        return df
+
+    return mutate
+
+
+def _duplicate_time(row: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Mutation giving row ``row`` the timestamp of the row before it."""
+    return lambda df: df.assign(time=df["time"].where(df.index != row, df["time"].iloc[row - 1]))
+
+
+SERIES_ERRORS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], str, str]] = {
+    # name: (mutation of the frame with a 'time' column, column the message names, phrase in the message)
+    "missing column": (lambda df: df.drop(columns="pv_cf"), "pv_cf", "required columns"),
+    "nan": (_with("load_kw", 5, np.nan), "load_kw", "NaN"),
+    "negative pv_cf": (_with("pv_cf", 12, -0.1), "pv_cf", "[0, 1]"),
+    "negative wind_speed": (_with("wind_speed", 3, -1.0), "wind_speed", "[0, inf)"),
+    "negative load_kw": (_with("load_kw", 3, -1.0), "load_kw", "[0, inf)"),
+    "negative exchange_price": (_with("exchange_price", 3, -1.0), "exchange_price", "[0, inf)"),
+    "negative emission_factor": (_with("emission_factor", 3, -0.5), "emission_factor", "[0, inf)"),
+    "pv_cf above 1": (_with("pv_cf", 12, 1.2), "pv_cf", "[0, 1]"),
+    "non-numeric": (_with("exchange_price", 7, "abc"), "exchange_price", "not numeric"),
+    "holiday not 0/1": (_with("is_holiday", 7, 2), "is_holiday", "0 or 1"),
+    "unparsable time": (_with("time", 4, "yesterday"), "time", "cannot parse"),
+    "no time column": (lambda df: df.drop(columns="time"), "time", "not found"),
+    "unsorted": (lambda df: df.iloc[[1, 0, *range(2, len(df))]], "time", "not sorted"),
+    "duplicated": (_duplicate_time(5), "time", "duplicated"),
+    "step not one hour": (lambda df: df.drop(index=5), "time", "exactly 1 hour"),
+    "not from midnight": (lambda df: df.iloc[1:], "time", "midnight"),
+    "not whole days": (lambda df: df.iloc[:-1], "time", "multiple of 24"),
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("case", list(SERIES_ERRORS))
+def test_series_errors(small: MicrogridData, tmp_path: Path, fmt: str, case: str) -> None:
+    mutate, column, phrase = SERIES_ERRORS[case]
+    frame = mutate(small.series.reset_index())
+    path = _write(frame, tmp_path / "series", fmt, index=False)
+    with pytest.raises(DataValidationError) as err:
+        load_series(path)
+    assert f"'{column}'" in str(err.value) and phrase in str(err.value)
+
+
+def test_mapped_column_error_names_both_names(small: MicrogridData) -> None:
+    theirs = small.series.rename(columns={"load_kw": "Load (kW)"})
+    theirs.iloc[3, 2] = -5.0
+    with pytest.raises(DataValidationError, match=r"'load_kw' \(mapped from 'Load \(kW\)'\)"):
+        validate_series(theirs, column_map={"Load (kW)": "load_kw"})
+
+
+def test_timezone_aware_index_is_rejected(small: MicrogridData) -> None:
+    with pytest.raises(DataValidationError, match="'time'.*timezone-aware"):
+        validate_series(small.series.tz_localize("Asia/Kolkata"))
+
+
+def test_unsupported_file_type(small: MicrogridData, tmp_path: Path) -> None:
+    path = tmp_path / "series.xlsx"
+    path.write_text("")
+    with pytest.raises(DataValidationError, match="csv or .parquet"):
+        load_series(path)
+
+
+def _overlap(df: pd.DataFrame) -> pd.DataFrame:
+    """Duplicate the first session so it overlaps itself on the same port."""
+    return pd.concat([df, df.iloc[[0]]], ignore_index=True)
+
+
+SESSION_ERRORS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], str, str]] = {
+    "missing column": (lambda df: df.drop(columns="energy_kwh"), "energy_kwh", "required columns"),
+    "port too large": (_with("port", 2, N_PORTS), "port", f"[0, {N_PORTS})"),
+    "port negative": (_with("port", 2, -1), "port", f"[0, {N_PORTS})"),
+    "departure before arrival": (
+        lambda df: df.assign(departure=df["departure"].where(df.index != 1, df["arrival"] - pd.Timedelta(minutes=5))),
+        "departure",
+        "at or before",
+    ),
+    "energy zero": (_with("energy_kwh", 1, 0.0), "energy_kwh", "(0, inf)"),
+    "energy negative": (_with("energy_kwh", 1, -3.0), "energy_kwh", "(0, inf)"),
+    "overlap": (_overlap, "arrival", "same port"),
+    "unparsable arrival": (_with("arrival", 2, "soon"), "arrival", "cannot parse"),
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("case", list(SESSION_ERRORS))
+def test_session_errors(small: MicrogridData, tmp_path: Path, fmt: str, case: str) -> None:
+    mutate, column, phrase = SESSION_ERRORS[case]
+    path = _write(mutate(small.sessions.copy()), tmp_path / "sessions", fmt, index=False)
+    with pytest.raises(DataValidationError) as err:
+        load_sessions(path, n_ports=N_PORTS)
+    assert f"'{column}'" in str(err.value) and phrase in str(err.value)
+
+
+def test_validate_sessions_accepts_good_data(small: MicrogridData) -> None:
+    shuffled = small.sessions.sample(frac=1.0, random_state=0)
+    pd.testing.assert_frame_equal(validate_sessions(shuffled, N_PORTS), small.sessions)
+
+
+def test_sessions_outside_series_days(small: MicrogridData, tmp_path: Path) -> None:
+    late = small.sessions.assign(
+        arrival=small.sessions["arrival"] + pd.Timedelta(days=30),
+        departure=small.sessions["departure"] + pd.Timedelta(days=30),
+    )
+    series_path = _write(small.series, tmp_path / "series", "csv")
+    sessions_path = _write(late, tmp_path / "sessions", "csv", index=False)
+    with pytest.raises(DataValidationError, match="'arrival'.*outside the series' days"):
+        load_data(series_path, sessions_path)
