@@ -12,9 +12,14 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from ..scenario import Difficulty, Scenario
 from .site import WINDOW_SERIES, SiteArrays
+
+
+#: ``ev_count`` meaning "every session of the day"
+ALL_SESSIONS = 2**40
 
 
 @dataclass(frozen=True)
@@ -51,13 +56,28 @@ def lead_factor(scenario: Scenario) -> np.ndarray:
     return np.concatenate([np.zeros(f.history_steps), np.sqrt((lead + 1) / f.forecast_steps)])
 
 
-def ar1_paths(white: np.ndarray, rho: float) -> np.ndarray:
-    """Unit-variance AR(1) paths along axis 1 from white standard-normal draws."""
+@njit(cache=True)
+def forecast_error(white: np.ndarray, rho: float, truth: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Forecast error at the longest lead per target step: ``truth * sigma * u`` where ``u`` is a
+    unit-variance AR(1) path along axis 1 driven by the (M, steps, S) white draws."""
     out = np.empty_like(white)
-    out[:, 0] = white[:, 0]
     innovation = np.sqrt(1.0 - rho * rho)
-    for t in range(1, white.shape[1]):
-        out[:, t] = rho * out[:, t - 1] + innovation * white[:, t]
+    for m in range(white.shape[0]):
+        for s in range(white.shape[2]):
+            u = white[m, 0, s]
+            out[m, 0, s] = truth[m, 0, s] * sigma[m, s] * u
+            for t in range(1, white.shape[1]):
+                u = rho * u + innovation * white[m, t, s]
+                out[m, t, s] = truth[m, t, s] * sigma[m, s] * u
+    return out
+
+
+@njit(cache=True)
+def gather_rows(source: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
+    """``out[m] = source[first[m] : first[m] + length]`` for a 2-D ``source``."""
+    out = np.empty((first.size, length, source.shape[1]))
+    for m in range(first.size):
+        out[m] = source[first[m] : first[m] + length]
     return out
 
 
@@ -90,12 +110,7 @@ def build_episode(
     a0 = site.day_start[start_day]
     steps = a0[:, None] + np.arange(T)[None, :]
 
-    renewable_noise = np.array([d.renewable_noise for d in difficulty])
-    volatility = np.array([d.price_volatility for d in difficulty])
-    ev_count = np.array([d.ev_count if d.ev_count is not None else np.iinfo(np.int64).max for d in difficulty])
-    buffer_steps = np.array([int(round(d.ev_deadline_buffer / scenario.step_hours)) for d in difficulty])
-    soc_min = np.array([bat.soc_min if d.soc_min is None else d.soc_min for d in difficulty])
-    soc_max = np.array([bat.soc_max if d.soc_max is None else d.soc_max for d in difficulty])
+    renewable_noise, volatility, ev_count, buffer_steps, soc_min, soc_max = _difficulty_arrays(difficulty, scenario)
     bad = soc_min >= soc_max
     if bad.any():
         raise ValueError(f"difficulty gives soc_min >= soc_max ({soc_min[bad][0]} >= {soc_max[bad][0]}); need soc_min < soc_max")
@@ -117,8 +132,7 @@ def build_episode(
     # Window: targets from H steps before the start to F - 1 steps after the last step.
     span = fc.history_steps + T + fc.forecast_steps
     offset = days_before * spd - fc.history_steps
-    targets = (a0 - fc.history_steps)[:, None] + np.arange(span)[None, :]
-    window_mean = site.window_truth[targets]
+    window_mean = gather_rows(site.window_truth, a0 - fc.history_steps, span)
     window_mean[:, :, WINDOW_SERIES.index("price")] = price_ext[:, offset : offset + span] / site.window_scale[3]
     sigma = np.stack(
         [renewable_noise, renewable_noise, *(np.full(m, s) for s in (fc.load_noise, fc.price_noise, fc.emission_noise))], axis=1
@@ -126,7 +140,7 @@ def build_episode(
     if noise is None:
         window_error = np.zeros_like(window_mean)
     else:
-        window_error = window_mean * ar1_paths(noise, fc.error_autocorrelation) * sigma[:, None, :]
+        window_error = forecast_error(noise, fc.error_autocorrelation, window_mean, sigma)
 
     arrival_energy, arrival_deadline = _ev_arrivals(site, scenario, start_day, ev_count, buffer_steps)
     wear = bat.wear_cost_inr_per_kwh
@@ -139,7 +153,7 @@ def build_episode(
         import_price=import_price,
         emission=site.emission[steps],
         demand_rate=site.demand_rate[steps],
-        time_features=site.time_features[steps],
+        time_features=gather_rows(site.time_features, a0, T),
         window_mean=window_mean,
         window_error=window_error,
         arrival_energy=arrival_energy,
@@ -154,20 +168,63 @@ def build_episode(
     )
 
 
+def _difficulty_arrays(difficulty: Sequence[Difficulty], scenario: Scenario) -> tuple[np.ndarray, ...]:
+    """Per-episode difficulty as arrays (each distinct setting converted once: most runs share one)."""
+    bat = scenario.battery
+    rows: dict[int, tuple[float, ...]] = {}
+    for d in {id(d): d for d in difficulty}.values():
+        rows[id(d)] = (
+            d.renewable_noise,
+            d.price_volatility,
+            ALL_SESSIONS if d.ev_count is None else d.ev_count,
+            round(d.ev_deadline_buffer / scenario.step_hours),
+            bat.soc_min if d.soc_min is None else d.soc_min,
+            bat.soc_max if d.soc_max is None else d.soc_max,
+        )
+    table = np.array([rows[id(d)] for d in difficulty], dtype=np.float64).T
+    return table[0], table[1], table[2].astype(np.int64), table[3].astype(np.int64), table[4], table[5]
+
+
 def _ev_arrivals(
     site: SiteArrays, scenario: Scenario, start_day: np.ndarray, ev_count: np.ndarray, buffer_steps: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    m, spd, hd, T, P = start_day.size, scenario.steps_per_day, scenario.horizon_days, scenario.episode_steps, scenario.ev.n_ports
-    days = start_day[:, None] + np.arange(hd)[None, :]  # (M, hd)
-    port = site.session_port[days]  # (M, hd, K)
-    slot = np.arange(port.shape[2])[None, None, :]
-    valid = (port >= 0) & (port < P) & (slot < ev_count[:, None, None])
-    day_offset = (np.arange(hd) * spd)[None, :, None]
-    departure = np.minimum(site.session_departure[days] + buffer_steps[:, None, None], site.session_next_arrival[days])
-    mi, di, ki = np.nonzero(valid)
-    t_arr = (day_offset + site.session_arrival[days])[mi, di, ki]
-    arrival_energy = np.zeros((m, T, P))
-    arrival_deadline = np.zeros((m, T, P), dtype=np.int64)
-    arrival_energy[mi, t_arr, port[mi, di, ki]] = site.session_energy[days][mi, di, ki]
-    arrival_deadline[mi, t_arr, port[mi, di, ki]] = np.minimum((day_offset + departure)[mi, di, ki], T)
+    m, T = start_day.size, scenario.episode_steps
+    arrival_energy = np.zeros((m, T, scenario.ev.n_ports))
+    arrival_deadline = np.zeros((m, T, scenario.ev.n_ports), dtype=np.int64)
+    _scatter_arrivals(
+        start_day, ev_count, buffer_steps, scenario.steps_per_day, scenario.horizon_days, site.session_port,
+        site.session_arrival, site.session_departure, site.session_next_arrival, site.session_energy,
+        arrival_energy, arrival_deadline,
+    )  # fmt: skip
     return arrival_energy, arrival_deadline
+
+
+@njit(cache=True)
+def _scatter_arrivals(
+    start_day: np.ndarray,
+    ev_count: np.ndarray,
+    buffer_steps: np.ndarray,
+    steps_per_day: int,
+    horizon_days: int,
+    port: np.ndarray,
+    arrival: np.ndarray,
+    departure: np.ndarray,
+    next_arrival: np.ndarray,
+    energy: np.ndarray,
+    arrival_energy: np.ndarray,
+    arrival_deadline: np.ndarray,
+) -> None:
+    """Place each day's first ``ev_count`` sessions at their arrival step and port. A deadline buffer
+    stretches a stay up to the next arrival at the same port; no stay passes the episode's end."""
+    n_steps, n_ports = arrival_energy.shape[1], arrival_energy.shape[2]
+    for m in range(start_day.size):
+        for h in range(horizon_days):
+            d = start_day[m] + h
+            for k in range(min(port.shape[1], ev_count[m])):
+                p = port[d, k]
+                if p < 0 or p >= n_ports:
+                    continue
+                t = h * steps_per_day + arrival[d, k]
+                leave = min(departure[d, k] + buffer_steps[m], next_arrival[d, k])
+                arrival_energy[m, t, p] = energy[d, k]
+                arrival_deadline[m, t, p] = min(h * steps_per_day + leave, n_steps)

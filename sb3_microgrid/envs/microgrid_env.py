@@ -65,11 +65,11 @@ class MicrogridEnv(gym.Env):
         super().reset(seed=seed)
         day = (options or {}).get("day")
         obs = self.core.reset([self.np_random], None if day is None else [day])
-        return obs[0], {"date": str(self.core.episode.dates[0].date())}
+        return obs[0], {"date": self.core.episode_dates()[0]}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        obs, reward, done, arrays = self.core.step(action)
-        info = {key: float(arrays[key][0]) for key in STEP_KEYS}
+        obs, reward, done, step_info = self.core.step(action)
+        info: dict[str, Any] = dict(zip(STEP_KEYS, step_info[0].tolist()))
         if done:
             info["episode_metrics"] = {k: float(v[0]) for k, v in self.core.episode_metrics().items()}
         return obs[0], float(reward[0]), done, False, info

@@ -2,46 +2,48 @@
 
 Order of the projection (each stage only as far as needed):
 
-1. Non-finite entries become 0 (NaN) or the box edge (±inf); the action is clipped to [-1, 1].
+1. A NaN entry becomes 0 and ±inf or any value outside [-1, 1] is clipped to the box.
 2. Battery power is clipped to its power limits and to what keeps the SoC inside
    ``[soc_min, soc_max]`` after self-discharge and efficiencies.
 3. Each port's power is clipped to the port limit, to zero when no EV is connected, to the energy the
    EV still wants, and (with V2G) to the energy it has received in this session.
 4. Grid import above the contracted limit: battery charging is reduced (down to its most negative
-   feasible power), then EV charging pro rata; what remains is load shed (``unserved``).
-5. Grid export above its limit: PV and wind are curtailed first (no action change), then battery and
-   V2G discharge is reduced.
+   feasible power, i.e. discharging), then EV charging pro rata; what remains is load shed
+   (``unserved``, priced by ``RewardConfig.unserved_penalty_inr_per_kwh``).
+5. Grid export above its limit: PV and wind are curtailed first (no change to the action), then
+   battery and V2G discharge is reduced.
 
-A change of the requested powers by more than ``TOLERANCE_KW`` counts as one intervention for that
-step; a request at a port with no EV is ignored rather than counted. Because every stage ends inside its limits, no hard limit can be broken afterwards; the core
-still checks and counts violations.
+The step counts one intervention when the supervisor changed the requested battery power or the
+power of a port with an EV by more than :data:`TOLERANCE_KW`, or the action was outside the box; a
+request at an empty port is ignored, not counted. Every stage ends inside its limits, so no hard
+limit can be broken afterwards; the core still checks and counts violations.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+from numba import njit
 
 TOLERANCE_KW = 1e-6
 
 
-@dataclass
-class Projection:
-    """Feasible set-points of one step for N microgrids."""
-
-    battery_kw: np.ndarray  # (N,) AC power, + charging
-    ev_kw: np.ndarray  # (N, P) AC power per port, + charging
-    curtailed_kw: np.ndarray  # (N,) PV + wind not used
-    unserved_kw: np.ndarray  # (N,) load shed
-    intervened: np.ndarray  # (N,) bool
+@njit(cache=True)
+def _boxed(x: float) -> float:
+    if x != x:  # NaN
+        return 0.0
+    return min(max(x, -1.0), 1.0)
 
 
+@njit(cache=True)
+def _port_request(a: float, port_kw: float, v2g: bool) -> float:
+    return a * port_kw if v2g else (a + 1.0) * 0.5 * port_kw
+
+
+@njit(cache=True)
 def project(
     action: np.ndarray,
-    *,
-    battery_lo: np.ndarray,
-    battery_hi: np.ndarray,
+    battery_lo: float,
+    battery_hi: float,
     charge_kw: float,
     discharge_kw: float,
     ev_lo: np.ndarray,
@@ -49,66 +51,83 @@ def project(
     connected: np.ndarray,
     port_kw: float,
     v2g: bool,
-    load_kw: np.ndarray,
-    renewable_kw: np.ndarray,
+    load_kw: float,
+    renewable_kw: float,
     import_limit_kw: float,
     export_limit_kw: float,
-) -> Projection:
-    """Project raw actions onto the feasible set.
+    ev_out: np.ndarray,
+) -> tuple:
+    """Project one microgrid's raw action onto the feasible set.
 
-    :param action: (N, 1 + P) raw actions; column 0 is the battery, then one column per port
-    :param battery_lo: (N,) most negative feasible battery power now (kW; may be > 0 when
-        self-discharge would take the SoC below its minimum)
-    :param battery_hi: (N,) most positive feasible battery power now (kW)
+    :param action: (1 + P,) raw action; entry 0 is the battery (+1 full charge, -1 full discharge),
+        then one entry per port
+    :param battery_lo: most negative feasible battery power now (kW; > 0 when self-discharge would
+        take the SoC below its minimum)
+    :param battery_hi: most positive feasible battery power now (kW)
     :param charge_kw: battery charging power limit, the scale of action +1
     :param discharge_kw: battery discharging power limit, the scale of action -1
-    :param ev_lo: (N, P) lowest feasible port power (0, or negative with V2G)
-    :param ev_hi: (N, P) highest feasible port power
-    :param connected: (N, P) whether an EV is at the port (requests at empty ports are ignored, not
-        counted as interventions)
+    :param ev_lo: (P,) lowest feasible port power (0, or negative with V2G)
+    :param ev_hi: (P,) highest feasible port power
+    :param connected: (P,) 1.0 where an EV is at the port
     :param port_kw: port power limit, the scale of the port actions
-    :param v2g: whether port actions below 0 mean discharging the car
-    :param load_kw: (N,) building load
-    :param renewable_kw: (N,) available PV + wind
+    :param v2g: port actions map [-1, 1] to [-port_kw, port_kw] if true, else to [0, port_kw]
+    :param load_kw: building load
+    :param renewable_kw: available PV + wind
     :param import_limit_kw: contracted import limit
     :param export_limit_kw: export limit
+    :param ev_out: (P,) receives the feasible port powers (kW, + charging)
+    :return: ``(battery_kw, curtailed_kw, unserved_kw, intervened)``
     """
-    boxed = np.clip(np.nan_to_num(action, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
-    invalid = (boxed != action).any(axis=1)  # NaN compares unequal to everything
-    a_bat = boxed[:, 0]
-    want_bat = a_bat * np.where(a_bat >= 0, charge_kw, discharge_kw)
-    want_ev = boxed[:, 1:] * port_kw if v2g else (boxed[:, 1:] + 1.0) * (0.5 * port_kw)
-    bat = np.clip(want_bat, battery_lo, battery_hi)
-    ev = np.clip(want_ev, ev_lo, ev_hi)
+    n_ports = ev_out.size
+    raw = action[0]
+    a = _boxed(raw)
+    invalid = a != raw
+    want_bat = a * (charge_kw if a >= 0.0 else discharge_kw)
+    bat = min(max(want_bat, battery_lo), battery_hi)
+    ev_total = 0.0
+    for p in range(n_ports):
+        raw = action[1 + p]
+        a = _boxed(raw)
+        invalid = invalid or a != raw
+        ev_out[p] = min(max(_port_request(a, port_kw, v2g), ev_lo[p]), ev_hi[p])
+        ev_total += ev_out[p]
 
-    net = load_kw - renewable_kw + bat + ev.sum(axis=1)
-    excess_import = net - import_limit_kw
-    unserved = np.zeros_like(net)
-    if (excess_import > 0).any():
-        over = np.maximum(excess_import, 0.0)
-        cut_bat = np.minimum(over, bat - battery_lo)
-        bat = bat - cut_bat
-        over = over - cut_bat
-        ev_room = ev - ev_lo
-        room = ev_room.sum(axis=1)
-        share = np.where(room > 0, np.minimum(over / np.maximum(room, 1e-12), 1.0), 0.0)
-        ev = ev - ev_room * share[:, None]
-        unserved = np.maximum(over - room * share, 0.0)
-        net = load_kw - unserved - renewable_kw + bat + ev.sum(axis=1)
+    unserved = 0.0
+    over = load_kw - renewable_kw + bat + ev_total - import_limit_kw
+    if over > 0.0:
+        cut = min(over, bat - battery_lo)
+        bat -= cut
+        over -= cut
+        room = 0.0
+        for p in range(n_ports):
+            room += ev_out[p] - ev_lo[p]
+        if room > 0.0:
+            share = min(over / room, 1.0)
+            ev_total = 0.0
+            for p in range(n_ports):
+                ev_out[p] -= (ev_out[p] - ev_lo[p]) * share
+                ev_total += ev_out[p]
+            over -= room * share
+        unserved = max(over, 0.0)
 
-    excess_export = -net - export_limit_kw
-    curtailed = np.zeros_like(net)
-    if (excess_export > 0).any():
-        over = np.maximum(excess_export, 0.0)
-        curtailed = np.minimum(over, renewable_kw)
-        over = over - curtailed
-        raise_bat = np.minimum(over, np.maximum(battery_hi - bat, 0.0))
-        bat = bat + raise_bat
-        over = over - raise_bat
-        ev_room = np.maximum(ev_hi - ev, 0.0)
-        room = ev_room.sum(axis=1)
-        share = np.where(room > 0, np.minimum(over / np.maximum(room, 1e-12), 1.0), 0.0)
-        ev = ev + ev_room * share[:, None]
+    curtailed = 0.0
+    over = -(load_kw - unserved - renewable_kw + bat + ev_total) - export_limit_kw
+    if over > 0.0:
+        curtailed = min(over, renewable_kw)
+        over -= curtailed
+        lift = min(over, max(battery_hi - bat, 0.0))
+        bat += lift
+        over -= lift
+        room = 0.0
+        for p in range(n_ports):
+            room += max(ev_hi[p] - ev_out[p], 0.0)
+        if over > 0.0 and room > 0.0:
+            share = min(over / room, 1.0)
+            for p in range(n_ports):
+                ev_out[p] += max(ev_hi[p] - ev_out[p], 0.0) * share
 
-    changed = invalid | (np.abs(bat - want_bat) > TOLERANCE_KW) | ((np.abs(ev - want_ev) > TOLERANCE_KW) & connected).any(axis=1)
-    return Projection(battery_kw=bat, ev_kw=ev, curtailed_kw=curtailed, unserved_kw=unserved, intervened=changed)
+    intervened = invalid or abs(bat - want_bat) > TOLERANCE_KW
+    for p in range(n_ports):
+        want = _port_request(_boxed(action[1 + p]), port_kw, v2g)
+        intervened = intervened or (connected[p] > 0.0 and abs(ev_out[p] - want) > TOLERANCE_KW)
+    return bat, curtailed, unserved, intervened

@@ -26,6 +26,10 @@ class MicrogridVecEnv(VecEnv):
     :param split: ``"train"``, ``"validation"``, ``"test"`` or ``"all"``
     :param seed: seeds ``seed + i`` for microgrid ``i`` at the first reset (as ``VecEnv.seed``)
     :param data: data to use instead of the scenario's own source
+    :param step_infos: build every step's info dict for each microgrid, as N single envs would; with
+        ``False`` the dicts stay empty except at episode ends (``episode_metrics``,
+        ``terminal_observation``), which saves most of the time of a step at large N. Either way the
+        last step's values are in :attr:`last_step_info`, an (N, len(STEP_KEYS)) array.
     """
 
     def __init__(
@@ -35,11 +39,14 @@ class MicrogridVecEnv(VecEnv):
         split: str = "train",
         seed: int | None = None,
         data: MicrogridData | None = None,
+        step_infos: bool = True,
     ) -> None:
         self.scenario = load_scenario(scenario)
         self.core = MicrogridCore(self.scenario, n_envs, split, data)
         self.obs_layout = self.core.layout
         self.render_mode = None
+        self.step_infos = step_infos
+        self.last_step_info = np.zeros((n_envs, len(STEP_KEYS)))
         self._rngs: list[np.random.Generator | None] = [None] * n_envs
         self._actions: np.ndarray | None = None
         super().__init__(n_envs, observation_space(self.core), action_space(self.scenario))
@@ -53,7 +60,7 @@ class MicrogridVecEnv(VecEnv):
                 self._rngs[i] = seeding.np_random(seed)[0]
         days = [opts.get("day") for opts in self._options]
         obs = self.core.reset(self._rngs, days if any(d is not None for d in days) else None)
-        self.reset_infos = [{"date": str(d.date())} for d in self.core.episode.dates]
+        self.reset_infos = [{"date": d} for d in self.core.episode_dates()]
         self._reset_seeds()
         self._reset_options()
         return obs
@@ -62,9 +69,12 @@ class MicrogridVecEnv(VecEnv):
         self._actions = actions
 
     def step_wait(self) -> VecEnvStepReturn:
-        obs, reward, done, arrays = self.core.step(self._actions)
-        columns = [arrays[key].tolist() for key in STEP_KEYS]
-        infos: list[dict[str, Any]] = [dict(zip(STEP_KEYS, values)) for values in zip(*columns)]
+        obs, reward, done, step_info = self.core.step(self._actions)
+        self.last_step_info = step_info
+        if self.step_infos:
+            infos: list[dict[str, Any]] = [dict(zip(STEP_KEYS, row)) for row in step_info.tolist()]
+        else:
+            infos = [{} for _ in range(self.num_envs)]
         if done:
             metrics = self.core.episode_metrics()
             names, rows = list(metrics), zip(*(v.tolist() for v in metrics.values()))
@@ -73,7 +83,7 @@ class MicrogridVecEnv(VecEnv):
                 info["terminal_observation"] = last
                 info["TimeLimit.truncated"] = False
             obs = self.core.reset(self._rngs)
-            self.reset_infos = [{"date": str(d.date())} for d in self.core.episode.dates]
+            self.reset_infos = [{"date": d} for d in self.core.episode_dates()]
         return obs, reward.astype(np.float32), np.full(self.num_envs, done), infos
 
     def close(self) -> None:
