@@ -93,6 +93,13 @@ class BatteryConfig(_Validated):
             raise ScenarioError(
                 f"BatteryConfig.soc_min ({self.soc_min}) must be < soc_max ({self.soc_max}); allowed range 0 <= soc_min < soc_max <= 1"
             )
+        # The supervisor holds the SoC at soc_min against self-discharge by charging; it must be able to.
+        hourly_loss = self.self_discharge_per_hour * self.capacity_kwh
+        if self.charge_power_kw * self.charge_efficiency < hourly_loss:
+            raise ScenarioError(
+                f"BatteryConfig.charge_power_kw ({self.charge_power_kw}) x charge_efficiency must cover the self-discharge "
+                f"of a full battery ({hourly_loss:.6g} kW); allowed range: charge_power_kw >= {hourly_loss / self.charge_efficiency:.6g}"
+            )
 
     @property
     def wear_cost_inr_per_kwh(self) -> float:
