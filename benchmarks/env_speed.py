@@ -1,6 +1,8 @@
 """Environment throughput and peak memory, all configurations measured in one run.
 
-Each configuration runs in a fresh process (so its peak RSS is its own) and is timed ``--repeats``
+Configurations: the raw env and ``gym.make`` (one env, one core), ``MicrogridVecEnv`` with per-step info
+dicts (as SB3 expects by default) and with ``step_infos=False``, and SB3's ``DummyVecEnv`` and
+``SubprocVecEnv`` over the single env. Each configuration runs in a fresh process (so its peak RSS is its own) and is timed ``--repeats``
 times; the median is reported. Results go to ``benchmarks/results/env_speed.{json,md}`` with the
 command that produced them.
 
@@ -46,8 +48,8 @@ def _measure(kind: str, n_envs: int, steps: int, repeats: int, queue: mp.Queue) 
                     env.reset()
             rates.append(steps / (time.perf_counter() - start))
     else:
-        if kind == "MicrogridVecEnv":
-            venv = MicrogridVecEnv(n_envs, seed=0)
+        if kind.startswith("MicrogridVecEnv"):
+            venv = MicrogridVecEnv(n_envs, seed=0, step_infos=kind == "MicrogridVecEnv")
         else:
             cls = DummyVecEnv if kind == "DummyVecEnv" else SubprocVecEnv
             venv = cls([MicrogridEnv for _ in range(n_envs)])
@@ -95,6 +97,7 @@ def main() -> None:
         ("env", 1, args.steps),
         ("gym.make", 1, args.steps),
         ("MicrogridVecEnv", args.vec_n, args.steps * 50),
+        ("MicrogridVecEnv step_infos=False", args.vec_n, args.steps * 100),
         ("MicrogridVecEnv", 8, args.steps),
         ("DummyVecEnv", 8, args.steps),
         ("SubprocVecEnv", 2, args.steps // 2),
