@@ -263,6 +263,18 @@ class Scenario(_Validated):
     data: DataConfig = field(default_factory=DataConfig)
 
     def _check(self) -> None:
+        lo = self.battery.soc_min if self.difficulty.soc_min is None else self.difficulty.soc_min
+        hi = self.battery.soc_max if self.difficulty.soc_max is None else self.difficulty.soc_max
+        if lo >= hi:
+            raise ScenarioError(f"difficulty/battery soc_min ({lo}) must be < soc_max ({hi})")
+        g = self.grid
+        cheapest_import = g.network_charge_inr_per_kwh if g.tariff == "exchange" else g.normal_rate_inr_per_kwh * g.solar_multiplier
+        if g.export_price_inr_per_kwh > cheapest_import:
+            # otherwise buying to sell at once would pay, and the end-of-day rule's bounds would not hold
+            raise ScenarioError(
+                f"GridConfig.export_price_inr_per_kwh ({g.export_price_inr_per_kwh}) must not exceed the lowest possible import price "
+                f"({cheapest_import}); allowed range [0, {cheapest_import}]"
+            )
         per_hour = 1.0 / self.step_hours
         if abs(per_hour - round(per_hour)) > 1e-9:
             raise ScenarioError(f"Scenario.step_hours = {self.step_hours}: 1 / step_hours must be an integer (1, 0.5, 0.25, ...)")
@@ -289,6 +301,8 @@ class Scenario(_Validated):
         if not isinstance(raw, dict):
             raise ScenarioError(f"{path}: the top level of a scenario file must be a mapping")
         base = raw.pop("base", None)
+        if base and base not in PRESETS and not Path(base).is_absolute():
+            base = Path(path).parent / base  # a relative base is relative to this file
         start = to_dict(load_scenario(base)) if base else {}
         return from_dict(_merge(start, raw))
 

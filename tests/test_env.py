@@ -240,3 +240,23 @@ def test_split_years_are_disjoint():
     assert dates["validation"] == {2023} and dates["test"] == {2024}
     with pytest.raises(ValueError, match="not a start day"):
         MicrogridEnv(split="train").reset(options={"day": "2024-03-01"})
+
+
+def test_step_after_the_end_raises():
+    env = MicrogridEnv()
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(env.action_space.shape))
+    run_episode(env, lambda o: np.zeros(env.action_space.shape))
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(env.action_space.shape))
+
+
+def test_hoarding_at_end_of_day_does_not_pay():
+    """Filling the battery from the grid in the last hours and ending fuller costs more than idling."""
+    for day in ("2016-01-05", "2016-06-14"):
+        hold = np.zeros(13)
+        _, _, info_idle = run_episode(MicrogridEnv(), lambda o: hold, options={"day": day})
+        env = MicrogridEnv()
+        _, _, info_fill = run_episode(env, lambda o, e=env: hold if e.core.t < 21 else np.r_[1.0, np.zeros(12)], options={"day": day})
+        assert info_fill[-1]["cost_terminal"] < 0  # credited for the surplus...
+        assert info_fill[-1]["episode_metrics"]["total_cost"] > info_idle[-1]["episode_metrics"]["total_cost"]  # ...not enough

@@ -1,8 +1,8 @@
 """The physics of N microgrids stepped together: the one core behind every env face.
 
 All N episodes have the same length and are reset together, so the step counter is shared.
-Order within a step: safety supervisor -> battery -> EVs -> grid -> costs and emissions -> aging ->
-departures; then at a day boundary the battery's health is re-evaluated and the day's demand peak
+Order within a step: safety supervisor -> battery -> EVs (and departures) -> grid -> costs and
+emissions -> aging; then at a day boundary the battery's health is re-evaluated and the day's demand peak
 restarts; then arrivals of the next step and the observation. Episodes are built with numpy at reset
 (:mod:`.episode`); the step itself is the compiled loop of :mod:`.kernel`.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import MicrogridData
-from ..scenario import Difficulty, Scenario
+from ..scenario import Difficulty, Scenario, ScenarioError
 from . import kernel
 from .degradation import stress_for_soh
 from .episode import Episode, build_episode, lead_factor, noise_shape
@@ -125,13 +125,13 @@ class MicrogridCore:
         """Validate new difficulty parameters of microgrid ``index``; they apply at its next reset."""
         unknown = sorted(set(params) - set(Difficulty.__dataclass_fields__))
         if unknown:
-            raise ValueError(f"unknown difficulty parameter(s) {unknown}; allowed: {sorted(Difficulty.__dataclass_fields__)}")
+            raise ScenarioError(f"unknown difficulty parameter(s) {unknown}; allowed: {sorted(Difficulty.__dataclass_fields__)}")
         base = self._pending[index] or self.difficulty[index]
         merged = Difficulty(**{**{k: getattr(base, k) for k in Difficulty.__dataclass_fields__}, **params})
         lo = merged.soc_min if merged.soc_min is not None else self.scenario.battery.soc_min
         hi = merged.soc_max if merged.soc_max is not None else self.scenario.battery.soc_max
         if lo >= hi:
-            raise ValueError(f"Difficulty soc_min ({lo}) must be < soc_max ({hi})")
+            raise ScenarioError(f"Difficulty soc_min ({lo}) must be < soc_max ({hi}) (with the battery's own bounds for unset ones)")
         self._pending[index] = merged
         return merged
 
@@ -203,6 +203,8 @@ class MicrogridCore:
             info array (N, len(STEP_KEYS)) whose columns are named by :data:`STEP_KEYS`
         """
         ep = self.episode
+        if ep is None or self.t >= ep.n_steps:
+            raise RuntimeError("the episode has ended (or never started): call reset() before step()")
         action = np.ascontiguousarray(action, dtype=np.float64).reshape(self.n, -1)
         kernel.step(
             self.t, ep.n_steps, action, self._params, self.state, self.connected, self.remaining, self.delivered,

@@ -129,13 +129,15 @@ def build_episode(
     price_ext = price_ext.reshape(m, -1)
     import_price = price_ext[:, days_before * spd : days_before * spd + T]
 
+    # A regulated ToD tariff is published in advance: its forecast is exact.
+    price_noise = fc.price_noise if grid.tariff == "exchange" else 0.0
     # Window: targets from H steps before the start to F - 1 steps after the last step.
     span = fc.history_steps + T + fc.forecast_steps
     offset = days_before * spd - fc.history_steps
     window_mean = gather_rows(site.window_truth, a0 - fc.history_steps, span)
     window_mean[:, :, WINDOW_SERIES.index("price")] = price_ext[:, offset : offset + span] / site.window_scale[3]
     sigma = np.stack(
-        [renewable_noise, renewable_noise, *(np.full(m, s) for s in (fc.load_noise, fc.price_noise, fc.emission_noise))], axis=1
+        [renewable_noise, renewable_noise, *(np.full(m, s) for s in (fc.load_noise, price_noise, fc.emission_noise))], axis=1
     )
     if noise is None:
         window_error = np.zeros_like(window_mean)
@@ -162,9 +164,10 @@ def build_episode(
         soc_max=soc_max,
         # End-of-horizon rule (docs/environment.md): a shortfall must be bought back at worst at the
         # horizon's dearest import price (plus wear) through the charger; a surplus is worth at most
-        # its sale at the export price through the inverter. So neither draining nor hoarding pays.
+        # its sale at the export price through the inverter, less the wear of discharging it. So
+        # neither draining nor hoarding pays.
         shortfall_price=(import_price.max(axis=1) + wear) / bat.charge_efficiency,
-        surplus_price=np.full(m, grid.export_price_inr_per_kwh * bat.discharge_efficiency),
+        surplus_price=np.full(m, max(grid.export_price_inr_per_kwh - wear, 0.0) * bat.discharge_efficiency),
     )
 
 
@@ -215,7 +218,7 @@ def _scatter_arrivals(
     arrival_deadline: np.ndarray,
 ) -> None:
     """Place each day's first ``ev_count`` sessions at their arrival step and port. A deadline buffer
-    stretches a stay up to the next arrival at the same port; no stay passes the episode's end."""
+    stretches a stay up to the next arrival at the same port and at most to the end of its day."""
     n_steps, n_ports = arrival_energy.shape[1], arrival_energy.shape[2]
     for m in range(start_day.size):
         for h in range(horizon_days):

@@ -11,7 +11,8 @@ Order of the projection (each stage only as far as needed):
    feasible power, i.e. discharging), then EV charging pro rata; what remains is load shed
    (``unserved``, priced by ``RewardConfig.unserved_penalty_inr_per_kwh``).
 5. Grid export above its limit: PV and wind are curtailed first (no change to the action), then
-   battery and V2G discharge is reduced.
+   battery power is raised (less discharge, up to charging) and then port power (less V2G
+   discharge, up to charging), each within its feasible range.
 
 The step counts one intervention when the supervisor changed the requested battery power or the
 power of a port with an EV by more than :data:`TOLERANCE_KW`, or the action was outside the box; a
