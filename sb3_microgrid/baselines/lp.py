@@ -1,0 +1,250 @@
+"""The dispatch LP shared by the perfect-foresight optimum and the MPC, solved with HiGHS.
+
+The model is the env's physics (docs/environment.md), written as linear constraints over a horizon
+of ``T`` steps of length ``dt``:
+
+* battery ``E_t = (1 - s dt) E_{t-1} + eta_c dt c_t - dt / eta_d d_t`` with ``E_min <= E_t <= E_max``,
+  ``0 <= c_t <= P_ch``, ``0 <= d_t <= P_dis`` (the env's net battery power is ``c_t - d_t``);
+* grid balance ``imp_t - exp_t = load_t - shed_t - (ren_t - curt_t) + c_t - d_t + sum_ports ev_t``
+  with ``imp <= import limit``, ``exp <= export limit``;
+* EV session ``k`` at its port from ``start_k`` to ``end_k`` (exclusive): charging ``x`` (and, with
+  V2G, discharging ``y``) at most the port power; ``sum eta_ev dt x - dt / eta_ev y + unmet_k =
+  energy_k`` when it leaves inside the horizon, ``<= energy_k`` otherwise;
+* demand charge ``peak_day >= imp_t / pf`` for the steps of that day, ``peak_day >=`` the peak already
+  reached that day;
+* end-of-horizon rule ``E_T - E_ref = surplus - shortfall``.
+
+Objective: energy (import at the import price plus the carbon price on import emissions, export at
+the export price), demand charge on each day's peak above what that day already paid, linear wear on
+``c + d``, EV penalty on unmet energy, load shedding at its penalty, and the terminal term — the
+env's cost components, unweighted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linprog
+
+from ..scenario import Scenario
+
+
+@dataclass(frozen=True)
+class DispatchProblem:
+    """One dispatch LP in physical units.
+
+    :param scenario: battery, EV, grid and reward parameters
+    :param load_kw: (T,) building load
+    :param renewable_kw: (T,) available PV + wind
+    :param import_price: (T,) Rs/kWh
+    :param emission: (T,) kg CO2/kWh of imports
+    :param demand_rate: (T,) Rs per kVA of the day's peak (constant within a day)
+    :param day: (T,) day number of each step (for the demand charge), starting at 0
+    :param peak_so_far: (days,) kVA peak each day has already paid for
+    :param energy0: stored energy before the first step (kWh)
+    :param e_min: lowest allowed stored energy (kWh)
+    :param e_max: highest allowed stored energy (kWh)
+    :param session_port: (K,) port of each EV session
+    :param session_start: (K,) first step at which the EV is connected (0 if already connected)
+    :param session_end: (K,) step at which it leaves (may exceed T: no deadline in the horizon)
+    :param session_energy: (K,) kWh it still asks for
+    :param session_delivered: (K,) kWh it has already received (what V2G may give back)
+    :param terminal: whether the horizon ends the episode (apply the end-of-horizon rule)
+    :param energy_ref: stored energy the end is compared with (kWh)
+    :param shortfall_price: Rs per kWh stored below ``energy_ref`` at the end
+    :param surplus_price: Rs per kWh stored above ``energy_ref`` at the end
+    """
+
+    scenario: Scenario
+    load_kw: np.ndarray
+    renewable_kw: np.ndarray
+    import_price: np.ndarray
+    emission: np.ndarray
+    demand_rate: np.ndarray
+    day: np.ndarray
+    peak_so_far: np.ndarray
+    energy0: float
+    e_min: float
+    e_max: float
+    session_port: np.ndarray
+    session_start: np.ndarray
+    session_end: np.ndarray
+    session_energy: np.ndarray
+    session_delivered: np.ndarray
+    terminal: bool
+    energy_ref: float = 0.0
+    shortfall_price: float = 0.0
+    surplus_price: float = 0.0
+
+
+@dataclass(frozen=True)
+class DispatchSchedule:
+    """The LP's set-points and its objective value (Rs)."""
+
+    battery_kw: np.ndarray  # (T,) + charging
+    ev_kw: np.ndarray  # (T, P) + charging the car
+    energy_kwh: np.ndarray  # (T,) stored energy after each step
+    grid_import_kw: np.ndarray  # (T,)
+    cost: float
+
+
+def solve_dispatch(problem: DispatchProblem) -> DispatchSchedule:
+    """Build and solve the LP with HiGHS (``scipy.optimize.linprog``).
+
+    :param problem: the dispatch problem
+    :raises RuntimeError: if HiGHS reports anything but an optimal solution
+    """
+    pb, sc = problem, problem.scenario
+    bat, ev, grid, rw = sc.battery, sc.ev, sc.grid, sc.reward
+    dt = sc.step_hours
+    T = pb.load_kw.size
+    n_days = int(pb.day.max()) + 1
+    v2g = ev.v2g
+
+    # EV entries: one variable per (session, step it is connected inside the horizon).
+    first = np.clip(pb.session_start, 0, T)
+    last = np.clip(pb.session_end, 0, T)
+    lengths = np.maximum(last - first, 0)
+    entry_session = np.repeat(np.arange(lengths.size), lengths)
+    entry_step = first[entry_session] + (np.arange(entry_session.size) - np.repeat(np.cumsum(lengths) - lengths, lengths))
+    n_x = entry_session.size
+    n_y = n_x if v2g else 0
+    K = lengths.size
+
+    # Variable offsets.
+    C, D, E, IMP, EXP, CURT, SHED = (i * T for i in range(7))
+    X = 7 * T
+    Y = X + n_x
+    UNMET = Y + n_y
+    PEAK = UNMET + K
+    SHORT = PEAK + n_days
+    SURPLUS = SHORT + 1
+    n_var = SURPLUS + 1
+    steps = np.arange(T)
+
+    cost = np.zeros(n_var)
+    cost[C : C + T] = bat.wear_cost_inr_per_kwh * dt
+    cost[D : D + T] = bat.wear_cost_inr_per_kwh * dt
+    cost[IMP : IMP + T] = (pb.import_price + rw.carbon_price_inr_per_kg * pb.emission) * dt
+    cost[EXP : EXP + T] = -grid.export_price_inr_per_kwh * dt
+    cost[SHED : SHED + T] = rw.unserved_penalty_inr_per_kwh * dt
+    leaves_inside = pb.session_end <= T
+    cost[UNMET : UNMET + K] = np.where(leaves_inside, ev.unmet_penalty_inr_per_kwh, 0.0)
+    day_rate = np.zeros(n_days)
+    day_rate[pb.day] = pb.demand_rate
+    cost[PEAK : PEAK + n_days] = day_rate
+    if pb.terminal:
+        cost[SHORT] = pb.shortfall_price
+        cost[SURPLUS] = -pb.surplus_price
+
+    eq_rows, eq_cols, eq_vals, b_eq = [], [], [], []
+
+    def add(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray | float, target: list) -> None:
+        target[0].append(np.asarray(rows))
+        target[1].append(np.asarray(cols))
+        target[2].append(np.broadcast_to(np.asarray(vals, dtype=float), np.shape(rows)))
+
+    eq = (eq_rows, eq_cols, eq_vals)
+    # Balance rows 0..T-1: imp - exp - c + d - curt + shed - x + y = load - ren.
+    for offset, sign in ((IMP, 1.0), (EXP, -1.0), (C, -1.0), (D, 1.0), (CURT, -1.0), (SHED, 1.0)):
+        add(steps, offset + steps, sign, eq)
+    add(entry_step, X + np.arange(n_x), -1.0, eq)
+    if v2g:
+        add(entry_step, Y + np.arange(n_y), 1.0, eq)
+    b_eq.append(pb.load_kw - pb.renewable_kw)
+    # Storage rows T..2T-1.
+    keep = 1.0 - bat.self_discharge_per_hour * dt
+    add(T + steps, E + steps, 1.0, eq)
+    add(T + steps[1:], E + steps[:-1], -keep, eq)
+    add(T + steps, C + steps, -bat.charge_efficiency * dt, eq)
+    add(T + steps, D + steps, dt / bat.discharge_efficiency, eq)
+    storage_rhs = np.zeros(T)
+    storage_rhs[0] = keep * pb.energy0
+    b_eq.append(storage_rhs)
+    n_eq = 2 * T
+    # Sessions that leave inside the horizon: delivered + unmet = asked.
+    inside = np.flatnonzero(leaves_inside)
+    row_of = np.full(K, -1)
+    row_of[inside] = n_eq + np.arange(inside.size)
+    in_entries = leaves_inside[entry_session]
+    add(row_of[entry_session[in_entries]], X + np.flatnonzero(in_entries), ev.charger_efficiency * dt, eq)
+    if v2g:
+        add(row_of[entry_session[in_entries]], Y + np.flatnonzero(in_entries), -dt / ev.charger_efficiency, eq)
+    add(row_of[inside], UNMET + inside, 1.0, eq)
+    b_eq.append(pb.session_energy[inside])
+    n_eq += inside.size
+    # End of horizon: E_T-1 - surplus + shortfall = E_ref.
+    if pb.terminal:
+        add(np.array([n_eq] * 3), np.array([E + T - 1, SURPLUS, SHORT]), np.array([1.0, -1.0, 1.0]), eq)
+        b_eq.append(np.array([pb.energy_ref]))
+        n_eq += 1
+
+    ub_rows, ub_cols, ub_vals, b_ub = [], [], [], []
+    ub = (ub_rows, ub_cols, ub_vals)
+    # Demand: imp_t / pf - peak_day(t) <= 0.
+    add(steps, IMP + steps, 1.0 / grid.power_factor, ub)
+    add(steps, PEAK + pb.day, -1.0, ub)
+    b_ub.append(np.zeros(T))
+    n_ub = T
+    # Sessions leaving after the horizon: delivered <= asked.
+    outside = np.flatnonzero(~leaves_inside)
+    row_out = np.full(K, -1)
+    row_out[outside] = n_ub + np.arange(outside.size)
+    out_entries = ~leaves_inside[entry_session]
+    add(row_out[entry_session[out_entries]], X + np.flatnonzero(out_entries), ev.charger_efficiency * dt, ub)
+    if v2g:
+        add(row_out[entry_session[out_entries]], Y + np.flatnonzero(out_entries), -dt / ev.charger_efficiency, ub)
+        b_ub.append(pb.session_energy[outside])
+        n_ub += outside.size
+        # With V2G the running total must stay within [-delivered so far, asked] at every step, as
+        # the env's supervisor enforces; entries are ordered by session then step, so prefix sums
+        # are lower-triangular blocks.
+        same = entry_session[:, None] == entry_session[None, :]
+        prefix = np.argwhere(same & (np.arange(n_x)[None, :] <= np.arange(n_x)[:, None]))
+        rows, cols = prefix[:, 0], prefix[:, 1]
+        add(n_ub + rows, X + cols, ev.charger_efficiency * dt, ub)
+        add(n_ub + rows, Y + cols, -dt / ev.charger_efficiency, ub)
+        b_ub.append(pb.session_energy[entry_session])
+        n_ub += n_x
+        add(n_ub + rows, X + cols, -ev.charger_efficiency * dt, ub)
+        add(n_ub + rows, Y + cols, dt / ev.charger_efficiency, ub)
+        b_ub.append(pb.session_delivered[entry_session])
+        n_ub += n_x
+    else:
+        b_ub.append(pb.session_energy[outside])
+        n_ub += outside.size
+
+    lo = np.zeros(n_var)
+    hi = np.full(n_var, np.inf)
+    hi[C : C + T] = bat.charge_power_kw
+    hi[D : D + T] = bat.discharge_power_kw
+    lo[E : E + T], hi[E : E + T] = pb.e_min, pb.e_max
+    hi[IMP : IMP + T] = grid.import_limit_kw
+    hi[EXP : EXP + T] = grid.export_limit_kw
+    hi[CURT : CURT + T] = pb.renewable_kw
+    hi[SHED : SHED + T] = pb.load_kw
+    hi[X : X + n_x] = ev.port_power_kw
+    hi[Y : Y + n_y] = ev.port_power_kw
+    lo[PEAK : PEAK + n_days] = pb.peak_so_far
+    if not pb.terminal:
+        hi[SHORT] = hi[SURPLUS] = 0.0
+
+    a_eq = sp.csr_array((np.concatenate(eq_vals), (np.concatenate(eq_rows), np.concatenate(eq_cols))), shape=(n_eq, n_var))
+    a_ub = sp.csr_array((np.concatenate(ub_vals), (np.concatenate(ub_rows), np.concatenate(ub_cols))), shape=(n_ub, n_var))
+    res = linprog(cost, A_ub=a_ub, b_ub=np.concatenate(b_ub), A_eq=a_eq, b_eq=np.concatenate(b_eq), bounds=np.stack([lo, hi], axis=1), method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"dispatch LP not solved: {res.message}")
+    x = res.x
+    ev_kw = np.zeros((T, ev.n_ports))
+    np.add.at(ev_kw, (entry_step, pb.session_port[entry_session]), x[X : X + n_x] - (x[Y : Y + n_y] if v2g else 0.0))
+    # The demand charge of what each day had already paid is in the objective; the env charges increments.
+    paid = float(day_rate @ pb.peak_so_far)
+    return DispatchSchedule(
+        battery_kw=x[C : C + T] - x[D : D + T],
+        ev_kw=ev_kw,
+        energy_kwh=x[E : E + T],
+        grid_import_kw=x[IMP : IMP + T],
+        cost=float(res.fun) - paid,
+    )

@@ -1,0 +1,79 @@
+"""Model predictive control: the dispatch LP re-solved every step over the forecast window the agent
+observes, applying only the first step."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..envs import MicrogridEnv
+from ..envs.kernel import S_ENERGY, S_PEAK_KVA, S_START_ENERGY
+from .base import battery_action, port_actions
+from .lp import DispatchProblem, solve_dispatch
+
+
+class MPCController:
+    """Receding-horizon LP on the observation's own forecasts (the same noisy window the agent sees).
+
+    Per step it plans over ``min(forecast_steps, steps left in the episode)`` steps with the
+    forecast PV, wind, load, import price and emission factor, the present SoC, the EVs now connected
+    (energy still wanted, deadline; future arrivals are unknown to it, as to the agent) and the peak
+    the day has already paid for. When the episode ends inside the window it applies the
+    end-of-horizon rule with the dearest import price seen or forecast so far.
+    """
+
+    name = "mpc"
+
+    def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
+        self._env = env
+        self._price_max = 0.0
+
+    def forecasts(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        """The window's rows from the current step on, in physical units."""
+        env, layout = self._env, self._env.obs_layout
+        window = obs[layout.window].reshape(layout.window_shape)[layout.history_steps :].astype(np.float64)
+        scale = env.core.site.window_scale
+        col = {name: window[:, j] * scale[j] for j, name in enumerate(layout.window_names)}
+        col["pv"] = col["pv"] * env.scenario.pv.capacity_kwp
+        col["wind"] = col["wind"] * env.scenario.wind.rated_kw
+        return col
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        env = self._env
+        core, sc = env.core, env.scenario
+        ep, t = core.episode, core.t
+        fc = self.forecasts(obs)
+        horizon = min(fc["load"].size, ep.n_steps - t)
+        history = obs[env.obs_layout.window].reshape(env.obs_layout.window_shape)[: env.obs_layout.history_steps, env.obs_layout.window_names.index("price")]
+        self._price_max = max(self._price_max, float(fc["price"][:horizon].max()), float(history.max(initial=0.0) * core.site.window_scale[3]))
+        spd = sc.steps_per_day
+        day = (t + np.arange(horizon)) // spd - t // spd
+        peak_so_far = np.zeros(int(day.max()) + 1)
+        peak_so_far[0] = core.state[0, S_PEAK_KVA]
+        connected = np.flatnonzero(core.connected[0] > 0)
+        capacity = core.capacity[0]
+        terminal = t + horizon == ep.n_steps
+        problem = DispatchProblem(
+            scenario=sc,
+            load_kw=fc["load"][:horizon],
+            renewable_kw=fc["pv"][:horizon] + fc["wind"][:horizon],
+            import_price=fc["price"][:horizon],
+            emission=fc["emission"][:horizon],
+            # the demand tariff is published, not forecast
+            demand_rate=ep.demand_rate[0, t : t + horizon],
+            day=day,
+            peak_so_far=peak_so_far,
+            energy0=float(core.state[0, S_ENERGY]),
+            e_min=float(ep.soc_min[0] * capacity),
+            e_max=float(ep.soc_max[0] * capacity),
+            session_port=connected,
+            session_start=np.zeros(connected.size, dtype=np.int64),
+            session_end=core.deadline[0, connected] - t,
+            session_energy=np.maximum(core.remaining[0, connected], 0.0),
+            session_delivered=np.maximum(core.delivered[0, connected], 0.0),
+            terminal=terminal,
+            energy_ref=float(core.state[0, S_START_ENERGY]),
+            shortfall_price=(self._price_max + sc.battery.wear_cost_inr_per_kwh) / sc.battery.charge_efficiency,
+            surplus_price=float(ep.surplus_price[0]),
+        )
+        plan = solve_dispatch(problem)
+        return np.r_[battery_action(plan.battery_kw[0], env), port_actions(plan.ev_kw[0], env)]
