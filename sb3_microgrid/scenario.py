@@ -138,7 +138,7 @@ class GridConfig(_Validated):
     """
 
     tariff: str = "exchange"
-    network_charge_inr_per_kwh: float = _f(3.3, 0, 100, doc="wheeling, losses and duties on top of the exchange price")
+    network_charge_inr_per_kwh: float = _f(3.6, 0, 100, doc="wheeling, losses and duties on top of the exchange price")
     exchange_price_cap: float = _f(10.0, 0, 100, lo_open=True, doc="exchange price cap (Rs/kWh)")
     normal_rate_inr_per_kwh: float = _f(8.5, 0, 100, doc="ToD normal rate (Rs/kWh)")
     peak_multiplier: float = _f(1.2, 1.2, 5, doc="ToD peak rate / normal rate (rules: at least 1.2)")

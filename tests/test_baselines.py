@@ -1,0 +1,123 @@
+"""Truth checks of the baselines: the LP is a lower bound for the env's own accounting, its replay
+reproduces its cost, it respects every hard limit, and MPC with perfect forecasts finds the optimum."""
+
+import numpy as np
+import pytest
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+from sb3_microgrid.baselines import MPCController, NaiveController, OptimalController, RuleController, make_controller
+from sb3_microgrid.baselines.optimal import episode_problem, episode_sessions
+from sb3_microgrid.envs import MicrogridEnv
+from sb3_microgrid.evaluation import evaluate, run_day
+
+TEST_DAYS = ["2024-01-09", "2024-02-20", "2024-04-02", "2024-05-14", "2024-06-25", "2024-08-06", "2024-09-17", "2024-10-29", "2024-12-10"]
+PERFECT = {"forecast": {"load_noise": 0.0, "price_noise": 0.0, "emission_noise": 0.0}, "difficulty": {"renewable_noise": 0.0}}
+
+
+class RandomController:
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, env, obs):
+        self.shape = env.action_space.shape
+
+    def act(self, obs):
+        return self.rng.uniform(-1, 1, size=self.shape)
+
+
+def day_cost(controller, scenario, day, seed=0):
+    env = MicrogridEnv(scenario=scenario, split="test")
+    metrics, trace = run_day(controller, env, day, seed)
+    return metrics["total_cost"], metrics, trace, env
+
+
+@pytest.mark.parametrize("scenario", ["campus", "campus_tod"])
+def test_optimal_is_a_lower_bound_for_every_controller(scenario):
+    for i, day in enumerate(TEST_DAYS):
+        optimal, metrics, _, _ = day_cost(OptimalController(), scenario, day, seed=i)
+        assert metrics["safety_violations"] == 0
+        for controller in (RandomController(i), NaiveController(), RuleController(), MPCController()):
+            cost, *_ = day_cost(controller, scenario, day, seed=i)
+            assert cost >= optimal - 1e-6 * abs(optimal), (controller.name, day, cost, optimal)
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "campus",
+        "campus_tod",
+        {"ev": {"v2g": True}},
+        {"step_hours": 0.25},
+        {"horizon_days": 2},
+        {"grid": {"import_limit_kw": 450.0, "export_limit_kw": 0.0}, "pv": {"capacity_kwp": 1500.0}},
+        {"reward": {"carbon_price_inr_per_kg": 5.0}},
+    ],
+    ids=["campus", "tod", "v2g", "15min", "2days", "tight-limits", "carbon-price"],
+)
+def test_replay_reproduces_the_lp_cost(scenario):
+    for day in TEST_DAYS[::3]:
+        controller = OptimalController()
+        cost, metrics, _, _ = day_cost(controller, scenario, day)
+        assert cost == pytest.approx(controller.schedule.cost, rel=0.005)
+        assert metrics["safety_violations"] == 0
+
+
+def test_lp_schedule_respects_every_hard_limit():
+    scenario = {"ev": {"v2g": True}, "grid": {"import_limit_kw": 500.0, "export_limit_kw": 50.0}, "pv": {"capacity_kwp": 1200.0}}
+    for day in TEST_DAYS[:4]:
+        env = MicrogridEnv(scenario=scenario, split="test")
+        env.reset(seed=0, options={"day": day})
+        problem = episode_problem(env)
+        controller = OptimalController()
+        controller.reset(env, None)
+        s, sc, tol = controller.schedule, env.scenario, 1e-6
+        assert (s.energy_kwh >= problem.e_min - tol).all() and (s.energy_kwh <= problem.e_max + tol).all()
+        assert (s.battery_kw <= sc.battery.charge_power_kw + tol).all() and (s.battery_kw >= -sc.battery.discharge_power_kw - tol).all()
+        assert (s.grid_import_kw <= sc.grid.import_limit_kw + tol).all()
+        assert (np.abs(s.ev_kw) <= sc.ev.port_power_kw + tol).all()
+        ports, start, end, energy = episode_sessions(env)
+        present = np.zeros_like(s.ev_kw, dtype=bool)
+        for p, a, b, e in zip(ports, start, end, energy):
+            present[a:b, p] = True
+            stored = np.where(s.ev_kw[a:b, p] >= 0, s.ev_kw[a:b, p] * sc.ev.charger_efficiency, s.ev_kw[a:b, p] / sc.ev.charger_efficiency)
+            running = np.cumsum(stored) * sc.step_hours
+            assert (running <= e + tol).all() and (running >= -tol).all()
+        assert (np.abs(s.ev_kw[~present]) <= tol).all()
+
+
+def test_mpc_with_perfect_forecasts_matches_the_optimum():
+    for day in TEST_DAYS[::2]:
+        optimal, *_ = day_cost(OptimalController(), PERFECT, day)
+        mpc, *_ = day_cost(MPCController(), PERFECT, day)
+        # MPC does not know future EV arrivals, so it may pay a little more; never less.
+        assert optimal - 1e-6 * optimal <= mpc <= optimal * 1.005
+
+
+def test_evaluate_scores_through_the_env_with_gap_closed(tmp_path):
+    naive = evaluate("naive", days=3)
+    assert list(naive.days.index) == ["2024-01-01", "2024-01-02", "2024-01-03"]
+    assert naive.summary["gap_closed"] == pytest.approx(0.0)
+    optimal = evaluate("optimal", days=3)
+    assert optimal.summary["gap_closed"] == pytest.approx(1.0)
+    assert optimal.summary["cost_per_day"] < naive.summary["cost_per_day"]
+    assert optimal.summary["safety_violations"] == 0
+    np.testing.assert_allclose(optimal.days["cost_naive"], naive.days["cost"])
+    path = tmp_path / "out.json"
+    optimal.to_json(path)
+    assert '"gap_closed"' in path.read_text()
+    with pytest.raises(ValueError, match="unknown controller"):
+        make_controller("nope")
+
+
+def test_a_saved_sb3_model_is_a_controller(tmp_path):
+    venv = VecNormalize(DummyVecEnv([MicrogridEnv]))
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu").learn(64)
+    model.save(tmp_path / "agent.zip")
+    venv.save(str(tmp_path / "agent_vecnormalize.pkl"))
+    controller = make_controller(str(tmp_path / "agent.zip"))
+    result = evaluate(controller, days=2, reference=False)
+    assert result.summary["controller"] == "agent" and result.summary["safety_violations"] == 0
+    assert controller._normalizer is not None and controller._normalizer.training is False
