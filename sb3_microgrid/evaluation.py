@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .baselines import Controller, make_controller
+from .baselines import Controller, NaiveController, OptimalController, make_controller
 from .envs import STEP_KEYS, MicrogridEnv
 from .scenario import Scenario, load_scenario
 
@@ -42,10 +42,28 @@ class Evaluation:
     days: pd.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self, path: str | Path) -> None:
-        """Write ``{"controller", "summary", "days": [{"date", "cost", ...}, ...]}``."""
+    def to_dict(self) -> dict[str, Any]:
+        """``{"controller", "summary", "days": [{"date", "cost", ...}, ...]}`` with plain floats and
+        ``None`` where a value is undefined (a gap closed where naive and optimal cost the same)."""
         days = self.days.reset_index().to_dict(orient="records")
-        Path(path).write_text(json.dumps({"controller": self.controller, "summary": self.summary, "days": days}, indent=2, default=float))
+        return _plain({"controller": self.controller, "summary": self.summary, "days": days})
+
+    def to_json(self, path: str | Path) -> None:
+        """Write :meth:`to_dict` as strict JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False))
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars to Python ones and NaN to ``None``, recursively."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def split_dates(scenario: Scenario, split: str, days: int | Sequence[str] | None = None) -> list[str]:
@@ -125,8 +143,9 @@ def evaluate(
         "battery_fade_per_day": float(frame["battery_fade"].mean()),
     }
     if reference:
-        naive = frame if controller.name == "naive" else _run(make_controller("naive"), env, dates, seed)
-        optimal = frame if controller.name == "optimal" else _run(make_controller("optimal"), env, dates, seed)
+        # by type, not name: a model file may be called "optimal.zip"
+        naive = frame if type(controller) is NaiveController else _run(NaiveController(), env, dates, seed)
+        optimal = frame if type(controller) is OptimalController else _run(OptimalController(), env, dates, seed)
         frame["cost_naive"] = naive["cost"]
         frame["cost_optimal"] = optimal["cost"]
         frame["gap_closed"] = gap_closed(frame["cost"], frame["cost_naive"], frame["cost_optimal"])

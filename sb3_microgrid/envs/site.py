@@ -126,7 +126,7 @@ def build_site(scenario: Scenario, data: MicrogridData | None = None) -> SiteArr
         energy_price = tod_rate(hours, scenario)
     days_in_month = pad(step_times.days_in_month.to_numpy())
     doy = pad(step_times.dayofyear.to_numpy() / 365.25)
-    weekend = pad((step_times.dayofweek >= 5).astype(float))
+    weekend = pad((step_times.day_of_week >= 5).astype(float))
     holiday = padded(series["is_holiday"].to_numpy(), False)
     two_pi = 2.0 * np.pi
     time_features = np.stack(

@@ -1,0 +1,93 @@
+"""Speed of the baselines: the optimal LP for one day and for the whole test year, and MPC steps/s.
+
+All figures come from one run; each timing is the median of ``--repeats`` repeats. Results go to
+``benchmarks/results/baselines_speed.{json,md}`` with the command that produced them.
+
+Usage: python benchmarks/baselines_speed.py [--repeats 5] [--scenario campus] [--mpc-days 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from sb3_microgrid.baselines import MPCController, OptimalController  # noqa: E402
+from sb3_microgrid.baselines.lp import solve_dispatch  # noqa: E402
+from sb3_microgrid.baselines.optimal import episode_problem  # noqa: E402
+from sb3_microgrid.envs import MicrogridEnv  # noqa: E402
+from sb3_microgrid.evaluation import run_day, split_dates  # noqa: E402
+from sb3_microgrid.scenario import load_scenario  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def median_time(fn, repeats: int) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--scenario", default="campus")
+    parser.add_argument("--mpc-days", type=int, default=5)
+    args = parser.parse_args()
+    scenario = load_scenario(args.scenario)
+    dates = split_dates(scenario, "test")
+    env = MicrogridEnv(scenario=scenario, split="test")
+
+    problems = []
+    for i, day in enumerate(dates):
+        env.reset(seed=i, options={"day": day})
+        problems.append(episode_problem(env))
+    solve_dispatch(problems[0])  # warm-up: imports and first-call costs are not the LP's
+
+    one_day, _ = median_time(lambda: solve_dispatch(problems[0]), args.repeats * 4)
+    year, year_times = median_time(lambda: [solve_dispatch(p) for p in problems], args.repeats)
+
+    def replay_year() -> None:
+        for i, day in enumerate(dates):
+            run_day(OptimalController(), env, day, seed=i)
+
+    replay, _ = median_time(replay_year, max(1, args.repeats // 2))
+    mpc_days = dates[: args.mpc_days]
+    steps = len(mpc_days) * scenario.episode_steps
+    mpc, _ = median_time(lambda: [run_day(MPCController(), env, d, seed=i) for i, d in enumerate(mpc_days)], args.repeats)
+
+    rows = [
+        {"what": "optimal LP, one day (build + solve)", "median_s": one_day, "per": "day"},
+        {"what": f"optimal LP, test year ({len(problems)} days, build + solve)", "median_s": year, "per": "year"},
+        {"what": f"optimal, test year solved and replayed through the env", "median_s": replay, "per": "year"},
+        {"what": f"MPC, {len(mpc_days)} days ({steps} steps, one LP per step)", "median_s": mpc, "per": f"{steps / mpc:.1f} steps/s"},
+    ]
+    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    meta = {"command": command, "python": platform.python_version(), "cpus": os.cpu_count(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "baselines_speed.json").write_text(json.dumps({"meta": meta, "results": rows, "year_times_s": year_times, "mpc_steps_per_s": steps / mpc}, indent=2))
+    lines = [
+        "# Baselines speed",
+        "",
+        f"Command: `{command}` ({meta['time']}, Python {meta['python']}, {meta['cpus']} CPUs; shared machine, medians of repeats).",
+        "",
+        "| what | median time (s) | rate |",
+        "|---|---:|---:|",
+        *(f"| {r['what']} | {r['median_s']:.3f} | {r['per']} |" for r in rows),
+    ]
+    (RESULTS / "baselines_speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""What an energy engineer would program without an optimiser: least-laxity EV charging,
+self-consumption, time-of-use arbitrage and peak shaving, ending the episode with the charge it began with.
+
+Each step reads the observation's forecast window (current step first, de-normalised to kW and Rs/kWh)
+and the present state, then decides in this order:
+
+1. EVs. A car whose laxity (hours to departure minus hours still needed at full power) is at most
+   ``must_charge_laxity_steps`` steps charges at full power. The others charge only in a cheap step or
+   when renewables exceed the load, least laxity first, within the import headroom under the peak cap.
+2. Battery. Store renewable surplus. In a cheap step refill from the grid under the peak cap: up to
+   ``target_soc`` when arbitrage pays, otherwise back to the starting energy. In a dear step, when
+   arbitrage pays, cover the load with the energy not kept back for dearer steps before the next cheap one.
+3. End of the episode. The env charges a final shortfall against the starting energy at the episode's
+   dearest price and credits a surplus at little more than the export price (docs/environment.md,
+   section 8). Once the end is in the forecast window the battery never discharges below the starting
+   energy minus what the remaining cheap steps can refill, buys back any deficit below that level (under
+   the cap if it can, else spread over the steps left), and spends energy above the starting level that
+   no dearer step ahead needs.
+4. Peak shaving. Discharge to hold the import at the peak cap, ``max(peak target, the day's peak so far)``:
+   the demand charge is paid on each increase of the day's peak, so importing up to it again is free.
+
+"Cheap" and "dear" rank the step's forecast price in the window: at or below its ``cheap_quantile``, at
+or above its ``dear_quantile``. Arbitrage pays when a kWh bought at the cheap price and sold back at the
+dear one after both conversion losses earns more than the wear of the round trip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ..envs import MicrogridEnv
+from ..envs.kernel import EV_HOURS_SCALE
+from .base import battery_action, port_actions
+
+
+@dataclass
+class RuleController:
+    """Transparent rule-based dispatch (the module docstring gives the rules and their order).
+
+    :param cheap_quantile: a step is cheap when its forecast price is at or below this quantile of the
+        forecast window's prices (steps after the episode's end included: the window is a rolling day)
+    :param dear_quantile: a step is dear when its forecast price is at or above this quantile
+    :param target_soc: state of charge that arbitrage fills the battery to in cheap steps; ``None``: the
+        battery's ``soc_max``
+    :param peak_target_kw: grid import (kW) the battery holds the site under; ``None``: ``peak_factor``
+        times the day's highest forecast net load (load minus PV and wind) seen so far, restarted at
+        midnight. Scaling the peak rather than the mean adapts to days whose peak-to-mean ratio differs
+        (sunny days, weekends). It needs a window of a day (the presets' 24 h) to see the day's peak
+        before the cheap hours: with a shorter one, give ``peak_target_kw``
+    :param peak_factor: fraction of the day's forecast peak kept as the target. The cap limits both the
+        shaving and the midday refill; 0.9 shaves the top tenth of the peak and still leaves room to refill
+        for arbitrage (lower factors save demand charge but lose more arbitrage than they save)
+    :param must_charge_laxity_steps: EVs with at most this many steps of laxity charge at full power. One
+        step is the least that still finishes every car: laxity falls by one step per step waited
+    """
+
+    cheap_quantile: float = 0.3
+    dear_quantile: float = 0.7
+    target_soc: float | None = None
+    peak_target_kw: float | None = None
+    peak_factor: float = 0.9
+    must_charge_laxity_steps: float = 1.0
+
+    name: ClassVar[str] = "rule"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.cheap_quantile <= self.dear_quantile <= 1.0:
+            raise ValueError(f"need 0 <= cheap_quantile <= dear_quantile <= 1, got {self.cheap_quantile}, {self.dear_quantile}")
+
+    def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
+        """Read the scenario and the observation layout, and record the episode's starting energy.
+
+        :param env: the unwrapped env, just reset
+        :param obs: its first observation
+        """
+        sc, lay = env.scenario, env.obs_layout
+        self._env, self._core, self._lay = env, env.core, lay
+        columns = {name: i for i, name in enumerate(lay.window_names)}
+        self._pv, self._wind, self._load, self._price = (columns[k] for k in ("pv", "wind", "load", "price"))
+        # Multiplier that turns each window column into kW (or Rs/kWh for the price).
+        self._unit = np.ones(len(lay.window_names))
+        self._unit[self._pv] = sc.pv.capacity_kwp
+        self._unit[self._wind] = sc.wind.rated_kw
+        self._unit[[self._load, self._price]] = env.core.site.window_scale[[self._load, self._price]]
+        ports = range(sc.ev.n_ports)
+        self._connected = np.array([lay.index(f"ev{p}_connected") for p in ports], dtype=np.int64)
+        self._need = np.array([lay.index(f"ev{p}_need_h") for p in ports], dtype=np.int64)
+        self._left = np.array([lay.index(f"ev{p}_left_h") for p in ports], dtype=np.int64)
+        self._time_left, self._day_peak = lay.index("time_left"), lay.index("day_peak")
+        b = sc.battery
+        self._round_trip = b.charge_efficiency * b.discharge_efficiency
+        # Wear is paid on the kWh bought and again on the kWh sold back.
+        self._round_trip_wear = b.wear_cost_inr_per_kwh * (1.0 + self._round_trip)
+        self._start_energy = float(env.core.energy[0])
+        self._peak_target = self.peak_target_kw
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The action for the current step.
+
+        :param obs: the env's observation
+        :return: ``[battery, port_0, ..., port_{P-1}]`` in [-1, 1]
+        """
+        sc = self._env.scenario
+        steps_left = round(float(obs[self._time_left]) * sc.episode_steps)
+        window = obs[self._lay.window].reshape(self._lay.window_shape)[self._lay.history_steps :] * self._unit
+        price = window[:, self._price]
+        net = window[:, self._load] - window[:, self._pv] - window[:, self._wind]  # before battery and EVs
+        cheap = price <= np.quantile(price, self.cheap_quantile)
+        dear = price >= np.quantile(price, self.dear_quantile)
+        cap = self._peak_cap(obs, net, steps_left)
+        ev_kw = self._ev_power(obs, net[0], bool(cheap[0]), cap)
+        p_bat = self._battery_power(net, price, cheap, dear, net[0] + ev_kw.sum(), cap, steps_left)
+        action = np.r_[battery_action(p_bat, self._env), port_actions(ev_kw, self._env)]
+        return np.clip(action, -1.0, 1.0).astype(np.float32)  # guards float rounding at full power
+
+    def _peak_cap(self, obs: np.ndarray, net: np.ndarray, steps_left: int) -> float:
+        """Import (kW) not to exceed now: the peak target, or the day's peak if that is already higher."""
+        sc = self._env.scenario
+        if self.peak_target_kw is None:
+            step_of_day = (sc.episode_steps - steps_left) % sc.steps_per_day
+            today = net[: sc.steps_per_day - step_of_day]
+            # A window shorter than a day reveals the day's peak bit by bit: keep the highest seen.
+            seen = 0.0 if step_of_day == 0 else self._peak_target
+            self._peak_target = max(seen, self.peak_factor * float(today.max()))
+        return max(self._peak_target, float(obs[self._day_peak]) * sc.grid.import_limit_kw)
+
+    def _ev_power(self, obs: np.ndarray, net_now: float, cheap_now: bool, cap: float) -> np.ndarray:
+        """Bus-side power (kW) per port: least laxity first.
+
+        :param obs: the observation (EV features)
+        :param net_now: forecast load minus renewables now (kW)
+        :param cheap_now: whether this step is cheap
+        :param cap: import not to exceed (kW)
+        """
+        ev, dt = self._env.scenario.ev, self._env.scenario.step_hours
+        on = obs[self._connected] > 0.5
+        need_h, left_h = obs[self._need] * EV_HOURS_SCALE, obs[self._left] * EV_HOURS_SCALE
+        full_kw = np.where(on, ev.port_power_kw * np.clip(need_h / dt, 0.0, 1.0), 0.0)  # at most what fills the car
+        laxity = left_h - need_h
+        must = on & (laxity <= self.must_charge_laxity_steps * dt)
+        power = np.where(must, full_kw, 0.0)
+        base = net_now + power.sum()
+        optional = on & ~must & (cheap_now or base < 0.0)
+        order = np.argsort(np.where(optional, laxity, np.inf), kind="stable")
+        wanted = np.where(optional, full_kw, 0.0)[order]
+        # Each car gets what is left of the headroom under the cap after the cars with less laxity.
+        power[order] += np.clip(max(cap - base, 0.0) - (np.cumsum(wanted) - wanted), 0.0, wanted)
+        return power
+
+    def _battery_power(
+        self, net: np.ndarray, price: np.ndarray, cheap: np.ndarray, dear: np.ndarray, site: float, cap: float, steps_left: int
+    ) -> float:
+        """AC battery power (kW, + charging).
+
+        :param net: forecast load minus renewables over the window (kW), now first
+        :param price: forecast import price over the window (Rs/kWh)
+        :param cheap: which window steps are cheap
+        :param dear: which window steps are dear
+        :param site: import now before the battery, EVs included (kW; negative: renewable surplus)
+        :param cap: import not to exceed (kW)
+        :param steps_left: steps to the episode's end, this one included
+        """
+        sc, core = self._env.scenario, self._core
+        b, dt = sc.battery, sc.step_hours
+        capacity = float(core.capacity[0])
+        e_min, e_max = float(core.episode.soc_min[0]) * capacity, float(core.episode.soc_max[0]) * capacity
+        start = float(np.clip(self._start_energy, e_min, e_max))  # capacity fade can lower e_max below it
+        kept = float(core.energy[0]) * (1.0 - b.self_discharge_per_hour * dt)
+        rows = np.arange(len(net))
+        future = (rows >= 1) & (rows < steps_left)  # steps after the episode's end cost nothing
+
+        def room_kw(level: float) -> float:
+            return float(np.clip((level - kept) / (b.charge_efficiency * dt), 0.0, b.charge_power_kw))
+
+        def spare_kw(level: float) -> float:
+            return float(np.clip((kept - level) * b.discharge_efficiency / dt, 0.0, b.discharge_power_kw))
+
+        def reserve(steps: np.ndarray) -> float:
+            """Stored energy that covers the net load of those steps dearer than now."""
+            covered = np.clip(net[steps & (price > price[0])], 0.0, b.discharge_power_kw)
+            return float(covered.sum()) * dt / b.discharge_efficiency
+
+        floor, excess_kw = e_min, 0.0
+        if steps_left <= len(net):  # the end is in view
+            refill = float(np.clip(cap - net, 0.0, b.charge_power_kw)[cheap & future].sum()) * b.charge_efficiency * dt
+            floor = max(start - refill, e_min)
+            excess_kw = spare_kw(start + reserve(future))
+
+        cheap_price, dear_price = price[cheap].max(), price[dear].min()
+        if site < 0.0:  # self-consumption
+            p = min(-site, room_kw(e_max))
+        elif excess_kw > 0.0:  # the end would credit it at about the export price only
+            p = -min(site, excess_kw)
+        elif cheap[0]:
+            target = e_max if self.target_soc is None else float(np.clip(self.target_soc * capacity, e_min, e_max))
+            p = min(room_kw(target if self._pays(price[0], dear_price) else start), max(cap - site, 0.0))
+        elif dear[0] and self._pays(cheap_price, price[0]):
+            # Keep enough for the dearer steps before the next chance to refill.
+            p = -min(site, spare_kw(floor + reserve(future & (np.cumsum(cheap & future) == 0))))
+        else:
+            p = 0.0
+        if kept < floor:  # buy back what the cheap steps cannot, under the cap
+            p = max(p, min(room_kw(floor), cap - site))
+        if site + p > cap:
+            # Peak shaving may go below the floor: a kW off the day's peak is worth about what buying back
+            # the kWh that shaved it for an hour costs.
+            p = max(cap - site, -spare_kw(e_min))
+        return p
+
+    def _pays(self, buy: float, sell: float) -> bool:
+        """Whether a kWh bought at ``buy`` and sold back at ``sell`` beats its losses and wear."""
+        return sell * self._round_trip - buy > self._round_trip_wear

@@ -1,0 +1,236 @@
+"""The ``sb3-microgrid`` command line: evaluate controllers on a split, plot the dispatch of a day.
+
+Each subcommand is an ``_add_<name>(subparsers)`` function that declares its arguments and sets
+``func`` to the function that runs it; :data:`COMMANDS` lists them. A bad argument found after parsing
+(unknown controller, day outside the split, ...) prints one line and exits with code 2, as argparse does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from .scenario import Scenario, ScenarioError, load_scenario
+
+if TYPE_CHECKING:
+    from .baselines import Controller
+
+SPLITS = ("train", "validation", "test", "all")
+
+#: Rows of the KPI table: label, summary key, format.
+KPI_ROWS = (
+    ("cost (Rs/day)", "cost_per_day", "{:,.0f}"),
+    ("emissions (kg CO2/day)", "emissions_kg_per_day", "{:,.0f}"),
+    ("safety violations (total)", "safety_violations", "{:.0f}"),
+    ("safety interventions (steps, total)", "safety_interventions", "{:.0f}"),
+    ("unmet EV energy (kWh/day)", "unmet_ev_kwh_per_day", "{:.2f}"),
+    ("curtailed (kWh/day)", "curtailed_kwh_per_day", "{:.1f}"),
+    ("battery fade (SoH/day)", "battery_fade_per_day", "{:.2e}"),
+)
+REFERENCE_ROWS = (
+    ("naive cost (Rs/day)", "cost_naive_per_day", "{:,.0f}"),
+    ("optimal cost (Rs/day)", "cost_optimal_per_day", "{:,.0f}"),
+    ("gap closed", "gap_closed", "{:.1%}"),
+)
+
+JSON_HELP = (
+    "JSON written by --json: for one controller the object {controller, summary, days: [{date, cost, ...}]}; "
+    "for several, a list of such objects in the order the controllers were given."
+)
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing (unknown controller, date outside the split, ...): exit code 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line.
+
+    :param argv: arguments without the program name (default: ``sys.argv[1:]``)
+    :return: exit code (0 on success, 2 for a usage error; argparse's own errors exit 2)
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as err:
+        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with one subparser per entry of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(prog="sb3-microgrid", description="Evaluate and plot microgrid controllers.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(subparsers)
+    return parser
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """``--controller``, ``--scenario``, ``--split`` and ``--seed``, shared by evaluate and plot."""
+    p.add_argument(
+        "--controller", action="append", required=True, metavar="NAME",
+        help="naive, rule, mpc, optimal or the path of a saved SB3 model (.zip); repeat or separate with commas for several",
+    )
+    p.add_argument("--algo", default="ppo", help="algorithm class of saved models (the zip does not record it; default: ppo)")
+    p.add_argument("--scenario", default="campus", help="preset name or scenario YAML path (default: campus)")
+    p.add_argument("--split", default="test", choices=SPLITS, help="days to run on (default: test)")
+    p.add_argument("--seed", type=int, default=0, help="day i of the split is reset with seed + i (forecast noise; default: 0)")
+
+
+# ---- evaluate ---------------------------------------------------------------------------------
+def _add_evaluate(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="score controllers on the days of a split and print a KPI table",
+        description="Run each controller on the days of a split, scored by the env, and print a KPI table.", epilog=JSON_HELP,
+    )
+    _add_run_args(p)
+    p.add_argument("--days", type=_positive_int, default=None, metavar="N", help="only the first N days of the split (default: all)")
+    p.add_argument("--no-reference", dest="reference", action="store_false", help="skip the naive and optimal references (and the gap closed)")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the summary and per-day KPIs")
+    p.set_defaults(func=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    if args.json is not None:
+        _check_writable(args.json)
+    scenario = _scenario(args.scenario)
+    controllers = _controllers(args.controller, args.algo)
+    results = {
+        label: evaluate(controller, scenario=scenario, split=args.split, days=args.days, seed=args.seed, reference=args.reference)
+        for label, controller in controllers.items()
+    }
+    first = next(iter(results.values())).summary
+    print(f"scenario {first['scenario']}, split {first['split']}, {first['days']} days, seed {args.seed}")
+    print(format_table({label: ev.summary for label, ev in results.items()}, args.reference))
+    if args.json is not None:
+        if len(results) == 1:
+            next(iter(results.values())).to_json(args.json)
+        else:
+            args.json.write_text(json.dumps([ev.to_dict() for ev in results.values()], indent=2, allow_nan=False))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def format_table(summaries: dict[str, dict[str, Any]], reference: bool) -> str:
+    """KPI rows against one column per controller.
+
+    :param summaries: ``Evaluation.summary`` of each controller, by column title
+    :param reference: add the naive and optimal costs and the gap closed
+    """
+    rows = KPI_ROWS + (REFERENCE_ROWS if reference else ())
+    header = ["KPI", *summaries]
+    body = [[label, *(_fmt(s.get(key), fmt) for s in summaries.values())] for label, key, fmt in rows]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join([cells[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(cells[1:], widths[1:]))])
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, body)])
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return fmt.format(value)
+
+
+# ---- plot -------------------------------------------------------------------------------------
+def _add_plot(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "plot", help="plot the dispatch of one day",
+        description="Plot power flows, battery SoC and import price of one day; several controllers side by side.",
+    )
+    _add_run_args(p)
+    p.add_argument(
+        "--day", required=True, type=_date, metavar="YYYY-MM-DD",
+        help="the episode's first day, a day of the split; reset with the seed evaluate gives it (--seed + its position in the split)",
+    )
+    p.add_argument("--out", required=True, type=Path, metavar="PNG", help="image to write (format from the suffix)")
+    p.set_defaults(func=_plot)
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .envs import MicrogridEnv
+    from .evaluation import run_day, split_dates
+    from .plotting import plot_dispatch
+
+    _check_writable(args.out)
+    scenario = _scenario(args.scenario)
+    dates = split_dates(scenario, args.split)
+    if args.day not in dates:
+        raise UsageError(f"day {args.day} is not a start day of split {args.split!r} ({dates[0]} .. {dates[-1]})")
+    controllers = _controllers(args.controller, args.algo)
+    env = MicrogridEnv(scenario=scenario, split=args.split)
+    # the seed evaluate gives this day, so the plot shows the episode it scored
+    seed = args.seed + dates.index(args.day)
+    traces = {label: run_day(controller, env, args.day, seed)[1] for label, controller in controllers.items()}
+    out = plot_dispatch(traces, scenario, args.out, title=f"{scenario.name}, {args.day} ({args.split} split, reset seed {seed})")
+    print(f"wrote {out}")
+    return 0
+
+
+# ---- shared -----------------------------------------------------------------------------------
+def _scenario(name: str) -> Scenario:
+    try:
+        return load_scenario(name)
+    except ScenarioError as err:
+        raise UsageError(str(err)) from None
+
+
+def _controllers(values: list[str], algo: str = "ppo") -> dict[str, Controller]:
+    """Build every controller before running any, so a bad name fails at once; titles made unique."""
+    from .baselines import CONTROLLERS, make_controller
+
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    if not names:
+        raise UsageError("no controller given")
+    controllers: dict[str, Controller] = {}
+    for name in names:
+        try:
+            controller = make_controller(name) if name in CONTROLLERS else make_controller(name, algo=algo)
+        except (ValueError, FileNotFoundError) as err:
+            raise UsageError(str(err)) from None
+        label, k = name, 2
+        while label in controllers:
+            label, k = f"{name} ({k})", k + 1
+        controllers[label] = controller
+    return controllers
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before a long run, not after it, if ``path`` cannot be written."""
+    if not path.parent.is_dir():
+        raise UsageError(f"no directory {path.parent} for {path}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _date(text: str) -> str:
+    try:
+        return datetime.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
+
+
+#: Subcommands, each ``add(subparsers)``.
+COMMANDS: tuple[Callable[[Any], None], ...] = (_add_evaluate, _add_plot)
+
+if __name__ == "__main__":
+    sys.exit(main())
