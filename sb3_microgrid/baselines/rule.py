@@ -5,17 +5,17 @@ Each step reads the observation's forecast window (current step first, de-normal
 and the present state, then decides in this order:
 
 1. EVs. A car whose laxity (hours to departure minus hours still needed at full power) is at most
-   ``must_charge_laxity_steps`` steps charges at full power. The others charge only in a cheap step or
-   when renewables exceed the load, least laxity first, within the import headroom under the peak cap.
+   ``must_charge_laxity_steps`` steps charges at full power. The others, least laxity first, share the
+   import headroom under the peak cap in a cheap step and only the renewable surplus otherwise. Cars are
+   never discharged (V2G stays unused).
 2. Battery. Store renewable surplus. In a cheap step refill from the grid under the peak cap: up to
    ``target_soc`` when arbitrage pays, otherwise back to the starting energy. In a dear step, when
    arbitrage pays, cover the load with the energy not kept back for dearer steps before the next cheap one.
 3. End of the episode. The env charges a final shortfall against the starting energy at the episode's
    dearest price and credits a surplus at little more than the export price (docs/environment.md,
    section 8). Once the end is in the forecast window the battery never discharges below the starting
-   energy minus what the remaining cheap steps can refill, buys back any deficit below that level (under
-   the cap if it can, else spread over the steps left), and spends energy above the starting level that
-   no dearer step ahead needs.
+   energy minus what the remaining cheap steps can refill, buys back under the cap what the cheaper steps
+   before the end cannot, and spends the energy above the starting level that no dearer step ahead needs.
 4. Peak shaving. Discharge to hold the import at the peak cap, ``max(peak target, the day's peak so far)``:
    the demand charge is paid on each increase of the day's peak, so importing up to it again is free.
 
@@ -41,7 +41,7 @@ class RuleController:
     """Transparent rule-based dispatch (the module docstring gives the rules and their order).
 
     :param cheap_quantile: a step is cheap when its forecast price is at or below this quantile of the
-        forecast window's prices (steps after the episode's end included: the window is a rolling day)
+        forecast window's prices (steps after the episode's end included: the window rolls on)
     :param dear_quantile: a step is dear when its forecast price is at or above this quantile
     :param target_soc: state of charge that arbitrage fills the battery to in cheap steps; ``None``: the
         battery's ``soc_max``
@@ -114,10 +114,17 @@ class RuleController:
         ev_kw = self._ev_power(obs, net[0], bool(cheap[0]), cap)
         p_bat = self._battery_power(net, price, cheap, dear, net[0] + ev_kw.sum(), cap, steps_left)
         action = np.r_[battery_action(p_bat, self._env), port_actions(ev_kw, self._env)]
-        return np.clip(action, -1.0, 1.0).astype(np.float32)  # guards float rounding at full power
+        # float64: float32 rounding of a request at a limit would count as a supervisor intervention
+        return np.clip(action, -1.0, 1.0)
 
     def _peak_cap(self, obs: np.ndarray, net: np.ndarray, steps_left: int) -> float:
-        """Import (kW) not to exceed now: the peak target, or the day's peak if that is already higher."""
+        """Import (kW) not to exceed now: the peak target (updating the derived one), or the day's peak
+        so far if that is already higher.
+
+        :param obs: the observation (day's peak)
+        :param net: forecast load minus renewables over the window (kW), now first
+        :param steps_left: steps to the episode's end, this one included
+        """
         sc = self._env.scenario
         if self.peak_target_kw is None:
             step_of_day = (sc.episode_steps - steps_left) % sc.steps_per_day
@@ -142,12 +149,13 @@ class RuleController:
         laxity = left_h - need_h
         must = on & (laxity <= self.must_charge_laxity_steps * dt)
         power = np.where(must, full_kw, 0.0)
-        base = net_now + power.sum()
-        optional = on & ~must & (cheap_now or base < 0.0)
+        # The other cars share the headroom under the cap in a cheap step, only the renewable surplus otherwise.
+        headroom = max((cap if cheap_now else 0.0) - net_now - power.sum(), 0.0)
+        optional = on & ~must
         order = np.argsort(np.where(optional, laxity, np.inf), kind="stable")
         wanted = np.where(optional, full_kw, 0.0)[order]
-        # Each car gets what is left of the headroom under the cap after the cars with less laxity.
-        power[order] += np.clip(max(cap - base, 0.0) - (np.cumsum(wanted) - wanted), 0.0, wanted)
+        # Each car gets what is left of the headroom after the cars with less laxity.
+        power[order] += np.clip(headroom - (np.cumsum(wanted) - wanted), 0.0, wanted)
         return power
 
     def _battery_power(
@@ -183,11 +191,13 @@ class RuleController:
             covered = np.clip(net[steps & (price > price[0])], 0.0, b.discharge_power_kw)
             return float(covered.sum()) * dt / b.discharge_efficiency
 
-        floor, excess_kw = e_min, 0.0
+        floor, excess_kw, buy_back_kw = e_min, 0.0, 0.0
         if steps_left <= len(net):  # the end is in view
-            refill = float(np.clip(cap - net, 0.0, b.charge_power_kw)[cheap & future].sum()) * b.charge_efficiency * dt
-            floor = max(start - refill, e_min)
+            refill = np.clip(cap - net, 0.0, b.charge_power_kw) * (b.charge_efficiency * dt)  # kWh each step can store
+            floor = max(start - float(refill[cheap & future].sum()), e_min)
             excess_kw = spare_kw(start + reserve(future))
+            # Buy back now what the cheaper steps before the end cannot.
+            buy_back_kw = min(room_kw(start - float(refill[future & (price < price[0])].sum())), max(cap - site, 0.0))
 
         cheap_price, dear_price = price[cheap].max(), price[dear].min()
         if site < 0.0:  # self-consumption
@@ -202,12 +212,14 @@ class RuleController:
             p = -min(site, spare_kw(floor + reserve(future & (np.cumsum(cheap & future) == 0))))
         else:
             p = 0.0
-        if kept < floor:  # buy back what the cheap steps cannot, under the cap
-            p = max(p, min(room_kw(floor), cap - site))
+        if buy_back_kw > 0.0:
+            p = max(p, buy_back_kw)
         if site + p > cap:
-            # Peak shaving may go below the floor: a kW off the day's peak is worth about what buying back
-            # the kWh that shaved it for an hour costs.
+            # Peak shaving may go below the floor: a kW off the day's peak saves the demand rate (Rs 12/kW a
+            # day by default), more than buying back the energy that shaved it for a step usually costs.
             p = max(cap - site, -spare_kw(e_min))
+        if kept < e_min:  # at the bottom of the window: make up the self-discharge, as the supervisor would
+            p = max(p, room_kw(e_min))
         return p
 
     def _pays(self, buy: float, sell: float) -> bool:
