@@ -260,3 +260,15 @@ def test_hoarding_at_end_of_day_does_not_pay():
         _, _, info_fill = run_episode(env, lambda o, e=env: hold if e.core.t < 21 else np.r_[1.0, np.zeros(12)], options={"day": day})
         assert info_fill[-1]["cost_terminal"] < 0  # credited for the surplus...
         assert info_fill[-1]["episode_metrics"]["total_cost"] > info_idle[-1]["episode_metrics"]["total_cost"]  # ...not enough
+
+
+def test_observation_space_carries_its_layout_through_wrappers_and_pickle():
+    import pickle
+
+    env = MicrogridEnv()
+    assert env.observation_space.layout == env.obs_layout
+    assert pickle.loads(pickle.dumps(env.observation_space)).layout == env.obs_layout
+    venv = VecNormalize(make_vec_env(MicrogridEnv, n_envs=2, vec_env_cls=SubprocVecEnv))
+    assert venv.observation_space.layout == env.obs_layout
+    venv.close()
+    assert MicrogridVecEnv(2).observation_space.layout == env.obs_layout

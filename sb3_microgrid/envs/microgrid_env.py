@@ -18,7 +18,12 @@ def action_space(scenario: Scenario) -> gym.spaces.Box:
 
 
 def observation_space(core: MicrogridCore) -> gym.spaces.Box:
-    return gym.spaces.Box(-np.inf, np.inf, shape=(core.layout.size,), dtype=np.float32)
+    """A flat ``Box`` that carries its :class:`~sb3_microgrid.envs.ObservationLayout` as ``.layout``:
+    SB3 builds a features extractor from the observation space alone, and the attribute travels with
+    the space through wrappers, ``SubprocVecEnv`` and a saved model's pickle."""
+    space = gym.spaces.Box(-np.inf, np.inf, shape=(core.layout.size,), dtype=np.float32)
+    space.layout = core.layout
+    return space
 
 
 class MicrogridEnv(gym.Env):
