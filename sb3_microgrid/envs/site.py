@@ -125,7 +125,7 @@ def build_site(scenario: Scenario, data: MicrogridData | None = None) -> SiteArr
     else:
         energy_price = tod_rate(hours, scenario)
     days_in_month = pad(step_times.days_in_month.to_numpy())
-    doy = pad(step_times.dayofyear.to_numpy() / 365.25)
+    doy = pad(step_times.day_of_year.to_numpy() / 365.25)
     weekend = pad((step_times.day_of_week >= 5).astype(float))
     holiday = padded(series["is_holiday"].to_numpy(), False)
     two_pi = 2.0 * np.pi

@@ -1,0 +1,10 @@
+"""Training callbacks: learning-rate control through the schedule, exact KL per update, curriculum,
+and microgrid metrics. Each is a ``BaseCallback`` with plain-typed constructor arguments (usable from
+YAML) and composes with the others in a ``CallbackList``; see ``docs/training_callbacks.md``."""
+
+from .adaptive_lr import ReduceLROnPlateau, lr_scale_schedule
+from .curriculum import CurriculumCallback
+from .kl import KLMonitorCallback
+from .metrics import MicrogridMetricsCallback
+
+__all__ = ["CurriculumCallback", "KLMonitorCallback", "MicrogridMetricsCallback", "ReduceLROnPlateau", "lr_scale_schedule"]

@@ -1,0 +1,117 @@
+"""Per-rollout microgrid KPIs, policy and value diagnostics, and throughput, to SB3's logger."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import DiagGaussianDistribution, StateDependentNoiseDistribution
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.utils import explained_variance
+
+from ..evaluation import DAY_COLUMNS
+from .kl import rollout_observations
+
+
+def monte_carlo_returns(rewards: np.ndarray, next_starts: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Discounted returns within a rollout, and which steps have one (their episode ended in it).
+
+    :param rewards: (n_steps, n_envs)
+    :param next_starts: (n_steps, n_envs), true where the step is the last of its episode
+    :param gamma: discount factor
+    :return: returns and a boolean mask of the steps whose episode finished inside the rollout
+    """
+    returns = np.zeros_like(rewards, dtype=np.float64)
+    complete = np.zeros(rewards.shape, dtype=bool)
+    running = np.zeros(rewards.shape[1:])
+    after = np.zeros(rewards.shape[1:], dtype=bool)
+    for t in reversed(range(len(rewards))):
+        running = rewards[t] + gamma * running * ~next_starts[t]
+        after = next_starts[t] | after
+        returns[t], complete[t] = running, after
+    return returns, complete
+
+
+class MicrogridMetricsCallback(BaseCallback):
+    """Log, once per rollout (TensorBoard too when the model has ``tensorboard_log``):
+
+    - ``microgrid/<kpi>``: means over the episodes that ended in the rollout of the env's
+      ``info["episode_metrics"]`` (``cost`` in Rs, ``emissions_kg``, ``safety_violations``,
+      ``safety_interventions``, ``battery_fade``, ``unmet_ev_kwh``, ``curtailed_kwh``, ``unserved_kwh``,
+      ``grid_import_kwh``, ``grid_export_kwh``; names as in :mod:`sb3_microgrid.evaluation`), and
+      ``microgrid/episodes``, their number. Nothing when no episode ended in the rollout.
+    - ``microgrid/return_per_1k_steps``: the rollout's reward per step × 1000, unnormalised under
+      ``VecNormalize``; it needs no ``Monitor`` and compares runs with different episode lengths.
+    - on-policy algorithms only, from the rollout buffer before the update:
+      ``microgrid/action_std``, the policy's mean standard deviation over the rollout's observations
+      (diagonal-Gaussian policies); ``microgrid/value_mc_bias`` (mean of ``V − G``),
+      ``microgrid/value_mc_rmse`` and ``microgrid/explained_variance_mc`` of the values against
+      Monte-Carlo returns ``G`` computed from ``rollout_buffer.rewards`` and the episode starts, on the
+      steps whose episode finished inside the rollout. SB3's ``train/explained_variance`` instead
+      compares the values with the GAE(λ) returns, which bootstrap from the same values. The buffer
+      holds rewards as the agent saw them (normalised under ``VecNormalize(norm_reward=True)``, and
+      with SB3's time-limit bootstrap added at truncations, which ``Microgrid-v0`` never has).
+    - ``time/steps_per_s``: env steps per second since the previous rollout end (collection and the
+      update), and ``time/wall_clock_s``: seconds since training started.
+
+    Values are recorded at each rollout end; with ``log_interval > 1`` a dump shows the last rollout's.
+
+    :param verbose: unused beyond SB3's convention
+    """
+
+    def __init__(self, verbose: int = 0) -> None:
+        super().__init__(verbose=verbose)
+        self._episodes: list[dict[str, float]] = []
+        self._reward_sum = 0.0
+        self._reward_count = 0
+
+    def _on_training_start(self) -> None:
+        self._start = self._last = time.perf_counter()
+        self._last_timesteps = self.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        self._episodes.clear()
+        self._reward_sum, self._reward_count = 0.0, 0
+
+    def _on_step(self) -> bool:
+        vec_normalize = self.model.get_vec_normalize_env()
+        rewards = vec_normalize.get_original_reward() if vec_normalize is not None else self.locals["rewards"]
+        self._reward_sum += float(np.sum(rewards))
+        self._reward_count += np.size(rewards)
+        self._episodes.extend(info["episode_metrics"] for info in self.locals["infos"] if "episode_metrics" in info)
+        return True
+
+    def _on_rollout_end(self) -> None:
+        record = self.logger.record
+        if self._episodes:
+            for key, name in DAY_COLUMNS.items():
+                record(f"microgrid/{name}", float(np.mean([ep[key] for ep in self._episodes])))
+            record("microgrid/episodes", len(self._episodes))
+        if self._reward_count:
+            record("microgrid/return_per_1k_steps", 1000.0 * self._reward_sum / self._reward_count)
+        if isinstance(self.model, OnPolicyAlgorithm):
+            self._policy_and_value()
+        now = time.perf_counter()
+        if now > self._last:
+            record("time/steps_per_s", (self.num_timesteps - self._last_timesteps) / (now - self._last))
+        record("time/wall_clock_s", now - self._start)
+        self._last, self._last_timesteps = now, self.num_timesteps
+
+    def _policy_and_value(self) -> None:
+        buffer = self.model.rollout_buffer
+        policy = self.model.policy
+        if isinstance(policy.action_dist, (DiagGaussianDistribution, StateDependentNoiseDistribution)):
+            with th.no_grad():
+                std = policy.get_distribution(rollout_observations(buffer)).distribution.stddev
+            self.logger.record("microgrid/action_std", float(std.mean()))
+        # the last step of an episode is followed by an episode start, the next row's or (last row) the env's
+        next_starts = np.concatenate([buffer.episode_starts[1:], self.model._last_episode_starts[None]]).astype(bool)
+        returns, complete = monte_carlo_returns(buffer.rewards, next_starts, self.model.gamma)
+        if complete.any():
+            values, returns = buffer.values[complete], returns[complete]
+            error = values - returns
+            self.logger.record("microgrid/value_mc_bias", float(error.mean()))
+            self.logger.record("microgrid/value_mc_rmse", float(np.sqrt(np.mean(error**2))))
+            self.logger.record("microgrid/explained_variance_mc", float(explained_variance(values, returns)))
