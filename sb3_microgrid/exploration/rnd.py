@@ -1,0 +1,218 @@
+"""Random Network Distillation (Burda et al. 2018, "Exploration by Random Network Distillation") as a reward
+wrapper: the bonus is the error of a predictor trained to imitate a fixed random network, high on observations
+unlike those seen so far and falling as they become familiar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
+from torch import nn
+
+
+def _mlp(input_dim: int, hidden_sizes: list[int], output_dim: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for size in hidden_sizes:
+        layers += [nn.Linear(input_dim, size), nn.ReLU()]
+        input_dim = size
+    return nn.Sequential(*layers, nn.Linear(input_dim, output_dim))
+
+
+class RNDRewardWrapper(VecEnvWrapper):
+    """Adds ``beta · r_int`` to each reward.
+
+    For the next observation ``s′`` of each env (``info["terminal_observation"]`` at episode ends):
+
+    1. ``s′`` updates a running mean/std of observations and is normalised, ``x = clip((s′ − mean) / sqrt(var + 1e-8),
+       −obs_clip, obs_clip)``, before both networks.
+    2. ``e = ‖f̂(x) − f(x)‖²`` (sum over the embedding), with ``f`` a fixed random MLP and ``f̂`` the trained predictor,
+       computed before the predictor trains on ``s′``.
+    3. Per env, ``R ← gamma · R + e`` (never reset at episode ends, as in Burda et al.: novelty is not episodic) and a
+       running variance of ``R`` over all envs and steps is updated; ``r_int = e / sqrt(var(R) + 1e-8)``. Only the
+       scale is normalised, so the bonus stays positive.
+    4. ``s′`` joins a ring buffer of the last ``buffer_size`` next-observations; every ``train_freq`` calls of
+       ``step()`` the predictor takes ``gradient_steps`` Adam steps on the mean of ``e`` over minibatches of
+       ``batch_size`` drawn from it, normalised with the current statistics.
+
+    The reward returned is ``r_ext + beta_t · r_int`` with ``beta_t = beta · max(0, 1 − t / beta_decay_steps)``
+    (``t`` counts env steps seen by the wrapper, summed over envs; ``beta_decay_steps = 0`` keeps ``beta``).
+    Each info gets ``info["extrinsic_reward"] = r_ext`` (the reward this wrapper received) and
+    ``info["rnd_intrinsic"] = r_int`` (before ``beta_t``). ``beta`` and ``beta_decay_steps`` are plain attributes;
+    reach the wrapper with ``stable_baselines3.common.vec_env.unwrap_vec_wrapper(env, RNDRewardWrapper)``, since
+    ``VecEnv.set_attr`` forwards to the inner envs.
+
+    :param venv: the env; its observation space must be a ``Box``
+    :param beta: weight of the intrinsic reward; 0.5 is the paper's 1 : 2 weighting of intrinsic to extrinsic
+        advantages, for extrinsic rewards of unit scale
+    :param beta_decay_steps: env steps over which ``beta`` falls linearly to 0; 0 for no decay
+    :param hidden_sizes: hidden layers of the target and predictor MLPs
+    :param embedding_dim: output size of the target and predictor
+    :param learning_rate: predictor Adam learning rate
+    :param train_freq: ``step()`` calls between predictor updates
+    :param gradient_steps: Adam steps per update
+    :param batch_size: minibatch size
+    :param buffer_size: number of recent next-observations kept to train on
+    :param gamma: discount of the intrinsic return whose std normalises the bonus
+    :param obs_clip: clip of the normalised observation
+    :param seed: seed of the networks' initialisation and of minibatch sampling (the global torch RNG is untouched)
+    :param device: torch device of the networks
+    """
+
+    def __init__(
+        self,
+        venv: VecEnv,
+        beta: float = 0.5,
+        beta_decay_steps: int = 0,
+        hidden_sizes: list[int] | None = None,
+        embedding_dim: int = 32,
+        learning_rate: float = 1e-3,
+        train_freq: int = 1,
+        gradient_steps: int = 1,
+        batch_size: int = 128,
+        buffer_size: int = 4096,
+        gamma: float = 0.99,
+        obs_clip: float = 5.0,
+        seed: int | None = None,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__(venv)
+        if not isinstance(self.observation_space, spaces.Box):
+            raise ValueError(f"RNDRewardWrapper needs a Box observation space, got {self.observation_space}")
+        if train_freq < 1 or gradient_steps < 1:
+            raise ValueError("train_freq and gradient_steps must be at least 1")
+        self.beta = beta
+        self.beta_decay_steps = beta_decay_steps
+        self.train_freq = train_freq
+        self.gradient_steps = gradient_steps
+        self.batch_size = batch_size
+        self.gamma = gamma
+        self.obs_clip = obs_clip
+        self.device = th.device(device)
+        obs_dim = int(np.prod(self.observation_space.shape))
+        hidden_sizes = [64, 64] if hidden_sizes is None else hidden_sizes
+        with th.random.fork_rng(devices=[]):
+            if seed is not None:
+                th.manual_seed(seed)
+            self.target = _mlp(obs_dim, hidden_sizes, embedding_dim).to(self.device).requires_grad_(False)
+            self.predictor = _mlp(obs_dim, hidden_sizes, embedding_dim).to(self.device)
+        self.optimizer = th.optim.Adam(self.predictor.parameters(), lr=learning_rate)
+        self.obs_rms = RunningMeanStd(shape=(obs_dim,))
+        self.return_rms = RunningMeanStd(shape=())
+        self._intrinsic_return = np.zeros(self.num_envs)
+        self._buffer = np.zeros((buffer_size, obs_dim), dtype=np.float32)
+        self._buffer_pos = 0
+        self._buffer_full = False
+        self._rng = np.random.default_rng(seed)
+        self.n_calls = 0
+        self.num_timesteps = 0
+        self.last_loss: float | None = None
+
+    @property
+    def current_beta(self) -> float:
+        """``beta`` after the linear decay."""
+        if self.beta_decay_steps <= 0:
+            return self.beta
+        return self.beta * max(0.0, 1.0 - self.num_timesteps / self.beta_decay_steps)
+
+    def _normalize(self, obs: np.ndarray) -> th.Tensor:
+        normalized = np.clip((obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8), -self.obs_clip, self.obs_clip)
+        return th.as_tensor(normalized, dtype=th.float32, device=self.device)
+
+    def _errors(self, x: th.Tensor) -> th.Tensor:
+        return ((self.predictor(x) - self.target(x)) ** 2).sum(dim=1)
+
+    def prediction_error(self, obs: np.ndarray) -> np.ndarray:
+        """``‖f̂(x) − f(x)‖²`` of observations ``(n, *obs_shape)`` under the current statistics, without updating
+        anything: the unnormalised bonus.
+
+        :param obs: observations
+        """
+        with th.no_grad():
+            return self._errors(self._normalize(obs.reshape(len(obs), -1))).cpu().numpy()
+
+    def reset(self) -> VecEnvObs:
+        return self.venv.reset()
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        next_obs = np.array(obs, dtype=np.float32).reshape(self.num_envs, -1)
+        for i, info in enumerate(infos):
+            if dones[i] and info.get("terminal_observation") is not None:
+                next_obs[i] = np.asarray(info["terminal_observation"]).reshape(-1)
+        self.obs_rms.update(next_obs)
+        errors = self.prediction_error(next_obs)
+        self._intrinsic_return = self.gamma * self._intrinsic_return + errors
+        self.return_rms.update(self._intrinsic_return)
+        intrinsic = errors / np.sqrt(self.return_rms.var + 1e-8)
+        self._store(next_obs)
+        self.n_calls += 1
+        self.num_timesteps += self.num_envs
+        if self.n_calls % self.train_freq == 0:
+            self._train()
+        for info, extrinsic, bonus in zip(infos, rewards, intrinsic):
+            info["extrinsic_reward"] = float(extrinsic)
+            info["rnd_intrinsic"] = float(bonus)
+        return obs, (rewards + self.current_beta * intrinsic).astype(np.float32), dones, infos
+
+    def _store(self, next_obs: np.ndarray) -> None:
+        size = len(self._buffer)
+        idx = (self._buffer_pos + np.arange(len(next_obs))) % size
+        self._buffer[idx] = next_obs
+        self._buffer_full = self._buffer_full or self._buffer_pos + len(next_obs) >= size
+        self._buffer_pos = int((self._buffer_pos + len(next_obs)) % size)
+
+    def _train(self) -> None:
+        n_stored = len(self._buffer) if self._buffer_full else self._buffer_pos
+        for _ in range(self.gradient_steps):
+            batch = self._buffer[self._rng.integers(n_stored, size=min(self.batch_size, n_stored))]
+            loss = self._errors(self._normalize(batch)).mean()
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+        self.last_loss = loss.item()
+
+    def save(self, path: str | Path) -> None:
+        """Save the target and predictor networks, the optimizer, the normalisation statistics and the step count
+        (not the observation buffer) with ``torch.save``.
+
+        :param path: file to write
+        """
+        th.save(
+            {
+                "target": self.target.state_dict(),
+                "predictor": self.predictor.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "obs_mean": th.as_tensor(self.obs_rms.mean),
+                "obs_var": th.as_tensor(self.obs_rms.var),
+                "obs_count": self.obs_rms.count,
+                "return_mean": th.as_tensor(self.return_rms.mean),
+                "return_var": th.as_tensor(self.return_rms.var),
+                "return_count": self.return_rms.count,
+                "intrinsic_return": th.as_tensor(self._intrinsic_return),
+                "n_calls": self.n_calls,
+                "num_timesteps": self.num_timesteps,
+            },
+            path,
+        )
+
+    def load(self, path: str | Path) -> None:
+        """Restore what :meth:`save` wrote into this wrapper, which must have the same network sizes and number of
+        envs.
+
+        :param path: file written by :meth:`save`
+        """
+        state = th.load(path, map_location=self.device, weights_only=True)
+        self.target.load_state_dict(state["target"])
+        self.predictor.load_state_dict(state["predictor"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.obs_rms.mean, self.obs_rms.var = state["obs_mean"].cpu().numpy(), state["obs_var"].cpu().numpy()
+        self.obs_rms.count = state["obs_count"]
+        self.return_rms.mean, self.return_rms.var = state["return_mean"].cpu().numpy(), state["return_var"].cpu().numpy()
+        self.return_rms.count = state["return_count"]
+        self._intrinsic_return = state["intrinsic_return"].cpu().numpy()
+        self.n_calls, self.num_timesteps = state["n_calls"], state["num_timesteps"]
