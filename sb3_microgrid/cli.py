@@ -230,7 +230,41 @@ def _date(text: str) -> str:
 
 
 #: Subcommands, each ``add(subparsers)``.
-COMMANDS: tuple[Callable[[Any], None], ...] = (_add_evaluate, _add_plot)
+def _add_train(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "train", help="train an algorithm from a zoo-format YAML file",
+        description="Train from an rl-baselines3-zoo hyperparameter file (read without eval), with checkpoints, "
+        "resume, a progress bar and TensorBoard logs.",
+    )  # fmt: skip
+    p.add_argument("--algo", required=True, help="algorithm name (ppo, twin_ppo, sac, td3, a2c, ddpg)")
+    p.add_argument("--conf", required=True, type=Path, metavar="FILE.yml", help="zoo-format hyperparameter file")
+    p.add_argument("--env", default=None, help="section of the file to read (default: its only one)")
+    p.add_argument("--timesteps", type=_positive_int, default=None, metavar="N", help="total steps (default: the file's n_timesteps)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", type=Path, default=None, help="output folder (default: runs/<algo>_<env>_<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run folder")
+    p.add_argument("--save-freq", type=_positive_int, default=50_000, metavar="N", help="steps between checkpoints (default: 50000)")
+    p.add_argument("--vec-env", default="microgrid", choices=("microgrid", "dummy", "subproc"), help="vectorisation (default: microgrid)")
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .hyperparams import HyperparamsError
+    from .training import train
+
+    if not args.conf.exists():
+        raise UsageError(f"no hyperparameter file at {args.conf}")
+    run_dir = args.run_dir or Path("runs") / f"{args.algo}_{args.env or args.conf.stem}_{args.seed}"
+    try:
+        train(args.algo, args.conf, run_dir, timesteps=args.timesteps, seed=args.seed, resume=args.resume,
+              save_freq=args.save_freq, vec_env=args.vec_env, env_id=args.env)  # fmt: skip
+    except (HyperparamsError, FileNotFoundError) as err:
+        raise UsageError(str(err)) from None
+    print(f"wrote {run_dir / 'model.zip'}")
+    return 0
+
+
+COMMANDS: tuple[Callable[[Any], None], ...] = (_add_evaluate, _add_plot, _add_train)
 
 if __name__ == "__main__":
     sys.exit(main())

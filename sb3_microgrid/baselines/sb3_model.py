@@ -47,6 +47,15 @@ class SB3Controller:
         self._normalizer: VecNormalize | None = None
         self.deterministic = deterministic
 
+    @classmethod
+    def from_model(cls, model: BaseAlgorithm, normalizer: VecNormalize | None = None, name: str = "model", deterministic: bool = True) -> "SB3Controller":
+        """Wrap a model in memory (e.g. during training) and the ``VecNormalize`` it trains with;
+        ``normalize_obs`` only reads the running statistics, so evaluating does not change them."""
+        controller = cls.__new__(cls)
+        controller.model, controller.name, controller.deterministic = model, name, deterministic
+        controller._stats_path, controller._normalizer = None, normalizer
+        return controller
+
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
         if self._stats_path is not None and self._normalizer is None:
             self._normalizer = VecNormalize.load(str(self._stats_path), DummyVecEnv([lambda: env]))

@@ -1,0 +1,202 @@
+"""Plain SB3 PPO against the tuned PPO and against each improvement switched on alone.
+
+Every configuration trains for the same number of environment steps on the training years, with
+``--seeds`` seeds, and is evaluated every ``--eval-every`` steps on the first ``--days`` test days
+(the same days, seeds and forecast noise for every run), scored by the env. Reported per
+configuration: final Rs/day and gap closed (mean and 95 % confidence interval over seeds), the
+environment steps to first reach ``--target-gap`` (median over seeds that reached it), and training
+throughput (steps/s, wall clock including evaluations excluded). Results go to
+``benchmarks/results/ppo_improvements.{json,md}`` with the command that produced them.
+
+Usage: python benchmarks/ppo_improvements.py [--steps 200000] [--seeds 5] [--workers 2] [--configs a,b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from scipy import stats
+
+RESULTS = Path(__file__).parent / "results"
+TUNED = dict(learning_rate=3e-4, n_steps=512, batch_size=1024, gae_lambda=0.97, ent_coef=0.02)
+NORMALIZE = dict(norm_obs=True, norm_reward=True, clip_obs=10.0, clip_reward=10.0)
+N_ENVS = 8
+
+
+def configs() -> dict[str, Callable[[], dict[str, Any]]]:
+    """Each configuration: algorithm class, its kwargs, callbacks and whether to normalise."""
+    from stable_baselines3 import PPO
+
+    from sb3_microgrid.callbacks import CurriculumCallback, KLMonitorCallback, ReduceLROnPlateau
+    from sb3_microgrid.exploration import EpsilonActorCriticPolicy, ParameterNoiseCallback
+    from sb3_microgrid.policies import ForecastAttentionExtractor
+    from sb3_microgrid.schedules import LinearSchedule, WarmupSchedule
+    from sb3_microgrid.twin_ppo import TwinValuePPO
+
+    tuned = dict(algo=PPO, policy="MlpPolicy", kwargs=dict(TUNED, policy_kwargs=dict(ortho_init=True)), normalize=True, callbacks=[])
+
+    def variant(**changes: Any) -> Callable[[], dict[str, Any]]:
+        def build() -> dict[str, Any]:
+            cfg = {**tuned, "kwargs": dict(tuned["kwargs"]), "callbacks": []}
+            for key, value in changes.items():
+                if key in ("kwargs", "policy_kwargs"):
+                    target = cfg["kwargs"] if key == "kwargs" else cfg["kwargs"].setdefault("policy_kwargs", {})
+                    target.update(value)
+                else:
+                    cfg[key] = value
+            return cfg
+
+        return build
+
+    return {
+        "ppo_default": lambda: dict(algo=PPO, policy="MlpPolicy", kwargs={}, normalize=False, callbacks=[]),
+        "ppo_tuned": variant(),
+        "attention": variant(policy_kwargs=dict(features_extractor_class=ForecastAttentionExtractor, features_extractor_kwargs=dict(embed_dim=32, n_heads=4, features_dim=64))),
+        "twin_value": variant(algo=TwinValuePPO),
+        "kl_adaptive_lr": variant(callbacks=[lambda: KLMonitorCallback(target_kl=0.02)]),
+        "plateau_lr": variant(callbacks=[lambda: ReduceLROnPlateau(mode="rollout", patience=5, factor=0.5, min_lr=1e-5)]),
+        "lr_warmup": variant(kwargs=dict(learning_rate=WarmupSchedule(LinearSchedule(3e-4), 0.05))),
+        "curriculum": variant(
+            callbacks=[lambda: CurriculumCallback(start=dict(renewable_noise=0.05, price_volatility=0.5, ev_count=4), end=dict(renewable_noise=0.2, price_volatility=1.0, ev_count=None), n_levels=5)]
+        ),
+        "epsilon": variant(policy=EpsilonActorCriticPolicy, policy_kwargs=dict(epsilon=0.05)),
+        "param_noise": variant(callbacks=[lambda: ParameterNoiseCallback()]),
+    }
+
+
+def run(name: str, seed: int, steps: int, eval_every: int, days: int, references: dict[str, list[float]]) -> dict[str, Any]:
+    """Train one configuration with one seed; evaluate on the fixed test days along the way."""
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+
+    from sb3_microgrid import MicrogridVecEnv
+    from sb3_microgrid.baselines.sb3_model import SB3Controller
+    from sb3_microgrid.evaluation import evaluate, gap_closed
+
+    torch.set_num_threads(1)
+    cfg = configs()[name]()
+    env = VecMonitor(MicrogridVecEnv(N_ENVS, split="train", seed=seed))
+    if cfg["normalize"]:
+        env = VecNormalize(env, **NORMALIZE)
+    model = cfg["algo"](cfg["policy"], env, seed=seed, device="cpu", verbose=0, **cfg["kwargs"])
+    curve: list[tuple[int, float, float]] = []
+    eval_seconds = [0.0]
+
+    def score() -> tuple[int, float, float]:
+        start = time.perf_counter()
+        controller = SB3Controller.from_model(model, env if isinstance(env, VecNormalize) else None, name=name)
+        cost = evaluate(controller, split="test", days=days, reference=False).days["cost"].to_numpy()
+        gap = float(gap_closed(cost.mean(), np.mean(references["naive"]), np.mean(references["optimal"])))
+        eval_seconds[0] += time.perf_counter() - start
+        return model.num_timesteps, float(cost.mean()), gap
+
+    class Evaluate(BaseCallback):
+        """Every ``eval_every`` steps: the current policy on the fixed test days."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.next_eval = eval_every
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= self.next_eval:
+                curve.append(score())
+                self.next_eval += eval_every
+            return True
+
+    callbacks = [make() for make in cfg["callbacks"]] + [Evaluate()]
+    start = time.perf_counter()
+    model.learn(steps, callback=CallbackList(callbacks))
+    train_seconds = time.perf_counter() - start - eval_seconds[0]
+    final = score()
+    return {"config": name, "seed": seed, "curve": curve + [final], "final_cost": final[1], "final_gap": final[2], "steps_per_s": steps / max(train_seconds, 1e-9)}
+
+
+def _job(args: tuple) -> dict[str, Any]:
+    return run(*args)
+
+
+def ci95(values: list[float]) -> tuple[float, float]:
+    """Mean and half-width of the t-based 95 % confidence interval."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size < 2:
+        return float(arr.mean()), float("nan")
+    return float(arr.mean()), float(stats.t.ppf(0.975, arr.size - 1) * arr.std(ddof=1) / np.sqrt(arr.size))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=200_000)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--eval-every", type=int, default=50_000)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--target-gap", type=float, default=0.25)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--configs", default=None, help="comma-separated subset (default: all)")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from sb3_microgrid.evaluation import evaluate
+
+    names = args.configs.split(",") if args.configs else list(configs())
+    unknown = sorted(set(names) - set(configs()))
+    if unknown:
+        raise SystemExit(f"unknown config(s) {unknown}; allowed: {list(configs())}")
+    references = {ref: evaluate(ref, split="test", days=args.days, reference=False).days["cost"].tolist() for ref in ("naive", "optimal")}
+    jobs = [(name, seed, args.steps, args.eval_every, args.days, references) for name in names for seed in range(args.seeds)]
+    with mp.get_context("spawn").Pool(args.workers) as pool:
+        runs = pool.map(_job, jobs)
+
+    rows = []
+    for name in names:
+        mine = [r for r in runs if r["config"] == name]
+        cost, cost_ci = ci95([r["final_cost"] for r in mine])
+        gap, gap_ci = ci95([r["final_gap"] for r in mine])
+        reached = [next((s for s, _, g in r["curve"] if g >= args.target_gap), None) for r in mine]
+        hit = [s for s in reached if s is not None]
+        rows.append(
+            {
+                "config": name,
+                "cost_per_day": cost,
+                "cost_ci95": cost_ci,
+                "gap_closed": gap,
+                "gap_ci95": gap_ci,
+                "steps_to_target_median": float(np.median(hit)) if hit else None,
+                "seeds_reaching_target": f"{len(hit)}/{len(mine)}",
+                "steps_per_s_median": float(np.median([r["steps_per_s"] for r in mine])),
+            }
+        )
+    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    meta = {"command": command, "python": platform.python_version(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), "references": {k: float(np.mean(v)) for k, v in references.items()}}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ppo_improvements.json").write_text(json.dumps({"meta": meta, "summary": rows, "runs": runs}, indent=2))
+    base = next((r["steps_per_s_median"] for r in rows if r["config"] == "ppo_tuned"), None)
+    lines = [
+        "# PPO improvements, each alone",
+        "",
+        f"Command: `{command}` ({meta['time']}). {args.steps:,} env steps per run, {args.seeds} seeds, first {args.days} test days;"
+        f" naive Rs {meta['references']['naive']:,.0f}/day, optimal Rs {meta['references']['optimal']:,.0f}/day on those days.",
+        "",
+        f"| config | Rs/day (±95 % CI) | gap closed (±95 % CI) | steps to gap {args.target_gap} (median) | seeds reaching it | steps/s | vs tuned |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        steps = "not reached" if r["steps_to_target_median"] is None else f"{r['steps_to_target_median']:,.0f}"
+        ratio = "" if not base else f"{r['steps_per_s_median'] / base:.2f}"
+        lines.append(
+            f"| {r['config']} | {r['cost_per_day']:,.0f} ± {r['cost_ci95']:,.0f} | {r['gap_closed']:.2f} ± {r['gap_ci95']:.2f} | {steps} | {r['seeds_reaching_target']} | {r['steps_per_s_median']:,.0f} | {ratio} |"
+        )
+    (RESULTS / "ppo_improvements.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

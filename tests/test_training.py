@@ -1,0 +1,91 @@
+"""Zoo-format YAML read without eval, and training with checkpoints and resume."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from stable_baselines3 import PPO, SAC
+
+from sb3_microgrid.cli import main
+from sb3_microgrid.hyperparams import HyperparamsError, load_hyperparams, parse_python
+from sb3_microgrid.schedules import LinearSchedule
+from sb3_microgrid.training import last_checkpoint, train
+
+HYPERPARAMS = Path(__file__).parent.parent / "hyperparams"
+
+SMALL = """
+Microgrid-v0:
+  n_envs: 2
+  n_timesteps: 256
+  policy: 'MlpPolicy'
+  learning_rate: lin_3e-4
+  n_steps: 64
+  batch_size: 64
+  n_epochs: 1
+  normalize: "{'norm_obs': True, 'norm_reward': True, 'clip_obs': 10.0}"
+  policy_kwargs: "dict(ortho_init=True, net_arch=dict(pi=[16], vf=[16]), activation_fn=nn.Tanh)"
+"""
+
+
+def test_parse_python_accepts_the_zoo_grammar_and_nothing_else():
+    value = parse_python("dict(net_arch=dict(pi=[64, 64], vf=[64]), activation_fn=nn.ReLU, log_std_init=-1.5)")
+    assert value == {"net_arch": {"pi": [64, 64], "vf": [64]}, "activation_fn": torch.nn.ReLU, "log_std_init": -1.5}
+    assert parse_python("get_class_by_name('stable_baselines3.common.buffers.ReplayBuffer')").__name__ == "ReplayBuffer"
+    assert parse_python("th.nn.SiLU") is torch.nn.SiLU
+    for bad in ("__import__('os').system('echo hacked')", "open('/etc/passwd')", "[x for x in range(3)]", "1 + 2"):
+        with pytest.raises(HyperparamsError, match="policy_kwargs"):
+            parse_python(bad, "policy_kwargs")
+    with pytest.raises(HyperparamsError, match="cannot import"):
+        parse_python("nn.NoSuchLayer")
+
+
+def test_shipped_files_load_for_their_algorithms():
+    for name, cls in (("ppo", PPO), ("sac", SAC)):
+        hp = load_hyperparams(HYPERPARAMS / f"{name}.yml", cls)
+        assert hp.env_id == "Microgrid-v0" and hp.n_timesteps > 0
+        assert all(isinstance(cb, type) for cb, _ in hp.callbacks)
+    ppo = load_hyperparams(HYPERPARAMS / "ppo.yml", PPO)
+    assert ppo.algo_kwargs["learning_rate"] == 3e-4 and ppo.algo_kwargs["n_steps"] * ppo.n_envs == 4096
+    assert ppo.algo_kwargs["batch_size"] == 1024 and ppo.algo_kwargs["gae_lambda"] == 0.97 and ppo.algo_kwargs["ent_coef"] == 0.02
+    assert ppo.normalize == {"norm_obs": True, "norm_reward": True, "clip_obs": 10.0, "clip_reward": 10.0}
+    assert ppo.algo_kwargs["policy_kwargs"]["ortho_init"] is True
+
+
+def test_unknown_keys_and_classes_are_named(tmp_path):
+    path = tmp_path / "bad.yml"
+    path.write_text("Microgrid-v0:\n  n_timesteps: 10\n  learning_rat: 0.1\n")
+    with pytest.raises(HyperparamsError, match=r"unknown key\(s\) \['learning_rat'\] for PPO"):
+        load_hyperparams(path, PPO)
+    path.write_text("Microgrid-v0:\n  n_timesteps: 10\n  callback: sb3_microgrid.callbacks.NoSuchCallback\n")
+    with pytest.raises(HyperparamsError, match="NoSuchCallback"):
+        load_hyperparams(path, PPO)
+    assert main(["train", "--algo", "nope", "--conf", str(path)]) == 2
+
+
+def test_train_checkpoints_and_resumes(tmp_path):
+    conf = tmp_path / "small.yml"
+    conf.write_text(SMALL)
+    run = tmp_path / "run"
+    model = train("ppo", conf, run, timesteps=256, save_freq=128, progress_bar=False)
+    assert isinstance(model.lr_schedule, LinearSchedule) or callable(model.lr_schedule)
+    assert (run / "model.zip").exists() and (run / "model_vecnormalize.pkl").exists() and (run / "config.yml").exists()
+    steps, _ = last_checkpoint(run)
+    assert steps == 256
+    resumed = train("ppo", conf, run, timesteps=512, save_freq=128, resume=True, progress_bar=False)
+    assert resumed.num_timesteps == 512  # continued from 256, not restarted
+    assert last_checkpoint(run)[0] == 512
+    assert main(["evaluate", "--controller", str(run / "model.zip"), "--days", "1", "--no-reference"]) == 0
+
+
+@pytest.mark.slow
+def test_rl_zoo3_trains_from_the_shipped_file(tmp_path):
+    """The zoo is a real client we do not control: its own command line, our package and file."""
+    conf = tmp_path / "ppo.yml"
+    conf.write_text((HYPERPARAMS / "ppo.yml").read_text().replace("n_timesteps: !!float 1e6", "n_timesteps: 4096"))
+    cmd = [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", "Microgrid-v0", "--gym-packages", "sb3_microgrid",
+           "--conf-file", str(conf), "-f", str(tmp_path / "logs"), "--num-threads", "1", "--eval-freq", "-1"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert list((tmp_path / "logs").rglob("*.zip"))
