@@ -10,19 +10,18 @@ Usage: python benchmarks/baseline_costs.py [--days N] [--controllers naive,rule,
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from reporting import run_metadata, write_results  # noqa: E402
+
 from sb3_microgrid.evaluation import evaluate  # noqa: E402
 from sb3_microgrid.scenario import load_scenario  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 VARIANTS = {
     "optimal, wear free": {"battery__price_inr_per_kwh": 0.0},
     "optimal, carbon Rs 5/kg": {"reward__carbon_price_inr_per_kg": 5.0},
@@ -67,10 +66,8 @@ def main() -> None:
                 }
             )
             print(rows[-1], flush=True)
-    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-    meta = {"command": command, "python": platform.python_version(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "baseline_costs.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    meta = run_metadata()
+    command = meta["command"]
 
     def pct(x: float | None) -> str:
         return "" if x is None else f"{100 * x:+.1f} %"
@@ -90,8 +87,7 @@ def main() -> None:
             f"{pct(r['co2_vs_naive'])} | {r['safety_violations']:.0f} | {r['safety_interventions_per_day']:.1f} | {r['unmet_ev_kwh_per_day']:.2f} | {r['curtailed_kwh_per_day']:.1f} |"
         )
     lines += ["", "The two variant rows are priced under their own scenario (wear free, or CO2 at Rs 5/kg), so their Rs/day is not comparable with the others; their CO2 is."]
-    (RESULTS / "baseline_costs.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("baseline_costs", meta, {"results": rows}, lines)
 
 
 if __name__ == "__main__":

@@ -9,15 +9,15 @@ Usage: python benchmarks/baselines_speed.py [--repeats 5] [--scenario campus] [-
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from reporting import run_metadata, write_results  # noqa: E402
 
 from sb3_microgrid.baselines import MPCController, OptimalController  # noqa: E402
 from sb3_microgrid.baselines.lp import solve_dispatch  # noqa: E402
@@ -26,7 +26,6 @@ from sb3_microgrid.envs import MicrogridEnv  # noqa: E402
 from sb3_microgrid.evaluation import run_day, split_dates  # noqa: E402
 from sb3_microgrid.scenario import load_scenario  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 
 
 def median_time(fn, repeats: int) -> tuple[float, list[float]]:
@@ -72,10 +71,8 @@ def main() -> None:
         {"what": f"optimal, test year solved and replayed through the env", "median_s": replay, "per": "year"},
         {"what": f"MPC, {len(mpc_days)} days ({steps} steps, one LP per step)", "median_s": mpc, "per": f"{steps / mpc:.1f} steps/s"},
     ]
-    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-    meta = {"command": command, "python": platform.python_version(), "cpus": os.cpu_count(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "baselines_speed.json").write_text(json.dumps({"meta": meta, "results": rows, "year_times_s": year_times, "mpc_steps_per_s": steps / mpc}, indent=2))
+    meta = run_metadata()
+    command = meta["command"]
     lines = [
         "# Baselines speed",
         "",
@@ -85,8 +82,7 @@ def main() -> None:
         "|---|---:|---:|",
         *(f"| {r['what']} | {r['median_s']:.3f} | {r['per']} |" for r in rows),
     ]
-    (RESULTS / "baselines_speed.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("baselines_speed", meta, {"results": rows, "year_times_s": year_times, "mpc_steps_per_s": steps / mpc}, lines)
 
 
 if __name__ == "__main__":

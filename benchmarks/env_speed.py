@@ -12,10 +12,8 @@ Usage: python benchmarks/env_speed.py [--repeats 5] [--steps 20000] [--vec-n 102
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -23,8 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from reporting import run_metadata, write_results
 
-RESULTS = Path(__file__).parent / "results"
 
 
 def _measure(kind: str, n_envs: int, steps: int, repeats: int, queue: mp.Queue) -> None:
@@ -106,10 +104,8 @@ def main() -> None:
     reference = rows[0]["median_env_steps_per_s"]
     for row in rows:
         row["ratio_to_single_env"] = row["median_env_steps_per_s"] / reference
-    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-    meta = {"command": command, "python": platform.python_version(), "cpus": os.cpu_count(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "env_speed.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    meta = run_metadata()
+    command = meta["command"]
     lines = [
         "# Environment speed",
         "",
@@ -122,8 +118,7 @@ def main() -> None:
         lines.append(
             f"| {r['config']} | {r['n_envs']} | {r['median_env_steps_per_s']:,.0f} | {r['min']:,.0f} | {r['max']:,.0f} | {r['ratio_to_single_env']:.2f} | {r['peak_rss_mb']:.0f} |"
         )
-    (RESULTS / "env_speed.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("env_speed", meta, {"results": rows}, lines)
 
 
 if __name__ == "__main__":
