@@ -121,3 +121,14 @@ def test_a_saved_sb3_model_is_a_controller(tmp_path):
     result = evaluate(controller, days=2, reference=False)
     assert result.summary["controller"] == "agent" and result.summary["safety_violations"] == 0
     assert controller._normalizer is not None and controller._normalizer.training is False
+
+
+def test_a_model_refuses_an_env_with_another_layout(tmp_path):
+    model = PPO("MlpPolicy", DummyVecEnv([MicrogridEnv]), n_steps=64, batch_size=64, n_epochs=1, device="cpu")
+    model.save(tmp_path / "agent.zip")
+    controller = make_controller(str(tmp_path / "agent.zip"))
+    # 7 ports and a 35-step window: also 206 values, a different layout
+    other = MicrogridEnv(scenario={"ev": {"n_ports": 7}, "forecast": {"forecast_steps": 27}}, split="test")
+    assert other.observation_space.shape == model.observation_space.shape
+    with pytest.raises(ValueError, match="another observation layout"):
+        run_day(controller, other, "2024-01-02", 0)

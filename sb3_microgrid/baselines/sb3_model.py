@@ -57,6 +57,10 @@ class SB3Controller:
         return controller
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
+        # Box equality ignores the layout: two scenarios with different windows can have the same size.
+        trained = getattr(self.model.observation_space, "layout", None)
+        if trained is not None and trained != env.obs_layout:
+            raise ValueError(f"model {self.name!r} was trained on another observation layout than this scenario's ({trained} vs {env.obs_layout})")
         if self._stats_path is not None and self._normalizer is None:
             self._normalizer = VecNormalize.load(str(self._stats_path), DummyVecEnv([lambda: env]))
             self._normalizer.training = False
