@@ -14,19 +14,15 @@ Usage: python benchmarks/ppo_improvements.py [--steps 200000] [--seeds 5] [--wor
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
-import platform
-import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from reporting import run_metadata, write_results
 from scipy import stats
 
-RESULTS = Path(__file__).parent / "results"
 TUNED = dict(learning_rate=3e-4, n_steps=512, batch_size=1024, gae_lambda=0.97, ent_coef=0.02)
 NORMALIZE = dict(norm_obs=True, norm_reward=True, clip_obs=10.0, clip_reward=10.0)
 N_ENVS = 8
@@ -142,6 +138,7 @@ def main() -> None:
     parser.add_argument("--target-gap", type=float, default=0.25)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--configs", default=None, help="comma-separated subset (default: all)")
+    parser.add_argument("--name", default="ppo_improvements", help="results file stem (default: ppo_improvements)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from sb3_microgrid.evaluation import evaluate
@@ -174,10 +171,8 @@ def main() -> None:
                 "steps_per_s_median": float(np.median([r["steps_per_s"] for r in mine])),
             }
         )
-    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-    meta = {"command": command, "python": platform.python_version(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), "references": {k: float(np.mean(v)) for k, v in references.items()}}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ppo_improvements.json").write_text(json.dumps({"meta": meta, "summary": rows, "runs": runs}, indent=2))
+    meta = run_metadata(references={k: float(np.mean(v)) for k, v in references.items()})
+    command = meta["command"]
     base = next((r["steps_per_s_median"] for r in rows if r["config"] == "ppo_tuned"), None)
     lines = [
         "# PPO improvements, each alone",
@@ -194,8 +189,7 @@ def main() -> None:
         lines.append(
             f"| {r['config']} | {r['cost_per_day']:,.0f} ± {r['cost_ci95']:,.0f} | {r['gap_closed']:.2f} ± {r['gap_ci95']:.2f} | {steps} | {r['seeds_reaching_target']} | {r['steps_per_s_median']:,.0f} | {ratio} |"
         )
-    (RESULTS / "ppo_improvements.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.name, meta, {"summary": rows, "runs": runs}, lines)
 
 
 if __name__ == "__main__":
