@@ -1,0 +1,6 @@
+"""Replay buffers: prioritized experience replay over a vectorized sum tree."""
+
+from sb3_microgrid.buffers.prioritized import PrioritizedReplayBuffer, PrioritizedReplayBufferSamples
+from sb3_microgrid.buffers.sum_tree import SumTree
+
+__all__ = ["PrioritizedReplayBuffer", "PrioritizedReplayBufferSamples", "SumTree"]

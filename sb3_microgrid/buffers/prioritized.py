@@ -1,0 +1,167 @@
+"""Prioritized experience replay (Schaul et al., 2016) as a drop-in SB3 ``ReplayBuffer``."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.vec_env import VecNormalize
+
+from sb3_microgrid.buffers.sum_tree import SumTree
+
+
+class PrioritizedReplayBufferSamples(NamedTuple):
+    """SB3's ``ReplayBufferSamples`` fields, plus the importance weights and the tree indices of the batch."""
+
+    observations: th.Tensor
+    actions: th.Tensor
+    next_observations: th.Tensor
+    dones: th.Tensor
+    rewards: th.Tensor
+    discounts: th.Tensor | None
+    weights: th.Tensor
+    indices: np.ndarray
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """
+    Proportional prioritized replay: transition ``i`` is sampled with probability ``P(i) = p_i / sum_k p_k``, where
+    ``p_i = (|delta_i| + epsilon) ** alpha`` and ``delta_i`` is its last TD error. New transitions get the largest
+    priority stored so far, so each is replayed at least once soon.
+
+    The sum tree indexes the flattened ``(pos, env)`` storage: leaf ``pos * n_envs + env``. Importance weights are
+    ``(N * P(i)) ** -beta`` divided by their maximum *over the sampled batch* (not over the whole buffer, which would
+    need a min-tree), ``N`` being the number of stored transitions. ``beta`` rises linearly from ``beta`` to
+    ``beta_final``, either over ``beta_steps`` calls to :meth:`sample` or as set by :meth:`set_progress` (which
+    :class:`~sb3_microgrid.per_sac.PerSAC` and
+    :class:`~sb3_microgrid.per_td3.PerTD3` call with the training progress when
+    ``beta_steps`` is ``None``).
+
+    The buffer only samples; the algorithm must weight its loss by ``weights`` and call :meth:`update_priorities`
+    (SB3's SAC/TD3 ignore both, hence ``PerSAC`` and ``PerTD3``).
+
+    :param buffer_size: Max number of transitions in the buffer (over all envs)
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param device: PyTorch device
+    :param n_envs: Number of parallel environments
+    :param optimize_memory_usage: Not supported (must be ``False``)
+    :param handle_timeout_termination: Handle timeout termination (due to timelimit) separately and treat the task
+        as infinite horizon task.
+    :param alpha: Prioritization exponent (0: uniform sampling)
+    :param beta: Initial importance-sampling exponent
+    :param beta_final: Importance-sampling exponent at the end of the annealing
+    :param beta_steps: Number of ``sample()`` calls over which ``beta`` is annealed; ``None`` to drive it with
+        :meth:`set_progress` instead
+    :param epsilon: Added to ``|delta|`` so that no transition gets a zero priority
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+        alpha: float = 0.6,
+        beta: float = 0.4,
+        beta_final: float = 1.0,
+        beta_steps: int | None = None,
+        epsilon: float = 1e-6,
+    ) -> None:
+        if optimize_memory_usage:
+            # the memory-efficient layout makes the transition at `pos` invalid, which the sum tree cannot exclude
+            raise ValueError("PrioritizedReplayBuffer does not support optimize_memory_usage=True")
+        if beta_steps is not None and beta_steps < 1:
+            raise ValueError(f"beta_steps must be positive or None, got {beta_steps}")
+        super().__init__(buffer_size, observation_space, action_space, device, n_envs, False, handle_timeout_termination)
+        self.alpha = alpha
+        self.beta_initial = beta
+        self.beta_final = beta_final
+        self.beta_steps = beta_steps
+        self.epsilon = epsilon
+        self.tree = SumTree(self.buffer_size * self.n_envs)
+        self.max_priority = 1.0
+        self.progress = 0.0
+        self.n_sampled = 0
+        # seeded from the global generator, so the algorithm's `seed` makes sampling reproducible
+        self.rng = np.random.default_rng(np.random.randint(2**31))
+
+    @property
+    def beta(self) -> float:
+        """Current importance-sampling exponent."""
+        return self.beta_initial + self.progress * (self.beta_final - self.beta_initial)
+
+    def set_progress(self, fraction: float) -> None:
+        """
+        Set the annealing progress of ``beta``.
+
+        :param fraction: 0 at the start of training (``beta``), 1 at the end (``beta_final``)
+        """
+        self.progress = min(max(fraction, 0.0), 1.0)
+
+    def add(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        first_leaf = self.pos * self.n_envs
+        super().add(obs, next_obs, action, reward, done, infos)
+        for env_idx in range(self.n_envs):
+            self.tree.update_one(first_leaf + env_idx, self.max_priority)
+
+    def sample(self, batch_size: int, env: VecNormalize | None = None) -> PrioritizedReplayBufferSamples:  # type: ignore[override]
+        """
+        Sample transitions in proportion to their priority.
+
+        :param batch_size: Number of transitions to sample
+        :param env: associated VecEnv, to normalize the observations/rewards when sampling
+        :return: the batch, its importance weights ``(batch_size, 1)`` and its tree indices (for
+            :meth:`update_priorities`)
+        """
+        if self.beta_steps is not None:
+            self.set_progress(self.n_sampled / self.beta_steps)
+        self.n_sampled += 1
+        indices = self.tree.sample_stratified(batch_size, self.rng)
+        n_stored = (self.buffer_size if self.full else self.pos) * self.n_envs
+        weights = (n_stored * self.tree[indices] / self.tree.total) ** -self.beta
+        weights /= weights.max()
+        return self._get_prioritized_samples(indices, weights, env)
+
+    def _get_prioritized_samples(
+        self, indices: np.ndarray, weights: np.ndarray, env: VecNormalize | None
+    ) -> PrioritizedReplayBufferSamples:
+        batch_inds, env_inds = np.divmod(indices, self.n_envs)
+        data = (
+            self._normalize_obs(self.observations[batch_inds, env_inds, :], env),
+            self.actions[batch_inds, env_inds, :],
+            self._normalize_obs(self.next_observations[batch_inds, env_inds, :], env),
+            # Only use dones that are not due to timeouts
+            (self.dones[batch_inds, env_inds] * (1 - self.timeouts[batch_inds, env_inds])).reshape(-1, 1),
+            self._normalize_reward(self.rewards[batch_inds, env_inds].reshape(-1, 1), env),
+        )
+        observations, actions, next_observations, dones, rewards = map(self.to_torch, data)
+        weights_th = self.to_torch(weights.astype(np.float32).reshape(-1, 1))
+        return PrioritizedReplayBufferSamples(observations, actions, next_observations, dones, rewards, None, weights_th, indices)
+
+    def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray | th.Tensor) -> None:
+        """
+        Store ``(|td_error| + epsilon) ** alpha`` as the priority of the transitions ``indices``.
+
+        :param indices: tree indices, as returned in ``PrioritizedReplayBufferSamples.indices``
+        :param td_errors: TD errors of those transitions
+        """
+        if isinstance(td_errors, th.Tensor):
+            td_errors = td_errors.detach().cpu().numpy()
+        priorities = (np.abs(np.asarray(td_errors, dtype=np.float64).ravel()) + self.epsilon) ** self.alpha
+        self.tree.update(indices, priorities)
+        self.max_priority = max(self.max_priority, float(priorities.max()))

@@ -1,0 +1,203 @@
+"""Prioritized replay: the sum tree is exact, sampling follows the priorities, weights and indexing are right,
+PerSAC/PerTD3 really use and update the priorities, and save/load keeps everything."""
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from scipy import stats
+
+from sb3_microgrid import MicrogridEnv
+from sb3_microgrid.buffers import PrioritizedReplayBuffer, SumTree
+from sb3_microgrid.per_sac import PerSAC
+from sb3_microgrid.per_td3 import PerTD3
+
+
+
+def tiny(**overrides) -> dict:
+    """Small-budget algorithm kwargs (a fresh ``policy_kwargs`` each time: SAC writes ``use_sde`` into it)."""
+    return dict(learning_starts=50, batch_size=32, buffer_size=2000, seed=0, policy_kwargs=dict(net_arch=[32, 32])) | overrides
+
+
+def make_buffer(buffer_size: int = 64, n_envs: int = 1, **kwargs) -> PrioritizedReplayBuffer:
+    obs_space = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    action_space = spaces.Box(-1, 1, (2,), np.float32)
+    return PrioritizedReplayBuffer(buffer_size, obs_space, action_space, device="cpu", n_envs=n_envs, **kwargs)
+
+
+def fill(buffer: PrioritizedReplayBuffer, steps: int) -> None:
+    """Store transitions whose every field encodes their flat index ``pos * n_envs + env``."""
+    n_envs = buffer.n_envs
+    for pos in range(steps):
+        code = (pos * n_envs + np.arange(n_envs)).astype(np.float32)
+        obs = np.repeat(code[:, None], 3, axis=1)
+        buffer.add(obs, obs + 0.5, np.repeat(code[:, None], 2, axis=1), code, np.zeros(n_envs), [{}] * n_envs)
+
+
+@pytest.mark.parametrize("capacity", [1, 5, 64, 1000, 70_000])
+def test_sum_tree_matches_cumsum(capacity: int, rng: np.random.Generator) -> None:
+    tree = SumTree(capacity)
+    priorities = rng.random(capacity)
+    priorities[rng.random(capacity) < 0.3] = 0.0  # zero priorities must never be found
+    priorities[0] += 0.1
+    tree.update(np.arange(capacity), priorities)
+    # batched writes with repeated indices: the last write wins
+    indices = rng.integers(0, capacity, min(3 * capacity, 3000))
+    values = rng.random(len(indices))
+    tree.update(indices, values)
+    for index, value in zip(indices, values):
+        priorities[index] = value
+    # a small batch in a big tree takes the sparse ancestor pass before the dense top levels
+    small = rng.integers(0, capacity, 8)
+    tree.update(small, np.full(8, 0.75))
+    priorities[small] = 0.75
+    tree.update_one(capacity - 1, 0.25)
+    priorities[capacity - 1] = 0.25
+
+    cumsum = np.cumsum(priorities)
+    assert tree.total == pytest.approx(cumsum[-1], rel=1e-12)
+    np.testing.assert_array_equal(tree[np.arange(capacity)], priorities)
+    queries = rng.random(5000) * cumsum[-1]
+    np.testing.assert_array_equal(tree.find_prefix_sum(queries), np.searchsorted(cumsum, queries, side="right"))
+    # the very end of the range (where rounding bites) still lands on a positive priority
+    found = tree.find_prefix_sum(np.array([np.nextafter(tree.total, 0), tree.total]))
+    assert (priorities[found] > 0).all()
+
+
+def test_stratified_sampling_follows_priorities(rng: np.random.Generator) -> None:
+    priorities = np.array([1.0, 2.0, 0.0, 4.0, 8.0, 0.5, 3.0])
+    tree = SumTree(len(priorities))
+    tree.update(np.arange(len(priorities)), priorities)
+    n_batches, batch_size = 20_000, 16
+    draws = np.stack([tree.sample_stratified(batch_size, rng) for _ in range(n_batches)])
+    # Draws inside a batch are stratified, hence dependent (under-dispersed), so Pearson's test on pooled counts
+    # would not have its nominal level. One uniformly chosen slot per batch is an exact draw from P (a uniform
+    # segment plus a uniform offset is uniform over [0, total)), independent across batches: test those.
+    picked = draws[np.arange(n_batches), rng.integers(0, batch_size, n_batches)]
+    counts = np.bincount(picked, minlength=len(priorities))
+    assert counts[2] == 0
+    positive = priorities > 0
+    expected = n_batches * priorities[positive] / priorities.sum()
+    assert stats.chisquare(counts[positive], expected).pvalue > 1e-3
+    # stratification: every batch holds each item about batch_size * P times (within one of it)
+    per_batch = np.apply_along_axis(np.bincount, 1, draws, minlength=len(priorities))
+    assert (np.abs(per_batch - batch_size * priorities / priorities.sum()) < 2).all()
+
+
+def test_weights_are_normalised_importance_ratios(rng: np.random.Generator) -> None:
+    alpha, beta, epsilon = 0.7, 0.5, 1e-6
+    buffer = make_buffer(alpha=alpha, beta=beta, epsilon=epsilon)
+    fill(buffer, 40)
+    td_errors = rng.normal(size=40) * 3
+    buffer.update_priorities(np.arange(40), td_errors)
+    samples = buffer.sample(256)
+    priorities = (np.abs(td_errors) + epsilon) ** alpha
+    ratio = (40 * priorities[samples.indices] / priorities.sum()) ** -beta
+    np.testing.assert_allclose(samples.weights.numpy().ravel(), ratio / ratio.max(), rtol=1e-5)
+    assert samples.weights.shape == (256, 1)
+    assert samples.weights.min() < 0.9  # the priorities differ, so the weights must too
+    # the batch is the sampled transitions, in order
+    np.testing.assert_array_equal(samples.observations[:, 0].numpy(), samples.indices)
+
+
+def test_beta_annealing() -> None:
+    buffer = make_buffer(beta=0.4, beta_final=1.0, beta_steps=10)
+    fill(buffer, 8)
+    betas = []
+    for _ in range(12):
+        buffer.sample(4)
+        betas.append(buffer.beta)
+    assert betas[0] == pytest.approx(0.4) and betas[5] == pytest.approx(0.4 + 0.6 * 0.5) and betas[-1] == 1.0
+    buffer.set_progress(0.25)
+    assert make_buffer(beta=0.2, beta_final=0.6).beta == pytest.approx(0.2)
+    assert buffer.beta == pytest.approx(0.55)
+
+
+def test_new_transitions_get_max_priority() -> None:
+    buffer = make_buffer()
+    fill(buffer, 4)
+    buffer.update_priorities(np.array([0, 1]), np.array([10.0, 0.0]))
+    fill(buffer, 1)  # overwrites position 0 with a new transition
+    assert buffer.tree[0] == pytest.approx(buffer.max_priority) and buffer.max_priority == pytest.approx(10**0.6)
+
+
+def test_two_envs_map_samples_to_their_transitions() -> None:
+    buffer = make_buffer(buffer_size=20, n_envs=2)
+    fill(buffer, 13)  # wraps around: 10 positions of 2 envs
+    assert buffer.tree.capacity == 20
+    # only env 1 of position 1 keeps a priority: every sample must be that transition
+    buffer.epsilon = 0.0
+    buffer.update_priorities(np.arange(20), np.zeros(20))
+    buffer.update_priorities(np.array([1 * 2 + 1]), np.array([1.0]))
+    samples = buffer.sample(32)
+    assert (samples.indices == 3).all()
+    # position 1 was rewritten at step 11 (10 + 1): its env 1 holds the code 11 * 2 + 1
+    assert (samples.observations == 23).all() and (samples.next_observations == 23.5).all()
+    assert (samples.actions == 23).all() and (samples.rewards == 23).all()
+    # with spread priorities every field comes from the sampled (pos, env) slot
+    buffer.update_priorities(np.arange(20), np.arange(1, 21))
+    samples = buffer.sample(256)
+    pos, env = np.divmod(samples.indices, 2)
+    stored_code = np.where(pos < 3, (pos + 10) * 2 + env, pos * 2 + env)
+    np.testing.assert_array_equal(samples.observations[:, 0].numpy(), stored_code)
+    np.testing.assert_array_equal(samples.rewards[:, 0].numpy(), stored_code)
+    assert len(np.unique(env)) == 2
+
+
+def test_optimize_memory_usage_is_refused() -> None:
+    with pytest.raises(ValueError, match="optimize_memory_usage"):
+        make_buffer(optimize_memory_usage=True, handle_timeout_termination=False)
+
+
+def test_per_sac_learn_updates_priorities() -> None:
+    model = PerSAC("MlpPolicy", MicrogridEnv(seed=0), **tiny())
+    model.learn(200)
+    buffer = model.replay_buffer
+    leaves = buffer.tree[np.arange(buffer.pos)]
+    # untouched leaves would all still hold the initial max priority (1.0)
+    assert len(np.unique(leaves)) > 100
+    assert buffer.beta > 0.9  # annealed with the training progress
+
+
+@pytest.mark.parametrize("algo", [PerSAC, PerTD3])
+def test_critic_loss_uses_the_weights(algo, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = algo("MlpPolicy", MicrogridEnv(seed=0), **tiny(learning_starts=100))
+    model.learn(60)  # fills the buffer, no training yet (fresh Adam: a zero gradient moves nothing)
+    sample = model.replay_buffer.sample
+
+    def critic_params() -> list[th.Tensor]:
+        return [p.detach().clone() for p in model.critic.parameters()]
+
+    monkeypatch.setattr(model.replay_buffer, "sample", lambda *a, **k: sample(*a, **k)._replace(weights=th.zeros(32, 1)))
+    before = critic_params()
+    model.train(gradient_steps=1, batch_size=32)
+    assert all(th.equal(b, a) for b, a in zip(before, critic_params()))
+    monkeypatch.undo()
+    model.train(gradient_steps=1, batch_size=32)
+    assert not all(th.equal(b, a) for b, a in zip(before, critic_params()))
+
+
+@pytest.mark.parametrize("algo", [PerSAC, PerTD3])
+def test_save_load_round_trip(algo, tmp_path) -> None:
+    kwargs = tiny(learning_starts=20, replay_buffer_kwargs=dict(alpha=0.5, beta=0.3))
+    model = algo("MlpPolicy", MicrogridEnv(seed=0), **kwargs)
+    model.learn(40)
+    model.save(tmp_path / "model")
+    loaded = algo.load(tmp_path / "model", env=MicrogridEnv(seed=0))
+    assert type(loaded) is algo and isinstance(loaded.replay_buffer, PrioritizedReplayBuffer)
+    assert loaded.replay_buffer.alpha == 0.5 and loaded.replay_buffer.beta_initial == 0.3
+    obs = MicrogridEnv(seed=1).reset(seed=1)[0]
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    loaded.learn(40)
+
+
+def test_replay_buffer_save_load_keeps_priorities(tmp_path, rng: np.random.Generator) -> None:
+    model = PerSAC("MlpPolicy", MicrogridEnv(seed=0), **tiny(learning_starts=100))
+    model.learn(30)
+    model.replay_buffer.update_priorities(np.arange(30), rng.random(30))
+    model.save_replay_buffer(tmp_path / "buffer")
+    other = PerSAC("MlpPolicy", MicrogridEnv(seed=0), **tiny())
+    other.load_replay_buffer(tmp_path / "buffer")
+    np.testing.assert_array_equal(other.replay_buffer.tree.nodes, model.replay_buffer.tree.nodes)
+    assert other.replay_buffer.max_priority == model.replay_buffer.max_priority
+    assert other.replay_buffer.tree.total > 0 and other.replay_buffer.pos == 30
