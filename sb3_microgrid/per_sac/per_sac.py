@@ -1,17 +1,15 @@
 """PerSAC: SAC trained from a prioritized replay buffer."""
 
-from typing import Any
 
 import numpy as np
 import torch as th
 from stable_baselines3 import SAC
-from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.utils import polyak_update
 
-from sb3_microgrid.buffers import PrioritizedReplayBuffer
+from sb3_microgrid.buffers.prioritized import PrioritizedOffPolicyMixin
 
 
-class PerSAC(SAC):
+class PerSAC(PrioritizedOffPolicyMixin, SAC):
     """
     SAC with prioritized experience replay (:class:`~sb3_microgrid.buffers.PrioritizedReplayBuffer`).
 
@@ -27,21 +25,6 @@ class PerSAC(SAC):
         ``beta``, ``beta_final``, ``beta_steps``, ``epsilon``)
     """
 
-    def __init__(
-        self,
-        policy: Any,
-        env: Any,
-        *,
-        replay_buffer_class: type[ReplayBuffer] | None = PrioritizedReplayBuffer,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(policy, env, replay_buffer_class=replay_buffer_class or PrioritizedReplayBuffer, **kwargs)
-
-    def _setup_model(self) -> None:
-        super()._setup_model()
-        if not isinstance(self.replay_buffer, PrioritizedReplayBuffer):
-            raise TypeError(f"{type(self).__name__} needs a PrioritizedReplayBuffer, got {type(self.replay_buffer).__name__}")
-
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         # Switch to train mode (this affects batch norm / dropout)
         self.policy.set_training_mode(True)
@@ -53,10 +36,7 @@ class PerSAC(SAC):
         # Update learning rate according to lr schedule
         self._update_learning_rate(optimizers)
 
-        replay_buffer = self.replay_buffer
-        assert isinstance(replay_buffer, PrioritizedReplayBuffer)
-        if replay_buffer.beta_steps is None:
-            replay_buffer.set_progress(1.0 - self._current_progress_remaining)
+        replay_buffer = self._prioritized_buffer()
 
         ent_coef_losses, ent_coefs = [], []
         actor_losses, critic_losses = [], []

@@ -1,17 +1,15 @@
 """PerTD3: TD3 trained from a prioritized replay buffer."""
 
-from typing import Any
 
 import numpy as np
 import torch as th
 from stable_baselines3 import TD3
-from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.utils import polyak_update
 
-from sb3_microgrid.buffers import PrioritizedReplayBuffer
+from sb3_microgrid.buffers.prioritized import PrioritizedOffPolicyMixin
 
 
-class PerTD3(TD3):
+class PerTD3(PrioritizedOffPolicyMixin, TD3):
     """
     TD3 with prioritized experience replay (:class:`~sb3_microgrid.buffers.PrioritizedReplayBuffer`).
 
@@ -28,21 +26,6 @@ class PerTD3(TD3):
         ``beta``, ``beta_final``, ``beta_steps``, ``epsilon``)
     """
 
-    def __init__(
-        self,
-        policy: Any,
-        env: Any,
-        *,
-        replay_buffer_class: type[ReplayBuffer] | None = PrioritizedReplayBuffer,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(policy, env, replay_buffer_class=replay_buffer_class or PrioritizedReplayBuffer, **kwargs)
-
-    def _setup_model(self) -> None:
-        super()._setup_model()
-        if not isinstance(self.replay_buffer, PrioritizedReplayBuffer):
-            raise TypeError(f"{type(self).__name__} needs a PrioritizedReplayBuffer, got {type(self.replay_buffer).__name__}")
-
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         # Switch to train mode (this affects batch norm / dropout)
         self.policy.set_training_mode(True)
@@ -50,10 +33,7 @@ class PerTD3(TD3):
         # Update learning rate according to lr schedule
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
 
-        replay_buffer = self.replay_buffer
-        assert isinstance(replay_buffer, PrioritizedReplayBuffer)
-        if replay_buffer.beta_steps is None:
-            replay_buffer.set_progress(1.0 - self._current_progress_remaining)
+        replay_buffer = self._prioritized_buffer()
 
         actor_losses, critic_losses = [], []
         for _ in range(gradient_steps):
