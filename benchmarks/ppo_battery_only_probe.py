@@ -5,8 +5,10 @@ the battery action; the tuned PPO trains for 150k steps (one seed) and the cost 
 days is printed beside naive's and the optimum's. A diagnostic for the stuck 13-action PPO, not a
 benchmark.
 
-Usage: python benchmarks/ppo_battery_only_probe.py
+Usage: python benchmarks/ppo_battery_only_probe.py [--log-std-init X] [--ent-coef C] [--gamma G] [--gae-lambda L] [--steps N]
 """
+
+import argparse
 
 import numpy as np
 import torch
@@ -54,10 +56,17 @@ class Controller:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log-std-init", type=float, default=0.0, help="initial log std of the Gaussian policy (SB3 default 0)")
+    parser.add_argument("--steps", type=int, default=150_000)
+    parser.add_argument("--ent-coef", type=float, default=0.02)
+    parser.add_argument("--gamma", type=float, default=0.99)
+    parser.add_argument("--gae-lambda", type=float, default=0.97)
+    args = parser.parse_args()
     torch.set_num_threads(1)
     env = VecNormalize(VecMonitor(BatteryOnly(MicrogridVecEnv(8, split="train", seed=0))), clip_obs=10.0, clip_reward=10.0)
-    model = PPO("MlpPolicy", env, seed=0, device="cpu", learning_rate=3e-4, n_steps=512, batch_size=1024, gae_lambda=0.97, ent_coef=0.02)
-    model.learn(150_000)
+    model = PPO("MlpPolicy", env, seed=0, device="cpu", learning_rate=3e-4, n_steps=512, batch_size=1024, gamma=args.gamma, gae_lambda=args.gae_lambda, ent_coef=args.ent_coef, policy_kwargs=dict(log_std_init=args.log_std_init))
+    model.learn(args.steps)
     summary = evaluate(Controller(model, env), split="test", days=14).summary
     print({k: round(summary[k], 3) for k in ("cost_per_day", "cost_naive_per_day", "cost_optimal_per_day", "gap_closed")})
 
