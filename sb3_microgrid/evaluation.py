@@ -68,7 +68,10 @@ def _plain(value: Any) -> Any:
 
 def split_dates(scenario: Scenario, split: str, days: int | Sequence[str] | None = None) -> list[str]:
     """Episode start days of a split: all of them, the first ``days`` ones, or the dates given."""
-    env = MicrogridEnv(scenario=scenario, split=split)
+    return _select_dates(MicrogridEnv(scenario=scenario, split=split), days)
+
+
+def _select_dates(env: MicrogridEnv, days: int | Sequence[str] | None) -> list[str]:
     every = np.datetime_as_string(env.core.site.dates[env.core.starts].values, unit="D").tolist()
     if days is None:
         return every
@@ -126,8 +129,8 @@ def evaluate(
     scenario = load_scenario(scenario)
     if isinstance(controller, str):
         controller = make_controller(controller)
-    dates = split_dates(scenario, split, days)
     env = MicrogridEnv(scenario=scenario, split=split)
+    dates = _select_dates(env, days)
     frame = _run(controller, env, dates, seed)
     summary: dict[str, Any] = {
         "controller": controller.name,

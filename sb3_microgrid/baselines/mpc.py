@@ -27,10 +27,10 @@ class MPCController:
         self._env = env
         self._price_max = 0.0
 
-    def forecasts(self, obs: np.ndarray) -> dict[str, np.ndarray]:
-        """The window's rows from the current step on, in physical units."""
+    def window(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        """The whole window (history rows first, then forecasts from the current step), in physical units."""
         env, layout = self._env, self._env.obs_layout
-        window = obs[layout.window].reshape(layout.window_shape)[layout.history_steps :].astype(np.float64)
+        window = obs[layout.window].reshape(layout.window_shape).astype(np.float64)
         scale = env.core.site.window_scale
         col = {name: window[:, j] * scale[j] for j, name in enumerate(layout.window_names)}
         col["pv"] = col["pv"] * env.scenario.pv.capacity_kwp
@@ -41,10 +41,11 @@ class MPCController:
         env = self._env
         core, sc = env.core, env.scenario
         ep, t = core.episode, core.t
-        fc = self.forecasts(obs)
+        window = self.window(obs)
+        h = env.obs_layout.history_steps
+        fc = {name: values[h:] for name, values in window.items()}
         horizon = min(fc["load"].size, ep.n_steps - t)
-        history = obs[env.obs_layout.window].reshape(env.obs_layout.window_shape)[: env.obs_layout.history_steps, env.obs_layout.window_names.index("price")]
-        self._price_max = max(self._price_max, float(fc["price"][:horizon].max()), float(history.max(initial=0.0) * core.site.window_scale[3]))
+        self._price_max = max(self._price_max, float(fc["price"][:horizon].max()), float(window["price"][:h].max(initial=0.0)))
         spd = sc.steps_per_day
         day = (t + np.arange(horizon)) // spd - t // spd
         peak_so_far = np.zeros(int(day.max()) + 1)

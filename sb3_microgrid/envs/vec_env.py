@@ -59,8 +59,7 @@ class MicrogridVecEnv(VecEnv):
             if seed is not None or self._rngs[i] is None:
                 self._rngs[i] = seeding.np_random(seed)[0]
         days = [opts.get("day") for opts in self._options]
-        obs = self.core.reset(self._rngs, days if any(d is not None for d in days) else None)
-        self.reset_infos = [{"date": d} for d in self.core.episode_dates()]
+        obs = self._reset_core(days if any(d is not None for d in days) else None)
         self._reset_seeds()
         self._reset_options()
         return obs
@@ -82,9 +81,14 @@ class MicrogridVecEnv(VecEnv):
                 info["episode_metrics"] = dict(zip(names, row))
                 info["terminal_observation"] = last
                 info["TimeLimit.truncated"] = False
-            obs = self.core.reset(self._rngs)
-            self.reset_infos = [{"date": d} for d in self.core.episode_dates()]
+            obs = self._reset_core()
         return obs, reward.astype(np.float32), np.full(self.num_envs, done), infos
+
+    def _reset_core(self, days: list[str | None] | None = None) -> np.ndarray:
+        """New episodes for all microgrids (each continuing its own generator), with their reset infos."""
+        obs = self.core.reset(self._rngs, days)
+        self.reset_infos = [{"date": d} for d in self.core.episode_dates()]
+        return obs
 
     def close(self) -> None:
         """Nothing to release: the core holds only arrays."""
