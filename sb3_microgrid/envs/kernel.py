@@ -1,8 +1,8 @@
 """The compiled step of N microgrids: supervisor, physics, costs, aging, EV arrivals, observation.
 
 numba compiles the per-microgrid logic into one loop over N. With numpy array operations a step is
-about 150 small calls, each about a microsecond at N = 1, which caps a single env near 3,000
-steps/s (measured, docs/results.md); compiled, the same logic costs microseconds at N = 1 and scales
+about 150 small calls, each costing about a microsecond of call overhead at N = 1, several times
+the whole budget of a single env step; compiled, the same logic costs microseconds at N = 1 and scales
 linearly with N. The scenario's scalars travel in one float array whose positions are the ``P_*``
 constants below; per-microgrid scalar state lives in the columns ``S_*`` of one ``(N, n)`` array.
 """
