@@ -9,11 +9,13 @@ throughput (steps/s, wall clock including evaluations excluded). Results go to
 ``benchmarks/results/ppo_improvements.{json,md}`` with the command that produced them.
 
 Usage: python benchmarks/ppo_improvements.py [--steps 200000] [--seeds 5] [--workers 2] [--configs a,b]
+       [--override '{"kwargs": {"gamma": 1.0}, "policy_kwargs": {"log_std_init": -1.0}, "scenario": {...}}']
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import time
@@ -41,17 +43,7 @@ def configs() -> dict[str, Callable[[], dict[str, Any]]]:
     tuned = dict(algo=PPO, policy="MlpPolicy", kwargs=dict(TUNED, policy_kwargs=dict(ortho_init=True)), normalize=True, callbacks=[])
 
     def variant(**changes: Any) -> Callable[[], dict[str, Any]]:
-        def build() -> dict[str, Any]:
-            cfg = {**tuned, "kwargs": dict(tuned["kwargs"]), "callbacks": []}
-            for key, value in changes.items():
-                if key in ("kwargs", "policy_kwargs"):
-                    target = cfg["kwargs"] if key == "kwargs" else cfg["kwargs"].setdefault("policy_kwargs", {})
-                    target.update(value)
-                else:
-                    cfg[key] = value
-            return cfg
-
-        return build
+        return lambda: with_changes(tuned, changes)
 
     return {
         "ppo_default": lambda: dict(algo=PPO, policy="MlpPolicy", kwargs={}, normalize=False, callbacks=[]),
@@ -69,7 +61,22 @@ def configs() -> dict[str, Callable[[], dict[str, Any]]]:
     }
 
 
-def run(name: str, seed: int, steps: int, eval_every: int, days: int, references: dict[str, list[float]]) -> dict[str, Any]:
+def with_changes(cfg: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``cfg`` with ``changes``: ``kwargs``/``policy_kwargs`` are merged into the algorithm's
+    keyword arguments, ``scenario`` is the training env's scenario mapping, anything else replaces."""
+    out = {**cfg, "kwargs": dict(cfg["kwargs"]), "callbacks": list(cfg["callbacks"])}
+    if "policy_kwargs" in out["kwargs"]:
+        out["kwargs"]["policy_kwargs"] = dict(out["kwargs"]["policy_kwargs"])
+    for key, value in changes.items():
+        if key in ("kwargs", "policy_kwargs"):
+            target = out["kwargs"] if key == "kwargs" else out["kwargs"].setdefault("policy_kwargs", {})
+            target.update(value)
+        else:
+            out[key] = value
+    return out
+
+
+def run(name: str, seed: int, steps: int, eval_every: int, days: int, references: dict[str, list[float]], override: dict[str, Any]) -> dict[str, Any]:
     """Train one configuration with one seed; evaluate on the fixed test days along the way."""
     import torch
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -80,8 +87,8 @@ def run(name: str, seed: int, steps: int, eval_every: int, days: int, references
     from sb3_microgrid.evaluation import evaluate, gap_closed
 
     torch.set_num_threads(1)
-    cfg = configs()[name]()
-    env = VecMonitor(MicrogridVecEnv(N_ENVS, split="train", seed=seed))
+    cfg = with_changes(configs()[name](), override)
+    env = VecMonitor(MicrogridVecEnv(N_ENVS, scenario=cfg.get("scenario"), split="train", seed=seed))
     if cfg["normalize"]:
         env = VecNormalize(env, **NORMALIZE)
     model = cfg["algo"](cfg["policy"], env, seed=seed, device="cpu", verbose=0, **cfg["kwargs"])
@@ -139,6 +146,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--configs", default=None, help="comma-separated subset (default: all)")
     parser.add_argument("--name", default="ppo_improvements", help="results file stem (default: ppo_improvements)")
+    parser.add_argument("--override", type=json.loads, default={}, help="JSON changes applied to every config (see with_changes)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from sb3_microgrid.evaluation import evaluate
@@ -148,7 +156,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown config(s) {unknown}; allowed: {list(configs())}")
     references = {ref: evaluate(ref, split="test", days=args.days, reference=False).days["cost"].tolist() for ref in ("naive", "optimal")}
-    jobs = [(name, seed, args.steps, args.eval_every, args.days, references) for name in names for seed in range(args.seeds)]
+    jobs = [(name, seed, args.steps, args.eval_every, args.days, references, args.override) for name in names for seed in range(args.seeds)]
     with mp.get_context("spawn").Pool(args.workers) as pool:
         runs = pool.map(_job, jobs)
 

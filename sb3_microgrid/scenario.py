@@ -44,6 +44,8 @@ class _Validated:
             value = getattr(self, f.name)
             if "range" in f.metadata and value is not None:
                 _check_range(f"{type(self).__name__}.{f.name}", value, *f.metadata["range"])
+            elif isinstance(f.default, bool) and not isinstance(value, bool):
+                raise ScenarioError(f"{type(self).__name__}.{f.name} must be true or false, got {value!r}")
         self._check()
 
     def _check(self) -> None:
@@ -231,6 +233,7 @@ class RewardConfig(_Validated):
     weight_carbon: float = _f(1.0, 0, 100)
     weight_unserved: float = _f(1.0, 0, 100)
     weight_terminal: float = _f(1.0, 0, 100)
+    exogenous_baseline: bool = False  # subtract the uncontrolled net load's energy and carbon cost
 
 
 @dataclass(frozen=True)
@@ -300,15 +303,22 @@ class Scenario(_Validated):
             raw = yaml.safe_load(fh) or {}
         if not isinstance(raw, dict):
             raise ScenarioError(f"{path}: the top level of a scenario file must be a mapping")
-        base = raw.pop("base", None)
-        if base and base not in PRESETS and not Path(base).is_absolute():
-            base = Path(path).parent / base  # a relative base is relative to this file
-        start = to_dict(load_scenario(base)) if base else {}
-        return from_dict(_merge(start, raw))
+        return _with_base(raw, Path(path).parent)
 
     def to_yaml(self, path: str | Path) -> None:
         with open(path, "w", encoding="utf-8") as fh:
             yaml.safe_dump(to_dict(self), fh, sort_keys=False)
+
+
+def _with_base(raw: Mapping[str, Any], folder: Path) -> Scenario:
+    """A scenario from a mapping whose optional ``base`` (a preset or a YAML path, relative to
+    ``folder``) supplies every field the mapping leaves out."""
+    raw = dict(raw)
+    base = raw.pop("base", None)
+    if base and base not in PRESETS and not Path(base).is_absolute():
+        base = folder / base
+    start = to_dict(load_scenario(base)) if base else {}
+    return from_dict(_merge(start, raw))
 
 
 def _nest(changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -374,14 +384,14 @@ def load_scenario(scenario: str | Path | Scenario | Mapping[str, Any] | None = N
     """A scenario from a preset name, a YAML path, a mapping, or a :class:`Scenario` (returned as is).
 
     :param scenario: ``None`` or ``"campus"`` for the default, ``"campus_tod"``, a path to a YAML file,
-        or a mapping of fields.
+        or a mapping of fields (whose ``base`` key, as in a YAML file, names the preset it changes).
     """
     if scenario is None:
         scenario = "campus"
     if isinstance(scenario, Scenario):
         return scenario
     if isinstance(scenario, Mapping):
-        return from_dict(scenario)
+        return _with_base(scenario, Path.cwd())
     text = str(scenario)
     if text in PRESETS:
         return Scenario.from_yaml(resources.files("sb3_microgrid") / "scenarios" / f"{text}.yaml")  # type: ignore[arg-type]

@@ -272,3 +272,25 @@ def test_observation_space_carries_its_layout_through_wrappers_and_pickle():
     assert venv.observation_space.layout == env.obs_layout
     venv.close()
     assert MicrogridVecEnv(2).observation_space.layout == env.obs_layout
+
+
+def test_exogenous_baseline_keeps_policy_differences():
+    """The subtracted term is fixed by the day, so two policies' returns differ by the same amount with
+    and without it, the costs in ``info`` are untouched, and the spread of returns across days shrinks."""
+    plain = MicrogridEnv(split="test")
+    exo = MicrogridEnv({"base": "campus", "reward": {"exogenous_baseline": True}}, split="test")
+    policies = {"idle": lambda obs: np.r_[0.0, np.ones(12)], "discharge": lambda obs: np.r_[-1.0, np.ones(12)]}
+    returns = {}
+    for env_name, env in (("plain", plain), ("exo", exo)):
+        for name, policy in policies.items():
+            for seed in range(6):
+                _, rewards, infos = run_episode(env, policy, seed=seed)
+                returns[env_name, name, seed] = (rewards.sum(), sum(i["cost"] for i in infos))
+    for seed in range(6):
+        assert returns["plain", "idle", seed][1] == pytest.approx(returns["exo", "idle", seed][1])
+        plain_gap = returns["plain", "idle", seed][0] - returns["plain", "discharge", seed][0]
+        exo_gap = returns["exo", "idle", seed][0] - returns["exo", "discharge", seed][0]
+        assert exo_gap == pytest.approx(plain_gap, rel=1e-9, abs=1e-9)
+        assert returns["exo", "idle", seed][0] != pytest.approx(returns["plain", "idle", seed][0])
+    spread = {env_name: np.std([returns[env_name, "idle", s][0] for s in range(6)]) for env_name in ("plain", "exo")}
+    assert spread["exo"] < 0.5 * spread["plain"]

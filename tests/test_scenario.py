@@ -68,3 +68,16 @@ def test_env_accepts_yaml_path(tmp_path):
     path.write_text("base: campus\nname: small\nbattery:\n  capacity_kwh: 300\n")
     env = MicrogridEnv(scenario=str(path))
     assert env.scenario.name == "small" and env.scenario.battery.capacity_kwh == 300.0
+
+
+def test_mapping_with_base_changes_only_what_it_names():
+    changed = load_scenario({"base": "campus_tod", "reward": {"exogenous_baseline": True}})
+    tod = load_scenario("campus_tod")
+    assert changed.reward.exogenous_baseline and not tod.reward.exogenous_baseline
+    assert changed.grid == tod.grid
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_switches_must_be_booleans(value):
+    with pytest.raises(ScenarioError, match=r"RewardConfig.exogenous_baseline must be true or false"):
+        load_scenario({"reward": {"exogenous_baseline": value}})

@@ -44,6 +44,7 @@ from .supervisor import project
     P_W_UNSERVED,
     P_W_TERMINAL,
     P_REWARD_SCALE,
+    P_EXOGENOUS_BASELINE,
     P_ALPHA_SEI,
     P_BETA_SEI,
     P_K_DELTA1,
@@ -56,8 +57,8 @@ from .supervisor import project
     P_STEPS_PER_DAY,
     P_EV_HOURS_SCALE,
     P_VIOLATION_TOL,
-) = range(38)
-N_PARAMS = 38
+) = range(39)
+N_PARAMS = 39
 
 # ---- per-microgrid scalar state (columns) -----------------------------------------------------------
 (S_ENERGY, S_CAPACITY, S_SOH, S_STRESS, S_LAST_TURN, S_EXTREME, S_DIRECTION, S_CALENDAR, S_PEAK_KVA, S_START_ENERGY) = range(10)
@@ -124,6 +125,7 @@ def pack_params(scenario: Scenario) -> np.ndarray:
         P_W_UNSERVED: r.weight_unserved,
         P_W_TERMINAL: r.weight_terminal,
         P_REWARD_SCALE: r.scale_inr,
+        P_EXOGENOUS_BASELINE: float(r.exogenous_baseline),
         P_ALPHA_SEI: d.alpha_sei,
         P_BETA_SEI: d.beta_sei,
         P_K_DELTA1: d.k_delta1,
@@ -307,6 +309,14 @@ def step(
             + prm[P_W_UNSERVED] * c_unserved
             + prm[P_W_TERMINAL] * c_terminal
         )
+        if prm[P_EXOGENOUS_BASELINE] > 0.0:
+            # The cost the uncontrolled net load alone would incur: fixed by the day's data, so removing
+            # it leaves every policy's return shifted by the same amount and strips its variance.
+            base_net = (load[i, t] - renewable) * dt
+            base_import = max(base_net, 0.0)
+            base_energy = base_import * price[i, t] - max(-base_net, 0.0) * prm[P_EXPORT_PRICE]
+            base_carbon = base_import * emission[i, t] * prm[P_CARBON_PRICE]
+            weighted -= prm[P_W_ENERGY] * base_energy + prm[P_W_CARBON] * base_carbon
         reward[i] = -weighted / prm[P_REWARD_SCALE]
         for k in range(totals.shape[1]):
             totals[i, k] += row[k]
