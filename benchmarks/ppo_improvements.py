@@ -18,12 +18,11 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import time
 from typing import Any, Callable
 
 import numpy as np
+from learning import DayScoreCallback, reference_costs, summarize, table, train_and_score
 from reporting import run_metadata, write_results
-from scipy import stats
 
 #: The issue's starting point: learning rate 3e-4, 4,096 steps per update, minibatch 1,024, GAE λ 0.97, entropy 0.02.
 ISSUE_START = dict(learning_rate=3e-4, n_steps=512, batch_size=1024, gae_lambda=0.97, ent_coef=0.02)
@@ -85,14 +84,11 @@ def with_changes(cfg: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]
 
 
 def run(name: str, seed: int, steps: int, eval_every: int, days: int, references: dict[str, list[float]], override: dict[str, Any]) -> dict[str, Any]:
-    """Train one configuration with one seed; evaluate on the fixed test days along the way."""
+    """Train one configuration with one seed; score it on the fixed test days along the way."""
     import torch
-    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
     from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
     from sb3_microgrid import MicrogridVecEnv
-    from sb3_microgrid.baselines.sb3_model import SB3Controller
-    from sb3_microgrid.evaluation import evaluate, gap_closed
 
     torch.set_num_threads(1)
     cfg = with_changes(configs()[name](), override)
@@ -100,48 +96,12 @@ def run(name: str, seed: int, steps: int, eval_every: int, days: int, references
     if cfg["normalize"]:
         env = VecNormalize(env, **NORMALIZE)
     model = cfg["algo"](cfg["policy"], env, seed=seed, device="cpu", verbose=0, **cfg["kwargs"])
-    curve: list[tuple[int, float, float]] = []
-    eval_seconds = [0.0]
-
-    def score() -> tuple[int, float, float]:
-        start = time.perf_counter()
-        controller = SB3Controller.from_model(model, env if isinstance(env, VecNormalize) else None, name=name)
-        cost = evaluate(controller, split="test", days=days, reference=False).days["cost"].to_numpy()
-        gap = float(gap_closed(cost.mean(), np.mean(references["naive"]), np.mean(references["optimal"])))
-        eval_seconds[0] += time.perf_counter() - start
-        return model.num_timesteps, float(cost.mean()), gap
-
-    class Evaluate(BaseCallback):
-        """Every ``eval_every`` steps: the current policy on the fixed test days."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.next_eval = eval_every
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps >= self.next_eval:
-                curve.append(score())
-                self.next_eval += eval_every
-            return True
-
-    callbacks = [make() for make in cfg["callbacks"]] + [Evaluate()]
-    start = time.perf_counter()
-    model.learn(steps, callback=CallbackList(callbacks))
-    train_seconds = time.perf_counter() - start - eval_seconds[0]
-    final = score()
-    return {"config": name, "seed": seed, "curve": curve + [final], "final_cost": final[1], "final_gap": final[2], "steps_per_s": steps / max(train_seconds, 1e-9)}
+    scorer = DayScoreCallback(eval_every, days, references, name)
+    return train_and_score(model, steps, scorer, [make() for make in cfg["callbacks"]], config=name, seed=seed)
 
 
 def _job(args: tuple) -> dict[str, Any]:
     return run(*args)
-
-
-def ci95(values: list[float]) -> tuple[float, float]:
-    """Mean and half-width of the t-based 95 % confidence interval."""
-    arr = np.asarray(values, dtype=float)
-    if arr.size < 2:
-        return float(arr.mean()), float("nan")
-    return float(arr.mean()), float(stats.t.ppf(0.975, arr.size - 1) * arr.std(ddof=1) / np.sqrt(arr.size))
 
 
 def main() -> None:
@@ -157,54 +117,26 @@ def main() -> None:
     parser.add_argument("--override", type=json.loads, default={}, help="JSON changes applied to every config (see with_changes)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from sb3_microgrid.evaluation import evaluate
-
     names = args.configs.split(",") if args.configs else list(configs())
     unknown = sorted(set(names) - set(configs()))
     if unknown:
         raise SystemExit(f"unknown config(s) {unknown}; allowed: {list(configs())}")
-    references = {ref: evaluate(ref, split="test", days=args.days, reference=False).days["cost"].tolist() for ref in ("naive", "optimal")}
+    references = reference_costs(args.days)
     jobs = [(name, seed, args.steps, args.eval_every, args.days, references, args.override) for name in names for seed in range(args.seeds)]
     with mp.get_context("spawn").Pool(args.workers) as pool:
         runs = pool.map(_job, jobs)
 
-    rows = []
-    for name in names:
-        mine = [r for r in runs if r["config"] == name]
-        cost, cost_ci = ci95([r["final_cost"] for r in mine])
-        gap, gap_ci = ci95([r["final_gap"] for r in mine])
-        reached = [next((s for s, _, g in r["curve"] if g >= args.target_gap), None) for r in mine]
-        hit = [s for s in reached if s is not None]
-        rows.append(
-            {
-                "config": name,
-                "cost_per_day": cost,
-                "cost_ci95": cost_ci,
-                "gap_closed": gap,
-                "gap_ci95": gap_ci,
-                "steps_to_target_median": float(np.median(hit)) if hit else None,
-                "seeds_reaching_target": f"{len(hit)}/{len(mine)}",
-                "steps_per_s_median": float(np.median([r["steps_per_s"] for r in mine])),
-            }
-        )
+    rows = summarize(runs, names, args.target_gap)
     meta = run_metadata(references={k: float(np.mean(v)) for k, v in references.items()})
     command = meta["command"]
-    base = next((r["steps_per_s_median"] for r in rows if r["config"] == "ppo_tuned"), None)
     lines = [
         "# PPO improvements, each alone",
         "",
         f"Command: `{command}` ({meta['time']}). {args.steps:,} env steps per run, {args.seeds} seeds, first {args.days} test days;"
         f" naive Rs {meta['references']['naive']:,.0f}/day, optimal Rs {meta['references']['optimal']:,.0f}/day on those days.",
         "",
-        f"| config | Rs/day (±95 % CI) | gap closed (±95 % CI) | steps to gap {args.target_gap} (median) | seeds reaching it | steps/s | vs tuned |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        *table(rows, args.target_gap, "ppo_tuned"),
     ]
-    for r in rows:
-        steps = "not reached" if r["steps_to_target_median"] is None else f"{r['steps_to_target_median']:,.0f}"
-        ratio = "" if not base else f"{r['steps_per_s_median'] / base:.2f}"
-        lines.append(
-            f"| {r['config']} | {r['cost_per_day']:,.0f} ± {r['cost_ci95']:,.0f} | {r['gap_closed']:.2f} ± {r['gap_ci95']:.2f} | {steps} | {r['seeds_reaching_target']} | {r['steps_per_s_median']:,.0f} | {ratio} |"
-        )
     write_results(args.name, meta, {"summary": rows, "runs": runs}, lines)
 
 
