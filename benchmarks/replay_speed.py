@@ -7,8 +7,10 @@ Three comparisons, each timed ``--repeats`` times (medians reported):
    time), capacity 1,000,000, batch 256 and 1024;
 2. a full prioritized ``sample`` (tree + weights + data gather) plus ``update_priorities`` against SB3's uniform
    ``ReplayBuffer.sample`` on the same stored data (full 1,000,000-transition buffer, the env's observation and
-   action sizes);
+   action sizes), and the buffer's tree alone (sample + update) to show its share of the prioritized cycle;
 3. ``PerSAC.train`` against ``SAC.train`` (``--gradient-steps`` steps, batch 256, filled buffer, one torch thread).
+
+Within each comparison the competitors take turns in every repeat, so ratios come from the same load conditions.
 
 Results go to ``benchmarks/results/replay_speed.{json,md}`` with the command that produced them.
 
@@ -75,16 +77,23 @@ class TutorialSumTree:
         return [self._retrieve(0, (i + np.random.random()) * segment) - self.capacity + 1 for i in range(batch_size)]
 
 
-def median_rate(cycle: Callable[[], object], n_cycles: int, repeats: int) -> tuple[float, list[float]]:
-    """Median (and all) cycles per second of ``cycle`` over ``repeats`` timings of ``n_cycles`` calls."""
-    cycle()  # warm-up
-    rates = []
+def median_rates(cycles: dict[str, tuple[Callable[[], object], int]], repeats: int) -> dict[str, tuple[float, list[float]]]:
+    """
+    Median (and all) calls per second of each ``name: (cycle, n_calls)`` over ``repeats`` timings of ``n_calls`` calls.
+
+    The competitors take turns within each repeat, so a burst of load from other jobs on the shared machine hits
+    all of them rather than whichever happened to be running.
+    """
+    for cycle, _ in cycles.values():
+        cycle()  # warm-up (and numba compilation)
+    rates: dict[str, list[float]] = {name: [] for name in cycles}
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(n_cycles):
-            cycle()
-        rates.append(n_cycles / (time.perf_counter() - start))
-    return statistics.median(rates), rates
+        for name, (cycle, n_calls) in cycles.items():
+            start = time.perf_counter()
+            for _ in range(n_calls):
+                cycle()
+            rates[name].append(n_calls / (time.perf_counter() - start))
+    return {name: (statistics.median(all_rates), all_rates) for name, all_rates in rates.items()}
 
 
 def bench_trees(repeats: int) -> list[dict]:
@@ -112,8 +121,8 @@ def bench_trees(repeats: int) -> list[dict]:
             for index, priority in zip(reference.sample(batch_size), new_priorities):
                 reference.update(index, priority)
 
-        ours_rate, ours_all = median_rate(ours_cycle, 200, repeats)
-        ref_rate, ref_all = median_rate(reference_cycle, 5, repeats)
+        rates = median_rates({"ours": (ours_cycle, 1000), "reference": (reference_cycle, 10)}, repeats)
+        (ours_rate, ours_all), (ref_rate, ref_all) = rates["ours"], rates["reference"]
         rows.append(dict(batch_size=batch_size, sum_tree_cycles_per_s=ours_rate, tutorial_cycles_per_s=ref_rate,
                          ratio=ours_rate / ref_rate, sum_tree_all=ours_all, tutorial_all=ref_all))
     return rows
@@ -145,17 +154,26 @@ def bench_buffers(repeats: int) -> list[dict]:
             samples = prioritized.sample(batch_size)
             prioritized.update_priorities(samples.indices, td_errors)
 
-        per_rate, per_all = median_rate(per_cycle, 200, repeats)
-        uniform_rate, uniform_all = median_rate(lambda: uniform.sample(batch_size), 200, repeats)
+        # the tree alone, timed between the full cycles (so with the same cache state), shows its share of them
+        td_priorities = (np.abs(td_errors.numpy()) + prioritized.epsilon) ** prioritized.alpha
+
+        def tree_cycle() -> None:
+            prioritized.tree.update(prioritized.tree.sample_stratified(batch_size, rng), td_priorities)
+
+        rates = median_rates(
+            {"per": (per_cycle, 200), "uniform": (lambda: uniform.sample(batch_size), 200), "tree": (tree_cycle, 200)}, repeats
+        )
+        (per_rate, per_all), (uniform_rate, uniform_all), (tree_rate, tree_all) = rates["per"], rates["uniform"], rates["tree"]
         rows.append(dict(batch_size=batch_size, per_sample_update_per_s=per_rate, uniform_sample_per_s=uniform_rate,
-                         ratio=per_rate / uniform_rate, per_all=per_all, uniform_all=uniform_all))
+                         ratio=per_rate / uniform_rate, tree_sample_update_per_s=tree_rate, tree_share=per_rate / tree_rate,
+                         per_all=per_all, uniform_all=uniform_all, tree_all=tree_all))
     return rows
 
 
 def bench_training(repeats: int, gradient_steps: int, buffer_size: int) -> dict:
     th.set_num_threads(1)
     rng = np.random.default_rng(2)
-    rates = {}
+    cycles = {}
     for algo in (SAC, PerSAC):
         model = algo("MlpPolicy", MicrogridEnv(), buffer_size=buffer_size, batch_size=256, seed=0, device="cpu")
         model.set_logger(configure(None, []))
@@ -166,7 +184,8 @@ def bench_training(repeats: int, gradient_steps: int, buffer_size: int) -> dict:
         buffer.full = True
         if isinstance(buffer, PrioritizedReplayBuffer):
             buffer.update_priorities(np.arange(buffer.buffer_size), rng.normal(size=buffer.buffer_size))
-        rates[algo.__name__] = median_rate(lambda: model.train(gradient_steps, batch_size=256), 1, repeats)
+        cycles[algo.__name__] = (lambda model=model: model.train(gradient_steps, batch_size=256), 1)
+    rates = median_rates(cycles, repeats)
     sac, per_sac = rates["SAC"][0], rates["PerSAC"][0]
     return dict(gradient_steps=gradient_steps, buffer_size=buffer_size, batch_size=256,
                 sac_step_ms=1e3 / (sac * gradient_steps), per_sac_step_ms=1e3 / (per_sac * gradient_steps),
@@ -200,9 +219,10 @@ def main() -> None:
         f"## Full buffer ({CAPACITY:,} transitions, obs 206, action 13): prioritized sample + update_priorities "
         "vs SB3 uniform sample, calls/s (target: ratio >= 0.8)",
         "",
-        "| batch | PrioritizedReplayBuffer | ReplayBuffer | ratio |",
-        "|---:|---:|---:|---:|",
-        *(f"| {r['batch_size']} | {r['per_sample_update_per_s']:,.0f} | {r['uniform_sample_per_s']:,.0f} | {r['ratio']:.2f} |" for r in buffers),
+        "| batch | PrioritizedReplayBuffer | ReplayBuffer | ratio | tree alone (sample + update) | tree share of the prioritized cycle |",
+        "|---:|---:|---:|---:|---:|---:|",
+        *(f"| {r['batch_size']} | {r['per_sample_update_per_s']:,.0f} | {r['uniform_sample_per_s']:,.0f} | {r['ratio']:.2f} "
+          f"| {r['tree_sample_update_per_s']:,.0f} | {100 * r['tree_share']:.0f} % |" for r in buffers),
         "",
         f"## Training step, batch 256, {training['gradient_steps']} gradient steps on a filled {training['buffer_size']:,}-transition "
         "buffer, 1 torch thread (target: PerSAC <= 15 % slower)",

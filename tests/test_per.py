@@ -1,17 +1,20 @@
 """Prioritized replay: the sum tree is exact, sampling follows the priorities, weights and indexing are right,
 PerSAC/PerTD3 really use and update the priorities, and save/load keeps everything."""
 
+import math
+
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
 from scipy import stats
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_microgrid import MicrogridEnv
-from sb3_microgrid.buffers import PrioritizedReplayBuffer, SumTree
+from sb3_microgrid.buffers import PrioritizedReplayBuffer, SumTree, sum_tree
 from sb3_microgrid.per_sac import PerSAC
 from sb3_microgrid.per_td3 import PerTD3
-
 
 
 def tiny(**overrides) -> dict:
@@ -64,6 +67,67 @@ def test_sum_tree_matches_cumsum(capacity: int, rng: np.random.Generator) -> Non
     assert (priorities[found] > 0).all()
 
 
+def test_sum_tree_searches_never_land_on_empty_leaves() -> None:
+    tree = SumTree(16)
+    priorities = np.zeros(16)
+    priorities[[5, 6, 11]] = [1.0, 2.0, 0.5]
+    tree.update(np.arange(16), priorities)
+    # below the range, at its end and past it: the first / last positive item, never an empty one
+    np.testing.assert_array_equal(tree.find_prefix_sum([-1.0, 0.0, 3.5, 4.0, np.inf]), [5, 5, 11, 11, 11])
+    np.testing.assert_array_equal(tree.find_prefix_sum([[0.5, 1.0], [2.99, 3.0]]), [[5, 6], [6, 11]])
+    tree.update(np.arange(16), np.zeros(16))
+    with pytest.raises(ValueError, match="all zero"):
+        tree.sample_stratified(4, np.random.default_rng(0))
+
+
+def test_sum_tree_rejects_bad_updates_and_leaves_the_tree_untouched() -> None:
+    tree = SumTree(10)
+    tree.update(np.arange(10), np.ones(10))
+    before = tree.nodes.copy()
+    # one bad item at the end of a batch: nothing of the batch is written
+    for indices, priorities in [([0, 10], [2.0, 2.0]), ([0, -1], [2.0, 2.0]), ([0, 1], [2.0, -1.0]), ([0, 1], [2.0, np.nan]), ([0, 1], [2.0, np.inf])]:
+        with pytest.raises(ValueError, match=r"indices must be in \[0, 10\) and priorities finite and >= 0"):
+            tree.update(np.array(indices), np.array(priorities))
+    with pytest.raises(ValueError, match="same length"):
+        tree.update(np.arange(3), np.ones(2))
+    with pytest.raises(ValueError, match=r"index must be in \[0, 10\)"):
+        tree.update_one(10, 1.0)
+    with pytest.raises(ValueError, match="priority must be finite"):
+        tree.update_one(0, np.nan)
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        tree.sample_stratified(0, np.random.default_rng(0))
+    np.testing.assert_array_equal(tree.nodes, before)
+
+
+def test_sum_tree_does_not_drift(rng: np.random.Generator) -> None:
+    capacity = 50_000
+    tree = SumTree(capacity)
+    for _ in range(300):
+        # priorities over twelve orders of magnitude, the regime where delta updates lose the small ones
+        indices = rng.integers(0, capacity, 1000)
+        tree.update(indices, 10.0 ** rng.uniform(-6, 6, 1000))
+        tree.update_one(int(rng.integers(capacity)), float(10.0 ** rng.uniform(-6, 6)))
+    # every parent is exactly the sum of its children however many updates it has seen: nothing accumulates
+    parents = np.arange(1, tree.size)
+    np.testing.assert_array_equal(tree.nodes[parents], tree.nodes[2 * parents] + tree.nodes[2 * parents + 1])
+    assert tree.total == pytest.approx(math.fsum(tree[np.arange(capacity)]), rel=1e-13)
+
+
+def test_sum_tree_kernels_compile_once(rng: np.random.Generator) -> None:
+    tree = SumTree(100)
+    # integer widths, lists, reversed (non-contiguous) views, numpy scalars, 2-D queries
+    tree.update(np.arange(100, dtype=np.int32), rng.random(100).astype(np.float32))
+    tree.update([3, 4], [0.5, 1])
+    tree.update(np.arange(100)[::-2], rng.random(100)[::-2])
+    tree.update_one(np.int32(7), np.float32(0.25))
+    tree.update_one(8, 1)
+    tree.find_prefix_sum([0.0, 1.0])
+    tree.find_prefix_sum(rng.random((2, 3)) * tree.total)
+    tree.sample_stratified(5, rng)
+    for kernel in (sum_tree._descend, sum_tree._update, sum_tree._update_one):
+        assert len(kernel.signatures) == 1, (kernel, kernel.signatures)
+
+
 def test_stratified_sampling_follows_priorities(rng: np.random.Generator) -> None:
     priorities = np.array([1.0, 2.0, 0.0, 4.0, 8.0, 0.5, 3.0])
     tree = SumTree(len(priorities))
@@ -98,6 +162,28 @@ def test_weights_are_normalised_importance_ratios(rng: np.random.Generator) -> N
     assert samples.weights.min() < 0.9  # the priorities differ, so the weights must too
     # the batch is the sampled transitions, in order
     np.testing.assert_array_equal(samples.observations[:, 0].numpy(), samples.indices)
+    # the tensors own their data: writing into a batch leaves the buffer alone
+    stored = buffer.observations.copy()
+    for tensor in (samples.observations, samples.next_observations, samples.actions, samples.rewards):
+        tensor += 1000
+    np.testing.assert_array_equal(buffer.observations, stored)
+    assert buffer.next_observations.max() < 1000 and buffer.actions.max() < 1000 and buffer.rewards.max() < 1000
+
+
+def test_sample_normalizes_with_vec_normalize() -> None:
+    buffer = make_buffer()
+    fill(buffer, 20)
+    env = VecNormalize(DummyVecEnv([lambda: gym.make("Pendulum-v1")]), clip_obs=5.0)
+    env.obs_rms.mean, env.obs_rms.var = np.array([2.0, 4.0, 6.0]), np.array([4.0, 9.0, 1.0])
+    env.ret_rms.var = np.array(16.0)
+    samples = buffer.sample(64, env=env)
+    code = samples.indices.astype(np.float64)[:, None]
+    expected_obs = np.clip((code - env.obs_rms.mean) / np.sqrt(env.obs_rms.var + env.epsilon), -5, 5)
+    np.testing.assert_allclose(samples.observations.numpy(), expected_obs, rtol=1e-5)
+    np.testing.assert_allclose(samples.next_observations.numpy(), np.clip((code + 0.5 - env.obs_rms.mean) / np.sqrt(env.obs_rms.var + env.epsilon), -5, 5), rtol=1e-5)
+    np.testing.assert_allclose(samples.rewards.numpy(), code / np.sqrt(16.0 + env.epsilon), rtol=1e-5)
+    np.testing.assert_array_equal(samples.actions.numpy(), np.repeat(code, 2, axis=1))
+    env.close()
 
 
 def test_beta_annealing() -> None:

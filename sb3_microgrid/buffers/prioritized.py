@@ -132,25 +132,30 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             self.set_progress(self.n_sampled / self.beta_steps)
         self.n_sampled += 1
         indices = self.tree.sample_stratified(batch_size, self.rng)
-        n_stored = (self.buffer_size if self.full else self.pos) * self.n_envs
-        weights = (n_stored * self.tree[indices] / self.tree.total) ** -self.beta
-        weights /= weights.max()
+        # (N * p_i / total) ** -beta over its batch maximum: N and the total cancel, leaving (p_i / min_j p_j) ** -beta
+        priorities = self.tree[indices]
+        weights = (priorities / priorities.min()) ** -self.beta
         return self._get_prioritized_samples(indices, weights, env)
 
     def _get_prioritized_samples(
         self, indices: np.ndarray, weights: np.ndarray, env: VecNormalize | None
     ) -> PrioritizedReplayBufferSamples:
-        batch_inds, env_inds = np.divmod(indices, self.n_envs)
+        # The storage is (buffer_size, n_envs, ...) in C order, so tree leaf pos * n_envs + env is row `leaf` of the
+        # flattened arrays: one np.take per field (faster than indexing with a (pos, env) pair of arrays), and its
+        # fresh result becomes a tensor without a second copy.
+        def rows(array: np.ndarray) -> np.ndarray:
+            return np.take(array.reshape(-1, *array.shape[2:]), indices, axis=0)
+
         data = (
-            self._normalize_obs(self.observations[batch_inds, env_inds, :], env),
-            self.actions[batch_inds, env_inds, :],
-            self._normalize_obs(self.next_observations[batch_inds, env_inds, :], env),
+            self._normalize_obs(rows(self.observations), env),
+            rows(self.actions),
+            self._normalize_obs(rows(self.next_observations), env),
             # Only use dones that are not due to timeouts
-            (self.dones[batch_inds, env_inds] * (1 - self.timeouts[batch_inds, env_inds])).reshape(-1, 1),
-            self._normalize_reward(self.rewards[batch_inds, env_inds].reshape(-1, 1), env),
+            (rows(self.dones) * (1 - rows(self.timeouts))).reshape(-1, 1),
+            self._normalize_reward(rows(self.rewards).reshape(-1, 1), env),
+            weights.astype(np.float32).reshape(-1, 1),
         )
-        observations, actions, next_observations, dones, rewards = map(self.to_torch, data)
-        weights_th = self.to_torch(weights.astype(np.float32).reshape(-1, 1))
+        observations, actions, next_observations, dones, rewards, weights_th = (self.to_torch(x, copy=False) for x in data)
         return PrioritizedReplayBufferSamples(observations, actions, next_observations, dones, rewards, None, weights_th, indices)
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray | th.Tensor) -> None:

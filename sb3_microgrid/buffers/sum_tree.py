@@ -1,11 +1,81 @@
-"""Array-backed sum tree with batched (numpy-vectorized) updates and prefix-sum queries."""
+"""Array-backed sum tree whose batched search and update are numba-compiled loops over the tree levels."""
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
-# a tree level with at most this many nodes per item of the batch is processed whole (dense) rather than per item
-_DENSE_FACTOR = 16
+
+@njit(cache=True)
+def _descend(nodes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """
+    Leaf (item) index of each prefix-sum query, walking all queries down one level at a time.
+
+    Going level by level over the whole batch keeps up to ``len(values)`` independent reads of the next level in
+    flight, instead of one dependent chain of reads per query, which is what the deep, cache-missing levels need.
+    The step is branchless (a mispredicted coin-flip branch per level and query costs more than the arithmetic),
+    and it only ever enters a child with a positive sum: a query at or past a subtree's end, by rounding or because
+    it lies outside ``[0, total)``, ends on the last (first) positive leaf instead of an empty one.
+
+    :param nodes: the tree (root at 1, leaves at ``[size, 2 * size)``)
+    :param values: queries, consumed (overwritten with their remainders)
+    :return: item indices
+    """
+    size = nodes.size // 2
+    found = np.ones(values.size, dtype=np.int64)
+    width = 1
+    while width < size:
+        for i in range(values.size):
+            node = 2 * found[i]
+            left = nodes[node]
+            go_right = ((values[i] >= left) & (nodes[node + 1] > 0.0)) | (left <= 0.0)
+            values[i] -= left * go_right
+            found[i] = node + go_right
+        width *= 2
+    return found - size
+
+
+@njit(cache=True)
+def _update(nodes: np.ndarray, capacity: int, indices: np.ndarray, priorities: np.ndarray) -> bool:
+    """
+    Write the leaves in batch order (so the last write of a repeated index wins), then recompute their ancestors one
+    level at a time. Parents are re-summed from their children rather than shifted by a delta, so rounding errors
+    never accumulate; a parent shared by several items is recomputed several times from the same final children.
+
+    :param nodes: the tree, modified in place
+    :param capacity: number of items
+    :param indices: item indices
+    :param priorities: their priorities
+    :return: ``False``, with the tree untouched, when an index is outside ``[0, capacity)`` or a priority is
+        negative, infinite or NaN (the loop does not bounds-check, so nothing is written before all are checked)
+    """
+    for i in range(indices.size):
+        if not (0 <= indices[i] < capacity and 0.0 <= priorities[i] < np.inf):
+            return False
+    size = nodes.size // 2
+    parents = np.empty(indices.size, dtype=np.int64)
+    for i in range(indices.size):
+        nodes[indices[i] + size] = priorities[i]
+        parents[i] = (indices[i] + size) // 2
+    width = size // 2
+    while width >= 1:
+        for i in range(indices.size):
+            node = parents[i]
+            nodes[node] = nodes[2 * node] + nodes[2 * node + 1]
+            parents[i] = node // 2
+        width //= 2
+    return True
+
+
+@njit(cache=True)
+def _update_one(nodes: np.ndarray, index: int, priority: float) -> None:
+    """Scalar :func:`_update`: one leaf and its path to the root, without any array allocation."""
+    node = index + nodes.size // 2
+    nodes[node] = priority
+    node //= 2
+    while node >= 1:
+        nodes[node] = nodes[2 * node] + nodes[2 * node + 1]
+        node //= 2
 
 
 class SumTree:
@@ -14,9 +84,9 @@ class SumTree:
 
     Node ``1`` is the root, node ``i`` has children ``2i`` and ``2i + 1`` and the ``capacity`` leaves sit at
     ``[size, size + capacity)``, ``size`` being the next power of two (the padding leaves stay at zero, so they are
-    never sampled). Batched operations work on all items at once and loop only over the ``log2(size)`` levels.
-    Parents are recomputed as the sum of their children rather than shifted by a delta, so rounding errors do not
-    accumulate over millions of updates.
+    never sampled). Batched search and update are compiled loops over the ``log2(size)`` levels, each level handled
+    for the whole batch at once. float64 throughout: float32 was no faster here (measured, see
+    ``docs/replay_per.md``) and would round the stored priorities.
 
     :param capacity: number of leaves (items)
     """
@@ -43,40 +113,31 @@ class SumTree:
         Set the priorities of a batch of items; when an index repeats, its last priority wins.
 
         :param indices: item indices in ``[0, capacity)``
-        :param priorities: non-negative priorities, same length as ``indices``
+        :param priorities: non-negative finite priorities, same length as ``indices``
         """
-        indices = np.asarray(indices, dtype=np.int64).ravel()
-        priorities = np.asarray(priorities, dtype=np.float64).ravel()
-        # np.unique on the reversed batch keeps the first occurrence, i.e. the last write; fancy assignment with
-        # repeated indices has no guaranteed order
-        nodes, first = np.unique(indices[::-1] + self.size, return_index=True)
-        self.nodes[nodes] = priorities[::-1][first]
-        # Sparse pass over the deep levels: only the ancestors of the updated leaves. Repeated parents are harmless
-        # (each write computes the same sum from final children), so no deduplication is needed. Once a level is
-        # narrow enough, recomputing it whole (one strided add) is cheaper than gathering the batch's nodes.
-        width = self.size
-        while width > 1 and width > _DENSE_FACTOR * len(nodes):
-            nodes >>= 1
-            self.nodes[nodes] = self.nodes[2 * nodes] + self.nodes[2 * nodes + 1]
-            width >>= 1
-        while width > 1:
-            np.add(self.nodes[width : 2 * width : 2], self.nodes[width + 1 : 2 * width : 2], out=self.nodes[width // 2 : width])
-            width >>= 1
+        # one dtype and layout, so that the kernel compiles once
+        indices = np.ascontiguousarray(indices, dtype=np.int64).ravel()
+        priorities = np.ascontiguousarray(priorities, dtype=np.float64).ravel()
+        if indices.size != priorities.size:
+            raise ValueError(f"indices and priorities must have the same length, got {indices.size} and {priorities.size}")
+        if not _update(self.nodes, self.capacity, indices, priorities):
+            raise ValueError(
+                f"indices must be in [0, {self.capacity}) and priorities finite and >= 0, got indices in "
+                f"[{indices.min()}, {indices.max()}] and priorities in [{priorities.min()}, {priorities.max()}]"
+            )
 
     def update_one(self, index: int, priority: float) -> None:
         """
         Set the priority of one item (scalar path, cheaper than :meth:`update` for a single item).
 
         :param index: item index in ``[0, capacity)``
-        :param priority: non-negative priority
+        :param priority: non-negative finite priority
         """
-        node = int(index) + self.size
-        nodes = self.nodes
-        nodes[node] = priority
-        node >>= 1
-        while node:
-            nodes[node] = nodes[2 * node] + nodes[2 * node + 1]
-            node >>= 1
+        if not 0 <= index < self.capacity:
+            raise ValueError(f"index must be in [0, {self.capacity}), got {index}")
+        if not 0 <= priority < np.inf:
+            raise ValueError(f"priority must be finite and >= 0, got {priority}")
+        _update_one(self.nodes, int(index), float(priority))
 
     def find_prefix_sum(self, values: np.ndarray) -> np.ndarray:
         """
@@ -87,40 +148,9 @@ class SumTree:
         :param values: query values
         :return: item indices, same shape as ``values``
         """
-        values = np.array(values, dtype=np.float64)
-        # The top levels are resolved at once: a search in the prefix sums of one narrow level (cheap, it has at
-        # most _DENSE_FACTOR nodes per query) replaces that many iterations of the descent.
-        level = min(self.depth, max(int(np.ceil(np.log2(_DENSE_FACTOR * max(values.size, 1)))), 0))
-        cumsum = np.cumsum(self.nodes[1 << level : 2 << level])
-        offsets = np.minimum(np.searchsorted(cumsum, values, side="right"), cumsum.size - 1)
-        remainders = values - np.where(offsets > 0, cumsum[offsets - 1], 0.0)
-        nodes = self._descend(offsets + (1 << level), remainders, self.depth - level, guard_empty=False)
-        # Rounding can carry a value past the last positive leaf of a subtree into an empty one (rare, only at
-        # segment ends): redo those queries from the root with the guarded descent.
-        empty = self.nodes[nodes] <= 0
-        if empty.any():
-            nodes[empty] = self._descend(np.ones(empty.sum(), dtype=np.int64), values[empty], self.depth, guard_empty=True)
-        return nodes - self.size
-
-    def _descend(self, nodes: np.ndarray, values: np.ndarray, levels: int, guard_empty: bool) -> np.ndarray:
-        """
-        Walk each query ``levels`` levels down from ``nodes``, one level of the whole batch per iteration.
-
-        :param nodes: start nodes (modified in place)
-        :param values: remaining prefix sums within the start nodes (modified in place)
-        :param levels: number of levels to descend
-        :param guard_empty: never step into an empty right subtree
-        :return: the reached nodes
-        """
-        for _ in range(levels):
-            nodes <<= 1
-            left_sum = self.nodes[nodes]
-            go_right = values >= left_sum
-            if guard_empty:
-                go_right &= self.nodes[nodes + 1] > 0
-            np.subtract(values, left_sum, out=values, where=go_right)
-            nodes += go_right
-        return nodes
+        self._check_positive_total()
+        values = np.array(values, dtype=np.float64)  # a copy: the search consumes it
+        return _descend(self.nodes, values.ravel()).reshape(values.shape)
 
     def sample_stratified(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         """
@@ -131,8 +161,14 @@ class SumTree:
         :param rng: random generator
         :return: item indices
         """
-        total = self.total
-        if total <= 0:
-            raise ValueError("Cannot sample from a sum tree whose priorities are all zero")
-        segment = total / batch_size
-        return self.find_prefix_sum((np.arange(batch_size) + rng.random(batch_size)) * segment)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self._check_positive_total()
+        values = rng.random(batch_size)
+        values += np.arange(batch_size)
+        values *= self.total / batch_size
+        return _descend(self.nodes, values)
+
+    def _check_positive_total(self) -> None:
+        if not self.total > 0:
+            raise ValueError(f"Cannot search a sum tree whose priorities are all zero (total {self.total})")
