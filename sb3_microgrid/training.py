@@ -25,12 +25,13 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
+from .dyna import DynaSAC
 from .envs import MicrogridVecEnv
 from .hyperparams import Hyperparams, HyperparamsError, load_hyperparams
 from .twin_ppo import TwinValuePPO
 
 #: Algorithms known to the command line and the zoo launcher.
-ALGOS: dict[str, type[BaseAlgorithm]] = {"a2c": A2C, "ddpg": DDPG, "ppo": PPO, "sac": SAC, "td3": TD3, "twin_ppo": TwinValuePPO}
+ALGOS: dict[str, type[BaseAlgorithm]] = {"a2c": A2C, "ddpg": DDPG, "ppo": PPO, "sac": SAC, "td3": TD3, "twin_ppo": TwinValuePPO, "dyna_sac": DynaSAC}
 VEC_ENVS = ("microgrid", "dummy", "subproc")
 _CHECKPOINT = re.compile(r"model_(\d+)_steps\.zip$")
 

@@ -24,7 +24,7 @@ from .hyperparams import parse_python
 from .training import ALGOS
 
 #: The zoo's sampler and converter reused for each of our algorithms.
-SAMPLER_OF = {"twin_ppo": "ppo"}
+SAMPLER_OF = {"twin_ppo": "ppo", "dyna_sac": "sac"}
 KEPT_POLICY_KWARGS = ("features_extractor_class", "features_extractor_kwargs", "value_aggregation")
 
 
