@@ -236,7 +236,7 @@ def _add_train(subparsers: Any) -> None:
         description="Train from an rl-baselines3-zoo hyperparameter file (read without eval), with checkpoints, "
         "resume, a progress bar and TensorBoard logs.",
     )  # fmt: skip
-    p.add_argument("--algo", required=True, help="algorithm name (ppo, twin_ppo, sac, td3, a2c, ddpg)")
+    p.add_argument("--algo", required=True, help="algorithm name (ppo, twin_ppo, sac, per_sac, dyna_sac, td3, per_td3, a2c, ddpg)")
     p.add_argument("--conf", required=True, type=Path, metavar="FILE.yml", help="zoo-format hyperparameter file")
     p.add_argument("--env", default=None, help="section of the file to read (default: its only one)")
     p.add_argument("--timesteps", type=_positive_int, default=None, metavar="N", help="total steps (default: the file's n_timesteps)")

@@ -3,9 +3,9 @@
 The zoo evaluates strings such as ``policy_kwargs: "dict(net_arch=[64, 64], activation_fn=nn.Tanh)"``
 with Python's ``eval``. Here the same strings are parsed into a syntax tree and only a small, safe
 grammar is accepted: literals, lists, tuples, dicts, ``dict(key=value, ...)``, dotted names of classes
-(``nn.Tanh``, ``th.nn.ReLU``, ``torch.nn.SiLU``, ``sb3_microgrid.policies.ForecastAttentionExtractor``)
-and ``get_class_by_name('pkg.mod.Cls')``. Classes are resolved by dotted import. Anything else is an
-error that names the key and the offending text.
+(``nn.Tanh``, ``th.nn.ReLU``, ``torch.nn.SiLU``, ``sb3_microgrid.policies.ForecastAttentionExtractor``),
+the zoo's bare ``HerReplayBuffer`` and ``get_class_by_name('pkg.mod.Cls')``. Classes are resolved by
+dotted import. Anything else is an error that names the key and the offending text.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import yaml
 
 #: Module aliases the zoo's files use inside ``policy_kwargs`` strings.
 ALIASES = {"nn": "torch.nn", "th": "torch", "torch": "torch"}
+#: Bare class names the zoo's ``eval`` namespace provides (``replay_buffer_class: HerReplayBuffer``).
+NAMES = {"HerReplayBuffer": "stable_baselines3.HerReplayBuffer"}
 #: Keys the zoo handles itself; everything else goes to the algorithm's constructor.
 ZOO_KEYS = (
     "n_envs", "n_timesteps", "policy", "normalize", "env_kwargs", "env_wrapper", "vec_env_wrapper", "callback",
@@ -93,6 +95,8 @@ def _node(node: ast.AST, key: str, text: str) -> Any:
             return import_object(str(node.args[0].value))
         raise HyperparamsError(f"{key}: call {name or '?'}(...) is not allowed in {text!r}; allowed: dict(...), get_class_by_name('pkg.Cls')")
     dotted = _dotted(node)
+    if dotted in NAMES:
+        return import_object(NAMES[dotted])
     if dotted is not None and "." in dotted:
         head, _, rest = dotted.partition(".")
         return import_object(f"{ALIASES.get(head, head)}.{rest}")
@@ -132,6 +136,20 @@ class Hyperparams:
     callbacks: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
     noise: tuple[str, float] | None = None  # the zoo's noise_type and noise_std (action noise for TD3/DDPG)
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def constructor_parameters(cls: type) -> set[str]:
+    """Names ``cls(...)`` accepts: a mixin's ``__init__(..., **kwargs)`` passes the rest on, so the
+    parameters of the next ``__init__`` along the MRO count too."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return names
 
 
 def load_hyperparams(path: str | Path, algo_class: type, env_id: str | None = None) -> Hyperparams:
@@ -181,7 +199,7 @@ def load_hyperparams(path: str | Path, algo_class: type, env_id: str | None = No
             section[key] = LinearSchedule(float(value[len("lin_") :]))
     if isinstance(section.get("replay_buffer_class"), str):
         section["replay_buffer_class"] = import_object(section["replay_buffer_class"])
-    allowed = set(inspect.signature(algo_class.__init__).parameters) - {"self", "policy", "env"}
+    allowed = constructor_parameters(algo_class) - {"self", "policy", "env"}
     unknown = sorted(set(section) - allowed)
     if unknown:
         raise HyperparamsError(f"{path}: unknown key(s) {unknown} for {algo_class.__name__}; allowed: {sorted(allowed | set(ZOO_KEYS))}")

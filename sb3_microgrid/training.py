@@ -28,10 +28,22 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 from .dyna import DynaSAC
 from .envs import MicrogridVecEnv
 from .hyperparams import Hyperparams, HyperparamsError, load_hyperparams
+from .per_sac import PerSAC
+from .per_td3 import PerTD3
 from .twin_ppo import TwinValuePPO
 
 #: Algorithms known to the command line and the zoo launcher.
-ALGOS: dict[str, type[BaseAlgorithm]] = {"a2c": A2C, "ddpg": DDPG, "ppo": PPO, "sac": SAC, "td3": TD3, "twin_ppo": TwinValuePPO, "dyna_sac": DynaSAC}
+ALGOS: dict[str, type[BaseAlgorithm]] = {
+    "a2c": A2C,
+    "ddpg": DDPG,
+    "ppo": PPO,
+    "sac": SAC,
+    "td3": TD3,
+    "twin_ppo": TwinValuePPO,
+    "dyna_sac": DynaSAC,
+    "per_sac": PerSAC,
+    "per_td3": PerTD3,
+}
 VEC_ENVS = ("microgrid", "dummy", "subproc")
 _CHECKPOINT = re.compile(r"model_(\d+)_steps\.zip$")
 
@@ -82,6 +94,20 @@ def last_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
     """The newest ``(steps, path)`` checkpoint of a run, if any."""
     found = [(int(m.group(1)), p) for p in (run_dir / "checkpoints").glob("model_*_steps.zip") if (m := _CHECKPOINT.search(p.name))]
     return max(found) if found else None
+
+
+def build_model(cls: type[BaseAlgorithm], hp: Hyperparams, env: VecEnv, seed: int, **kwargs: Any) -> BaseAlgorithm:
+    """A new model of ``cls`` with the file's settings (and its action noise) on ``env``, on the CPU.
+
+    :param kwargs: further constructor arguments (``tensorboard_log``, ``verbose``, ...)
+    """
+    algo_kwargs = {**hp.algo_kwargs, **kwargs}
+    if hp.noise is not None:
+        kind, std = hp.noise
+        n = env.action_space.shape[0]
+        noise_cls = NormalActionNoise if kind == "normal" else OrnsteinUhlenbeckActionNoise
+        algo_kwargs["action_noise"] = noise_cls(mean=np.zeros(n), sigma=std * np.ones(n))
+    return cls(hp.policy, env, seed=seed, device="cpu", **algo_kwargs)
 
 
 def train(
@@ -135,13 +161,7 @@ def train(
         if isinstance(model, OffPolicyAlgorithm) and buffer.exists():
             model.load_replay_buffer(buffer)
     else:
-        kwargs = dict(hp.algo_kwargs)
-        if hp.noise is not None:
-            kind, std = hp.noise
-            n = env.action_space.shape[0]
-            noise_cls = NormalActionNoise if kind == "normal" else OrnsteinUhlenbeckActionNoise
-            kwargs["action_noise"] = noise_cls(mean=np.zeros(n), sigma=std * np.ones(n))
-        model = cls(hp.policy, env, seed=seed, device="cpu", tensorboard_log=str(run_dir / "tb"), verbose=verbose, **kwargs)
+        model = build_model(cls, hp, env, seed, tensorboard_log=str(run_dir / "tb"), verbose=verbose)
     callbacks: list[BaseCallback] = [cls_(**kwargs) for cls_, kwargs in hp.callbacks]
     callbacks.append(
         CheckpointCallback(

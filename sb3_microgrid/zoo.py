@@ -24,7 +24,7 @@ from .hyperparams import parse_python
 from .training import ALGOS
 
 #: The zoo's sampler and converter reused for each of our algorithms.
-SAMPLER_OF = {"twin_ppo": "ppo", "dyna_sac": "sac"}
+SAMPLER_OF = {"twin_ppo": "ppo", "dyna_sac": "sac", "per_sac": "sac", "per_td3": "td3"}
 KEPT_POLICY_KWARGS = ("features_extractor_class", "features_extractor_kwargs", "value_aggregation")
 
 

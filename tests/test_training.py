@@ -11,7 +11,7 @@ from stable_baselines3 import PPO, SAC
 from sb3_microgrid.cli import main
 from sb3_microgrid.hyperparams import HyperparamsError, load_hyperparams, parse_python
 from sb3_microgrid.schedules import LinearSchedule
-from sb3_microgrid.training import last_checkpoint, train
+from sb3_microgrid.training import ALGOS, last_checkpoint, train
 
 HYPERPARAMS = Path(__file__).parent.parent / "hyperparams"
 
@@ -56,6 +56,17 @@ def test_shipped_files_load_for_their_algorithms():
     assert ppo.algo_kwargs["policy_kwargs"]["ortho_init"] is True
 
 
+def test_mixin_algorithms_accept_their_base_class_keys(tmp_path):
+    """PerSAC/PerTD3 take SAC's/TD3's arguments through a mixin's ``**kwargs``: the key check must
+    look along the MRO, and still name a wrong key."""
+    assert load_hyperparams(HYPERPARAMS / "sac.yml", ALGOS["per_sac"]).algo_kwargs["learning_starts"] == 2400
+    assert load_hyperparams(HYPERPARAMS / "td3.yml", ALGOS["per_td3"]).algo_kwargs["learning_rate"] == 1e-3
+    path = tmp_path / "bad.yml"
+    path.write_text("Microgrid-v0:\n  n_timesteps: 10\n  learning_rat: 0.1\n")
+    with pytest.raises(HyperparamsError, match=r"unknown key\(s\) \['learning_rat'\] for PerSAC"):
+        load_hyperparams(path, ALGOS["per_sac"])
+
+
 def test_unknown_keys_and_classes_are_named(tmp_path):
     path = tmp_path / "bad.yml"
     path.write_text("Microgrid-v0:\n  n_timesteps: 10\n  learning_rat: 0.1\n")
@@ -82,15 +93,15 @@ def test_train_checkpoints_and_resumes(tmp_path):
     assert main(["evaluate", "--controller", str(run / "model.zip"), "--days", "1", "--no-reference"]) == 0
 
 
-@pytest.mark.parametrize("name", ["sac", "td3"])
-def test_off_policy_files_train_from_the_cli_and_resume_with_their_buffer(tmp_path, name):
+@pytest.mark.parametrize("name,file", [("sac", "sac"), ("td3", "td3"), ("per_sac", "sac")])
+def test_off_policy_files_train_from_the_cli_and_resume_with_their_buffer(tmp_path, name, file):
     """The shipped SAC/TD3 files, shrunk: gradient steps happen, the replay buffer is checkpointed and
-    a resumed run continues with it."""
-    text = (HYPERPARAMS / f"{name}.yml").read_text()
+    a resumed run continues with it (for PerSAC, its prioritized buffer)."""
+    text = (HYPERPARAMS / f"{file}.yml").read_text()
     for old, new in (("buffer_size: 300000", "buffer_size: 1000"), ("learning_starts: 2400", "learning_starts: 48"), ("net_arch=[256, 256]", "net_arch=[16, 16]")):
         assert old in text
         text = text.replace(old, new)
-    conf = tmp_path / f"{name}.yml"
+    conf = tmp_path / f"{file}.yml"
     conf.write_text(text)
     run = tmp_path / "run"
     assert main(["train", "--algo", name, "--conf", str(conf), "--timesteps", "96", "--run-dir", str(run), "--save-freq", "48"]) == 0
@@ -99,7 +110,7 @@ def test_off_policy_files_train_from_the_cli_and_resume_with_their_buffer(tmp_pa
     # SB3 calls the checkpoint callback before storing the step's transition, so the saved buffer
     # holds 95 transitions: 95 restored + 48 new, not 48 alone.
     assert resumed.num_timesteps == 144 and resumed.replay_buffer.size() == 143
-    assert resumed._n_updates > 0
+    assert resumed._n_updates > 0 and type(resumed) is ALGOS[name]
 
 
 @pytest.mark.slow
