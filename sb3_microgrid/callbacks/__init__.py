@@ -3,8 +3,9 @@ and microgrid metrics. Each is a ``BaseCallback`` with plain-typed constructor a
 YAML) and composes with the others in a ``CallbackList``; see ``docs/training_callbacks.md``."""
 
 from .adaptive_lr import ReduceLROnPlateau, lr_scale_schedule
+from .aux_value_replay import AuxiliaryValueReplayCallback
 from .curriculum import CurriculumCallback
 from .kl import KLMonitorCallback
 from .metrics import MicrogridMetricsCallback
 
-__all__ = ["CurriculumCallback", "KLMonitorCallback", "MicrogridMetricsCallback", "ReduceLROnPlateau", "lr_scale_schedule"]
+__all__ = ["AuxiliaryValueReplayCallback", "CurriculumCallback", "KLMonitorCallback", "MicrogridMetricsCallback", "ReduceLROnPlateau", "lr_scale_schedule"]
