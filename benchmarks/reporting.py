@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def run_metadata(**extra: Any) -> dict[str, Any]:
     """The command line, Python version, CPU count and time of this run, plus ``extra``."""
-    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    command = "python " + shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     return {"command": command, "python": platform.python_version(), "cpus": os.cpu_count(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}
 
 
