@@ -10,7 +10,8 @@ Three comparisons, each timed ``--repeats`` times (medians reported):
    action sizes), and the buffer's tree alone (sample + update) to show its share of the prioritized cycle;
 3. ``PerSAC.train`` against ``SAC.train`` (``--gradient-steps`` steps, batch 256, filled buffer, one torch thread).
 
-Within each comparison the competitors take turns in every repeat, so ratios come from the same load conditions.
+Within each comparison the competitors take turns in every repeat, and each ratio is the median over repeats of
+the ratio within a repeat (``paired_ratio``), so a burst of load from other jobs hits both sides of a ratio.
 
 Results go to ``benchmarks/results/replay_speed.{json,md}`` with the command that produced them.
 
@@ -96,6 +97,16 @@ def median_rates(cycles: dict[str, tuple[Callable[[], object], int]], repeats: i
     return {name: (statistics.median(all_rates), all_rates) for name, all_rates in rates.items()}
 
 
+def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """
+    Median over repeats of the ratio of two rates timed back to back in the same repeat.
+
+    A burst of load from other jobs slows both terms of one repeat's ratio, so it mostly cancels, where a ratio of
+    two separate medians can set a quiet timing of one competitor against a loaded timing of the other.
+    """
+    return statistics.median(n / d for n, d in zip(numerators, denominators))
+
+
 def bench_trees(repeats: int) -> list[dict]:
     rng = np.random.default_rng(0)
     priorities = rng.random(CAPACITY)
@@ -124,7 +135,7 @@ def bench_trees(repeats: int) -> list[dict]:
         rates = median_rates({"ours": (ours_cycle, 1000), "reference": (reference_cycle, 10)}, repeats)
         (ours_rate, ours_all), (ref_rate, ref_all) = rates["ours"], rates["reference"]
         rows.append(dict(batch_size=batch_size, sum_tree_cycles_per_s=ours_rate, tutorial_cycles_per_s=ref_rate,
-                         ratio=ours_rate / ref_rate, sum_tree_all=ours_all, tutorial_all=ref_all))
+                         ratio=paired_ratio(ours_all, ref_all), sum_tree_all=ours_all, tutorial_all=ref_all))
     return rows
 
 
@@ -165,7 +176,8 @@ def bench_buffers(repeats: int) -> list[dict]:
         )
         (per_rate, per_all), (uniform_rate, uniform_all), (tree_rate, tree_all) = rates["per"], rates["uniform"], rates["tree"]
         rows.append(dict(batch_size=batch_size, per_sample_update_per_s=per_rate, uniform_sample_per_s=uniform_rate,
-                         ratio=per_rate / uniform_rate, tree_sample_update_per_s=tree_rate, tree_share=per_rate / tree_rate,
+                         ratio=paired_ratio(per_all, uniform_all), tree_sample_update_per_s=tree_rate,
+                         tree_share=paired_ratio(per_all, tree_all),
                          per_all=per_all, uniform_all=uniform_all, tree_all=tree_all))
     return rows
 
@@ -189,7 +201,7 @@ def bench_training(repeats: int, gradient_steps: int, buffer_size: int) -> dict:
     sac, per_sac = rates["SAC"][0], rates["PerSAC"][0]
     return dict(gradient_steps=gradient_steps, buffer_size=buffer_size, batch_size=256,
                 sac_step_ms=1e3 / (sac * gradient_steps), per_sac_step_ms=1e3 / (per_sac * gradient_steps),
-                slowdown=sac / per_sac - 1, sac_all=rates["SAC"][1], per_sac_all=rates["PerSAC"][1])
+                slowdown=paired_ratio(rates["SAC"][1], rates["PerSAC"][1]) - 1, sac_all=rates["SAC"][1], per_sac_all=rates["PerSAC"][1])
 
 
 def main() -> None:
@@ -208,7 +220,8 @@ def main() -> None:
         "# Prioritized replay speed",
         "",
         f"Command: `{meta['command']}` ({meta['time']}, Python {meta['python']}, {meta['cpus']} CPUs; shared machine, "
-        f"medians of {args.repeats} repeats).",
+        f"rates are medians of {args.repeats} repeats, ratios medians of the {args.repeats} per-repeat ratios of "
+        "competitors timed back to back).",
         "",
         f"## Sum tree, capacity {CAPACITY:,}: sample + priority update cycles/s (target: >= 30x the tutorial tree)",
         "",
