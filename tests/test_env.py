@@ -123,14 +123,16 @@ def test_forecast_error_grows_with_lead():
     assert np.all(np.isfinite(err))
 
 
-def test_draining_at_end_of_day_does_not_pay():
-    """Idling all day vs idling and then emptying the battery in the last hour."""
+@pytest.mark.parametrize("scenario", [None, {"base": "campus", "reward": {"carbon_price_inr_per_kg": 50.0}}], ids=["no_carbon_price", "carbon_price"])
+def test_draining_at_end_of_day_does_not_pay(scenario):
+    """Idling all day vs idling and then emptying the battery in the last hour (with a carbon price,
+    the shortfall must be priced with the carbon of buying it back)."""
     for day in ("2016-01-05", "2016-06-14", "2016-10-20"):
-        idle = MicrogridEnv()
+        idle = MicrogridEnv(scenario)
         n = idle.action_space.shape[0]
         hold = np.zeros(n)
         _, _, info_idle = run_episode(idle, lambda o: hold, options={"day": day})
-        env = MicrogridEnv()
+        env = MicrogridEnv(scenario)
         _, _, info_drain = run_episode(env, lambda o, e=env: hold if e.core.t < 23 else np.r_[-1.0, np.zeros(n - 1)], options={"day": day})
         assert info_drain[-1]["battery_kwh"] < -100  # it really discharged
         assert info_drain[-1]["cost_terminal"] > 0

@@ -146,6 +146,7 @@ def build_episode(
 
     arrival_energy, arrival_deadline = _ev_arrivals(site, scenario, start_day, ev_count, buffer_steps)
     wear = bat.wear_cost_inr_per_kwh
+    emission = site.emission[steps]
     return Episode(
         start_day=start_day,
         dates=site.dates[start_day],
@@ -153,7 +154,7 @@ def build_episode(
         pv_kw=site.pv_kw[steps],
         wind_kw=site.wind_kw[steps],
         import_price=import_price,
-        emission=site.emission[steps],
+        emission=emission,
         demand_rate=site.demand_rate[steps],
         time_features=gather_rows(site.time_features, a0, T),
         window_mean=window_mean,
@@ -163,10 +164,10 @@ def build_episode(
         soc_min=soc_min,
         soc_max=soc_max,
         # End-of-horizon rule (docs/environment.md): a shortfall must be bought back at worst at the
-        # horizon's dearest import price (plus wear) through the charger; a surplus is worth at most
-        # its sale at the export price through the inverter, less the wear of discharging it. So
-        # neither draining nor hoarding pays.
-        shortfall_price=(import_price.max(axis=1) + wear) / bat.charge_efficiency,
+        # horizon's dearest import (energy plus its priced carbon, plus wear) through the charger; a
+        # surplus is worth at most its sale at the export price through the inverter, less the wear of
+        # discharging it. So neither draining nor hoarding pays.
+        shortfall_price=((import_price + scenario.reward.carbon_price_inr_per_kg * emission).max(axis=1) + wear) / bat.charge_efficiency,
         surplus_price=np.full(m, max(grid.export_price_inr_per_kwh - wear, 0.0) * bat.discharge_efficiency),
     )
 
