@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 import pandas as pd
-from ppo_improvements import N_ENVS, NORMALIZE, configs, with_changes
+from ppo_improvements import build
 from reporting import run_metadata, write_results
 
 
@@ -31,9 +31,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
-    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+    from stable_baselines3.common.vec_env import VecNormalize
 
-    from sb3_microgrid import MicrogridEnv, MicrogridVecEnv
+    from sb3_microgrid import MicrogridEnv
     from sb3_microgrid.baselines import make_controller
     from sb3_microgrid.baselines.sb3_model import SB3Controller
     from sb3_microgrid.envs import COST_COMPONENTS
@@ -41,12 +41,9 @@ def main() -> None:
     from sb3_microgrid.scenario import load_scenario
 
     torch.set_num_threads(1)
-    cfg = with_changes(configs()[args.config](), args.override)
-    env = VecMonitor(MicrogridVecEnv(N_ENVS, scenario=cfg.get("scenario"), split="train", seed=args.seed))
-    if cfg["normalize"]:
-        env = VecNormalize(env, **NORMALIZE)
-    model = cfg["algo"](cfg["policy"], env, seed=args.seed, device="cpu", verbose=0, **cfg["kwargs"])
-    model.learn(args.steps, callback=[make() for make in cfg["callbacks"]])
+    model, callbacks = build(args.config, args.seed, args.override)
+    model.learn(args.steps, callback=callbacks)
+    env = model.get_env()
 
     scenario = load_scenario("campus")
     dates = split_dates(scenario, "test", args.days)

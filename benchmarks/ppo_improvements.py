@@ -83,21 +83,29 @@ def with_changes(cfg: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def run(name: str, seed: int, steps: int, eval_every: int, days: int, references: dict[str, list[float]], override: dict[str, Any]) -> dict[str, Any]:
-    """Train one configuration with one seed; score it on the fixed test days along the way."""
-    import torch
+def build(name: str, seed: int, override: dict[str, Any] | None = None) -> tuple[Any, list[Any]]:
+    """A configuration's model on its training env (``N_ENVS`` microgrids of the training years,
+    normalised if the configuration says so) and its callbacks, ready for ``learn``."""
     from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
     from sb3_microgrid import MicrogridVecEnv
 
-    torch.set_num_threads(1)
-    cfg = with_changes(configs()[name](), override)
+    cfg = with_changes(configs()[name](), override or {})
     env = VecMonitor(MicrogridVecEnv(N_ENVS, scenario=cfg.get("scenario"), split="train", seed=seed))
     if cfg["normalize"]:
         env = VecNormalize(env, **NORMALIZE)
     model = cfg["algo"](cfg["policy"], env, seed=seed, device="cpu", verbose=0, **cfg["kwargs"])
+    return model, [make() for make in cfg["callbacks"]]
+
+
+def run(name: str, seed: int, steps: int, eval_every: int, days: int, references: dict[str, list[float]], override: dict[str, Any]) -> dict[str, Any]:
+    """Train one configuration with one seed; score it on the fixed test days along the way."""
+    import torch
+
+    torch.set_num_threads(1)
+    model, callbacks = build(name, seed, override)
     scorer = DayScoreCallback(eval_every, days, references, name)
-    return train_and_score(model, steps, scorer, [make() for make in cfg["callbacks"]], config=name, seed=seed)
+    return train_and_score(model, steps, scorer, callbacks, config=name, seed=seed)
 
 
 def _job(args: tuple) -> dict[str, Any]:

@@ -15,23 +15,15 @@ import os
 import time
 
 import numpy as np
-from ppo_improvements import N_ENVS, NORMALIZE, configs
+from ppo_improvements import build
 from reporting import run_metadata, write_results
 
 
 def steps_per_second(name: str, steps: int, seed: int) -> float:
     """Train ``name`` for ``steps`` steps; its steps/s (model construction excluded)."""
-    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
-
-    from sb3_microgrid import MicrogridVecEnv
-
-    cfg = configs()[name]()
-    env = VecMonitor(MicrogridVecEnv(N_ENVS, scenario=cfg.get("scenario"), split="train", seed=seed))
-    if cfg["normalize"]:
-        env = VecNormalize(env, **NORMALIZE)
-    model = cfg["algo"](cfg["policy"], env, seed=seed, device="cpu", verbose=0, **cfg["kwargs"])
+    model, callbacks = build(name, seed)
     start = time.perf_counter()
-    model.learn(steps, callback=[make() for make in cfg["callbacks"]])
+    model.learn(steps, callback=callbacks)
     return steps / (time.perf_counter() - start)
 
 
