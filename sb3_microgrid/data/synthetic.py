@@ -475,8 +475,8 @@ def generate_sessions(
     :param site: session parameters and holiday calendar
     :param holidays: 0/1 holiday flags indexed by timestamps; None uses the calendar of ``site``
     """
-    if n_ports < 1:
-        raise ValueError(f"n_ports must be at least 1, got {n_ports}")
+    if n_ports < 0:
+        raise ValueError(f"n_ports must be at least 0 (a site without chargers), got {n_ports}")
     days = pd.DatetimeIndex(days).as_unit(TIME_UNIT)
     if not (days == days.normalize()).all():
         raise ValueError("days must be midnight timestamps")
