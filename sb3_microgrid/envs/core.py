@@ -78,9 +78,17 @@ class MicrogridCore:
     :param n_envs: number of microgrids N
     :param split: ``"train"``, ``"validation"``, ``"test"`` or ``"all"``: the days episodes start on
     :param data: data to use instead of the scenario's own source
+    :param single: the gymnasium face: :meth:`step` takes one microgrid's action, shape ``(1 + P,)``
+        (``n_envs`` must be 1), instead of ``(N, 1 + P)``
     """
 
-    def __init__(self, scenario: Scenario, n_envs: int, split: str = "train", data: MicrogridData | None = None) -> None:
+    def __init__(
+        self, scenario: Scenario, n_envs: int, split: str = "train", data: MicrogridData | None = None, single: bool = False
+    ) -> None:
+        if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
+            raise ValueError(f"n_envs must be an integer >= 1, got {n_envs!r}")
+        if single and n_envs != 1:
+            raise ValueError(f"a single-microgrid core needs n_envs = 1, got {n_envs}")
         self.scenario = scenario
         self.n = n_envs
         self.split = split
@@ -94,6 +102,8 @@ class MicrogridCore:
         self._params = kernel.pack_params(scenario)
         self._stress0 = stress_for_soh(scenario.battery.initial_soh, scenario.battery.degradation)
         p = scenario.ev.n_ports
+        #: The action shape :meth:`step` accepts.
+        self.action_shape = (1 + p,) if single else (n_envs, 1 + p)
         self.state = np.zeros((n_envs, kernel.N_STATE))
         self.connected = np.zeros((n_envs, p))
         self.remaining = np.zeros((n_envs, p))
@@ -120,6 +130,21 @@ class MicrogridCore:
         """Usable capacity (kWh) per microgrid: nominal x state of health."""
         return self.state[:, kernel.S_CAPACITY]
 
+    @property
+    def start_energy(self) -> np.ndarray:
+        """Stored energy (kWh) per microgrid at the start of the episode: the end-of-episode rule's reference."""
+        return self.state[:, kernel.S_START_ENERGY]
+
+    @property
+    def day_peak_kva(self) -> np.ndarray:
+        """Highest apparent import (kVA) so far today per microgrid: the demand charge is paid on what exceeds it."""
+        return self.state[:, kernel.S_PEAK_KVA]
+
+    @property
+    def start_days(self) -> list[str]:
+        """The days (``YYYY-MM-DD``, in order) an episode of this core's split can start on."""
+        return np.datetime_as_string(self.site.dates[self.starts].values, unit="D").tolist()
+
     # ---- difficulty ---------------------------------------------------------------------------
     def set_difficulty(self, index: int, **params: float | int | None) -> Difficulty:
         """Validate new difficulty parameters of microgrid ``index``; they apply at its next reset."""
@@ -138,7 +163,10 @@ class MicrogridCore:
     # ---- reset --------------------------------------------------------------------------------
     def day_index(self, day: str | pd.Timestamp) -> int:
         """Index of a date among the episode start days of this core's split."""
-        stamp = pd.Timestamp(day).normalize()
+        try:
+            stamp = pd.Timestamp(day).normalize()
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"day must be a date such as '2016-03-01', got {day!r}") from err
         hits = np.flatnonzero(self.site.dates[self.starts] == stamp)
         if hits.size == 0:
             first, last = self.site.dates[self.starts[[0, -1]]]
@@ -151,13 +179,14 @@ class MicrogridCore:
         :param rngs: one generator per microgrid (the day draw and the forecast noise)
         :param days: optional start date per microgrid (``None`` entries draw at random)
         """
+        # Every requested day is checked before any state changes, so a bad one leaves the core as it was.
+        chosen = [None] * self.n if days is None else [None if day is None else self.day_index(day) for day in days]
         shape = noise_shape(self.scenario)
         start = np.empty(self.n, dtype=np.int64)
         noise = np.empty((self.n, *shape))
         for i, rng in enumerate(rngs):
-            day = None if days is None else days[i]
             # random() rather than integers(): the same uniform draw at a fraction of the call cost
-            start[i] = self.starts[int(rng.random() * self.starts.size)] if day is None else self.day_index(day)
+            start[i] = self.starts[int(rng.random() * self.starts.size)] if chosen[i] is None else chosen[i]
             rng.standard_normal(out=noise[i])
             if self._pending[i] is not None:
                 self.difficulty[i], self._pending[i] = self._pending[i], None
@@ -198,14 +227,22 @@ class MicrogridCore:
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray]:
         """Advance all N microgrids by one step.
 
-        :param action: (N, 1 + P) actions in [-1, 1] (anything else is projected by the supervisor)
+        :param action: actions in [-1, 1] of shape :attr:`action_shape` (values outside the box, NaN and
+            inf are projected by the supervisor; a wrong shape raises ``ValueError``)
         :return: observations (N, obs_dim), rewards (N,), whether the episodes ended, and the step's
             info array (N, len(STEP_KEYS)) whose columns are named by :data:`STEP_KEYS`
         """
         ep = self.episode
         if ep is None or self.t >= ep.n_steps:
             raise RuntimeError("the episode has ended (or never started): call reset() before step()")
-        action = np.ascontiguousarray(action, dtype=np.float64).reshape(self.n, -1)
+        try:
+            action = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"action must be an array of numbers of shape {self.action_shape}: {err}") from err
+        # The compiled step reads 1 + P entries per microgrid whatever it is given: check before it.
+        if action.shape != self.action_shape:
+            raise ValueError(f"action must have shape {self.action_shape}, got shape {action.shape}")
+        action = np.ascontiguousarray(action).reshape(self.n, -1)
         kernel.step(
             self.t, ep.n_steps, action, self._params, self.state, self.connected, self.remaining, self.delivered,
             self.deadline, ep.load_kw, ep.pv_kw, ep.wind_kw, ep.import_price, ep.emission, ep.demand_rate,

@@ -48,7 +48,7 @@ class MicrogridEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         self.scenario = load_scenario(scenario)
-        self.core = MicrogridCore(self.scenario, 1, split, data)
+        self.core = MicrogridCore(self.scenario, 1, split, data, single=True)
         self.obs_layout = self.core.layout
         self.action_space = action_space(self.scenario)
         self.observation_space = observation_space(self.core)

@@ -59,9 +59,12 @@ class MicrogridVecEnv(VecEnv):
             if seed is not None or self._rngs[i] is None:
                 self._rngs[i] = seeding.np_random(seed)[0]
         days = [opts.get("day") for opts in self._options]
-        obs = self._reset_core(days if any(d is not None for d in days) else None)
-        self._reset_seeds()
-        self._reset_options()
+        try:
+            obs = self._reset_core(days if any(d is not None for d in days) else None)
+        finally:
+            # Options (and seeds) apply to one reset, failed or not: a bad day must not make every later reset fail.
+            self._reset_seeds()
+            self._reset_options()
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
