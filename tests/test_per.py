@@ -2,6 +2,7 @@
 PerSAC/PerTD3 really use and update the priorities, and save/load keeps everything."""
 
 import math
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch as th
 from gymnasium import spaces
 from scipy import stats
+from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_microgrid import MicrogridEnv
@@ -186,6 +188,7 @@ def test_sample_normalizes_with_vec_normalize() -> None:
     env.close()
 
 
+@pytest.mark.filterwarnings("ignore:.*no update_priorities")  # sampling alone, on purpose
 def test_beta_annealing() -> None:
     buffer = make_buffer(beta=0.4, beta_final=1.0, beta_steps=10)
     fill(buffer, 8)
@@ -202,9 +205,17 @@ def test_beta_annealing() -> None:
 def test_new_transitions_get_max_priority() -> None:
     buffer = make_buffer()
     fill(buffer, 4)
-    buffer.update_priorities(np.array([0, 1]), np.array([10.0, 0.0]))
-    fill(buffer, 1)  # overwrites position 0 with a new transition
-    assert buffer.tree[0] == pytest.approx(buffer.max_priority) and buffer.max_priority == pytest.approx(10**0.6)
+    buffer.update_priorities(np.array([0, 1]), np.array([10.0, 0.0]))  # raises the maximum above 1
+    fill(buffer, 1)  # a new transition, at leaf 4
+    assert buffer.max_priority == pytest.approx(10**0.6)
+    assert buffer.tree[4] == pytest.approx(10**0.6)  # not the initial 1.0
+    # with two envs, both new leaves of a position get it
+    buffer = make_buffer(n_envs=2)
+    fill(buffer, 2)
+    buffer.update_priorities(np.array([1]), np.array([5.0]))
+    fill(buffer, 1)
+    assert buffer.max_priority == pytest.approx(5**0.6)
+    np.testing.assert_array_equal(buffer.tree[np.array([4, 5])], buffer.max_priority)
 
 
 def test_two_envs_map_samples_to_their_transitions() -> None:
@@ -243,6 +254,22 @@ def test_per_sac_learn_updates_priorities() -> None:
     # untouched leaves would all still hold the initial max priority (1.0)
     assert len(np.unique(leaves)) > 100
     assert buffer.beta > 0.9  # annealed with the training progress
+
+
+@pytest.mark.parametrize("algo", [SAC, TD3])
+def test_plain_sac_td3_with_the_buffer_warn_of_uniform_replay(algo) -> None:
+    model = algo("MlpPolicy", MicrogridEnv(seed=0), replay_buffer_class=PrioritizedReplayBuffer, **tiny())
+    with pytest.warns(UserWarning, match="no update_priorities"):
+        model.learn(60)
+
+
+@pytest.mark.parametrize("algo", [PerSAC, PerTD3])
+def test_per_algorithms_do_not_warn(algo) -> None:
+    model = algo("MlpPolicy", MicrogridEnv(seed=0), **tiny())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*no update_priorities.*")
+        model.learn(60)
+    assert model.replay_buffer.n_sampled >= 10
 
 
 @pytest.mark.parametrize("algo", [PerSAC, PerTD3])

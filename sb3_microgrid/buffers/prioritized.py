@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -11,6 +12,39 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_microgrid.buffers.sum_tree import SumTree
+
+
+def priorities_from_errors(errors: np.ndarray | th.Tensor, alpha: float, epsilon: float) -> np.ndarray:
+    """
+    Proportional priorities ``p_i = (|delta_i| + epsilon) ** alpha``.
+
+    :param errors: errors ``delta_i`` (TD errors, value errors)
+    :param alpha: prioritization exponent (0: uniform sampling)
+    :param epsilon: added to ``|delta_i|`` so that no item gets a zero priority
+    :return: float64 priorities, flattened
+    """
+    if isinstance(errors, th.Tensor):
+        errors = errors.detach().cpu().numpy()
+    return (np.abs(np.asarray(errors, dtype=np.float64).ravel()) + epsilon) ** alpha
+
+
+def sample_prioritized(tree: SumTree, batch_size: int, beta: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Draw items in proportion to their priority (stratified), with their importance weights.
+
+    The weights are ``(N * P(i)) ** -beta`` divided by their maximum *over the batch* (not over all items, which
+    would need a min-tree), ``P(i) = p_i / sum_k p_k`` and ``N`` the number of items: ``N`` and the total cancel,
+    leaving ``(p_i / min_j p_j) ** -beta`` over the batch.
+
+    :param tree: the priorities
+    :param batch_size: number of items
+    :param beta: importance-sampling exponent
+    :param rng: random generator
+    :return: item indices and their weights, both ``(batch_size,)``
+    """
+    indices = tree.sample_stratified(batch_size, rng)
+    priorities = tree[indices]
+    return indices, (priorities / priorities.min()) ** -beta
 
 
 class PrioritizedReplayBufferSamples(NamedTuple):
@@ -33,15 +67,17 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     priority stored so far, so each is replayed at least once soon.
 
     The sum tree indexes the flattened ``(pos, env)`` storage: leaf ``pos * n_envs + env``. Importance weights are
-    ``(N * P(i)) ** -beta`` divided by their maximum *over the sampled batch* (not over the whole buffer, which would
-    need a min-tree), ``N`` being the number of stored transitions. ``beta`` rises linearly from ``beta`` to
+    those of :func:`sample_prioritized`. ``beta`` rises linearly from ``beta`` to
     ``beta_final``, either over ``beta_steps`` calls to :meth:`sample` or as set by :meth:`set_progress` (which
     :class:`~sb3_microgrid.per_sac.PerSAC` and
     :class:`~sb3_microgrid.per_td3.PerTD3` call with the training progress when
     ``beta_steps`` is ``None``).
 
     The buffer only samples; the algorithm must weight its loss by ``weights`` and call :meth:`update_priorities`
-    (SB3's SAC/TD3 ignore both, hence ``PerSAC`` and ``PerTD3``).
+    (SB3's SAC/TD3 ignore both, hence ``PerSAC`` and ``PerTD3``). A second :meth:`sample` with no
+    :meth:`update_priorities` since the previous one warns (once): the priorities never change, so the replay is
+    uniform and the weights only scale the loss, which is what plain SAC/TD3 given this buffer through
+    ``replay_buffer_class`` would silently do.
 
     :param buffer_size: Max number of transitions in the buffer (over all envs)
     :param observation_space: Observation space
@@ -89,6 +125,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.max_priority = 1.0
         self.progress = 0.0
         self.n_sampled = 0
+        self._updated_since_sample = True
+        self._warned_no_update = False
         # seeded from the global generator, so the algorithm's `seed` makes sampling reproducible
         self.rng = np.random.default_rng(np.random.randint(2**31))
 
@@ -131,10 +169,16 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         if self.beta_steps is not None:
             self.set_progress(self.n_sampled / self.beta_steps)
         self.n_sampled += 1
-        indices = self.tree.sample_stratified(batch_size, self.rng)
-        # (N * p_i / total) ** -beta over its batch maximum: N and the total cancel, leaving (p_i / min_j p_j) ** -beta
-        priorities = self.tree[indices]
-        weights = (priorities / priorities.min()) ** -self.beta
+        if not self._updated_since_sample and not self._warned_no_update:
+            warnings.warn(
+                "PrioritizedReplayBuffer.sample() was called again with no update_priorities() since the last sample: "
+                "the priorities never change and the replay is uniform. Train with an algorithm that updates them "
+                "(PerSAC, PerTD3), not plain SAC/TD3 with replay_buffer_class=PrioritizedReplayBuffer.",
+                stacklevel=2,
+            )
+            self._warned_no_update = True
+        self._updated_since_sample = False
+        indices, weights = sample_prioritized(self.tree, batch_size, self.beta, self.rng)
         return self._get_prioritized_samples(indices, weights, env)
 
     def _get_prioritized_samples(
@@ -165,29 +209,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         :param indices: tree indices, as returned in ``PrioritizedReplayBufferSamples.indices``
         :param td_errors: TD errors of those transitions
         """
-        if isinstance(td_errors, th.Tensor):
-            td_errors = td_errors.detach().cpu().numpy()
-        priorities = (np.abs(np.asarray(td_errors, dtype=np.float64).ravel()) + self.epsilon) ** self.alpha
+        priorities = priorities_from_errors(td_errors, self.alpha, self.epsilon)
         self.tree.update(indices, priorities)
         self.max_priority = max(self.max_priority, float(priorities.max()))
+        self._updated_since_sample = True
 
-
-class PrioritizedOffPolicyMixin:
-    """Shared set-up of the prioritized off-policy algorithms (``PerSAC``, ``PerTD3``): default to a
-    :class:`PrioritizedReplayBuffer`, refuse any other, and anneal ``beta`` with training progress
-    unless the buffer anneals it itself (``beta_steps``)."""
-
-    def __init__(self, policy: Any, env: Any, *, replay_buffer_class: type[ReplayBuffer] | None = None, **kwargs: Any) -> None:
-        super().__init__(policy, env, replay_buffer_class=replay_buffer_class or PrioritizedReplayBuffer, **kwargs)  # type: ignore[call-arg]
-
-    def _setup_model(self) -> None:
-        super()._setup_model()  # type: ignore[misc]
-        if not isinstance(self.replay_buffer, PrioritizedReplayBuffer):  # type: ignore[attr-defined]
-            raise TypeError(f"{type(self).__name__} needs a PrioritizedReplayBuffer, got {type(self.replay_buffer).__name__}")  # type: ignore[attr-defined]
-
-    def _prioritized_buffer(self) -> PrioritizedReplayBuffer:
-        """The buffer, with ``beta`` set from training progress when the algorithm anneals it."""
-        buffer: PrioritizedReplayBuffer = self.replay_buffer  # type: ignore[attr-defined]
-        if buffer.beta_steps is None:
-            buffer.set_progress(1.0 - self._current_progress_remaining)  # type: ignore[attr-defined]
-        return buffer

@@ -10,7 +10,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecNormalize
 
-from ..buffers import SumTree
+from ..buffers import SumTree, priorities_from_errors, sample_prioritized
 from ..schedules import finite
 from ..twin_ppo import TwinValueActorCriticPolicy
 
@@ -43,7 +43,8 @@ class ValueReplayStore:
 
     Rollout ``b`` of the ring fills items ``[b * rollout_size, (b + 1) * rollout_size)``; a new rollout overwrites the
     oldest one whole. Item ``i`` is drawn with probability ``P(i) = p_i / sum_k p_k``, ``p_i = (|delta_i| + epsilon)
-    ** alpha``, over a :class:`~sb3_microgrid.buffers.SumTree`. A new rollout's items start at priority 0 (never
+    ** alpha`` (:func:`~sb3_microgrid.buffers.priorities_from_errors`), over a :class:`~sb3_microgrid.buffers.SumTree`,
+    with the importance weights of :class:`~sb3_microgrid.buffers.PrioritizedReplayBuffer`. A new rollout's items start at priority 0 (never
     drawn) until :meth:`update_priorities` sets them.
 
     :param n_rollouts: number of rollouts kept
@@ -89,24 +90,21 @@ class ValueReplayStore:
 
     def sample(self, batch_size: int, beta: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """
-        Draw items in proportion to priority (stratified).
+        Draw items in proportion to priority, as :func:`~sb3_microgrid.buffers.sample_prioritized`.
 
         :param batch_size: number of items
         :param beta: importance-sampling exponent
         :param rng: random generator
-        :return: item indices, and their importance weights ``(N * P(i)) ** -beta`` divided by the batch's maximum
-            (``N``: stored items)
+        :return: item indices, and their importance weights over the batch's maximum
         """
-        indices = self.tree.sample_stratified(batch_size, rng)
-        weights = (self.n_stored * self.tree[indices] / self.tree.total) ** -beta
-        return indices, weights / weights.max()
+        return sample_prioritized(self.tree, batch_size, beta, rng)
 
     def update_priorities(self, indices: np.ndarray, abs_errors: np.ndarray) -> None:
         """
         :param indices: item indices
         :param abs_errors: ``|target - V|`` of those items
         """
-        self.tree.update(indices, (np.asarray(abs_errors, dtype=np.float64) + self.epsilon) ** self.alpha)
+        self.tree.update(indices, priorities_from_errors(abs_errors, self.alpha, self.epsilon))
 
 
 class AuxiliaryValueReplayCallback(BaseCallback):

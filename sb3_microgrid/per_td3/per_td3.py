@@ -6,7 +6,7 @@ import torch as th
 from stable_baselines3 import TD3
 from stable_baselines3.common.utils import polyak_update
 
-from sb3_microgrid.buffers.prioritized import PrioritizedOffPolicyMixin
+from sb3_microgrid.common.prioritized import PrioritizedOffPolicyMixin
 
 
 class PerTD3(PrioritizedOffPolicyMixin, TD3):
