@@ -1,0 +1,71 @@
+"""MicrogridVecEnv rejects malformed input with named errors and stays usable afterwards."""
+
+import re
+
+import numpy as np
+import pytest
+
+from sb3_microgrid.envs import MicrogridVecEnv
+
+
+@pytest.fixture(scope="module")
+def venv() -> MicrogridVecEnv:
+    return MicrogridVecEnv(4, seed=0)
+
+
+@pytest.mark.parametrize("shape", [(4,), (4, 12), (4, 14), (13, 4), (8, 13), (1, 13), (13,), (1, 4, 13), ()])
+def test_wrong_action_shape_raises_and_leaves_the_state(venv, shape):
+    venv.reset()
+    before = venv.core.state.copy()
+    with pytest.raises(ValueError, match=re.escape(f"shape (4, 13), got shape {shape}")):
+        venv.step(np.zeros(shape))
+    assert venv.core.t == 0
+    np.testing.assert_array_equal(venv.core.state, before)
+    venv.step(np.zeros((4, 13)))  # still usable
+    assert venv.core.t == 1
+
+
+def test_non_numeric_action_raises(venv):
+    venv.reset()
+    with pytest.raises(ValueError, match=r"action must be an array of numbers of shape \(4, 13\)"):
+        venv.step(np.full((4, 13), "x"))
+
+
+@pytest.mark.parametrize("n_envs", [0, -1, 2.5, "4", True, None])
+def test_bad_n_envs_named_error(n_envs):
+    with pytest.raises(ValueError, match=r"n_envs must be an integer >= 1, got"):
+        MicrogridVecEnv(n_envs)
+
+
+def test_numpy_integer_n_envs_accepted():
+    assert MicrogridVecEnv(np.int64(2), seed=0).reset().shape[0] == 2
+
+
+@pytest.mark.parametrize(("day", "message"), [("1999-01-01", "not a start day of split 'train'"), ("garbage", "day must be a date")])
+def test_failed_set_options_day_does_not_stick(day, message):
+    venv = MicrogridVecEnv(2, seed=0)
+    venv.reset()
+    venv.set_options({"day": day})
+    with pytest.raises(ValueError, match=message):
+        venv.reset()
+    venv.reset()  # the bad day applied to one reset only
+    venv.set_options({"day": "2016-03-01"})
+    venv.reset()
+    assert [info["date"] for info in venv.reset_infos] == ["2016-03-01", "2016-03-01"]
+
+
+def test_failed_reset_leaves_the_core_as_it_was():
+    """A bad day for microgrid 1 must not half-reset microgrid 0 (its pending difficulty, its episode)."""
+    venv = MicrogridVecEnv(2, seed=0)
+    venv.reset()
+    venv.step(np.zeros((2, 13)))
+    state, dates = venv.core.state.copy(), venv.core.episode_dates()
+    venv.env_method("set_difficulty", ev_count=0)
+    venv.set_options([{"day": "2016-03-01"}, {"day": "1999-01-01"}])
+    with pytest.raises(ValueError, match="not a start day"):
+        venv.reset()
+    assert [d.ev_count for d in venv.get_attr("difficulty")] == [None, None]
+    assert venv.core.t == 1 and venv.core.episode_dates() == dates
+    np.testing.assert_array_equal(venv.core.state, state)
+    venv.reset()
+    assert [d.ev_count for d in venv.get_attr("difficulty")] == [0, 0]
