@@ -242,13 +242,14 @@ def _add_train(subparsers: Any) -> None:
     p.add_argument("--timesteps", type=_positive_int, default=None, metavar="N", help="total steps (default: the file's n_timesteps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-dir", type=Path, default=None, help="output folder (default: runs/<algo>_<env>_<seed>)")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run folder")
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in the run folder (same --algo and --conf as the run)")
     p.add_argument("--save-freq", type=_positive_int, default=50_000, metavar="N", help="steps between checkpoints (default: 50000)")
     p.add_argument("--vec-env", default="microgrid", choices=("microgrid", "dummy", "subproc"), help="vectorisation (default: microgrid)")
     p.set_defaults(func=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .callbacks.checkpoint import CheckpointError
     from .hyperparams import HyperparamsError
     from .training import train
 
@@ -258,7 +259,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         train(args.algo, args.conf, run_dir, timesteps=args.timesteps, seed=args.seed, resume=args.resume,
               save_freq=args.save_freq, vec_env=args.vec_env, env_id=args.env)  # fmt: skip
-    except (HyperparamsError, FileNotFoundError) as err:
+    except (HyperparamsError, CheckpointError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
     print(f"wrote {run_dir / 'model.zip'}")
     return 0

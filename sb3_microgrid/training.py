@@ -1,17 +1,24 @@
 """Train from a zoo-format YAML file, with checkpoints that an interrupted run resumes from.
 
 Files written under ``run_dir``:
-``checkpoints/model_<steps>_steps.zip`` (+ ``model_vecnormalize_<steps>_steps.pkl`` and, for
-off-policy algorithms, ``model_replay_buffer_<steps>_steps.pkl``: SB3's own ``CheckpointCallback``),
-``model.zip`` and ``model_vecnormalize.pkl`` at the end (the names ``SB3Controller`` and
-``sb3-microgrid evaluate`` look for), ``config.yml`` (a copy of the hyperparameter file) and ``tb/``
-(TensorBoard).
+
+- ``run.json``: the run's record, ``{"algo": <name in ALGOS>}`` from the start; at the end also
+  ``"num_timesteps": <int>`` and ``"files": {"model.zip": <bytes>, "model_vecnormalize.pkl": <bytes>}``
+  (the statistics only when the configuration normalises). ``algo`` is the class to load ``model.zip`` with.
+- ``config.yml``: a copy of the hyperparameter file; ``--resume`` requires the same file.
+- ``checkpoints/<steps>/``: one complete checkpoint set per save, written atomically (a ``<steps>.tmp/``
+  folder renamed when complete): ``model.zip`` (after the update of those steps),
+  ``model_vecnormalize.pkl``, ``model_replay_buffer.pkl`` (off-policy; only the newest set keeps it) and
+  its own ``run.json`` as above, listing every file of the set with its size. See
+  :mod:`sb3_microgrid.callbacks.checkpoint`.
+- ``model.zip`` and ``model_vecnormalize.pkl``: the final set's model and statistics (the names
+  ``SB3Controller`` and ``sb3-microgrid evaluate`` look for); ``tb/``: TensorBoard logs.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +26,12 @@ import numpy as np
 import torch
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
+from .callbacks.checkpoint import RUN_JSON, CheckpointError, CheckpointSetCallback, checkpoints, latest_checkpoint, load_checkpoint, publish_checkpoint, read_run_json, write_run_json
 from .dyna import DynaSAC
 from .envs import MicrogridVecEnv
 from .hyperparams import Hyperparams, HyperparamsError, load_hyperparams
@@ -45,7 +52,6 @@ ALGOS: dict[str, type[BaseAlgorithm]] = {
     "per_td3": PerTD3,
 }
 VEC_ENVS = ("microgrid", "dummy", "subproc")
-_CHECKPOINT = re.compile(r"model_(\d+)_steps\.zip$")
 
 
 def algorithm(name: str) -> type[BaseAlgorithm]:
@@ -91,9 +97,9 @@ def _chain(wrappers: list[tuple[Any, dict[str, Any]]]) -> Any:
 
 
 def last_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
-    """The newest ``(steps, path)`` checkpoint of a run, if any."""
-    found = [(int(m.group(1)), p) for p in (run_dir / "checkpoints").glob("model_*_steps.zip") if (m := _CHECKPOINT.search(p.name))]
-    return max(found) if found else None
+    """The newest complete checkpoint set ``(steps, folder)`` of a run, if any (newer incomplete sets
+    are skipped with a warning; :func:`~sb3_microgrid.callbacks.checkpoint.latest_checkpoint`)."""
+    return latest_checkpoint(run_dir / "checkpoints")
 
 
 def build_model(cls: type[BaseAlgorithm], hp: Hyperparams, env: VecEnv, seed: int, **kwargs: Any) -> BaseAlgorithm:
@@ -130,8 +136,9 @@ def train(
     :param run_dir: where checkpoints, the final model and TensorBoard logs go
     :param timesteps: total steps (default: the file's ``n_timesteps``)
     :param seed: seed of the envs and the algorithm
-    :param resume: continue from the newest checkpoint in ``run_dir`` (its model, normalisation
-        statistics and replay buffer), up to the same total
+    :param resume: continue from the newest complete checkpoint set in ``run_dir`` (its model,
+        normalisation statistics and replay buffer), up to the same total; ``algo`` and ``conf`` must be
+        the run's
     :param save_freq: steps between checkpoints (summed over envs)
     :param vec_env: ``microgrid`` (the vectorized core), ``dummy`` or ``subproc``
     :param env_id: the YAML section to read (default: its only one)
@@ -140,42 +147,46 @@ def train(
     """
     torch.set_num_threads(1)  # small networks on few cores: one thread is several times faster
     cls = algorithm(algo)
+    previous = _resumable(algo, conf, Path(run_dir)) if resume else None  # refuse before reading or writing anything
     hp = load_hyperparams(conf, cls, env_id)
     total = int(timesteps if timesteps is not None else hp.n_timesteps)
     if total <= 0:
         raise HyperparamsError(f"{conf}: n_timesteps must be > 0 (or pass timesteps)")
     run_dir = Path(run_dir)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(conf, run_dir / "config.yml")
+    save_path = run_dir / "checkpoints"
+    if previous is None:
+        if not resume and (checkpoints(save_path) or (run_dir / "model.zip").exists()):
+            raise CheckpointError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another run folder")
+        save_path.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(conf, run_dir / "config.yml")
+        write_run_json(run_dir, algo)
     env = make_env(hp, seed, vec_env)
-    previous = last_checkpoint(run_dir) if resume else None
-    if resume and previous is None:
-        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
-    if previous is not None:
-        steps, path = previous
-        stem = path.with_name(f"model_vecnormalize_{steps}_steps.pkl")
-        if isinstance(env, VecNormalize) and stem.exists():
-            env = VecNormalize.load(str(stem), env.venv)
-        model = cls.load(path, env=env, device="cpu", tensorboard_log=str(run_dir / "tb"))
-        buffer = path.with_name(f"model_replay_buffer_{steps}_steps.pkl")
-        if isinstance(model, OffPolicyAlgorithm) and buffer.exists():
-            model.load_replay_buffer(buffer)
-    else:
+    if previous is None:
         model = build_model(cls, hp, env, seed, tensorboard_log=str(run_dir / "tb"), verbose=verbose)
+    else:
+        model = load_checkpoint(previous, cls, env, seed, tensorboard_log=str(run_dir / "tb"))
     callbacks: list[BaseCallback] = [cls_(**kwargs) for cls_, kwargs in hp.callbacks]
-    callbacks.append(
-        CheckpointCallback(
-            save_freq=max(save_freq // env.num_envs, 1),
-            save_path=str(run_dir / "checkpoints"),
-            name_prefix="model",
-            save_replay_buffer=isinstance(model, OffPolicyAlgorithm),
-            save_vecnormalize=True,
-        )
-    )
+    callbacks.append(CheckpointSetCallback(save_freq, save_path, algo))  # last: after other callbacks' rollout-start work
     remaining = total - model.num_timesteps
     if remaining > 0:
         model.learn(remaining, callback=CallbackList(callbacks), progress_bar=progress_bar, reset_num_timesteps=previous is None, tb_log_name=algo)
-    model.save(run_dir / "model.zip")
-    if isinstance(env, VecNormalize):
-        env.save(str(run_dir / "model_vecnormalize.pkl"))
+    # The callback saved a set at the end of learn(): the final model is that set's.
+    publish_checkpoint(latest_checkpoint(save_path)[1], run_dir)
     return model
+
+
+def _resumable(algo: str, conf: str | Path, run_dir: Path) -> Path | None:
+    """The newest complete checkpoint set of the run in ``run_dir`` (``None``, with a warning, for a run
+    killed before its first checkpoint), once its record shows that ``algo`` and ``conf`` are the run's."""
+    if not (run_dir / RUN_JSON).exists():
+        raise CheckpointError(f"--resume: {run_dir} has no {RUN_JSON}; not a run folder of sb3-microgrid train")
+    recorded = read_run_json(run_dir)["algo"]
+    if recorded != algo:
+        raise CheckpointError(f"--resume: {run_dir} is a {recorded} run; it cannot be resumed as {algo} (pass --algo {recorded})")
+    if Path(conf).read_bytes() != (run_dir / "config.yml").read_bytes():
+        raise CheckpointError(f"--resume: {conf} differs from the run's {run_dir / 'config.yml'}; resume with the run's file")
+    found = latest_checkpoint(run_dir / "checkpoints")
+    if found is None:
+        warnings.warn(f"--resume: no checkpoint in {run_dir / 'checkpoints'} yet; starting {run_dir} from the beginning", stacklevel=3)
+        return None
+    return found[1]

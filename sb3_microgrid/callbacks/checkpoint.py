@@ -1,0 +1,257 @@
+"""Checkpoints that an interrupted run resumes from without losing a rollout, a statistic or a transition.
+
+A checkpoint is a *set*, one folder per step count ``<save_path>/<steps>/``:
+
+- ``model.zip``: the model, saved after the update computed from those steps;
+- ``model_vecnormalize.pkl``: the ``VecNormalize`` statistics, when the env has them;
+- ``model_replay_buffer.pkl``: the replay buffer, for off-policy algorithms (only the newest set keeps it);
+- ``run.json``: ``{"algo": <name>, "num_timesteps": <steps>, "files": {<file name>: <bytes>, ...}}``, the
+  manifest, written last.
+
+The set is written into ``<steps>.tmp/`` and renamed to ``<steps>/`` (``os.replace``), so a process killed
+while writing leaves no folder that looks complete; the byte counts in ``run.json`` then catch a file
+damaged later (a truncated copy). A set is complete when every file its manifest lists is there with its
+size. This guards against a killed process, not a power cut: nothing is fsynced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+MODEL = "model.zip"
+VECNORMALIZE = "model_vecnormalize.pkl"
+REPLAY_BUFFER = "model_replay_buffer.pkl"
+RUN_JSON = "run.json"
+
+
+class CheckpointError(Exception):
+    """No complete checkpoint to resume from, or a run record that does not fit the request."""
+
+
+class CheckpointSetCallback(BaseCallback):
+    """Save a complete checkpoint set (see the module docstring) every ``save_freq`` steps and at the end.
+
+    SB3's ``CheckpointCallback`` saves in ``_on_step``, before the update of the rollout in progress: for
+    PPO, ``model_4096_steps.zip`` is the model *before* the update of those 4,096 steps, and a resumed
+    run repeats that rollout's steps without its update; for SAC the buffer misses the step's transition.
+    This callback saves at the start of the next rollout instead, where the update of the steps counted
+    (on-policy) or the gradient steps after them (off-policy) are done and every transition is stored,
+    and once more at the end of ``learn()``. Put it last in a ``CallbackList``, so that the work other
+    callbacks do at a rollout start is in the checkpoint.
+
+    :param save_freq: steps (summed over envs) between checkpoints; a set is written at the first rollout
+        boundary at or after each multiple of it
+    :param save_path: folder of the sets
+    :param algo: the algorithm's name, recorded in each set's ``run.json``
+    :param verbose: 1 to print each set written
+    """
+
+    def __init__(self, save_freq: int, save_path: str | Path, algo: str, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        if save_freq < 1:
+            raise ValueError(f"save_freq must be >= 1, got {save_freq}")
+        self.save_freq = save_freq
+        self.save_path = Path(save_path)
+        self.algo = algo
+        self._saved_at = 0
+        self._next_save = save_freq
+
+    def _on_training_start(self) -> None:
+        # A resumed run starts from a saved set: nothing to save until the next multiple.
+        self._saved_at = self.num_timesteps
+        self._next_save = (self.num_timesteps // self.save_freq + 1) * self.save_freq
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps >= self._next_save:
+            self._save()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.num_timesteps > self._saved_at:
+            self._save()
+
+    def _save(self) -> None:
+        path = save_checkpoint(self.model, self.save_path / str(self.num_timesteps), self.algo)
+        # A replay buffer can be hundreds of MB: keep only the newest, dropped once a newer set is complete.
+        for _, other in checkpoints(self.save_path):
+            if other != path:
+                (other / REPLAY_BUFFER).unlink(missing_ok=True)
+        self._saved_at = self.num_timesteps
+        self._next_save = (self.num_timesteps // self.save_freq + 1) * self.save_freq
+        if self.verbose >= 1:
+            print(f"Saved checkpoint {path}")
+
+
+def save_checkpoint(model: BaseAlgorithm, directory: Path, algo: str) -> Path:
+    """Write ``model``'s set into ``directory`` (replacing it), all files or none.
+
+    :param model: the model; its ``VecNormalize`` statistics and (off-policy) replay buffer go with it
+    :param directory: the set's folder, ``<save_path>/<steps>``
+    :param algo: the algorithm's name for ``run.json``
+    :return: ``directory``
+    """
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a process killed while writing
+    tmp.mkdir(parents=True)
+    model.save(tmp / MODEL)
+    vec_normalize = model.get_vec_normalize_env()
+    if vec_normalize is not None:
+        vec_normalize.save(str(tmp / VECNORMALIZE))
+    if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
+        model.save_replay_buffer(tmp / REPLAY_BUFFER)
+    write_run_json(tmp, algo, model.num_timesteps, sorted(p.name for p in tmp.iterdir()))
+    # os.replace cannot replace a non-empty folder: move an older set of the same step aside first.
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def write_run_json(directory: Path, algo: str, num_timesteps: int | None = None, files: list[str] | None = None) -> None:
+    """Write ``directory/run.json`` atomically: ``{"algo": algo}``, with ``num_timesteps`` and the byte
+    count of each of ``files`` (names in ``directory``) when given."""
+    record: dict[str, Any] = {"algo": algo}
+    if num_timesteps is not None:
+        record["num_timesteps"] = int(num_timesteps)
+    if files is not None:
+        record["files"] = {name: (directory / name).stat().st_size for name in files}
+    tmp = directory / (RUN_JSON + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, directory / RUN_JSON)
+
+
+def read_run_json(directory: Path) -> dict[str, Any]:
+    """``directory/run.json``, checked: an object with a string ``algo`` (and, if present, ``files``
+    mapping names to byte counts).
+
+    :raises CheckpointError: naming the file, if it is missing or malformed
+    """
+    path = directory / RUN_JSON
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"no {path}") from None
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not readable JSON: {err}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("algo"), str):
+        raise CheckpointError(f"{path}: expected an object with a string 'algo', got {record!r}")
+    files = record.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in files.items()):
+        raise CheckpointError(f"{path}: 'files' must map file names to byte counts, got {files!r}")
+    return record
+
+
+def checkpoints(save_path: Path) -> list[tuple[int, Path]]:
+    """The set folders ``(steps, path)`` under ``save_path``, newest first, complete or not."""
+    if not save_path.is_dir():
+        return []
+    return sorted(((int(p.name), p) for p in save_path.iterdir() if p.is_dir() and p.name.isdigit()), reverse=True)
+
+
+def checkpoint_problem(directory: Path) -> str | None:
+    """Why the set in ``directory`` cannot be resumed from, or ``None`` if it is complete."""
+    try:
+        record = read_run_json(directory)
+    except CheckpointError as err:
+        return str(err)
+    files = record.get("files")
+    if not files or MODEL not in files:
+        return f"{directory / RUN_JSON} lists no {MODEL}"
+    for name, size in files.items():
+        path = directory / name
+        if not path.is_file():
+            pruned = " (only the newest checkpoint keeps its replay buffer)" if name == REPLAY_BUFFER else ""
+            return f"{path} is missing{pruned}"
+        if path.stat().st_size != size:
+            return f"{path} has {path.stat().st_size} bytes, {RUN_JSON} says {size}: truncated or damaged"
+    return None
+
+
+def latest_checkpoint(save_path: Path) -> tuple[int, Path] | None:
+    """The newest complete set ``(steps, path)`` under ``save_path``, or ``None`` if there is no set.
+    Newer incomplete sets are skipped with a warning that names each one's problem.
+
+    :raises CheckpointError: listing the problems, if there are sets and none is complete
+    """
+    problems = []
+    for steps, path in checkpoints(save_path):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            if problems:
+                warnings.warn(f"resuming from {path}, the newest complete checkpoint; skipped: {'; '.join(problems)}", stacklevel=2)
+            return steps, path
+        problems.append(problem)
+    if problems:
+        raise CheckpointError(f"no complete checkpoint in {save_path}: {'; '.join(problems)}")
+    return None
+
+
+def load_checkpoint(directory: Path, cls: type[BaseAlgorithm], env: VecEnv, seed: int, **kwargs: Any) -> BaseAlgorithm:
+    """The model of a complete set on ``env``, with the set's normalisation statistics and replay buffer,
+    ready for ``learn(..., reset_num_timesteps=False)``.
+
+    :param directory: a complete set (see :func:`checkpoint_problem`)
+    :param cls: the algorithm class (the zip does not record it)
+    :param env: a new env with the run's settings; if it is a ``VecNormalize``, the set must hold statistics
+    :param seed: the run's seed; the envs are reseeded with ``seed + steps`` so a resumed run does not
+        replay the days its start saw
+    :param kwargs: further ``cls.load`` arguments (``tensorboard_log``, ...)
+    :raises CheckpointError: naming the file, if a file the env or algorithm needs is not in the set
+    """
+    files = read_run_json(directory).get("files", {})
+    if isinstance(env, VecNormalize) != (VECNORMALIZE in files):
+        has = "has" if VECNORMALIZE in files else "has no"
+        wants = "normalises" if isinstance(env, VecNormalize) else "does not normalise"
+        raise CheckpointError(f"{directory} {has} {VECNORMALIZE} but the configuration {wants}: resume with the run's config.yml")
+    if issubclass(cls, OffPolicyAlgorithm) and REPLAY_BUFFER not in files:
+        raise CheckpointError(f"{directory} has no {REPLAY_BUFFER}: {cls.__name__} would resume with an empty buffer")
+    if isinstance(env, VecNormalize):
+        env = VecNormalize.load(str(directory / VECNORMALIZE), env.venv)
+    model = cls.load(directory / MODEL, env=env, device="cpu", **kwargs)
+    if isinstance(model, OffPolicyAlgorithm):
+        model.load_replay_buffer(directory / REPLAY_BUFFER)
+    env.seed(seed + model.num_timesteps)
+    _restart_episodes(model, env)
+    return model
+
+
+def _restart_episodes(model: BaseAlgorithm, env: VecEnv) -> None:
+    """Start new episodes: the zip's last observation belongs to the killed process's envs. This is the
+    reset ``learn()`` does at a fresh start, without counting its observations in the statistics a
+    second time (so they count what an uninterrupted run counts)."""
+    vec_normalize = model.get_vec_normalize_env()
+    if vec_normalize is not None:
+        training, vec_normalize.training = vec_normalize.training, False
+    model._last_obs = env.reset()  # type: ignore[assignment]
+    model._last_episode_starts = np.ones((env.num_envs,), dtype=bool)
+    if vec_normalize is not None:
+        vec_normalize.training = training
+        model._last_original_obs = vec_normalize.get_original_obs()
+
+
+def publish_checkpoint(directory: Path, destination: Path) -> None:
+    """Copy a complete set's model and statistics (not its replay buffer) into ``destination`` under the
+    same names, each file atomically and ``run.json`` last: the final model of a run."""
+    record = read_run_json(directory)
+    names = [name for name in (MODEL, VECNORMALIZE) if name in record.get("files", {})]
+    for name in names:
+        tmp = destination / (name + ".tmp")
+        shutil.copyfile(directory / name, tmp)
+        os.replace(tmp, destination / name)
+    write_run_json(destination, record["algo"], record.get("num_timesteps"), names)
