@@ -1,5 +1,6 @@
 """The environment: API contracts, determinism, end-of-day rule, difficulty, vector core equality."""
 
+import re
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
 import sb3_microgrid  # noqa: F401  (registers Microgrid-v0)
+from sb3_microgrid.baselines import MPCController, NaiveController, OptimalController, RuleController
 from sb3_microgrid.envs import EPISODE_KEYS, STEP_KEYS, MicrogridEnv, MicrogridVecEnv
 
 
@@ -296,3 +298,55 @@ def test_exogenous_baseline_keeps_policy_differences():
         assert returns["exo", "idle", seed][0] != pytest.approx(returns["plain", "idle", seed][0])
     spread = {env_name: np.std([returns[env_name, "idle", s][0] for s in range(6)]) for env_name in ("plain", "exo")}
     assert spread["exo"] < 0.5 * spread["plain"]
+
+
+@pytest.mark.parametrize("shape", [(0,), (2,), (12,), (14,), (1, 13), ()])
+def test_wrong_action_shape_raises_before_the_step(shape):
+    """The compiled step reads 13 entries whatever it is given: a short action was read past its end."""
+    env = MicrogridEnv()
+    env.reset(seed=0)
+    before = env.core.state.copy()
+    with pytest.raises(ValueError, match=re.escape(f"action must have shape (13,), got shape {shape}")):
+        env.step(np.zeros(shape))
+    assert env.core.t == 0
+    np.testing.assert_array_equal(env.core.state, before)
+
+
+NO_CHARGERS = {"base": "campus", "ev": {"n_ports": 0}}
+
+
+def test_site_without_chargers_env_api():
+    env = MicrogridEnv(NO_CHARGERS)
+    gym_check_env(env, skip_render_check=True)
+    sb3_check_env(MicrogridEnv(NO_CHARGERS), warn=True)
+    assert env.action_space.shape == (1,)
+    assert not any(name.startswith("ev") for name in env.obs_layout.static_names)
+    assert env.observation_space.shape[0] == MicrogridEnv().observation_space.shape[0] - 3 * 12
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=re.escape("shape (1,), got shape ()")):
+        env.step(0.5)
+    venv = MicrogridVecEnv(3, NO_CHARGERS, seed=0)
+    venv.reset()
+    with pytest.raises(ValueError, match=re.escape("shape (3, 1), got shape (3,)")):
+        venv.step(np.zeros(3))
+    _, reward, _, infos = venv.step(np.ones((3, 1)))
+    assert np.isfinite(reward).all() and all(info["battery_kwh"] > 0 for info in infos)
+
+
+def test_site_without_chargers_baselines():
+    """Every baseline and the LP run on a site without chargers, without a safety violation, and the
+    perfect-foresight optimum is the cheapest and costs what its LP says."""
+    env = MicrogridEnv(NO_CHARGERS, split="test")
+    costs = {}
+    for controller in (NaiveController(), RuleController(), MPCController(), OptimalController()):
+        obs, _ = env.reset(seed=0, options={"day": "2024-03-05"})
+        controller.reset(env, obs)
+        done, infos = False, []
+        while not done:
+            obs, _, done, _, info = env.step(controller.act(obs))
+            infos.append(info)
+        assert sum(i["safety_violations"] for i in infos) == 0
+        assert all(i["ev_kwh"] == 0 and i["unmet_ev_kwh"] == 0 for i in infos)
+        costs[controller.name] = info["episode_metrics"]["total_cost"]
+    assert costs["optimal"] == pytest.approx(controller.schedule.cost, rel=0.005)
+    assert costs["optimal"] <= min(costs.values())
