@@ -1,0 +1,345 @@
+"""A compiled planner: dynamic programming over the stored energy on the forecast window, with EVs
+charged in their cheapest forecast steps, least laxity first.
+
+It plans what :class:`~sb3_microgrid.baselines.MPCController` plans (the rest of the episode on the
+observation's forecasts), but instead of one HiGHS LP per step (about 9 ms) it solves, per microgrid:
+
+1. **EVs.** Each connected car, least laxity first, gets the energy it still wants spread over its
+   cheapest forecast steps before it leaves (ties: the step with the lower net load), at most the port's
+   power a step. That fixes the EV load of the window; cars never discharge.
+2. **Battery.** A backward recursion over ``n_levels`` stored-energy levels between the episode's SoC
+   bounds, for each of ``n_caps`` candidate import caps of the day: a step costs its energy (import at
+   the price plus the carbon price, export at the export price up to the export limit), wear on the
+   battery's throughput, and the demand rate on any import above the cap; the episode's end prices a
+   shortfall against the starting energy at the dearest price seen (as MPC does) and credits a surplus at
+   the env's surplus price. The cap whose plan plus the demand charge of raising the day's peak to it is
+   cheapest wins. The first step starts from the exact stored energy, so the action is not quantised to
+   the grid's first step.
+
+It reads the forecasts, SoC, SoH and the day's peak from the observation, the battery and tariff from
+the scenario, and from the env's core what the observation rounds or omits: the EVs' energy still wanted
+and departure steps (as float32, the observation would leave micro-kWh unmet), the episode's SoC bounds
+and the published demand rate. One call plans N microgrids: :func:`plan` is the batched
+entry point a ``VecEnv`` wrapper uses; :class:`PlannerController` is the controller for ``evaluate()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from numba import njit
+
+from ..envs import MicrogridEnv
+from ..envs.layout import ObservationLayout
+from ..scenario import Scenario
+from .base import battery_action, port_actions
+
+
+@dataclass(frozen=True)
+class PlannerInputs:
+    """What :func:`plan` needs for N microgrids, in physical units.
+
+    :param load_kw: (N, H) forecast load from the current step
+    :param renewable_kw: (N, H) forecast PV + wind
+    :param price: (N, H) forecast import price (Rs/kWh)
+    :param emission: (N, H) forecast emission factor (kg/kWh)
+    :param horizon: (N,) steps to plan (the rest of the episode, at most H)
+    :param energy: (N,) stored energy now (kWh)
+    :param e_min: (N,) lowest allowed stored energy (kWh)
+    :param e_max: (N,) highest allowed stored energy (kWh)
+    :param energy_ref: (N,) stored energy the episode's end is compared with (kWh)
+    :param shortfall_price: (N,) Rs per kWh short of ``energy_ref`` at the end
+    :param peak_kw: (N,) the day's peak import so far (kW)
+    :param demand_rate: (N,) Rs per kVA of the day's peak
+    :param ev_need_kwh: (N, P) energy each connected car still wants (0 at a free port)
+    :param ev_left_steps: (N, P) steps until it leaves (0 at a free port)
+    """
+
+    load_kw: np.ndarray
+    renewable_kw: np.ndarray
+    price: np.ndarray
+    emission: np.ndarray
+    horizon: np.ndarray
+    energy: np.ndarray
+    e_min: np.ndarray
+    e_max: np.ndarray
+    energy_ref: np.ndarray
+    shortfall_price: np.ndarray
+    peak_kw: np.ndarray
+    demand_rate: np.ndarray
+    ev_need_kwh: np.ndarray
+    ev_left_steps: np.ndarray
+
+
+def planner_params(scenario: Scenario) -> np.ndarray:
+    """The scenario's scalars :func:`plan` reads, in the order of :func:`_plan_all`'s unpacking."""
+    b, g, ev = scenario.battery, scenario.grid, scenario.ev
+    surplus = max(g.export_price_inr_per_kwh - b.wear_cost_inr_per_kwh, 0.0) * b.discharge_efficiency
+    return np.array([
+        scenario.step_hours, b.self_discharge_per_hour, b.charge_efficiency, b.discharge_efficiency,
+        b.charge_power_kw, b.discharge_power_kw, b.wear_cost_inr_per_kwh, g.export_price_inr_per_kwh,
+        g.export_limit_kw, g.import_limit_kw, g.power_factor, scenario.reward.carbon_price_inr_per_kg, surplus,
+        ev.port_power_kw, ev.charger_efficiency,
+    ])  # fmt: skip
+
+
+def plan(inputs: PlannerInputs, scenario: Scenario, n_levels: int = 41, n_caps: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Battery and port powers (kW, + charging) for the current step of N microgrids.
+
+    :param inputs: forecasts and state (:class:`PlannerInputs`)
+    :param scenario: battery, grid and EV parameters
+    :param n_levels: stored-energy levels of the recursion (>= 2)
+    :param n_caps: candidate import caps of the day (>= 1)
+    :return: battery power (N,) and port powers (N, P)
+    """
+    if n_levels < 2 or n_caps < 1:
+        raise ValueError(f"need n_levels >= 2 and n_caps >= 1, got {n_levels}, {n_caps}")
+    x = inputs
+    n, p = x.ev_need_kwh.shape
+    battery = np.zeros(n)
+    ports = np.zeros((n, p))
+    _plan_all(
+        *(np.ascontiguousarray(a, dtype=np.float64) for a in (x.load_kw, x.renewable_kw, x.price, x.emission)),
+        np.ascontiguousarray(x.horizon, dtype=np.int64),
+        *(np.ascontiguousarray(a, dtype=np.float64) for a in (x.energy, x.e_min, x.e_max, x.energy_ref, x.shortfall_price,
+                                                              x.peak_kw, x.demand_rate, x.ev_need_kwh)),
+        np.ascontiguousarray(x.ev_left_steps, dtype=np.int64),
+        planner_params(scenario), n_levels, n_caps, battery, ports,
+    )  # fmt: skip
+    return battery, ports
+
+
+@njit(cache=True)
+def _schedule_evs(net: np.ndarray, price: np.ndarray, horizon: int, need: np.ndarray, left: np.ndarray, step_kwh: float, ev_load: np.ndarray, now: np.ndarray) -> None:
+    """Spread each car's energy over its cheapest steps, least laxity first; add the bus-side kW to
+    ``ev_load`` (H,) and write each port's power now into ``now`` (P,)."""
+    n_ports = need.shape[0]
+    laxity = np.full(n_ports, np.inf)
+    for q in range(n_ports):
+        if need[q] > 0.0 and left[q] > 0:
+            laxity[q] = left[q] - need[q] / step_kwh
+    for q in np.argsort(laxity):
+        if not np.isfinite(laxity[q]):
+            break
+        steps = min(left[q], horizon)
+        # cheapest first; a tiny weight on the net load already there breaks ties toward emptier steps
+        order = np.argsort(price[:steps] + 1e-6 * (net[:steps] + ev_load[:steps]))
+        wanted = need[q]
+        for s in order:
+            if wanted <= 0.0:
+                break
+            energy = min(wanted, step_kwh)
+            ev_load[s] += energy
+            wanted -= energy
+            if s == 0:
+                now[q] = energy
+
+
+@njit(cache=True)
+def _step_cost(net_kw: float, p_bat: float, price: float, emission: float, cap: float, prm: np.ndarray, demand_kw_rate: float) -> float:
+    dt, wear, export_price, export_limit, carbon = prm[0], prm[6], prm[7], prm[8], prm[11]
+    grid = net_kw + p_bat
+    cost = abs(p_bat) * dt * wear
+    if grid >= 0.0:
+        cost += grid * dt * (price + carbon * emission)
+        if grid > cap:
+            cost += (grid - cap) * demand_kw_rate
+    else:
+        cost -= min(-grid, export_limit) * dt * export_price
+    return cost
+
+
+@njit(cache=True)
+def _plan_all(
+    load: np.ndarray, renewable: np.ndarray, price: np.ndarray, emission: np.ndarray, horizon: np.ndarray,
+    energy: np.ndarray, e_min: np.ndarray, e_max: np.ndarray, energy_ref: np.ndarray, shortfall_price: np.ndarray,
+    peak_kw: np.ndarray, demand_rate: np.ndarray, ev_need: np.ndarray, ev_left: np.ndarray,
+    prm: np.ndarray, n_levels: int, n_caps: int, battery_out: np.ndarray, ports_out: np.ndarray,
+) -> None:  # fmt: skip
+    dt, keep_rate, eta_c, eta_d = prm[0], prm[1], prm[2], prm[3]
+    p_ch, p_dis, import_limit, pf, surplus = prm[4], prm[5], prm[9], prm[10], prm[12]
+    port_kw, eta_ev = prm[13], prm[14]
+    keep = 1.0 - keep_rate * dt
+    n, width = load.shape
+    for i in range(n):
+        h = max(min(horizon[i], width), 1)
+        net = load[i, :h] - renewable[i, :h]
+        ev_load = np.zeros(h)
+        now = np.zeros(ev_need.shape[1])
+        _schedule_evs(net, price[i], h, ev_need[i], ev_left[i], port_kw * eta_ev * dt, ev_load, now)
+        net = net + ev_load / (eta_ev * dt)
+        for q in range(now.shape[0]):
+            ports_out[i, q] = now[q] / (eta_ev * dt)
+        lo, hi = e_min[i], max(e_max[i], e_min[i])
+        levels = lo + (hi - lo) * np.arange(n_levels) / (n_levels - 1)
+        terminal = np.empty(n_levels)
+        for k in range(n_levels):
+            gain = levels[k] - energy_ref[i]
+            terminal[k] = -gain * shortfall_price[i] if gain < 0.0 else -gain * surplus
+        # Candidate caps: from the peak already paid for (free) up to the highest import a plan could ask.
+        base = peak_kw[i]
+        top = min(max(base, net.max() + p_ch), import_limit)
+        floor = min(max(base, net.max() - p_dis, 0.0), top)
+        demand_kw_rate = demand_rate[i] / pf
+        best_total, best_p = np.inf, 0.0
+        value = np.empty(n_levels)
+        nxt = np.empty(n_levels)
+        for c in range(n_caps):
+            cap = floor if n_caps == 1 else floor + (top - floor) * c / (n_caps - 1)
+            nxt[:] = terminal
+            for t in range(h - 1, 0, -1):
+                for a in range(n_levels):
+                    kept = levels[a] * keep
+                    best = np.inf
+                    for b in range(n_levels):
+                        d = levels[b] - kept
+                        p = d / (eta_c * dt) if d >= 0.0 else d * eta_d / dt
+                        if p > p_ch + 1e-9 or p < -p_dis - 1e-9:
+                            continue
+                        v = _step_cost(net[t], p, price[i, t], emission[i, t], cap, prm, demand_kw_rate) + nxt[b]
+                        if v < best:
+                            best = v
+                    value[a] = best
+                nxt[:] = value
+            # The first step from the exact stored energy to each level it can reach.
+            kept = energy[i] * keep
+            for b in range(n_levels):
+                d = levels[b] - kept
+                p = d / (eta_c * dt) if d >= 0.0 else d * eta_d / dt
+                if p > p_ch + 1e-9 or p < -p_dis - 1e-9:
+                    continue
+                v = _step_cost(net[0], p, price[i, 0], emission[i, 0], cap, prm, demand_kw_rate)
+                v += (nxt[b] if h > 1 else terminal[b]) + max(cap - base, 0.0) * demand_kw_rate
+                if v < best_total:
+                    best_total, best_p = v, p
+        # No level reachable (stored energy outside the window): head for it at full power; the supervisor bounds it.
+        battery_out[i] = best_p if np.isfinite(best_total) else (p_ch if energy[i] * keep < lo else -p_dis)
+
+
+@dataclass
+class PlannerController:
+    """The dynamic-programming planner (module docstring) on the observation's own forecasts.
+
+    :param n_levels: stored-energy levels of the recursion
+    :param n_caps: candidate import caps of the day
+    :param perfect_forecasts: plan on the episode's true series instead of the observation's forecasts
+        (future EV arrivals stay unknown); an upper reference for the planner itself
+    """
+
+    n_levels: int = 41
+    n_caps: int = 12
+    perfect_forecasts: bool = False
+
+    name: ClassVar[str] = "planner"
+
+    def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
+        self._env = env
+        self._reader = ObservationReader(env.scenario, env.obs_layout, env.core.site.window_scale)
+        self._reader.reset(obs[None])
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        env = self._env
+        core = env.core
+        truth = None
+        if self.perfect_forecasts:
+            ep, t = core.episode, core.t
+            truth = {
+                "load": ep.load_kw[:, t:], "renewable": ep.pv_kw[:, t:] + ep.wind_kw[:, t:],
+                "price": ep.import_price[:, t:], "emission": ep.emission[:, t:],
+            }  # fmt: skip
+        inputs = self._reader.inputs(obs[None], core, truth)
+        battery, ports = plan(inputs, env.scenario, self.n_levels, self.n_caps)
+        return np.clip(np.r_[battery_action(battery[0], env), port_actions(ports[0], env)], -1.0, 1.0)
+
+
+class ObservationReader:
+    """Turns N observations (and the env's published episode bounds) into :class:`PlannerInputs`;
+    remembers each episode's starting energy and the dearest price seen, as MPC does.
+
+    :param scenario: the scenario of the microgrids
+    :param layout: their observation layout
+    :param window_scale: divisor of each window series (``core.site.window_scale``)
+    """
+
+    def __init__(self, scenario: Scenario, layout: ObservationLayout, window_scale: np.ndarray) -> None:
+        self.scenario, self.layout = scenario, layout
+        unit = np.asarray(window_scale, dtype=np.float64).copy()
+        names = layout.window_names
+        unit[names.index("pv")] *= scenario.pv.capacity_kwp
+        unit[names.index("wind")] *= scenario.wind.rated_kw
+        self._unit = unit
+        self._col = {name: j for j, name in enumerate(names)}
+        self._soc, self._soh = layout.index("soc"), layout.index("soh")
+        self._time_left, self._day_peak = layout.index("time_left"), layout.index("day_peak")
+        self.energy_ref = np.zeros(0)
+        self.price_max = np.zeros(0)
+
+    def window(self, obs: np.ndarray) -> np.ndarray:
+        """(N, H + F, S) window in physical units (kW, Rs/kWh, kg/kWh)."""
+        lay = self.layout
+        return obs[:, lay.window].reshape(obs.shape[0], *lay.window_shape).astype(np.float64) * self._unit
+
+    def energy(self, obs: np.ndarray) -> np.ndarray:
+        """(N,) stored energy (kWh) from SoC and SoH."""
+        return obs[:, self._soc].astype(np.float64) * obs[:, self._soh] * self.scenario.battery.capacity_kwh
+
+    def reset(self, obs: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Start new episodes (all, or those where ``mask`` is true) from their first observations."""
+        energy = self.energy(obs)
+        if mask is None or self.energy_ref.size != obs.shape[0]:
+            self.energy_ref, self.price_max = energy, np.zeros(obs.shape[0])
+        else:
+            self.energy_ref = np.where(mask, energy, self.energy_ref)
+            self.price_max = np.where(mask, 0.0, self.price_max)
+
+    def inputs(self, obs: np.ndarray, core, truth: dict[str, np.ndarray] | None = None) -> PlannerInputs:
+        """The planner's inputs for N observations of ``core``'s microgrids.
+
+        :param obs: (N, obs_dim) observations, unnormalised
+        :param core: the env's :class:`~sb3_microgrid.envs.core.MicrogridCore` (episode SoC bounds, demand rate)
+        :param truth: true series from the current step (``load``, ``renewable``, ``price``, ``emission``) to
+            plan on instead of the forecasts
+        """
+        sc, lay = self.scenario, self.layout
+        window = self.window(obs)
+        fc = window[:, lay.history_steps :]
+        col = self._col
+        steps_left = np.rint(obs[:, self._time_left].astype(np.float64) * sc.episode_steps).astype(np.int64)
+        self.price_max = np.maximum(self.price_max, window[:, :, col["price"]].max(axis=1))
+        series = {
+            "load": fc[:, :, col["load"]], "renewable": fc[:, :, col["pv"]] + fc[:, :, col["wind"]],
+            "price": fc[:, :, col["price"]], "emission": fc[:, :, col["emission"]],
+        }  # fmt: skip
+        if truth is not None:
+            width = fc.shape[1]
+            series = {k: _pad(v[:, :width], width) for k, v in truth.items()}
+        ep, t = core.episode, min(core.t, core.episode.n_steps - 1)
+        capacity = obs[:, self._soh].astype(np.float64) * sc.battery.capacity_kwh
+        b = sc.battery
+        return PlannerInputs(
+            load_kw=series["load"],
+            renewable_kw=series["renewable"],
+            price=series["price"],
+            emission=series["emission"],
+            horizon=steps_left,
+            energy=self.energy(obs),
+            e_min=ep.soc_min * capacity,
+            e_max=ep.soc_max * capacity,
+            energy_ref=self.energy_ref,
+            shortfall_price=(self.price_max + sc.reward.carbon_price_inr_per_kg * window[:, :, col["emission"]].max(axis=1) + b.wear_cost_inr_per_kwh)
+            / b.charge_efficiency,
+            peak_kw=obs[:, self._day_peak].astype(np.float64) * sc.grid.import_limit_kw,
+            demand_rate=ep.demand_rate[:, t],
+            # exact, from the core: the observation's float32 rounding would leave micro-kWh unmet
+            ev_need_kwh=np.where(core.connected > 0, np.maximum(core.remaining, 0.0), 0.0),
+            ev_left_steps=np.where(core.connected > 0, core.deadline - core.t, 0),
+        )
+
+
+def _pad(values: np.ndarray, width: int) -> np.ndarray:
+    """Pad (N, w <= width) with its last column to (N, width): steps past the episode are not planned."""
+    if values.shape[1] >= width:
+        return values
+    return np.concatenate([values, np.repeat(values[:, -1:], width - values.shape[1], axis=1)], axis=1)

@@ -1,0 +1,75 @@
+"""The residual wrapper: a zero residual is the base controller, and the policy sees the base action."""
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env
+
+from sb3_microgrid.baselines import RuleController
+from sb3_microgrid.envs import MicrogridEnv
+from sb3_microgrid.wrappers import ResidualWrapper, combine
+
+
+def _day(env, policy, day="2024-03-05", seed=3):
+    obs, _ = env.reset(seed=seed, options={"day": day})
+    actions, cost, done = [], 0.0, False
+    while not done:
+        action = policy(obs)
+        actions.append(np.asarray(action, dtype=np.float64))
+        obs, _, done, _, info = env.step(action)
+        cost += info["cost"]
+    return np.array(actions), cost
+
+
+def test_zero_residual_reproduces_the_rule_exactly():
+    raw = MicrogridEnv(scenario="campus", split="test")
+    rule = RuleController()
+
+    def rule_policy(obs):
+        if raw.core.t == 0:
+            rule.reset(raw, obs)
+        return rule.act(obs)
+
+    rule_actions, rule_cost = _day(raw, rule_policy)
+    wrapped = ResidualWrapper(MicrogridEnv(scenario="campus", split="test"), "rule", scale=0.5)
+    sent = []
+    inner_step = wrapped.env.step
+
+    def record(action):
+        sent.append(np.array(action))
+        return inner_step(action)
+
+    wrapped.env.step = record
+    _, cost = _day(wrapped, lambda obs: np.zeros(wrapped.action_space.shape, dtype=np.float32))
+    np.testing.assert_array_equal(np.array(sent), rule_actions)
+    assert cost == rule_cost
+
+
+def test_the_observation_carries_the_base_action_and_the_unchanged_window():
+    env = ResidualWrapper(MicrogridEnv(scenario="campus", split="test"), "rule")
+    obs, _ = env.reset(seed=1)
+    inner = env.env.unwrapped.core.observe()[0]
+    lay, inner_lay = env.obs_layout, env.env.unwrapped.obs_layout
+    assert env.observation_space.shape == (lay.size,) and env.observation_space.layout == lay
+    base = obs[[lay.index(f"base_action_{k}") for k in range(env.action_space.shape[0])]]
+    np.testing.assert_allclose(base, env.base_action.astype(np.float32))
+    assert np.any(base != 0.0)
+    np.testing.assert_array_equal(obs[lay.window], inner[inner_lay.window])
+    np.testing.assert_array_equal(obs[: inner_lay.n_static], inner[inner_lay.static])
+
+
+def test_a_residual_moves_the_action_and_stays_in_range():
+    base = np.array([0.5, -1.0, 0.2])
+    np.testing.assert_allclose(combine(base, np.array([1.0, -1.0, 0.2]), 0.5), [1.0, -1.0, 0.3])
+
+
+def test_wrapped_env_passes_the_checkers():
+    env = ResidualWrapper(MicrogridEnv(scenario="campus", split="train"), "rule")
+    check_env(env, warn=False)
+    gym_check_env(env, skip_render_check=True)
+
+
+@pytest.mark.parametrize("scale", [-0.1, 3.0, "0.5"])
+def test_scale_is_checked(scale):
+    with pytest.raises(ValueError, match="scale"):
+        ResidualWrapper(MicrogridEnv(scenario="campus"), "rule", scale=scale)
