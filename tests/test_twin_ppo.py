@@ -12,7 +12,7 @@ from torch import nn
 
 from sb3_microgrid import MicrogridEnv
 from sb3_microgrid.twin_ppo import MlpPolicy, TwinValueActorCriticPolicy, TwinValuePPO
-from sb3_microgrid.twin_ppo.twin_ppo import diagonal_gaussian_kl
+from sb3_microgrid.exploration import ParameterNoiseCallback
 
 N_STEPS, BATCH_SIZE = 64, 32
 
@@ -108,20 +108,28 @@ def test_value_clipping_is_per_head():
     assert logged["train/value_loss"] == pytest.approx((expected[1] + expected[2]) / 2, rel=1e-4)
 
 
-def test_diagonal_gaussian_kl_matches_monte_carlo():
-    generator = th.Generator().manual_seed(0)
-    mean_p, mean_q = th.randn(2, 3, 4, generator=generator, dtype=th.float64)
-    log_std_p, log_std_q = 0.5 * th.randn(2, 3, 4, generator=generator, dtype=th.float64)
-    p = th.distributions.Normal(mean_p, log_std_p.exp())
-    q = th.distributions.Normal(mean_q, log_std_q.exp())
-    samples = p.sample((400_000,))
-    log_ratios = (p.log_prob(samples) - q.log_prob(samples)).sum(dim=-1)
-    monte_carlo, stderr = log_ratios.mean(dim=0), log_ratios.std(dim=0) / np.sqrt(len(samples))
+def test_kl_is_measured_against_the_behaviour_policy():
+    # Parameter noise acts with perturbed weights and restores the clean ones before train(). With a zero learning
+    # rate the update changes nothing, so the KL is that of the perturbation alone (0 if measured from the weights
+    # train() starts from).
+    class PerturbedGaussian(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
 
-    exact = diagonal_gaussian_kl(mean_p, log_std_p, mean_q, log_std_q)
-    assert exact.shape == (3,) and th.all(exact > 0)
-    assert th.all((exact - monte_carlo).abs() < 4 * stderr), (exact, monte_carlo, stderr)
-    assert th.allclose(diagonal_gaussian_kl(mean_p, log_std_p, mean_p, log_std_p), th.zeros(3, dtype=th.float64))
+        def _on_rollout_end(self) -> None:  # runs before the noise callback restores the clean weights
+            obs = th.as_tensor(self.model.rollout_buffer.observations.reshape(N_STEPS, -1))
+            with th.no_grad():
+                self.obs, self.perturbed = obs, self.model.policy.get_distribution(obs).distribution
+
+    recorder = PerturbedGaussian()
+    model = make_model(learning_rate=0.0, n_epochs=1)
+    model.learn(N_STEPS, callback=[recorder, ParameterNoiseCallback(initial_sigma=0.05)])
+    with th.no_grad():
+        clean = model.policy.get_distribution(recorder.obs).distribution
+    expected = th.distributions.kl_divergence(recorder.perturbed, clean).sum(dim=-1).mean().item()
+    assert expected > 1e-3
+    assert model.logger.name_to_value["train/kl"] == pytest.approx(expected, rel=1e-4)
+    np.testing.assert_allclose(model.rollout_buffer.behaviour_mean, recorder.perturbed.mean.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def adam_steps(model: TwinValuePPO) -> int:

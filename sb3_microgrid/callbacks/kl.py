@@ -65,7 +65,7 @@ class KLMonitorCallback(BaseCallback):
         self.min_lr = min_lr
         self.max_lr = max_lr
         self.last_kl: float | None = None
-        self._snapshot: tuple[PyTorchObs, th.Tensor, th.Tensor] | None = None
+        self._snapshot: tuple[PyTorchObs, th.distributions.Normal] | None = None
 
     def _init_callback(self) -> None:
         if not isinstance(self.model, OnPolicyAlgorithm):
@@ -76,17 +76,16 @@ class KLMonitorCallback(BaseCallback):
             self.schedule = lr_scale_schedule(self.model)
             self.schedule.bound(self.min_lr, self.max_lr)
 
-    def _gaussian(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
+    def _gaussian(self, obs: PyTorchObs) -> th.distributions.Normal:
         with th.no_grad():
-            normal = self.model.policy.get_distribution(obs).distribution
-        return normal.mean, normal.stddev
+            return self.model.policy.get_distribution(obs).distribution
 
     def _on_step(self) -> bool:
         return True
 
     def _on_rollout_end(self) -> None:
         obs = rollout_observations(self.model.rollout_buffer)
-        self._snapshot = (obs, *self._gaussian(obs))
+        self._snapshot = (obs, self._gaussian(obs))
 
     def _on_rollout_start(self) -> None:
         if self._snapshot is None:
@@ -105,11 +104,9 @@ class KLMonitorCallback(BaseCallback):
             self._measure()
 
     def _measure(self) -> float:
-        obs, mean_old, std_old = self._snapshot
+        obs, old = self._snapshot
         self._snapshot = None
-        mean_new, std_new = self._gaussian(obs)
-        # KL(N(m0, s0) || N(m1, s1)) per dimension = log(s1/s0) + (s0² + (m0 - m1)²) / (2 s1²) - 1/2
-        kl = th.log(std_new / std_old) + (std_old**2 + (mean_old - mean_new) ** 2) / (2.0 * std_new**2) - 0.5
+        kl = th.distributions.kl_divergence(old, self._gaussian(obs))
         self.last_kl = float(kl.sum(dim=-1).mean())
         self.logger.record("train/kl_exact", self.last_kl)
         if self.verbose >= 1:

@@ -10,17 +10,10 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 from torch import nn
-
-
-def _mlp(input_dim: int, hidden_sizes: list[int], output_dim: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for size in hidden_sizes:
-        layers += [nn.Linear(input_dim, size), nn.ReLU()]
-        input_dim = size
-    return nn.Sequential(*layers, nn.Linear(input_dim, output_dim))
 
 
 class RNDRewardWrapper(VecEnvWrapper):
@@ -98,8 +91,8 @@ class RNDRewardWrapper(VecEnvWrapper):
         with th.random.fork_rng(devices=[]):
             if seed is not None:
                 th.manual_seed(seed)
-            self.target = _mlp(obs_dim, hidden_sizes, embedding_dim).to(self.device).requires_grad_(False)
-            self.predictor = _mlp(obs_dim, hidden_sizes, embedding_dim).to(self.device)
+            self.target = nn.Sequential(*create_mlp(obs_dim, embedding_dim, hidden_sizes, nn.ReLU)).to(self.device).requires_grad_(False)
+            self.predictor = nn.Sequential(*create_mlp(obs_dim, embedding_dim, hidden_sizes, nn.ReLU)).to(self.device)
         self.optimizer = th.optim.Adam(self.predictor.parameters(), lr=learning_rate)
         self.obs_rms = RunningMeanStd(shape=(obs_dim,))
         self.return_rms = RunningMeanStd(shape=())

@@ -6,68 +6,72 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3 import PPO
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import DictRolloutBufferSamples, MaybeCallback, RolloutBufferSamples
+from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import explained_variance
+from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_microgrid.twin_ppo.buffers import BehaviourRolloutBuffer, BehaviourRolloutBufferSamples
 from sb3_microgrid.twin_ppo.policies import MlpPolicy, TwinValueActorCriticPolicy
 
-Samples = TypeVar("Samples", RolloutBufferSamples, DictRolloutBufferSamples)
 SelfTwinValuePPO = TypeVar("SelfTwinValuePPO", bound="TwinValuePPO")
 
 
-def diagonal_gaussian_kl(mean_p: th.Tensor, log_std_p: th.Tensor, mean_q: th.Tensor, log_std_q: th.Tensor) -> th.Tensor:
-    """
-    Exact KL(p || q) between two diagonal Gaussians, summed over the last (action) dimension.
-
-    :param mean_p: mean of p
-    :param log_std_p: log standard deviation of p (broadcastable to ``mean_p``)
-    :param mean_q: mean of q
-    :param log_std_q: log standard deviation of q (broadcastable to ``mean_q``)
-    :return: KL(p || q) per row
-    """
-    log_ratio = log_std_p - log_std_q
-    scaled_gap = (mean_p - mean_q) * th.exp(-log_std_q)
-    return (0.5 * (th.exp(2 * log_ratio) + scaled_gap**2 - 1) - log_ratio).sum(dim=-1)
-
-
-def _select(samples: Samples, indices: th.Tensor) -> Samples:
-    """Rows ``indices`` of every field of a rollout sample (observations may be a dict)."""
-    return type(samples)(
-        *(
-            {key: value[indices] for key, value in field.items()} if isinstance(field, dict) else field[indices]
-            for field in samples
-        )
-    )
+def _select(samples: BehaviourRolloutBufferSamples, indices: th.Tensor) -> BehaviourRolloutBufferSamples:
+    """Rows ``indices`` of every field of a rollout sample."""
+    return BehaviourRolloutBufferSamples(*(field[indices] for field in samples))
 
 
 class TwinValuePPO(PPO):
     """
     PPO with two independent value heads (see :class:`TwinValueActorCriticPolicy`) and an early stop on the
-    exact KL divergence between the rollout policy and the updated one.
+    exact KL divergence between the behaviour policy (the one that collected the rollout) and the updated one.
 
     The rollout values, GAE and bootstraps use the heads' aggregate (``policy_kwargs=dict(value_aggregation=...)``,
     ``"min"`` by default); both heads are fitted to the same returns, the value loss being the mean of their MSEs
-    (with ``clip_range_vf``, each head is clipped around its own rollout-time value). The rollout buffer stores no
-    distribution parameters, so ``train()`` recomputes them for the whole rollout before its first gradient step.
-    Only ``Box`` action spaces (diagonal Gaussian, gSDE) are supported.
+    (with ``clip_range_vf``, each head is clipped around its own rollout-time value). The rollout buffer is a
+    :class:`~sb3_microgrid.twin_ppo.buffers.BehaviourRolloutBuffer`, which keeps the mean and std of the Gaussian
+    each action was drawn from: under parameter noise that is the perturbed policy, not the weights ``train()``
+    starts from. Only ``Box`` observation and action spaces (diagonal Gaussian, gSDE) are supported.
 
     Parameters are those of :class:`~stable_baselines3.PPO`, except:
 
     :param policy: a :class:`TwinValueActorCriticPolicy` (or ``"MlpPolicy"``)
-    :param target_kl: stop the epochs when the exact mean KL(old || new) of a minibatch exceeds this value
-        (SB3's PPO stops when its sampled estimate exceeds ``1.5 * target_kl``). ``None``: no limit.
+    :param target_kl: stop the epochs when the exact mean ``KL(behaviour || new)`` of a minibatch exceeds this value.
+        Not PPO's ``target_kl``: SB3's PPO stops when its sampled estimate of ``KL(old || new)`` exceeds
+        ``1.5 * target_kl``, so the same number stops earlier here (pass 1.5 times a value tuned for PPO).
+        ``None``: no limit.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
     policy: TwinValueActorCriticPolicy
 
     def _setup_model(self) -> None:
+        if not isinstance(self.observation_space, spaces.Box):
+            raise TypeError(f"TwinValuePPO supports Box observation spaces only, not {self.observation_space}")
+        if self.rollout_buffer_class is None:
+            self.rollout_buffer_class = BehaviourRolloutBuffer
         super()._setup_model()
         if not isinstance(self.policy, TwinValueActorCriticPolicy):
             raise TypeError(f"TwinValuePPO needs a TwinValueActorCriticPolicy, not {type(self.policy).__name__}")
         if not isinstance(self.action_space, spaces.Box):
             raise TypeError(f"TwinValuePPO supports Box action spaces only (exact Gaussian KL), not {self.action_space}")
+        if not isinstance(self.rollout_buffer, BehaviourRolloutBuffer):
+            raise TypeError(
+                f"TwinValuePPO needs a BehaviourRolloutBuffer as rollout_buffer_class, got {type(self.rollout_buffer).__name__}"
+            )
+
+    def collect_rollouts(self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int) -> bool:
+        # SB3's loop calls policy.forward() once per step, just before rollout_buffer.add(): the hook stores the
+        # Gaussian that drew the step's actions, with whatever weights were acting
+        assert isinstance(rollout_buffer, BehaviourRolloutBuffer)
+        hook = self.policy.register_forward_hook(lambda policy, args, output: rollout_buffer.record_behaviour(policy.action_dist.distribution))
+        try:
+            return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
+        finally:
+            hook.remove()
 
     def train(self) -> None:
         """
@@ -78,13 +82,11 @@ class TwinValuePPO(PPO):
         if self.clip_range_vf is not None:
             clip_range_vf = self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
 
-        # The policy is still the rollout policy here (and still in the eval mode it collected in): recompute its
-        # distribution parameters, and each head's values for per-head clipping, for the whole rollout
         rollout = next(self.rollout_buffer.get())
-        with th.no_grad():
-            old_distribution = self.policy.get_distribution(rollout.observations).distribution
-            old_mean, old_log_std = old_distribution.loc, old_distribution.scale.log()
-            if clip_range_vf is not None:
+        if clip_range_vf is not None:
+            # The value heads are still those of the rollout (and in the eval mode it collected in): each head's
+            # rollout-time values, for per-head clipping
+            with th.no_grad():
                 old_values = th.cat(self.policy.predict_both_values(rollout.observations), dim=1)
 
         self.policy.set_training_mode(True)
@@ -133,9 +135,8 @@ class TwinValuePPO(PPO):
                 with th.no_grad():
                     log_ratio = log_prob - rollout_data.old_log_prob
                     approx_kl_divs.append(th.mean((th.exp(log_ratio) - 1) - log_ratio).item())
-                    kl_div = diagonal_gaussian_kl(
-                        old_mean[indices], old_log_std[indices], new_distribution.loc, new_distribution.scale.log()
-                    ).mean().item()
+                    behaviour = th.distributions.Normal(rollout_data.behaviour_mean, rollout_data.behaviour_std)
+                    kl_div = th.distributions.kl_divergence(behaviour, new_distribution).sum(dim=-1).mean().item()
                     kl_divs.append(kl_div)
 
                 # Exact and noise-free, so no 1.5 slack as in SB3's sampled estimate
