@@ -9,12 +9,49 @@ constants below; per-microgrid scalar state lives in the columns ``S_*`` of one 
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+from typing import Callable
+
 import numpy as np
 from numba import njit
+from numba.core.caching import FunctionCache, IndexDataCacheFile
 
 from ..scenario import Scenario
+from . import degradation, supervisor
 from .degradation import capacity_loss, half_cycle_stress, soc_stress, track_turning_point
 from .supervisor import project
+
+#: Source files compiled into :func:`step`: the stamp of its disk cache covers all of them.
+STEP_SOURCES = (Path(__file__), Path(supervisor.__file__), Path(degradation.__file__))
+
+
+def sources_stamp(paths: tuple[Path, ...]) -> str:
+    """SHA-256 of the contents of ``paths`` (in order)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class _StepCache(FunctionCache):
+    """numba's disk cache, stamped with the source of every module compiled into the step.
+
+    numba stamps a cache with the function's own file only, so after an edit or a package upgrade that
+    changed supervisor.py or degradation.py but not kernel.py it would load the old compiled step.
+    Location, numba version and signature checks stay numba's own.
+    """
+
+    def __init__(self, py_func: Callable) -> None:
+        super().__init__(py_func)
+        self._cache_file = IndexDataCacheFile(self._cache_path, self._impl.filename_base, sources_stamp(STEP_SOURCES))
+
+
+def _njit_step_cached(func: Callable) -> Callable:
+    dispatcher = njit(func)
+    if hasattr(dispatcher, "py_func"):  # not under NUMBA_DISABLE_JIT
+        dispatcher._cache = _StepCache(func)  # what Dispatcher.enable_caching() does, with the wider stamp
+    return dispatcher
 
 # ---- scenario parameters (positions in the parameter vector) ----------------------------------------
 (
@@ -163,7 +200,7 @@ def arrive(t: int, arrival_energy: np.ndarray, arrival_deadline: np.ndarray, con
                 deadline[i, p] = arrival_deadline[i, t, p]
 
 
-@njit(cache=True)
+@_njit_step_cached
 def step(
     t: int,
     n_steps: int,
