@@ -9,6 +9,7 @@ restarts; then arrivals of the next step and the observation. Episodes are built
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -148,11 +149,11 @@ class MicrogridCore:
     # ---- difficulty ---------------------------------------------------------------------------
     def set_difficulty(self, index: int, **params: float | int | None) -> Difficulty:
         """Validate new difficulty parameters of microgrid ``index``; they apply at its next reset."""
-        unknown = sorted(set(params) - set(Difficulty.__dataclass_fields__))
+        allowed = sorted(f.name for f in dataclasses.fields(Difficulty))
+        unknown = sorted(set(params) - set(allowed))
         if unknown:
-            raise ScenarioError(f"unknown difficulty parameter(s) {unknown}; allowed: {sorted(Difficulty.__dataclass_fields__)}")
-        base = self._pending[index] or self.difficulty[index]
-        merged = Difficulty(**{**{k: getattr(base, k) for k in Difficulty.__dataclass_fields__}, **params})
+            raise ScenarioError(f"unknown difficulty parameter(s) {unknown}; allowed: {allowed}")
+        merged = dataclasses.replace(self._pending[index] or self.difficulty[index], **params)
         lo = merged.soc_min if merged.soc_min is not None else self.scenario.battery.soc_min
         hi = merged.soc_max if merged.soc_max is not None else self.scenario.battery.soc_max
         if lo >= hi:
