@@ -2,7 +2,8 @@
 
 The environment, the vectorized core and the LP baselines all read their numbers from one
 :class:`Scenario`, so they cannot disagree about the physics. Each field declares its allowed range
-in its metadata; a value outside it raises :class:`ScenarioError` naming the field and the range.
+in its metadata; a value outside it raises :class:`ScenarioError` naming the field by its dotted path in a
+scenario file (``battery.degradation.k_sigma``) and the allowed range.
 """
 
 from __future__ import annotations
@@ -12,11 +13,17 @@ import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import yaml
 
 INF = math.inf
+# The series are hourly, so finer steps only interpolate them, while the site arrays grow with the steps:
+# ten years at 5-minute steps hold about 150 MB per env process, at 1-minute steps about 720 MB.
+MAX_STEPS_PER_HOUR = 12
+# Bound on the aging stress one episode can add (see Scenario._check): SoH >= 0.5 * exp(-stress - ln 2) stays a
+# positive double, so the capacity never reaches 0 (the SoC E / C divides by it); exp(-745) already rounds to 0.
+MAX_EPISODE_STRESS = 700.0
 
 
 class ScenarioError(ValueError):
@@ -28,24 +35,33 @@ def _f(default: Any, lo: float = -INF, hi: float = INF, *, lo_open: bool = False
     return field(default=default, metadata={"range": (lo, hi, lo_open), "doc": doc})
 
 
-def _check_range(path: str, value: Any, lo: float, hi: float, lo_open: bool) -> None:
+def _check_range(path: str, value: Any, lo: float, hi: float, lo_open: bool, integer: bool = False) -> None:
+    allowed = f"{'(' if lo_open else '['}{lo}, {hi}]"
+    if integer and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ScenarioError(f"{path} must be an integer in {allowed}, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ScenarioError(f"{path} must be a number, got {value!r}")
+        raise ScenarioError(f"{path} must be a number in {allowed}, got {value!r}")
     if not math.isfinite(value) or value > hi or value < lo or (lo_open and value == lo):
-        low = f"({lo}" if lo_open else f"[{lo}"
-        raise ScenarioError(f"{path} = {value!r} is outside the allowed range {low}, {hi}]")
+        raise ScenarioError(f"{path} = {value!r} is outside the allowed range {allowed}")
 
 
 class _Validated:
     """Range checks from field metadata, run after construction and after :func:`dataclasses.replace`."""
 
+    #: Dotted path of the section in a scenario file; error messages name fields by it.
+    _section: ClassVar[str] = ""
+
+    @classmethod
+    def _path(cls, name: str) -> str:
+        return f"{cls._section}.{name}" if cls._section else name
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
             if "range" in f.metadata and value is not None:
-                _check_range(f"{type(self).__name__}.{f.name}", value, *f.metadata["range"])
+                _check_range(self._path(f.name), value, *f.metadata["range"], integer=f.type in ("int", "int | None"))
             elif isinstance(f.default, bool) and not isinstance(value, bool):
-                raise ScenarioError(f"{type(self).__name__}.{f.name} must be true or false, got {value!r}")
+                raise ScenarioError(f"{self._path(f.name)} must be true or false, got {value!r}")
         self._check()
 
     def _check(self) -> None:
@@ -55,26 +71,47 @@ class _Validated:
 @dataclass(frozen=True)
 class DegradationConfig(_Validated):
     """Cycle + calendar aging of Xu et al., "Modeling of Lithium-Ion Battery Degradation for Cell Life
-    Assessment", IEEE Trans. Smart Grid 9(2), 2018 (their LMO cell parameters), at a constant 25 °C."""
+    Assessment", IEEE Trans. Smart Grid 9(2), 2018 (their LMO cell parameters), at a constant 25 °C.
 
-    alpha_sei: float = _f(5.75e-2, 0, 1, doc="share of capacity lost to SEI formation")
-    beta_sei: float = _f(121.0, 0, lo_open=True, doc="SEI formation speed")
-    k_delta1: float = _f(1.40e5, doc="DoD stress coefficient 1")
-    k_delta2: float = _f(-0.501, doc="DoD stress exponent")
+    The ranges keep the model of ``envs/degradation.py`` meaningful: with ``k_delta1 > 0``, ``k_delta2 <= 0`` and
+    ``k_delta1 + k_delta3 > 0`` the depth stress ``f_delta`` is positive and grows with depth on (0, 1];
+    ``k_sigma >= 0`` makes a high SoC age faster; ``alpha_sei <= 0.5`` and ``beta_sei >= 1`` (SEI forms faster
+    than linear aging) give ``0.5 exp(-f_d) <= SoH <= exp(-f_d)``. The upper bounds are plausibility limits far
+    above published cells; :class:`Scenario` also bounds the stress of a whole episode.
+    """
+
+    _section: ClassVar[str] = "battery.degradation"
+
+    alpha_sei: float = _f(5.75e-2, 0, 0.5, doc="share of capacity lost to SEI formation")
+    beta_sei: float = _f(121.0, 1, 1e4, doc="SEI formation speed relative to linear aging")
+    k_delta1: float = _f(1.40e5, 0, lo_open=True, doc="DoD stress coefficient 1")
+    k_delta2: float = _f(-0.501, -5, 0, doc="DoD stress exponent")
     k_delta3: float = _f(-1.23e5, doc="DoD stress coefficient 3")
-    k_sigma: float = _f(1.04, doc="SoC stress coefficient")
+    k_sigma: float = _f(1.04, 0, 5, doc="SoC stress coefficient")
     sigma_ref: float = _f(0.5, 0, 1, doc="reference SoC")
-    k_time: float = _f(4.14e-10, 0, doc="calendar aging per second")
+    k_time: float = _f(4.14e-10, 0, 1e-8, doc="calendar aging per second (1e-8: about 27 % of life a year)")
     cycle_hysteresis: float = _f(0.02, 0, 0.5, doc="SoC reversal smaller than this is not a turning point")
 
     def _check(self) -> None:
-        # f_d(1) = 1 / (k1 + k3) must be a positive, finite damage per full cycle.
+        # f_delta(1) = 1 / (k1 + k3) must be a positive, finite damage per full cycle.
         if self.k_delta1 + self.k_delta3 <= 0:
-            raise ScenarioError("DegradationConfig.k_delta1 + k_delta3 must be > 0 (damage of a full cycle)")
+            raise ScenarioError(
+                f"{self._path('k_delta1')} + k_delta3 = {self.k_delta1 + self.k_delta3!r} must be > 0 "
+                "(the stress of a full cycle is 1 / (k_delta1 + k_delta3))"
+            )
+
+    def max_daily_stress(self, steps_per_day: int) -> float:
+        """Upper bound on the stress ``f_d`` one day adds: every step and midnight close a full-depth half cycle
+        at the worst SoC, and the calendar term runs at the worst SoC all day."""
+        worst_soc_stress = math.exp(self.k_sigma * (1.0 - self.sigma_ref))  # k_sigma >= 0: SoC = 1 is worst
+        half_cycles = (steps_per_day + 1) * 0.5 / (self.k_delta1 + self.k_delta3)
+        return worst_soc_stress * (half_cycles + self.k_time * 86400.0)
 
 
 @dataclass(frozen=True)
 class BatteryConfig(_Validated):
+    _section: ClassVar[str] = "battery"
+
     capacity_kwh: float = _f(1500.0, 0, 1e7, lo_open=True, doc="nominal energy capacity (kWh)")
     charge_power_kw: float = _f(500.0, 0, 1e7, doc="maximum AC charging power (kW)")
     discharge_power_kw: float = _f(500.0, 0, 1e7, doc="maximum AC discharging power (kW)")
@@ -93,13 +130,13 @@ class BatteryConfig(_Validated):
     def _check(self) -> None:
         if self.soc_min >= self.soc_max:
             raise ScenarioError(
-                f"BatteryConfig.soc_min ({self.soc_min}) must be < soc_max ({self.soc_max}); allowed range 0 <= soc_min < soc_max <= 1"
+                f"battery.soc_min ({self.soc_min}) must be < soc_max ({self.soc_max}); allowed range 0 <= soc_min < soc_max <= 1"
             )
         # The supervisor holds the SoC at soc_min against self-discharge by charging; it must be able to.
         hourly_loss = self.self_discharge_per_hour * self.capacity_kwh
         if self.charge_power_kw * self.charge_efficiency < hourly_loss:
             raise ScenarioError(
-                f"BatteryConfig.charge_power_kw ({self.charge_power_kw}) x charge_efficiency must cover the self-discharge "
+                f"battery.charge_power_kw ({self.charge_power_kw}) x charge_efficiency must cover the self-discharge "
                 f"of a full battery ({hourly_loss:.6g} kW); allowed range: charge_power_kw >= {hourly_loss / self.charge_efficiency:.6g}"
             )
 
@@ -112,12 +149,16 @@ class BatteryConfig(_Validated):
 
 @dataclass(frozen=True)
 class PVConfig(_Validated):
+    _section: ClassVar[str] = "pv"
+
     capacity_kwp: float = _f(400.0, 0, 1e7, doc="installed rooftop PV (kWp)")
 
 
 @dataclass(frozen=True)
 class WindConfig(_Validated):
     """A generic turbine power curve: cubic between cut-in and rated speed, flat to cut-out."""
+
+    _section: ClassVar[str] = "wind"
 
     rated_kw: float = _f(100.0, 0, 1e7, doc="rated power (kW)")
     cut_in_ms: float = _f(3.0, 0, 50, doc="cut-in wind speed (m/s)")
@@ -126,7 +167,7 @@ class WindConfig(_Validated):
 
     def _check(self) -> None:
         if not self.cut_in_ms < self.rated_ms < self.cut_out_ms:
-            raise ScenarioError("WindConfig needs cut_in_ms < rated_ms < cut_out_ms")
+            raise ScenarioError("wind.cut_in_ms, rated_ms, cut_out_ms: need cut_in_ms < rated_ms < cut_out_ms")
 
 
 @dataclass(frozen=True)
@@ -138,6 +179,8 @@ class GridConfig(_Validated):
     Amendment Rules 2023: ``normal_rate`` times ``peak_multiplier`` in peak hours and
     ``solar_multiplier`` in the solar hours.
     """
+
+    _section: ClassVar[str] = "grid"
 
     tariff: str = "exchange"
     network_charge_inr_per_kwh: float = _f(3.6, 0, 100, doc="wheeling, losses and duties on top of the exchange price")
@@ -155,26 +198,25 @@ class GridConfig(_Validated):
 
     def _check(self) -> None:
         if self.tariff not in ("exchange", "tod"):
-            raise ScenarioError(f"GridConfig.tariff = {self.tariff!r}; allowed: 'exchange', 'tod'")
+            raise ScenarioError(f"{self._path('tariff')} = {self.tariff!r}; allowed: 'exchange', 'tod'")
         for name in ("peak_hours", "solar_hours"):
-            start, end = getattr(self, name)
-            if not (0 <= start < end <= 24):
-                raise ScenarioError(f"GridConfig.{name} = {(start, end)}: need 0 <= start < end <= 24")
+            hours = getattr(self, name)
+            pair = isinstance(hours, tuple) and len(hours) == 2
+            if not (pair and all(isinstance(h, int) and not isinstance(h, bool) for h in hours) and 0 <= hours[0] < hours[1] <= 24):
+                raise ScenarioError(f"{self._path(name)} = {hours!r}: need [start, end], whole hours with 0 <= start < end <= 24")
         if self.solar_hours[1] - self.solar_hours[0] > 8 and self.tariff == "tod":
-            raise ScenarioError("GridConfig.solar_hours may span at most 8 hours under the 2023 rules")
+            raise ScenarioError(f"{self._path('solar_hours')} may span at most 8 hours under the 2023 rules")
 
 
 @dataclass(frozen=True)
 class EVConfig(_Validated):
-    n_ports: int = _f(12, 0, 1000, doc="charging ports")
+    _section: ClassVar[str] = "ev"
+
+    n_ports: int = _f(12, 0, 1000, doc="charging ports (0: no EV charging)")
     port_power_kw: float = _f(11.0, 0, 1000, lo_open=True, doc="power limit of each port (kW)")
     charger_efficiency: float = _f(0.95, 0, 1, lo_open=True, doc="energy into the car / energy from the bus")
     v2g: bool = False
     unmet_penalty_inr_per_kwh: float = _f(25.0, 0, 1e4, doc="penalty per kWh still missing at departure")
-
-    def _check(self) -> None:
-        if not isinstance(self.n_ports, int) or isinstance(self.n_ports, bool):
-            raise ScenarioError(f"EVConfig.n_ports must be an integer, got {self.n_ports!r}")
 
 
 @dataclass(frozen=True)
@@ -186,6 +228,8 @@ class ForecastConfig(_Validated):
     drawn at reset, so successive forecasts of one hour agree and sharpen as it approaches.
     """
 
+    _section: ClassVar[str] = "forecast"
+
     history_steps: int = _f(8, 0, 1000, doc="past steps in the window")
     forecast_steps: int = _f(24, 1, 1000, doc="current and future steps in the window")
     load_noise: float = _f(0.05, 0, 2, doc="relative error of the load forecast at the longest lead")
@@ -194,16 +238,15 @@ class ForecastConfig(_Validated):
     error_autocorrelation: float = _f(0.8, 0, 1, lo_open=False, doc="AR(1) coefficient of the error path from hour to hour")
 
     def _check(self) -> None:
-        for name in ("history_steps", "forecast_steps"):
-            if not isinstance(getattr(self, name), int):
-                raise ScenarioError(f"ForecastConfig.{name} must be an integer")
         if self.error_autocorrelation >= 1:
-            raise ScenarioError("ForecastConfig.error_autocorrelation must be in [0, 1)")
+            raise ScenarioError(f"{self._path('error_autocorrelation')} = {self.error_autocorrelation!r}; allowed range [0, 1)")
 
 
 @dataclass(frozen=True)
 class Difficulty(_Validated):
     """What a curriculum moves; applied at the next reset (see ``MicrogridEnv.set_difficulty``)."""
+
+    _section: ClassVar[str] = "difficulty"
 
     renewable_noise: float = _f(0.2, 0, 2, doc="relative PV and wind forecast error at the longest lead")
     ev_count: int | None = _f(None, 0, 10000, doc="at most this many EV sessions a day (None: all)")
@@ -213,15 +256,15 @@ class Difficulty(_Validated):
     ev_deadline_buffer: float = _f(0.0, 0, 24, doc="hours added to every EV's departure")
 
     def _check(self) -> None:
-        if self.ev_count is not None and (not isinstance(self.ev_count, int) or isinstance(self.ev_count, bool)):
-            raise ScenarioError(f"Difficulty.ev_count must be an integer or None, got {self.ev_count!r}")
         if self.soc_min is not None and self.soc_max is not None and self.soc_min >= self.soc_max:
-            raise ScenarioError(f"Difficulty.soc_min ({self.soc_min}) must be < soc_max ({self.soc_max})")
+            raise ScenarioError(f"{self._path('soc_min')} ({self.soc_min}) must be < soc_max ({self.soc_max})")
 
 
 @dataclass(frozen=True)
 class RewardConfig(_Validated):
     """reward = -(sum_k weight_k * cost_k) / scale_inr, costs in rupees (see docs/environment.md)."""
+
+    _section: ClassVar[str] = "reward"
 
     scale_inr: float = _f(1000.0, 0, 1e9, lo_open=True, doc="rupees per unit of reward")
     carbon_price_inr_per_kg: float = _f(0.0, 0, 1e4, doc="price on grid-import emissions (Rs/kg CO2)")
@@ -238,14 +281,28 @@ class RewardConfig(_Validated):
 
 @dataclass(frozen=True)
 class DataConfig(_Validated):
-    """Where the series come from: the synthetic generator (``path`` unset) or the user's files."""
+    """Where the series come from: the synthetic generator (``series_path`` unset) or the user's files.
 
-    seed: int = _f(0, 0, 2**32 - 1, doc="seed of the synthetic data")
+    A relative path in a scenario file is resolved against that file's folder (as ``base`` is), in a mapping
+    against the working folder.
+    """
+
+    _section: ClassVar[str] = "data"
+
+    seed: int = _f(0, 0, 2**32 - 1, doc="seed of the synthetic data and of sessions generated for the user's series")
     years: int = _f(10, 1, 100, doc="years of synthetic data")
     start_year: int = _f(2015, 1900, 2200)
     load_mean_kw: float = _f(316.0, 0, 1e7, lo_open=True, doc="mean building load of the synthetic data (kW)")
     series_path: str | None = None
     sessions_path: str | None = None
+
+    def _check(self) -> None:
+        for name in ("series_path", "sessions_path"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and value):
+                raise ScenarioError(f"{self._path(name)} must be a file path or null, got {value!r}")
+        if self.sessions_path is not None and self.series_path is None:
+            raise ScenarioError(f"{self._path('sessions_path')} needs {self._path('series_path')}: sessions belong to a series")
 
 
 @dataclass(frozen=True)
@@ -253,7 +310,7 @@ class Scenario(_Validated):
     """A whole microgrid: assets, tariff, EVs, forecasts, reward, difficulty and data source."""
 
     name: str = "campus"
-    step_hours: float = _f(1.0, 0, 24, lo_open=True, doc="length of one step (h); 1/step_hours must be an integer")
+    step_hours: float = _f(1.0, 0, 1, lo_open=True, doc=f"length of one step (h); 1/step_hours must be an integer <= {MAX_STEPS_PER_HOUR}")
     horizon_days: int = _f(1, 1, 3650, doc="days per episode")
     battery: BatteryConfig = field(default_factory=BatteryConfig)
     pv: PVConfig = field(default_factory=PVConfig)
@@ -275,14 +332,23 @@ class Scenario(_Validated):
         if g.export_price_inr_per_kwh > cheapest_import:
             # otherwise buying to sell at once would pay, and the end-of-day rule's bounds would not hold
             raise ScenarioError(
-                f"GridConfig.export_price_inr_per_kwh ({g.export_price_inr_per_kwh}) must not exceed the lowest possible import price "
+                f"grid.export_price_inr_per_kwh ({g.export_price_inr_per_kwh}) must not exceed the lowest possible import price "
                 f"({cheapest_import}); allowed range [0, {cheapest_import}]"
             )
         per_hour = 1.0 / self.step_hours
-        if abs(per_hour - round(per_hour)) > 1e-9:
-            raise ScenarioError(f"Scenario.step_hours = {self.step_hours}: 1 / step_hours must be an integer (1, 0.5, 0.25, ...)")
-        if not isinstance(self.horizon_days, int):
-            raise ScenarioError("Scenario.horizon_days must be an integer")
+        if abs(per_hour - round(per_hour)) > 1e-9 or round(per_hour) > MAX_STEPS_PER_HOUR:
+            raise ScenarioError(
+                f"step_hours = {self.step_hours}: 1 / step_hours must be an integer in [1, {MAX_STEPS_PER_HOUR}] "
+                f"(1, 0.5, 0.25, ..., 1/{MAX_STEPS_PER_HOUR} h); the data are hourly and finer steps only cost memory"
+            )
+        stress = self.horizon_days * self.battery.degradation.max_daily_stress(self.steps_per_day)
+        if stress > MAX_EPISODE_STRESS:
+            raise ScenarioError(
+                f"battery.degradation: an episode of horizon_days = {self.horizon_days} at {self.steps_per_day} steps/day can add "
+                f"an aging stress of up to {stress:.4g} (horizon_days x exp(k_sigma (1 - sigma_ref)) x ((steps_per_day + 1) / "
+                f"(2 (k_delta1 + k_delta3)) + 86400 k_time)); allowed range [0, {MAX_EPISODE_STRESS:g}], beyond which the "
+                "state of health rounds to 0"
+            )
 
     @property
     def steps_per_day(self) -> int:
@@ -299,26 +365,65 @@ class Scenario(_Validated):
     # ---- YAML -------------------------------------------------------------------------------
     @classmethod
     def from_yaml(cls, path: str | Path) -> "Scenario":
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
-        if not isinstance(raw, dict):
-            raise ScenarioError(f"{path}: the top level of a scenario file must be a mapping")
-        return _with_base(raw, Path(path).parent)
+        """A scenario from a YAML file; relative ``base`` and ``data`` paths in it are resolved against its folder."""
+        return _from_yaml(Path(path), ())
 
     def to_yaml(self, path: str | Path) -> None:
         with open(path, "w", encoding="utf-8") as fh:
             yaml.safe_dump(to_dict(self), fh, sort_keys=False)
 
 
-def _with_base(raw: Mapping[str, Any], folder: Path) -> Scenario:
-    """A scenario from a mapping whose optional ``base`` (a preset or a YAML path, relative to
-    ``folder``) supplies every field the mapping leaves out."""
+def _from_yaml(path: Path, chain: tuple[Path, ...]) -> Scenario:
+    """:meth:`Scenario.from_yaml`, with the files of the ``base`` chain that led here (to report a cycle)."""
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(str(p) for p in (*chain[chain.index(resolved) :], resolved))
+        raise ScenarioError(f"base: the scenario files form a cycle: {cycle}")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ScenarioError(f"{path}: cannot read the scenario file ({err})") from err
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: the top level of a scenario file must be a mapping")
+    return _with_base(raw, path.absolute().parent, (*chain, resolved))
+
+
+def _with_base(raw: Mapping[str, Any], folder: Path, chain: tuple[Path, ...] = ()) -> Scenario:
+    """A scenario from a mapping whose optional ``base`` (a preset or a YAML path) supplies every field the
+    mapping leaves out; a relative ``base``, ``data.series_path`` or ``data.sessions_path`` is resolved against
+    ``folder``.
+
+    :param raw: the mapping, as read from a file
+    :param folder: folder of the file (the working folder for a mapping given in code)
+    :param chain: resolved files of the ``base`` chain so far
+    """
     raw = dict(raw)
     base = raw.pop("base", None)
-    if base and base not in PRESETS and not Path(base).is_absolute():
-        base = folder / base
-    start = to_dict(load_scenario(base)) if base else {}
-    return from_dict(_merge(start, raw))
+    data = raw.get("data")
+    if isinstance(data, Mapping):  # anything else is reported by from_dict
+        raw["data"] = {k: _resolve(v, folder) if k in ("series_path", "sessions_path") else v for k, v in data.items()}
+    if base is None:
+        return from_dict(raw)
+    if not isinstance(base, str) or not base:
+        raise ScenarioError(f"base must be a preset name {list(PRESETS)} or a path to a YAML file, got {base!r}")
+    if base in PRESETS:
+        start = _preset(base, chain)
+    else:
+        path = Path(_resolve(base, folder))
+        if path.suffix not in (".yaml", ".yml") or not path.is_file():
+            raise ScenarioError(f"base = {base!r}: no such preset {list(PRESETS)} or YAML file ({path})")
+        start = _from_yaml(path, chain)
+    return from_dict(_merge(to_dict(start), raw))
+
+
+def _resolve(value: Any, folder: Path) -> Any:
+    """A relative path string made absolute against ``folder``; anything else unchanged (validated later)."""
+    return str(folder / value) if isinstance(value, str) and value and not Path(value).is_absolute() else value
+
+
+def _preset(name: str, chain: tuple[Path, ...] = ()) -> Scenario:
+    return _from_yaml(Path(str(resources.files("sb3_microgrid") / "scenarios" / f"{name}.yaml")), chain)
 
 
 def _nest(changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -394,7 +499,7 @@ def load_scenario(scenario: str | Path | Scenario | Mapping[str, Any] | None = N
         return _with_base(scenario, Path.cwd())
     text = str(scenario)
     if text in PRESETS:
-        return Scenario.from_yaml(resources.files("sb3_microgrid") / "scenarios" / f"{text}.yaml")  # type: ignore[arg-type]
+        return _preset(text)
     if Path(text).suffix in (".yaml", ".yml") and Path(text).exists():
         return Scenario.from_yaml(text)
     raise ScenarioError(f"unknown scenario {text!r}: use one of {list(PRESETS)} or a path to a YAML file")

@@ -192,6 +192,19 @@ def test_short_data_splits_80_10_10() -> None:
     assert sizes == [80, 10, 10]
 
 
+@pytest.mark.parametrize("days, empty", [(1, "train"), (1, "validation"), (9, "validation")])
+def test_empty_split_is_an_error_not_an_empty_index(days: int, empty: str) -> None:
+    """A one-day file made the training load scale the mean of no days: NaN in every load observation."""
+    index = pd.date_range("2021-01-01", periods=days * 24, freq="h")
+    with pytest.raises(ValueError, match=rf"split '{empty}' has no days: the data hold {days} days.*at least 10 days"):
+        split_days(index, empty)
+
+
+def test_ten_days_give_every_split_a_day() -> None:
+    index = pd.date_range("2021-01-01", periods=10 * 24, freq="h")
+    assert [len(split_days(index, split)) for split in ("train", "validation", "test")] == [8, 1, 1]
+
+
 def test_unknown_split_names_the_allowed_ones(data: MicrogridData) -> None:
     with pytest.raises(ValueError, match="train, validation, test, all"):
         data.days("dev")
@@ -238,6 +251,13 @@ def test_load_data_with_and_without_sessions(small: MicrogridData, tmp_path: Pat
     pd.testing.assert_frame_equal(generated.sessions, expected)
 
 
+def test_no_ports_means_no_sessions(small: MicrogridData, tmp_path: Path) -> None:
+    """``ev.n_ports: 0`` is a valid scenario: generated and loaded data then hold no sessions."""
+    assert generate(years=1, n_ports=0).sessions.empty
+    loaded = load_data(_write(small.series, tmp_path / "series", "csv"), n_ports=0)
+    assert loaded.sessions.empty and tuple(loaded.sessions.columns) == SESSION_COLUMNS
+
+
 # User data: one test per documented error
 
 
@@ -262,12 +282,20 @@ SERIES_ERRORS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], str, str]
     # name: (mutation of the frame with a 'time' column, column the message names, phrase in the message)
     "missing column": (lambda df: df.drop(columns="pv_cf"), "pv_cf", "required columns"),
     "nan": (_with("load_kw", 5, np.nan), "load_kw", "NaN"),
+    "inf": (_with("load_kw", 5, np.inf), "load_kw", "infinite"),
+    "-inf": (_with("exchange_price", 5, -np.inf), "exchange_price", "infinite"),
     "negative pv_cf": (_with("pv_cf", 12, -0.1), "pv_cf", "[0, 1]"),
-    "negative wind_speed": (_with("wind_speed", 3, -1.0), "wind_speed", "[0, inf)"),
-    "negative load_kw": (_with("load_kw", 3, -1.0), "load_kw", "[0, inf)"),
-    "negative exchange_price": (_with("exchange_price", 3, -1.0), "exchange_price", "[0, inf)"),
-    "negative emission_factor": (_with("emission_factor", 3, -0.5), "emission_factor", "[0, inf)"),
+    "negative wind_speed": (_with("wind_speed", 3, -1.0), "wind_speed", "[0, 80]"),
+    "negative load_kw": (_with("load_kw", 3, -1.0), "load_kw", "[0, 1e+07]"),
+    "negative exchange_price": (_with("exchange_price", 3, -1.0), "exchange_price", "[0, 100]"),
+    "negative emission_factor": (_with("emission_factor", 3, -0.5), "emission_factor", "[0, 2]"),
     "pv_cf above 1": (_with("pv_cf", 12, 1.2), "pv_cf", "[0, 1]"),
+    # finite but absurd: gave inf observations and a cost of 2e302
+    "huge load_kw": (_with("load_kw", 3, 1e300), "load_kw", "[0, 1e+07]"),
+    "huge emission_factor": (_with("emission_factor", 3, 1e300), "emission_factor", "[0, 2]"),
+    "wind_speed above 80 m/s": (_with("wind_speed", 3, 120.0), "wind_speed", "[0, 80]"),
+    "exchange_price in Rs/MWh": (_with("exchange_price", 3, 5200.0), "exchange_price", "[0, 100]"),
+    "emission_factor in g/kWh": (_with("emission_factor", 3, 711.7), "emission_factor", "[0, 2]"),
     "non-numeric": (_with("exchange_price", 7, "abc"), "exchange_price", "not numeric"),
     "holiday not 0/1": (_with("is_holiday", 7, 2), "is_holiday", "0 or 1"),
     "unparsable time": (_with("time", 4, "yesterday"), "time", "cannot parse"),
@@ -324,8 +352,10 @@ SESSION_ERRORS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], str, str
         "departure",
         "at or before",
     ),
-    "energy zero": (_with("energy_kwh", 1, 0.0), "energy_kwh", "(0, inf)"),
-    "energy negative": (_with("energy_kwh", 1, -3.0), "energy_kwh", "(0, inf)"),
+    "energy zero": (_with("energy_kwh", 1, 0.0), "energy_kwh", "(0, 1000]"),
+    "energy negative": (_with("energy_kwh", 1, -3.0), "energy_kwh", "(0, 1000]"),
+    "energy absurd": (_with("energy_kwh", 1, 1e300), "energy_kwh", "(0, 1000]"),
+    "energy inf": (_with("energy_kwh", 1, np.inf), "energy_kwh", "infinite"),
     "overlap": (_overlap, "arrival", "same port"),
     "unparsable arrival": (_with("arrival", 2, "soon"), "arrival", "cannot parse"),
 }

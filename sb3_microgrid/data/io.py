@@ -27,14 +27,17 @@ from sb3_microgrid.data.synthetic import (
 TIME_COLUMN = "time"
 OPTIONAL_SERIES_COLUMNS = ("is_holiday",)  # absent -> 0 on every hour
 REQUIRED_SERIES_COLUMNS = tuple(c for c in SERIES_COLUMNS if c not in OPTIONAL_SERIES_COLUMNS)
-# Allowed closed ranges of the numeric series; is_holiday is checked separately (0 or 1 only).
+# Allowed closed ranges of the numeric series (docs/data_card.md): physically possible values, wide enough for any
+# site, narrow enough to catch a wrong unit (Rs/MWh, g/kWh, W) and to keep observations and costs finite.
+# is_holiday is checked separately (0 or 1 only).
 SERIES_RANGES: dict[str, tuple[float, float]] = {
     "pv_cf": (0.0, 1.0),  # kW per kWp: AC output cannot exceed the installed peak power
-    "wind_speed": (0.0, np.inf),
-    "load_kw": (0.0, np.inf),
-    "exchange_price": (0.0, np.inf),
-    "emission_factor": (0.0, np.inf),
+    "wind_speed": (0.0, 80.0),  # m/s: above the strongest sustained winds measured; the scenario's cut-out bound
+    "load_kw": (0.0, 1e7),  # kW: the scenario's bound on every power (10 GW)
+    "exchange_price": (0.0, 100.0),  # Rs/kWh: the scenario's bound on the price cap; IEX prices are at most 10-20
+    "emission_factor": (0.0, 2.0),  # kg CO2/kWh: above the dirtiest lignite plants (about 1.4)
 }
+SESSION_ENERGY_MAX_KWH = 1000.0  # above any EV battery (large trucks carry about 1 MWh)
 ONE_HOUR = np.timedelta64(1, "h")
 
 
@@ -291,7 +294,7 @@ def _validate_sessions(
         )
     _check_range(port, 0, np.inf if n_ports is None else n_ports, "port", column_map, rows, high_open=True)
     energy = _numeric(df["energy_kwh"], "energy_kwh", column_map, rows)
-    _check_range(energy, 0.0, np.inf, "energy_kwh", column_map, rows, low_open=True)
+    _check_range(energy, 0.0, SESSION_ENERGY_MAX_KWH, "energy_kwh", column_map, rows, low_open=True)
     arrival = _parse_times(df["arrival"], "arrival", column_map)
     departure = _parse_times(df["departure"], "departure", column_map)
     backwards = np.flatnonzero(departure <= arrival)

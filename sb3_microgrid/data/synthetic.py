@@ -43,6 +43,7 @@ AR1_TRUNCATION = 1e-9  # AR(1) innovations weighted below this are dropped (vari
 MIN_FULL_YEARS_FOR_YEAR_SPLIT = 3  # train + validation + test need one full year each
 TRAIN_FRACTION = 0.8  # chronological split for short data
 VALIDATION_FRACTION = 0.1
+MIN_DAYS_FOR_SHORT_SPLIT = 10  # int(10 * VALIDATION_FRACTION) = 1: fewer days leave validation empty
 
 # Order fixes the SeedSequence child of each stream: append new streams, never reorder.
 _STREAMS = ("pv", "wind", "load", "price", "emission", "sessions")
@@ -171,7 +172,7 @@ def split_days(index: pd.DatetimeIndex, split: str) -> pd.DatetimeIndex:
     With at least three full calendar years the last full year is ``test``, the full year before it
     ``validation`` and everything earlier ``train``; days after the last full year (a partial trailing year) join
     ``test`` so the three splits always cover ``all``. With fewer full years the days are split chronologically
-    80/10/10.
+    80/10/10. An empty split raises: a statistic of no days (such as the training load scale) would be NaN.
 
     :param index: timestamps (hourly or daily) of the data
     :param split: one of ``SPLITS``
@@ -179,6 +180,8 @@ def split_days(index: pd.DatetimeIndex, split: str) -> pd.DatetimeIndex:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; allowed splits: {', '.join(SPLITS)}")
     days = pd.DatetimeIndex(index).normalize().unique().sort_values().rename("day")
+    if days.empty:
+        raise ValueError(f"split {split!r} has no days: the data are empty")
     if split == "all":
         return days
     year = days.year.to_numpy()
@@ -201,7 +204,14 @@ def split_days(index: pd.DatetimeIndex, split: str) -> pd.DatetimeIndex:
             "validation": (position >= n_train) & (position < n_train + n_validation),
             "test": position >= n_train + n_validation,
         }
-    return days[masks[split]]
+    chosen = days[masks[split]]
+    if chosen.empty:
+        sizes = ", ".join(f"{name} {int(mask.sum())}" for name, mask in masks.items())
+        raise ValueError(
+            f"split {split!r} has no days: the data hold {days.size} days, split chronologically 80/10/10 ({sizes}); "
+            f"give at least {MIN_DAYS_FOR_SHORT_SPLIT} days so that every split has one"
+        )
+    return chosen
 
 
 def _whole_minutes(hours: np.ndarray | float) -> np.ndarray:

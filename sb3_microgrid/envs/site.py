@@ -9,7 +9,9 @@ and last day so that every day's history and forecast window exists.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -57,18 +59,24 @@ class SiteArrays:
 
 @functools.lru_cache(maxsize=4)
 def _load(data_key: tuple) -> MicrogridData:
-    seed, years, start_year, load_mean_kw, series_path, sessions_path, n_ports, port_kw = data_key
+    seed, years, start_year, load_mean_kw, series_path, sessions_path, n_ports, port_kw, _digests = data_key
     site = SiteProfile(load_mean_kw=load_mean_kw, ev_port_power_kw=port_kw)
     if series_path:
         return load_data(series_path, sessions_path, n_ports=n_ports, seed=seed, site=site)
     return generate(years=years, start_year=start_year, seed=seed, site=site, n_ports=n_ports)
 
 
+def _digest(path: str | None) -> str | None:
+    """Hash of a file's content: the cache key, so a file rewritten in this process is read again."""
+    return None if path is None else hashlib.blake2b(Path(path).read_bytes()).hexdigest()
+
+
 def scenario_data(scenario: Scenario) -> MicrogridData:
-    """The scenario's data (generated or read), cached per process."""
+    """The scenario's data (generated or read), cached per process and, for files, per content."""
     d = scenario.data
+    digests = (_digest(d.series_path), _digest(d.sessions_path))
     return _load(
-        (d.seed, d.years, d.start_year, d.load_mean_kw, d.series_path, d.sessions_path, scenario.ev.n_ports, scenario.ev.port_power_kw)
+        (d.seed, d.years, d.start_year, d.load_mean_kw, d.series_path, d.sessions_path, scenario.ev.n_ports, scenario.ev.port_power_kw, digests)
     )
 
 
