@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import yaml
-from stable_baselines3 import PPO
+from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import KVWriter, Logger
@@ -73,14 +73,12 @@ def capture_logger(model: PPO) -> Capture:
 
 # ---- schedules ------------------------------------------------------------------------------------
 def test_schedule_values():
-    assert LinearSchedule(3e-4)(1.0) == 3e-4 and LinearSchedule(3e-4)(0.0) == 0.0
-    assert LinearSchedule(1.0, 0.5)(0.5) == pytest.approx(0.75)
-    warm = WarmupSchedule(LinearSchedule(1.0), 0.1)
+    warm = WarmupSchedule(LinearSchedule(1.0, 0.0, 1.0), 0.1)
     assert warm(1.0) == 0.0
     assert warm(0.95) == pytest.approx(0.95 * 0.5)  # half-way through the warm-up, of the decayed base
     assert warm(0.5) == pytest.approx(0.5)  # after it, the base
     assert WarmupSchedule(2.0, 0.0)(1.0) == 2.0
-    scaled = ScaledSchedule(LinearSchedule(1.0), scale=0.5, min_value=0.2)
+    scaled = ScaledSchedule(LinearSchedule(1.0, 0.0, 1.0), scale=0.5, min_value=0.2)
     assert scaled(1.0) == 0.5
     assert scaled(0.3) == pytest.approx(0.2)  # the scale cannot go below the floor ...
     assert scaled(0.1) == pytest.approx(0.1)  # ... but the base decaying below it is followed
@@ -100,7 +98,6 @@ def test_scaled_schedule_rescale_stops_at_bounds():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: LinearSchedule(float("nan")), "finite"),
         (lambda: WarmupSchedule(1e-3, 1.5), r"\[0, 1\]"),
         (lambda: WarmupSchedule("fast", 0.1), "callable"),
         (lambda: ScaledSchedule(1e-3, scale=0.0), "> 0"),
@@ -113,7 +110,7 @@ def test_schedule_validation(make, match):
 
 
 def test_schedules_pickle():
-    schedule = ScaledSchedule(WarmupSchedule(LinearSchedule(3e-4), 0.05), scale=0.25)
+    schedule = ScaledSchedule(WarmupSchedule(LinearSchedule(3e-4, 0.0, 1.0), 0.05), scale=0.25)
     clone = pickle.loads(pickle.dumps(schedule))
     assert [clone(p) for p in (1.0, 0.97, 0.5)] == [schedule(p) for p in (1.0, 0.97, 0.5)]
 
@@ -169,7 +166,7 @@ def test_replacing_lr_schedule_alone_is_lost_on_load(tmp_path):
 
 def test_reduce_on_plateau_rollout_mode_and_decaying_base():
     env = make_vec_env(MicrogridEnv, n_envs=2, seed=0)  # Monitor fills ep_info_buffer
-    model = ppo(env, learning_rate=LinearSchedule(1e-3))
+    model = ppo(env, learning_rate=LinearSchedule(1e-3, 0.0, 1.0))
     plateau = ReduceLROnPlateau(mode="rollout", patience=0, factor=0.5, min_lr=1e-4, threshold=1e9)
     seen = TrainLR()
     model.learn(4 * 2 * T, callback=CallbackList([plateau, seen]))
@@ -331,6 +328,43 @@ def test_metrics_logged(kind):
     # the reward is -cost / 1000 per step: per 1000 steps, -cost / 24 for one-day episodes
     assert last["microgrid/return_per_1k_steps"] == pytest.approx(-last["microgrid/cost"] / T, rel=1e-5)
     assert last["microgrid/action_std"] == pytest.approx(last["train/std"], rel=0.05)
+
+
+class EpisodeCosts(BaseCallback):
+    """The cost of each episode, in the order they end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.costs: list[float] = []
+
+    def _on_step(self) -> bool:
+        self.costs += [info["episode_metrics"]["total_cost"] for info in self.locals["infos"] if "episode_metrics" in info]
+        return True
+
+
+def test_off_policy_metrics_are_those_of_the_episode_just_dumped():
+    # SAC dumps at each episode end (log_interval=1), inside the rollout, before on_rollout_end
+    model = SAC("MlpPolicy", MicrogridEnv(seed=0), learning_starts=10 * T, policy_kwargs={"net_arch": [16]}, seed=0)
+    capture = capture_logger(model)
+    costs = EpisodeCosts()
+    model.learn(3 * T, callback=[MicrogridMetricsCallback(), costs], log_interval=1)
+    assert len(costs.costs) == 3 and len(capture.dumps) == 3
+    assert [dump.get("microgrid/cost") for dump in capture.dumps] == pytest.approx(costs.costs)
+    assert all(dump["microgrid/episodes"] == 1 for dump in capture.dumps)
+    # the window is the whole episode (reward -cost / 1000 per step), not the last step
+    for dump, cost in zip(capture.dumps, costs.costs):
+        assert dump["microgrid/return_per_1k_steps"] == pytest.approx(-cost / T, rel=1e-5)
+
+
+def test_metrics_window_spans_rollouts_between_dumps():
+    # log_interval=2: one dump for two rollouts of one episode per env each, so four episodes
+    model = ppo(make_env("DummyVecEnv"))
+    capture = capture_logger(model)
+    costs = EpisodeCosts()
+    model.learn(2 * 2 * T, callback=[MicrogridMetricsCallback(), costs], log_interval=2)
+    assert len(capture.dumps) == 1 and len(costs.costs) == 4
+    assert capture.dumps[0]["microgrid/episodes"] == 4
+    assert capture.dumps[0]["microgrid/cost"] == pytest.approx(np.mean(costs.costs))
 
 
 def test_callbacks_compose_from_yaml():

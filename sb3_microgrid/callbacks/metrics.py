@@ -35,16 +35,16 @@ def monte_carlo_returns(rewards: np.ndarray, next_starts: np.ndarray, gamma: flo
 
 
 class MicrogridMetricsCallback(BaseCallback):
-    """Log, once per rollout (TensorBoard too when the model has ``tensorboard_log``):
+    """Log, over the steps since the previous log dump (TensorBoard too when the model has ``tensorboard_log``):
 
-    - ``microgrid/<kpi>``: means over the episodes that ended in the rollout of the env's
+    - ``microgrid/<kpi>``: means over the episodes that ended in that window of the env's
       ``info["episode_metrics"]`` (``cost`` in Rs, ``emissions_kg``, ``safety_violations``,
       ``safety_interventions``, ``battery_fade``, ``unmet_ev_kwh``, ``curtailed_kwh``, ``unserved_kwh``,
       ``grid_import_kwh``, ``grid_export_kwh``; names as in :mod:`sb3_microgrid.evaluation`), and
-      ``microgrid/episodes``, their number. Nothing when no episode ended in the rollout.
-    - ``microgrid/return_per_1k_steps``: the rollout's reward per step × 1000, unnormalised under
+      ``microgrid/episodes``, their number. Nothing when no episode ended in the window.
+    - ``microgrid/return_per_1k_steps``: the window's reward per step × 1000, unnormalised under
       ``VecNormalize``; it needs no ``Monitor`` and compares runs with different episode lengths.
-    - on-policy algorithms only, from the rollout buffer before the update:
+    - on-policy algorithms only, from the last rollout buffer before the update:
       ``microgrid/action_std``, the policy's mean standard deviation over the rollout's observations
       (diagonal-Gaussian policies); ``microgrid/value_mc_bias`` (mean of ``V − G``),
       ``microgrid/value_mc_rmse`` and ``microgrid/explained_variance_mc`` of the values against
@@ -53,51 +53,71 @@ class MicrogridMetricsCallback(BaseCallback):
       compares the values with the GAE(λ) returns, which bootstrap from the same values. The buffer
       holds rewards as the agent saw them (normalised under ``VecNormalize(norm_reward=True)``, and
       with SB3's time-limit bootstrap added at truncations, which ``Microgrid-v0`` never has).
-    - ``time/steps_per_s``: env steps per second since the previous rollout end (collection and the
-      update), and ``time/wall_clock_s``: seconds since training started.
+    - ``time/steps_per_s``: env steps per second over the window (collection and updates), and
+      ``time/wall_clock_s``: seconds since training started.
 
-    Values are recorded at each rollout end; with ``log_interval > 1`` a dump shows the last rollout's.
+    When the values are recorded: on-policy, at each rollout end (SB3 dumps after it); off-policy, at
+    each step in which an episode ended, because SB3 dumps off-policy logs inside the rollout, at an
+    episode end and before ``on_rollout_end``. The window restarts after each dump (SB3's every
+    ``log_interval`` rollouts or episodes, or another callback's, e.g. ``EvalCallback``): the callback
+    sees it as its recorded values having left the logger.
 
     :param verbose: unused beyond SB3's convention
     """
+
+    # a key recorded with every record(): its absence from the logger means a dump happened since
+    _SENTINEL = "microgrid/return_per_1k_steps"
 
     def __init__(self, verbose: int = 0) -> None:
         super().__init__(verbose=verbose)
         self._episodes: list[dict[str, float]] = []
         self._reward_sum = 0.0
         self._reward_count = 0
+        self._recorded = False
 
     def _on_training_start(self) -> None:
-        self._start = self._last = time.perf_counter()
-        self._last_timesteps = self.num_timesteps
+        self._start = self._recorded_at = time.perf_counter()
+        self._recorded_timesteps = self.num_timesteps
+        self._new_window()
 
-    def _on_rollout_start(self) -> None:
+    def _new_window(self) -> None:
+        # it starts at the last record, which the dump followed: the updates after it count in the next window
         self._episodes.clear()
         self._reward_sum, self._reward_count = 0.0, 0
+        self._window_start, self._window_timesteps = self._recorded_at, self._recorded_timesteps
+        self._recorded = False
 
     def _on_step(self) -> bool:
+        if self._recorded and self._SENTINEL not in self.logger.name_to_value:
+            self._new_window()
         vec_normalize = self.model.get_vec_normalize_env()
         rewards = vec_normalize.get_original_reward() if vec_normalize is not None else self.locals["rewards"]
         self._reward_sum += float(np.sum(rewards))
         self._reward_count += np.size(rewards)
-        self._episodes.extend(info["episode_metrics"] for info in self.locals["infos"] if "episode_metrics" in info)
+        ended = [info["episode_metrics"] for info in self.locals["infos"] if "episode_metrics" in info]
+        self._episodes.extend(ended)
+        if ended and not isinstance(self.model, OnPolicyAlgorithm):
+            self._record()
         return True
 
     def _on_rollout_end(self) -> None:
+        if isinstance(self.model, OnPolicyAlgorithm):
+            self._record()
+            self._policy_and_value()
+
+    def _record(self) -> None:
         record = self.logger.record
         if self._episodes:
             for key, name in DAY_COLUMNS.items():
                 record(f"microgrid/{name}", float(np.mean([ep[key] for ep in self._episodes])))
             record("microgrid/episodes", len(self._episodes))
-        if self._reward_count:
-            record("microgrid/return_per_1k_steps", 1000.0 * self._reward_sum / self._reward_count)
-        if isinstance(self.model, OnPolicyAlgorithm):
-            self._policy_and_value()
+        record(self._SENTINEL, 1000.0 * self._reward_sum / self._reward_count)
         now = time.perf_counter()
-        if now > self._last:
-            record("time/steps_per_s", (self.num_timesteps - self._last_timesteps) / (now - self._last))
+        if now > self._window_start:
+            record("time/steps_per_s", (self.num_timesteps - self._window_timesteps) / (now - self._window_start))
         record("time/wall_clock_s", now - self._start)
-        self._last, self._last_timesteps = now, self.num_timesteps
+        self._recorded_at, self._recorded_timesteps = now, self.num_timesteps
+        self._recorded = True
 
     def _policy_and_value(self) -> None:
         buffer = self.model.rollout_buffer
