@@ -1,73 +1,184 @@
-"""A saved Stable-Baselines3 model (and its VecNormalize statistics) as a controller."""
+"""A saved Stable-Baselines3 model (and its VecNormalize statistics) as a controller.
+
+The statistics are not in the model zip. :func:`find_vecnormalize` looks where the tools that write
+models put them, first match wins, for a model ``DIR/STEM.zip``:
+
+1. ``DIR/STEM_vecnormalize.pkl``: ``sb3-microgrid train``'s ``model.zip`` + ``model_vecnormalize.pkl``;
+2. ``DIR/PREFIX_vecnormalize_N_steps.pkl`` for ``DIR/PREFIX_N_steps.zip``: SB3's ``CheckpointCallback``
+   (and rl_zoo3's checkpoints);
+3. ``DIR/STEM/vecnormalize.pkl``: rl_zoo3's final model ``ENV.zip`` + ``ENV/vecnormalize.pkl``;
+4. ``DIR/vecnormalize.pkl``;
+5. ``DIR/*/vecnormalize.pkl`` when there is exactly one: rl_zoo3's ``best_model.zip``.
+
+A model counts as trained with normalised observations (:func:`trained_with_normalization`) when the
+first record found says so: a ``run.json`` listing its ``files`` (``sb3-microgrid train``'s final record
+and checkpoint sets) lists ``model_vecnormalize.pkl``; else ``config.yml`` in ``DIR/STEM/``, ``DIR/*/``
+(rl_zoo3's saved hyperparameters), ``DIR``, its parent or grandparent (``sb3-microgrid train``'s copy of
+the hyperparameter file, read at its only env section) has ``normalize`` true or a mapping whose
+``norm_obs`` is not false. Evaluating such a model with no
+statistics found warns (:class:`NormalizationWarning`): it would act on unnormalised observations.
+"""
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
+import yaml
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+from ..algos import load, run_record
+from ..callbacks.checkpoint import VECNORMALIZE
 from ..envs import MicrogridEnv
+from ..hyperparams import HyperparamsError, parse_python
+
+_CHECKPOINT = re.compile(r"^(?P<prefix>.*)_(?P<steps>\d+)_steps$")
 
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {cls.__name__.lower(): cls for cls in (A2C, DDPG, PPO, SAC, TD3)}
+class NormalizationWarning(UserWarning):
+    """A model trained on normalised observations is evaluated without its statistics."""
 
 
-def _algorithm(name: str) -> type[BaseAlgorithm]:
-    classes = ALGORITHMS
-    if name.lower() not in classes:
-        raise ValueError(f"unknown algorithm {name!r}; allowed: {sorted(classes)}")
-    return classes[name.lower()]
+class _ZooConfigLoader(yaml.SafeLoader):
+    """Safe YAML plus the ``OrderedDict`` tag rl_zoo3 writes its ``config.yml`` with (no code runs)."""
+
+
+_ZooConfigLoader.add_constructor(
+    "tag:yaml.org,2002:python/object/apply:collections.OrderedDict",
+    lambda loader, node: dict(loader.construct_sequence(node, deep=True)[0]),
+)
+
+
+def find_vecnormalize(path: str | Path) -> Path | None:
+    """The ``VecNormalize`` statistics of the model at ``path`` (module docstring), or ``None``."""
+    path = Path(path)
+    folder, stem = path.parent, path.stem
+    candidates = [folder / f"{stem}_vecnormalize.pkl"]
+    if match := _CHECKPOINT.match(stem):
+        candidates.append(folder / f"{match['prefix']}_vecnormalize_{match['steps']}_steps.pkl")
+    candidates += [folder / stem / "vecnormalize.pkl", folder / "vecnormalize.pkl"]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None and len(nested := sorted(folder.glob("*/vecnormalize.pkl"))) == 1:
+        found = nested[0]
+    return found
+
+
+def trained_with_normalization(path: str | Path) -> bool | None:
+    """Whether the run of the model at ``path`` normalised observations (module docstring), ``None``
+    when no run configuration says."""
+    path = Path(path)
+    record = run_record(path) or {}
+    if "files" in record:
+        return VECNORMALIZE in record["files"]
+    folder = path.parent
+    configs = [folder / path.stem / "config.yml", *sorted(folder.glob("*/config.yml"))]
+    configs += [folder / "config.yml", folder.parent / "config.yml", folder.parent.parent / "config.yml"]
+    for config in configs:
+        if not config.is_file():
+            continue
+        try:
+            content = yaml.load(config.read_text(), Loader=_ZooConfigLoader)
+        except yaml.YAMLError:
+            continue
+        if not isinstance(content, dict):
+            continue
+        if "normalize" in content or "n_timesteps" in content:  # rl_zoo3's flat saved hyperparameters
+            return _normalizes_obs(content.get("normalize", False))
+        section = next(iter(content.values())) if len(content) == 1 else None
+        if isinstance(section, dict):
+            return _normalizes_obs(section.get("normalize", False))
+    return None
+
+
+def _normalizes_obs(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value = parse_python(value, "normalize")
+        except HyperparamsError:
+            return True  # a normalize setting we cannot read is still a normalize setting
+    if isinstance(value, dict):
+        return bool(value.get("norm_obs", True))
+    return bool(value)
 
 
 class SB3Controller:
     """Acts with ``model.predict(obs, deterministic=True)`` on observations normalised with the
-    statistics saved at training time.
+    statistics saved at training time. A recurrent policy (``RecurrentPPO``) carries its hidden state
+    from step to step of an episode and starts afresh at each :meth:`reset`.
 
     :param path: the model's ``.zip``
-    :param algo: its algorithm class name (the zip does not record it), or the class itself
-    :param vecnormalize: the ``VecNormalize`` statistics file; by default ``<path stem>_vecnormalize.pkl``
-        beside the model if it exists, otherwise observations are passed as they are
+    :param algo: its registered algorithm name (:data:`sb3_microgrid.algos.ALGOS`) or class; ``None``
+        identifies it from the run record or the zip (:func:`sb3_microgrid.algos.identify`)
+    :param vecnormalize: the ``VecNormalize`` statistics file; ``None`` looks for it
+        (:func:`find_vecnormalize`) and, if none is found, passes observations as they are, with a
+        :class:`NormalizationWarning` when the run normalised them
     :param deterministic: act with the policy's mean action
+    :raises FileNotFoundError: if the model or the given statistics file does not exist
+    :raises ValueError: if ``path`` is not a model that the algorithm(s) tried can load
     """
 
-    def __init__(self, path: str | Path, algo: str | type[BaseAlgorithm] = "ppo", vecnormalize: str | Path | None = None, deterministic: bool = True) -> None:
+    def __init__(self, path: str | Path, algo: str | type[BaseAlgorithm] | None = None, vecnormalize: str | Path | None = None, deterministic: bool = True) -> None:
         path = Path(path)
-        if not path.exists():
+        if not path.is_file():
             raise FileNotFoundError(f"no model file at {path}")
-        cls = _algorithm(algo) if isinstance(algo, str) else algo
-        self.model = cls.load(path, device="cpu")
-        self.name = path.stem
-        stats = Path(vecnormalize) if vecnormalize else path.with_name(f"{path.stem}_vecnormalize.pkl")
-        self._stats_path = stats if stats.exists() else None
-        if vecnormalize and self._stats_path is None:
+        if vecnormalize is not None and not Path(vecnormalize).is_file():
             raise FileNotFoundError(f"no VecNormalize statistics at {vecnormalize}")
-        self._normalizer: VecNormalize | None = None
-        self.deterministic = deterministic
+        stats = Path(vecnormalize) if vecnormalize is not None else find_vecnormalize(path)
+        if stats is None and trained_with_normalization(path):
+            warnings.warn(
+                f"{path} was trained on normalised observations but no VecNormalize statistics were found beside it: "
+                "it will act on raw observations; pass the statistics file (--vecnormalize)",
+                NormalizationWarning,
+                stacklevel=2,
+            )
+        self._setup(load(path, algo), path.stem, stats, None, deterministic)
 
     @classmethod
     def from_model(cls, model: BaseAlgorithm, normalizer: VecNormalize | None = None, name: str = "model", deterministic: bool = True) -> "SB3Controller":
         """Wrap a model in memory (e.g. during training) and the ``VecNormalize`` it trains with;
         ``normalize_obs`` only reads the running statistics, so evaluating does not change them."""
         controller = cls.__new__(cls)
-        controller.model, controller.name, controller.deterministic = model, name, deterministic
-        controller._stats_path, controller._normalizer = None, normalizer
+        controller._setup(model, name, None, normalizer, deterministic)
         return controller
 
+    def _setup(self, model: BaseAlgorithm, name: str, stats: Path | None, normalizer: VecNormalize | None, deterministic: bool) -> None:
+        self.model, self.name, self.deterministic = model, name, deterministic
+        self._stats_path, self._normalizer = stats, normalizer
+        self._state: Any = None
+        self._episode_start = np.ones(1, dtype=bool)
+
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
+        """Check the model fits ``env`` (and load the statistics for it); start a new episode.
+
+        :raises ValueError: if the model observes something else than ``env`` gives, or the statistics
+            file cannot be used with ``env``
+        """
+        space = self.model.observation_space
+        if isinstance(space, spaces.Dict) != isinstance(env.observation_space, spaces.Dict):
+            raise ValueError(f"model {self.name!r} observes {space}, but this env gives {env.observation_space}")
+        flat = space["observation"] if isinstance(space, spaces.Dict) else space
         # Box equality ignores the layout: two scenarios with different windows can have the same size.
-        trained = getattr(self.model.observation_space, "layout", None)
+        trained = getattr(flat, "layout", None)
         if trained is not None and trained != env.obs_layout:
             raise ValueError(f"model {self.name!r} was trained on another observation layout than this scenario's ({trained} vs {env.obs_layout})")
         if self._stats_path is not None and self._normalizer is None:
-            self._normalizer = VecNormalize.load(str(self._stats_path), DummyVecEnv([lambda: env]))
+            try:
+                self._normalizer = VecNormalize.load(str(self._stats_path), DummyVecEnv([lambda: env]))
+            except Exception as err:  # noqa: BLE001 - a pickle can fail in many ways; name the file
+                raise ValueError(f"cannot use VecNormalize statistics {self._stats_path} for model {self.name!r}: {type(err).__name__}: {err}") from None
             self._normalizer.training = False
             self._normalizer.norm_reward = False
+        self._state = None
+        self._episode_start = np.ones(1, dtype=bool)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         if self._normalizer is not None:
             obs = self._normalizer.normalize_obs(obs)
-        action, _ = self.model.predict(obs, deterministic=self.deterministic)
+        action, self._state = self.model.predict(obs, state=self._state, episode_start=self._episode_start, deterministic=self.deterministic)
+        self._episode_start = np.zeros(1, dtype=bool)
         return np.asarray(action, dtype=np.float64)
