@@ -89,7 +89,7 @@ class DegradationConfig(_Validated):
     k_delta3: float = _f(-1.23e5, doc="DoD stress coefficient 3")
     k_sigma: float = _f(1.04, 0, 5, doc="SoC stress coefficient")
     sigma_ref: float = _f(0.5, 0, 1, doc="reference SoC")
-    k_time: float = _f(4.14e-10, 0, 1e-8, doc="calendar aging per second (1e-8: about 27 % of life a year)")
+    k_time: float = _f(4.14e-10, 0, 1e-8, doc="calendar aging per second (1e-8: about a quarter of the capacity a year)")
     cycle_hysteresis: float = _f(0.02, 0, 0.5, doc="SoC reversal smaller than this is not a turning point")
 
     def _check(self) -> None:
@@ -212,7 +212,7 @@ class GridConfig(_Validated):
 class EVConfig(_Validated):
     _section: ClassVar[str] = "ev"
 
-    n_ports: int = _f(12, 0, 1000, doc="charging ports (0: no EV charging)")
+    n_ports: int = _f(12, 0, 1000, doc="charging ports")
     port_power_kw: float = _f(11.0, 0, 1000, lo_open=True, doc="power limit of each port (kW)")
     charger_efficiency: float = _f(0.95, 0, 1, lo_open=True, doc="energy into the car / energy from the bus")
     v2g: bool = False
