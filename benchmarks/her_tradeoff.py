@@ -32,7 +32,7 @@ from sb3_microgrid.baselines import NaiveController, OptimalController, SB3Contr
 from sb3_microgrid.baselines.lp import solve_dispatch  # noqa: E402
 from sb3_microgrid.baselines.optimal import episode_problem  # noqa: E402
 from sb3_microgrid.envs import MicrogridEnv  # noqa: E402
-from sb3_microgrid.envs.goal_env import MicrogridGoalEnv  # noqa: E402
+from sb3_microgrid.goal_env import MicrogridGoalEnv  # noqa: E402
 from sb3_microgrid.evaluation import run_day, split_dates  # noqa: E402
 
 CONF = Path(__file__).parent.parent / "hyperparams" / "her_sac.yml"

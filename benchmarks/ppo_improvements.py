@@ -59,7 +59,7 @@ def configs() -> dict[str, Callable[[], dict[str, Any]]]:
         "twin_value": variant(algo=TwinValuePPO),
         "kl_adaptive_lr": variant(callbacks=[lambda: KLMonitorCallback(target_kl=0.02)]),
         "plateau_lr": variant(callbacks=[lambda: ReduceLROnPlateau(mode="rollout", patience=5, factor=0.5, min_lr=1e-5)]),
-        "lr_warmup": variant(kwargs=dict(learning_rate=WarmupSchedule(LinearSchedule(3e-4), 0.05))),
+        "lr_warmup": variant(kwargs=dict(learning_rate=WarmupSchedule(LinearSchedule(3e-4, 0.0, 1.0), 0.05))),
         "curriculum": variant(
             callbacks=[lambda: CurriculumCallback(start=dict(renewable_noise=0.05, price_volatility=0.5, ev_count=4), end=dict(renewable_noise=0.2, price_volatility=1.0, ev_count=None), n_levels=5)]
         ),

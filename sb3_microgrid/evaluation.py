@@ -17,21 +17,8 @@ import pandas as pd
 
 from .baselines import Controller, NaiveController, OptimalController, make_controller
 from .envs import STEP_KEYS, MicrogridEnv
+from .envs.kpi import DAY_COLUMNS
 from .scenario import Scenario, load_scenario
-
-#: Per-day KPI columns (from the env's ``episode_metrics``), renamed for the tables.
-DAY_COLUMNS = {
-    "total_cost": "cost",
-    "emissions_kg": "emissions_kg",
-    "safety_violations": "safety_violations",
-    "safety_interventions": "safety_interventions",
-    "unmet_ev_kwh": "unmet_ev_kwh",
-    "curtailed_kwh": "curtailed_kwh",
-    "battery_degradation": "battery_fade",
-    "unserved_kwh": "unserved_kwh",
-    "grid_import_kwh": "grid_import_kwh",
-    "grid_export_kwh": "grid_export_kwh",
-}
 
 
 @dataclass
@@ -72,7 +59,7 @@ def split_dates(scenario: Scenario, split: str, days: int | Sequence[str] | None
 
 
 def _select_dates(env: MicrogridEnv, days: int | Sequence[str] | None) -> list[str]:
-    every = np.datetime_as_string(env.core.site.dates[env.core.starts].values, unit="D").tolist()
+    every = env.core.start_days
     if days is None:
         return every
     if isinstance(days, int):

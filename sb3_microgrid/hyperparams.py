@@ -160,7 +160,7 @@ def load_hyperparams(path: str | Path, algo_class: type, env_id: str | None = No
     :param env_id: the section to read; by default the file's only one
     :raises HyperparamsError: for an unknown key, algorithm argument, class or value, naming it
     """
-    from .schedules import LinearSchedule
+    from stable_baselines3.common.utils import LinearSchedule
 
     raw = yaml.safe_load(Path(path).read_text()) or {}
     if env_id is None:
@@ -196,7 +196,7 @@ def load_hyperparams(path: str | Path, algo_class: type, env_id: str | None = No
     for key in ("learning_rate", "clip_range", "clip_range_vf"):
         value = section.get(key)
         if isinstance(value, str) and value.startswith("lin_"):
-            section[key] = LinearSchedule(float(value[len("lin_") :]))
+            section[key] = LinearSchedule(float(value[len("lin_") :]), 0.0, 1.0)  # the zoo's lin_: to 0 over the run
     if isinstance(section.get("replay_buffer_class"), str):
         section["replay_buffer_class"] = import_object(section["replay_buffer_class"])
     allowed = constructor_parameters(algo_class) - {"self", "policy", "env"}

@@ -4,6 +4,9 @@ SB3 sets every optimizer's learning rate from ``model.lr_schedule`` at the start
 so a schedule is the one place where a change of learning rate lasts; and ``PPO.load()`` rebuilds
 ``lr_schedule`` from the saved ``model.learning_rate``, so a schedule stored there survives a save.
 These are plain classes rather than closures so that ``model.save()`` pickles them by reference.
+
+A linear schedule is SB3's ``LinearSchedule(start, end, end_fraction)``
+(``stable_baselines3.common.utils``); ``LinearSchedule(3e-4, 0.0, 1.0)`` is rl_zoo3's ``lin_3e-4``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any, Union
 
+from stable_baselines3.common import utils as sb3_utils
 from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule
 
@@ -37,30 +41,21 @@ def _as_schedule(value: ScheduleOrFloat, name: str) -> Schedule:
     return value
 
 
-class LinearSchedule:
-    """``start`` at the beginning of training (progress 1), ``end`` at its end (progress 0), linear
-    in between. Unlike SB3's ``LinearSchedule`` it spans the whole run (no ``end_fraction``).
-
-    :param start: value at progress 1
-    :param end: value at progress 0
+class LinearSchedule(sb3_utils.LinearSchedule):
+    """SB3's ``LinearSchedule`` under the path that models saved by version 0.1 pickled. Their schedule ran
+    from ``start`` to ``end`` over the whole run and stored no ``end_fraction``; unpickled, it gets
+    ``end_fraction = 1``, the same values. New code uses SB3's class.
     """
 
-    def __init__(self, start: float, end: float = 0.0) -> None:
-        self.start = finite(start, "LinearSchedule start")
-        self.end = finite(end, "LinearSchedule end")
-
-    def __call__(self, progress_remaining: float) -> float:
-        return self.end + (self.start - self.end) * progress_remaining
-
-    def __repr__(self) -> str:
-        return f"LinearSchedule(start={self.start}, end={self.end})"
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"end_fraction": 1.0, **state})
 
 
 class WarmupSchedule:
     """Linear warm-up from 0 to ``base`` over the first ``warmup_fraction`` of training, then ``base``.
 
     SB3 evaluates the schedule only after the first rollout, so the first update already gets a
-    positive value. ``WarmupSchedule(LinearSchedule(3e-4), 0.05)`` warms up, then decays linearly.
+    positive value. ``WarmupSchedule(LinearSchedule(3e-4, 0.0, 1.0), 0.05)`` warms up, then decays linearly.
 
     :param base: the schedule (or constant) to reach
     :param warmup_fraction: fraction of training spent warming up, in [0, 1] (0: no warm-up)

@@ -19,8 +19,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from sb3_microgrid import MicrogridEnv
 from sb3_microgrid.baselines import NaiveController, OptimalController, SB3Controller
 from sb3_microgrid.cli import main
-from sb3_microgrid.envs.goal_env import MicrogridGoalEnv
-from sb3_microgrid.envs.kernel import S_ENERGY, S_START_ENERGY
+from sb3_microgrid.goal_env import MicrogridGoalEnv
 from sb3_microgrid.evaluation import run_day
 from sb3_microgrid.hyperparams import load_hyperparams
 from sb3_microgrid.training import last_checkpoint
@@ -78,7 +77,7 @@ def test_a_thin_layer_over_microgrid_v0():
 
 def end_of_day_co2(env: MicrogridEnv) -> float:
     """kg CO2 of buying back, at the day's dirtiest hour, what the battery ends below its start."""
-    shortfall = max(env.core.state[0, S_START_ENERGY] - env.core.state[0, S_ENERGY], 0.0)
+    shortfall = max(env.core.start_energy[0] - env.core.energy[0], 0.0)
     return shortfall / env.scenario.battery.charge_efficiency * env.core.episode.emission[0].max()
 
 
@@ -177,7 +176,7 @@ def test_default_range_comes_from_the_optimum_on_calibration_days():
     (c_lo, c_hi), (e_lo, e_hi) = env.budget_range
     assert c_lo < 0 and c_hi == -c_lo and e_lo <= 0 and e_hi == -e_lo
     # the first and last day of the split, scored by replaying the optimum through the env
-    dates = np.datetime_as_string(env.core.site.dates[env.core.starts[[0, -1]]].values, unit="D")
+    dates = env.core.start_days[0], env.core.start_days[-1]
     best, plain = [], MicrogridEnv()
     for day in dates:
         naive = totals(plain, run_day(NaiveController(), plain, day, 0)[0])

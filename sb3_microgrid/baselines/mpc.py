@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..envs import MicrogridEnv
-from ..envs.kernel import S_ENERGY, S_PEAK_KVA, S_START_ENERGY
 from .base import battery_action, port_actions
 from .lp import DispatchProblem, solve_dispatch
 
@@ -49,7 +48,7 @@ class MPCController:
         spd = sc.steps_per_day
         day = (t + np.arange(horizon)) // spd - t // spd
         peak_so_far = np.zeros(int(day.max()) + 1)
-        peak_so_far[0] = core.state[0, S_PEAK_KVA]
+        peak_so_far[0] = core.day_peak_kva[0]
         connected = np.flatnonzero(core.connected[0] > 0)
         capacity = core.capacity[0]
         terminal = t + horizon == ep.n_steps
@@ -63,7 +62,7 @@ class MPCController:
             demand_rate=ep.demand_rate[0, t : t + horizon],
             day=day,
             peak_so_far=peak_so_far,
-            energy0=float(core.state[0, S_ENERGY]),
+            energy0=float(core.energy[0]),
             e_min=float(ep.soc_min[0] * capacity),
             e_max=float(ep.soc_max[0] * capacity),
             session_port=connected,
@@ -72,7 +71,7 @@ class MPCController:
             session_energy=np.maximum(core.remaining[0, connected], 0.0),
             session_delivered=np.maximum(core.delivered[0, connected], 0.0),
             terminal=terminal,
-            energy_ref=float(core.state[0, S_START_ENERGY]),
+            energy_ref=float(core.start_energy[0]),
             shortfall_price=(self._price_max + sc.battery.wear_cost_inr_per_kwh) / sc.battery.charge_efficiency,
             surplus_price=float(ep.surplus_price[0]),
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..envs import MicrogridEnv
-from ..envs.kernel import S_ENERGY
 from .base import battery_action, port_actions
 from .lp import DispatchProblem, DispatchSchedule, solve_dispatch
 
@@ -33,7 +32,7 @@ def episode_problem(env: MicrogridEnv) -> DispatchProblem:
         demand_rate=ep.demand_rate[0],
         day=np.arange(ep.n_steps) // sc.steps_per_day,
         peak_so_far=np.zeros(sc.horizon_days),
-        energy0=float(core.state[0, S_ENERGY]),
+        energy0=float(core.energy[0]),
         e_min=float(ep.soc_min[0] * capacity),
         e_max=float(ep.soc_max[0] * capacity),
         session_port=ports,
@@ -42,7 +41,7 @@ def episode_problem(env: MicrogridEnv) -> DispatchProblem:
         session_energy=energy,
         session_delivered=np.zeros(ports.size),
         terminal=True,
-        energy_ref=float(core.state[0, S_ENERGY]),
+        energy_ref=float(core.start_energy[0]),
         shortfall_price=float(ep.shortfall_price[0]),
         surplus_price=float(ep.surplus_price[0]),
     )

@@ -11,7 +11,7 @@ from stable_baselines3.common.distributions import DiagGaussianDistribution, Sta
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.utils import explained_variance
 
-from ..evaluation import DAY_COLUMNS
+from ..envs.kpi import DAY_COLUMNS
 from .kl import rollout_observations
 
 

@@ -4,7 +4,8 @@ The goal-conditioned face follows SB3's goal-env contract (``HerReplayBuffer``,
 ``stable_baselines3/common/envs/bit_flipping_env.py``): a ``Dict`` observation with ``observation``
 (the flat microgrid observation, its ``.layout`` kept), ``achieved_goal`` and ``desired_goal``, and a
 vectorized :meth:`MicrogridGoalEnv.compute_reward`. The design and its reasons are in
-``docs/replay_her.md``; in short:
+``docs/replay_her.md``. It lives above ``envs`` and ``baselines`` because it uses both (the naive
+controller for its units, the dispatch LP to calibrate its budgets). In short:
 
 * Units: percent of what today's **naive** operation (:class:`~sb3_microgrid.baselines.NaiveController`,
   run on the same day by a second core) costs and emits over the episode. The controllable part of the
@@ -29,14 +30,12 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
-from ..baselines.lp import solve_dispatch
-from ..baselines.naive import NaiveController
-from ..baselines.optimal import episode_problem
-from ..data import MicrogridData
-from ..scenario import Scenario
-from .core import STEP_KEYS, MicrogridCore
-from .kernel import S_ENERGY, S_START_ENERGY
-from .microgrid_env import MicrogridEnv
+from .baselines.lp import solve_dispatch
+from .baselines.naive import NaiveController
+from .baselines.optimal import episode_problem
+from .data import MicrogridData
+from .envs import STEP_KEYS, MicrogridCore, MicrogridEnv
+from .scenario import Scenario
 
 _COST, _CO2 = STEP_KEYS.index("cost"), STEP_KEYS.index("emissions_kg")
 
@@ -130,9 +129,10 @@ class MicrogridGoalEnv(MicrogridEnv):
         """
         if days < 1:
             raise ValueError(f"calibration_days must be >= 1, got {days}")
-        starts = self.core.starts[np.linspace(0, self.core.starts.size - 1, days).round().astype(int)]
+        every = self.core.start_days
         excess = []
-        for day in np.datetime_as_string(self.core.site.dates[starts].values, unit="D"):
+        for i in np.linspace(0, len(every) - 1, days).round().astype(int):
+            day = every[i]
             naive = self._run_naive(day)[-1]
             self.core.reset([np.random.default_rng(0)], [day])
             problem = episode_problem(self)
@@ -149,7 +149,7 @@ class MicrogridGoalEnv(MicrogridEnv):
         hour, as the rupee rule prices it at the dearest. Without it a CO2 budget could be met by
         emptying the battery. A surplus earns nothing: exports earn no CO2 credit in the env either."""
         if shortfall_kwh is None:
-            shortfall_kwh = max(core.state[0, S_START_ENERGY] - core.state[0, S_ENERGY], 0.0)
+            shortfall_kwh = max(core.start_energy[0] - core.energy[0], 0.0)
         return shortfall_kwh / self.scenario.battery.charge_efficiency * float(core.episode.emission[0].max())
 
     # ---- goal API -----------------------------------------------------------------------------
