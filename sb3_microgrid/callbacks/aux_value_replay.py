@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -126,9 +129,14 @@ class AuxiliaryValueReplayCallback(BaseCallback):
     - Only :func:`value_parameters` are optimized, and gradients are computed for them only: a features extractor
       shared with the actor stays frozen, so the action distribution is exactly unchanged by these steps.
       The steps run in eval mode, as rollout collection does (the previous mode is restored after them).
-    - Under ``VecNormalize`` the store keeps unnormalised observations and targets (``unnormalize_obs``, times the
-      reward scale) and normalises them with the current statistics at sample time, so entries do not drift as the
-      statistics move. This is exact except where ``clip_obs`` / ``clip_reward`` clipped a value.
+    - Under ``VecNormalize`` the store keeps raw observations and raw-unit targets and normalises them with the
+      current statistics at sample time, so entries do not drift as the statistics move. Both are recorded as the
+      data arrives, not recovered afterwards with end-of-rollout statistics (which differ from those each step
+      was normalised with, most on the first rollouts): the observation each step acted on is the env's
+      ``get_original_obs()`` of the step before (or of the reset), and the targets are GAE(λ) returns computed,
+      as SB3 computes ``rollout_buffer.returns``, from ``get_original_reward()`` and the rollout values in raw
+      units (each times the reward scale in force at its step). A time-limit bootstrap, which SB3 adds to the
+      buffer's rewards at truncations, is not in them (``Microgrid-v0`` never truncates).
 
     Logged (to SB3's logger, dumped with the next rollout's values): ``aux_value/loss`` (mean weighted loss over
     the steps), ``aux_value/abs_error`` (mean ``|target - V|`` of the drawn minibatches, before their steps),
@@ -193,6 +201,8 @@ class AuxiliaryValueReplayCallback(BaseCallback):
         self._params: list[th.nn.Parameter] = []
         self._new_rollout: np.ndarray | None = None
         self._rng: np.random.Generator | None = None
+        self._raw: tuple[list[np.ndarray], list[np.ndarray], list[float]] = ([], [], [])
+        self._next_raw_obs: np.ndarray | None = None
 
     def _init_callback(self) -> None:
         if not isinstance(self.model, OnPolicyAlgorithm) or not isinstance(self.model.policy, ActorCriticPolicy):
@@ -210,21 +220,46 @@ class AuxiliaryValueReplayCallback(BaseCallback):
             self.optimizer = th.optim.Adam(self._params, lr=self.learning_rate)
             self.store, self._new_rollout = None, None
 
+    def _on_training_start(self) -> None:
+        venv = self.model.get_vec_normalize_env()
+        # what the policy acts on first: the reset's observation, or the last one of a previous learn()
+        self._next_raw_obs = None if venv is None else venv.get_original_obs().copy()
+
+    def _on_rollout_start(self) -> None:
+        self._raw = ([], [], [])
+        self.fit()
+
     def _on_step(self) -> bool:
+        venv = self.model.get_vec_normalize_env()
+        if venv is not None:
+            observations, rewards, scales = self._raw
+            observations.append(self._next_raw_obs)
+            rewards.append(venv.get_original_reward().copy())
+            scales.append(reward_scale(venv))  # the scale this step's reward was just normalised with
+            self._next_raw_obs = venv.get_original_obs().copy()
         return True
 
     def _on_rollout_end(self) -> None:
         buffer = self.model.rollout_buffer
-        observations = buffer.observations.reshape(-1, *buffer.obs_shape)
-        if self.store is None or self.store.rollout_size != len(observations):
-            self.store = ValueReplayStore(self.n_rollouts, len(observations), buffer.obs_shape, self.alpha, self.epsilon)
-        venv = self.model.get_vec_normalize_env()
-        if venv is not None:
-            observations = venv.unnormalize_obs(observations)
-        self._new_rollout = self.store.add(observations, buffer.returns.reshape(-1) * reward_scale(venv))
+        if self.store is None or self.store.rollout_size != buffer.buffer_size * buffer.n_envs:
+            self.store = ValueReplayStore(self.n_rollouts, buffer.buffer_size * buffer.n_envs, buffer.obs_shape, self.alpha, self.epsilon)
+        if self.model.get_vec_normalize_env() is None:
+            observations, targets = buffer.observations, buffer.returns
+        else:
+            observations, targets = np.stack(self._raw[0]), self._raw_returns(buffer)
+        self._new_rollout = self.store.add(observations.reshape(-1, *buffer.obs_shape), targets.reshape(-1))
 
-    def _on_rollout_start(self) -> None:
-        self.fit()
+    def _raw_returns(self, buffer: RolloutBuffer) -> np.ndarray:
+        """GAE(λ) returns in raw reward units, by SB3's own computation on a copy of the buffer."""
+        _, rewards, scales = self._raw
+        step_scales = np.array(scales)[:, None]
+        raw = copy.copy(buffer)  # shallow: each array the computation reads or writes is replaced below
+        raw.rewards = np.stack(rewards)
+        raw.values = buffer.values * step_scales
+        raw.advantages = np.zeros_like(buffer.advantages)
+        # collect_rollouts' locals at its end: the last observation's values and dones
+        raw.compute_returns_and_advantage(last_values=self.locals["values"] * scales[-1], dones=self.locals["dones"])
+        return raw.returns
 
     def _on_training_end(self) -> None:
         self.fit()  # the last update of learn() is followed by no rollout start
