@@ -273,7 +273,7 @@ def test_shipped_yaml_trains_from_the_command_line(tmp_path):
     hp = load_hyperparams(HYPERPARAMS / "her_sac.yml", SAC)
     assert hp.env_id == "MicrogridGoal-v0" and hp.policy == "MultiInputPolicy"
     assert hp.algo_kwargs["replay_buffer_class"] is HerReplayBuffer
-    assert hp.algo_kwargs["replay_buffer_kwargs"] == {"n_sampled_goal": 4, "goal_selection_strategy": "future"}
+    assert hp.algo_kwargs["replay_buffer_kwargs"] == {"n_sampled_goal": 4, "goal_selection_strategy": "episode"}
     assert hp.normalize["norm_obs_keys"] == ["observation"]
     # the shipped file with a small warm-up and buffer, through the command line
     conf = tmp_path / "her_sac.yml"
