@@ -186,19 +186,32 @@ def _plan_all(
         best_total, best_p = np.inf, 0.0
         value = np.empty(n_levels)
         nxt = np.empty(n_levels)
+        # Beyond the first step a transition's power depends only on the level offset d = b - a
+        # (self-discharge, 4e-5 of the energy an hour for the presets, is neglected there): the step's
+        # cost is a vector over d, and the recursion a min-plus convolution.
+        delta = (hi - lo) / (n_levels - 1)
+        d_lo = -min(int(np.floor(p_dis * dt / eta_d / delta + 1e-9)), n_levels - 1) if delta > 0.0 else 0
+        d_hi = min(int(np.floor(p_ch * eta_c * dt / delta + 1e-9)), n_levels - 1) if delta > 0.0 else 0
+        n_d = d_hi - d_lo + 1
+        power = np.empty(n_d)
+        for k in range(n_d):
+            change = (d_lo + k) * delta
+            power[k] = change / (eta_c * dt) if change >= 0.0 else change * eta_d / dt
+        energy_cost = np.empty((h, n_d))
+        for t in range(h):
+            for k in range(n_d):
+                energy_cost[t, k] = _step_cost(net[t], power[k], price[i, t], emission[i, t], np.inf, prm, 0.0)
+        step = np.empty(n_d)
         for c in range(n_caps):
             cap = floor if n_caps == 1 else floor + (top - floor) * c / (n_caps - 1)
             nxt[:] = terminal
             for t in range(h - 1, 0, -1):
+                for k in range(n_d):
+                    step[k] = energy_cost[t, k] + max(net[t] + power[k] - cap, 0.0) * demand_kw_rate
                 for a in range(n_levels):
-                    kept = levels[a] * keep
                     best = np.inf
-                    for b in range(n_levels):
-                        d = levels[b] - kept
-                        p = d / (eta_c * dt) if d >= 0.0 else d * eta_d / dt
-                        if p > p_ch + 1e-9 or p < -p_dis - 1e-9:
-                            continue
-                        v = _step_cost(net[t], p, price[i, t], emission[i, t], cap, prm, demand_kw_rate) + nxt[b]
+                    for k in range(max(0, -d_lo - a), min(n_d, n_levels - a - d_lo)):
+                        v = step[k] + nxt[a + d_lo + k]
                         if v < best:
                             best = v
                     value[a] = best

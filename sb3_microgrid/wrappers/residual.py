@@ -76,3 +76,42 @@ class ResidualWrapper(gym.Wrapper):
     def _observe(self, obs: np.ndarray, decide: bool = True) -> np.ndarray:
         self._base = np.asarray(self.controller.act(obs), dtype=np.float64) if decide else np.zeros_like(self._base)
         return with_base_action(obs, self._base, self._inner_layout)
+
+
+class ResidualController:
+    """A residual policy trained on :class:`ResidualWrapper`, as a controller for ``evaluate()``: the
+    base controller's action plus ``scale`` times the policy's, on the observation the policy was trained on.
+
+    :param policy: maps the augmented observation to the residual (e.g. an ``SB3Controller``)
+    :param controller: the base controller, or its name
+    :param scale: the wrapper's ``scale``
+    :param name: the label in tables
+    """
+
+    def __init__(self, policy: Controller, controller: str | Controller = "rule", scale: float = 0.5, name: str = "residual") -> None:
+        self.policy = policy
+        self.controller = make_controller(controller) if isinstance(controller, str) else controller
+        self.scale = float(scale)
+        self.name = name
+
+    def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
+        self._layout = env.obs_layout
+        self.controller.reset(env, obs)
+        self.policy.reset(_AugmentedView(env, residual_layout(env.obs_layout, env.action_space.shape[0])), obs)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        base = np.asarray(self.controller.act(obs), dtype=np.float64)
+        residual = self.policy.act(with_base_action(obs, base, self._layout))
+        return combine(base, residual, self.scale)
+
+
+class _AugmentedView:
+    """The env as the residual policy sees it: its layout includes the base action."""
+
+    def __init__(self, env: MicrogridEnv, layout: ObservationLayout) -> None:
+        self._env, self.obs_layout = env, layout
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(layout.size,), dtype=np.float32)
+        self.observation_space.layout = layout
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
