@@ -245,6 +245,12 @@ def _add_train(subparsers: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in the run folder (same --algo and --conf as the run)")
     p.add_argument("--save-freq", type=_positive_int, default=50_000, metavar="N", help="steps between checkpoints (default: 50000)")
     p.add_argument("--vec-env", default="microgrid", choices=("microgrid", "dummy", "subproc"), help="vectorisation (default: microgrid)")
+    p.add_argument(
+        "--trust-module", action="append", default=[], metavar="MODULE",
+        help="let the file name classes from your own MODULE and its submodules (callbacks, wrappers, policies, ...); "
+        "repeat for several. Without it only sb3_microgrid, stable_baselines3, sb3_contrib, gymnasium, torch.nn and "
+        "torch.optim are allowed",
+    )  # fmt: skip
     p.set_defaults(func=_train)
 
 
@@ -258,7 +264,7 @@ def _train(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path("runs") / f"{args.algo}_{args.env or args.conf.stem}_{args.seed}"
     try:
         train(args.algo, args.conf, run_dir, timesteps=args.timesteps, seed=args.seed, resume=args.resume,
-              save_freq=args.save_freq, vec_env=args.vec_env, env_id=args.env)  # fmt: skip
+              save_freq=args.save_freq, vec_env=args.vec_env, env_id=args.env, trust_modules=args.trust_module)  # fmt: skip
     except (HyperparamsError, CheckpointError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
     print(f"wrote {run_dir / 'model.zip'}")

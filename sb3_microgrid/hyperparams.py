@@ -1,11 +1,19 @@
-"""Read rl-baselines3-zoo hyperparameter files without ``eval``.
+"""Read rl-baselines3-zoo hyperparameter files without ``eval`` and without running their code.
 
 The zoo evaluates strings such as ``policy_kwargs: "dict(net_arch=[64, 64], activation_fn=nn.Tanh)"``
-with Python's ``eval``. Here the same strings are parsed into a syntax tree and only a small, safe
-grammar is accepted: literals, lists, tuples, dicts, ``dict(key=value, ...)``, dotted names of classes
-(``nn.Tanh``, ``th.nn.ReLU``, ``torch.nn.SiLU``, ``sb3_microgrid.policies.ForecastAttentionExtractor``),
-the zoo's bare ``HerReplayBuffer`` and ``get_class_by_name('pkg.mod.Cls')``. Classes are resolved by
-dotted import. Anything else is an error that names the key and the offending text.
+with Python's ``eval``, and imports and calls whatever ``callback``, ``env_wrapper`` and
+``vec_env_wrapper`` name. Here the strings are parsed into a syntax tree and only a small grammar is
+accepted: literals, lists, tuples, dicts, ``dict(key=value, ...)``, dotted class names (``nn.Tanh``,
+``th.nn.ReLU``, ``sb3_microgrid.policies.ForecastAttentionExtractor``), the zoo's bare
+``HerReplayBuffer`` and ``get_class_by_name('pkg.mod.Cls')``. A dotted name is accepted only
+
+- as the value of a key of :data:`CLASS_KEYS`, and it must resolve to a subclass of that key's class
+  (``callback`` -> ``BaseCallback``, ``activation_fn`` -> ``nn.Module``, ...);
+- inside :data:`TRUSTED_MODULES` or a module the caller trusts (``--trust-module mypkg``), checked
+  *before* anything is imported.
+
+Every other value is checked too (ranges of common numbers, mappings, keys the algorithm and the
+command line accept): anything wrong is a :class:`HyperparamsError` naming the file, the key and the rule.
 """
 
 from __future__ import annotations
@@ -13,12 +21,39 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import torch as th
 import yaml
+from stable_baselines3.common.buffers import ReplayBuffer, RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
 
+from .schedules import finite
+
+#: Packages a file may name classes from without ``--trust-module`` (their submodules too).
+TRUSTED_MODULES = ("sb3_microgrid", "stable_baselines3", "sb3_contrib", "gymnasium", "torch.nn", "torch.optim")
+#: The class each key expects: a dotted name is allowed only as the value of one of these keys and
+#: must resolve to a subclass of its class (``policy`` may also be an alias of the algorithm).
+CLASS_KEYS: dict[str, type] = {
+    "policy": BasePolicy,
+    "callback": BaseCallback,
+    "env_wrapper": gym.Wrapper,
+    "vec_env_wrapper": VecEnvWrapper,
+    "features_extractor_class": BaseFeaturesExtractor,
+    "activation_fn": th.nn.Module,
+    "optimizer_class": th.optim.Optimizer,
+    "replay_buffer_class": ReplayBuffer,
+    "rollout_buffer_class": RolloutBuffer,
+}
 #: Module aliases the zoo's files use inside ``policy_kwargs`` strings.
 ALIASES = {"nn": "torch.nn", "th": "torch", "torch": "torch"}
 #: Bare class names the zoo's ``eval`` namespace provides (``replay_buffer_class: HerReplayBuffer``).
@@ -26,45 +61,195 @@ NAMES = {"HerReplayBuffer": "stable_baselines3.HerReplayBuffer"}
 #: Keys the zoo handles itself; everything else goes to the algorithm's constructor.
 ZOO_KEYS = (
     "n_envs", "n_timesteps", "policy", "normalize", "env_kwargs", "env_wrapper", "vec_env_wrapper", "callback",
-    "frame_stack", "monitor_kwargs", "noise_type", "noise_std",
+    "noise_type", "noise_std",
 )  # fmt: skip
 NOISE_TYPES = ("normal", "ornstein-uhlenbeck")
-#: Keys whose string values the zoo evaluates.
-PYTHON_KEYS = ("policy_kwargs", "replay_buffer_class", "replay_buffer_kwargs", "monitor_kwargs", "normalize")
+#: Keys whose string values are parsed as Python expressions (the zoo evaluates them).
+PYTHON_KEYS = ("policy_kwargs", "replay_buffer_class", "replay_buffer_kwargs", "rollout_buffer_class", "rollout_buffer_kwargs", "normalize")
+#: Keys a file may not hold, and why: unsupported zoo keys, and constructor arguments ``train()`` sets itself.
+REFUSED_KEYS = {
+    "frame_stack": "not supported (the observation window already holds the history)",
+    "monitor_kwargs": "not supported (the envs are monitored without options)",
+    "seed": "set by the command line (--seed), not the file",
+    "device": "set by the command line: training runs on the CPU",
+    "tensorboard_log": "set by the command line: TensorBoard logs go to <run-dir>/tb",
+    "verbose": "set by the command line, not the file",
+    "env": "the env is the section's name and its env_kwargs",
+    "action_noise": "use noise_type and noise_std",
+    "_init_setup_model": "internal to SB3",
+}
+#: Constants allowed in a Python string (YAML's scalar types).
+LITERALS = (str, int, float, bool, type(None))
+#: Keys that may be the zoo's linear schedule ``lin_<start>``.
+SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
+#: Keys of a ``net_arch`` dict: actor, on-policy critic, off-policy critic.
+NET_ARCH_KEYS = ("pi", "vf", "qf")
 
 
 class HyperparamsError(ValueError):
     """A key, value or class in a hyperparameter file that cannot be used."""
 
 
-def import_object(dotted: str) -> Any:
-    """The object at a dotted path, ``package.module.Name`` (nested attributes allowed)."""
+@dataclass(frozen=True)
+class Range:
+    """The numbers a key allows.
+
+    :param low: smallest allowed value
+    :param high: largest allowed value
+    :param low_open: ``low`` itself is excluded
+    :param high_open: ``high`` itself is excluded
+    :param integer: only whole numbers (returned as ``int``)
+    :param optional: ``None`` is allowed too (SB3's "off")
+    """
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    optional: bool = False
+
+    def __str__(self) -> str:
+        left = "(" if self.low_open or self.low == -math.inf else "["
+        right = ")" if self.high_open or self.high == math.inf else "]"
+        kind = "an integer" if self.integer else "a number"
+        return f"{kind} in {left}{self.low:g}, {self.high:g}{right}" + (" or null" if self.optional else "")
+
+    def check(self, key: str, value: Any) -> Any:
+        """``value`` if it lies in the range (an ``int`` for integer ranges), else an error naming ``key``."""
+        if value is None and self.optional:
+            return None
+        try:
+            number = finite(value, key)
+        except (TypeError, ValueError) as err:
+            raise HyperparamsError(f"{err}; allowed: {self}") from None
+        inside = (self.low < number if self.low_open else self.low <= number) and (number < self.high if self.high_open else number <= self.high)
+        if not inside or (self.integer and not number.is_integer()):
+            raise HyperparamsError(f"{key}: {value!r} is out of range; allowed: {self}")
+        return int(number) if self.integer else value
+
+
+#: Ranges of common numeric keys, wherever they appear (zoo keys and algorithm arguments).
+RANGES = {
+    "n_envs": Range(1, integer=True),
+    "n_timesteps": Range(0, integer=True),
+    "noise_std": Range(0),
+    "learning_rate": Range(0, low_open=True),
+    "gamma": Range(0, 1, low_open=True),
+    "gae_lambda": Range(0, 1),
+    "clip_range": Range(0, low_open=True),
+    "clip_range_vf": Range(0, low_open=True, optional=True),
+    "target_kl": Range(0, low_open=True, optional=True),
+    "ent_coef": Range(0),
+    "vf_coef": Range(0),
+    "max_grad_norm": Range(0, low_open=True),
+    "n_steps": Range(1, integer=True),
+    "batch_size": Range(1, integer=True),
+    "n_epochs": Range(1, integer=True),
+    "buffer_size": Range(1, integer=True),
+    "learning_starts": Range(0, integer=True),
+    "tau": Range(0, 1, low_open=True),
+    "gradient_steps": Range(-1, integer=True),
+    "policy_delay": Range(1, integer=True),
+    "target_update_interval": Range(1, integer=True),
+    "target_policy_noise": Range(0),
+    "target_noise_clip": Range(0),
+    "sde_sample_freq": Range(-1, integer=True),
+}
+
+
+def trusted_modules(extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """:data:`TRUSTED_MODULES` plus the caller's own modules (``--trust-module``), each checked to be a dotted name.
+
+    :param extra: module names such as ``mypkg`` or ``mypkg.callbacks``; their submodules are trusted too
+    """
+    for name in extra:
+        if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
+            raise HyperparamsError(f"trust module: {name!r} is not a dotted module name such as mypkg or mypkg.sub")
+    return (*TRUSTED_MODULES, *extra)
+
+
+def resolve_class(dotted: str, where: str, slot: str | None, trusted: Sequence[str] = TRUSTED_MODULES) -> type:
+    """The class at ``dotted``, checked against the key it is the value of before anything is imported.
+
+    :param dotted: ``package.module.Name`` (nested classes allowed)
+    :param where: the key's place in the file, for error messages (``policy_kwargs.activation_fn``)
+    :param slot: the key it is the value of; must be one of :data:`CLASS_KEYS`
+    :param trusted: modules it may come from (:func:`trusted_modules`)
+    """
+    if slot not in CLASS_KEYS:
+        raise HyperparamsError(f"{where}: class name {dotted!r} not allowed here; only {sorted(CLASS_KEYS)} take a class")
+    base = CLASS_KEYS[slot]
     parts = dotted.split(".")
-    for split in range(len(parts) - 1, 0, -1):
+    if len(parts) < 2 or not all(part.isidentifier() and not part.startswith("_") for part in parts):
+        raise HyperparamsError(f"{where}: {dotted!r} is not a dotted class name such as package.module.Class")
+    root = _trusted_root(dotted, trusted)
+    if root is None:
+        raise HyperparamsError(
+            f"{where}: {dotted!r} is not in a trusted package {list(trusted)}; "
+            "name your own package on the command line (--trust-module PKG) to allow it"
+        )
+    obj = _import(parts, len(root.split(".")), where)
+    if not inspect.isclass(obj):
+        raise HyperparamsError(f"{where}: {dotted!r} is not a class ({type(obj).__name__}); {slot} takes a subclass of {base.__name__}")
+    if not issubclass(obj, base):
+        raise HyperparamsError(f"{where}: {dotted!r} is not a subclass of {base.__name__}")
+    if _trusted_root(obj.__module__, trusted) is None:  # re-exported from an untrusted package
+        raise HyperparamsError(f"{where}: {dotted!r} is defined in {obj.__module__!r}, not in a trusted package {list(trusted)}")
+    return obj
+
+
+def _trusted_root(dotted: str, trusted: Sequence[str]) -> str | None:
+    """The longest trusted module ``dotted`` lies in, if any."""
+    roots = [m for m in trusted if dotted == m or dotted.startswith(m + ".")]
+    return max(roots, key=len, default=None)
+
+
+def _import(parts: list[str], min_module_parts: int, where: str) -> Any:
+    """Import the longest module prefix of ``parts`` (never shorter than the trusted root), then walk attributes.
+    An attribute may not be a module: modules are reached by import only, so a trusted module's own imports
+    (``sb3_microgrid.training.shutil``) cannot lead outside the trusted packages."""
+    for split in range(len(parts) - 1, min_module_parts - 1, -1):
+        module = ".".join(parts[:split])
         try:
-            obj = importlib.import_module(".".join(parts[:split]))
-        except ImportError:
-            continue
-        try:
-            for attr in parts[split:]:
-                obj = getattr(obj, attr)
+            obj = importlib.import_module(module)
+        except ImportError as err:
+            if isinstance(err, ModuleNotFoundError) and err.name is not None and (module == err.name or module.startswith(err.name + ".")):
+                continue  # this prefix is no module: try a shorter one
+            raise HyperparamsError(f"{where}: importing {module!r} failed: {err}") from err
+        for attr in parts[split:]:
+            if not hasattr(obj, attr):
+                break
+            obj = getattr(obj, attr)
+            if inspect.ismodule(obj):
+                raise HyperparamsError(f"{where}: {'.'.join(parts)!r} reaches module {obj.__name__!r} through an attribute; name a class by its own module")
+        else:
             return obj
-        except AttributeError:
-            break
-    raise HyperparamsError(f"cannot import {dotted!r}: no such module or attribute")
+        break
+    raise HyperparamsError(f"{where}: cannot import {'.'.join(parts)!r}: no such module or attribute")
 
 
-def parse_python(text: str, key: str = "value") -> Any:
+def parse_python(text: str, key: str = "value", trusted: Sequence[str] = TRUSTED_MODULES) -> Any:
     """Evaluate a zoo-style Python expression string with the safe grammar of this module.
 
     :param text: the expression, e.g. ``"dict(net_arch=[64, 64], activation_fn=nn.ReLU)"``
-    :param key: the YAML key it came from, for error messages
+    :param key: the YAML key it came from: error messages name it, and it decides whether the whole
+        expression may be a class (``replay_buffer_class: HerReplayBuffer``)
+    :param trusted: modules classes may come from (:func:`trusted_modules`)
     """
     try:
         tree = ast.parse(text, mode="eval").body
     except SyntaxError as err:
         raise HyperparamsError(f"{key}: cannot parse {text!r}: {err.msg}") from None
-    return _node(tree, key, text)
+    except (ValueError, MemoryError, RecursionError) as err:  # null bytes, nesting too deep for the parser
+        raise HyperparamsError(f"{key}: cannot parse {text[:80]!r}: {type(err).__name__} {err}") from None
+    return _node(tree, key, key, _Context(text, tuple(trusted)))
+
+
+@dataclass(frozen=True)
+class _Context:
+    text: str
+    trusted: tuple[str, ...]
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -76,48 +261,87 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
-def _node(node: ast.AST, key: str, text: str) -> Any:
-    if isinstance(node, ast.Constant):
+def _node(node: ast.AST, where: str, slot: str | None, ctx: _Context) -> Any:
+    """The value of ``node``; ``slot`` is the key it is the value of (decides which class it may be)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, LITERALS):
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) and isinstance(node.operand, ast.Constant):
         value = node.operand.value
-        return -value if isinstance(node.op, ast.USub) else value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, (ast.List, ast.Tuple)):
-        items = [_node(n, key, text) for n in node.elts]
+        items = [_node(n, f"{where}[{i}]", None, ctx) for i, n in enumerate(node.elts)]
         return items if isinstance(node, ast.List) else tuple(items)
     if isinstance(node, ast.Dict):
-        return {_node(k, key, text): _node(v, key, text) for k, v in zip(node.keys, node.values)}
+        keys = [k.value if isinstance(k, ast.Constant) and isinstance(k.value, str) else None for k in node.keys]
+        return _mapping(list(zip(keys, node.values)), where, ctx)
     if isinstance(node, ast.Call):
         name = _dotted(node.func)
         if name == "dict" and not node.args:
-            return {kw.arg: _node(kw.value, key, text) for kw in node.keywords}
-        if name == "get_class_by_name" and len(node.args) == 1 and not node.keywords and isinstance(node.args[0], ast.Constant):
-            return import_object(str(node.args[0].value))
-        raise HyperparamsError(f"{key}: call {name or '?'}(...) is not allowed in {text!r}; allowed: dict(...), get_class_by_name('pkg.Cls')")
+            return _mapping([(kw.arg, kw.value) for kw in node.keywords], where, ctx)
+        if name == "get_class_by_name" and len(node.args) == 1 and not node.keywords:
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                return resolve_class(arg.value, where, slot, ctx.trusted)
+        raise HyperparamsError(
+            f"{where}: call {name or '?'}(...) is not allowed in {ctx.text!r}; allowed: dict(key=value, ...), get_class_by_name('pkg.Cls')"
+        )
     dotted = _dotted(node)
     if dotted in NAMES:
-        return import_object(NAMES[dotted])
+        return resolve_class(NAMES[dotted], where, slot, ctx.trusted)
     if dotted is not None and "." in dotted:
         head, _, rest = dotted.partition(".")
-        return import_object(f"{ALIASES.get(head, head)}.{rest}")
-    raise HyperparamsError(f"{key}: {ast.unparse(node)!r} is not allowed in {text!r}; use literals, dict(...) and dotted class names")
+        return resolve_class(f"{ALIASES.get(head, head)}.{rest}", where, slot, ctx.trusted)
+    raise HyperparamsError(f"{where}: {ast.unparse(node)!r} is not allowed in {ctx.text!r}; use literals, dict(...) and dotted class names")
 
 
-def _entries(value: Any, key: str) -> list[tuple[Any, dict[str, Any]]]:
-    """A zoo ``callback``/``env_wrapper`` value as ``[(class, kwargs), ...]`` (dotted paths imported)."""
+def _mapping(items: list[tuple[str | None, ast.AST]], where: str, ctx: _Context) -> dict[str, Any]:
+    """A dict from ``(key, node)`` pairs; a ``None`` key is ``**unpacking`` or a key that is not a string."""
+    out: dict[str, Any] = {}
+    for key, node in items:
+        if key is None:
+            raise HyperparamsError(f"{where}: keys must be strings (no ** unpacking) in {ctx.text!r}")
+        if key in out:
+            raise HyperparamsError(f"{where}: key {key!r} given twice in {ctx.text!r}")
+        out[key] = _node(node, f"{where}.{key}", key, ctx)
+    return out
+
+
+def _kwargs(value: Any, where: str) -> dict[str, Any]:
+    """``value`` as keyword arguments: a mapping with string keys (``None`` for none)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise HyperparamsError(f"{where}: expected a mapping of argument names to values, got {value!r:.80}")
+    return dict(value)
+
+
+def _check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], where: str) -> None:
+    """Fail now, naming ``where``, if ``cls(*args, **kwargs)`` would fail on its arguments later."""
+    try:
+        inspect.signature(cls).bind(*args, **kwargs)
+    except TypeError as err:
+        raise HyperparamsError(f"{where}: {cls.__name__}(...): {err}") from None
+
+
+def _entries(value: Any, key: str, trusted: Sequence[str]) -> list[tuple[type, dict[str, Any]]]:
+    """A zoo ``callback``/``env_wrapper``/``vec_env_wrapper`` value as ``[(class, kwargs), ...]``."""
     if value is None:
         return []
     out = []
     for entry in value if isinstance(value, list) else [value]:
-        if isinstance(entry, dict):
-            if len(entry) != 1:
-                raise HyperparamsError(f"{key}: each entry is a dotted path or a one-key mapping {{path: kwargs}}, got {entry}")
-            (path, kwargs), = entry.items()
+        if isinstance(entry, dict) and len(entry) == 1:
+            ((path, kwargs),) = entry.items()
+        elif isinstance(entry, str):
+            path, kwargs = entry, None
         else:
-            path, kwargs = entry, {}
+            raise HyperparamsError(f"{key}: each entry is a dotted class name or a one-key mapping {{name: kwargs}}, got {entry!r}")
         if not isinstance(path, str):
-            raise HyperparamsError(f"{key}: expected a dotted class path, got {path!r}")
-        out.append((import_object(path), dict(kwargs or {})))
+            raise HyperparamsError(f"{key}: expected a dotted class name, got {path!r}")
+        cls = resolve_class(path, key, key, trusted)
+        kwargs = _kwargs(kwargs, f"{key}.{path}")
+        _check_call(cls, () if key == "callback" else (None,), kwargs, f"{key}.{path}")  # wrappers take the env first
+        out.append((cls, kwargs))
     return out
 
 
@@ -141,67 +365,186 @@ class Hyperparams:
 def constructor_parameters(cls: type) -> set[str]:
     """Names ``cls(...)`` accepts: a mixin's ``__init__(..., **kwargs)`` passes the rest on, so the
     parameters of the next ``__init__`` along the MRO count too."""
-    names: set[str] = set()
+    return set(_constructor_signature(cls))
+
+
+def _constructor_signature(cls: type) -> dict[str, inspect.Parameter]:
+    """The named parameters of :func:`constructor_parameters`, the first found along the MRO for each name."""
+    params: dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
             continue
         parameters = inspect.signature(klass.__init__).parameters.values()
-        names |= {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        for p in parameters:
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                params.setdefault(p.name, p)
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
             break
-    return names
+    return params
 
 
-def load_hyperparams(path: str | Path, algo_class: type, env_id: str | None = None) -> Hyperparams:
+def load_hyperparams(path: str | Path, algo_class: type, env_id: str | None = None, trust_modules: Sequence[str] = ()) -> Hyperparams:
     """Read and check one env's section of a zoo-format YAML file for ``algo_class``.
 
     :param path: the YAML file
     :param algo_class: the algorithm the file is for (its constructor decides which keys are valid)
     :param env_id: the section to read; by default the file's only one
-    :raises HyperparamsError: for an unknown key, algorithm argument, class or value, naming it
+    :param trust_modules: the user's own modules classes may come from, besides :data:`TRUSTED_MODULES`
+    :raises HyperparamsError: for an unknown or refused key, a value of the wrong type or out of range,
+        or a class that is untrusted or not what its key expects; the message names the file and the key
     """
-    from stable_baselines3.common.utils import LinearSchedule
+    trusted = trusted_modules(trust_modules)
+    env_id, section = _read_section(path, env_id)
+    try:
+        return _resolve(env_id, section, algo_class, trusted)
+    except HyperparamsError as err:
+        raise HyperparamsError(f"{path} [{env_id}]: {err}") from None
 
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+
+def _read_section(path: str | Path, env_id: str | None) -> tuple[str, dict[str, Any]]:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
+        raise HyperparamsError(f"{path}: cannot read a YAML file: {err}") from None
+    if not isinstance(raw, dict) or not raw or not all(isinstance(k, str) for k in raw):
+        raise HyperparamsError(f"{path}: expected a mapping from env ids to their settings (Microgrid-v0: {{...}}), got {raw!r:.80}")
     if env_id is None:
         if len(raw) != 1:
             raise HyperparamsError(f"{path}: holds sections {sorted(raw)}; say which env to train")
         env_id = next(iter(raw))
     if env_id not in raw:
         raise HyperparamsError(f"{path}: no section for env {env_id!r}; sections: {sorted(raw)}")
-    section = dict(raw[env_id] or {})
-    if "frame_stack" in section:
-        raise HyperparamsError(f"{path}: frame_stack is not supported (the observation window already holds the history)")
+    section = raw[env_id] or {}
+    if not isinstance(section, dict) or not all(isinstance(k, str) for k in section):
+        raise HyperparamsError(f"{path} [{env_id}]: expected a mapping of setting names to values, got {section!r:.80}")
+    return env_id, dict(section)
+
+
+def _resolve(env_id: str, section: dict[str, Any], algo_class: type, trusted: tuple[str, ...]) -> Hyperparams:
+    for key, why in REFUSED_KEYS.items():
+        if key in section:
+            raise HyperparamsError(f"{key}: {why}")
+    params = _constructor_signature(algo_class)
+    allowed = params.keys() - {"self", "policy", "env"} - REFUSED_KEYS.keys()
+    unknown = sorted(section.keys() - allowed - set(ZOO_KEYS))
+    if unknown:
+        raise HyperparamsError(f"unknown key(s) {unknown} for {algo_class.__name__}; allowed: {sorted(allowed | set(ZOO_KEYS))}")
     for key in PYTHON_KEYS:
         if isinstance(section.get(key), str):
-            section[key] = parse_python(section[key], key)
+            section[key] = parse_python(section[key], key, trusted)
+    for key, value in section.items():
+        if key in RANGES and not (key in SCHEDULE_KEYS and isinstance(value, str)) and not _auto_ent_coef(key, value, params):
+            section[key] = RANGES[key].check(key, value)
+        elif key.endswith("_kwargs"):
+            section[key] = _kwargs(value, key)
+        elif key in params and isinstance(params[key].default, bool) and not isinstance(value, bool):
+            raise HyperparamsError(f"{key}: expected true or false, got {value!r}")
+
     hp = Hyperparams(env_id=env_id)
-    hp.n_envs = int(section.pop("n_envs", 1))
-    hp.n_timesteps = int(float(section.pop("n_timesteps", 0)))
-    hp.policy = section.pop("policy", "MlpPolicy")
-    if isinstance(hp.policy, str) and "." in hp.policy:
-        hp.policy = import_object(hp.policy)
-    normalize = section.pop("normalize", False)
-    hp.normalize = normalize if isinstance(normalize, dict) else ({} if normalize else None)
-    hp.env_kwargs = dict(section.pop("env_kwargs", None) or {})
-    hp.env_wrappers = _entries(section.pop("env_wrapper", None), "env_wrapper")
-    hp.vec_env_wrappers = _entries(section.pop("vec_env_wrapper", None), "vec_env_wrapper")
-    hp.callbacks = _entries(section.pop("callback", None), "callback")
-    section.pop("monitor_kwargs", None)
-    if "noise_type" in section:
-        kind = section.pop("noise_type")
+    hp.n_envs = section.pop("n_envs", 1)
+    hp.n_timesteps = section.pop("n_timesteps", 0)
+    hp.policy = _policy(section.pop("policy", "MlpPolicy"), algo_class, trusted)
+    if "policy_kwargs" in section:
+        _check_policy_kwargs(section["policy_kwargs"], algo_class.policy_aliases.get(hp.policy, hp.policy))
+    hp.normalize = _normalize(section.pop("normalize", False))
+    hp.env_kwargs = section.pop("env_kwargs", {})
+    hp.env_wrappers = _entries(section.pop("env_wrapper", None), "env_wrapper", trusted)
+    hp.vec_env_wrappers = _entries(section.pop("vec_env_wrapper", None), "vec_env_wrapper", trusted)
+    hp.callbacks = _entries(section.pop("callback", None), "callback", trusted)
+    if "noise_type" in section or "noise_std" in section:
+        kind = section.pop("noise_type", None)
         if kind not in NOISE_TYPES:
-            raise HyperparamsError(f"{path}: noise_type {kind!r} unknown; allowed: {list(NOISE_TYPES)}")
+            raise HyperparamsError(f"noise_type: {kind!r} unknown; allowed: {list(NOISE_TYPES)}")
+        if "action_noise" not in params:
+            raise HyperparamsError(f"noise_type: {algo_class.__name__} takes no action noise")
         hp.noise = (kind, float(section.pop("noise_std", 0.1)))
-    for key in ("learning_rate", "clip_range", "clip_range_vf"):
-        value = section.get(key)
-        if isinstance(value, str) and value.startswith("lin_"):
-            section[key] = LinearSchedule(float(value[len("lin_") :]), 0.0, 1.0)  # the zoo's lin_: to 0 over the run
-    if isinstance(section.get("replay_buffer_class"), str):
-        section["replay_buffer_class"] = import_object(section["replay_buffer_class"])
-    allowed = constructor_parameters(algo_class) - {"self", "policy", "env"}
-    unknown = sorted(set(section) - allowed)
-    if unknown:
-        raise HyperparamsError(f"{path}: unknown key(s) {unknown} for {algo_class.__name__}; allowed: {sorted(allowed | set(ZOO_KEYS))}")
+    for key in SCHEDULE_KEYS:
+        if isinstance(section.get(key), str):
+            section[key] = _linear_schedule(key, section[key])
+    for key in ("replay_buffer_class", "rollout_buffer_class"):
+        if not isinstance(section.get(key), (type, type(None))):
+            raise HyperparamsError(f"{key}: expected a class name, got {section[key]!r}")
+    if "train_freq" in section:
+        section["train_freq"] = _train_freq(section["train_freq"])
     hp.algo_kwargs = section
     return hp
+
+
+def _auto_ent_coef(key: str, value: Any, params: dict[str, inspect.Parameter]) -> bool:
+    """SAC-like ``ent_coef: auto`` or ``auto_<initial value>``, where the algorithm's default is a string."""
+    if key != "ent_coef" or not isinstance(value, str) or "ent_coef" not in params or not isinstance(params["ent_coef"].default, str):
+        return False
+    prefix, _, initial = value.partition("_")
+    try:
+        valid = prefix == "auto" and (value == "auto" or 0 < float(initial) < math.inf)  # SB3 asserts a positive initial value
+    except ValueError:
+        valid = False
+    if not valid:
+        raise HyperparamsError(f"ent_coef: {value!r} is neither a number >= 0 nor auto / auto_<initial value > 0>")
+    return True
+
+
+def _linear_schedule(key: str, value: str) -> LinearSchedule:
+    """The zoo's ``lin_<start>``: linear from ``start`` to 0 over the whole run (SB3's schedule, as the zoo's)."""
+    prefix, _, start = value.partition("_")
+    try:
+        number = float(start) if prefix == "lin" else None
+    except ValueError:
+        number = None
+    if number is None:
+        raise HyperparamsError(f"{key}: expected a number or lin_<start>, got {value!r} (YAML reads 3e-4 as a string: write 3.0e-4)")
+    return LinearSchedule(RANGES[key].check(key, number), 0.0, 1.0)
+
+
+def _train_freq(value: Any) -> int | tuple[int, str]:
+    """``train_freq``: steps, or ``[n, step|episode]`` (SB3 needs a tuple, YAML gives a list)."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and value[1] in ("step", "episode"):
+        return (Range(1, integer=True).check("train_freq", value[0]), value[1])
+    if isinstance(value, (list, tuple)):
+        raise HyperparamsError(f"train_freq: expected n or [n, step|episode], got {value!r}")
+    return Range(1, integer=True).check("train_freq", value)
+
+
+def _policy(value: Any, algo_class: type, trusted: Sequence[str]) -> str | type:
+    """An alias the algorithm knows (``MlpPolicy``) or a dotted ``BasePolicy`` subclass."""
+    if isinstance(value, str) and "." not in value:
+        if value not in algo_class.policy_aliases:
+            raise HyperparamsError(
+                f"policy: {value!r} is not a policy of {algo_class.__name__}; allowed: {sorted(algo_class.policy_aliases)} "
+                "or a dotted BasePolicy subclass"
+            )
+        return value
+    if not isinstance(value, str):
+        raise HyperparamsError(f"policy: expected a policy name, got {value!r}")
+    return resolve_class(value, "policy", "policy", trusted)
+
+
+def _check_policy_kwargs(kwargs: dict[str, Any], policy_class: type) -> None:
+    """Keys the policy's constructor takes; classes where it takes classes; ``net_arch`` layer sizes."""
+    allowed = constructor_parameters(policy_class) - {"self", "observation_space", "action_space", "lr_schedule"}
+    unknown = sorted(kwargs.keys() - allowed)
+    if unknown:
+        raise HyperparamsError(f"policy_kwargs: unknown key(s) {unknown} for {policy_class.__name__}; allowed: {sorted(allowed)}")
+    for key in kwargs.keys() & CLASS_KEYS.keys():
+        if not isinstance(kwargs[key], type):  # a YAML mapping holds no classes: only the string form names one
+            raise HyperparamsError(f"policy_kwargs.{key}: expected a class, got {kwargs[key]!r}; write policy_kwargs as a string, \"dict({key}=...)\"")
+    if "net_arch" in kwargs:
+        arch = kwargs["net_arch"]
+        layers = list(arch.items()) if isinstance(arch, dict) else [("", arch)]
+        for name, sizes in layers:
+            ok = (name == "" or name in NET_ARCH_KEYS) and isinstance(sizes, list)
+            if not ok or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes):
+                raise HyperparamsError(
+                    f"policy_kwargs.net_arch: expected a list of layer sizes >= 1 or dict(pi=[...], vf=[...]) (keys {list(NET_ARCH_KEYS)}), got {arch!r}"
+                )
+
+
+def _normalize(value: Any) -> dict[str, Any] | None:
+    """``normalize``: true, false or ``VecNormalize`` keyword arguments."""
+    if isinstance(value, bool):
+        return {} if value else None
+    if not isinstance(value, dict):
+        raise HyperparamsError(f"normalize: expected true, false or a mapping of VecNormalize arguments, got {value!r}")
+    kwargs = _kwargs(value, "normalize")
+    _check_call(VecNormalize, (None,), kwargs, "normalize")
+    return kwargs

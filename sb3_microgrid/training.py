@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,7 @@ def train(
     env_id: str | None = None,
     progress_bar: bool = True,
     verbose: int = 0,
+    trust_modules: Sequence[str] = (),
 ) -> BaseAlgorithm:
     """Train ``algo`` with the settings of a zoo-format YAML file.
 
@@ -144,11 +146,13 @@ def train(
     :param env_id: the YAML section to read (default: its only one)
     :param progress_bar: show SB3's progress bar
     :param verbose: SB3 verbosity
+    :param trust_modules: the user's own modules the file may name classes from (``--trust-module``),
+        besides :data:`sb3_microgrid.hyperparams.TRUSTED_MODULES`
     """
     torch.set_num_threads(1)  # small networks on few cores: one thread is several times faster
     cls = algorithm(algo)
     previous = _resumable(algo, conf, Path(run_dir)) if resume else None  # refuse before reading or writing anything
-    hp = load_hyperparams(conf, cls, env_id)
+    hp = load_hyperparams(conf, cls, env_id, trust_modules)
     total = int(timesteps if timesteps is not None else hp.n_timesteps)
     if total <= 0:
         raise HyperparamsError(f"{conf}: n_timesteps must be > 0 (or pass timesteps)")

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .hyperparams import parse_python
+from .hyperparams import parse_python, trusted_modules
 from .training import ALGOS
 
 #: The zoo's sampler and converter reused for each of our algorithms.
@@ -38,14 +38,23 @@ def _option(argv: list[str], *names: str) -> str | None:
     return None
 
 
+def _gym_packages(argv: list[str]) -> list[str]:
+    """The values of ``--gym-packages A B ...`` (the zoo imports them, so their classes are trusted)."""
+    if "--gym-packages" not in argv:
+        return []
+    values = argv[argv.index("--gym-packages") + 1 :]
+    return values[: next((i for i, v in enumerate(values) if v.startswith("-")), len(values))]
+
+
 def file_policy_kwargs(argv: list[str]) -> dict[str, Any]:
-    """The ``policy_kwargs`` of the ``--env`` section of ``--conf-file`` (parsed without eval)."""
+    """The ``policy_kwargs`` of the ``--env`` section of ``--conf-file`` (parsed without eval; classes
+    from the toolkit's trusted packages and ``--gym-packages``)."""
     conf, env = _option(argv, "--conf-file", "-conf"), _option(argv, "--env")
     if not conf or not env or not Path(conf).exists():
         return {}
     section = (yaml.safe_load(Path(conf).read_text()) or {}).get(env) or {}
     kwargs = section.get("policy_kwargs", {})
-    return parse_python(kwargs, "policy_kwargs") if isinstance(kwargs, str) else dict(kwargs)
+    return parse_python(kwargs, "policy_kwargs", trusted_modules(_gym_packages(argv))) if isinstance(kwargs, str) else dict(kwargs)
 
 
 def keep_extractor(sampler: Callable[..., dict[str, Any]], kept: dict[str, Any]) -> Callable[..., dict[str, Any]]:

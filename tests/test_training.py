@@ -32,13 +32,13 @@ Microgrid-v0:
 def test_parse_python_accepts_the_zoo_grammar_and_nothing_else():
     value = parse_python("dict(net_arch=dict(pi=[64, 64], vf=[64]), activation_fn=nn.ReLU, log_std_init=-1.5)")
     assert value == {"net_arch": {"pi": [64, 64], "vf": [64]}, "activation_fn": torch.nn.ReLU, "log_std_init": -1.5}
-    assert parse_python("get_class_by_name('stable_baselines3.common.buffers.ReplayBuffer')").__name__ == "ReplayBuffer"
-    assert parse_python("th.nn.SiLU") is torch.nn.SiLU
+    assert parse_python("get_class_by_name('stable_baselines3.common.buffers.ReplayBuffer')", "replay_buffer_class").__name__ == "ReplayBuffer"
+    assert parse_python("th.nn.SiLU", "activation_fn") is torch.nn.SiLU  # a class only where the key takes one (test_hyperparams.py)
     for bad in ("__import__('os').system('echo hacked')", "open('/etc/passwd')", "[x for x in range(3)]", "1 + 2"):
         with pytest.raises(HyperparamsError, match="policy_kwargs"):
             parse_python(bad, "policy_kwargs")
     with pytest.raises(HyperparamsError, match="cannot import"):
-        parse_python("nn.NoSuchLayer")
+        parse_python("nn.NoSuchLayer", "activation_fn")
 
 
 def test_shipped_files_load_for_their_algorithms():

@@ -1,0 +1,311 @@
+"""A hyperparameter file never runs code: dotted names resolve only to classes of the toolkit's trusted
+packages (or modules trusted on the command line) that subclass what their key expects, refused before
+anything is imported; every malformed value is a ``HyperparamsError`` naming its key."""
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from stable_baselines3 import PPO, SAC, TD3, HerReplayBuffer
+
+from sb3_microgrid.callbacks import MicrogridMetricsCallback
+from sb3_microgrid.cli import main
+from sb3_microgrid.hyperparams import HyperparamsError, load_hyperparams, parse_python
+from sb3_microgrid.training import ALGOS
+from sb3_microgrid.zoo import file_policy_kwargs
+
+HYPERPARAMS = Path(__file__).parent.parent / "hyperparams"
+#: Every shipped file and the algorithms it is for (the README's and the files' own commands).
+SHIPPED = {
+    "ppo.yml": ("ppo",),
+    "twin_ppo.yml": ("twin_ppo",),
+    "sac.yml": ("sac", "per_sac"),
+    "td3.yml": ("td3", "per_td3"),
+    "dyna_sac.yml": ("dyna_sac",),
+    "her_sac.yml": ("sac",),
+}
+TINY_PPO = "Microgrid-v0:\n  n_envs: 1\n  n_timesteps: 64\n  n_steps: 32\n  batch_size: 32\n  n_epochs: 1\n  policy_kwargs: \"dict(net_arch=[8])\"\n"
+
+
+def write(tmp_path: Path, settings: str, env: str = "Microgrid-v0") -> Path:
+    """A file with one section ``env`` holding ``settings`` (YAML lines, unindented)."""
+    path = tmp_path / "conf.yml"
+    path.write_text(f"{env}:\n" + textwrap.indent(textwrap.dedent(settings), "  "))
+    return path
+
+
+@pytest.fixture
+def userpkg(tmp_path, monkeypatch):
+    """An importable package of the user's: importing it leaves ``imported`` in ``tmp_path``; its callback
+    leaves ``callback_ran`` when training starts."""
+    pkg = tmp_path / "userpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from pathlib import Path\n(Path(__file__).parent.parent / 'imported').write_text('yes')\n")
+    (pkg / "cbs.py").write_text(
+        textwrap.dedent(
+            """
+            from pathlib import Path
+            from stable_baselines3.common.callbacks import BaseCallback
+
+            class StartCallback(BaseCallback):
+                def _on_training_start(self):
+                    (Path(__file__).parent.parent / "callback_ran").write_text("yes")
+
+                def _on_step(self):
+                    return True
+
+            def not_a_class():
+                pass
+            """
+        )
+    )
+    (pkg / "reexport.py").write_text("from userpkg.cbs import StartCallback\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path / "imported"
+    for name in [m for m in sys.modules if m == "userpkg" or m.startswith("userpkg.")]:
+        del sys.modules[name]
+
+
+# ---- what must keep working -------------------------------------------------------------------------
+def test_every_shipped_file_loads_for_its_algorithms():
+    assert sorted(p.name for p in HYPERPARAMS.glob("*.yml")) == sorted(SHIPPED)
+    for name, algos in SHIPPED.items():
+        for algo in algos:
+            hp = load_hyperparams(HYPERPARAMS / name, ALGOS[algo])
+            assert hp.callbacks == [(MicrogridMetricsCallback, {})] and hp.n_timesteps > 0 and hp.normalize is not None
+    her = load_hyperparams(HYPERPARAMS / "her_sac.yml", SAC)
+    assert her.algo_kwargs["replay_buffer_class"] is HerReplayBuffer and her.policy == "MultiInputPolicy"
+    assert load_hyperparams(HYPERPARAMS / "td3.yml", TD3).noise == ("normal", 0.1)
+
+
+def test_classes_resolve_where_their_key_expects_them(tmp_path):
+    kwargs = parse_python("dict(activation_fn=th.nn.SiLU, optimizer_class=th.optim.RMSprop, net_arch=dict(pi=[8], vf=[8]))", "policy_kwargs")
+    assert kwargs == {"activation_fn": torch.nn.SiLU, "optimizer_class": torch.optim.RMSprop, "net_arch": {"pi": [8], "vf": [8]}}
+    path = write(
+        tmp_path,
+        """
+        policy: stable_baselines3.common.policies.ActorCriticPolicy
+        policy_kwargs: "dict(features_extractor_class=get_class_by_name('sb3_microgrid.policies.ForecastAttentionExtractor'))"
+        normalize: "True"
+        env_wrapper: [{gymnasium.wrappers.TimeLimit: {max_episode_steps: 24}}]
+        vec_env_wrapper: [{stable_baselines3.common.vec_env.VecFrameStack: {n_stack: 2}}]
+        callback: [{stable_baselines3.common.callbacks.StopTrainingOnMaxEpisodes: {max_episodes: 3}}]
+        learning_rate: lin_1.0e-3
+        """,
+    )
+    hp = load_hyperparams(path, PPO)
+    assert hp.policy.__name__ == "ActorCriticPolicy" and hp.normalize == {}
+    assert [(c.__name__, k) for c, k in hp.env_wrappers] == [("TimeLimit", {"max_episode_steps": 24})]
+    assert hp.vec_env_wrappers[0][0].__name__ == "VecFrameStack" and hp.callbacks[0][1] == {"max_episodes": 3}
+    assert hp.algo_kwargs["learning_rate"](0.5) == pytest.approx(5e-4)
+
+
+# ---- dotted names never run code ----------------------------------------------------------------------
+def test_train_refuses_a_shell_command_and_a_folder_deletion_before_running_anything(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    for callback in ('[{subprocess.run: {args: "touch pwned", shell: true}}]', f"[{{shutil.rmtree: {{path: '{keep}'}}}}]"):
+        conf = tmp_path / "conf.yml"
+        conf.write_text(TINY_PPO + f"  callback: {callback}\n")
+        assert main(["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(tmp_path / "run"), "--timesteps", "32"]) == 2
+        with pytest.raises(HyperparamsError, match=r"callback: '(subprocess\.run|shutil\.rmtree)' is not in a trusted package"):
+            load_hyperparams(conf, PPO)
+    assert not (tmp_path / "pwned").exists() and keep.is_dir()
+
+
+@pytest.mark.parametrize(
+    "settings,match",
+    [
+        ("callback: userpkg.cbs.StartCallback", r"callback: 'userpkg\.cbs\.StartCallback' is not in a trusted package.*--trust-module"),
+        ("env_wrapper: userpkg.Wrapper", "env_wrapper: 'userpkg.Wrapper' is not in a trusted package"),
+        ("policy: userpkg.Policy", "policy: 'userpkg.Policy' is not in a trusted package"),
+        ('policy_kwargs: "dict(activation_fn=userpkg.Act)"', "policy_kwargs.activation_fn: 'userpkg.Act' is not in a trusted package"),
+        ("policy_kwargs: \"dict(features_extractor_class=get_class_by_name('userpkg.X'))\"", "features_extractor_class: 'userpkg.X' is not in"),
+        ('policy_kwargs: "dict(ortho_init=userpkg.flag)"', r"policy_kwargs\.ortho_init: class name 'userpkg\.flag' not allowed here"),
+        ('normalize: "userpkg.on"', r"normalize: class name 'userpkg\.on' not allowed here"),
+    ],
+)
+def test_untrusted_modules_are_refused_before_import(tmp_path, userpkg, settings, match):
+    with pytest.raises(HyperparamsError, match=match):
+        load_hyperparams(write(tmp_path, settings), PPO)
+    assert not userpkg.exists()  # userpkg/__init__.py never ran
+
+
+def test_a_module_trusted_by_name_is_imported_and_its_callback_runs(tmp_path, userpkg):
+    conf = tmp_path / "conf.yml"
+    conf.write_text(TINY_PPO + "  callback: userpkg.cbs.StartCallback\n")
+    assert load_hyperparams(conf, PPO, trust_modules=["userpkg"]).callbacks[0][0].__name__ == "StartCallback"
+    assert userpkg.exists()
+    args = ["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(tmp_path / "run"), "--timesteps", "32"]
+    assert main([*args, "--trust-module", "other", "--trust-module", "userpkg"]) == 0
+    assert (tmp_path / "callback_ran").exists()
+    assert main([*args[:-4], "--run-dir", str(tmp_path / "run2"), "--trust-module", "user pkg"]) == 2  # not a module name
+    # trusting a submodule trusts only classes defined under it, not what it imports from elsewhere
+    conf.write_text(TINY_PPO + "  callback: userpkg.reexport.StartCallback\n")
+    with pytest.raises(HyperparamsError, match=r"defined in 'userpkg\.cbs', not in a trusted package"):
+        load_hyperparams(conf, PPO, trust_modules=["userpkg.reexport"])
+
+
+@pytest.mark.parametrize(
+    "settings,match",
+    [
+        # plain functions and modules are not classes
+        ("policy: os.system", "policy: 'os.system' is not in a trusted package"),
+        ("policy: torch.nn.functional.relu", r"policy: 'torch\.nn\.functional\.relu' is not a class"),
+        ('policy_kwargs: "dict(activation_fn=nn.functional.relu)"', r"policy_kwargs\.activation_fn: 'torch\.nn\.functional\.relu' is not a class"),
+        ('policy_kwargs: "dict(activation_fn=os.system)"', "policy_kwargs.activation_fn: 'os.system' is not in a trusted package"),
+        ("callback: sb3_microgrid.training.shutil.rmtree", r"'sb3_microgrid\.training\.shutil\.rmtree' reaches module 'shutil'"),
+        ("callback: sb3_microgrid.callbacks.BaseCallback.__subclasses__", "is not a dotted class name"),
+        # classes that are not what their key expects
+        ("policy: stable_baselines3.common.callbacks.BaseCallback", "policy: .* is not a subclass of BasePolicy"),
+        ("callback: torch.nn.ReLU", r"callback: 'torch\.nn\.ReLU' is not a subclass of BaseCallback"),
+        ("env_wrapper: stable_baselines3.common.vec_env.VecNormalize", "env_wrapper: .* is not a subclass of Wrapper"),
+        ("vec_env_wrapper: gymnasium.wrappers.TimeLimit", "vec_env_wrapper: .* is not a subclass of VecEnvWrapper"),
+        ('policy_kwargs: "dict(activation_fn=sb3_microgrid.callbacks.MicrogridMetricsCallback)"', "activation_fn: .* is not a subclass of Module"),
+        ('policy_kwargs: "dict(features_extractor_class=nn.ReLU)"', "features_extractor_class: .* is not a subclass of BaseFeaturesExtractor"),
+        ("rollout_buffer_class: stable_baselines3.common.buffers.ReplayBuffer", "rollout_buffer_class: .* is not a subclass of RolloutBuffer"),
+        ("callback: sb3_microgrid.callbacks.NoSuchCallback", "cannot import 'sb3_microgrid.callbacks.NoSuchCallback'"),
+        # dotted calls and other code in Python strings
+        ('policy_kwargs: "dict(activation_fn=os.system(\'touch pwned\'))"', r"policy_kwargs\.activation_fn: call os\.system\(\.\.\.\) is not allowed"),
+        ("normalize: \"os.system('touch pwned')\"", r"normalize: call os\.system\(\.\.\.\) is not allowed"),
+        ('policy_kwargs: "dict(activation_fn=nn.ReLU())"', r"call torch\.nn\.ReLU\(\.\.\.\)|call nn\.ReLU\(\.\.\.\) is not allowed"),
+        ("policy_kwargs: \"dict(a=__import__('os').system('touch pwned'))\"", r"policy_kwargs\.a: call \?\(\.\.\.\) is not allowed"),
+        ("policy_kwargs: \"dict(activation_fn=get_class_by_name('os.system'))\"", "'os.system' is not in a trusted package"),
+        ('policy_kwargs: "dict(a=this.s)"', r"policy_kwargs\.a: class name 'this\.s' not allowed here"),
+    ],
+)
+def test_dotted_names_must_be_trusted_classes_of_the_expected_kind(tmp_path, monkeypatch, settings, match):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(HyperparamsError, match=match):
+        load_hyperparams(write(tmp_path, settings), PPO)
+    assert not (tmp_path / "pwned").exists()
+
+
+# ---- every malformed value is named -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "settings,match",
+    [
+        # keys the command line sets, or that would be ignored
+        ("seed: 3", "seed: set by the command line"),
+        ("device: cuda", "device: set by the command line"),
+        ("tensorboard_log: /tmp/tb", "tensorboard_log: set by the command line"),
+        ("verbose: 2", "verbose: set by the command line"),
+        ("monitor_kwargs: {info_keywords: [cost]}", "monitor_kwargs: not supported"),
+        ("frame_stack: 4", "frame_stack: not supported"),
+        ("learning_rat: 0.1", r"unknown key\(s\) \['learning_rat'\] for PPO"),
+        # out of range
+        ("clip_range: -1", r"clip_range: -1 is out of range; allowed: a number in \(0, inf\)"),
+        ("gamma: 1.5", r"gamma: 1.5 is out of range; allowed: a number in \(0, 1\]"),
+        ("gamma: 0", "gamma: 0 is out of range"),
+        ("gae_lambda: -0.1", "gae_lambda: -0.1 is out of range"),
+        ("n_steps: 0", r"n_steps: 0 is out of range; allowed: an integer in \[1, inf\)"),
+        ("batch_size: 2.5", "batch_size: 2.5 is out of range"),
+        ("ent_coef: -0.01", "ent_coef: -0.01 is out of range"),
+        ("ent_coef: auto", "ent_coef must be a number"),  # PPO's ent_coef is a number
+        ("learning_rate: .nan", "learning_rate must be a finite number"),
+        ("learning_rate: 3e-4", r"learning_rate: expected a number or lin_<start>, got '3e-4' \(YAML reads 3e-4 as a string"),
+        ("learning_rate: lin_-1", "learning_rate: -1.0 is out of range"),
+        ("learning_rate: lin_abc", "learning_rate: expected a number or lin_<start>"),
+        ("n_envs: 0", "n_envs: 0 is out of range"),
+        ("n_envs: abc", "n_envs must be a number, got the string 'abc'"),
+        ("n_envs: true", "n_envs must be a finite number, got True"),
+        ("n_timesteps: -5", "n_timesteps: -5 is out of range"),
+        ("target_kl: 0", "target_kl: 0 is out of range"),
+        ("use_sde: 'yes'", "use_sde: expected true or false"),
+        ("noise_type: normal", "noise_type: PPO takes no action noise"),
+        # wrong types and shapes
+        ("normalize: 1", "normalize: expected true, false or a mapping"),
+        ("normalize: \"'yes'\"", "normalize: expected true, false or a mapping"),
+        ('normalize: "dict(norm_obs=True, bogus=1)"', r"normalize: VecNormalize\(\.\.\.\): got an unexpected keyword argument 'bogus'"),
+        ("policy: 5", "policy: expected a policy name"),
+        ("policy: NoSuchPolicy", r"policy: 'NoSuchPolicy' is not a policy of PPO; allowed: \['CnnPolicy', 'MlpPolicy', 'MultiInputPolicy'\]"),
+        ('policy_kwargs: "{**a}"', r"policy_kwargs: keys must be strings \(no \*\* unpacking\)"),
+        ("policy_kwargs: \"dict(**{'a': 1})\"", "policy_kwargs: keys must be strings"),
+        ('policy_kwargs: "{nn.ReLU: 1}"', "policy_kwargs: keys must be strings"),
+        ('policy_kwargs: "dict(log_std_init=1, log_std_init=2)"', "policy_kwargs: key 'log_std_init' given twice"),
+        ("policy_kwargs: \"dict(log_std_init=-'a')\"", r"policy_kwargs\.log_std_init: \"-'a'\" is not allowed"),
+        ('policy_kwargs: "dict(net_arch=[64"', "policy_kwargs: cannot parse"),
+        ('policy_kwargs: "' + "[" * 250 + "]" * 250 + '"', "policy_kwargs: cannot parse"),
+        ("policy_kwargs: 5", "policy_kwargs: expected a mapping"),
+        ("policy_kwargs: [1, 2]", "policy_kwargs: expected a mapping"),
+        ('policy_kwargs: "dict(bogus=1)"', r"policy_kwargs: unknown key\(s\) \['bogus'\] for ActorCriticPolicy"),
+        ("policy_kwargs: \"dict(net_arch=[64, 'a'])\"", "policy_kwargs.net_arch: expected a list of layer sizes"),
+        ('policy_kwargs: "dict(net_arch=dict(pi=[0]))"', "policy_kwargs.net_arch: expected a list of layer sizes"),
+        ("policy_kwargs: {activation_fn: nn.Tanh}", r"policy_kwargs\.activation_fn: expected a class, got 'nn\.Tanh'; write policy_kwargs as a string"),
+        ("env_kwargs: abc", "env_kwargs: expected a mapping"),
+        ("callback: [5]", "callback: each entry is a dotted class name or a one-key mapping"),
+        ("callback: [{a: 1, b: 2}]", "callback: each entry is a dotted class name or a one-key mapping"),
+        ("callback: [{sb3_microgrid.callbacks.MicrogridMetricsCallback: [1]}]", "callback.sb3_microgrid.callbacks.MicrogridMetricsCallback: expected a mapping"),
+        ("callback: [{sb3_microgrid.callbacks.MicrogridMetricsCallback: {bogus: 1}}]", "MicrogridMetricsCallback.*got an unexpected keyword argument 'bogus'"),
+        ("rollout_buffer_class: 5", "rollout_buffer_class: expected a class name"),
+    ],
+)
+def test_malformed_values_name_their_key(tmp_path, settings, match):
+    with pytest.raises(HyperparamsError, match=match) as err:
+        load_hyperparams(write(tmp_path, settings), PPO)
+    assert str(err.value).startswith(f"{tmp_path / 'conf.yml'} [Microgrid-v0]: ")
+
+
+@pytest.mark.parametrize(
+    "settings,match",
+    [
+        ("ent_coef: auto_x", "ent_coef: 'auto_x' is neither a number >= 0 nor auto"),
+        ("ent_coef: auto_0", "ent_coef: 'auto_0' is neither"),
+        ("tau: 0", "tau: 0 is out of range"),
+        ("train_freq: [1, day]", r"train_freq: expected n or \[n, step\|episode\]"),
+        ("train_freq: 0", "train_freq: 0 is out of range"),
+        ("noise_std: 0.1", "noise_type: None unknown"),
+        ("buffer_size: 0", "buffer_size: 0 is out of range"),
+        ("replay_buffer_class: stable_baselines3.common.buffers.RolloutBuffer", "replay_buffer_class: .* is not a subclass of ReplayBuffer"),
+    ],
+)
+def test_off_policy_values_name_their_key(tmp_path, settings, match):
+    with pytest.raises(HyperparamsError, match=match):
+        load_hyperparams(write(tmp_path, settings), SAC)
+
+
+def test_off_policy_special_forms_are_converted(tmp_path):
+    hp = load_hyperparams(write(tmp_path, "ent_coef: auto_0.1\ntrain_freq: [1, episode]\ntarget_entropy: auto\n"), SAC)
+    assert hp.algo_kwargs["ent_coef"] == "auto_0.1" and hp.algo_kwargs["train_freq"] == (1, "episode")
+    hp = load_hyperparams(write(tmp_path, "n_timesteps: !!float 1e5\ngamma: 1\ntarget_kl: null\nclip_range_vf: null\n"), PPO)
+    assert hp.n_timesteps == 100_000 and isinstance(hp.n_timesteps, int)
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("just a string", "expected a mapping from env ids to their settings"),
+        ("- Microgrid-v0\n- n_envs: 2\n", "expected a mapping from env ids"),
+        ("", "expected a mapping from env ids"),
+        ("Microgrid-v0: 5\n", r"\[Microgrid-v0\]: expected a mapping of setting names"),
+        ("Microgrid-v0: {1: 2}\n", r"\[Microgrid-v0\]: expected a mapping of setting names"),
+        ("Microgrid-v0: {a: [}\n", "cannot read a YAML file"),
+        ("Microgrid-v0: !!python/object/apply:os.system ['touch pwned']\n", "cannot read a YAML file"),
+        ("A: {}\nB: {}\n", r"holds sections \['A', 'B'\]; say which env to train"),
+    ],
+)
+def test_malformed_files_are_named(tmp_path, monkeypatch, text, match):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "conf.yml"
+    path.write_text(text)
+    with pytest.raises(HyperparamsError, match=match):
+        load_hyperparams(path, PPO)
+    with pytest.raises(HyperparamsError, match="cannot read a YAML file"):
+        load_hyperparams(tmp_path / "missing.yml", PPO)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_zoo_launcher_trusts_its_gym_packages(tmp_path, userpkg):
+    conf = write(tmp_path, "policy_kwargs: \"dict(features_extractor_class=get_class_by_name('userpkg.cbs.Extractor'))\"")
+    argv = ["--env", "Microgrid-v0", "--conf-file", str(conf)]
+    with pytest.raises(HyperparamsError, match="'userpkg.cbs.Extractor' is not in a trusted package"):
+        file_policy_kwargs(argv)
+    assert not userpkg.exists()
+    (tmp_path / "userpkg" / "cbs.py").write_text(
+        "from stable_baselines3.common.torch_layers import FlattenExtractor\nclass Extractor(FlattenExtractor):\n    pass\n"
+    )
+    kwargs = file_policy_kwargs([*argv, "--gym-packages", "sb3_microgrid", "userpkg", "--num-threads", "1"])
+    assert kwargs["features_extractor_class"].__name__ == "Extractor"
