@@ -12,6 +12,7 @@ import datetime
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -73,12 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    """``--controller``, ``--scenario``, ``--split`` and ``--seed``, shared by evaluate and plot."""
+    """``--controller``, ``--algo``, ``--vecnormalize``, ``--scenario``, ``--split`` and ``--seed``, shared by
+    evaluate and plot."""
     p.add_argument(
         "--controller", action="append", required=True, metavar="NAME",
-        help="naive, rule, mpc, optimal or the path of a saved SB3 model (.zip); repeat or separate with commas for several",
-    )
-    p.add_argument("--algo", default="ppo", help="algorithm class of saved models (the zip does not record it; default: ppo)")
+        help="naive, rule, mpc, optimal or a saved SB3 model, PATH.zip or PATH.zip:ALGO; "
+        "repeat or separate with commas for several",
+    )  # fmt: skip
+    p.add_argument(
+        "--algo", default=None,
+        help="algorithm of the one saved model given (default: from its run.json, else identified from the zip); "
+        "with several models, write PATH.zip:ALGO for each",
+    )  # fmt: skip
+    p.add_argument(
+        "--vecnormalize", type=Path, default=None, metavar="PATH.pkl",
+        help="VecNormalize statistics of the one saved model given (default: found beside it)",
+    )  # fmt: skip
     p.add_argument("--scenario", default="campus", help="preset name or scenario YAML path (default: campus)")
     p.add_argument("--split", default="test", choices=SPLITS, help="days to run on (default: test)")
     p.add_argument("--seed", type=int, default=0, help="day i of the split is reset with seed + i (forecast noise; default: 0)")
@@ -103,7 +114,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json is not None:
         _check_writable(args.json)
     scenario = _scenario(args.scenario)
-    controllers = _controllers(args.controller, args.algo)
+    controllers = _controllers(args, scenario)
     results = {
         label: evaluate(controller, scenario=scenario, split=args.split, days=args.days, seed=args.seed, reference=args.reference)
         for label, controller in controllers.items()
@@ -164,11 +175,12 @@ def _plot(args: argparse.Namespace) -> int:
     from .plotting import plot_dispatch
 
     _check_writable(args.out)
+    _check_image_format(args.out)
     scenario = _scenario(args.scenario)
     dates = split_dates(scenario, args.split)
     if args.day not in dates:
         raise UsageError(f"day {args.day} is not a start day of split {args.split!r} ({dates[0]} .. {dates[-1]})")
-    controllers = _controllers(args.controller, args.algo)
+    controllers = _controllers(args, scenario)
     env = MicrogridEnv(scenario=scenario, split=args.split)
     # the seed evaluate gives this day, so the plot shows the episode it scored
     seed = args.seed + dates.index(args.day)
@@ -186,24 +198,58 @@ def _scenario(name: str) -> Scenario:
         raise UsageError(str(err)) from None
 
 
-def _controllers(values: list[str], algo: str = "ppo") -> dict[str, Controller]:
-    """Build every controller before running any, so a bad name fails at once; titles made unique."""
-    from .baselines import CONTROLLERS, make_controller
+def _controllers(args: argparse.Namespace, scenario: Scenario) -> dict[str, Controller]:
+    """Build every controller of ``--controller`` and check each saved model against the scenario's env
+    before running any, so a bad name, file or layout fails at once; titles made unique. ``--algo`` and
+    ``--vecnormalize`` belong to a single saved model: with several, ``PATH.zip:ALGO`` names each one's."""
+    from .baselines import CONTROLLERS, SB3Controller, make_controller
+    from .baselines.sb3_model import NormalizationWarning
+    from .envs import MicrogridEnv
 
-    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    names = [name.strip() for value in args.controller for name in value.split(",") if name.strip()]
     if not names:
         raise UsageError("no controller given")
+    models = [name for name in names if name not in CONTROLLERS]
+    for option, value in (("--algo", args.algo), ("--vecnormalize", args.vecnormalize)):
+        if value is not None and len(models) != 1:
+            raise UsageError(f"{option} applies to exactly one saved model, got {len(models)}; for several, write PATH.zip:ALGO")
     controllers: dict[str, Controller] = {}
     for name in names:
+        options = {} if name in CONTROLLERS else {"algo": args.algo, "vecnormalize": args.vecnormalize}
         try:
-            controller = make_controller(name) if name in CONTROLLERS else make_controller(name, algo=algo)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                controller = make_controller(name, **options)
         except (ValueError, FileNotFoundError) as err:
             raise UsageError(str(err)) from None
+        for warning in caught:  # ours as one line, others as Python shows them
+            if issubclass(warning.category, NormalizationWarning):
+                print(f"sb3-microgrid {args.command}: WARNING: {warning.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
         label, k = name, 2
         while label in controllers:
             label, k = f"{name} ({k})", k + 1
         controllers[label] = controller
+    if any(isinstance(c, SB3Controller) for c in controllers.values()):
+        env = MicrogridEnv(scenario=scenario, split=args.split)
+        obs, _ = env.reset(seed=args.seed)
+        for label, controller in controllers.items():
+            if isinstance(controller, SB3Controller):
+                try:
+                    controller.reset(env, obs)
+                except ValueError as err:
+                    raise UsageError(f"{label}: {err}") from None
     return controllers
+
+
+def _check_image_format(path: Path) -> None:
+    """Fail before running any controller if matplotlib cannot write an image of ``path``'s suffix."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:
+        raise UsageError(f"--out {path}: the suffix must be an image format matplotlib writes: {', '.join('.' + f for f in sorted(formats))}")
 
 
 def _check_writable(path: Path) -> None:
@@ -231,12 +277,15 @@ def _date(text: str) -> str:
 
 #: Subcommands, each ``add(subparsers)``.
 def _add_train(subparsers: Any) -> None:
+    from .algos import ALGOS
+    from .training import VEC_ENVS
+
     p = subparsers.add_parser(
         "train", help="train an algorithm from a zoo-format YAML file",
         description="Train from an rl-baselines3-zoo hyperparameter file (read without eval), with checkpoints, "
         "resume, a progress bar and TensorBoard logs.",
     )  # fmt: skip
-    p.add_argument("--algo", required=True, help="algorithm name (ppo, twin_ppo, sac, per_sac, dyna_sac, td3, per_td3, a2c, ddpg)")
+    p.add_argument("--algo", required=True, choices=sorted(ALGOS), metavar="ALGO", help=f"algorithm: {', '.join(sorted(ALGOS))}")
     p.add_argument("--conf", required=True, type=Path, metavar="FILE.yml", help="zoo-format hyperparameter file")
     p.add_argument("--env", default=None, help="section of the file to read (default: its only one)")
     p.add_argument("--timesteps", type=_positive_int, default=None, metavar="N", help="total steps (default: the file's n_timesteps)")
@@ -244,7 +293,7 @@ def _add_train(subparsers: Any) -> None:
     p.add_argument("--run-dir", type=Path, default=None, help="output folder (default: runs/<algo>_<env>_<seed>)")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in the run folder (same --algo and --conf as the run)")
     p.add_argument("--save-freq", type=_positive_int, default=50_000, metavar="N", help="steps between checkpoints (default: 50000)")
-    p.add_argument("--vec-env", default="microgrid", choices=("microgrid", "dummy", "subproc"), help="vectorisation (default: microgrid)")
+    p.add_argument("--vec-env", default="microgrid", choices=VEC_ENVS, help="vectorisation (default: microgrid)")
     p.add_argument(
         "--trust-module", action="append", default=[], metavar="MODULE",
         help="let the file name classes from your own MODULE and its submodules (callbacks, wrappers, policies, ...); "

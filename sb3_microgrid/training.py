@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
@@ -33,38 +32,19 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
 from .callbacks.checkpoint import RUN_JSON, CheckpointError, CheckpointSetCallback, checkpoints, latest_checkpoint, load_checkpoint, publish_checkpoint, read_run_json, write_run_json
-from .dyna import DynaSAC
+from .algos import ALGOS, algorithm
 from .envs import MicrogridVecEnv
 from .hyperparams import Hyperparams, HyperparamsError, load_hyperparams
-from .per_sac import PerSAC
-from .per_td3 import PerTD3
-from .twin_ppo import TwinValuePPO
 
-#: Algorithms known to the command line and the zoo launcher.
-ALGOS: dict[str, type[BaseAlgorithm]] = {
-    "a2c": A2C,
-    "ddpg": DDPG,
-    "ppo": PPO,
-    "sac": SAC,
-    "td3": TD3,
-    "twin_ppo": TwinValuePPO,
-    "dyna_sac": DynaSAC,
-    "per_sac": PerSAC,
-    "per_td3": PerTD3,
-}
+#: Vectorisations of the training env (:func:`make_env`), also the command line's choices.
 VEC_ENVS = ("microgrid", "dummy", "subproc")
-
-
-def algorithm(name: str) -> type[BaseAlgorithm]:
-    """The algorithm class registered under ``name``."""
-    if name not in ALGOS:
-        raise HyperparamsError(f"unknown algorithm {name!r}; allowed: {sorted(ALGOS)}")
-    return ALGOS[name]
 
 
 def make_env(hp: Hyperparams, seed: int, vec_env: str = "microgrid") -> VecEnv:
     """The training env of a hyperparameter section: ``MicrogridVecEnv`` for ``Microgrid-v0`` by
-    default (one vectorized core), else SB3's ``DummyVecEnv``/``SubprocVecEnv`` of ``gym.make``."""
+    default (one vectorized core), else SB3's ``DummyVecEnv``/``SubprocVecEnv`` of ``gym.make``.
+    ``VecNormalize`` discounts its reward statistics with the file's ``gamma`` when it has one, as
+    rl_zoo3 does (a bare ``VecNormalize`` uses 0.99 whatever the algorithm's)."""
     if vec_env not in VEC_ENVS:
         raise HyperparamsError(f"unknown vec_env {vec_env!r}; allowed: {list(VEC_ENVS)}")
     if vec_env == "microgrid" and hp.env_id == "Microgrid-v0" and not hp.env_wrappers:
@@ -81,7 +61,8 @@ def make_env(hp: Hyperparams, seed: int, vec_env: str = "microgrid") -> VecEnv:
     for cls, kwargs in hp.vec_env_wrappers:
         env = cls(env, **kwargs)
     if hp.normalize is not None:
-        env = VecNormalize(env, **hp.normalize)
+        gamma = {"gamma": hp.algo_kwargs["gamma"]} if "gamma" in hp.algo_kwargs else {}
+        env = VecNormalize(env, **{**hp.normalize, **gamma})
     return env
 
 
@@ -133,7 +114,7 @@ def train(
 ) -> BaseAlgorithm:
     """Train ``algo`` with the settings of a zoo-format YAML file.
 
-    :param algo: a name of :data:`ALGOS`
+    :param algo: a name of :data:`sb3_microgrid.algos.ALGOS`
     :param conf: the YAML file (rl-baselines3-zoo format)
     :param run_dir: where checkpoints, the final model and TensorBoard logs go
     :param timesteps: total steps (default: the file's ``n_timesteps``)

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import yaml
 
 from .hyperparams import parse_python, trusted_modules
-from .training import ALGOS
+from .algos import ALGOS
 
 #: The zoo's sampler and converter reused for each of our algorithms.
 SAMPLER_OF = {"twin_ppo": "ppo", "dyna_sac": "sac", "per_sac": "sac", "per_td3": "td3"}

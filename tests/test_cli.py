@@ -61,3 +61,137 @@ def test_plot_writes_png(tmp_path, controllers):
     assert main(argv) == 0
     data = out.read_bytes()
     assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
+
+
+# ---- saved models: every registered algorithm trains and evaluates with no --algo -----------------------------------
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize  # noqa: E402
+
+from sb3_microgrid.algos import ALGOS  # noqa: E402
+from sb3_microgrid.envs import MicrogridEnv  # noqa: E402
+
+OFF_POLICY = {"ddpg", "sac", "td3", "dyna_sac", "per_sac", "per_td3", "crossq", "tqc"}
+#: What each algorithm needs to train a few updates in 96 steps (4 days).
+SETTINGS = {
+    "a2c": {"n_steps": 8},
+    "ppo": {"n_steps": 48, "batch_size": 48, "n_epochs": 1},
+    "twin_ppo": {"n_steps": 48, "batch_size": 48, "n_epochs": 1},
+    "trpo": {"n_steps": 48, "batch_size": 48},
+    "ppo_lstm": {"policy": "MlpLstmPolicy", "n_steps": 48, "batch_size": 48, "n_epochs": 1, "policy_kwargs": {"net_arch": [16], "lstm_hidden_size": 8}},
+    "ars": {"policy": "LinearPolicy", "n_delta": 2, "n_top": 1, "policy_kwargs": None},
+    "dyna_sac": {"model_train_freq": 48, "rollout_batch_size": 32, "model_buffer_size": 1000, "model_train_samples": 100,
+                 "model_fit_kwargs": {"max_epochs": 2}},  # fmt: skip
+}
+FAST = ["dyna_sac", "ppo", "ppo_lstm"]
+
+
+def train_conf(tmp_path, algo: str) -> str:
+    """A zoo-format file for ``algo`` on Microgrid-v0, normalised, with gamma 1 where the algorithm discounts."""
+    section = {"n_envs": 1, "policy": "MlpPolicy", "normalize": True, "policy_kwargs": {"net_arch": [16]}}
+    if algo != "ars":
+        section["gamma"] = 1.0
+    if algo in OFF_POLICY:
+        section |= {"learning_starts": 48, "buffer_size": 1000, "batch_size": 32}
+    section |= SETTINGS.get(algo, {})
+    section = {k: v for k, v in section.items() if v is not None}
+    path = tmp_path / f"{algo}.yml"
+    path.write_text(json.dumps({"Microgrid-v0": section}))  # JSON is YAML
+    return str(path)
+
+
+def train_and_evaluate(tmp_path, algo: str) -> dict:
+    run, out = tmp_path / "run", tmp_path / "eval.json"
+    argv = ["train", "--algo", algo, "--conf", train_conf(tmp_path, algo), "--timesteps", "96", "--run-dir", str(run), "--save-freq", "96"]
+    assert main(argv) == 0
+    assert main(["evaluate", "--controller", str(run / "model.zip"), "--split", "train", "--days", "1", "--no-reference", "--json", str(out)]) == 0
+    stats = VecNormalize.load(str(run / "model_vecnormalize.pkl"), DummyVecEnv([MicrogridEnv]))
+    # VecNormalize discounts with the algorithm's gamma, as rl_zoo3 does (a bare VecNormalize uses 0.99)
+    assert stats.gamma == (0.99 if algo == "ars" else 1.0)
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("algo", FAST)
+def test_a_trained_model_evaluates_without_algo(tmp_path, algo):
+    from sb3_microgrid.baselines import SB3Controller
+
+    result = train_and_evaluate(tmp_path, algo)
+    assert result["summary"]["days"] == 1 and result["days"][0]["cost"] > 0
+    assert type(SB3Controller(tmp_path / "run" / "model.zip").model) is ALGOS[algo]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", sorted(set(ALGOS) - set(FAST)))
+def test_every_registered_algorithm_trains_and_evaluates(tmp_path, algo):
+    test_a_trained_model_evaluates_without_algo(tmp_path, algo)
+
+
+@pytest.fixture(scope="module")
+def ppo_zip(tmp_path_factory):
+    from stable_baselines3 import PPO
+
+    path = tmp_path_factory.mktemp("ppo") / "agent.zip"
+    PPO("MlpPolicy", MicrogridEnv(), policy_kwargs={"net_arch": [8]}, device="cpu").save(path)
+    return path
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_a_file_that_is_not_a_model_exits_2(tmp_path, capsys):
+    bad = tmp_path / "notes.zip"
+    bad.write_text("not a zip")
+    assert main(["evaluate", "--controller", str(bad), "--days", "1", "--no-reference"]) == 2
+    assert "not a saved Stable-Baselines3 model" in one_line_error(capsys)
+
+
+def test_a_layout_mismatch_exits_2_before_running_anything(tmp_path, capsys, monkeypatch):
+    from stable_baselines3 import PPO
+
+    import sb3_microgrid.evaluation
+
+    other = tmp_path / "other.zip"
+    PPO("MlpPolicy", MicrogridEnv(scenario={"forecast": {"forecast_steps": 12}}), device="cpu").save(other)
+    monkeypatch.setattr(sb3_microgrid.evaluation, "_run", lambda *a, **k: pytest.fail("a controller ran"))
+    assert main(["evaluate", "--controller", f"naive,{other}", "--days", "1", "--no-reference"]) == 2
+    assert "another observation layout" in one_line_error(capsys)
+
+
+def test_plot_refuses_an_unknown_image_format_before_running_anything(tmp_path, capsys, monkeypatch):
+    import sb3_microgrid.evaluation
+
+    monkeypatch.setattr(sb3_microgrid.evaluation, "run_day", lambda *a, **k: pytest.fail("a controller ran"))
+    assert main(["plot", "--controller", "naive", "--day", "2024-06-01", "--out", str(tmp_path / "p.xyz")]) == 2
+    err = one_line_error(capsys)
+    assert "p.xyz" in err and ".png" in err
+
+
+def test_algo_and_vecnormalize_belong_to_one_model(ppo_zip, tmp_path, capsys):
+    argv = ["evaluate", "--days", "1", "--no-reference", "--split", "train"]
+    assert main([*argv, "--controller", f"{ppo_zip},{ppo_zip}", "--algo", "a2c"]) == 2
+    assert "--algo applies to exactly one saved model, got 2" in one_line_error(capsys)
+    assert main([*argv, "--controller", f"naive,{ppo_zip}", "--algo", "nosuch"]) == 2
+    assert "nosuch" in one_line_error(capsys)
+    # PATH.zip:ALGO names each model's class
+    assert main([*argv, "--controller", f"{ppo_zip}:a2c,{ppo_zip}:ppo"]) == 0
+    assert main([*argv, "--controller", str(ppo_zip), "--vecnormalize", str(tmp_path / "missing.pkl")]) == 2
+    assert "missing.pkl" in one_line_error(capsys)
+
+
+def test_vecnormalize_option_and_missing_statistics_warning(ppo_zip, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.zip").write_bytes(ppo_zip.read_bytes())
+    (run / "config.yml").write_text("Microgrid-v0:\n  normalize: true\n")
+    argv = ["evaluate", "--controller", str(run / "model.zip"), "--days", "1", "--no-reference", "--split", "train"]
+    assert main(argv) == 0
+    assert "WARNING" in capsys.readouterr().err
+    stats = tmp_path / "elsewhere.pkl"
+    VecNormalize(DummyVecEnv([MicrogridEnv])).save(str(stats))
+    assert main([*argv, "--vecnormalize", str(stats)]) == 0
+    assert "WARNING" not in capsys.readouterr().err
+    other = tmp_path / "other.pkl"
+    VecNormalize(DummyVecEnv([lambda: MicrogridEnv(scenario={"forecast": {"forecast_steps": 12}})])).save(str(other))
+    assert main([*argv, "--vecnormalize", str(other)]) == 2
+    assert "other.pkl" in one_line_error(capsys)
