@@ -186,7 +186,7 @@ def actor_vector(model: BaseAlgorithm) -> th.Tensor:
 
 def test_param_noise_ppo_stores_the_perturbed_policy_log_prob():
     model = small_ppo("MlpPolicy", MicrogridEnv(seed=5), n_steps=256, log_std_init=-1.0)
-    noise = ParameterNoiseCallback(initial_sigma=0.3, target_distance=0.1)
+    noise = ParameterNoiseCallback(initial_sigma=0.3)
     snap: dict = {}
 
     def before_perturbation(m: PPO) -> None:
@@ -250,15 +250,53 @@ def test_param_noise_trains_the_clean_weights(make):
 
 
 @pytest.mark.parametrize("target, direction", [(1e-6, -1), (1e3, +1)])
-def test_param_noise_sigma_adapts_towards_the_target(tmp_path, target, direction):
+def test_param_noise_sigma_adapts_towards_the_kl_target(tmp_path, target, direction):
     model = small_ppo("MlpPolicy", MicrogridEnv(seed=7), n_steps=64)
     model.set_logger(configure(str(tmp_path), ["csv"]))
-    noise = ParameterNoiseCallback(initial_sigma=0.1, target_distance=target, adaptation_coef=1.5)
+    # a distance target that would move sigma the other way: the Gaussian policy follows target_kl
+    noise = ParameterNoiseCallback(initial_sigma=0.1, target_kl=target, target_distance=1e3 if direction < 0 else 1e-6, adaptation_coef=1.5)
     model.learn(256, callback=noise)
     assert noise.sigma == pytest.approx(0.1 * 1.5 ** (4 * direction))
-    assert 0 < noise.distance < 10
+    assert noise.kl > 0 and noise.distance is None
     header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
-    assert {"exploration/param_noise_sigma", "exploration/param_noise_distance"} <= set(header)
+    assert {"exploration/param_noise_sigma", "exploration/param_noise_kl"} <= set(header)
+
+
+def test_param_noise_kl_is_that_of_the_perturbed_against_the_clean_policy():
+    model = small_ppo("MlpPolicy", MicrogridEnv(seed=8), n_steps=64)
+    noise = ParameterNoiseCallback(initial_sigma=0.05)
+    snap: dict = {}
+
+    def before_perturbation(m: PPO) -> None:
+        snap["clean"] = copy.deepcopy(m.policy)
+
+    def before_restore(m: PPO) -> None:
+        obs = rollout_data(m)[0]
+        with th.no_grad():
+            perturbed = m.policy.get_distribution(obs).distribution
+            clean = snap["clean"].get_distribution(obs).distribution
+        snap["kl"] = th.distributions.kl_divergence(perturbed, clean).sum(dim=-1).mean().item()
+
+    model.learn(64, callback=CallbackList([Probe(rollout_start=before_perturbation, rollout_end=before_restore), noise]))
+    assert snap["kl"] > 1e-4
+    assert noise.kl == pytest.approx(snap["kl"], rel=1e-4)
+
+
+@pytest.mark.parametrize("target, direction", [(1e-6, -1), (1e3, +1)])
+def test_param_noise_deterministic_policy_adapts_to_the_distance(target, direction):
+    model = TD3("MlpPolicy", MicrogridEnv(seed=7), learning_starts=1000, policy_kwargs=dict(net_arch=[32]), train_freq=24, seed=0)
+    noise = ParameterNoiseCallback(initial_sigma=0.1, target_distance=target, adaptation_coef=1.5)
+    model.learn(96, callback=noise)
+    assert noise.sigma == pytest.approx(0.1 * 1.5 ** (4 * direction))
+    assert 0 < noise.distance < 10 and noise.kl is None
+
+
+def test_param_noise_arguments_are_named():
+    for name in ("initial_sigma", "target_kl", "target_distance"):
+        with pytest.raises(ValueError, match=name):
+            ParameterNoiseCallback(**{name: 0.0})
+    with pytest.raises(ValueError, match="adaptation_coef"):
+        ParameterNoiseCallback(adaptation_coef=1.0)
 
 
 # ---- RND -------------------------------------------------------------------------------------------
