@@ -16,11 +16,11 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_microgrid import MicrogridEnv, MicrogridVecEnv
+from sb3_microgrid.epsilon_sac import EpsilonSAC
+from sb3_microgrid.epsilon_td3 import EpsilonTD3
 from sb3_microgrid.exploration import (
     EpsilonActorCriticPolicy,
     EpsilonDecayCallback,
-    EpsilonSAC,
-    EpsilonTD3,
     ParameterNoiseCallback,
     RNDRewardWrapper,
 )

@@ -1,24 +1,16 @@
-"""Exploration pieces, each usable alone with ``model.learn()``: epsilon-random actions (PPO policy, SAC/TD3
-subclasses, decay callback), parameter-space noise (callback) and Random Network Distillation (VecEnv wrapper).
-See ``docs/training_exploration.md``."""
+"""Exploration pieces, each usable alone with ``model.learn()``: the epsilon-random PPO/A2C policy and the ε decay
+callback, parameter-space noise (callback) and Random Network Distillation (VecEnv wrapper). The epsilon-random
+off-policy algorithms are :class:`~sb3_microgrid.epsilon_sac.EpsilonSAC` and
+:class:`~sb3_microgrid.epsilon_td3.EpsilonTD3`. See ``docs/training_exploration.md``."""
 
-from .epsilon import (
-    EpsilonActorCriticPolicy,
-    EpsilonDecayCallback,
-    EpsilonOffPolicyMixin,
-    EpsilonSAC,
-    EpsilonTD3,
-    epsilon_owner,
-)
+from .epsilon_decay import EpsilonDecayCallback, epsilon_owner
+from .epsilon_policy import EpsilonActorCriticPolicy
 from .param_noise import ParameterNoiseCallback, actor_module_names
 from .rnd import RNDRewardWrapper
 
 __all__ = [
     "EpsilonActorCriticPolicy",
     "EpsilonDecayCallback",
-    "EpsilonOffPolicyMixin",
-    "EpsilonSAC",
-    "EpsilonTD3",
     "ParameterNoiseCallback",
     "RNDRewardWrapper",
     "actor_module_names",

@@ -1,12 +1,6 @@
-"""Epsilon-random actions: with probability ε the whole action vector is drawn uniformly from the action Box.
-
-- PPO: :class:`EpsilonActorCriticPolicy` makes the mixture ``ε·U + (1−ε)·π`` the policy. The log-probability it
-  stores in the rollout buffer and the one ``train()`` recomputes are both the mixture's, so PPO's ratio compares
-  the new mixture with the behaviour mixture that actually drew the action.
-- SAC / TD3: :class:`EpsilonSAC` / :class:`EpsilonTD3` replace the action before ``collect_rollouts`` sends it to
-  the env and to the replay buffer, so the buffer holds the action that was executed.
-- :class:`EpsilonDecayCallback` decays ε linearly for either.
-"""
+"""Epsilon-random actions for PPO/A2C: the mixture ``ε·U + (1−ε)·π`` is the policy, so the log-probability stored in
+the rollout buffer and the one ``train()`` recomputes are both the mixture's, and PPO's ratio compares the new
+mixture with the behaviour mixture that actually drew the action."""
 
 from __future__ import annotations
 
@@ -15,18 +9,10 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3 import SAC, TD3
-from stable_baselines3.common.noise import ActionNoise
-from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import PyTorchObs
 
-
-def _check_epsilon(value: float) -> float:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"epsilon must be in [0, 1], got {value}")
-    return float(value)
+from ..common.epsilon import check_epsilon
 
 
 class EpsilonActorCriticPolicy(ActorCriticPolicy):
@@ -59,7 +45,7 @@ class EpsilonActorCriticPolicy(ActorCriticPolicy):
             raise ValueError("EpsilonActorCriticPolicy does not support squash_output=True")
         # A persistent buffer, so the current (decayed) ε travels in the state dict: an algorithm's save()
         # rebuilds the policy from the model's policy_kwargs (the initial ε), not from _get_constructor_parameters.
-        self.register_buffer("_epsilon", th.tensor(_check_epsilon(epsilon), dtype=th.float64))
+        self.register_buffer("_epsilon", th.tensor(check_epsilon(epsilon), dtype=th.float64))
         low = th.as_tensor(action_space.low.flatten(), dtype=th.float32)
         high = th.as_tensor(action_space.high.flatten(), dtype=th.float32)
         # Buffers follow .to(device); not persistent, as they are rebuilt from the action space.
@@ -73,7 +59,7 @@ class EpsilonActorCriticPolicy(ActorCriticPolicy):
 
     @epsilon.setter
     def epsilon(self, value: float) -> None:
-        self._epsilon.fill_(_check_epsilon(value))
+        self._epsilon.fill_(check_epsilon(value))
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -120,98 +106,3 @@ class EpsilonActorCriticPolicy(ActorCriticPolicy):
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         actions = super()._predict(observation, deterministic)
         return actions if deterministic else self._mix_uniform(actions)
-
-
-class EpsilonOffPolicyMixin:
-    """Put before an off-policy algorithm class: after the algorithm picks its exploration action (policy sample,
-    action noise, or the uniform warm-up), each env's action is replaced with probability ``epsilon`` by a uniform
-    action over the Box. The replacement is made on the scaled ``buffer_action`` and the env's action is derived
-    from it, exactly as SB3 does, so the replay buffer stores what the env executed.
-
-    :param epsilon: probability in [0, 1] of a uniform action; settable (``model.epsilon = x``) at any time, as
-        off-policy updates do not depend on the behaviour policy's probabilities
-    """
-
-    policy: Any
-    action_space: spaces.Box
-
-    def __init__(self, *args: Any, epsilon: float = 0.1, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.epsilon = epsilon
-
-    @property
-    def epsilon(self) -> float:
-        return self._epsilon
-
-    @epsilon.setter
-    def epsilon(self, value: float) -> None:
-        self._epsilon = _check_epsilon(value)
-
-    def _sample_action(self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        action, buffer_action = super()._sample_action(learning_starts, action_noise, n_envs)  # type: ignore[misc]
-        take = np.random.random(n_envs) < self.epsilon
-        if not take.any():
-            return action, buffer_action
-        buffer_action = buffer_action.copy()
-        # action_space.sample() uses the space's generator, which model.set_random_seed() seeds.
-        uniform = np.array([self.action_space.sample() for _ in range(int(take.sum()))])
-        buffer_action[take] = self.policy.scale_action(uniform)
-        return self.policy.unscale_action(buffer_action), buffer_action
-
-
-class EpsilonSAC(EpsilonOffPolicyMixin, SAC):
-    """:class:`~stable_baselines3.SAC` with epsilon-random actions (:class:`EpsilonOffPolicyMixin`).
-
-    :param epsilon: probability in [0, 1] of a uniform action
-    Other arguments are those of :class:`~stable_baselines3.SAC`.
-    """
-
-
-class EpsilonTD3(EpsilonOffPolicyMixin, TD3):
-    """:class:`~stable_baselines3.TD3` with epsilon-random actions (:class:`EpsilonOffPolicyMixin`); the
-    uniform action replaces the noisy one.
-
-    :param epsilon: probability in [0, 1] of a uniform action
-    Other arguments are those of :class:`~stable_baselines3.TD3`.
-    """
-
-
-def epsilon_owner(model: BaseAlgorithm) -> EpsilonActorCriticPolicy | EpsilonOffPolicyMixin:
-    """The object whose ``epsilon`` attribute drives ``model``'s exploration: its policy for PPO/A2C, the
-    algorithm itself for :class:`EpsilonSAC` / :class:`EpsilonTD3`."""
-    if isinstance(model.policy, EpsilonActorCriticPolicy):
-        return model.policy
-    if isinstance(model, EpsilonOffPolicyMixin):
-        return model
-    raise TypeError(f"{type(model).__name__} with {type(model.policy).__name__} has no epsilon exploration")
-
-
-class EpsilonDecayCallback(BaseCallback):
-    """Decays ε linearly from ``initial_epsilon`` to ``final_epsilon`` over the first ``decay_steps`` env steps
-    (``model.num_timesteps``), then holds it. ε is set at each rollout start, so under PPO it is the same while
-    the rollout is collected and while ``train()`` evaluates it. Logs ``exploration/epsilon``.
-
-    :param initial_epsilon: ε at step 0
-    :param final_epsilon: ε from ``decay_steps`` on
-    :param decay_steps: number of env steps (summed over envs) of the decay
-    :param verbose: verbosity
-    """
-
-    def __init__(self, initial_epsilon: float = 0.2, final_epsilon: float = 0.0, decay_steps: int = 100_000, verbose: int = 0) -> None:
-        super().__init__(verbose)
-        if decay_steps <= 0:
-            raise ValueError(f"decay_steps must be positive, got {decay_steps}")
-        self.initial_epsilon = _check_epsilon(initial_epsilon)
-        self.final_epsilon = _check_epsilon(final_epsilon)
-        self.decay_steps = decay_steps
-
-    def _init_callback(self) -> None:
-        self._owner = epsilon_owner(self.model)
-
-    def _on_rollout_start(self) -> None:
-        progress = min(self.model.num_timesteps / self.decay_steps, 1.0)
-        self._owner.epsilon = self.initial_epsilon + progress * (self.final_epsilon - self.initial_epsilon)
-        self.logger.record("exploration/epsilon", self._owner.epsilon)
-
-    def _on_step(self) -> bool:
-        return True
