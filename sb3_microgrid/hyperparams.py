@@ -73,7 +73,7 @@ REFUSED_KEYS = {
     "seed": "set by the command line (--seed), not the file",
     "device": "set by the command line: training runs on the CPU",
     "tensorboard_log": "set by the command line: TensorBoard logs go to <run-dir>/tb",
-    "verbose": "set by the command line, not the file",
+    "verbose": "set by sb3-microgrid train, not the file",
     "env": "the env is the section's name and its env_kwargs",
     "action_noise": "use noise_type and noise_std",
     "_init_setup_model": "internal to SB3",
@@ -240,9 +240,9 @@ def parse_python(text: str, key: str = "value", trusted: Sequence[str] = TRUSTED
     try:
         tree = ast.parse(text, mode="eval").body
     except SyntaxError as err:
-        raise HyperparamsError(f"{key}: cannot parse {text!r}: {err.msg}") from None
+        raise HyperparamsError(f"{key}: cannot parse {text!r:.200}: {err.msg}") from None
     except (ValueError, MemoryError, RecursionError) as err:  # null bytes, nesting too deep for the parser
-        raise HyperparamsError(f"{key}: cannot parse {text[:80]!r}: {type(err).__name__} {err}") from None
+        raise HyperparamsError(f"{key}: cannot parse {text!r:.200}: {type(err).__name__} {err}") from None
     return _node(tree, key, key, _Context(text, tuple(trusted)))
 
 
@@ -284,7 +284,7 @@ def _node(node: ast.AST, where: str, slot: str | None, ctx: _Context) -> Any:
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                 return resolve_class(arg.value, where, slot, ctx.trusted)
         raise HyperparamsError(
-            f"{where}: call {name or '?'}(...) is not allowed in {ctx.text!r}; allowed: dict(key=value, ...), get_class_by_name('pkg.Cls')"
+            f"{where}: call {name or '?'}(...) is not allowed in {ctx.text!r:.200}; allowed: dict(key=value, ...), get_class_by_name('pkg.Cls')"
         )
     dotted = _dotted(node)
     if dotted in NAMES:
@@ -292,7 +292,7 @@ def _node(node: ast.AST, where: str, slot: str | None, ctx: _Context) -> Any:
     if dotted is not None and "." in dotted:
         head, _, rest = dotted.partition(".")
         return resolve_class(f"{ALIASES.get(head, head)}.{rest}", where, slot, ctx.trusted)
-    raise HyperparamsError(f"{where}: {ast.unparse(node)!r} is not allowed in {ctx.text!r}; use literals, dict(...) and dotted class names")
+    raise HyperparamsError(f"{where}: {ast.unparse(node)!r:.200} is not allowed in {ctx.text!r:.200}; use literals, dict(...) and dotted class names")
 
 
 def _mapping(items: list[tuple[str | None, ast.AST]], where: str, ctx: _Context) -> dict[str, Any]:
@@ -300,9 +300,9 @@ def _mapping(items: list[tuple[str | None, ast.AST]], where: str, ctx: _Context)
     out: dict[str, Any] = {}
     for key, node in items:
         if key is None:
-            raise HyperparamsError(f"{where}: keys must be strings (no ** unpacking) in {ctx.text!r}")
+            raise HyperparamsError(f"{where}: keys must be strings (no ** unpacking) in {ctx.text!r:.200}")
         if key in out:
-            raise HyperparamsError(f"{where}: key {key!r} given twice in {ctx.text!r}")
+            raise HyperparamsError(f"{where}: key {key!r} given twice in {ctx.text!r:.200}")
         out[key] = _node(node, f"{where}.{key}", key, ctx)
     return out
 
@@ -402,6 +402,7 @@ def load_hyperparams(path: str | Path, algo_class: type, env_id: str | None = No
 
 
 def _read_section(path: str | Path, env_id: str | None) -> tuple[str, dict[str, Any]]:
+    """The env id and settings of one section; a file that is no mapping of sections is an error."""
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
@@ -421,6 +422,7 @@ def _read_section(path: str | Path, env_id: str | None) -> tuple[str, dict[str, 
 
 
 def _resolve(env_id: str, section: dict[str, Any], algo_class: type, trusted: tuple[str, ...]) -> Hyperparams:
+    """Check every key and value of a section (refused and unknown keys first, then values) and resolve its classes."""
     for key, why in REFUSED_KEYS.items():
         if key in section:
             raise HyperparamsError(f"{key}: {why}")

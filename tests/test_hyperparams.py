@@ -192,7 +192,7 @@ def test_dotted_names_must_be_trusted_classes_of_the_expected_kind(tmp_path, mon
         ("seed: 3", "seed: set by the command line"),
         ("device: cuda", "device: set by the command line"),
         ("tensorboard_log: /tmp/tb", "tensorboard_log: set by the command line"),
-        ("verbose: 2", "verbose: set by the command line"),
+        ("verbose: 2", "verbose: set by sb3-microgrid train"),
         ("monitor_kwargs: {info_keywords: [cost]}", "monitor_kwargs: not supported"),
         ("frame_stack: 4", "frame_stack: not supported"),
         ("learning_rat: 0.1", r"unknown key\(s\) \['learning_rat'\] for PPO"),
