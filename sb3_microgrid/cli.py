@@ -285,7 +285,7 @@ def _add_train(subparsers: Any) -> None:
         description="Train from an rl-baselines3-zoo hyperparameter file (read without eval), with checkpoints, "
         "resume, a progress bar and TensorBoard logs.",
     )  # fmt: skip
-    p.add_argument("--algo", required=True, choices=sorted(ALGOS), metavar="ALGO", help=f"algorithm: {', '.join(sorted(ALGOS))}")
+    p.add_argument("--algo", required=True, metavar="ALGO", help=f"algorithm: {', '.join(sorted(ALGOS))}")
     p.add_argument("--conf", required=True, type=Path, metavar="FILE.yml", help="zoo-format hyperparameter file")
     p.add_argument("--env", default=None, help="section of the file to read (default: its only one)")
     p.add_argument("--timesteps", type=_positive_int, default=None, metavar="N", help="total steps (default: the file's n_timesteps)")
