@@ -6,16 +6,20 @@ import io
 import json
 import multiprocessing
 import os
+import re
+import shutil
 import signal
 from pathlib import Path
 
 import pytest
 from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_microgrid.callbacks.checkpoint import MODEL, REPLAY_BUFFER, RUN_JSON, VECNORMALIZE, CheckpointError, CheckpointSetCallback, checkpoints
+from sb3_microgrid.callbacks import checkpoint as checkpoint_module
+from sb3_microgrid.callbacks.checkpoint import MODEL, REPLAY_BUFFER, RUN_JSON, VECNORMALIZE, CheckpointSetCallback, checkpoint_problem, checkpoints, write_run_json
 from sb3_microgrid.cli import main
 from sb3_microgrid.training import ALGOS, last_checkpoint, train
 
@@ -47,26 +51,40 @@ Microgrid-v0:
 """
 
 def _killed_run(algo: str, conf: Path, run: Path, save_freq: int, resume: bool, kill: str, arg: int) -> None:
-    """Train in a forked process that SIGKILLs itself at a chosen moment. The patches live in that
-    process only: the package has no test hooks."""
+    """Train in a forked process that SIGKILLs itself at a chosen moment: ``step``, at the first env step
+    past ``arg`` (mid-rollout); the others while or right after writing the set of ``arg`` steps. The
+    patches live in that process only: the package has no test hooks."""
     die = functools.partial(os.kill, os.getpid(), signal.SIGKILL)
-    if kill == "step":  # in the middle of a rollout, at the first env step past `arg`
-        CheckpointSetCallback._on_step = lambda self: die() if self.num_timesteps > arg else True
-    elif kill == "before_statistics":  # writing the set of `arg` steps: model.zip written, statistics not yet
-        save = VecNormalize.save
-        VecNormalize.save = lambda self, path: die() if f"{os.sep}{arg}.tmp" in str(path) else save(self, path)
-    elif kill == "in_buffer":  # writing the set of `arg` steps: half of the replay buffer's bytes written
-        save_buffer = OffPolicyAlgorithm.save_replay_buffer
 
-        def half_then_die(self, path):
-            if f"{os.sep}{arg}.tmp" not in str(path):
-                return save_buffer(self, path)
+    def writing(path) -> bool:
+        return f"{os.sep}{arg}.tmp" in str(path)
+
+    def half_then_die(save):
+        def write(self, path, *args, **kwargs):
+            if not writing(path):
+                return save(self, path, *args, **kwargs)
             data = io.BytesIO()
-            save_buffer(self, data)
+            save(self, data, *args, **kwargs)
             Path(path).write_bytes(data.getvalue()[: len(data.getvalue()) // 2])
             die()
 
-        OffPolicyAlgorithm.save_replay_buffer = half_then_die
+        return write
+
+    if kill == "step":
+        CheckpointSetCallback._on_step = lambda self: die() if self.num_timesteps > arg else True
+    elif kill == "in_model":  # half of model.zip written
+        BaseAlgorithm.save = half_then_die(BaseAlgorithm.save)
+    elif kill == "before_statistics":  # model.zip written, statistics not yet
+        save = VecNormalize.save
+        VecNormalize.save = lambda self, path: die() if writing(path) else save(self, path)
+    elif kill == "in_buffer":  # half of the replay buffer written
+        OffPolicyAlgorithm.save_replay_buffer = half_then_die(OffPolicyAlgorithm.save_replay_buffer)
+    elif kill == "before_manifest":  # every file but run.json written
+        write_manifest = checkpoint_module.write_run_json
+        checkpoint_module.write_run_json = lambda directory, *a: die() if writing(directory / RUN_JSON) else write_manifest(directory, *a)
+    elif kill == "after_commit":  # the set renamed into place, older replay buffers not yet deleted
+        save_set = checkpoint_module.save_checkpoint
+        checkpoint_module.save_checkpoint = lambda model, directory, name: die() if save_set(model, directory, name).name == str(arg) else directory
     train(algo, conf, run, save_freq=save_freq, resume=resume, progress_bar=False)
 
 
@@ -99,27 +117,52 @@ KILL_CHAINS = {
     "ppo": (PPO_CONF, 128, [("step", 200), ("before_statistics", 256), ("step", 400)]),
     "per_sac": (PER_SAC_CONF, 48, [("step", 70), ("in_buffer", 96), ("step", 150)]),
 }
+# A kill at every moment of the writer, twice in the same set, and before the first set exists.
+LONG_KILL_CHAINS = {
+    "ppo": (PPO_CONF, 64, [("in_model", 64), ("after_commit", 128), ("step", 150), ("before_statistics", 192), ("in_model", 192),
+                           ("before_manifest", 256), ("step", 330), ("after_commit", 384), ("step", 500)]),
+    "per_sac": (PER_SAC_CONF, 48, [("before_manifest", 48), ("after_commit", 48), ("in_model", 96), ("before_statistics", 96),
+                                   ("in_buffer", 96), ("after_commit", 144), ("step", 170)]),
+}
 
 
-@pytest.mark.parametrize("algo", sorted(KILL_CHAINS))
-def test_a_run_killed_at_any_moment_ends_like_an_uninterrupted_one(tmp_path, algo):
-    """SIGKILL mid-rollout, while a set is being written and again after resuming: the run resumed from
-    the command line ends with the steps, updates, normalisation counts and stored transitions of an
-    uninterrupted run (with SB3's CheckpointCallback each resume lost a PPO update or a SAC transition,
-    and counted a reset twice in the statistics)."""
-    text, save_freq, kills = KILL_CHAINS[algo]
+def _newest(run: Path) -> int:
+    found = last_checkpoint(run)
+    return 0 if found is None else found[0]
+
+
+def _kill_and_resume(tmp_path: Path, algo: str, text: str, save_freq: int, kills: list[tuple[str, int]]) -> None:
+    """Run ``kills`` in order, each run resuming the last; then resume from the command line to the end,
+    and compare the steps, updates, normalisation counts and stored transitions with an uninterrupted run."""
     conf = _conf(tmp_path, text)
     train(algo, conf, tmp_path / "whole", save_freq=save_freq, progress_bar=False)
     run = tmp_path / "killed"
     for i, (kill, arg) in enumerate(kills):
         _kill(algo, conf, run, save_freq, i > 0, kill, arg)
-        if kill != "step":  # killed inside the writer: a .tmp folder, never a set
+        if kill == "after_commit":
+            assert _newest(run) == arg
+        elif kill != "step":  # killed inside the writer: a .tmp folder, never a set
             assert (run / "checkpoints" / f"{arg}.tmp").is_dir() and not (run / "checkpoints" / str(arg)).exists()
-            assert last_checkpoint(run)[0] == arg - save_freq
+            assert _newest(run) == arg - save_freq
     cli = ["train", "--algo", algo, "--conf", str(conf), "--run-dir", str(run), "--save-freq", str(save_freq), "--resume"]
     assert main(cli) == 0
     assert _counts(run, algo) == _counts(tmp_path / "whole", algo)
     assert json.loads((run / RUN_JSON).read_text())["algo"] == algo
+    assert not list((run / "checkpoints").glob("*.tmp")) and len(list((run / "checkpoints").rglob(REPLAY_BUFFER))) <= 1
+
+
+@pytest.mark.parametrize("algo", sorted(KILL_CHAINS))
+def test_a_run_killed_at_any_moment_ends_like_an_uninterrupted_one(tmp_path, algo):
+    """SIGKILL mid-rollout, while a set is being written and again after resuming: the run resumed from
+    the command line ends like an uninterrupted run (with SB3's CheckpointCallback each resume lost a
+    PPO update or a SAC transition, and counted a reset twice in the statistics)."""
+    _kill_and_resume(tmp_path, algo, *KILL_CHAINS[algo])
+
+
+@pytest.mark.parametrize("algo", sorted(LONG_KILL_CHAINS))
+def test_a_run_killed_at_every_moment_of_the_writer_ends_like_an_uninterrupted_one(tmp_path, algo):
+    """Also: a kill before the first set (the resume starts over) and two kills writing one set."""
+    _kill_and_resume(tmp_path, algo, *LONG_KILL_CHAINS[algo])
 
 
 def test_a_checkpoint_holds_the_update_of_its_steps(tmp_path):
@@ -137,3 +180,74 @@ def test_a_checkpoint_holds_the_update_of_its_steps(tmp_path):
     final = json.loads((tmp_path / "run" / RUN_JSON).read_text())
     assert final["algo"] == "ppo" and final["num_timesteps"] == 256
     assert (tmp_path / "run" / MODEL).read_bytes() == (sets[256] / MODEL).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def ppo_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A finished PPO run of 256 steps with a set every 64: ``(conf, run)``; copy ``run`` before changing it."""
+    root = tmp_path_factory.mktemp("ppo")
+    conf = _conf(root, PPO_CONF)
+    train("ppo", conf, root / "run", timesteps=256, save_freq=64, progress_bar=False)
+    return conf, root / "run"
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    "damage,file,problem",
+    [(_truncate, MODEL, "truncated"), (_truncate, VECNORMALIZE, "truncated"), (Path.unlink, VECNORMALIZE, "missing")],
+)
+def test_resume_falls_back_past_a_damaged_newest_set_and_names_the_file(ppo_run, tmp_path, damage, file, problem):
+    conf, run = ppo_run[0], _copy(ppo_run[1], tmp_path)
+    damage(run / "checkpoints" / "256" / file)
+    with pytest.warns(UserWarning, match=re.escape(str(run / "checkpoints" / "256" / file)) + f".*{problem}") as record:
+        model = train("ppo", conf, run, timesteps=320, save_freq=64, resume=True, progress_bar=False)
+    assert f"resuming from {run / 'checkpoints' / '192'}" in str(record[0].message)
+    assert model.num_timesteps == 320 and model._n_updates == 320 // 64  # from 192, nothing of it lost
+    assert checkpoint_problem(run / "checkpoints" / "256") is None  # rewritten whole by the resumed run
+
+
+def test_only_the_newest_set_keeps_a_replay_buffer_and_a_run_without_one_does_not_resume(tmp_path, capsys):
+    conf = _conf(tmp_path, PER_SAC_CONF)
+    run = tmp_path / "run"
+    train("per_sac", conf, run, timesteps=96, save_freq=48, progress_bar=False)
+    assert load_from_pkl(run / "checkpoints" / "96" / REPLAY_BUFFER).size() == 96 // 2  # rows of 2 envs: every step stored
+    assert not (run / "checkpoints" / "48" / REPLAY_BUFFER).exists()
+    (run / "checkpoints" / "96" / REPLAY_BUFFER).unlink()  # resuming with an empty buffer would be silent data loss
+    config = (run / "config.yml").read_bytes()
+    assert main(["train", "--algo", "per_sac", "--conf", str(conf), "--run-dir", str(run), "--resume", "--timesteps", "144"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'checkpoints' / '96' / REPLAY_BUFFER} is missing" in err and "only the newest checkpoint keeps" in err
+    assert (run / "config.yml").read_bytes() == config and checkpoints(run / "checkpoints")[0][0] == 96
+
+
+def test_resume_refuses_another_algorithm_or_file_and_writes_nothing(ppo_run, tmp_path, capsys):
+    conf, run = ppo_run[0], _copy(ppo_run[1], tmp_path)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["train", "--algo", "twin_ppo", "--conf", str(conf), "--run-dir", str(run), "--resume"]) == 2
+    assert f"{run} is a ppo run; it cannot be resumed as twin_ppo" in capsys.readouterr().err
+    other = tmp_path / "other.yml"
+    other.write_text(PPO_CONF.replace("n_epochs: 1", "n_epochs: 2"))
+    assert main(["train", "--algo", "ppo", "--conf", str(other), "--run-dir", str(run), "--resume"]) == 2
+    assert f"{other} differs from the run's {run / 'config.yml'}" in capsys.readouterr().err
+    assert main(["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(run)]) == 2  # a new run over it
+    assert f"{run} already holds a run: pass --resume" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_path):
+    conf = _conf(tmp_path, PPO_CONF)
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copyfile(conf, run / "config.yml")
+    write_run_json(run, "ppo")  # what a new run writes before its first step
+    with pytest.warns(UserWarning, match="no checkpoint .* yet; starting .* from the beginning"):
+        model = train("ppo", conf, run, timesteps=64, save_freq=64, resume=True, progress_bar=False)
+    assert model.num_timesteps == 64 and json.loads((run / RUN_JSON).read_text())["num_timesteps"] == 64
