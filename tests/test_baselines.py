@@ -13,6 +13,8 @@ from sb3_microgrid.evaluation import evaluate, run_day
 
 TEST_DAYS = ["2024-01-09", "2024-02-20", "2024-04-02", "2024-05-14", "2024-06-25", "2024-08-06", "2024-09-17", "2024-10-29", "2024-12-10"]
 PERFECT = {"forecast": {"load_noise": 0.0, "price_noise": 0.0, "emission_noise": 0.0}, "difficulty": {"renewable_noise": 0.0}}
+#: Large PV with room to export: the surplus is sold rather than curtailed.
+EXPORT = {"grid": {"export_limit_kw": 600.0}, "pv": {"capacity_kwp": 2000.0}}
 
 
 class RandomController:
@@ -54,15 +56,26 @@ def test_optimal_is_a_lower_bound_for_every_controller(scenario):
         {"horizon_days": 2},
         {"grid": {"import_limit_kw": 450.0, "export_limit_kw": 0.0}, "pv": {"capacity_kwp": 1500.0}},
         {"reward": {"carbon_price_inr_per_kg": 5.0}},
+        EXPORT,
     ],
-    ids=["campus", "tod", "v2g", "15min", "2days", "tight-limits", "carbon-price"],
+    ids=["campus", "tod", "v2g", "15min", "2days", "tight-limits", "carbon-price", "export"],
 )
 def test_replay_reproduces_the_lp_cost(scenario):
+    """The LP is the env's physics and costs: its replay costs what it says, to float rounding.
+
+    Measured on all nine test days and these scenarios: at most 2e-15 relative. The tolerance leaves
+    room for HiGHS's 1e-7 primal feasibility tolerance, which the supervisor may clip; the default
+    self-discharge alone (4e-5 per hour) is about Rs 0.8 a day, 1.5e-5. On a multi-day horizon the
+    LP assumes the capacity of the reset for the whole episode, while the env fades it at midnight;
+    when that cuts the schedule the supervisor intervenes (5e-5 on 2024-12-10); not on these days.
+    """
     for day in TEST_DAYS[::3]:
         controller = OptimalController()
         cost, metrics, _, _ = day_cost(controller, scenario, day)
-        assert cost == pytest.approx(controller.schedule.cost, rel=0.005)
-        assert metrics["safety_violations"] == 0
+        assert cost == pytest.approx(controller.schedule.cost, rel=1e-9)
+        assert metrics["safety_violations"] == 0 and metrics["safety_interventions"] == 0
+        if scenario == EXPORT:
+            assert metrics["grid_export_kwh"] > 1000  # the surplus is sold, at the export price
 
 
 def test_lp_schedule_respects_every_hard_limit():

@@ -105,8 +105,11 @@ def _project(action, **overrides):
 def test_supervisor_cleans_invalid_actions():
     bat, ev, _, _, intervened = _project([np.nan, np.inf, -np.inf])
     assert bat == 0.0 and ev[0] == 11.0 and ev[1] == 0.0 and intervened
-    bat, ev, _, _, intervened = _project([0.5, 1.0, -1.0])
-    assert bat == 50.0 and ev[0] == 11.0 and not intervened  # empty port request ignored, not counted
+    # a request at the empty port (11 kW, or with V2G -11 kW) is ignored, not counted
+    bat, ev, _, _, intervened = _project([0.5, 1.0, 1.0])
+    assert bat == 50.0 and ev[0] == 11.0 and ev[1] == 0.0 and not intervened
+    bat, ev, _, _, intervened = _project([0.5, 1.0, -1.0], v2g=True, ev_lo=np.array([-11.0, 0.0]))
+    assert bat == 50.0 and ev[0] == 11.0 and ev[1] == 0.0 and not intervened
     bat, _, _, _, intervened = _project([1e30, -1.0, 1.0])
     assert bat == 100.0 and intervened
 

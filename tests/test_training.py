@@ -10,7 +10,6 @@ from stable_baselines3 import PPO, SAC
 
 from sb3_microgrid.cli import main
 from sb3_microgrid.hyperparams import HyperparamsError, load_hyperparams, parse_python
-from sb3_microgrid.schedules import LinearSchedule
 from sb3_microgrid.training import ALGOS, last_checkpoint, train
 
 HYPERPARAMS = Path(__file__).parent.parent / "hyperparams"
@@ -83,7 +82,8 @@ def test_train_checkpoints_and_resumes(tmp_path):
     conf.write_text(SMALL)
     run = tmp_path / "run"
     model = train("ppo", conf, run, timesteps=256, save_freq=128, progress_bar=False)
-    assert isinstance(model.lr_schedule, LinearSchedule) or callable(model.lr_schedule)
+    # lin_3e-4: 3e-4 at the start of training, falling linearly to 0 at its end
+    assert [model.lr_schedule(p) for p in (1.0, 0.5, 0.0)] == pytest.approx([3e-4, 1.5e-4, 0.0])
     assert (run / "model.zip").exists() and (run / "model_vecnormalize.pkl").exists() and (run / "config.yml").exists()
     steps, _ = last_checkpoint(run)
     assert steps == 256
