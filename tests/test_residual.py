@@ -73,3 +73,14 @@ def test_wrapped_env_passes_the_checkers():
 def test_scale_is_checked(scale):
     with pytest.raises(ValueError, match="scale"):
         ResidualWrapper(MicrogridEnv(scenario="campus"), "rule", scale=scale)
+
+
+def test_battery_only_residual_moves_the_battery_alone():
+    env = ResidualWrapper(MicrogridEnv(scenario="campus", split="test"), "rule", scale=0.5, battery_only=True)
+    assert env.action_space.shape == (1,)
+    env.reset(seed=2, options={"day": "2024-03-05"})
+    for _ in range(9):  # into the day, with EVs connected
+        env.step(np.zeros(1, dtype=np.float32))
+    base = env.base_action
+    assert np.any(base[1:] != 0.0)
+    np.testing.assert_allclose(combine(base, np.array([0.4]), 0.5, battery_only=True), np.r_[np.clip(base[0] + 0.2, -1, 1), base[1:]])

@@ -25,15 +25,16 @@ from sb3_microgrid.wrappers.residual import ResidualController
 
 
 class ValidationScore(BaseCallback):
-    def __init__(self, every: int, days: int, base: str, scale: float, scenario: str, log: list) -> None:
+    def __init__(self, every: int, days: int, base: str, scale: float, scenario: str, log: list, battery_only: bool) -> None:
         super().__init__()
+        self.battery_only = battery_only
         self.every, self.days, self.base, self.scale, self.scenario, self.log = every, days, base, scale, scenario, log
         self._next = 0
         self._t0 = time.perf_counter()
 
     def _score(self) -> None:
         policy = SB3Controller.from_model(self.model, self.model.get_vec_normalize_env())
-        ev = evaluate(ResidualController(policy, self.base, self.scale), scenario=self.scenario, split="validation", days=self.days, seed=0)
+        ev = evaluate(ResidualController(policy, self.base, self.scale, self.battery_only), scenario=self.scenario, split="validation", days=self.days, seed=0)
         row = {"steps": self.num_timesteps, "minutes": (time.perf_counter() - self._t0) / 60, **{k: ev.summary[k] for k in ("gap_closed", "cost_per_day", "unmet_ev_kwh_per_day", "safety_violations")}}
         self.log.append(row)
         print(row, flush=True)
@@ -61,18 +62,19 @@ def main() -> None:
     ap.add_argument("--log-std", type=float, default=-2.5)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--battery-only", action="store_true")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     torch.set_num_threads(1)
     scenario = {"base": args.scenario, "reward": {"exogenous_baseline": True}}
     venv = make_vec_env(MicrogridEnv, n_envs=args.n_envs, seed=args.seed, env_kwargs={"scenario": scenario},
-                        wrapper_class=ResidualWrapper, wrapper_kwargs={"controller": args.base, "scale": args.scale})
+                        wrapper_class=ResidualWrapper, wrapper_kwargs={"controller": args.base, "scale": args.scale, "battery_only": args.battery_only})
     venv = VecNormalize(venv, gamma=1.0, norm_obs=True, norm_reward=True, clip_obs=10.0)
     model = PPO("MlpPolicy", venv, n_steps=256, batch_size=1024, n_epochs=10, gamma=1.0, gae_lambda=1.0, ent_coef=0.0,
                 clip_range=0.1, learning_rate=args.lr, seed=args.seed, device="cpu",
                 policy_kwargs={"log_std_init": args.log_std})
     log: list = []
-    model.learn(args.steps, callback=ValidationScore(args.every, args.days, args.base, args.scale, args.scenario, log))
+    model.learn(args.steps, callback=ValidationScore(args.every, args.days, args.base, args.scale, args.scenario, log, args.battery_only))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "curve": log}, indent=2))
 

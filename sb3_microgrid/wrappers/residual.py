@@ -29,9 +29,13 @@ def with_base_action(obs: np.ndarray, base: np.ndarray, layout: ObservationLayou
     return np.concatenate([obs[layout.static], base.astype(np.float32), obs[layout.window]]).astype(np.float32)
 
 
-def combine(base: np.ndarray, residual: np.ndarray, scale: float) -> np.ndarray:
-    """The action the env receives: ``clip(base + scale * residual, -1, 1)``."""
-    return np.clip(base + scale * np.asarray(residual, dtype=np.float64), -1.0, 1.0)
+def combine(base: np.ndarray, residual: np.ndarray, scale: float, battery_only: bool = False) -> np.ndarray:
+    """The action the env receives: ``clip(base + scale * residual, -1, 1)``; with ``battery_only``
+    the residual has one entry and moves the battery entry alone."""
+    residual = np.asarray(residual, dtype=np.float64).reshape(-1)
+    if battery_only:
+        residual = np.r_[residual[:1], np.zeros(base.size - 1)]
+    return np.clip(base + scale * residual, -1.0, 1.0)
 
 
 class ResidualWrapper(gym.Wrapper):
@@ -40,9 +44,11 @@ class ResidualWrapper(gym.Wrapper):
     :param env: a ``Microgrid-v0`` env (possibly wrapped; the controller gets the unwrapped one)
     :param controller: the base controller, or a name for :func:`~sb3_microgrid.baselines.make_controller`
     :param scale: how far (in action units) a residual of 1 moves the base action
+    :param battery_only: the residual corrects the battery entry alone (action shape ``(1,)``); the EV
+        ports keep the base controller's dispatch
     """
 
-    def __init__(self, env: gym.Env, controller: str | Controller = "rule", scale: float = 0.5) -> None:
+    def __init__(self, env: gym.Env, controller: str | Controller = "rule", scale: float = 0.5, battery_only: bool = False) -> None:
         super().__init__(env)
         if not isinstance(env.unwrapped, MicrogridEnv):
             raise TypeError(f"ResidualWrapper needs a Microgrid-v0 env, got {type(env.unwrapped).__name__}")
@@ -50,8 +56,11 @@ class ResidualWrapper(gym.Wrapper):
             raise ValueError(f"scale must be a number in [0, 2], got {scale!r}")
         self.controller = make_controller(controller) if isinstance(controller, str) else controller
         self.scale = float(scale)
+        self.battery_only = bool(battery_only)
         self._inner_layout = env.unwrapped.obs_layout
         n_actions = env.action_space.shape[0]
+        if self.battery_only:
+            self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
         self.obs_layout = residual_layout(self._inner_layout, n_actions)
         space = gym.spaces.Box(-np.inf, np.inf, shape=(self.obs_layout.size,), dtype=np.float32)
         space.layout = self.obs_layout
@@ -64,7 +73,7 @@ class ResidualWrapper(gym.Wrapper):
         return self._observe(obs), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        obs, reward, terminated, truncated, info = self.env.step(combine(self._base, action, self.scale))
+        obs, reward, terminated, truncated, info = self.env.step(combine(self._base, action, self.scale, self.battery_only))
         # The final observation needs no decision; controllers may not expect a step past the end.
         return (self._observe(obs, decide=not (terminated or truncated)), reward, terminated, truncated, info)
 
@@ -85,13 +94,15 @@ class ResidualController:
     :param policy: maps the augmented observation to the residual (e.g. an ``SB3Controller``)
     :param controller: the base controller, or its name
     :param scale: the wrapper's ``scale``
+    :param battery_only: the wrapper's ``battery_only``
     :param name: the label in tables
     """
 
-    def __init__(self, policy: Controller, controller: str | Controller = "rule", scale: float = 0.5, name: str = "residual") -> None:
+    def __init__(self, policy: Controller, controller: str | Controller = "rule", scale: float = 0.5, battery_only: bool = False, name: str = "residual") -> None:
         self.policy = policy
         self.controller = make_controller(controller) if isinstance(controller, str) else controller
         self.scale = float(scale)
+        self.battery_only = bool(battery_only)
         self.name = name
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
@@ -102,7 +113,7 @@ class ResidualController:
     def act(self, obs: np.ndarray) -> np.ndarray:
         base = np.asarray(self.controller.act(obs), dtype=np.float64)
         residual = self.policy.act(with_base_action(obs, base, self._layout))
-        return combine(base, residual, self.scale)
+        return combine(base, residual, self.scale, self.battery_only)
 
 
 class _AugmentedView:
