@@ -17,9 +17,9 @@ from sb3_microgrid.envs import MicrogridEnv, kernel
 N_PORTS = 12  # campus
 
 
-def idle(v2g: bool = False) -> np.ndarray:
-    """Battery at 0 kW and every port at 0 kW (-1 without V2G, 0 with it)."""
-    return np.r_[0.0, np.zeros(N_PORTS) if v2g else -np.ones(N_PORTS)]
+def idle() -> np.ndarray:
+    """Battery and every port at 0 kW (without V2G a port's -1 is 0 kW)."""
+    return np.r_[0.0, -np.ones(N_PORTS)]
 
 
 @pytest.mark.parametrize("step_hours", [1.0, 0.25])
