@@ -105,11 +105,10 @@ def test_off_policy_files_train_from_the_cli_and_resume_with_their_buffer(tmp_pa
     conf.write_text(text)
     run = tmp_path / "run"
     assert main(["train", "--algo", name, "--conf", str(conf), "--timesteps", "96", "--run-dir", str(run), "--save-freq", "48"]) == 0
-    assert (run / "checkpoints" / "model_replay_buffer_96_steps.pkl").exists()
+    assert (run / "checkpoints" / "96" / "model_replay_buffer.pkl").exists()
     resumed = train(name, conf, run, timesteps=144, save_freq=48, resume=True, progress_bar=False)
-    # SB3 calls the checkpoint callback before storing the step's transition, so the saved buffer
-    # holds 95 transitions: 95 restored + 48 new, not 48 alone.
-    assert resumed.num_timesteps == 144 and resumed.replay_buffer.size() == 143
+    # The checkpoint is taken after the step's transition is stored: 96 restored + 48 new, not 48 alone.
+    assert resumed.num_timesteps == 144 and resumed.replay_buffer.size() == 144
     assert resumed._n_updates > 0 and type(resumed) is ALGOS[name]
 
 
