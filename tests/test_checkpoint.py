@@ -19,8 +19,9 @@ from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_microgrid.callbacks import checkpoint as checkpoint_module
-from sb3_microgrid.callbacks.checkpoint import MODEL, REPLAY_BUFFER, RUN_JSON, VECNORMALIZE, CheckpointSetCallback, checkpoint_problem, checkpoints, write_run_json
+from sb3_microgrid.callbacks.checkpoint import MODEL, REPLAY_BUFFER, RUN_JSON, VECNORMALIZE, CheckpointError, CheckpointSetCallback, checkpoint_problem, checkpoints, load_checkpoint, write_run_json
 from sb3_microgrid.cli import main
+from sb3_microgrid.envs import MicrogridVecEnv
 from sb3_microgrid.training import ALGOS, last_checkpoint, train
 
 # Rollouts of 2 envs x 32 steps = 64 steps; PPO's _n_updates grows by n_epochs (1) per rollout.
@@ -251,3 +252,16 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_pat
     with pytest.warns(UserWarning, match="no checkpoint .* yet; starting .* from the beginning"):
         model = train("ppo", conf, run, timesteps=64, save_freq=64, resume=True, progress_bar=False)
     assert model.num_timesteps == 64 and json.loads((run / RUN_JSON).read_text())["num_timesteps"] == 64
+
+
+def test_load_checkpoint_refuses_a_set_that_does_not_fit_the_env_or_algorithm(ppo_run, tmp_path):
+    """``load_checkpoint`` is public: a script may pass an env or class the set was not saved with."""
+    newest = last_checkpoint(ppo_run[1])[1]
+    with pytest.raises(CheckpointError, match=f"{re.escape(str(newest))} has {VECNORMALIZE} but the configuration does not normalise"):
+        load_checkpoint(newest, PPO, MicrogridVecEnv(2), seed=0)
+    bare = tmp_path / "64"
+    bare.mkdir()
+    shutil.copyfile(newest / MODEL, bare / MODEL)
+    write_run_json(bare, "per_sac", 64, [MODEL])  # a set listing no replay buffer
+    with pytest.raises(CheckpointError, match=f"has no {REPLAY_BUFFER}: PerSAC would resume with an empty buffer"):
+        load_checkpoint(bare, ALGOS["per_sac"], MicrogridVecEnv(2), seed=0)
