@@ -41,6 +41,9 @@ from .schedules import finite
 
 #: Packages a file may name classes from without ``--trust-module`` (their submodules too).
 TRUSTED_MODULES = ("sb3_microgrid", "stable_baselines3", "sb3_contrib", "gymnasium", "torch.nn", "torch.optim")
+#: Modules that replace a trusted class in place when imported: rl_zoo3 swaps ``gymnasium.wrappers.TimeLimit``
+#: for its own subclass, so once the zoo is loaded that trusted name is defined there.
+PATCHING_MODULES = ("rl_zoo3.gym_patches",)
 #: The class each key expects: a dotted name is allowed only as the value of one of these keys and
 #: must resolve to a subclass of its class (``policy`` may also be an alias of the algorithm).
 CLASS_KEYS: dict[str, type] = {
@@ -194,7 +197,7 @@ def resolve_class(dotted: str, where: str, slot: str | None, trusted: Sequence[s
         raise HyperparamsError(f"{where}: {dotted!r} is not a class ({type(obj).__name__}); {slot} takes a subclass of {base.__name__}")
     if not issubclass(obj, base):
         raise HyperparamsError(f"{where}: {dotted!r} is not a subclass of {base.__name__}")
-    if _trusted_root(obj.__module__, trusted) is None:  # re-exported from an untrusted package
+    if _trusted_root(obj.__module__, trusted) is None and obj.__module__ not in PATCHING_MODULES:  # re-exported from an untrusted package
         raise HyperparamsError(f"{where}: {dotted!r} is defined in {obj.__module__!r}, not in a trusted package {list(trusted)}")
     return obj
 
