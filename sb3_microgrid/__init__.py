@@ -8,6 +8,7 @@ from gymnasium.envs.registration import register, registry
 
 from .dyna import DynaSAC
 from .envs import MicrogridEnv, MicrogridVecEnv, ObservationLayout
+from .paired_ars import PairedARS
 from .per_sac import PerSAC
 from .per_td3 import PerTD3
 from .scenario import Difficulty, Scenario, ScenarioError, load_scenario
@@ -26,6 +27,7 @@ __all__ = [
     "MicrogridEnv",
     "MicrogridVecEnv",
     "ObservationLayout",
+    "PairedARS",
     "PerSAC",
     "PerTD3",
     "Scenario",

@@ -36,6 +36,7 @@ from stable_baselines3.common.save_util import json_to_data
 
 from .callbacks.checkpoint import RUN_JSON, CheckpointError, read_run_json
 from .dyna import DynaSAC
+from .paired_ars import PairedARS
 from .hyperparams import HyperparamsError, constructor_parameters
 from .per_sac import PerSAC
 from .per_td3 import PerTD3
@@ -53,6 +54,7 @@ ALGOS: dict[str, type[BaseAlgorithm]] = {
     "per_sac": PerSAC,
     "per_td3": PerTD3,
     "ars": ARS,
+    "paired_ars": PairedARS,
     "crossq": CrossQ,
     "ppo_lstm": RecurrentPPO,
     "tqc": TQC,

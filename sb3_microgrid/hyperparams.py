@@ -327,7 +327,7 @@ def _check_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], where:
         raise HyperparamsError(f"{where}: {cls.__name__}(...): {err}") from None
 
 
-def _entries(value: Any, key: str, trusted: Sequence[str]) -> list[tuple[type, dict[str, Any]]]:
+def resolve_entries(value: Any, key: str, trusted: Sequence[str] = TRUSTED_MODULES) -> list[tuple[type, dict[str, Any]]]:
     """A zoo ``callback``/``env_wrapper``/``vec_env_wrapper`` value as ``[(class, kwargs), ...]``."""
     if value is None:
         return []
@@ -453,9 +453,9 @@ def _resolve(env_id: str, section: dict[str, Any], algo_class: type, trusted: tu
         _check_policy_kwargs(section["policy_kwargs"], algo_class.policy_aliases.get(hp.policy, hp.policy))
     hp.normalize = _normalize(section.pop("normalize", False))
     hp.env_kwargs = section.pop("env_kwargs", {})
-    hp.env_wrappers = _entries(section.pop("env_wrapper", None), "env_wrapper", trusted)
-    hp.vec_env_wrappers = _entries(section.pop("vec_env_wrapper", None), "vec_env_wrapper", trusted)
-    hp.callbacks = _entries(section.pop("callback", None), "callback", trusted)
+    hp.env_wrappers = resolve_entries(section.pop("env_wrapper", None), "env_wrapper", trusted)
+    hp.vec_env_wrappers = resolve_entries(section.pop("vec_env_wrapper", None), "vec_env_wrapper", trusted)
+    hp.callbacks = resolve_entries(section.pop("callback", None), "callback", trusted)
     if "noise_type" in section or "noise_std" in section:
         kind = section.pop("noise_type", None)
         if kind not in NOISE_TYPES:

@@ -19,7 +19,7 @@ from .naive import NaiveController
 from .optimal import OptimalController
 from .planner import PlannerController
 from .rule import RuleController
-from .sb3_model import SB3Controller
+from .sb3_model import SB3Controller, run_env_wrappers
 
 CONTROLLERS = {
     "naive": NaiveController,
@@ -45,8 +45,19 @@ def make_controller(name: str, **kwargs: Any) -> Controller:
             raise ValueError(f"{name!r} names its algorithm; do not also pass algo={kwargs['algo']!r}")
         kwargs["algo"] = algo
     if path.endswith(".zip") or Path(path).exists():
-        return SB3Controller(path, **kwargs)
+        return _with_run_wrappers(SB3Controller(path, **kwargs), path)
     raise ValueError(f"unknown controller {name!r}: use one of {sorted(CONTROLLERS)} or the path of a saved model (.zip[:ALGO])")
+
+
+def _with_run_wrappers(controller: Controller, path: str) -> Controller:
+    """The model as the controller of the env it was trained on: each ``env_wrapper`` of its run that
+    knows how (a classmethod ``as_controller(policy, **wrapper_kwargs)``, e.g. ``ResidualWrapper``)
+    turns the policy into a controller of the plain env, outermost wrapper first."""
+    for cls, wrapper_kwargs in reversed(run_env_wrappers(path)):
+        as_controller = getattr(cls, "as_controller", None)
+        if as_controller is not None:
+            controller = as_controller(controller, **wrapper_kwargs)
+    return controller
 
 
 def model_spec(name: str) -> tuple[str, str | None]:

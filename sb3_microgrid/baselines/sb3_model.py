@@ -12,10 +12,8 @@ models put them, first match wins, for a model ``DIR/STEM.zip``:
 
 A model counts as trained with normalised observations (:func:`trained_with_normalization`) when the
 first record found says so: a ``run.json`` listing its ``files`` (``sb3-microgrid train``'s final record
-and checkpoint sets) lists ``model_vecnormalize.pkl``; else ``config.yml`` in ``DIR/STEM/``, ``DIR/*/``
-(rl_zoo3's saved hyperparameters), ``DIR``, its parent or grandparent (``sb3-microgrid train``'s copy of
-the hyperparameter file, read at its only env section) has ``normalize`` true or a mapping whose
-``norm_obs`` is not false. Evaluating such a model with no
+and checkpoint sets) lists ``model_vecnormalize.pkl``; else the run's configuration
+(:func:`run_settings`) has ``normalize`` true or a mapping whose ``norm_obs`` is not false. Evaluating such a model with no
 statistics found warns (:class:`NormalizationWarning`): it would act on unnormalised observations.
 """
 
@@ -35,7 +33,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from ..algos import load, run_record
 from ..callbacks.checkpoint import VECNORMALIZE
 from ..envs import MicrogridEnv
-from ..hyperparams import HyperparamsError, parse_python
+from ..hyperparams import HyperparamsError, parse_python, resolve_entries
 
 _CHECKPOINT = re.compile(r"^(?P<prefix>.*)_(?P<steps>\d+)_steps$")
 
@@ -68,15 +66,12 @@ def find_vecnormalize(path: str | Path) -> Path | None:
     return found
 
 
-def trained_with_normalization(path: str | Path) -> bool | None:
-    """Whether the run of the model at ``path`` normalised observations (module docstring), ``None``
-    when no run configuration says."""
-    path = Path(path)
-    record = run_record(path) or {}
-    if "files" in record:
-        return VECNORMALIZE in record["files"]
-    folder = path.parent
-    configs = [folder / path.stem / "config.yml", *sorted(folder.glob("*/config.yml"))]
+def run_settings(path: str | Path) -> dict[str, Any] | None:
+    """The hyperparameters the model at ``path`` was trained with, if a run configuration is found:
+    ``config.yml`` in ``DIR/STEM/``, ``DIR/*/`` (rl_zoo3's saved hyperparameters), ``DIR``, its parent or
+    grandparent (``sb3-microgrid train``'s copy of the hyperparameter file, read at its only env section)."""
+    folder, stem = Path(path).parent, Path(path).stem
+    configs = [folder / stem / "config.yml", *sorted(folder.glob("*/config.yml"))]
     configs += [folder / "config.yml", folder.parent / "config.yml", folder.parent.parent / "config.yml"]
     for config in configs:
         if not config.is_file():
@@ -88,11 +83,34 @@ def trained_with_normalization(path: str | Path) -> bool | None:
         if not isinstance(content, dict):
             continue
         if "normalize" in content or "n_timesteps" in content:  # rl_zoo3's flat saved hyperparameters
-            return _normalizes_obs(content.get("normalize", False))
+            return content
         section = next(iter(content.values())) if len(content) == 1 else None
         if isinstance(section, dict):
-            return _normalizes_obs(section.get("normalize", False))
+            return section
     return None
+
+
+def trained_with_normalization(path: str | Path) -> bool | None:
+    """Whether the run of the model at ``path`` normalised observations (module docstring), ``None``
+    when no run configuration says."""
+    record = run_record(Path(path)) or {}
+    if "files" in record:
+        return VECNORMALIZE in record["files"]
+    settings = run_settings(path)
+    return None if settings is None else _normalizes_obs(settings.get("normalize", False))
+
+
+def run_env_wrappers(path: str | Path) -> list[tuple[type, dict[str, Any]]]:
+    """The ``env_wrapper`` entries of the run of the model at ``path`` (:func:`run_settings`), resolved
+    with the same checks as training (trusted packages only).
+
+    :raises ValueError: if an entry cannot be resolved
+    """
+    settings = run_settings(path) or {}
+    try:
+        return resolve_entries(settings.get("env_wrapper"), "env_wrapper")
+    except HyperparamsError as err:
+        raise ValueError(f"the run configuration of {path}: {err}") from None
 
 
 def _normalizes_obs(value: Any) -> bool:

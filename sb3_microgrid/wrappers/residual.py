@@ -77,6 +77,12 @@ class ResidualWrapper(gym.Wrapper):
         # The final observation needs no decision; controllers may not expect a step past the end.
         return (self._observe(obs, decide=not (terminated or truncated)), reward, terminated, truncated, info)
 
+    @classmethod
+    def as_controller(cls, policy: Controller, controller: str | Controller = "rule", scale: float = 0.5, battery_only: bool = False) -> "ResidualController":
+        """A policy trained on this wrapper (with these arguments) as a controller of the plain env:
+        how ``sb3-microgrid evaluate`` scores a run whose ``env_wrapper`` is this class."""
+        return ResidualController(policy, controller, scale, battery_only, name=getattr(policy, "name", "residual"))
+
     @property
     def base_action(self) -> np.ndarray:
         """The base controller's action for the current observation."""
@@ -116,13 +122,12 @@ class ResidualController:
         return combine(base, residual, self.scale, self.battery_only)
 
 
-class _AugmentedView:
-    """The env as the residual policy sees it: its layout includes the base action."""
+class _AugmentedView(gym.Wrapper):
+    """The env as the residual policy sees it: its observation space and layout include the base action
+    (what the policy's checks and its ``VecNormalize`` statistics are matched against)."""
 
     def __init__(self, env: MicrogridEnv, layout: ObservationLayout) -> None:
-        self._env, self.obs_layout = env, layout
+        super().__init__(env)
+        self.obs_layout = layout
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(layout.size,), dtype=np.float32)
         self.observation_space.layout = layout
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._env, name)

@@ -1,0 +1,3 @@
+from .paired_ars import PairedARS
+
+__all__ = ["PairedARS"]

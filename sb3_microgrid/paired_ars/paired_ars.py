@@ -1,0 +1,70 @@
+"""ARS whose antithetic candidates are scored on the same days: paired comparisons.
+
+sb3-contrib's ARS scores each candidate ``w + δ`` and ``w − δ`` on episodes of their own. Here most of
+an episode's return is its weather, load and prices, so that difference is mostly the days' and barely
+the decisions'. ``PairedARS`` seeds the env identically before scoring the two candidates of a pair (a
+fresh seed per pair and per update), so both run the same days with the same forecast noise and their
+return difference is the effect of ``±δ`` alone: common random numbers. Everything else is ARS, except
+that ``num_timesteps`` counts env steps exactly (ARS's synchronous loop counts ``n_envs`` times too many).
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+import numpy as np
+import torch as th
+from sb3_contrib import ARS
+from sb3_contrib.common.vec_env.async_eval import AsyncEval
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+
+
+class PairedARS(ARS):
+    """Augmented Random Search with common random numbers for each antithetic pair.
+
+    Takes ARS's arguments. ``n_eval_episodes`` episodes per candidate; with a ``VecEnv`` of
+    ``n_envs`` envs, ``n_eval_episodes = n_envs`` scores each candidate on ``n_envs`` days at once.
+    Asynchronous evaluation (``AsyncEval``) is not supported: the pairs must share one env's seeds.
+    """
+
+    def evaluate_candidates(self, candidate_weights: th.Tensor, callback: BaseCallback, async_eval: AsyncEval | None) -> th.Tensor:
+        """Score every candidate; candidates ``k`` and ``k + n_delta`` (``w ± δ_k``) on the same days.
+
+        :param candidate_weights: (2 n_delta, n_params) weights, the ``+δ`` half first (ARS's order)
+        :param callback: called at each step
+        :param async_eval: must be ``None``
+        :return: the summed episode return of each candidate
+        """
+        if async_eval is not None:
+            raise ValueError("PairedARS scores both candidates of a pair on one env's seeds: async_eval is not supported")
+        returns = th.zeros(self.pop_size, device=self.device)
+        policy = copy.deepcopy(self.policy)
+        self.ep_info_buffer = []
+        # One seed per pair and per update, drawn from the algorithm's own generator (reproducible with seed).
+        pair_seeds = self._seed_rng.integers(0, 2**31 - 1, size=self.n_delta)
+        callback.on_rollout_start()
+        for index in range(self.pop_size):
+            policy.load_from_vector(candidate_weights[index].cpu())
+            self.env.seed(int(pair_seeds[index % self.n_delta]))
+            rewards, lengths = evaluate_policy(
+                policy,
+                self.env,
+                n_eval_episodes=self.n_eval_episodes,
+                return_episode_rewards=True,
+                # evaluate_policy calls back once per env and step: count 1 each time, so that
+                # num_timesteps is the env steps taken (ARS counts n_envs each time, n_envs times too many)
+                callback=partial(self._trigger_callback, callback=callback, n_envs=1),
+                warn=False,
+            )
+            returns[index] = sum(rewards) + self.alive_bonus_offset * sum(lengths)
+            self._mimic_monitor_wrapper(rewards, lengths)
+        callback.on_rollout_end()
+        return returns
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self._seed_rng = np.random.default_rng(self.seed)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_seed_rng"]
