@@ -7,6 +7,8 @@ The algorithms are exported here, as ``sb3_contrib`` exports its own.
 from gymnasium.envs.registration import register, registry
 
 from .dyna import DynaSAC
+from .epsilon_sac import EpsilonSAC
+from .epsilon_td3 import EpsilonTD3
 from .envs import MicrogridEnv, MicrogridVecEnv, ObservationLayout
 from .paired_ars import PairedARS
 from .per_sac import PerSAC
@@ -24,6 +26,8 @@ if "MicrogridGoal-v0" not in registry:
 __all__ = [
     "Difficulty",
     "DynaSAC",
+    "EpsilonSAC",
+    "EpsilonTD3",
     "MicrogridEnv",
     "MicrogridVecEnv",
     "ObservationLayout",

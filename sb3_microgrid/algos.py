@@ -19,8 +19,9 @@ A model zip does not record its algorithm class (``PPO.load`` on a subclass's zi
    theirs) and keeps the first that loads: a subclass whose set-up refuses the zip (``PerSAC`` on a
    ``SAC`` zip) gives way to the next.
 
-DDPG saves exactly what TD3 saves (its own settings of TD3's parameters): without a run record or
-``algo`` its zip loads as ``td3``, which predicts the same actions.
+DDPG saves exactly what TD3 saves (its own settings of TD3's parameters), and ARS what PairedARS saves:
+without a run record or ``algo`` their zips load as ``td3`` and ``paired_ars``, which predict the same
+actions (only training differs).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from stable_baselines3.common.save_util import json_to_data
 
 from .callbacks.checkpoint import RUN_JSON, CheckpointError, read_run_json
 from .dyna import DynaSAC
+from .epsilon_sac import EpsilonSAC
+from .epsilon_td3 import EpsilonTD3
 from .paired_ars import PairedARS
 from .hyperparams import HyperparamsError, constructor_parameters
 from .per_sac import PerSAC
@@ -53,6 +56,8 @@ ALGOS: dict[str, type[BaseAlgorithm]] = {
     "dyna_sac": DynaSAC,
     "per_sac": PerSAC,
     "per_td3": PerTD3,
+    "epsilon_sac": EpsilonSAC,
+    "epsilon_td3": EpsilonTD3,
     "ars": ARS,
     "paired_ars": PairedARS,
     "crossq": CrossQ,

@@ -64,8 +64,9 @@ def test_zoo_launcher_registers_the_same_classes():
 
 @pytest.mark.parametrize("name", sorted(ALGOS))
 def test_a_zip_loads_as_its_own_class_without_a_record(saved, name):
-    # DDPG saves what TD3 saves (module docstring of sb3_microgrid.algos): it loads as TD3, same predictions
-    expected = ALGOS["td3"] if name == "ddpg" else ALGOS[name]
+    # DDPG saves what TD3 saves, ARS what PairedARS saves (module docstring of sb3_microgrid.algos): they
+    # load as TD3 and PairedARS, with the same predictions
+    expected = ALGOS[{"ddpg": "td3", "ars": "paired_ars"}.get(name, name)]
     model = load(saved[name])
     assert type(model) is expected
     obs = MicrogridEnv().reset(seed=0)[0]
