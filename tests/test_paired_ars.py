@@ -23,8 +23,10 @@ def test_the_two_candidates_of_a_pair_see_the_same_days():
     model = _model()
     # Equal weights everywhere: any return difference is the days'. Within a pair there must be none.
     returns = _evaluate(model, th.zeros(model.pop_size, model.n_params))
-    np.testing.assert_array_equal(returns[: model.n_delta], returns[model.n_delta :])
-    assert len(set(returns[: model.n_delta].tolist())) == model.n_delta  # a fresh seed per pair
+    np.testing.assert_array_equal(returns, 0.0)  # centred on the pair's mean: no difference, nothing left
+    raw = np.array([np.sum(info["r"]) for info in model.ep_info_buffer]).reshape(model.pop_size, -1).sum(axis=1)
+    np.testing.assert_allclose(raw[: model.n_delta], raw[model.n_delta :])
+    assert len(set(np.round(raw[: model.n_delta], 6).tolist())) == model.n_delta  # a fresh seed per pair
 
 
 def test_a_pair_differs_only_by_its_decisions():
@@ -32,7 +34,8 @@ def test_a_pair_differs_only_by_its_decisions():
     weights = th.zeros(model.pop_size, model.n_params)
     weights[model.n_delta :] = 0.05  # the minus candidates act differently
     returns = _evaluate(model, weights)
-    assert np.all(returns[: model.n_delta] != returns[model.n_delta :])
+    assert np.all(returns[: model.n_delta] != 0.0)
+    np.testing.assert_allclose(returns[: model.n_delta], -returns[model.n_delta :], rtol=1e-5)  # +-half the pair's difference
 
 
 def test_num_timesteps_counts_env_steps():

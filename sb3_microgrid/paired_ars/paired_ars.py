@@ -4,8 +4,11 @@ sb3-contrib's ARS scores each candidate ``w + δ`` and ``w − δ`` on episodes 
 an episode's return is its weather, load and prices, so that difference is mostly the days' and barely
 the decisions'. ``PairedARS`` seeds the env identically before scoring the two candidates of a pair (a
 fresh seed per pair and per update), so both run the same days with the same forecast noise and their
-return difference is the effect of ``±δ`` alone: common random numbers. Everything else is ARS, except
-that ``num_timesteps`` counts env steps exactly (ARS's synchronous loop counts ``n_envs`` times too many).
+return difference is the effect of ``±δ`` alone: common random numbers. The candidates' returns are
+then centred on their pair's mean, so that ARS's step size, divided by the standard deviation of the
+returns, is divided by the spread of the decisions' effects rather than by that of the days. Everything
+else is ARS, except that ``num_timesteps`` counts env steps exactly (ARS's synchronous loop counts
+``n_envs`` times too many).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class PairedARS(ARS):
         :param candidate_weights: (2 n_delta, n_params) weights, the ``+δ`` half first (ARS's order)
         :param callback: called at each step
         :param async_eval: must be ``None``
-        :return: the summed episode return of each candidate
+        :return: each candidate's summed episode return minus the mean of its pair's two
         """
         if async_eval is not None:
             raise ValueError("PairedARS scores both candidates of a pair on one env's seeds: async_eval is not supported")
@@ -60,7 +63,11 @@ class PairedARS(ARS):
             returns[index] = sum(rewards) + self.alive_bonus_offset * sum(lengths)
             self._mimic_monitor_wrapper(rewards, lengths)
         callback.on_rollout_end()
-        return returns
+        # Each pair's own days set its mean: removing it leaves +-half the pair's difference, so ARS's
+        # step, scaled by the std of the returns, is scaled by the spread of the decisions' effects
+        # instead of that of the days'; the update direction sum((r+ - r-) delta) is unchanged.
+        pair_mean = (returns[: self.n_delta] + returns[self.n_delta :]) / 2
+        return returns - pair_mean.repeat(2)
 
     def _setup_model(self) -> None:
         super()._setup_model()
