@@ -35,7 +35,7 @@ class ValidationScore(BaseCallback):
         a = self.args
         norm = self.model.get_vec_normalize_env()
         policy = SB3Controller.from_model(self.model, norm)
-        ev = evaluate(ResidualController(policy, a.base, a.scale, a.battery_only), scenario=a.scenario, split="validation", days=a.days, seed=0)
+        ev = evaluate(ResidualController(policy, a.base, a.scale, a.battery_only, a.features), scenario=a.scenario, split="validation", days=a.days, seed=0)
         row = {"steps": self.num_timesteps, "minutes": (time.perf_counter() - self._t0) / 60, **{k: ev.summary[k] for k in ("gap_closed", "cost_per_day", "unmet_ev_kwh_per_day", "safety_violations")}}
         self.log.append(row)
         print(row, flush=True)
@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--scenario", default="campus")
     ap.add_argument("--scale", type=float, default=0.5)
     ap.add_argument("--battery-only", action="store_true")
+    ap.add_argument("--features", nargs="*", default=None, help="static features the policy sees (default: the whole observation)")
     ap.add_argument("--minutes", type=float, default=15)
     ap.add_argument("--every-minutes", type=float, default=2)
     ap.add_argument("--days", type=int, default=30)
@@ -69,7 +70,7 @@ def main() -> None:
     torch.set_num_threads(1)
     scenario = {"base": args.scenario, "reward": {"exogenous_baseline": True}}
     venv = make_vec_env(MicrogridEnv, n_envs=args.n_envs, seed=args.seed, env_kwargs={"scenario": scenario},
-                        wrapper_class=ResidualWrapper, wrapper_kwargs={"controller": args.base, "scale": args.scale, "battery_only": args.battery_only})
+                        wrapper_class=ResidualWrapper, wrapper_kwargs={"controller": args.base, "scale": args.scale, "battery_only": args.battery_only, "features": args.features})
     venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=10.0)
     model = PairedARS("LinearPolicy", venv, n_delta=args.n_delta, n_top=args.n_top, learning_rate=args.lr, delta_std=args.delta_std,
                       n_eval_episodes=args.n_envs, seed=args.seed, device="cpu")

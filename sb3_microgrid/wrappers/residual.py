@@ -5,10 +5,13 @@ baseline controller (``rule``, ``planner``, ``mpc``, ...) on the same observatio
 reproduces the controller exactly, so training starts from it instead of from a random policy. The
 base action is also appended to the static block of the observation, so the policy sees what it
 corrects; the observation space carries the extended :class:`~sb3_microgrid.envs.ObservationLayout`.
+With ``features`` the policy sees only the named static features and the base action: a small input
+for a population method such as :class:`~sb3_microgrid.paired_ars.PairedARS`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -18,15 +21,43 @@ from ..baselines import Controller, make_controller
 from ..envs import MicrogridEnv, ObservationLayout
 
 
-def residual_layout(layout: ObservationLayout, n_actions: int) -> ObservationLayout:
-    """``layout`` with ``base_action_<k>`` features appended to its static block."""
-    names = layout.static_names + tuple(f"base_action_{k}" for k in range(n_actions))
-    return ObservationLayout(static_names=names, window_names=layout.window_names, history_steps=layout.history_steps, forecast_steps=layout.forecast_steps)
+@dataclass(frozen=True)
+class ResidualObservation:
+    """What a residual policy observes: the env's observation, or only some of its static features,
+    with the base action appended to the static block.
 
+    :param layout: the env's observation layout
+    :param n_actions: entries of the base action
+    :param features: names of static features to keep, without the window (``None``: the whole observation)
+    """
 
-def with_base_action(obs: np.ndarray, base: np.ndarray, layout: ObservationLayout) -> np.ndarray:
-    """The observation (of ``layout``) with the base action inserted after its static block."""
-    return np.concatenate([obs[layout.static], base.astype(np.float32), obs[layout.window]]).astype(np.float32)
+    layout: ObservationLayout
+    n_actions: int
+    features: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.features is not None:
+            unknown = sorted(set(self.features) - set(self.layout.static_names))
+            if unknown or not self.features:
+                raise ValueError(f"features must be a non-empty list of static feature names; unknown: {unknown}; allowed: {list(self.layout.static_names)}")
+
+    @property
+    def policy_layout(self) -> ObservationLayout:
+        """The layout of what the policy observes."""
+        base = tuple(f"base_action_{k}" for k in range(self.n_actions))
+        lay = self.layout
+        if self.features is None:
+            return ObservationLayout(static_names=lay.static_names + base, window_names=lay.window_names, history_steps=lay.history_steps, forecast_steps=lay.forecast_steps)
+        return ObservationLayout(static_names=tuple(self.features) + base, window_names=(), history_steps=0, forecast_steps=0)
+
+    def __call__(self, obs: np.ndarray, base: np.ndarray) -> np.ndarray:
+        """The policy's observation for the env's ``obs`` and the base action ``base``."""
+        lay = self.layout
+        if self.features is None:
+            parts = [obs[lay.static], base, obs[lay.window]]
+        else:
+            parts = [obs[[lay.index(name) for name in self.features]], base]
+        return np.concatenate(parts).astype(np.float32)
 
 
 def combine(base: np.ndarray, residual: np.ndarray, scale: float, battery_only: bool = False) -> np.ndarray:
@@ -46,42 +77,46 @@ class ResidualWrapper(gym.Wrapper):
     :param scale: how far (in action units) a residual of 1 moves the base action
     :param battery_only: the residual corrects the battery entry alone (action shape ``(1,)``); the EV
         ports keep the base controller's dispatch
+    :param features: names of the static features the policy observes (with the base action); ``None``:
+        the whole observation
     """
 
-    def __init__(self, env: gym.Env, controller: str | Controller = "rule", scale: float = 0.5, battery_only: bool = False) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        controller: str | Controller = "rule",
+        scale: float = 0.5,
+        battery_only: bool = False,
+        features: list[str] | None = None,
+    ) -> None:
         super().__init__(env)
         if not isinstance(env.unwrapped, MicrogridEnv):
             raise TypeError(f"ResidualWrapper needs a Microgrid-v0 env, got {type(env.unwrapped).__name__}")
-        if not (isinstance(scale, (int, float)) and 0.0 <= scale <= 2.0):
-            raise ValueError(f"scale must be a number in [0, 2], got {scale!r}")
-        self.controller = make_controller(controller) if isinstance(controller, str) else controller
-        self.scale = float(scale)
-        self.battery_only = bool(battery_only)
-        self._inner_layout = env.unwrapped.obs_layout
-        n_actions = env.action_space.shape[0]
-        if self.battery_only:
+        self.residual = ResidualController(_NoPolicy(), controller, scale, battery_only, features)
+        self.residual.bind(env.unwrapped)
+        if self.residual.battery_only:
             self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-        self.obs_layout = residual_layout(self._inner_layout, n_actions)
-        space = gym.spaces.Box(-np.inf, np.inf, shape=(self.obs_layout.size,), dtype=np.float32)
-        space.layout = self.obs_layout
-        self.observation_space = space
-        self._base = np.zeros(n_actions)
+        self.obs_layout = self.residual.view.policy_layout
+        self.observation_space = _space(self.obs_layout)
+        self._base = np.zeros(env.action_space.shape[0])
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict]:
         obs, info = self.env.reset(**kwargs)
-        self.controller.reset(self.env.unwrapped, obs)
+        self.residual.controller.reset(self.env.unwrapped, obs)
         return self._observe(obs), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        obs, reward, terminated, truncated, info = self.env.step(combine(self._base, action, self.scale, self.battery_only))
+        obs, reward, terminated, truncated, info = self.env.step(self.residual.combine(self._base, action))
         # The final observation needs no decision; controllers may not expect a step past the end.
         return (self._observe(obs, decide=not (terminated or truncated)), reward, terminated, truncated, info)
 
     @classmethod
-    def as_controller(cls, policy: Controller, controller: str | Controller = "rule", scale: float = 0.5, battery_only: bool = False) -> "ResidualController":
+    def as_controller(
+        cls, policy: Controller, controller: str | Controller = "rule", scale: float = 0.5, battery_only: bool = False, features: list[str] | None = None
+    ) -> ResidualController:
         """A policy trained on this wrapper (with these arguments) as a controller of the plain env:
         how ``sb3-microgrid evaluate`` scores a run whose ``env_wrapper`` is this class."""
-        return ResidualController(policy, controller, scale, battery_only, name=getattr(policy, "name", "residual"))
+        return ResidualController(policy, controller, scale, battery_only, features, name=getattr(policy, "name", "residual"))
 
     @property
     def base_action(self) -> np.ndarray:
@@ -89,45 +124,79 @@ class ResidualWrapper(gym.Wrapper):
         return self._base.copy()
 
     def _observe(self, obs: np.ndarray, decide: bool = True) -> np.ndarray:
-        self._base = np.asarray(self.controller.act(obs), dtype=np.float64) if decide else np.zeros_like(self._base)
-        return with_base_action(obs, self._base, self._inner_layout)
+        self._base = np.asarray(self.residual.controller.act(obs), dtype=np.float64) if decide else np.zeros_like(self._base)
+        return self.residual.view(obs, self._base)
 
 
 class ResidualController:
-    """A residual policy trained on :class:`ResidualWrapper`, as a controller for ``evaluate()``: the
-    base controller's action plus ``scale`` times the policy's, on the observation the policy was trained on.
+    """A residual policy as a controller for ``evaluate()``: the base controller's action plus ``scale``
+    times the policy's, the policy observing what :class:`ResidualWrapper` showed it in training. The
+    wrapper itself runs on one of these, so training and evaluation share every step of the logic.
 
-    :param policy: maps the augmented observation to the residual (e.g. an ``SB3Controller``)
+    :param policy: maps the policy's observation to the residual (e.g. an ``SB3Controller``)
     :param controller: the base controller, or its name
-    :param scale: the wrapper's ``scale``
-    :param battery_only: the wrapper's ``battery_only``
+    :param scale: how far (in action units) a residual of 1 moves the base action, in [0, 2]
+    :param battery_only: the residual has one entry, for the battery
+    :param features: the static features the policy observes (``None``: the whole observation)
     :param name: the label in tables
     """
 
-    def __init__(self, policy: Controller, controller: str | Controller = "rule", scale: float = 0.5, battery_only: bool = False, name: str = "residual") -> None:
+    def __init__(
+        self,
+        policy: Controller,
+        controller: str | Controller = "rule",
+        scale: float = 0.5,
+        battery_only: bool = False,
+        features: list[str] | None = None,
+        name: str = "residual",
+    ) -> None:
+        if isinstance(scale, bool) or not (isinstance(scale, (int, float)) and 0.0 <= scale <= 2.0):
+            raise ValueError(f"scale must be a number in [0, 2], got {scale!r}")
+        if features is not None and (isinstance(features, str) or not all(isinstance(f, str) for f in features)):
+            raise ValueError(f"features must be a list of static feature names, got {features!r}")
         self.policy = policy
         self.controller = make_controller(controller) if isinstance(controller, str) else controller
         self.scale = float(scale)
         self.battery_only = bool(battery_only)
+        self.features = None if features is None else tuple(features)
         self.name = name
+        self.view: ResidualObservation | None = None
+
+    def bind(self, env: MicrogridEnv) -> None:
+        """Read the env's layout and action size (checks ``features`` against it)."""
+        self.view = ResidualObservation(env.obs_layout, env.action_space.shape[0], self.features)
+
+    def combine(self, base: np.ndarray, residual: np.ndarray) -> np.ndarray:
+        """The action the env receives (:func:`combine`)."""
+        return combine(base, residual, self.scale, self.battery_only)
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
-        self._layout = env.obs_layout
+        self.bind(env)
         self.controller.reset(env, obs)
-        self.policy.reset(_AugmentedView(env, residual_layout(env.obs_layout, env.action_space.shape[0])), obs)
+        self.policy.reset(_PolicyView(env, self.view.policy_layout), obs)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         base = np.asarray(self.controller.act(obs), dtype=np.float64)
-        residual = self.policy.act(with_base_action(obs, base, self._layout))
-        return combine(base, residual, self.scale, self.battery_only)
+        return self.combine(base, self.policy.act(self.view(obs, base)))
 
 
-class _AugmentedView(gym.Wrapper):
-    """The env as the residual policy sees it: its observation space and layout include the base action
-    (what the policy's checks and its ``VecNormalize`` statistics are matched against)."""
+class _NoPolicy:
+    """The wrapper's stand-in: there the agent, not a policy, supplies the residual."""
+
+    name = "agent"
+
+
+def _space(layout: ObservationLayout) -> gym.spaces.Box:
+    space = gym.spaces.Box(-np.inf, np.inf, shape=(layout.size,), dtype=np.float32)
+    space.layout = layout
+    return space
+
+
+class _PolicyView(gym.Wrapper):
+    """The env as the residual policy sees it: the observation space and layout of its inputs (what the
+    policy's checks and its ``VecNormalize`` statistics are matched against)."""
 
     def __init__(self, env: MicrogridEnv, layout: ObservationLayout) -> None:
         super().__init__(env)
         self.obs_layout = layout
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(layout.size,), dtype=np.float32)
-        self.observation_space.layout = layout
+        self.observation_space = _space(layout)
