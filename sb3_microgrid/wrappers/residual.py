@@ -92,7 +92,8 @@ class ResidualWrapper(gym.Wrapper):
         super().__init__(env)
         if not isinstance(env.unwrapped, MicrogridEnv):
             raise TypeError(f"ResidualWrapper needs a Microgrid-v0 env, got {type(env.unwrapped).__name__}")
-        self.residual = ResidualController(_NoPolicy(), controller, scale, battery_only, features)
+        self._settings = {"controller": controller, "scale": scale, "battery_only": battery_only, "features": features}
+        self.residual = ResidualController(_NoPolicy(), **self._settings)
         self.residual.bind(env.unwrapped)
         if self.residual.battery_only:
             self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
@@ -117,6 +118,10 @@ class ResidualWrapper(gym.Wrapper):
         """A policy trained on this wrapper (with these arguments) as a controller of the plain env:
         how ``sb3-microgrid evaluate`` scores a run whose ``env_wrapper`` is this class."""
         return ResidualController(policy, controller, scale, battery_only, features, name=getattr(policy, "name", "residual"))
+
+    def controller_for(self, policy: Controller) -> ResidualController:
+        """``policy``, trained on this wrapper, as a controller of the plain env with this wrapper's settings."""
+        return type(self).as_controller(policy, **self._settings)
 
     @property
     def base_action(self) -> np.ndarray:
