@@ -4,7 +4,10 @@ sb3-contrib's ARS scores each candidate ``w + δ`` and ``w − δ`` on episodes 
 an episode's return is its weather, load and prices, so that difference is mostly the days' and barely
 the decisions'. ``PairedARS`` seeds the env identically before scoring the two candidates of a pair (a
 fresh seed per pair and per update), so both run the same days with the same forecast noise and their
-return difference is the effect of ``±δ`` alone: common random numbers. The candidates' returns are
+return difference is the effect of ``±δ`` alone: common random numbers. With ``VecNormalize``, all
+candidates of an update act on the same statistics, updated afterwards with the observations they saw
+(ARS updates them as it goes, so that two candidates of a pair would see different inputs for the same
+state). The candidates' returns are
 then centred on their pair's mean, so that ARS's step size, divided by the standard deviation of the
 returns, is divided by the spread of the decisions' effects rather than by that of the days. Everything
 else is ARS, except that ``num_timesteps`` counts env steps exactly (ARS's synchronous loop counts
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import copy
 from functools import partial
+from typing import Any
+
 import numpy as np
 import torch as th
 from sb3_contrib import ARS
@@ -46,28 +51,47 @@ class PairedARS(ARS):
         self.ep_info_buffer = []
         # One seed per pair and per update, drawn from the algorithm's own generator (reproducible with seed).
         pair_seeds = self._seed_rng.integers(0, 2**31 - 1, size=self.n_delta)
+        # Every candidate sees the same normalisation statistics: updated between the two of a pair, they
+        # would act differently on the same state, a difference shared by all pairs that swamps the
+        # decisions'. The statistics take this update's observations afterwards.
+        normalizer = self._vec_normalize_env
+        updating = normalizer is not None and normalizer.training
+        seen: list[np.ndarray] = []
+        if updating:
+            normalizer.training = False
         callback.on_rollout_start()
-        for index in range(self.pop_size):
-            policy.load_from_vector(candidate_weights[index].cpu())
-            self.env.seed(int(pair_seeds[index % self.n_delta]))
-            rewards, lengths = evaluate_policy(
-                policy,
-                self.env,
-                n_eval_episodes=self.n_eval_episodes,
-                return_episode_rewards=True,
-                # evaluate_policy calls back once per env and step: count 1 each time, so that
-                # num_timesteps is the env steps taken (ARS counts n_envs each time, n_envs times too many)
-                callback=partial(self._trigger_callback, callback=callback, n_envs=1),
-                warn=False,
-            )
-            returns[index] = sum(rewards) + self.alive_bonus_offset * sum(lengths)
-            self._mimic_monitor_wrapper(rewards, lengths)
+        try:
+            for index in range(self.pop_size):
+                policy.load_from_vector(candidate_weights[index].cpu())
+                self.env.seed(int(pair_seeds[index % self.n_delta]))
+                rewards, lengths = evaluate_policy(
+                    policy,
+                    self.env,
+                    n_eval_episodes=self.n_eval_episodes,
+                    return_episode_rewards=True,
+                    callback=partial(self._on_eval_step, callback=callback, seen=seen if updating else None),
+                    warn=False,
+                )
+                returns[index] = sum(rewards) + self.alive_bonus_offset * sum(lengths)
+                self._mimic_monitor_wrapper(rewards, lengths)
+        finally:
+            if updating:
+                normalizer.training = True
+        if seen:
+            normalizer.obs_rms.update(np.concatenate(seen))
         callback.on_rollout_end()
         # Each pair's own days set its mean: removing it leaves +-half the pair's difference, so ARS's
         # step, scaled by the std of the returns, is scaled by the spread of the decisions' effects
         # instead of that of the days'; the update direction sum((r+ - r-) delta) is unchanged.
         pair_mean = (returns[: self.n_delta] + returns[self.n_delta :]) / 2
         return returns - pair_mean.repeat(2)
+
+    def _on_eval_step(self, locals_: dict[str, Any], globals_: dict[str, Any], callback: BaseCallback, seen: list[np.ndarray] | None) -> None:
+        """``evaluate_policy``'s callback, called once per env and step: count one step each time (ARS
+        counts ``n_envs``, ``n_envs`` times too many) and keep the step's raw observations once."""
+        self._trigger_callback(locals_, globals_, callback, n_envs=1)
+        if seen is not None and locals_["i"] == 0:
+            seen.append(self._vec_normalize_env.get_original_obs())
 
     def _setup_model(self) -> None:
         super()._setup_model()
