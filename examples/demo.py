@@ -7,6 +7,7 @@ Usage: python examples/demo.py [--timesteps 200000] [--days 30] [--out runs/demo
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 import torch
@@ -23,7 +24,11 @@ CONF = Path(__file__).resolve().parent.parent / "hyperparams" / "ppo.yml"
 
 def train(timesteps: int, out: Path, seed: int) -> Path:
     """PPO with the settings of ``hyperparams/ppo.yml`` (the tuned starting point); returns the saved
-    model's path (its VecNormalize statistics lie beside it)."""
+    model's path (its VecNormalize statistics lie beside it). A previous demo run in ``out`` (a folder
+    with a run record) is replaced: ``sb3-microgrid train`` refuses to start a new run over an old one."""
+    if (out / "run.json").is_file():
+        print(f"Replacing the previous demo run in {out}.")
+        shutil.rmtree(out)
     training.train("ppo", CONF, out, timesteps=timesteps, seed=seed, save_freq=timesteps)
     return out / "model.zip"
 
@@ -45,7 +50,7 @@ def main() -> None:
     summaries = {}
     agent = SB3Controller(model_path)
     agent.name = "ppo"
-    for controller in (agent, *(make_controller(n) for n in ("naive", "rule", "mpc", "optimal"))):
+    for controller in (agent, *(make_controller(n) for n in ("naive", "rule", "mpc", "planner", "optimal"))):
         summaries[controller.name] = evaluate(controller, scenario=scenario, split="test", days=args.days, seed=args.seed).summary
     print(f"Campus scenario, first {args.days} test days (2024), mean per day, scored by the env:")
     print(format_table(summaries, reference=True))

@@ -69,3 +69,16 @@ def test_failed_reset_leaves_the_core_as_it_was():
     np.testing.assert_array_equal(venv.core.state, state)
     venv.reset()
     assert [d.ev_count for d in venv.get_attr("difficulty")] == [0, 0]
+
+
+def test_unknown_reset_options_are_named_by_both_faces():
+    from sb3_microgrid.envs import MicrogridEnv
+
+    env = MicrogridEnv(split="test")
+    with pytest.raises(ValueError, match="unknown reset option"):
+        env.reset(seed=0, options={"dya": "2024-03-05"})
+    venv = MicrogridVecEnv(2, split="test", seed=0)
+    venv.set_options({"dya": "2024-03-05"})
+    with pytest.raises(ValueError, match="unknown reset option"):
+        venv.reset()
+    assert venv.reset().shape[0] == 2  # the bad option applied to one reset only

@@ -55,6 +55,25 @@ EPISODE_KEYS = (
     "grid_import_kwh",
     "grid_export_kwh",
 )
+#: Keys ``reset(options=...)`` understands (both env faces).
+RESET_OPTIONS = ("day",)
+
+
+def reset_day(options: dict | None) -> str | pd.Timestamp | None:
+    """The start day asked for by reset ``options`` (``None``: draw one).
+
+    :raises ValueError: for options that are not a mapping or hold a key other than :data:`RESET_OPTIONS`
+    """
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        raise ValueError(f"reset options must be a dict, got {type(options).__name__}")
+    unknown = sorted(set(options) - set(RESET_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {unknown}; allowed: {list(RESET_OPTIONS)}")
+    return options.get("day")
+
+
 def observation_layout(scenario: Scenario) -> ObservationLayout:
     """The observation layout of a scenario."""
     ports = range(scenario.ev.n_ports)

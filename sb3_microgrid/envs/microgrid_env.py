@@ -9,7 +9,7 @@ import numpy as np
 
 from ..data import MicrogridData
 from ..scenario import Difficulty, Scenario, load_scenario
-from .core import STEP_KEYS, MicrogridCore
+from .core import STEP_KEYS, MicrogridCore, reset_day
 
 
 def action_space(scenario: Scenario) -> gym.spaces.Box:
@@ -68,7 +68,7 @@ class MicrogridEnv(gym.Env):
         if seed is None and self._default_seed is not None:
             seed, self._default_seed = self._default_seed, None
         super().reset(seed=seed)
-        day = (options or {}).get("day")
+        day = reset_day(options)
         obs = self.core.reset([self.np_random], None if day is None else [day])
         return obs[0], {"date": self.core.episode_dates()[0]}
 

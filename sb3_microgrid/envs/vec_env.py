@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 
 from ..data import MicrogridData
 from ..scenario import Scenario, load_scenario
-from .core import STEP_KEYS, MicrogridCore
+from .core import STEP_KEYS, MicrogridCore, reset_day
 from .microgrid_env import action_space, observation_space
 
 
@@ -58,8 +58,8 @@ class MicrogridVecEnv(VecEnv):
         for i, seed in enumerate(self._seeds):
             if seed is not None or self._rngs[i] is None:
                 self._rngs[i] = seeding.np_random(seed)[0]
-        days = [opts.get("day") for opts in self._options]
         try:
+            days = [reset_day(opts or None) for opts in self._options]
             obs = self._reset_core(days if any(d is not None for d in days) else None)
         finally:
             # Options (and seeds) apply to one reset, failed or not: a bad day must not make every later reset fail.
