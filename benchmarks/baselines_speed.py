@@ -1,9 +1,10 @@
-"""Speed of the baselines: the optimal LP for one day and for the whole test year, and MPC steps/s.
+"""Speed of the baselines: the optimal LP for one day and for the whole test year, MPC and planner
+steps/s through the env, and the planner's batched decisions per second over N microgrids.
 
 All figures come from one run; each timing is the median of ``--repeats`` repeats. Results go to
 ``benchmarks/results/baselines_speed.{json,md}`` with the command that produced them.
 
-Usage: python benchmarks/baselines_speed.py [--repeats 5] [--scenario campus] [--mpc-days 5]
+Usage: python benchmarks/baselines_speed.py [--repeats 5] [--scenario campus] [--mpc-days 5] [--batch 64]
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from reporting import run_metadata, write_results  # noqa: E402
 
-from sb3_microgrid.baselines import MPCController, OptimalController  # noqa: E402
+from sb3_microgrid.baselines import MPCController, OptimalController, PlannerController  # noqa: E402
+from sb3_microgrid.baselines.planner import ObservationReader, plan  # noqa: E402
 from sb3_microgrid.baselines.lp import solve_dispatch  # noqa: E402
 from sb3_microgrid.baselines.optimal import episode_problem  # noqa: E402
-from sb3_microgrid.envs import MicrogridEnv  # noqa: E402
+import numpy as np  # noqa: E402
+
+from sb3_microgrid.envs import MicrogridEnv, MicrogridVecEnv  # noqa: E402
 from sb3_microgrid.evaluation import run_day, split_dates  # noqa: E402
 from sb3_microgrid.scenario import load_scenario  # noqa: E402
 
@@ -42,6 +46,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--scenario", default="campus")
     parser.add_argument("--mpc-days", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=64, help="microgrids planned in one call")
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
     dates = split_dates(scenario, "test")
@@ -65,11 +70,28 @@ def main() -> None:
     steps = len(mpc_days) * scenario.episode_steps
     mpc, _ = median_time(lambda: [run_day(MPCController(), env, d, seed=i) for i, d in enumerate(mpc_days)], args.repeats)
 
+    run_day(PlannerController(), env, mpc_days[0], seed=0)  # warm-up: numba's compilation or cache load
+    planner, _ = median_time(lambda: [run_day(PlannerController(), env, d, seed=i) for i, d in enumerate(mpc_days)], args.repeats)
+
+    # One batched call for N microgrids, at every step of a day (the horizon shrinks as the day goes).
+    venv = MicrogridVecEnv(args.batch, scenario=scenario, split="test", seed=0)
+    observations = [venv.reset()]
+    reader = ObservationReader(scenario, venv.obs_layout, venv.core.site.window_scale)
+    reader.reset(observations[0])
+    inputs = []
+    for _ in range(scenario.episode_steps - 1):
+        inputs.append(reader.inputs(observations[-1], venv.core))
+        observations.append(venv.step(np.zeros((args.batch, venv.action_space.shape[0]), dtype=np.float32))[0])
+    batched, _ = median_time(lambda: [plan(x, scenario) for x in inputs], args.repeats)
+    decisions = args.batch * len(inputs)
+
     rows = [
         {"what": "optimal LP, one day (build + solve)", "median_s": one_day, "per": "day"},
         {"what": f"optimal LP, test year ({len(problems)} days, build + solve)", "median_s": year, "per": "year"},
         {"what": f"optimal, test year solved and replayed through the env", "median_s": replay, "per": "year"},
         {"what": f"MPC, {len(mpc_days)} days ({steps} steps, one LP per step)", "median_s": mpc, "per": f"{steps / mpc:.1f} steps/s"},
+        {"what": f"planner, the same {len(mpc_days)} days through the env", "median_s": planner, "per": f"{steps / planner:.1f} steps/s ({mpc / planner:.1f}x MPC)"},
+        {"what": f"planner, batched plan() of {args.batch} microgrids at each step of a day ({decisions} decisions)", "median_s": batched, "per": f"{decisions / batched:,.0f} decisions/s"},
     ]
     meta = run_metadata()
     command = meta["command"]
@@ -82,7 +104,7 @@ def main() -> None:
         "|---|---:|---:|",
         *(f"| {r['what']} | {r['median_s']:.3f} | {r['per']} |" for r in rows),
     ]
-    write_results("baselines_speed", meta, {"results": rows, "year_times_s": year_times, "mpc_steps_per_s": steps / mpc}, lines)
+    write_results("baselines_speed", meta, {"results": rows, "year_times_s": year_times, "mpc_steps_per_s": steps / mpc, "planner_steps_per_s": steps / planner, "planner_batched_decisions_per_s": decisions / batched}, lines)
 
 
 if __name__ == "__main__":

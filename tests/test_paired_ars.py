@@ -59,3 +59,11 @@ def test_save_and_load_round_trip(tmp_path):
     obs = model.env.reset()
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
     assert th.equal(loaded.weights, model.weights) and np.any(model.weights.numpy() != 0.0)
+
+
+def test_a_callback_returning_false_stops_training():
+    from stable_baselines3.common.callbacks import StopTrainingOnMaxEpisodes
+
+    model = _model(n_envs=2, n_delta=2)
+    model.learn(10**6, callback=StopTrainingOnMaxEpisodes(max_episodes=1))
+    assert model.num_timesteps == model.pop_size * 2 * 24  # one update, then stop

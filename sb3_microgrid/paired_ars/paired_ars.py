@@ -11,7 +11,7 @@ state). The candidates' returns are
 then centred on their pair's mean, so that ARS's step size, divided by the standard deviation of the
 returns, is divided by the spread of the decisions' effects rather than by that of the days. Everything
 else is ARS, except that ``num_timesteps`` counts env steps exactly (ARS's synchronous loop counts
-``n_envs`` times too many).
+``n_envs`` times too many) and that a callback returning ``False`` stops training (ARS ignores it).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import torch as th
 from sb3_contrib import ARS
 from sb3_contrib.common.vec_env.async_eval import AsyncEval
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 
 
@@ -88,14 +89,41 @@ class PairedARS(ARS):
 
     def _on_eval_step(self, locals_: dict[str, Any], globals_: dict[str, Any], callback: BaseCallback, seen: list[np.ndarray] | None) -> None:
         """``evaluate_policy``'s callback, called once per env and step: count one step each time (ARS
-        counts ``n_envs``, ``n_envs`` times too many) and keep the step's raw observations once."""
-        self._trigger_callback(locals_, globals_, callback, n_envs=1)
+        counts ``n_envs``, ``n_envs`` times too many), give the callback ``evaluate_policy``'s locals
+        (``dones``, ``infos``...), note whether it asks to stop, and keep the step's raw observations once."""
+        self.num_timesteps += 1
+        callback.update_locals(locals_)
+        self._continue_training = callback.on_step() and self._continue_training
         if seen is not None and locals_["i"] == 0:
             seen.append(self._vec_normalize_env.get_original_obs())
+
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "PairedARS",
+        reset_num_timesteps: bool = True,
+        async_eval: AsyncEval | None = None,
+        progress_bar: bool = False,
+    ) -> "PairedARS":
+        """ARS's ``learn``, except that a callback returning ``False`` stops training after the current
+        update, as in SB3's other algorithms (ARS ignores it). Arguments as :meth:`sb3_contrib.ARS.learn`."""
+        total_steps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        self._continue_training = True
+        callback.on_training_start(locals(), globals())
+        while self.num_timesteps < total_steps and self._continue_training:
+            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
+            self._do_one_update(callback, async_eval)
+            if log_interval is not None and self._n_updates % log_interval == 0:
+                self.dump_logs()
+        callback.on_training_end()
+        return self
 
     def _setup_model(self) -> None:
         super()._setup_model()
         self._seed_rng = np.random.default_rng(self.seed)
+        self._continue_training = True
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_seed_rng"]
+        return [*super()._excluded_save_params(), "_seed_rng", "_continue_training"]
