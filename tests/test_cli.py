@@ -78,16 +78,19 @@ SETTINGS = {
     "trpo": {"n_steps": 48, "batch_size": 48},
     "ppo_lstm": {"policy": "MlpLstmPolicy", "n_steps": 48, "batch_size": 48, "n_epochs": 1, "policy_kwargs": {"net_arch": [16], "lstm_hidden_size": 8}},
     "ars": {"policy": "LinearPolicy", "n_delta": 2, "n_top": 1, "policy_kwargs": None},
+    "paired_ars": {"policy": "LinearPolicy", "n_delta": 2, "n_top": 1, "policy_kwargs": None},
     "dyna_sac": {"model_train_freq": 48, "rollout_batch_size": 32, "model_buffer_size": 1000, "model_train_samples": 100,
                  "model_fit_kwargs": {"max_epochs": 2}},  # fmt: skip
 }
 FAST = ["dyna_sac", "ppo", "ppo_lstm"]
+#: Algorithms without a discount (their VecNormalize keeps its default gamma).
+NO_GAMMA = {"ars", "paired_ars"}
 
 
 def train_conf(tmp_path, algo: str) -> str:
     """A zoo-format file for ``algo`` on Microgrid-v0, normalised, with gamma 1 where the algorithm discounts."""
     section = {"n_envs": 1, "policy": "MlpPolicy", "normalize": True, "policy_kwargs": {"net_arch": [16]}}
-    if algo != "ars":
+    if algo not in NO_GAMMA:
         section["gamma"] = 1.0
     if algo in OFF_POLICY:
         section |= {"learning_starts": 48, "buffer_size": 1000, "batch_size": 32}
@@ -105,7 +108,7 @@ def train_and_evaluate(tmp_path, algo: str) -> dict:
     assert main(["evaluate", "--controller", str(run / "model.zip"), "--split", "train", "--days", "1", "--no-reference", "--json", str(out)]) == 0
     stats = VecNormalize.load(str(run / "model_vecnormalize.pkl"), DummyVecEnv([MicrogridEnv]))
     # VecNormalize discounts with the algorithm's gamma, as rl_zoo3 does (a bare VecNormalize uses 0.99)
-    assert stats.gamma == (0.99 if algo == "ars" else 1.0)
+    assert stats.gamma == (0.99 if algo in NO_GAMMA else 1.0)
     return json.loads(out.read_text())
 
 

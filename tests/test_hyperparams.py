@@ -15,6 +15,7 @@ from sb3_microgrid.callbacks import MicrogridMetricsCallback
 from sb3_microgrid.cli import main
 from sb3_microgrid.hyperparams import HyperparamsError, load_hyperparams, parse_python
 from sb3_microgrid.training import ALGOS
+from sb3_microgrid.validation import ValidationCallback
 from sb3_microgrid.zoo import file_policy_kwargs
 
 HYPERPARAMS = Path(__file__).parent.parent / "hyperparams"
@@ -26,6 +27,7 @@ SHIPPED = {
     "td3.yml": ("td3", "per_td3"),
     "dyna_sac.yml": ("dyna_sac",),
     "her_sac.yml": ("sac",),
+    "residual_ars.yml": ("paired_ars",),
 }
 TINY_PPO = "Microgrid-v0:\n  n_envs: 1\n  n_timesteps: 64\n  n_steps: 32\n  batch_size: 32\n  n_epochs: 1\n  policy_kwargs: \"dict(net_arch=[8])\"\n"
 
@@ -75,7 +77,8 @@ def test_every_shipped_file_loads_for_its_algorithms():
     for name, algos in SHIPPED.items():
         for algo in algos:
             hp = load_hyperparams(HYPERPARAMS / name, ALGOS[algo])
-            assert hp.callbacks == [(MicrogridMetricsCallback, {})] and hp.n_timesteps > 0 and hp.normalize is not None
+            assert hp.n_timesteps > 0 and hp.normalize is not None
+            assert hp.callbacks == ([(ValidationCallback, {"days": 30, "eval_freq": 100_000, "max_minutes": 15})] if name == "residual_ars.yml" else [(MicrogridMetricsCallback, {})])
     her = load_hyperparams(HYPERPARAMS / "her_sac.yml", SAC)
     assert her.algo_kwargs["replay_buffer_class"] is HerReplayBuffer and her.policy == "MultiInputPolicy"
     assert load_hyperparams(HYPERPARAMS / "td3.yml", TD3).noise == ("normal", 0.1)
