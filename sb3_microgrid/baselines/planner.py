@@ -16,10 +16,11 @@ observation's forecasts), but instead of one HiGHS LP per step (about 9 ms) it s
    cheapest wins. The first step starts from the exact stored energy, so the action is not quantised to
    the grid's first step.
 
-It reads the forecasts, SoC, SoH and the day's peak from the observation, the battery and tariff from
-the scenario, and from the env's core what the observation rounds or omits: the EVs' energy still wanted
-and departure steps (as float32, the observation would leave micro-kWh unmet), the episode's SoC bounds
-and the published demand rate. One call plans N microgrids: :func:`plan` is the batched
+It reads the forecasts and the day's peak from the observation, the battery and tariff from the
+scenario, and from the env's core what the observation rounds or omits: the stored energy and capacity
+and the EVs' energy still wanted and departure steps (rounded to float32, they would make requests just
+past a limit, which the supervisor counts, and leave micro-kWh unmet), the episode's SoC bounds and the
+published demand rate. One call plans N microgrids: :func:`plan` is the batched
 entry point a ``VecEnv`` wrapper uses; :class:`PlannerController` is the controller for ``evaluate()``.
 """
 
@@ -268,8 +269,8 @@ class PlannerController:
 
 
 class ObservationReader:
-    """Turns N observations (and the env's published episode bounds) into :class:`PlannerInputs`;
-    remembers each episode's starting energy and the dearest price seen, as MPC does.
+    """Turns N observations (and what the env's core publishes) into :class:`PlannerInputs`; remembers
+    the dearest price seen in each episode, as MPC does.
 
     :param scenario: the scenario of the microgrids
     :param layout: their observation layout
@@ -284,9 +285,7 @@ class ObservationReader:
         unit[names.index("wind")] *= scenario.wind.rated_kw
         self._unit = unit
         self._col = {name: j for j, name in enumerate(names)}
-        self._soc, self._soh = layout.index("soc"), layout.index("soh")
         self._time_left, self._day_peak = layout.index("time_left"), layout.index("day_peak")
-        self.energy_ref = np.zeros(0)
         self.price_max = np.zeros(0)
 
     def window(self, obs: np.ndarray) -> np.ndarray:
@@ -294,17 +293,11 @@ class ObservationReader:
         lay = self.layout
         return obs[:, lay.window].reshape(obs.shape[0], *lay.window_shape).astype(np.float64) * self._unit
 
-    def energy(self, obs: np.ndarray) -> np.ndarray:
-        """(N,) stored energy (kWh) from SoC and SoH."""
-        return obs[:, self._soc].astype(np.float64) * obs[:, self._soh] * self.scenario.battery.capacity_kwh
-
     def reset(self, obs: np.ndarray, mask: np.ndarray | None = None) -> None:
-        """Start new episodes (all, or those where ``mask`` is true) from their first observations."""
-        energy = self.energy(obs)
-        if mask is None or self.energy_ref.size != obs.shape[0]:
-            self.energy_ref, self.price_max = energy, np.zeros(obs.shape[0])
+        """Start new episodes (all, or those where ``mask`` is true): forget the dearest price seen."""
+        if mask is None or self.price_max.size != obs.shape[0]:
+            self.price_max = np.zeros(obs.shape[0])
         else:
-            self.energy_ref = np.where(mask, energy, self.energy_ref)
             self.price_max = np.where(mask, 0.0, self.price_max)
 
     def inputs(self, obs: np.ndarray, core, truth: dict[str, np.ndarray] | None = None) -> PlannerInputs:
@@ -329,7 +322,7 @@ class ObservationReader:
             width = fc.shape[1]
             series = {k: _pad(v[:, :width], width) for k, v in truth.items()}
         ep, t = core.episode, min(core.t, core.episode.n_steps - 1)
-        capacity = obs[:, self._soh].astype(np.float64) * sc.battery.capacity_kwh
+        capacity = core.capacity
         b = sc.battery
         return PlannerInputs(
             load_kw=series["load"],
@@ -337,10 +330,10 @@ class ObservationReader:
             price=series["price"],
             emission=series["emission"],
             horizon=steps_left,
-            energy=self.energy(obs),
+            energy=core.energy.copy(),
             e_min=ep.soc_min * capacity,
             e_max=ep.soc_max * capacity,
-            energy_ref=self.energy_ref,
+            energy_ref=core.start_energy.copy(),
             shortfall_price=(self.price_max + sc.reward.carbon_price_inr_per_kg * window[:, :, col["emission"]].max(axis=1) + b.wear_cost_inr_per_kwh)
             / b.charge_efficiency,
             peak_kw=obs[:, self._day_peak].astype(np.float64) * sc.grid.import_limit_kw,
