@@ -30,6 +30,7 @@ from typing import Any
 import gymnasium as gym
 import torch as th
 import yaml
+from gymnasium.envs.registration import registry
 from stable_baselines3.common.buffers import ReplayBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import BasePolicy
@@ -418,6 +419,11 @@ def _read_section(path: str | Path, env_id: str | None) -> tuple[str, dict[str, 
         env_id = next(iter(raw))
     if env_id not in raw:
         raise HyperparamsError(f"{path}: no section for env {env_id!r}; sections: {sorted(raw)}")
+    if ":" in env_id:  # gymnasium.make("module:Env-v0") imports the module first
+        raise HyperparamsError(f"{path}: section {env_id!r}: an env id may not name a module (module:Env-v0 imports it); use a registered id")
+    if env_id not in registry:
+        known = sorted(name for name in registry if name.startswith("Microgrid"))
+        raise HyperparamsError(f"{path}: section {env_id!r} is not a registered gymnasium env id; this package registers {known}")
     section = raw[env_id] or {}
     if not isinstance(section, dict) or not all(isinstance(k, str) for k in section):
         raise HyperparamsError(f"{path} [{env_id}]: expected a mapping of setting names to values, got {section!r:.80}")

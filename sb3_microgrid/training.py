@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,25 +139,38 @@ def train(
         raise HyperparamsError(f"{conf}: n_timesteps must be > 0 (or pass timesteps)")
     run_dir = Path(run_dir)
     save_path = run_dir / "checkpoints"
+    if previous is None and not resume and (checkpoints(save_path) or (run_dir / "model.zip").exists()):
+        raise CheckpointError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another run folder")
+    # Build everything the file describes before writing anything: a value the constructors refuse is
+    # named with its key, and leaves no half-made run folder behind.
+    env = _built("env_kwargs / env_wrapper / vec_env_wrapper / normalize", conf, lambda: make_env(hp, seed, vec_env))
     if previous is None:
-        if not resume and (checkpoints(save_path) or (run_dir / "model.zip").exists()):
-            raise CheckpointError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another run folder")
+        model = _built("the algorithm's arguments", conf, lambda: build_model(cls, hp, env, seed, tensorboard_log=str(run_dir / "tb"), verbose=verbose))
+    else:
+        model = load_checkpoint(previous, cls, env, seed, tensorboard_log=str(run_dir / "tb"))
+    callbacks: list[BaseCallback] = [_built(f"callback {cls_.__name__}", conf, lambda: cls_(**kwargs)) for cls_, kwargs in hp.callbacks]
+    callbacks.append(CheckpointSetCallback(save_freq, save_path, algo))  # last: after other callbacks' rollout-start work
+    if previous is None:
         save_path.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(conf, run_dir / "config.yml")
         write_run_json(run_dir, algo)
-    env = make_env(hp, seed, vec_env)
-    if previous is None:
-        model = build_model(cls, hp, env, seed, tensorboard_log=str(run_dir / "tb"), verbose=verbose)
-    else:
-        model = load_checkpoint(previous, cls, env, seed, tensorboard_log=str(run_dir / "tb"))
-    callbacks: list[BaseCallback] = [cls_(**kwargs) for cls_, kwargs in hp.callbacks]
-    callbacks.append(CheckpointSetCallback(save_freq, save_path, algo))  # last: after other callbacks' rollout-start work
     remaining = total - model.num_timesteps
     if remaining > 0:
         model.learn(remaining, callback=CallbackList(callbacks), progress_bar=progress_bar, reset_num_timesteps=previous is None, tb_log_name=algo)
     # The callback saved a set at the end of learn(): the final model is that set's.
     publish_checkpoint(latest_checkpoint(save_path)[1], run_dir)
     return model
+
+
+def _built(what: str, conf: str | Path, build: Callable[[], Any]) -> Any:
+    """``build()``, with a ``ValueError``/``TypeError`` from a constructor (a scenario value out of range,
+    an argument the class does not take) turned into a :class:`HyperparamsError` naming ``what`` and the file."""
+    try:
+        return build()
+    except HyperparamsError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise HyperparamsError(f"{conf}: {what}: {type(err).__name__}: {err}") from None
 
 
 def _resumable(algo: str, conf: str | Path, run_dir: Path) -> Path | None:

@@ -314,3 +314,25 @@ def test_zoo_launcher_trusts_its_gym_packages(tmp_path, userpkg):
     )
     kwargs = file_policy_kwargs([*argv, "--gym-packages", "sb3_microgrid", "userpkg", "--num-threads", "1"])
     assert kwargs["features_extractor_class"].__name__ == "Extractor"
+
+
+@pytest.mark.parametrize("section", ["evilmod:Microgrid-v0", "NoSuchEnv-v0"])
+def test_the_section_name_must_be_a_registered_env_id(tmp_path, section):
+    # gymnasium.make("module:Env") imports module: a section name is an env id, never a module
+    marker = tmp_path / "imported"
+    (tmp_path / "evilmod.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        path = write(tmp_path, "n_envs: 1", env=section)
+        with pytest.raises(HyperparamsError, match="env id"):
+            load_hyperparams(path, PPO)
+        assert main(["train", "--algo", "ppo", "--conf", str(path), "--run-dir", str(tmp_path / "run"), "--timesteps", "24"]) == 2
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+def test_a_value_the_constructors_refuse_is_named_and_writes_nothing(tmp_path, capsys):
+    path = write(tmp_path, "n_envs: 1\nenv_kwargs: {scenario: {base: campus, battery: {capacity_kwh: -5}}}")
+    assert main(["train", "--algo", "ppo", "--conf", str(path), "--run-dir", str(tmp_path / "run"), "--timesteps", "24"]) == 2
+    assert "env_kwargs" in capsys.readouterr().err and not (tmp_path / "run").exists()

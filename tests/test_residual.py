@@ -115,3 +115,10 @@ def test_a_residual_run_evaluates_with_no_flag(tmp_path):
     rule = evaluate("rule", scenario="campus", split="test", days=1, reference=False).summary["cost_per_day"]
     assert learned != rule  # the trained residual acts: a plain SB3Controller on the raw env would fail on the layout
     assert main(["evaluate", "--controller", str(run / "model.zip"), "--days", "1", "--no-reference"]) == 0
+
+
+@pytest.mark.parametrize("controller", ["runs/x/model.zip", "nope"])
+def test_a_base_controller_named_by_a_string_is_a_baseline(controller):
+    # a model path would be unpickled on the say-so of a hyperparameter file
+    with pytest.raises(ValueError, match="controller must be one of"):
+        ResidualWrapper(MicrogridEnv(scenario="campus"), controller)

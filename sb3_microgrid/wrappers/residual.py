@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ..baselines import Controller, make_controller
+from ..baselines import CONTROLLERS, Controller, make_controller
 from ..envs import MicrogridEnv, ObservationLayout
 
 
@@ -139,7 +139,7 @@ class ResidualController:
     wrapper itself runs on one of these, so training and evaluation share every step of the logic.
 
     :param policy: maps the policy's observation to the residual (e.g. an ``SB3Controller``)
-    :param controller: the base controller, or its name
+    :param controller: the base controller, or the name of a baseline (:data:`~sb3_microgrid.baselines.CONTROLLERS`)
     :param scale: how far (in action units) a residual of 1 moves the base action, in [0, 2]
     :param battery_only: the residual has one entry, for the battery
     :param features: the static features the policy observes (``None``: the whole observation)
@@ -159,6 +159,9 @@ class ResidualController:
             raise ValueError(f"scale must be a number in [0, 2], got {scale!r}")
         if features is not None and (isinstance(features, str) or not all(isinstance(f, str) for f in features)):
             raise ValueError(f"features must be a list of static feature names, got {features!r}")
+        if isinstance(controller, str) and controller not in CONTROLLERS:
+            # only a baseline by name: a model path here would load (unpickle) a file named by a YAML file
+            raise ValueError(f"controller must be one of {sorted(CONTROLLERS)} or a Controller object, got {controller!r}")
         self.policy = policy
         self.controller = make_controller(controller) if isinstance(controller, str) else controller
         self.scale = float(scale)
