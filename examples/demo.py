@@ -24,9 +24,11 @@ CONF = Path(__file__).resolve().parent.parent / "hyperparams" / "ppo.yml"
 
 def train(timesteps: int, out: Path, seed: int) -> Path:
     """PPO with the settings of ``hyperparams/ppo.yml`` (the tuned starting point); returns the saved
-    model's path (its VecNormalize statistics lie beside it). A previous demo run in ``out`` (a folder
-    with a run record) is replaced: ``sb3-microgrid train`` refuses to start a new run over an old one."""
-    if (out / "run.json").is_file():
+    model's path (its VecNormalize statistics lie beside it). A previous demo run in ``out`` (a run of
+    the same file) is replaced; any other run there is left alone and stops the demo, since
+    ``sb3-microgrid train`` refuses to start a new run over an old one."""
+    config = out / "config.yml"
+    if (out / "run.json").is_file() and config.is_file() and config.read_bytes() == CONF.read_bytes():
         print(f"Replacing the previous demo run in {out}.")
         shutil.rmtree(out)
     training.train("ppo", CONF, out, timesteps=timesteps, seed=seed, save_freq=timesteps)

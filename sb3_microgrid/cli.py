@@ -91,6 +91,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         help="VecNormalize statistics of the one saved model given (default: found beside it)",
     )  # fmt: skip
     p.add_argument("--scenario", default="campus", help="preset name or scenario YAML path (default: campus)")
+    p.add_argument(
+        "--trust-module", action="append", default=[], metavar="PKG",
+        help="a module of your own that a saved model's run may name classes from (its env_wrapper), as given to train",
+    )  # fmt: skip
     p.add_argument("--split", default="test", choices=SPLITS, help="days to run on (default: test)")
     p.add_argument("--seed", type=int, default=0, help="day i of the split is reset with seed + i (forecast noise; default: 0)")
 
@@ -202,7 +206,7 @@ def _controllers(args: argparse.Namespace, scenario: Scenario) -> dict[str, Cont
     """Build every controller of ``--controller`` and check each saved model against the scenario's env
     before running any, so a bad name, file or layout fails at once; titles made unique. ``--algo`` and
     ``--vecnormalize`` belong to a single saved model: with several, ``PATH.zip:ALGO`` names each one's."""
-    from .baselines import CONTROLLERS, SB3Controller, make_controller
+    from .baselines import CONTROLLERS, make_controller
     from .baselines.sb3_model import NormalizationWarning
     from .envs import MicrogridEnv
 
@@ -215,7 +219,7 @@ def _controllers(args: argparse.Namespace, scenario: Scenario) -> dict[str, Cont
             raise UsageError(f"{option} applies to exactly one saved model, got {len(models)}; for several, write PATH.zip:ALGO")
     controllers: dict[str, Controller] = {}
     for name in names:
-        options = {} if name in CONTROLLERS else {"algo": args.algo, "vecnormalize": args.vecnormalize}
+        options = {} if name in CONTROLLERS else {"algo": args.algo, "vecnormalize": args.vecnormalize, "trust_modules": args.trust_module}
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -231,15 +235,16 @@ def _controllers(args: argparse.Namespace, scenario: Scenario) -> dict[str, Cont
         while label in controllers:
             label, k = f"{name} ({k})", k + 1
         controllers[label] = controller
-    if any(isinstance(c, SB3Controller) for c in controllers.values()):
+    # Saved models (plain, or under the controller their run's wrapper names) meet the env before anything runs.
+    saved = {label: c for (label, c), name in zip(controllers.items(), names) if name not in CONTROLLERS}
+    if saved:
         env = MicrogridEnv(scenario=scenario, split=args.split)
         obs, _ = env.reset(seed=args.seed)
-        for label, controller in controllers.items():
-            if isinstance(controller, SB3Controller):
-                try:
-                    controller.reset(env, obs)
-                except ValueError as err:
-                    raise UsageError(f"{label}: {err}") from None
+        for label, controller in saved.items():
+            try:
+                controller.reset(env, obs)
+            except ValueError as err:
+                raise UsageError(f"{label}: {err}") from None
     return controllers
 
 

@@ -198,3 +198,17 @@ def test_vecnormalize_option_and_missing_statistics_warning(ppo_zip, tmp_path, c
     VecNormalize(DummyVecEnv([lambda: MicrogridEnv(scenario={"forecast": {"forecast_steps": 12}})])).save(str(other))
     assert main([*argv, "--vecnormalize", str(other)]) == 2
     assert "other.pkl" in one_line_error(capsys)
+
+
+def test_a_run_with_a_wrapper_of_the_users_own_evaluates_with_trust_module(tmp_path, monkeypatch):
+    pkg = tmp_path / "mywrappers"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import gymnasium as gym\n\n\nclass Same(gym.Wrapper):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    conf = tmp_path / "conf.yml"
+    conf.write_text("Microgrid-v0:\n  n_envs: 1\n  n_steps: 24\n  batch_size: 24\n  n_epochs: 1\n  env_wrapper: [mywrappers.Same]\n")
+    run = tmp_path / "run"
+    assert main(["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(run), "--timesteps", "24", "--trust-module", "mywrappers"]) == 0
+    evaluate = ["evaluate", "--controller", str(run / "model.zip"), "--days", "1", "--no-reference"]
+    assert main(evaluate) == 2  # the run names a class of an untrusted module
+    assert main([*evaluate, "--trust-module", "mywrappers"]) == 0

@@ -355,5 +355,5 @@ def test_site_without_chargers_baselines():
         assert sum(i["safety_violations"] for i in infos) == 0
         assert all(i["ev_kwh"] == 0 and i["unmet_ev_kwh"] == 0 for i in infos)
         costs[controller.name] = info["episode_metrics"]["total_cost"]
-    assert costs["optimal"] == pytest.approx(controller.schedule.cost, rel=0.005)
+    assert costs["optimal"] == pytest.approx(controller.schedule.cost, rel=1e-9)  # as tests/test_baselines.py replays it
     assert costs["optimal"] <= min(costs.values())

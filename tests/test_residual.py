@@ -115,6 +115,10 @@ def test_a_residual_run_evaluates_with_no_flag(tmp_path):
     rule = evaluate("rule", scenario="campus", split="test", days=1, reference=False).summary["cost_per_day"]
     assert learned != rule  # the trained residual acts: a plain SB3Controller on the raw env would fail on the layout
     assert main(["evaluate", "--controller", str(run / "model.zip"), "--days", "1", "--no-reference"]) == 0
+    # on a site with another observation layout it fails before any controller runs, naming the layout
+    other = tmp_path / "six_ports.yaml"
+    other.write_text("base: campus\nev: {n_ports: 6}\n")
+    assert main(["evaluate", "--controller", f"rule,{run / 'model.zip'}", "--scenario", str(other), "--days", "1", "--no-reference"]) == 2
 
 
 @pytest.mark.parametrize("controller", ["runs/x/model.zip", "nope"])

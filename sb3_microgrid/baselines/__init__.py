@@ -8,6 +8,7 @@ charging, peak shaving), ``mpc`` (receding-horizon LP on the agent's own noisy f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,13 @@ CONTROLLERS = {
 }
 
 
-def make_controller(name: str, **kwargs: Any) -> Controller:
+def make_controller(name: str, trust_modules: Sequence[str] = (), **kwargs: Any) -> Controller:
     """A controller by name (``naive``, ``rule``, ``mpc``, ``optimal``, ...) or the path of a saved SB3
     model, optionally followed by ``:ALGO``, its registered algorithm name (``run/model.zip:twin_ppo``).
 
     :param name: controller name, ``.zip`` path or ``PATH.zip:ALGO``
+    :param trust_modules: the user's own modules the run's ``env_wrapper`` entries may come from, as when
+        it was trained (``--trust-module``)
     :param kwargs: passed to the controller's constructor
     """
     if name in CONTROLLERS:
@@ -45,15 +48,15 @@ def make_controller(name: str, **kwargs: Any) -> Controller:
             raise ValueError(f"{name!r} names its algorithm; do not also pass algo={kwargs['algo']!r}")
         kwargs["algo"] = algo
     if path.endswith(".zip") or Path(path).exists():
-        return _with_run_wrappers(SB3Controller(path, **kwargs), path)
+        return _with_run_wrappers(SB3Controller(path, **kwargs), path, trust_modules)
     raise ValueError(f"unknown controller {name!r}: use one of {sorted(CONTROLLERS)} or the path of a saved model (.zip[:ALGO])")
 
 
-def _with_run_wrappers(controller: Controller, path: str) -> Controller:
+def _with_run_wrappers(controller: Controller, path: str, trust_modules: Sequence[str]) -> Controller:
     """The model as the controller of the env it was trained on: each ``env_wrapper`` of its run that
     knows how (a classmethod ``as_controller(policy, **wrapper_kwargs)``, e.g. ``ResidualWrapper``)
     turns the policy into a controller of the plain env, outermost wrapper first."""
-    for cls, wrapper_kwargs in reversed(run_env_wrappers(path)):
+    for cls, wrapper_kwargs in reversed(run_env_wrappers(path, trust_modules)):
         as_controller = getattr(cls, "as_controller", None)
         if as_controller is not None:
             controller = as_controller(controller, **wrapper_kwargs)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from ..algos import load, run_record
 from ..callbacks.checkpoint import VECNORMALIZE
 from ..envs import MicrogridEnv
-from ..hyperparams import HyperparamsError, parse_python, resolve_entries
+from ..hyperparams import HyperparamsError, parse_python, resolve_entries, trusted_modules
 
 _CHECKPOINT = re.compile(r"^(?P<prefix>.*)_(?P<steps>\d+)_steps$")
 
@@ -100,15 +101,15 @@ def trained_with_normalization(path: str | Path) -> bool | None:
     return None if settings is None else _normalizes_obs(settings.get("normalize", False))
 
 
-def run_env_wrappers(path: str | Path) -> list[tuple[type, dict[str, Any]]]:
+def run_env_wrappers(path: str | Path, trust_modules: Sequence[str] = ()) -> list[tuple[type, dict[str, Any]]]:
     """The ``env_wrapper`` entries of the run of the model at ``path`` (:func:`run_settings`), resolved
-    with the same checks as training (trusted packages only).
+    with the same checks as training (trusted packages, plus ``trust_modules``).
 
     :raises ValueError: if an entry cannot be resolved
     """
     settings = run_settings(path) or {}
     try:
-        return resolve_entries(settings.get("env_wrapper"), "env_wrapper")
+        return resolve_entries(settings.get("env_wrapper"), "env_wrapper", trusted_modules(trust_modules))
     except HyperparamsError as err:
         raise ValueError(f"the run configuration of {path}: {err}") from None
 

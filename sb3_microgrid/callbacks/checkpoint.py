@@ -113,14 +113,29 @@ def save_checkpoint(model: BaseAlgorithm, directory: Path, algo: str) -> Path:
     if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
         model.save_replay_buffer(tmp / REPLAY_BUFFER)
     write_run_json(tmp, algo, model.num_timesteps, sorted(p.name for p in tmp.iterdir()))
+    # On disk before the rename makes the set visible, and the rename on disk before the caller prunes
+    # older sets: after a power cut the newest visible set is complete, or an older one still is.
+    for path in tmp.iterdir():
+        _fsync(path)
+    _fsync(tmp)
     # os.replace cannot replace a non-empty folder: move an older set of the same step aside first.
     old = directory.with_name(directory.name + ".old")
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(directory, old)
     os.replace(tmp, directory)
+    _fsync(directory.parent)
     shutil.rmtree(old, ignore_errors=True)
     return directory
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's entries to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def write_run_json(directory: Path, algo: str, num_timesteps: int | None = None, files: list[str] | None = None) -> None:
