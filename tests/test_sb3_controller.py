@@ -2,6 +2,7 @@
 found in every layout the training tools write, a warning when they are missing, a recurrent policy's state."""
 
 import json
+import shutil
 import warnings
 from collections import OrderedDict
 
@@ -218,3 +219,12 @@ def test_statistics_for_another_layout_are_a_value_error(saved, tmp_path):
     controller, env = SB3Controller(saved["ppo"], vecnormalize=tmp_path / "stats.pkl"), MicrogridEnv()
     with pytest.raises(ValueError, match="stats.pkl"):
         controller.reset(env, env.reset(seed=0)[0])
+
+
+def test_a_run_recorded_as_unnormalised_takes_no_stray_statistics(saved, tmp_path):
+    # rule 4 of find_vecnormalize (DIR/vecnormalize.pkl) would otherwise apply someone else's statistics
+    shutil.copy(saved["ppo"], tmp_path / "model.zip")
+    VecNormalize(DummyVecEnv([MicrogridEnv])).save(str(tmp_path / "vecnormalize.pkl"))
+    assert find_vecnormalize(tmp_path / "model.zip") == tmp_path / "vecnormalize.pkl"
+    (tmp_path / "run.json").write_text(json.dumps({"algo": "ppo", "files": {"model.zip": 1}}))
+    assert SB3Controller(tmp_path / "model.zip")._stats_path is None

@@ -10,6 +10,8 @@ models put them, first match wins, for a model ``DIR/STEM.zip``:
 4. ``DIR/vecnormalize.pkl``;
 5. ``DIR/*/vecnormalize.pkl`` when there is exactly one: rl_zoo3's ``best_model.zip``.
 
+A model whose run is recorded as not normalised (below) takes none of them.
+
 A model counts as trained with normalised observations (:func:`trained_with_normalization`) when the
 first record found says so: a ``run.json`` listing its ``files`` (``sb3-microgrid train``'s final record
 and checkpoint sets) lists ``model_vecnormalize.pkl``; else the run's configuration
@@ -147,8 +149,10 @@ class SB3Controller:
             raise FileNotFoundError(f"no model file at {path}")
         if vecnormalize is not None and not Path(vecnormalize).is_file():
             raise FileNotFoundError(f"no VecNormalize statistics at {vecnormalize}")
-        stats = Path(vecnormalize) if vecnormalize is not None else find_vecnormalize(path)
-        if stats is None and trained_with_normalization(path):
+        normalised = trained_with_normalization(path)
+        # A run recorded as unnormalised takes no statistics found by the looser rules of find_vecnormalize.
+        stats = Path(vecnormalize) if vecnormalize is not None else None if normalised is False else find_vecnormalize(path)
+        if stats is None and normalised:
             warnings.warn(
                 f"{path} was trained on normalised observations but no VecNormalize statistics were found beside it: "
                 "it will act on raw observations; pass the statistics file (--vecnormalize)",
