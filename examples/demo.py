@@ -2,11 +2,14 @@
 every baseline on test days, scored by the env, and draw one test day for the agent and the optimum.
 
 Usage: python examples/demo.py [--timesteps 200000] [--days 30] [--out runs/demo]
+Writes ``OUT/summary.json``: one object per controller with its summary (``cost_per_day``, ``gap_closed``,
+``safety_violations``, ``unmet_ev_kwh_per_day``, ...).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -56,6 +59,9 @@ def main() -> None:
         summaries[controller.name] = evaluate(controller, scenario=scenario, split="test", days=args.days, seed=args.seed).summary
     print(f"Campus scenario, first {args.days} test days (2024), mean per day, scored by the env:")
     print(format_table(summaries, reference=True))
+    summary_path = args.out / "summary.json"
+    summary_path.write_text(json.dumps([{"controller": name, **summary} for name, summary in summaries.items()], indent=2))
+    print(f"Wrote {summary_path} (one object per controller).")
 
     day = split_dates(scenario, "test", args.days)[-1]
     env = MicrogridEnv(scenario=scenario, split="test")
