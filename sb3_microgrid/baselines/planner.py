@@ -8,7 +8,8 @@ observation's forecasts), but instead of one HiGHS LP per step (about 9 ms) it s
    cheapest forecast steps before it leaves (ties: the step with the lower net load), at most the port's
    power a step. That fixes the EV load of the window; cars never discharge.
 2. **Battery.** A backward recursion over ``n_levels`` stored-energy levels between the episode's SoC
-   bounds, for each of ``n_caps`` candidate import caps of the day: a step costs its energy (import at
+   bounds, for each candidate import cap of the day (``n_caps`` on a coarse grid, then ``n_caps`` more
+   around the best of them): a step costs its energy (import at
    the price plus the carbon price, export at the export price up to the export limit), wear on the
    battery's throughput, and the demand rate on any import above the cap; the episode's end prices a
    shortfall against the starting energy at the dearest price seen (as MPC does) and credits a surplus at
@@ -86,7 +87,7 @@ def planner_params(scenario: Scenario) -> np.ndarray:
     ])  # fmt: skip
 
 
-def plan(inputs: PlannerInputs, scenario: Scenario, n_levels: int = 41, n_caps: int = 12) -> tuple[np.ndarray, np.ndarray]:
+def plan(inputs: PlannerInputs, scenario: Scenario, n_levels: int = 81, n_caps: int = 12) -> tuple[np.ndarray, np.ndarray]:
     """Battery and port powers (kW, + charging) for the current step of N microgrids.
 
     :param inputs: forecasts and state (:class:`PlannerInputs`)
@@ -179,7 +180,6 @@ def _plan_all(
         for k in range(n_levels):
             gain = levels[k] - energy_ref[i]
             terminal[k] = -gain * shortfall_price[i] if gain < 0.0 else -gain * surplus
-        # Candidate caps: from the peak already paid for (free) up to the highest import a plan could ask.
         base = peak_kw[i]
         top = min(max(base, net.max() + p_ch), import_limit)
         floor = min(max(base, net.max() - p_dis, 0.0), top)
@@ -202,34 +202,58 @@ def _plan_all(
         for t in range(h):
             for k in range(n_d):
                 energy_cost[t, k] = _step_cost(net[t], power[k], price[i, t], emission[i, t], np.inf, prm, 0.0)
-        step = np.empty(n_d)
-        for c in range(n_caps):
-            cap = floor if n_caps == 1 else floor + (top - floor) * c / (n_caps - 1)
-            nxt[:] = terminal
-            for t in range(h - 1, 0, -1):
-                for k in range(n_d):
-                    step[k] = energy_cost[t, k] + max(net[t] + power[k] - cap, 0.0) * demand_kw_rate
-                for a in range(n_levels):
-                    best = np.inf
-                    for k in range(max(0, -d_lo - a), min(n_d, n_levels - a - d_lo)):
-                        v = step[k] + nxt[a + d_lo + k]
-                        if v < best:
-                            best = v
-                    value[a] = best
-                nxt[:] = value
-            # The first step from the exact stored energy to each level it can reach.
-            kept = energy[i] * keep
-            for b in range(n_levels):
-                d = levels[b] - kept
-                p = d / (eta_c * dt) if d >= 0.0 else d * eta_d / dt
-                if p > p_ch + 1e-9 or p < -p_dis - 1e-9:
-                    continue
-                v = _step_cost(net[0], p, price[i, 0], emission[i, 0], cap, prm, demand_kw_rate)
-                v += (nxt[b] if h > 1 else terminal[b]) + max(cap - base, 0.0) * demand_kw_rate
-                if v < best_total:
-                    best_total, best_p = v, p
+        # Caps on a coarse grid from the peak already paid for (free) up to the highest import a plan
+        # could ask, then as many again between the best coarse cap's neighbours: the day's cost is
+        # sharp in the cap, and a coarse grid alone loses most under a flat tariff.
+        width_cap = (top - floor) / max(n_caps - 1, 1)
+        best_cap = floor
+        for stage in range(2):
+            start = floor if stage == 0 else max(best_cap - width_cap, floor)
+            stop = top if stage == 0 else min(best_cap + width_cap, top)
+            for c in range(n_caps):
+                cap = start if n_caps == 1 else start + (stop - start) * c / (n_caps - 1)
+                total, p = _plan_cap(cap, h, net, price[i], emission[i], levels, terminal, energy[i] * keep, energy_cost, power,
+                                     d_lo, prm, demand_kw_rate, max(cap - base, 0.0) * demand_kw_rate, value, nxt)
+                if total < best_total:
+                    best_total, best_p, best_cap = total, p, cap
         # No level reachable (stored energy outside the window): head for it at full power; the supervisor bounds it.
         battery_out[i] = best_p if np.isfinite(best_total) else (p_ch if energy[i] * keep < lo else -p_dis)
+
+
+@njit(cache=True)
+def _plan_cap(
+    cap: float, h: int, net: np.ndarray, price: np.ndarray, emission: np.ndarray, levels: np.ndarray, terminal: np.ndarray,
+    kept: float, energy_cost: np.ndarray, power: np.ndarray, d_lo: int, prm: np.ndarray, demand_kw_rate: float,
+    raise_cost: float, value: np.ndarray, nxt: np.ndarray,
+) -> tuple[float, float]:  # fmt: skip
+    """The cheapest plan whose import stays under ``cap`` (the excess priced at the demand rate), plus
+    ``raise_cost``: its total and its first step's battery power."""
+    dt, eta_c, eta_d, p_ch, p_dis = prm[0], prm[2], prm[3], prm[4], prm[5]
+    n_levels, n_d = levels.size, power.size
+    step = np.empty(n_d)
+    nxt[:] = terminal
+    for t in range(h - 1, 0, -1):
+        for k in range(n_d):
+            step[k] = energy_cost[t, k] + max(net[t] + power[k] - cap, 0.0) * demand_kw_rate
+        for a in range(n_levels):
+            best = np.inf
+            for k in range(max(0, -d_lo - a), min(n_d, n_levels - a - d_lo)):
+                v = step[k] + nxt[a + d_lo + k]
+                if v < best:
+                    best = v
+            value[a] = best
+        nxt[:] = value
+    # The first step from the exact stored energy to each level it can reach.
+    best_total, best_p = np.inf, 0.0
+    for b in range(n_levels):
+        d = levels[b] - kept
+        p = d / (eta_c * dt) if d >= 0.0 else d * eta_d / dt
+        if p > p_ch + 1e-9 or p < -p_dis - 1e-9:
+            continue
+        v = _step_cost(net[0], p, price[0], emission[0], cap, prm, demand_kw_rate) + (nxt[b] if h > 1 else terminal[b]) + raise_cost
+        if v < best_total:
+            best_total, best_p = v, p
+    return best_total, best_p
 
 
 @dataclass
@@ -242,7 +266,7 @@ class PlannerController:
         (future EV arrivals stay unknown); an upper reference for the planner itself
     """
 
-    n_levels: int = 41
+    n_levels: int = 81
     n_caps: int = 12
     perfect_forecasts: bool = False
 
