@@ -1,5 +1,6 @@
 """Probe: the planner's gap closed on the first test days against its grid (energy levels, import caps),
-on the observation's forecasts and on the true series (future EV arrivals unknown either way).
+on the observation's forecasts and on the true series (future EV arrivals unknown either way), with MPC's
+on the same days.
 
 python benchmarks/probes/planner_levels.py --days 20
 """
@@ -20,6 +21,8 @@ def main() -> None:
         for perfect in (False, True):
             s = evaluate(PlannerController(levels, caps, perfect), scenario=args.scenario, split="test", days=args.days, seed=0).summary
             print(f"| {levels} | {caps} | {'true series' if perfect else 'observation'} | {s['gap_closed']:.3f} | {s['cost_per_day']:,.0f} |", flush=True)
+    s = evaluate("mpc", scenario=args.scenario, split="test", days=args.days, seed=0).summary
+    print(f"| MPC | | observation | {s['gap_closed']:.3f} | {s['cost_per_day']:,.0f} |")
 
 
 if __name__ == "__main__":
