@@ -64,10 +64,8 @@ class ValidationCallback(BaseCallback):
     # ---- events ---------------------------------------------------------------------------------
     def _on_training_start(self) -> None:
         self._scenario = self.training_env.get_attr("scenario", [0])[0]
-        reference = {}
-        for controller in (NaiveController(), OptimalController()):
-            reference[controller.name] = self._cost(controller)
-        self._naive, self._optimal = reference["naive"], reference["optimal"]
+        self._naive = self._summary(NaiveController())["cost_per_day"]
+        self._optimal = self._summary(OptimalController())["cost_per_day"]
         self._start, self._scoring = time.perf_counter(), 0.0
         self._last = self.num_timesteps
         self._score()
@@ -111,21 +109,17 @@ class ValidationCallback(BaseCallback):
             env = env.env
         return controller
 
-    def _cost(self, controller: Controller) -> float:
-        summary = evaluate(controller, scenario=self._scenario, split="validation", days=self.days, seed=self.seed, reference=False).summary
-        self._unmet, self._violations = summary["unmet_ev_kwh_per_day"], summary["safety_violations"]
-        return summary["cost_per_day"]
+    def _summary(self, controller: Controller) -> dict[str, Any]:
+        return evaluate(controller, scenario=self._scenario, split="validation", days=self.days, seed=self.seed, reference=False).summary
 
     def _score(self) -> None:
         began = time.perf_counter()
-        cost = self._cost(self.controller())
+        summary = self._summary(self.controller())
         row = {
             "steps": float(self.num_timesteps),
             "minutes": self.training_minutes,
-            "gap_closed": float(gap_closed(cost, self._naive, self._optimal)),
-            "cost_per_day": cost,
-            "unmet_ev_kwh_per_day": self._unmet,
-            "safety_violations": self._violations,
+            "gap_closed": float(gap_closed(summary["cost_per_day"], self._naive, self._optimal)),
+            **{key: summary[key] for key in ("cost_per_day", "unmet_ev_kwh_per_day", "safety_violations")},
         }
         self.history.append(row)
         self._last = self.num_timesteps

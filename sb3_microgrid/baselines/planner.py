@@ -115,8 +115,8 @@ def plan(inputs: PlannerInputs, scenario: Scenario, n_levels: int = 81, n_caps: 
 
 @njit(cache=True)
 def _schedule_evs(net: np.ndarray, price: np.ndarray, horizon: int, need: np.ndarray, left: np.ndarray, step_kwh: float, ev_load: np.ndarray, now: np.ndarray) -> None:
-    """Spread each car's energy over its cheapest steps, least laxity first; add the bus-side kW to
-    ``ev_load`` (H,) and write each port's power now into ``now`` (P,)."""
+    """Spread each car's energy over its cheapest steps, least laxity first; add the energy stored in
+    the cars at each step (kWh) to ``ev_load`` (H,) and write each port's stored energy now into ``now`` (P,)."""
     n_ports = need.shape[0]
     laxity = np.full(n_ports, np.inf)
     for q in range(n_ports):
@@ -317,12 +317,9 @@ class ObservationReader:
         lay = self.layout
         return obs[:, lay.window].reshape(obs.shape[0], *lay.window_shape).astype(np.float64) * self._unit
 
-    def reset(self, obs: np.ndarray, mask: np.ndarray | None = None) -> None:
-        """Start new episodes (all, or those where ``mask`` is true): forget the dearest price seen."""
-        if mask is None or self.price_max.size != obs.shape[0]:
-            self.price_max = np.zeros(obs.shape[0])
-        else:
-            self.price_max = np.where(mask, 0.0, self.price_max)
+    def reset(self, obs: np.ndarray) -> None:
+        """Start new episodes for the N microgrids of ``obs``: forget the dearest price seen."""
+        self.price_max = np.zeros(obs.shape[0])
 
     def inputs(self, obs: np.ndarray, core, truth: dict[str, np.ndarray] | None = None) -> PlannerInputs:
         """The planner's inputs for N observations of ``core``'s microgrids.

@@ -10,6 +10,7 @@ import numpy as np
 from ..data import MicrogridData
 from ..scenario import Difficulty, Scenario, load_scenario
 from .core import STEP_KEYS, MicrogridCore, reset_day
+from .layout import ObservationLayout
 
 
 def action_space(scenario: Scenario) -> gym.spaces.Box:
@@ -17,12 +18,12 @@ def action_space(scenario: Scenario) -> gym.spaces.Box:
     return gym.spaces.Box(-1.0, 1.0, shape=(1 + scenario.ev.n_ports,), dtype=np.float32)
 
 
-def observation_space(core: MicrogridCore) -> gym.spaces.Box:
-    """A flat ``Box`` that carries its :class:`~sb3_microgrid.envs.ObservationLayout` as ``.layout``:
-    SB3 builds a features extractor from the observation space alone, and the attribute travels with
-    the space through wrappers, ``SubprocVecEnv`` and a saved model's pickle."""
-    space = gym.spaces.Box(-np.inf, np.inf, shape=(core.layout.size,), dtype=np.float32)
-    space.layout = core.layout
+def observation_space(layout: ObservationLayout) -> gym.spaces.Box:
+    """A flat ``Box`` of ``layout``'s size that carries it as ``.layout``: SB3 builds a features extractor
+    from the observation space alone, and the attribute travels with the space through wrappers,
+    ``SubprocVecEnv`` and a saved model's pickle."""
+    space = gym.spaces.Box(-np.inf, np.inf, shape=(layout.size,), dtype=np.float32)
+    space.layout = layout
     return space
 
 
@@ -51,7 +52,7 @@ class MicrogridEnv(gym.Env):
         self.core = MicrogridCore(self.scenario, 1, split, data, single=True)
         self.obs_layout = self.core.layout
         self.action_space = action_space(self.scenario)
-        self.observation_space = observation_space(self.core)
+        self.observation_space = observation_space(self.core.layout)
         self.render_mode = render_mode
         self._default_seed = seed
 

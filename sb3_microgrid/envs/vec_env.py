@@ -49,7 +49,7 @@ class MicrogridVecEnv(VecEnv):
         self.last_step_info = np.zeros((n_envs, len(STEP_KEYS)))
         self._rngs: list[np.random.Generator | None] = [None] * n_envs
         self._actions: np.ndarray | None = None
-        super().__init__(n_envs, observation_space(self.core), action_space(self.scenario))
+        super().__init__(n_envs, observation_space(self.core.layout), action_space(self.scenario))
         if seed is not None:
             self.seed(seed)
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..baselines import CONTROLLERS, Controller, make_controller
 from ..envs import MicrogridEnv, ObservationLayout
+from ..envs.microgrid_env import observation_space
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class ResidualWrapper(gym.Wrapper):
     """Turns ``Microgrid-v0`` into a residual task around a baseline controller.
 
     :param env: a ``Microgrid-v0`` env (possibly wrapped; the controller gets the unwrapped one)
-    :param controller: the base controller, or a name for :func:`~sb3_microgrid.baselines.make_controller`
+    :param controller: the base controller, or the name of a baseline (:data:`~sb3_microgrid.baselines.CONTROLLERS`)
     :param scale: how far (in action units) a residual of 1 moves the base action
     :param battery_only: the residual corrects the battery entry alone (action shape ``(1,)``); the EV
         ports keep the base controller's dispatch
@@ -98,7 +99,7 @@ class ResidualWrapper(gym.Wrapper):
         if self.residual.battery_only:
             self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
         self.obs_layout = self.residual.view.policy_layout
-        self.observation_space = _space(self.obs_layout)
+        self.observation_space = observation_space(self.obs_layout)
         self._base = np.zeros(env.action_space.shape[0])
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict]:
@@ -194,12 +195,6 @@ class _NoPolicy:
     name = "agent"
 
 
-def _space(layout: ObservationLayout) -> gym.spaces.Box:
-    space = gym.spaces.Box(-np.inf, np.inf, shape=(layout.size,), dtype=np.float32)
-    space.layout = layout
-    return space
-
-
 class _PolicyView(gym.Wrapper):
     """The env as the residual policy sees it: the observation space and layout of its inputs (what the
     policy's checks and its ``VecNormalize`` statistics are matched against)."""
@@ -207,4 +202,4 @@ class _PolicyView(gym.Wrapper):
     def __init__(self, env: MicrogridEnv, layout: ObservationLayout) -> None:
         super().__init__(env)
         self.obs_layout = layout
-        self.observation_space = _space(layout)
+        self.observation_space = observation_space(layout)
