@@ -126,3 +126,16 @@ def test_a_base_controller_named_by_a_string_is_a_baseline(controller):
     # a model path would be unpickled on the say-so of a hyperparameter file
     with pytest.raises(ValueError, match="controller must be one of"):
         ResidualWrapper(MicrogridEnv(scenario="campus"), controller)
+
+
+@pytest.mark.parametrize("features", [["soc", "no_such_feature"], [], "soc", [1, 2]])
+def test_features_are_checked_against_the_layout(features):
+    with pytest.raises(ValueError, match="features"):
+        ResidualWrapper(MicrogridEnv(scenario="campus"), "rule", features=features)
+
+
+def test_features_give_a_small_observation_with_the_base_action():
+    env = ResidualWrapper(MicrogridEnv(scenario="campus", split="test"), "rule", features=["soc", "hour_sin"])
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.shape == (2 + env.env.action_space.shape[0],) == obs.shape
+    assert obs[0] == env.env.unwrapped.core.observe()[0][env.env.unwrapped.obs_layout.index("soc")]
