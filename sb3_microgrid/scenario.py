@@ -224,8 +224,9 @@ class ForecastConfig(_Validated):
     """History and forecast window of the observation; forecast errors grow with lead time.
 
     The error of the forecast for target step ``tau`` issued ``l`` steps ahead is
-    ``value * sigma * sqrt((l + 1) / forecast_steps) * u[tau]``: ``u`` is an AR(1) standard-normal path
-    drawn at reset, so successive forecasts of one hour agree and sharpen as it approaches.
+    ``value * sigma * sqrt(1 / forecast_steps) * (u_0 + ... + u_l)[tau]``: each ``u_k`` is an AR(1)
+    standard-normal path drawn at reset, so the error's variance grows linearly with the lead and a
+    forecast revised one step closer drops one increment (docs/environment.md, section 4).
     """
 
     _section: ClassVar[str] = "forecast"

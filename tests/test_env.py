@@ -132,6 +132,41 @@ def test_forecast_error_grows_with_lead():
     assert np.all(np.isfinite(err))
 
 
+def test_forecast_error_variance_grows_linearly_with_lead():
+    """The relative error at lead l has the variance sigma**2 * (l + 1) / F (docs/environment.md)."""
+    env = MicrogridEnv(scenario={"forecast": {"load_noise": 0.2}})
+    h, f = env.obs_layout.history_steps, env.obs_layout.forecast_steps
+    load = env.obs_layout.window_names.index("load")
+    rel = []
+    for seed in range(200):
+        obs, _ = env.reset(seed=seed)
+        truth = env.core.episode.window_mean[0, h : h + f, load]
+        rel.append(obs[env.obs_layout.window].reshape(env.obs_layout.window_shape)[h:, load] / truth - 1.0)
+    variance = np.var(rel, axis=0)
+    np.testing.assert_allclose(variance / 0.2**2, (np.arange(f) + 1) / f, rtol=0.3)
+
+
+def test_two_successive_forecasts_do_not_reveal_the_truth():
+    """A forecast revised one lead closer drops one error increment; it must not let an agent that
+    remembers the previous observation solve for the true series (the error of one rescaled path did)."""
+    env = MicrogridEnv(scenario={"forecast": {"load_noise": 0.2}})
+    h, f = env.obs_layout.history_steps, env.obs_layout.forecast_steps
+    load = env.obs_layout.window_names.index("load")
+    lead_now, lead_next = np.sqrt(np.arange(2, f + 1) / f), np.sqrt(np.arange(1, f) / f)
+    forecast_err, solved_err = [], []
+    for seed in range(20):
+        obs0, _ = env.reset(seed=seed)
+        truth = env.core.episode.window_mean[0, h + 1 : h + f, load]
+        obs1, *_ = env.step(np.zeros(env.action_space.shape))
+        earlier = obs0[env.obs_layout.window].reshape(env.obs_layout.window_shape)[h + 1 :, load]
+        later = obs1[env.obs_layout.window].reshape(env.obs_layout.window_shape)[h : h + f - 1, load]
+        # Under x * (1 + c * u) with one u per target, these two forecasts give x exactly.
+        solved = (lead_next * earlier - lead_now * later) / (lead_next - lead_now)
+        forecast_err.append(np.abs(later - truth).mean())
+        solved_err.append(np.abs(solved - truth).mean())
+    assert np.mean(solved_err) > np.mean(forecast_err)
+
+
 @pytest.mark.parametrize("scenario", [None, {"base": "campus", "reward": {"carbon_price_inr_per_kg": 50.0}}], ids=["no_carbon_price", "carbon_price"])
 def test_draining_at_end_of_day_does_not_pay(scenario):
     """Idling all day vs idling and then emptying the battery in the last hour (with a carbon price,

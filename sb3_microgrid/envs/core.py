@@ -19,7 +19,7 @@ from ..data import MicrogridData
 from ..scenario import Difficulty, Scenario, ScenarioError
 from . import kernel
 from .degradation import stress_for_soh
-from .episode import Episode, build_episode, lead_factor, noise_shape
+from .episode import Episode, build_episode, noise_shape
 from .layout import ObservationLayout
 from .site import TIME_FEATURES, WINDOW_SERIES, SiteArrays, build_site, episode_starts
 
@@ -118,7 +118,6 @@ class MicrogridCore:
         self._obs_dim = self.layout.size
         self.difficulty: list[Difficulty] = [scenario.difficulty] * n_envs
         self._pending: list[Difficulty | None] = [None] * n_envs
-        self._lead = lead_factor(scenario)
         self._params = kernel.pack_params(scenario)
         self._stress0 = stress_for_soh(scenario.battery.initial_soh, scenario.battery.degradation)
         p = scenario.ev.n_ports
@@ -239,7 +238,7 @@ class MicrogridCore:
         obs = np.empty((self.n, self._obs_dim), dtype=np.float32)
         kernel.observe(
             self.t, ep.n_steps, self._params, self.state, self.connected, self.remaining, self.deadline,
-            ep.time_features, ep.window_mean, ep.window_error, self._lead, obs,
+            ep.time_features, ep.window_mean, ep.window_error, self.scenario.forecast.history_steps, obs,
         )  # fmt: skip
         return obs
 

@@ -36,7 +36,7 @@ class Episode:
     demand_rate: np.ndarray  # (M, T) Rs per kVA of the day's peak
     time_features: np.ndarray  # (M, T, 6)
     window_mean: np.ndarray  # (M, H + T + F, S) normalised true values per target step
-    window_error: np.ndarray  # (M, H + T + F, S) forecast error at the longest lead per target step
+    window_error: np.ndarray  # (M, H + T + F, F, S) forecast error per target step and lead
     arrival_energy: np.ndarray  # (M, T, P) kWh asked by an EV arriving at the start of step t at port p
     arrival_deadline: np.ndarray  # (M, T, P) step at which that EV leaves
     soc_min: np.ndarray  # (M,)
@@ -49,26 +49,30 @@ class Episode:
         return self.load_kw.shape[1]
 
 
-def lead_factor(scenario: Scenario) -> np.ndarray:
-    """Per window position: 0 for the history, sqrt((l + 1) / F) for a forecast of lead l."""
-    f = scenario.forecast
-    lead = np.arange(f.forecast_steps)
-    return np.concatenate([np.zeros(f.history_steps), np.sqrt((lead + 1) / f.forecast_steps)])
-
-
 @njit(cache=True)
 def forecast_error(white: np.ndarray, rho: float, truth: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """Forecast error at the longest lead per target step: ``truth * sigma * u`` where ``u`` is a
-    unit-variance AR(1) path along axis 1 driven by the (M, steps, S) white draws."""
+    """Forecast errors per target step and lead from the (M, steps, F, S) white draws.
+
+    ``out[m, tau, l, s] = truth * sigma * sqrt(1 / F) * (u_0 + ... + u_l)[tau]``, each ``u_k`` a unit-variance
+    AR(1) path along the target steps. The error at lead ``l`` has the variance ``(l + 1) / F`` of the one at
+    the longest lead, and a forecast revised one lead closer drops one increment: a revision says what the
+    newer forecast learnt, never what the remaining error is (the same ``u`` at every lead, only rescaled,
+    let two successive observations solve for the true series).
+    """
+    m_count, steps, leads, series = white.shape
     out = np.empty_like(white)
     innovation = np.sqrt(1.0 - rho * rho)
-    for m in range(white.shape[0]):
-        for s in range(white.shape[2]):
-            u = white[m, 0, s]
-            out[m, 0, s] = truth[m, 0, s] * sigma[m, s] * u
-            for t in range(1, white.shape[1]):
-                u = rho * u + innovation * white[m, t, s]
-                out[m, t, s] = truth[m, t, s] * sigma[m, s] * u
+    unit = np.sqrt(1.0 / leads)
+    for m in range(m_count):
+        for s in range(series):
+            scale = sigma[m, s] * unit
+            for k in range(leads):
+                u = white[m, 0, k, s]
+                for t in range(steps):
+                    if t > 0:
+                        u = rho * u + innovation * white[m, t, k, s]
+                    below = out[m, t, k - 1, s] if k > 0 else 0.0
+                    out[m, t, k, s] = below + truth[m, t, s] * scale * u
     return out
 
 
@@ -82,9 +86,9 @@ def gather_rows(source: np.ndarray, first: np.ndarray, length: int) -> np.ndarra
 
 
 def noise_shape(scenario: Scenario) -> tuple[int, int]:
-    """Shape of one microgrid's standard-normal forecast-noise draw."""
+    """Shape of one microgrid's standard-normal forecast-noise draw: (target steps, leads, series)."""
     f = scenario.forecast
-    return (f.history_steps + scenario.episode_steps + f.forecast_steps, len(WINDOW_SERIES))
+    return (f.history_steps + scenario.episode_steps + f.forecast_steps, f.forecast_steps, len(WINDOW_SERIES))
 
 
 def build_episode(
@@ -100,7 +104,7 @@ def build_episode(
     :param scenario: the scenario (its ``difficulty`` field is ignored: pass ``difficulty``)
     :param start_day: (M,) day index of each episode's first day
     :param difficulty: one :class:`Difficulty` per episode
-    :param noise: (M, H + T + F, S) standard-normal draws for the forecast errors; ``None`` for
+    :param noise: (M, H + T + F, F, S) standard-normal draws for the forecast errors; ``None`` for
         perfect forecasts
     """
     start_day = np.asarray(start_day, dtype=np.int64)
@@ -140,7 +144,7 @@ def build_episode(
         [renewable_noise, renewable_noise, *(np.full(m, s) for s in (fc.load_noise, price_noise, fc.emission_noise))], axis=1
     )
     if noise is None:
-        window_error = np.zeros_like(window_mean)
+        window_error = np.zeros((m, span, fc.forecast_steps, len(WINDOW_SERIES)))
     else:
         window_error = forecast_error(noise, fc.error_autocorrelation, window_mean, sigma)
 

@@ -373,13 +373,14 @@ def observe(
     time_features: np.ndarray,
     window_mean: np.ndarray,
     window_error: np.ndarray,
-    lead: np.ndarray,
+    history_steps: int,
     obs: np.ndarray,
 ) -> None:
     """Write the observations of step ``t`` into ``obs`` (layout: core.observation_layout)."""
     n, n_ports = connected.shape
     n_time = time_features.shape[2]
-    rows, n_series = lead.size, window_mean.shape[2]
+    n_series = window_mean.shape[2]
+    rows = history_steps + window_error.shape[2]
     tf = min(t, n_steps - 1)
     need_scale = 1.0 / (prm[P_PORT_KW] * prm[P_ETA_EV] * prm[P_EV_HOURS_SCALE])
     left_scale = prm[P_DT] / prm[P_EV_HOURS_SCALE]
@@ -399,9 +400,9 @@ def observe(
             out[k + n_ports + p] = remaining[i, p] * need_scale
             out[k + 2 * n_ports + p] = (deadline[i, p] - t) * left_scale if on else 0.0
         k += 3 * n_ports
-        mean = window_mean[i, t : t + rows].ravel()
-        error = window_error[i, t : t + rows].ravel()
         for r in range(rows):
-            scale, base = lead[r], r * n_series
+            base = k + r * n_series
             for s in range(n_series):
-                out[k + base + s] = max(mean[base + s] + error[base + s] * scale, 0.0)
+                # History rows are measured (exact); row history_steps + l is the forecast of lead l.
+                error = window_error[i, t + r, r - history_steps, s] if r >= history_steps else 0.0
+                out[base + s] = max(window_mean[i, t + r, s] + error, 0.0)
