@@ -1,4 +1,5 @@
-"""The ``sb3-microgrid`` command line: evaluate controllers on a split, plot the dispatch of a day.
+"""The ``sb3-microgrid`` command line: evaluate controllers on a split, plot the dispatch of a day, train,
+export a saved model for a site.
 
 Each subcommand is an ``_add_<name>(subparsers)`` function that declares its arguments and sets
 ``func`` to the function that runs it; :data:`COMMANDS` lists them. A bad argument found after parsing
@@ -78,7 +79,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     evaluate and plot."""
     p.add_argument(
         "--controller", action="append", required=True, metavar="NAME",
-        help="naive, rule, mpc, optimal or a saved SB3 model, PATH.zip or PATH.zip:ALGO; "
+        help="naive, rule, mpc, optimal, a saved SB3 model, PATH.zip or PATH.zip:ALGO, or an export folder DIR (sb3-microgrid export); "
         "repeat or separate with commas for several",
     )  # fmt: skip
     p.add_argument(
@@ -280,6 +281,44 @@ def _date(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
 
 
+# ---- export -----------------------------------------------------------------------------------
+def _add_export(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "export", help="write a saved model as an ONNX policy, its manifest and its scenario (docs/deploy.md)",
+        description="Write DIR/policy.onnx (the deterministic policy, observation normalisation folded in, actions clipped "
+        "to the action space), DIR/manifest.json and DIR/scenario.yaml for a saved model.",
+    )  # fmt: skip
+    p.add_argument("model", metavar="MODEL.zip", help="a saved model, PATH.zip or PATH.zip:ALGO")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="export folder (created; its files of these names are replaced)")
+    p.add_argument("--vecnormalize", type=Path, default=None, metavar="PATH.pkl", help="VecNormalize statistics (default: found beside the model)")
+    p.add_argument("--scenario", default=None, help="preset name or scenario YAML path (default: the run's env_kwargs scenario, else campus)")
+    p.add_argument(
+        "--kpis", type=Path, default=None, metavar="EVAL.json",
+        help="`sb3-microgrid evaluate --json` output of this model on the test split, recorded as the manifest's test KPIs",
+    )  # fmt: skip
+    p.add_argument(
+        "--trust-module", action="append", default=[], metavar="PKG",
+        help="a module of your own that the model's run may name classes from (its env_wrapper), as given to train",
+    )  # fmt: skip
+    p.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .baselines import model_spec
+    from .export.onnx_export import export_model
+
+    try:
+        path, algo = model_spec(args.model)
+        manifest = export_model(path, args.out, algo=algo, vecnormalize=args.vecnormalize, scenario=args.scenario,
+                                trust_modules=args.trust_module, kpis=args.kpis)  # fmt: skip
+    except (ValueError, FileNotFoundError) as err:
+        raise UsageError(str(err)) from None
+    except OSError as err:  # an output folder that cannot be created or written
+        raise UsageError(f"cannot write {args.out}: {err}") from None
+    print(f"wrote {args.out} ({manifest['algorithm']}, {manifest['training']['num_timesteps']} steps)")
+    return 0
+
+
 #: Subcommands, each ``add(subparsers)``.
 def _add_train(subparsers: Any) -> None:
     from .algos import ALGOS
@@ -325,7 +364,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: tuple[Callable[[Any], None], ...] = (_add_evaluate, _add_plot, _add_train)
+COMMANDS: tuple[Callable[[Any], None], ...] = (_add_evaluate, _add_plot, _add_train, _add_export)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,7 +3,7 @@
 ``naive`` (today's operation), ``rule`` (self-consumption, time-of-use arbitrage, least-laxity EV
 charging, peak shaving), ``mpc`` (receding-horizon LP on the agent's own noisy forecasts), ``planner``
 (the same plan by compiled dynamic programming, no LP solver), ``optimal``
-(the perfect-foresight LP, replayed through the env) and any saved SB3 model.
+(the perfect-foresight LP, replayed through the env), any saved SB3 model and its export (``sb3-microgrid export``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from ..algos import ALGOS
+from ..export import MANIFEST, read_manifest
+from ..hyperparams import HyperparamsError, resolve_entries, trusted_modules
 from .base import Controller, battery_action, port_actions
 from .lp import DispatchProblem, DispatchSchedule, solve_dispatch
 from .mpc import MPCController
 from .naive import NaiveController
+from .onnx_model import LayoutMismatchError, OnnxController
 from .optimal import OptimalController
 from .planner import PlannerController
 from .rule import RuleController
@@ -32,31 +35,47 @@ CONTROLLERS = {
 
 
 def make_controller(name: str, trust_modules: Sequence[str] = (), **kwargs: Any) -> Controller:
-    """A controller by name (``naive``, ``rule``, ``mpc``, ``optimal``, ...) or the path of a saved SB3
-    model, optionally followed by ``:ALGO``, its registered algorithm name (``run/model.zip:twin_ppo``).
+    """A controller by name (``naive``, ``rule``, ``mpc``, ``optimal``, ...), the path of a saved SB3
+    model, optionally followed by ``:ALGO``, its registered algorithm name (``run/model.zip:twin_ppo``), or
+    an export folder (with ``manifest.json``, :class:`OnnxController`).
 
-    :param name: controller name, ``.zip`` path or ``PATH.zip:ALGO``
+    :param name: controller name, ``.zip`` path, ``PATH.zip:ALGO`` or export folder
     :param trust_modules: the user's own modules the run's ``env_wrapper`` entries may come from, as when
         it was trained (``--trust-module``)
     :param kwargs: passed to the controller's constructor
     """
     if name in CONTROLLERS:
         return CONTROLLERS[name](**kwargs)
+    if (Path(name) / MANIFEST).is_file():
+        given = sorted(key for key, value in kwargs.items() if value is not None)
+        if given:
+            raise ValueError(f"{name} is an export folder: its algorithm and statistics are in its graph; do not pass {given}")
+        return _with_wrappers(OnnxController(name), _manifest_wrappers(name, trust_modules))
     path, algo = model_spec(name)
     if algo is not None:
         if kwargs.get("algo") is not None:
             raise ValueError(f"{name!r} names its algorithm; do not also pass algo={kwargs['algo']!r}")
         kwargs["algo"] = algo
     if path.endswith(".zip") or Path(path).exists():
-        return _with_run_wrappers(SB3Controller(path, **kwargs), path, trust_modules)
-    raise ValueError(f"unknown controller {name!r}: use one of {sorted(CONTROLLERS)} or the path of a saved model (.zip[:ALGO])")
+        return _with_wrappers(SB3Controller(path, **kwargs), run_env_wrappers(path, trust_modules))
+    raise ValueError(
+        f"unknown controller {name!r}: use one of {sorted(CONTROLLERS)}, the path of a saved model (.zip[:ALGO]) or an export folder (with {MANIFEST})"
+    )
 
 
-def _with_run_wrappers(controller: Controller, path: str, trust_modules: Sequence[str]) -> Controller:
-    """The model as the controller of the env it was trained on: each ``env_wrapper`` of its run that
-    knows how (a classmethod ``as_controller(policy, **wrapper_kwargs)``, e.g. ``ResidualWrapper``)
+def _manifest_wrappers(path: str, trust_modules: Sequence[str]) -> list[tuple[type, dict[str, Any]]]:
+    """The ``env_wrappers`` an export's manifest records, resolved with the same checks as a run's ``env_wrapper``."""
+    try:
+        return resolve_entries(read_manifest(path)["env_wrappers"], "env_wrapper", trusted_modules(trust_modules))
+    except (HyperparamsError, KeyError) as err:
+        raise ValueError(f"the env_wrappers of {Path(path) / MANIFEST}: {err}") from None
+
+
+def _with_wrappers(controller: Controller, wrappers: list[tuple[type, dict[str, Any]]]) -> Controller:
+    """The policy as the controller of the env it was trained on: each of its run's ``env_wrapper`` entries
+    that knows how (a classmethod ``as_controller(policy, **wrapper_kwargs)``, e.g. ``ResidualWrapper``)
     turns the policy into a controller of the plain env, outermost wrapper first."""
-    for cls, wrapper_kwargs in reversed(run_env_wrappers(path, trust_modules)):
+    for cls, wrapper_kwargs in reversed(wrappers):
         as_controller = getattr(cls, "as_controller", None)
         if as_controller is not None:
             controller = as_controller(controller, **wrapper_kwargs)
@@ -85,7 +104,9 @@ __all__ = [
     "DispatchProblem",
     "DispatchSchedule",
     "MPCController",
+    "LayoutMismatchError",
     "NaiveController",
+    "OnnxController",
     "OptimalController",
     "PlannerController",
     "RuleController",

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import yaml
 from gymnasium import spaces
@@ -67,6 +68,35 @@ def find_vecnormalize(path: str | Path) -> Path | None:
     if found is None and len(nested := sorted(folder.glob("*/vecnormalize.pkl"))) == 1:
         found = nested[0]
     return found
+
+
+def statistics_for(path: str | Path, vecnormalize: str | Path | None = None) -> tuple[Path | None, bool | None]:
+    """The ``VecNormalize`` statistics to act with for the model at ``path``, and whether its run normalised
+    observations (:func:`trained_with_normalization`): ``vecnormalize`` if given, else those found beside the
+    model (:func:`find_vecnormalize`), none for a run recorded as unnormalised.
+
+    :raises FileNotFoundError: if ``vecnormalize`` is given and is not a file
+    """
+    if vecnormalize is not None and not Path(vecnormalize).is_file():
+        raise FileNotFoundError(f"no VecNormalize statistics at {vecnormalize}")
+    normalised = trained_with_normalization(path)
+    # A run recorded as unnormalised takes no statistics found by the looser rules of find_vecnormalize.
+    stats = Path(vecnormalize) if vecnormalize is not None else None if normalised is False else find_vecnormalize(path)
+    return stats, normalised
+
+
+def load_statistics(stats: Path, env: gym.Env, name: str) -> VecNormalize:
+    """The ``VecNormalize`` statistics file ``stats`` for acting on ``env`` (no updates, no reward scaling).
+
+    :raises ValueError: naming the file and the model ``name``, if the file cannot be used with ``env``
+    """
+    try:
+        normalizer = VecNormalize.load(str(stats), DummyVecEnv([lambda: env]))
+    except Exception as err:  # noqa: BLE001 - a pickle can fail in many ways; name the file
+        raise ValueError(f"cannot use VecNormalize statistics {stats} for model {name!r}: {type(err).__name__}: {err}") from None
+    normalizer.training = False
+    normalizer.norm_reward = False
+    return normalizer
 
 
 def run_settings(path: str | Path) -> dict[str, Any] | None:
@@ -147,11 +177,7 @@ class SB3Controller:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no model file at {path}")
-        if vecnormalize is not None and not Path(vecnormalize).is_file():
-            raise FileNotFoundError(f"no VecNormalize statistics at {vecnormalize}")
-        normalised = trained_with_normalization(path)
-        # A run recorded as unnormalised takes no statistics found by the looser rules of find_vecnormalize.
-        stats = Path(vecnormalize) if vecnormalize is not None else None if normalised is False else find_vecnormalize(path)
+        stats, normalised = statistics_for(path, vecnormalize)
         if stats is None and normalised:
             warnings.warn(
                 f"{path} was trained on normalised observations but no VecNormalize statistics were found beside it: "
@@ -190,12 +216,7 @@ class SB3Controller:
         if trained is not None and trained != env.obs_layout:
             raise ValueError(f"model {self.name!r} was trained on another observation layout than this scenario's ({trained} vs {env.obs_layout})")
         if self._stats_path is not None and self._normalizer is None:
-            try:
-                self._normalizer = VecNormalize.load(str(self._stats_path), DummyVecEnv([lambda: env]))
-            except Exception as err:  # noqa: BLE001 - a pickle can fail in many ways; name the file
-                raise ValueError(f"cannot use VecNormalize statistics {self._stats_path} for model {self.name!r}: {type(err).__name__}: {err}") from None
-            self._normalizer.training = False
-            self._normalizer.norm_reward = False
+            self._normalizer = load_statistics(self._stats_path, env, self.name)
         self._state = None
         self._episode_start = np.ones(1, dtype=bool)
 

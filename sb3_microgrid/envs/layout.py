@@ -57,3 +57,43 @@ class ObservationLayout:
             history_steps=int(raw["history_steps"]),
             forecast_steps=int(raw["forecast_steps"]),
         )
+
+
+@dataclass(frozen=True)
+class ActionLayout:
+    """What each entry of the action asks for, in kW before the safety supervisor (``docs/environment.md``,
+    section 3). Every entry is in [-1, 1]; + is charging, of the battery or of a car.
+
+    :param charge_power_kw: battery power at ``+1`` (AC side)
+    :param discharge_power_kw: battery power at ``-1`` (AC side)
+    :param n_ports: EV charging ports, entries ``1 .. n_ports``
+    :param port_power_kw: the power limit of each port (bus side)
+    :param v2g: ports may give power back (``-1`` is car to grid at full power; otherwise ``-1`` is 0 kW)
+    """
+
+    charge_power_kw: float
+    discharge_power_kw: float
+    n_ports: int
+    port_power_kw: float
+    v2g: bool
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return ("battery", *(f"port{p}" for p in range(self.n_ports)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Each entry's name, meaning, unit and kW at -1, 0 and +1 (linear between -1 and 0 and between 0 and +1)."""
+        battery = {
+            "name": "battery",
+            "unit": "fraction of the battery's rated AC power",
+            "meaning": "battery power, AC side: a * charge_power_kw if a >= 0 (charging), a * discharge_power_kw if a < 0 (discharging)",
+            "kw": [-self.discharge_power_kw, 0.0, self.charge_power_kw],
+        }
+        if self.v2g:
+            meaning = "port power, bus side: a * port_power_kw; negative is car to grid, limited to the energy delivered to that car in its session"
+            port_kw = [-self.port_power_kw, 0.0, self.port_power_kw]
+        else:
+            meaning = "port power, bus side: (a + 1) / 2 * port_power_kw; -1 is 0 kW, +1 full power"
+            port_kw = [0.0, self.port_power_kw / 2, self.port_power_kw]
+        ports = [{"name": name, "unit": "fraction of the port's power limit", "meaning": meaning, "kw": port_kw} for name in self.names[1:]]
+        return {"low": -1.0, "high": 1.0, "kw_at": [-1.0, 0.0, 1.0], "entries": [battery, *ports], **asdict(self)}

@@ -10,7 +10,7 @@ import numpy as np
 from ..data import MicrogridData
 from ..scenario import Difficulty, Scenario, load_scenario
 from .core import STEP_KEYS, MicrogridCore, reset_day
-from .layout import ObservationLayout
+from .layout import ActionLayout, ObservationLayout
 
 
 def action_space(scenario: Scenario) -> gym.spaces.Box:
@@ -55,6 +55,12 @@ class MicrogridEnv(gym.Env):
         self.observation_space = observation_space(self.core.layout)
         self.render_mode = render_mode
         self._default_seed = seed
+
+    @property
+    def action_layout(self) -> ActionLayout:
+        """What each action entry asks for, in kW (battery, then each port)."""
+        b, ev = self.scenario.battery, self.scenario.ev
+        return ActionLayout(b.charge_power_kw, b.discharge_power_kw, ev.n_ports, ev.port_power_kw, ev.v2g)
 
     @property
     def difficulty(self) -> Difficulty:

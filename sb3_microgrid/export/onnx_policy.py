@@ -1,0 +1,171 @@
+"""An exported policy (``sb3-microgrid export``) run with onnxruntime and numpy alone.
+
+This module imports neither torch, Stable-Baselines3 nor gymnasium: it is what a site controller runs.
+An export folder holds ``manifest.json`` (:data:`MANIFEST`), the graph it names (``policy.onnx``) and the
+scenario YAML; the graph takes raw observations (the normalisation is folded into it) and returns actions
+in the env's action space.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from ..envs.layout import ActionLayout, ObservationLayout
+
+MANIFEST = "manifest.json"
+#: Version of the manifest's format; a folder of another version is refused.
+FORMAT = 1
+#: Names of the graph's inputs and outputs; a recurrent policy (``ppo_lstm``) has the ``STATE_*`` ones too.
+OBS, ACTION = "obs", "action"
+STATE_H, STATE_C, EPISODE_START = "lstm_h", "lstm_c", "episode_start"
+STATE_H_OUT, STATE_C_OUT = "lstm_h_out", "lstm_c_out"
+
+
+class ManifestError(ValueError):
+    """An export folder that cannot be used: missing files, a malformed manifest, a graph that does not match it."""
+
+
+class ObservationShapeError(ValueError):
+    """An observation of another shape or type than the policy takes."""
+
+
+class RecurrentPolicyError(ValueError):
+    """A recurrent policy asked to act without its state, or a feed-forward one given a state."""
+
+
+class OnnxPolicy:
+    """The policy of an export folder: ``act(obs)`` gives the actions ``model.predict(obs, deterministic=True)``
+    gives for the model exported, from raw (unnormalised) observations.
+
+    A recurrent policy (manifest ``recurrent``) acts with :meth:`step`, which takes and returns its LSTM state.
+
+    :param path: the export folder (with ``manifest.json``)
+    :param intra_op_threads: onnxruntime's threads per decision (``None``: onnxruntime's default)
+    :raises ManifestError: naming the file and the problem, if the folder cannot be used
+    """
+
+    def __init__(self, path: str | Path, intra_op_threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        options = ort.SessionOptions()
+        if intra_op_threads is not None:
+            if isinstance(intra_op_threads, bool) or not isinstance(intra_op_threads, int) or intra_op_threads < 1:
+                raise ValueError(f"intra_op_threads must be an integer >= 1 or None, got {intra_op_threads!r}")
+            options.intra_op_num_threads = intra_op_threads
+        graph = self.path / self.manifest["onnx"]["file"]
+        try:
+            self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types; name the file
+            raise ManifestError(f"{graph} is not a graph onnxruntime can load: {type(err).__name__}: {err}") from None
+        declared = {io["name"]: io["shape"][1:] for io in self.manifest["onnx"]["inputs"] + self.manifest["onnx"]["outputs"]}
+        found = {node.name: list(node.shape[1:]) for node in self.session.get_inputs() + self.session.get_outputs()}
+        if found != declared:
+            raise ManifestError(f"{graph} has inputs and outputs {found}, but {self.path / MANIFEST} declares {declared}")
+        self.layout = ObservationLayout.from_dict(self.manifest["observation"]["layout"])
+        self.obs_dim = self.layout.size
+        self.action_dim = int(self.manifest["action"]["size"])
+        self.recurrent = bool(self.manifest["recurrent"])
+
+    @property
+    def action_layout(self) -> ActionLayout:
+        """What each action entry of the env asks for, in kW (the policy's own output when ``residual`` is recorded)."""
+        fields = ("charge_power_kw", "discharge_power_kw", "n_ports", "port_power_kw", "v2g")
+        return ActionLayout(**{name: self.manifest["action"]["env"][name] for name in fields})
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The actions for observations of shape ``(obs_dim,)`` (one decision) or ``(n, obs_dim)``.
+
+        :return: ``float32`` actions of shape ``(action_dim,)`` or ``(n, action_dim)``
+        :raises ObservationShapeError: for another shape, or values that are not real numbers
+        :raises RecurrentPolicyError: for a recurrent policy (use :meth:`step`)
+        """
+        if self.recurrent:
+            raise RecurrentPolicyError(f"{self.path} is a recurrent policy: act with step(obs, state, episode_start)")
+        batch, single = self._batch(obs)
+        (action,) = self.session.run([ACTION], {OBS: batch})
+        return action[0] if single else action
+
+    def initial_state(self, n: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """The LSTM state of ``n`` new episodes (zeros), for :meth:`step`."""
+        if not self.recurrent:
+            raise RecurrentPolicyError(f"{self.path} is a feed-forward policy: it has no state")
+        layers, hidden = self.manifest["lstm"]["layers"], self.manifest["lstm"]["hidden_size"]
+        return np.zeros((layers, n, hidden), dtype=np.float32), np.zeros((layers, n, hidden), dtype=np.float32)
+
+    def step(self, obs: np.ndarray, state: tuple[np.ndarray, np.ndarray], episode_start: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """A recurrent policy's actions and next state, as ``model.predict(obs, state, episode_start, deterministic=True)``.
+
+        :param obs: shape ``(obs_dim,)`` or ``(n, obs_dim)``
+        :param state: ``(h, c)``, each of shape ``(layers, n, hidden_size)`` (:meth:`initial_state` for new episodes)
+        :param episode_start: shape ``(n,)``: 1 where an episode starts at ``obs`` (its state is reset)
+        :raises ObservationShapeError: for an observation of another shape, or a state or ``episode_start``
+            that does not fit it
+        """
+        if not self.recurrent:
+            raise RecurrentPolicyError(f"{self.path} is a feed-forward policy: act with act(obs)")
+        batch, single = self._batch(obs)
+        n = batch.shape[0]
+        h, c = (np.asarray(s, dtype=np.float32) for s in state)
+        starts = np.asarray(episode_start, dtype=np.float32).reshape(-1)
+        expected = self.initial_state(n)[0].shape
+        if h.shape != expected or c.shape != expected or starts.shape != (n,):
+            raise ObservationShapeError(
+                f"state must be two arrays of shape {expected} and episode_start of shape ({n},) for {n} observation(s); "
+                f"got {h.shape}, {c.shape} and {starts.shape}"
+            )
+        action, h, c = self.session.run([ACTION, STATE_H_OUT, STATE_C_OUT], {OBS: batch, STATE_H: h, STATE_C: c, EPISODE_START: starts})
+        return (action[0] if single else action), (h, c)
+
+    def _batch(self, obs: np.ndarray) -> tuple[np.ndarray, bool]:
+        """``obs`` as a float32 batch, and whether it was one observation."""
+        obs = np.asarray(obs)
+        if obs.dtype.kind not in "fiu":
+            raise ObservationShapeError(f"observations must be real numbers, got dtype {obs.dtype}")
+        if obs.ndim not in (1, 2) or obs.shape[-1] != self.obs_dim:
+            raise ObservationShapeError(f"observations must have shape ({self.obs_dim},) or (n, {self.obs_dim}), got {obs.shape}")
+        return np.atleast_2d(obs).astype(np.float32, copy=False), obs.ndim == 1
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of the export folder ``path``, checked for what :class:`OnnxPolicy` reads.
+
+    :raises ManifestError: naming the file and the field, if the folder or its manifest cannot be used
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ManifestError(f"no export folder at {path}")
+    file = path / MANIFEST
+    try:
+        manifest = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"{path} is not an export folder: no {MANIFEST}") from None
+    except (OSError, ValueError) as err:
+        raise ManifestError(f"{file} is not readable JSON: {err}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ManifestError(f"{file}: expected an object with format {FORMAT}, got format {manifest.get('format') if isinstance(manifest, dict) else manifest!r}")
+    try:
+        ObservationLayout.from_dict(manifest["observation"]["layout"])
+        size = manifest["action"]["size"]
+        ios = manifest["onnx"]["inputs"] + manifest["onnx"]["outputs"]
+        names = [io["name"] for io in ios]
+        graph = manifest["onnx"]["file"]
+        recurrent = manifest["recurrent"]
+        if recurrent:
+            layers, hidden = manifest["lstm"]["layers"], manifest["lstm"]["hidden_size"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ManifestError(f"{file}: missing or malformed field ({type(err).__name__}: {err})") from None
+    if not (isinstance(size, int) and size >= 1) or not isinstance(recurrent, bool):
+        raise ManifestError(f"{file}: action.size must be an integer >= 1 and recurrent a boolean, got {size!r} and {recurrent!r}")
+    if recurrent and not all(isinstance(v, int) and v >= 1 for v in (layers, hidden)):
+        raise ManifestError(f"{file}: lstm.layers and lstm.hidden_size must be integers >= 1, got {layers!r} and {hidden!r}")
+    wanted = [OBS, ACTION] + ([STATE_H, STATE_C, EPISODE_START, STATE_H_OUT, STATE_C_OUT] if recurrent else [])
+    if sorted(names) != sorted(wanted):
+        raise ManifestError(f"{file}: onnx inputs and outputs must be {wanted}, got {names}")
+    if not isinstance(graph, str) or Path(graph).name != graph or not (path / graph).is_file():
+        raise ManifestError(f"{file}: onnx.file must name a file in {path}, got {graph!r}")
+    return manifest
