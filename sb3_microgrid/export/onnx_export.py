@@ -32,12 +32,15 @@ from ..algos import ALGOS, load
 from ..baselines.sb3_model import load_statistics, run_env_wrappers, run_settings, statistics_for
 from ..envs import MicrogridEnv
 from ..scenario import Scenario, ScenarioError, load_scenario, to_dict
-from .onnx_policy import ACTION, EPISODE_START, FORMAT, MANIFEST, OBS, STATE_C, STATE_C_OUT, STATE_H, STATE_H_OUT
+from .onnx_policy import ACTION, EPISODE_START, FORMAT, MANIFEST, OBS, STATE_C, STATE_C_OUT, STATE_H, STATE_H_OUT, OnnxPolicy
 
 POLICY_FILE = "policy.onnx"
 SCENARIO_FILE = "scenario.yaml"
 #: The ONNX operator set the graph is written with (onnxruntime >= 1.18 runs it).
 OPSET = 17
+#: After writing, the graph's actions on the first observations of this many test days must be within
+#: ``CHECK_TOLERANCE`` of ``model.predict``'s (float32 sums in another order differ by about 1e-6).
+CHECK_DAYS, CHECK_TOLERANCE = 8, 1e-4
 
 
 class ExportError(ValueError):
@@ -180,7 +183,14 @@ def export_model(
     if recurrent:
         lstm = model.policy.lstm_actor
         manifest["lstm"] = {"layers": lstm.num_layers, "hidden_size": lstm.hidden_size}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
+    write = lambda: (out / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")  # noqa: E731
+    write()  # OnnxPolicy reads the folder as a site will
+    try:
+        manifest["check"] = _check_graph(model, normalizer, env, out)
+    except ExportError:
+        (out / MANIFEST).unlink()  # not an export folder then
+        raise
+    write()
     return manifest
 
 
@@ -200,6 +210,27 @@ def _check_fits(model: BaseAlgorithm, env: Any, path: Path, scenario: Scenario) 
         )
     if model.action_space.shape != env.action_space.shape:
         raise ExportError(f"{path} acts with shape {model.action_space.shape}, scenario {scenario.name!r} with {env.action_space.shape}; name its scenario (--scenario)")
+
+
+def _check_graph(model: BaseAlgorithm, normalizer: VecNormalize | None, env: Any, out: Path) -> dict[str, Any]:
+    """Compare the written export with ``model.predict(deterministic=True)`` on the first observation of
+    :data:`CHECK_DAYS` test days (one batch; a new episode each for a recurrent policy).
+
+    :raises ExportError: if an action differs by more than :data:`CHECK_TOLERANCE`
+    """
+    obs = np.stack([env.reset(seed=seed)[0] for seed in range(CHECK_DAYS)]).astype(np.float32)
+    policy = OnnxPolicy(out)
+    starts = np.ones(CHECK_DAYS, dtype=bool)
+    if policy.recurrent:
+        exported, _ = policy.step(obs, policy.initial_state(CHECK_DAYS), starts)
+    else:
+        exported = policy.act(obs)
+    seen = obs if normalizer is None else normalizer.normalize_obs(obs)
+    expected, _ = model.predict(seen, episode_start=starts, deterministic=True)
+    diff = float(np.max(np.abs(exported - expected)))
+    if not diff <= CHECK_TOLERANCE:
+        raise ExportError(f"the exported graph's actions differ from model.predict's by {diff:.3g} (> {CHECK_TOLERANCE}) on test-day observations")
+    return {"observations": CHECK_DAYS, "max_abs_action_diff": diff}
 
 
 def _write_graph(model: BaseAlgorithm, normalizer: VecNormalize | None, file: Path, recurrent: bool) -> dict[str, Any]:
@@ -224,9 +255,18 @@ def _write_graph(model: BaseAlgorithm, normalizer: VecNormalize | None, file: Pa
         axes = {OBS: batch, ACTION: batch}
         shapes = {OBS: ["batch", obs_dim], ACTION: ["batch", act_dim]}
     module.eval()
-    # The TorchScript-based exporter: the dynamo one needs onnxscript, which is not a dependency.
-    with th.no_grad():
-        th.onnx.export(module, args, str(file), input_names=inputs, output_names=outputs, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    # Attention layers' fused inference kernel (aten::_transformer_encoder_layer_fwd) has no ONNX form; the
+    # unfused path computes the same.
+    fastpath = th.backends.mha.get_fastpath_enabled()
+    th.backends.mha.set_fastpath_enabled(False)
+    try:
+        # The TorchScript-based exporter: the dynamo one needs onnxscript, which is not a dependency.
+        with th.no_grad():
+            th.onnx.export(module, args, str(file), input_names=inputs, output_names=outputs, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    except th.onnx.errors.OnnxExporterError as err:
+        raise ExportError(f"the policy {type(policy).__name__} cannot be written as ONNX: {err}") from None
+    finally:
+        th.backends.mha.set_fastpath_enabled(fastpath)
     describe = lambda names: [{"name": n, "shape": shapes[n], "dtype": "float32"} for n in names]  # noqa: E731
     return {"inputs": describe(inputs), "outputs": describe(outputs)}
 
