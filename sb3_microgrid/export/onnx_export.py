@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import warnings
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -32,7 +33,7 @@ from ..algos import ALGOS, load
 from ..baselines.sb3_model import load_statistics, run_env_wrappers, run_settings, statistics_for
 from ..envs import MicrogridEnv
 from ..scenario import Scenario, ScenarioError, load_scenario, to_dict
-from .onnx_policy import ACTION, EPISODE_START, FORMAT, MANIFEST, OBS, STATE_C, STATE_C_OUT, STATE_H, STATE_H_OUT, OnnxPolicy
+from .onnx_policy import ACTION, EPISODE_START, FORMAT, MANIFEST, OBS, STATE_C, STATE_C_OUT, STATE_H, STATE_H_OUT, OnnxPolicy, read_manifest
 
 POLICY_FILE = "policy.onnx"
 SCENARIO_FILE = "scenario.yaml"
@@ -114,7 +115,7 @@ def export_model(
     :param trust_modules: the user's own modules the run's ``env_wrapper`` entries may come from
     :param kpis: ``sb3-microgrid evaluate --json`` output of this model on the test or validation split,
         recorded in the manifest
-    :return: the manifest
+    :return: the manifest, as read back from ``out``
     :raises FileNotFoundError: if the model or a given file does not exist
     :raises ExportError: (a ``ValueError``) naming the problem, for a model, scenario, statistics or folder
         that cannot be exported as asked
@@ -144,6 +145,9 @@ def export_model(
         raise ExportError(f"the scenario of {path} ({scenario_spec!r}): {err}") from None
     env = MicrogridEnv(scenario=site, split="test")
     action_layout = env.action_layout
+    # The divisors of the window's columns (the load's is a statistic of the training data, not of the scenario):
+    # the site controller (sb3_microgrid.deploy) builds observations from measurements with them.
+    window_scale = dict(zip(env.obs_layout.window_names, env.core.site.window_scale.tolist()))
     for cls, kwargs in wrappers:
         env = cls(env, **kwargs)
     _check_fits(model, env, path, site)
@@ -160,6 +164,7 @@ def export_model(
         "recurrent": recurrent,
         "observation": {
             "layout": env.observation_space.layout.to_dict(),
+            "window_scale": window_scale,
             "size": int(model.observation_space.shape[0]),
             "normalization": None if normalizer is None or not normalizer.norm_obs else {
                 "folded": True, "source": stats.name, "epsilon": float(normalizer.epsilon), "clip_obs": float(normalizer.clip_obs),
@@ -191,7 +196,7 @@ def export_model(
         (out / MANIFEST).unlink()  # not an export folder then
         raise
     write()
-    return manifest
+    return read_manifest(out)
 
 
 def scenario_fingerprint(scenario: Scenario) -> str:
@@ -260,8 +265,15 @@ def _write_graph(model: BaseAlgorithm, normalizer: VecNormalize | None, file: Pa
     fastpath = th.backends.mha.get_fastpath_enabled()
     th.backends.mha.set_fastpath_enabled(False)
     try:
-        # The TorchScript-based exporter: the dynamo one needs onnxscript, which is not a dependency.
-        with th.no_grad():
+        # The TorchScript-based exporter: the dynamo one needs onnxscript, which is not a dependency. Its
+        # deprecation notice, and the tracer's note that torch.distributions' argument checks were not
+        # recorded (they only validate), say nothing about this graph.
+        with th.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=th.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning, module=r"torch\.onnx")
+            # the LSTM's initial state is an input here, as the exporter asks
+            warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1", category=UserWarning)
             th.onnx.export(module, args, str(file), input_names=inputs, output_names=outputs, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     except th.onnx.errors.OnnxExporterError as err:
         raise ExportError(f"the policy {type(policy).__name__} cannot be written as ONNX: {err}") from None

@@ -1,0 +1,373 @@
+"""Export to ONNX: the exported policy acts as the model on every step (normalisation folded in, actions
+clipped or unscaled as ``predict`` does), for on-policy, off-policy, recurrent and residual runs; the
+manifest; the command line; bad inputs; and a runtime that needs neither torch nor SB3."""
+
+import json
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+import yaml
+from stable_baselines3 import SAC
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+from sb3_microgrid import training
+from sb3_microgrid.algos import ALGOS
+from sb3_microgrid.baselines import LayoutMismatchError, OnnxController, SB3Controller, make_controller
+from sb3_microgrid.callbacks.checkpoint import write_run_json
+from sb3_microgrid.cli import main
+from sb3_microgrid.envs import ActionLayout, MicrogridEnv, MicrogridVecEnv, ObservationLayout
+from sb3_microgrid.evaluation import evaluate
+from sb3_microgrid.export import ManifestError, ObservationShapeError, OnnxPolicy, RecurrentPolicyError
+from sb3_microgrid.export.onnx_export import ExportError, export_model, scenario_fingerprint
+from sb3_microgrid.scenario import Scenario, load_scenario
+from sb3_microgrid.wrappers.residual import ResidualController
+
+POLICY = {"ppo_lstm": "MlpLstmPolicy", "ars": "LinearPolicy", "paired_ars": "LinearPolicy"}
+ON_POLICY = {"ppo": {"batch_size": 48}, "a2c": {}, "trpo": {"batch_size": 48}, "twin_ppo": {"batch_size": 48}, "ppo_lstm": {"batch_size": 48}}
+ARS_KWARGS = {"n_delta": 2, "n_eval_episodes": 1}
+OFF_POLICY = {"buffer_size": 200, "learning_starts": 24, "batch_size": 16}
+CLIP_OBS = 5.0
+
+
+def train(name: str, folder, steps: int = 96, normalize: bool = True):
+    """``name`` trained for ``steps`` steps on two campus microgrids (observations normalised and clipped at
+    ``CLIP_OBS``), saved as ``sb3-microgrid train`` saves a run: ``model.zip``, statistics and ``run.json``."""
+    env = MicrogridVecEnv(2, seed=0)
+    if normalize:
+        env = VecNormalize(env, clip_obs=CLIP_OBS, norm_reward=False)
+    if name in ON_POLICY:
+        kwargs = {"n_steps": 24, **ON_POLICY[name]}
+    else:
+        kwargs = ARS_KWARGS if "ars" in name else OFF_POLICY
+    policy_kwargs = {} if "ars" in name else {"net_arch": [32, 32]} if name != "ppo_lstm" else {"net_arch": [32], "lstm_hidden_size": 16}
+    model = ALGOS[name](POLICY.get(name, "MlpPolicy"), env, seed=0, device="cpu", policy_kwargs=policy_kwargs, **kwargs).learn(steps)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.zip")
+    files = ["model.zip"]
+    if normalize:
+        env.save(folder / "model_vecnormalize.pkl")
+        files.append("model_vecnormalize.pkl")
+    write_run_json(folder, name, model.num_timesteps, files)
+    return folder / "model.zip"
+
+
+class Both:
+    """Acts with ``reference``'s action and records the largest difference of ``other``'s from it, on every step
+    that ``evaluate()`` runs; the actions taken are kept."""
+
+    name = "both"
+
+    def __init__(self, reference, other) -> None:
+        self.reference, self.other, self.diff, self.actions = reference, other, 0.0, []
+
+    def reset(self, env, obs) -> None:
+        self.reference.reset(env, obs)
+        self.other.reset(env, obs)
+
+    def act(self, obs):
+        action = self.reference.act(obs)
+        self.diff = max(self.diff, float(np.max(np.abs(self.other.act(obs) - action))))
+        self.actions.append(action)
+        return action
+
+
+def assert_acts_as_the_model(zip_path, export_dir, days: int) -> None:
+    """Every step of ``days`` test days: the export's action within 1e-5 of the model's; the KPIs equal."""
+    both = Both(make_controller(str(zip_path)), make_controller(str(export_dir)))
+    expected = evaluate(both, days=days, reference=False).summary
+    actions = np.array(both.actions)
+    assert actions.shape[0] == 24 * days
+    assert both.diff <= 1e-5
+    # not a vacuous match of constant or saturated actions
+    assert np.ptp(actions) > 1e-2 and np.mean(np.abs(actions) < 0.999) > 0.5
+    got = evaluate(make_controller(str(export_dir)), days=days, reference=False).summary
+    numbers = {k for k, v in expected.items() if isinstance(v, float)}
+    assert {k: got[k] for k in numbers} == pytest.approx({k: expected[k] for k in numbers}, rel=1e-6, abs=1e-9)
+    assert {k: got[k] for k in expected.keys() - numbers - {"controller"}} == {k: expected[k] for k in expected.keys() - numbers - {"controller"}}
+
+
+@pytest.fixture(scope="module")
+def ppo(tmp_path_factory):
+    """A PPO run with VecNormalize statistics, and its export."""
+    root = tmp_path_factory.mktemp("ppo")
+    path = train("ppo", root / "run")
+    export_model(path, root / "export")
+    return path, root / "export"
+
+
+# ---- the exported policy acts as the model ------------------------------------------------------------------------
+def test_ppo_with_vecnormalize_acts_as_the_model_on_30_test_days(ppo):
+    path, export = ppo
+    assert_acts_as_the_model(path, export, days=30)
+
+
+@pytest.mark.parametrize("name", ["ars", "sac", "td3", "twin_ppo", "per_sac", "ppo_lstm"])
+def test_each_kind_of_policy_acts_as_the_model(name, tmp_path):
+    path = train(name, tmp_path / "run")
+    manifest = export_model(path, tmp_path / "export")
+    assert manifest["algorithm"] == name and manifest["recurrent"] == (name == "ppo_lstm")
+    assert manifest["observation"]["normalization"]["clip_obs"] == CLIP_OBS
+    assert_acts_as_the_model(path, tmp_path / "export", days=3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(ALGOS))
+def test_every_registered_algorithm_exports(name, tmp_path):
+    path = train(name, tmp_path / "run")
+    export_model(path, tmp_path / "export")
+    assert_acts_as_the_model(path, tmp_path / "export", days=2)
+
+
+def test_the_normalisation_is_in_the_graph(ppo):
+    """Without its statistics the model acts otherwise: the graph's match is the folded normalisation's."""
+    path, export = ppo
+    env = MicrogridEnv(split="test")
+    obs = np.stack([env.reset(seed=seed)[0] for seed in range(8)])
+    controller = SB3Controller(path)
+    controller.reset(env, obs[0])
+    exported = OnnxPolicy(export).act(obs)
+    normalised, _ = controller.model.predict(controller._normalizer.normalize_obs(obs), deterministic=True)
+    raw, _ = controller.model.predict(obs, deterministic=True)
+    np.testing.assert_allclose(exported, normalised, atol=1e-5, rtol=0)
+    assert np.max(np.abs(exported - raw)) > 1e-2
+    # clip_obs is in it too: an observation far outside the statistics acts as one at the clip
+    far = obs[:1] + 1e6
+    clipped = controller._normalizer.normalize_obs(far)
+    assert np.max(np.abs(clipped)) == CLIP_OBS
+    np.testing.assert_allclose(OnnxPolicy(export).act(far), controller.model.predict(clipped, deterministic=True)[0], atol=1e-5, rtol=0)
+
+
+def test_a_mean_outside_the_action_space_is_clipped_as_predict_clips_it(ppo, tmp_path):
+    path, _ = ppo
+    model = SB3Controller(path).model
+    with th.no_grad():
+        model.policy.action_net.bias.copy_(th.linspace(-3.0, 3.0, 13))
+    model.save(tmp_path / "run" / "model.zip")
+    (tmp_path / "run" / "model_vecnormalize.pkl").write_bytes((path.parent / "model_vecnormalize.pkl").read_bytes())
+    export_model(tmp_path / "run" / "model.zip", tmp_path / "export")
+    both = Both(make_controller(str(tmp_path / "run" / "model.zip")), make_controller(str(tmp_path / "export")))
+    evaluate(both, days=2, reference=False)
+    assert both.diff <= 1e-5 and np.mean(np.abs(np.array(both.actions)) == 1.0) > 0.2
+
+
+def test_an_unnormalised_run_exports_without_normalisation(tmp_path):
+    path = train("td3", tmp_path / "run", normalize=False)
+    manifest = export_model(path, tmp_path / "export")
+    assert manifest["observation"]["normalization"] is None
+    obs = np.stack([MicrogridEnv(split="test").reset(seed=seed)[0] for seed in range(4)])
+    model = SB3Controller(path).model
+    np.testing.assert_allclose(OnnxPolicy(tmp_path / "export").act(obs), model.predict(obs, deterministic=True)[0], atol=1e-5, rtol=0)
+
+
+def test_a_batch_and_a_single_observation_give_the_same_actions(ppo):
+    policy = OnnxPolicy(ppo[1])
+    env = MicrogridEnv(split="test")
+    obs = np.stack([env.reset(seed=seed)[0] for seed in range(5)])
+    batch = policy.act(obs)
+    assert batch.shape == (5, 13) and batch.dtype == np.float32
+    np.testing.assert_array_equal(np.stack([policy.act(o) for o in obs]), batch)
+    assert np.all(np.abs(batch) <= 1.0)
+
+
+def test_a_recurrent_export_carries_and_resets_its_state(tmp_path):
+    path = train("ppo_lstm", tmp_path / "run", steps=48)
+    export_model(path, tmp_path / "export")
+    policy, model = OnnxPolicy(tmp_path / "export"), SB3Controller(path)
+    env = MicrogridEnv(split="test")
+    obs, _ = env.reset(seed=0)
+    model.reset(env, obs)
+    stats = model._normalizer
+    state, sb3_state = policy.initial_state(1), None
+    for step in range(6):
+        start = np.array([step in (0, 4)])  # a new episode at step 4: both reset their state
+        action, state = policy.step(obs[None], state, start.astype(np.float32))
+        expected, sb3_state = model.model.predict(stats.normalize_obs(obs[None]), state=sb3_state, episode_start=start, deterministic=True)
+        np.testing.assert_allclose(action, expected, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(state[0], sb3_state[0], atol=1e-5, rtol=0)
+        obs, *_ = env.step(expected[0])
+    with pytest.raises(RecurrentPolicyError, match="step"):
+        policy.act(obs)
+    with pytest.raises(ObservationShapeError, match="state must be"):
+        policy.step(obs, policy.initial_state(2), np.ones(1))
+
+
+def test_a_residual_run_exports_and_evaluates_with_its_base_controller(tmp_path):
+    conf = tmp_path / "residual.yml"
+    conf.write_text(yaml.safe_dump({"Microgrid-v0": {
+        "n_envs": 2, "n_timesteps": 96, "policy": "LinearPolicy", "n_delta": 2, "n_top": 2, "n_eval_episodes": 2,
+        "env_wrapper": [{"sb3_microgrid.wrappers.ResidualWrapper": {"controller": "rule", "scale": 0.5, "battery_only": True}}],
+        "normalize": "{'norm_obs': True, 'norm_reward': False, 'clip_obs': 10.0}",
+    }}))  # fmt: skip
+    training.train("paired_ars", conf, tmp_path / "run", save_freq=10**9, progress_bar=False)
+    manifest = export_model(tmp_path / "run" / "model.zip", tmp_path / "export")
+    assert manifest["env_wrappers"] == [{"sb3_microgrid.wrappers.residual.ResidualWrapper": {"controller": "rule", "scale": 0.5, "battery_only": True}}]
+    assert manifest["action"]["size"] == 1 and not manifest["action"]["is_env_action"]
+    assert manifest["observation"]["layout"]["static_names"][-13:] == [f"base_action_{k}" for k in range(13)]
+    assert isinstance(make_controller(str(tmp_path / "export")), ResidualController)
+    both = Both(make_controller(str(tmp_path / "run" / "model.zip")), make_controller(str(tmp_path / "export")))
+    evaluate(both, days=2, reference=False)
+    assert len(both.actions) == 48 and both.diff <= 1e-5
+
+
+# ---- the manifest -------------------------------------------------------------------------------------------------
+def test_the_manifest_describes_the_policy(ppo, tmp_path):
+    path, export = ppo
+    (path.parent / "validation.json").write_text(json.dumps({"best": {"steps": 48.0, "gap_closed": 0.5}, "history": []}))
+    evaluation = tmp_path / "test.json"
+    evaluate(make_controller(str(path)), days=1, reference=False).to_json(evaluation)
+    try:
+        manifest = export_model(path, tmp_path / "export", kpis=evaluation)
+    finally:
+        (path.parent / "validation.json").unlink()
+    env, scenario = MicrogridEnv(), load_scenario("campus")
+    assert manifest == json.loads((tmp_path / "export" / "manifest.json").read_text())
+    assert manifest["algorithm"] == "ppo" and manifest["training"]["num_timesteps"] == 96
+    assert ObservationLayout.from_dict(manifest["observation"]["layout"]) == env.obs_layout and manifest["observation"]["size"] == 206
+    assert manifest["action"]["size"] == 13 and manifest["action"]["is_env_action"] and manifest["env_wrappers"] == []
+    entries = manifest["action"]["env"]["entries"]
+    assert [e["name"] for e in entries] == ["battery", *(f"port{p}" for p in range(12))]
+    assert entries[0]["kw"] == [-500.0, 0.0, 500.0] and entries[1]["kw"] == [0.0, 5.5, 11.0]
+    assert manifest["scenario"] == {"name": "campus", "file": "scenario.yaml", "sha256": scenario_fingerprint(scenario)}
+    assert Scenario.from_yaml(tmp_path / "export" / "scenario.yaml") == scenario
+    assert manifest["kpis"]["validation"] == {"steps": 48.0, "gap_closed": 0.5}
+    assert manifest["kpis"]["test"]["split"] == "test" and manifest["kpis"]["test"]["days"] == 1
+    assert set(manifest["versions"]) == {"sb3_microgrid", "stable_baselines3", "sb3_contrib", "torch", "onnx", "python"}
+    assert manifest["onnx"]["inputs"] == [{"name": "obs", "shape": ["batch", 206], "dtype": "float32"}]
+    assert manifest["onnx"]["outputs"] == [{"name": "action", "shape": ["batch", 13], "dtype": "float32"}]
+    assert manifest["check"]["max_abs_action_diff"] <= 1e-5
+    assert manifest["kpis"]["test"]["cost_per_day"] > 0 and export_model(path, tmp_path / "again")["kpis"] == {"validation": None, "test": None}
+
+
+def test_the_fingerprint_tells_scenarios_apart():
+    campus = load_scenario("campus")
+    assert scenario_fingerprint(campus) == scenario_fingerprint(load_scenario({"base": "campus"}))
+    assert scenario_fingerprint(campus) != scenario_fingerprint(load_scenario("campus_tod"))
+    assert scenario_fingerprint(campus) != scenario_fingerprint(campus.replace(battery__capacity_kwh=1501.0))
+
+
+def test_the_action_layout_follows_v2g():
+    layout = ActionLayout(charge_power_kw=400.0, discharge_power_kw=300.0, n_ports=2, port_power_kw=22.0, v2g=True)
+    entries = layout.to_dict()["entries"]
+    assert [e["name"] for e in entries] == ["battery", "port0", "port1"]
+    assert entries[0]["kw"] == [-300.0, 0.0, 400.0] and entries[2]["kw"] == [-22.0, 0.0, 22.0]
+    env = MicrogridEnv(scenario={"base": "campus", "ev": {"n_ports": 0}})
+    assert env.action_layout.names == ("battery",) and env.action_space.shape == (1,)
+
+
+# ---- the command line ---------------------------------------------------------------------------------------------
+def test_export_and_evaluate_from_the_command_line(ppo, tmp_path, capsys):
+    path, _ = ppo
+    assert main(["export", f"{path}:ppo", "--out", str(tmp_path / "cli")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert json.loads((tmp_path / "cli" / "manifest.json").read_text())["algorithm"] == "ppo"
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--controller", str(tmp_path / "cli"), "--days", "1", "--no-reference", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["summary"]["cost_per_day"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.zip"], "no model file at missing.zip"),
+        (["{bad}"], "is not a saved Stable-Baselines3 model"),
+        (["{model}", "--out", "{model}"], "is a file, not a folder"),
+        (["{model}", "--scenario", "nowhere"], "scenario"),
+        (["{model}", "--scenario", "{small}"], "another observation than scenario"),
+        (["{model}", "--vecnormalize", "missing.pkl"], "no VecNormalize statistics at missing.pkl"),
+        (["{model}", "--kpis", "{bad}"], "is not the --json output of sb3-microgrid evaluate"),
+        (["{model}", "--kpis", "{validation_kpis}"], "need the 'test' split"),
+        (["{model}:nope"], "unknown algorithm 'nope'"),
+    ],
+)
+def test_bad_inputs_exit_2_naming_the_problem(ppo, tmp_path, capsys, args, message):
+    path, _ = ppo
+    bad = tmp_path / "bad.zip"
+    bad.write_text("not a zip")
+    small = tmp_path / "small.yaml"
+    small.write_text("base: campus\nev: {n_ports: 4}\n")
+    validation_kpis = tmp_path / "val.json"
+    validation_kpis.write_text(json.dumps({"summary": {"split": "validation"}}))
+    names = {"model": path, "bad": bad, "small": small, "validation_kpis": validation_kpis}
+    argv = ["export", *(a.format(**names) for a in args)]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sb3-microgrid export: error:") and message in err and "Traceback" not in err
+
+
+def test_a_normalised_run_without_its_statistics_is_refused(ppo, tmp_path):
+    path, _ = ppo
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.zip").write_bytes(path.read_bytes())
+    write_run_json(tmp_path / "run", "ppo")
+    (tmp_path / "run" / "config.yml").write_text(yaml.safe_dump({"Microgrid-v0": {"normalize": True}}))
+    with pytest.raises(ExportError, match="no VecNormalize statistics were found"):
+        export_model(tmp_path / "run" / "model.zip", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_goal_env_model_is_refused(tmp_path):
+    env = gym.make("MicrogridGoal-v0", budget_range=((-3.0, 3.0), (-3.0, 3.0))).unwrapped
+    SAC("MultiInputPolicy", DummyVecEnv([lambda: env]), buffer_size=100, policy_kwargs={"net_arch": [8]}, device="cpu").save(tmp_path / "her.zip")
+    with pytest.raises(ExportError, match="only flat Box observations"):
+        export_model(tmp_path / "her.zip", tmp_path / "out")
+
+
+# ---- the runtime --------------------------------------------------------------------------------------------------
+def test_a_bad_observation_is_a_named_error(ppo):
+    policy = OnnxPolicy(ppo[1])
+    for obs in (np.zeros(205), np.zeros((2, 207)), np.zeros((1, 1, 206)), np.zeros(())):
+        with pytest.raises(ObservationShapeError, match=r"shape \(206,\) or \(n, 206\)"):
+            policy.act(obs)
+    with pytest.raises(ObservationShapeError, match="real numbers"):
+        policy.act(np.array(["x"] * 206))
+
+
+def test_a_controller_for_another_layout_is_refused_at_reset(ppo):
+    env = MicrogridEnv(scenario={"base": "campus", "ev": {"n_ports": 4}})
+    obs, _ = env.reset(seed=0)
+    with pytest.raises(LayoutMismatchError, match="another observation layout"):
+        OnnxController(ppo[1]).reset(env, obs)
+
+
+def test_a_folder_that_is_not_an_export_is_refused(ppo, tmp_path):
+    def broken(edit):
+        folder = tmp_path / f"broken{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        for name in ("manifest.json", "policy.onnx"):
+            (folder / name).write_bytes((ppo[1] / name).read_bytes())
+        manifest = json.loads((folder / "manifest.json").read_text())
+        edit(folder, manifest)
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        return folder
+
+    cases = {
+        "no export folder at": tmp_path / "nowhere",
+        "no manifest.json": tmp_path,
+        "expected an object with format 1": broken(lambda f, m: m.update(format=2)),
+        "missing or malformed field": broken(lambda f, m: m.pop("observation")),
+        "onnx.file must name a file": broken(lambda f, m: (f / "policy.onnx").unlink()),
+        "not a graph onnxruntime can load": broken(lambda f, m: (f / "policy.onnx").write_bytes(b"junk")),
+        "declares": broken(lambda f, m: m["onnx"]["inputs"][0].update(shape=["batch", 205])),
+    }
+    for message, folder in cases.items():
+        with pytest.raises(ManifestError, match=message):
+            OnnxPolicy(folder)
+    with pytest.raises(ValueError, match="export folder: its algorithm and statistics are in its graph"):
+        make_controller(str(ppo[1]), vecnormalize="stats.pkl")
+
+
+def test_the_runtime_imports_neither_torch_nor_stable_baselines3():
+    code = "import sys; import sb3_microgrid.export.onnx_policy; print(sorted(m for m in ('torch', 'stable_baselines3', 'sb3_contrib') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+@pytest.mark.xfail(strict=True, reason="importing sb3_microgrid registers its gymnasium envs")
+def test_the_runtime_imports_no_gymnasium():
+    code = "import sys; import sb3_microgrid.export.onnx_policy; print('gymnasium' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
