@@ -364,7 +364,54 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: tuple[Callable[[Any], None], ...] = (_add_evaluate, _add_plot, _add_train, _add_export)
+# ---- serve ------------------------------------------------------------------------------------
+def _add_serve(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "serve", help="serve an export folder's policy over HTTP: POST /decide, GET /health, GET /manifest (docs/deploy.md)",
+        description="Serve the site controller of an export folder: measurements in (POST /decide, JSON), setpoints in kW "
+        "out, after the env's safety supervisor; bad measurements get the fallback with the problem named.",
+    )  # fmt: skip
+    p.add_argument("dir", type=Path, metavar="DIR", help="export folder (sb3-microgrid export)")
+    p.add_argument("--port", required=True, type=_port, help="TCP port")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every interface)")
+    clock = p.add_mutually_exclusive_group()
+    clock.add_argument(
+        "--max-age", type=_positive_float, default=None, metavar="SECONDS",
+        help="how far a request's timestamp may lie from the server's clock (default: one step of the scenario)",
+    )  # fmt: skip
+    clock.add_argument("--replay", action="store_true", help="the requests replay a recorded or simulated day: no staleness check")
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .deploy.serve import serve
+    from .export import ManifestError
+
+    try:
+        serve(args.dir, host=args.host, port=args.port, max_age_s=args.max_age, replay=args.replay)
+    except ManifestError as err:
+        raise UsageError(str(err)) from None
+    return 0
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port in [1, 65535], got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+COMMANDS: tuple[Callable[[Any], None], ...] = (_add_evaluate, _add_plot, _add_train, _add_export, _add_serve)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,7 +35,9 @@ def _f(default: Any, lo: float = -INF, hi: float = INF, *, lo_open: bool = False
     return field(default=default, metadata={"range": (lo, hi, lo_open), "doc": doc})
 
 
-def _check_range(path: str, value: Any, lo: float, hi: float, lo_open: bool, integer: bool = False) -> None:
+def check_range(path: str, value: Any, lo: float, hi: float, lo_open: bool = False, integer: bool = False) -> None:
+    """Raise :class:`ScenarioError` naming ``path`` and the range ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``) unless
+    ``value`` is a finite number in it (an integer with ``integer``)."""
     allowed = f"{'(' if lo_open else '['}{lo}, {hi}]"
     if integer and (isinstance(value, bool) or not isinstance(value, int)):
         raise ScenarioError(f"{path} must be an integer in {allowed}, got {value!r}")
@@ -59,7 +61,7 @@ class _Validated:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
             if "range" in f.metadata and value is not None:
-                _check_range(self._path(f.name), value, *f.metadata["range"], integer=f.type in ("int", "int | None"))
+                check_range(self._path(f.name), value, *f.metadata["range"], integer=f.type in ("int", "int | None"))
             elif isinstance(f.default, bool) and not isinstance(value, bool):
                 raise ScenarioError(f"{self._path(f.name)} must be true or false, got {value!r}")
         self._check()
@@ -324,8 +326,7 @@ class Scenario(_Validated):
     data: DataConfig = field(default_factory=DataConfig)
 
     def _check(self) -> None:
-        lo = self.battery.soc_min if self.difficulty.soc_min is None else self.difficulty.soc_min
-        hi = self.battery.soc_max if self.difficulty.soc_max is None else self.difficulty.soc_max
+        lo, hi = self.soc_bounds
         if lo >= hi:
             raise ScenarioError(f"difficulty/battery soc_min ({lo}) must be < soc_max ({hi})")
         g = self.grid
@@ -350,6 +351,13 @@ class Scenario(_Validated):
                 f"(2 (k_delta1 + k_delta3)) + 86400 k_time)); allowed range [0, {MAX_EPISODE_STRESS:g}], beyond which the "
                 "state of health rounds to 0"
             )
+
+    @property
+    def soc_bounds(self) -> tuple[float, float]:
+        """``(soc_min, soc_max)`` the supervisor holds the battery in: the difficulty's overrides, else the battery's."""
+        lo = self.battery.soc_min if self.difficulty.soc_min is None else self.difficulty.soc_min
+        hi = self.battery.soc_max if self.difficulty.soc_max is None else self.difficulty.soc_max
+        return lo, hi
 
     @property
     def steps_per_day(self) -> int:

@@ -18,11 +18,10 @@ import pandas as pd
 
 from ..data import MicrogridData, SiteProfile, generate, load_data, split_days
 from ..scenario import Scenario, WindConfig
+from .time_features import TIME_FEATURES, time_features
 
 #: Names of the series in the observation window, in order.
 WINDOW_SERIES = ("pv", "wind", "load", "price", "emission")
-#: Number of time features at the start of the static block.
-TIME_FEATURES = ("hour_sin", "hour_cos", "doy_sin", "doy_cos", "weekend", "holiday")
 
 
 def wind_power_fraction(speed: np.ndarray, cfg: WindConfig) -> np.ndarray:
@@ -133,14 +132,8 @@ def build_site(scenario: Scenario, data: MicrogridData | None = None) -> SiteArr
     else:
         energy_price = tod_rate(hours, scenario)
     days_in_month = pad(step_times.days_in_month.to_numpy())
-    doy = pad(step_times.day_of_year.to_numpy() / 365.25)
     weekend = pad((step_times.day_of_week >= 5).astype(float))
     holiday = padded(series["is_holiday"].to_numpy(), False)
-    two_pi = 2.0 * np.pi
-    time_features = np.stack(
-        [np.sin(two_pi * hours / 24), np.cos(two_pi * hours / 24), np.sin(two_pi * doy), np.cos(two_pi * doy), weekend, holiday],
-        axis=1,
-    )
     # Normalise by the training years' mean so no statistic of the test year reaches the observation.
     train_days = split_days(pd.DatetimeIndex(series.index[::24]), "train")
     load_scale = max(float(series["load_kw"][series.index.normalize().isin(train_days)].mean()), 1e-9)
@@ -158,7 +151,7 @@ def build_site(scenario: Scenario, data: MicrogridData | None = None) -> SiteArr
         energy_price=energy_price,
         emission=emission,
         demand_rate=grid.demand_charge_inr_per_kva_month / days_in_month,
-        time_features=time_features,
+        time_features=time_features(hours, pad(step_times.day_of_year.to_numpy()), weekend, holiday),
         window_truth=window_truth,
         window_scale=window_scale,
         **sessions,

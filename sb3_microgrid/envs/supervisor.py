@@ -41,6 +41,44 @@ def _port_request(a: float, port_kw: float, v2g: bool) -> float:
 
 
 @njit(cache=True)
+def battery_range(
+    energy_kwh: float,
+    capacity_kwh: float,
+    soc_min: float,
+    soc_max: float,
+    self_discharge_per_hour: float,
+    step_hours: float,
+    charge_efficiency: float,
+    discharge_efficiency: float,
+    charge_kw: float,
+    discharge_kw: float,
+) -> tuple:
+    """The battery powers (AC side, kW) feasible for one step from stored energy ``energy_kwh``: the power
+    limits, and the SoC window ``[soc_min, soc_max]`` of ``capacity_kwh`` after self-discharge and efficiencies.
+
+    :return: ``(battery_lo, battery_hi)``, the bounds :func:`project` takes; ``battery_lo > 0`` (must
+        charge) when self-discharge would take the SoC below ``soc_min``
+    """
+    kept = energy_kwh * (1.0 - self_discharge_per_hour * step_hours)
+    deficit = soc_min * capacity_kwh - kept
+    lo = max(-discharge_kw, deficit / (charge_efficiency * step_hours) if deficit > 0.0 else deficit * discharge_efficiency / step_hours)
+    hi = max(min(charge_kw, (soc_max * capacity_kwh - kept) / (charge_efficiency * step_hours)), lo)
+    return lo, hi
+
+
+@njit(cache=True)
+def port_range(connected: bool, remaining_kwh: float, delivered_kwh: float, port_kw: float, charger_efficiency: float, step_hours: float, v2g: bool) -> tuple:
+    """The powers (bus side, kW) feasible for one step at a port: 0 without an EV; at most the port limit and
+    what the car still wants; with V2G at least minus what it has received in this session.
+
+    :return: ``(ev_lo, ev_hi)``, one port's entries of the bounds :func:`project` takes
+    """
+    hi = min(port_kw, remaining_kwh / (charger_efficiency * step_hours)) if connected else 0.0
+    lo = -min(port_kw, delivered_kwh * charger_efficiency / step_hours) if (connected and v2g) else 0.0
+    return lo, hi
+
+
+@njit(cache=True)
 def project(
     action: np.ndarray,
     battery_lo: float,

@@ -1,0 +1,82 @@
+"""The policy's observation from a site's measurements, built by the names of the layout it was exported with.
+
+Each feature is normalised as the env normalises it (``docs/environment.md``, section 4): the EV features in
+hours / 24 (:data:`~sb3_microgrid.envs.kernel.EV_HOURS_SCALE`), the day's peak as a fraction of the import
+limit, the window's PV and wind as fractions of what is installed and every window column divided by the
+``window_scale`` the export recorded (the load's is a statistic of the training data, not of the scenario).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..envs.kernel import EV_HOURS_SCALE
+from ..envs.layout import ObservationLayout
+from ..envs.time_features import TIME_FEATURES, time_features
+from ..scenario import Scenario
+from .site_state import ROW_FIELDS, SiteState
+
+_EV_FEATURE = re.compile(r"ev(\d+)_(connected|need_h|left_h)")
+_SITE_FEATURES = ("time_left", "soc", "soh", "day_peak")
+#: Window column -> the row field it is read from.
+WINDOW_FIELDS = {"pv": "pv_kw", "wind": "wind_kw", "load": "load_kw", "price": "price_inr_per_kwh", "emission": "emission_kg_per_kwh"}
+
+
+class ObservationBuilder:
+    """Builds the observation of a layout from checked measurements.
+
+    :param layout: the policy's observation layout (from the export's manifest)
+    :param scenario: the site (installed PV and wind, port power, import limit, step length, horizon)
+    :param window_scale: the divisor of each window column (from the export's manifest)
+    :raises ValueError: naming the feature, for a layout this builder does not know how to fill
+    """
+
+    def __init__(self, layout: ObservationLayout, scenario: Scenario, window_scale: Mapping[str, float]) -> None:
+        self.layout = layout
+        self.scenario = scenario
+        n_ports = scenario.ev.n_ports
+        for name in layout.static_names:
+            match = _EV_FEATURE.fullmatch(name)
+            if match is not None and int(match.group(1)) >= n_ports:
+                raise ValueError(f"the policy observes {name!r}, but the scenario has {n_ports} charger(s) (ev.n_ports)")
+            if match is None and name not in TIME_FEATURES and name not in _SITE_FEATURES:
+                raise ValueError(f"the policy observes {name!r}, a feature the site controller cannot build from measurements")
+        installed = {"pv": scenario.pv.capacity_kwp, "wind": scenario.wind.rated_kw}
+        divisors = []
+        for name in layout.window_names:
+            if name not in WINDOW_FIELDS:
+                raise ValueError(f"the policy's window has a column {name!r} the site controller cannot build; known: {sorted(WINDOW_FIELDS)}")
+            scale = window_scale.get(name)
+            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+                raise ValueError(f"window_scale[{name!r}] must be a number > 0, got {scale!r}")
+            # No PV or wind installed: nothing to measure, the column is 0.
+            divisors.append(installed.get(name, 1.0) * scale or math.inf)
+        self._columns = [ROW_FIELDS.index(WINDOW_FIELDS[name]) for name in layout.window_names]
+        self._divisors = np.array(divisors)
+        ev = scenario.ev
+        self._need_scale = 1.0 / (ev.port_power_kw * ev.charger_efficiency * EV_HOURS_SCALE)
+
+    def build(self, state: SiteState) -> np.ndarray:
+        """The ``(obs_dim,)`` float32 observation of a state whose every value passed its check."""
+        start = state.step_start
+        clock = time_features(
+            np.array([start.hour + start.minute / 60.0]), np.array([float(start.timetuple().tm_yday)]),
+            np.array([float(start.weekday() >= 5)]), np.array([float(state.holiday)]),
+        )[0]  # fmt: skip
+        features = dict(zip(TIME_FEATURES, clock))
+        features["time_left"] = 1.0 - state.step / self.scenario.episode_steps
+        features["soc"], features["soh"] = state.soc, state.soh
+        features["day_peak"] = state.day_peak_kw / self.scenario.grid.import_limit_kw
+        for ev in state.evs:
+            features[f"ev{ev.port}_connected"] = 1.0
+            features[f"ev{ev.port}_need_h"] = ev.wanted_kwh * self._need_scale
+            features[f"ev{ev.port}_left_h"] = ev.hours_left / EV_HOURS_SCALE
+        obs = np.empty(self.layout.size, dtype=np.float32)
+        obs[self.layout.static] = [features.get(name, 0.0) for name in self.layout.static_names]  # a free charger reads 0
+        window = np.concatenate([state.history, state.forecast])[:, self._columns] / self._divisors
+        obs[self.layout.window] = np.maximum(window, 0.0).ravel()
+        return obs

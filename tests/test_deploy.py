@@ -1,0 +1,319 @@
+"""The site controller (``sb3_microgrid.deploy``): the observation it builds from measurements is the env's, its
+supervisor is the env's, its decisions score as the exported policy scores in-process, bad measurements and a
+failing policy give the documented fallback with the problem named, and its runtime imports neither torch,
+Stable-Baselines3 nor the simulator."""
+
+import copy
+import datetime as dt
+import json
+import logging
+import math
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sb3_microgrid import load_scenario
+from sb3_microgrid.baselines import OnnxController
+from sb3_microgrid.deploy import Measurements, ObservationBuilder, SiteController, fallback_action, read_state, supervise
+from sb3_microgrid.deploy import controller as controller_module
+from sb3_microgrid.deploy import supervision
+from sb3_microgrid.deploy.checks import Checker, site_ranges
+from sb3_microgrid.deploy.env_site import EnvSite
+from sb3_microgrid.envs import EPISODE_KEYS, MicrogridEnv, kernel
+from sb3_microgrid.envs import supervisor
+from sb3_microgrid.evaluation import run_day
+from sb3_microgrid.export import ManifestError, OnnxPolicy
+
+#: A second site that moves every setting the observation depends on: ToD tariff, 30-minute steps, a two-day
+#: horizon, four V2G chargers and another window.
+VARIANT = {
+    "base": "campus_tod", "step_hours": 0.5, "horizon_days": 2, "ev": {"n_ports": 4, "v2g": True},
+    "forecast": {"history_steps": 5, "forecast_steps": 7}, "difficulty": {"soc_min": 0.2},
+}  # fmt: skip
+
+
+def state_of(measurements: Measurements, env: MicrogridEnv):
+    """The checked state of a request to the env's site, and the problems found."""
+    checker = Checker(site_ranges(env.scenario))
+    return read_state(measurements, env.scenario, env.obs_layout, checker), checker.issues
+
+
+def window_scale(env: MicrogridEnv) -> dict[str, float]:
+    return dict(zip(env.obs_layout.window_names, env.core.site.window_scale.tolist()))
+
+
+@pytest.mark.parametrize("scenario, days", [("campus", ("2024-01-01", "2024-03-16", "2024-07-06")), (VARIANT, ("2024-02-03", "2024-11-30"))])
+def test_observation_from_measurements_is_the_envs(scenario, days):
+    """Every step of several test days, under random actions: the env's own state, true history and forecasts as a
+    site reports them give the env's observation."""
+    env = MicrogridEnv(scenario=scenario, split="test")
+    builder = ObservationBuilder(env.obs_layout, env.scenario, window_scale(env))
+    site, rng = EnvSite(env), np.random.default_rng(0)
+    for seed, day in enumerate(days):
+        obs, _ = env.reset(seed=seed, options={"day": day})
+        done, cars = False, 0
+        while not done:
+            state, issues = state_of(site.measurements(obs), env)
+            assert issues == []
+            np.testing.assert_allclose(builder.build(state), obs, rtol=1e-6, atol=1e-6, err_msg=f"{day} step {env.core.t}")
+            cars += len(state.evs)
+            obs, _, done, _, _ = env.step(rng.uniform(-1, 1, env.action_space.shape))
+        assert cars > 0  # the EV features were compared too
+
+
+def test_env_and_site_controller_run_one_supervisor():
+    """The same compiled function, and on the env's state it lets through exactly what the env's step does, for
+    actions inside and outside the box, NaN and inf included."""
+    assert supervision.project is supervisor.project is kernel.project
+    env = MicrogridEnv(scenario=VARIANT, split="test")
+    site, rng = EnvSite(env), np.random.default_rng(1)
+    dt_h = env.scenario.step_hours
+    for seed, day in enumerate(("2024-01-10", "2024-06-20")):
+        obs, _ = env.reset(seed=seed, options={"day": day})
+        done = False
+        while not done:
+            action = rng.uniform(-1.5, 1.5, env.action_space.shape)
+            action[rng.random(action.shape) < 0.05] = np.nan
+            action[rng.random(action.shape) < 0.05] = np.inf
+            state, issues = state_of(site.measurements(obs), env)
+            assert issues == []
+            expected = supervise(action, state, env.scenario)
+            obs, _, done, _, info = env.step(action)
+            assert info["battery_kwh"] / dt_h == pytest.approx(expected.battery_kw, rel=1e-9, abs=1e-9)
+            assert info["ev_kwh"] / dt_h == pytest.approx(expected.charger_kw.sum(), rel=1e-9, abs=1e-9)
+            assert info["curtailed_kwh"] / dt_h == pytest.approx(expected.curtail_kw, abs=1e-9)
+            assert info["unserved_kwh"] / dt_h == pytest.approx(expected.shed_kw, abs=1e-9)
+            assert info["safety_interventions"] == float(expected.intervened)
+
+
+@pytest.fixture(scope="module")
+def controller(exported_policy) -> SiteController:
+    return SiteController.from_export(exported_policy, clock=None)
+
+
+def test_decisions_score_as_the_exported_policy_in_process(controller, exported_policy):
+    """A test day decided from measurements, the setpoints applied to the env, scores as ``run_day`` with the
+    export's ``OnnxController``: the same actions and KPIs, and the supervisor's interventions counted in the
+    decisions."""
+    day, seed = "2024-05-14", 3
+    metrics, decisions = EnvSite(MicrogridEnv(split="test")).play(day, seed, controller.decide)
+    env = MicrogridEnv(split="test")
+    reference = OnnxController(exported_policy)
+    expected, trace = run_day(reference, env, day, seed)
+    assert not any(d.fallback for d in decisions)
+    assert [d.action[0] for d in decisions] == pytest.approx(trace["action_battery"].tolist(), abs=1e-6)
+    for key in set(EPISODE_KEYS) - {"safety_interventions"}:
+        assert metrics[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-9), key
+    assert metrics["safety_violations"] == 0
+    assert sum(d.intervened for d in decisions) == expected["safety_interventions"]
+
+
+# ---- bad measurements ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def request_with_cars(controller):
+    """A clean request of a step with cars connected and no grid limit binding, and its env."""
+    env = MicrogridEnv(split="test")
+    obs, _ = env.reset(seed=0, options={"day": "2024-03-12"})
+    for _ in range(11):
+        obs = env.step(np.zeros(env.action_space.shape))[0]
+    measurements = EnvSite(env).measurements(obs)
+    assert len(measurements.evs) >= 2
+    return measurements.model_dump(mode="python"), env
+
+
+def _set(path: str, value):
+    def mutate(raw):
+        *parents, last = path.split(".")
+        node = raw
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node[part]
+        node[int(last) if last.isdigit() else last] = value
+
+    return mutate
+
+
+def _delay_departure(raw):
+    raw["evs"][0]["departure"] = raw["evs"][0]["departure"].replace(tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))
+
+
+BAD_VALUES = {
+    "NaN SoC": (_set("battery.soc", math.nan), "battery.soc"),
+    "missing SoC": (_set("battery.soc", None), "battery.soc"),
+    "SoC above 1": (_set("battery.soc", 1.5), "battery.soc"),
+    "SoH 0": (_set("battery.soh", 0.0), "battery.soh"),
+    "NaN day peak": (_set("day_peak_import_kw", math.nan), "day_peak_import_kw"),
+    "negative load": (_set("site.load_kw", -5.0), "site.load_kw"),
+    "inf wind": (_set("site.wind_kw", math.inf), "site.wind_kw"),
+    "PV in W": (_set("history.3.pv_kw", 300_000.0), "history[3].pv_kw"),
+    "price in Rs/MWh": (_set("forecast.5.price_inr_per_kwh", 5200.0), "forecast[5].price_inr_per_kwh"),
+    "emission in g": (_set("forecast.0.emission_kg_per_kwh", 710.0), "forecast[0].emission_kg_per_kwh"),
+    "missing emission": (_set("history.0.emission_kg_per_kwh", None), "history[0].emission_kg_per_kwh"),
+    "short forecast": (lambda raw: raw["forecast"].pop(), "forecast"),
+    "long history": (lambda raw: raw["history"].append(raw["history"][-1]), "history"),
+    "unknown charger": (lambda raw: raw["evs"].append({**raw["evs"][0], "charger": 12}), "evs[{n}].charger"),
+    "negative charger": (lambda raw: raw["evs"].append({**raw["evs"][0], "charger": -1}), "evs[{n}].charger"),
+    "two cars at a charger": (lambda raw: raw["evs"].append(dict(raw["evs"][0])), "evs[{n}].charger"),
+    "NaN need": (_set("evs.0.energy_wanted_kwh", math.nan), "evs[0].energy_wanted_kwh"),
+    "missing departure": (_set("evs.0.departure", None), "evs[0].departure"),
+    "departure with an offset, timestamp without": (_delay_departure, "evs[0].departure"),
+    "horizon not containing the timestamp": (lambda raw: raw.update(horizon_start=raw["timestamp"].date() - dt.timedelta(days=3)), "horizon_start"),
+}
+
+
+def assert_fallback(decision, request: dict, env: MicrogridEnv, field: str) -> None:
+    """The fallback of a step where no grid limit binds: battery idle, each car at a known charger at the power
+    that meets its need fastest (what it still wants, or the port limit where that is unknown), other chargers 0."""
+    assert decision.fallback and field in [e.field for e in decision.errors], decision.errors
+    assert all(e.message for e in decision.errors)
+    assert decision.action == fallback_action(env.scenario.ev.n_ports).tolist()
+    state, _ = state_of(Measurements.model_validate(request), env)
+    ev = env.scenario.ev
+    expected = np.zeros(ev.n_ports)
+    for car in state.evs:
+        wanted = math.inf if car.wanted_kwh is None else car.wanted_kwh
+        expected[car.port] = min(ev.port_power_kw, wanted / (ev.charger_efficiency * env.scenario.step_hours))
+    np.testing.assert_allclose(decision.charger_kw, expected, rtol=1e-12)
+    assert decision.battery_kw == 0.0 and decision.shed_kw == 0.0 and decision.curtail_kw == 0.0
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUES))
+def test_bad_values_give_the_fallback_with_the_field_named(case, controller, request_with_cars, caplog):
+    raw, env = request_with_cars
+    mutate, field = BAD_VALUES[case]
+    bad = copy.deepcopy(raw)
+    mutate(bad)
+    field = field.format(n=len(bad["evs"]) - 1)
+    with caplog.at_level(logging.WARNING, logger="sb3_microgrid.deploy"):
+        decision = controller.decide(Measurements.model_validate(bad))
+    assert_fallback(decision, bad, env, field)
+    assert "fallback" in caplog.text and field in caplog.text
+
+
+def test_clean_request_of_that_step_is_the_policys(controller, request_with_cars):
+    raw, env = request_with_cars
+    decision = controller.decide(Measurements.model_validate(raw))
+    assert not decision.fallback and decision.errors == []
+
+
+def test_fallback_at_a_known_need_charges_within_it(controller, request_with_cars):
+    raw, env = request_with_cars
+    bad = copy.deepcopy(raw)
+    bad["battery"]["soc"] = math.nan
+    decision = controller.decide(Measurements.model_validate(bad))
+    ev, dt_h = env.scenario.ev, env.scenario.step_hours
+    for car in raw["evs"]:
+        assert decision.charger_kw[car["charger"]] == pytest.approx(min(ev.port_power_kw, car["energy_wanted_kwh"] / (ev.charger_efficiency * dt_h)))
+    assert decision.battery_kw == 0.0
+
+
+def test_stale_or_future_timestamp_gives_the_fallback(exported_policy, request_with_cars):
+    """A timestamp without an offset is the server's local time; one step (1 h) either way is allowed by default."""
+    raw, env = request_with_cars
+    stamp = raw["timestamp"]
+    for offset, word in ((dt.timedelta(hours=2), "7200 s old"), (-dt.timedelta(minutes=90), "5400 s in the future")):
+        controller = SiteController.from_export(exported_policy, clock=lambda offset=offset: (stamp + offset).astimezone())
+        decision = controller.decide(Measurements.model_validate(raw))
+        assert decision.fallback and [e.field for e in decision.errors] == ["timestamp"]
+        assert word in decision.errors[0].message and "within 3600 s" in decision.errors[0].message
+    fresh = SiteController.from_export(exported_policy, max_age_s=60, clock=lambda: (stamp + dt.timedelta(seconds=30)).astimezone())
+    assert not fresh.decide(Measurements.model_validate(raw)).fallback
+    aware = {**raw, "timestamp": stamp.replace(tzinfo=dt.timezone.utc), "evs": []}
+    utc = SiteController.from_export(exported_policy, clock=lambda: stamp.replace(tzinfo=dt.timezone.utc) + dt.timedelta(hours=3))
+    assert [e.field for e in utc.decide(Measurements.model_validate(aware)).errors] == ["timestamp"]
+
+
+class _Policy:
+    """A stand-in with an export's manifest whose ``act`` is given."""
+
+    def __init__(self, manifest, act) -> None:
+        self.manifest, self.act = manifest, act
+
+
+def _boom(obs):
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize(
+    "act, message",
+    [(_boom, "RuntimeError: boom"), (lambda obs: np.full(13, np.nan), "finite"), (lambda obs: np.zeros(3), "13 finite numbers")],
+)
+def test_failing_policy_gives_the_fallback(exported_policy, request_with_cars, act, message):
+    raw, env = request_with_cars
+    controller = SiteController(_Policy(OnnxPolicy(exported_policy).manifest, act), env.scenario, clock=None)
+    decision = controller.decide(Measurements.model_validate(raw))
+    assert_fallback(decision, raw, env, "policy")
+    assert message in decision.errors[0].message
+    assert controller.decisions == controller.fallbacks == 1
+
+
+def test_failing_supervisor_still_answers_idle(controller, request_with_cars, monkeypatch):
+    def broken(*args):
+        raise FloatingPointError("broken")
+
+    monkeypatch.setattr(controller_module, "supervise", broken)
+    decision = controller.decide(Measurements.model_validate(request_with_cars[0]))
+    assert decision.errors[-1].field == "supervisor" and "broken" in decision.errors[-1].message
+    assert decision.battery_kw == 0.0 and set(decision.charger_kw) == {0.0} and not decision.intervened
+
+
+def _changed(manifest, path: str, value):
+    out = copy.deepcopy(manifest)
+    *parents, last = path.split(".")
+    node = out
+    for part in parents:
+        node = node[part]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("recurrent", True, "recurrent"),
+        ("action.is_env_action", False, "base controller"),
+        ("action.size", 5, "5 action entries"),
+        ("observation.window_scale", KeyError, "window_scale"),
+        ("observation.window_scale.load", 0.0, "window_scale['load']"),
+        ("observation.layout.window_names", ["pv", "wind", "load", "price", "humidity"], "'humidity'"),
+    ],
+)
+def test_policy_the_site_cannot_run_is_refused(exported_policy, path, value, message):
+    policy = OnnxPolicy(exported_policy)
+    with pytest.raises(ManifestError, match=re.escape(message)):
+        SiteController(_Policy(_changed(policy.manifest, path, value), policy.act), load_scenario("campus"))
+
+
+def test_layout_features_are_checked_against_the_site(exported_policy):
+    policy = OnnxPolicy(exported_policy)
+    with pytest.raises(ManifestError, match="'ev4_connected'.*4 charger"):
+        SiteController(_Policy(_changed(policy.manifest, "action.size", 5), policy.act), load_scenario("campus").replace(ev__n_ports=4))
+    layout = _changed(policy.manifest, "observation.layout.static_names", [*policy.manifest["observation"]["layout"]["static_names"][:-1], "humidity"])
+    with pytest.raises(ManifestError, match="'humidity'"):
+        SiteController(_Policy(layout, policy.act), load_scenario("campus"))
+
+
+RUNTIME_PROBE = """
+import json, sys
+from sb3_microgrid.deploy import Measurements, SiteController
+decision = SiteController.from_export(sys.argv[1], clock=None).decide(Measurements.model_validate_json(sys.stdin.read()))
+heavy = ("torch", "stable_baselines3", "sb3_contrib", "pandas", "gymnasium", "sb3_microgrid.envs.core", "sb3_microgrid.data")
+loaded = sorted(m for m in heavy if m in sys.modules)
+import gymnasium as gym
+import sb3_microgrid
+print(json.dumps({"fallback": decision.fallback, "loaded": loaded, "env": type(gym.make("Microgrid-v0").unwrapped).__name__}))
+"""
+
+
+def test_runtime_needs_neither_torch_nor_sb3_nor_the_simulator(exported_policy, request_with_cars):
+    """In a fresh interpreter: load an export, decide a request; only gymnasium of the heavy modules is loaded (the
+    package registers its envs on import), and the registration still works."""
+    request = Measurements.model_validate(request_with_cars[0]).model_dump_json()
+    out = subprocess.run([sys.executable, "-c", RUNTIME_PROBE, str(exported_policy)], input=request, capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"fallback": False, "loaded": ["gymnasium"], "env": "MicrogridEnv"}
