@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench install clean
+.PHONY: demo test test-all bench install postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m ""
+
+# The PostgreSQL server binaries for the sweep test on a real database (tests/test_sweeps.py, slow; docs/sweeps.md).
+# Debian/Ubuntu's package; the test starts its own server in a temporary folder, so the one the package sets up may stay off.
+SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
+postgres:
+	$(SUDO) apt-get update
+	$(SUDO) apt-get install -y --no-install-recommends postgresql
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_speed.py

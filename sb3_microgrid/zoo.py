@@ -1,31 +1,41 @@
-"""Launcher for rl-baselines3-zoo with this package's algorithms.
+"""Launcher for rl-baselines3-zoo with this package's algorithms, and the best trial of a sweep as a YAML file.
 
 The zoo fixes its ``--algo`` choices before any package loads, so it cannot select an algorithm of
-ours. As the zoo documents for SBX, this launcher adds ours to ``rl_zoo3.ALGOS`` (and a sampler for
-``-optimize``) and then calls the zoo's own ``train`` or ``enjoy``. The zoo's ``-optimize`` replaces
-``policy_kwargs`` with the sampler's and would drop a custom features extractor (zoo issue #431): the
-samplers here put the file's ``features_extractor_class``/``_kwargs`` back.
+ours. As the zoo documents for SBX, this launcher adds ours to ``rl_zoo3.ALGOS`` (with the ``-optimize``
+sampler and converter of the zoo algorithm each one extends) and then calls the zoo's own ``train`` or
+``enjoy``. The zoo's ``-optimize`` replaces ``policy_kwargs`` with the sampler's and would drop a custom
+features extractor (zoo issue #431): the samplers here keep every ``policy_kwargs`` entry of the file
+that the sampler does not choose.
+
+Sweeps over several processes or machines are the zoo's own: ``-optimize --storage URL --study-name S``
+shares one optuna study (docs/sweeps.md). ``best`` writes a trial's settings as a zoo-format file.
 
 Usage::
 
     sb3-microgrid-zoo train --algo twin_ppo --env Microgrid-v0 --gym-packages sb3_microgrid --conf-file hyperparams/twin_ppo.yml
     sb3-microgrid-zoo enjoy --algo twin_ppo --env Microgrid-v0 --gym-packages sb3_microgrid -f logs/
+    sb3-microgrid-zoo best --algo twin_ppo --conf-file hyperparams/twin_ppo.yml --storage sweep.log --study-name S --out hyperparams/twin_ppo_tuned.yml
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
+import importlib
+import inspect
+import keyword
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+import torch as th
 import yaml
 
-from .hyperparams import parse_python, trusted_modules
 from .algos import ALGOS
+from .hyperparams import HyperparamsError, _read_section, load_hyperparams, parse_python, trusted_modules
 
-#: The zoo's sampler and converter reused for each of our algorithms.
-SAMPLER_OF = {"twin_ppo": "ppo", "dyna_sac": "sac", "per_sac": "sac", "per_td3": "td3"}
-KEPT_POLICY_KWARGS = ("features_extractor_class", "features_extractor_kwargs", "value_aggregation")
+if TYPE_CHECKING:
+    import optuna
 
 
 def _option(argv: list[str], *names: str) -> str | None:
@@ -57,37 +67,175 @@ def file_policy_kwargs(argv: list[str]) -> dict[str, Any]:
     return parse_python(kwargs, "policy_kwargs", trusted_modules(_gym_packages(argv))) if isinstance(kwargs, str) else dict(kwargs)
 
 
-def keep_extractor(sampler: Callable[..., dict[str, Any]], kept: dict[str, Any]) -> Callable[..., dict[str, Any]]:
-    """Wrap a zoo sampler so the sampled ``policy_kwargs`` keep the file's extractor settings."""
+def keep_policy_kwargs(sample: Callable[..., dict[str, Any]], kept: dict[str, Any]) -> Callable[..., dict[str, Any]]:
+    """Wrap a zoo sampler or converter so that sampled ``policy_kwargs`` keep the file's other entries
+    (the features extractor and its arguments, ``log_std_init``, ...); the sampler's own choices win.
 
-    def sample(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        params = sampler(*args, **kwargs)
-        params["policy_kwargs"] = {**params.get("policy_kwargs", {}), **kept}
+    :param sample: the zoo's function (``inspect.unwrap`` gives it back)
+    :param kept: the file's ``policy_kwargs``
+    """
+
+    @functools.wraps(sample)
+    def wrapped(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        params = sample(*args, **kwargs)
+        if "policy_kwargs" in params:  # a sampler without any (ARS) leaves the file's in place
+            params["policy_kwargs"] = {**kept, **params["policy_kwargs"]}
         return params
 
-    return sample
+    return wrapped
 
 
-def register(argv: list[str]) -> None:
-    """Add our algorithms and samplers to the zoo's registries."""
+@functools.cache
+def zoo_tuners() -> dict[type, str]:
+    """The algorithms the zoo itself tunes (class -> name), read before :func:`register` adds ours."""
     import rl_zoo3
     from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
+    return {cls: name for name, cls in rl_zoo3.ALGOS.items() if name in HYPERPARAMS_SAMPLER and name in HYPERPARAMS_CONVERTER}
+
+
+def zoo_base(cls: type) -> str | None:
+    """The zoo algorithm whose sampler and converter serve ``cls``: the nearest class in its MRO that the
+    zoo tunes (``twin_ppo`` -> ``ppo``, ``per_sac`` -> ``sac``, ``paired_ars`` -> ``ars``), or ``None``."""
+    tuners = zoo_tuners()
+    return next((tuners[base] for base in cls.__mro__ if base in tuners), None)
+
+
+def register(argv: list[str]) -> None:
+    """Add our algorithms to the zoo's registries, with a sampler and a converter for every algorithm the
+    zoo can tune, each keeping the file's ``policy_kwargs`` (:func:`keep_policy_kwargs`).
+
+    :param argv: the zoo's arguments (``--env``, ``--conf-file`` and ``--gym-packages`` are read)
+    """
+    import rl_zoo3
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+
+    zoo_tuners()  # before ours are added
     rl_zoo3.ALGOS.update({name: cls for name, cls in ALGOS.items() if name not in rl_zoo3.ALGOS})
-    kept = {k: v for k, v in file_policy_kwargs(argv).items() if k in KEPT_POLICY_KWARGS}
-    for name in ALGOS:
-        base = SAMPLER_OF.get(name, name)
-        if base in HYPERPARAMS_SAMPLER:
-            HYPERPARAMS_SAMPLER[name] = keep_extractor(HYPERPARAMS_SAMPLER[base], kept) if kept else HYPERPARAMS_SAMPLER[base]
-            HYPERPARAMS_CONVERTER.setdefault(name, HYPERPARAMS_CONVERTER[base])
+    kept = file_policy_kwargs(argv)
+    for name, cls in ALGOS.items():
+        base = zoo_base(cls)
+        if base is not None:  # unwrap: registering again must not keep an earlier file's settings
+            HYPERPARAMS_SAMPLER[name] = keep_policy_kwargs(inspect.unwrap(HYPERPARAMS_SAMPLER[base]), kept)
+            HYPERPARAMS_CONVERTER[name] = keep_policy_kwargs(inspect.unwrap(HYPERPARAMS_CONVERTER[base]), kept)
+
+
+def study_storage(url: str) -> str | optuna.storages.BaseStorage:
+    """The optuna storage ``--storage URL`` names, opened as the zoo opens it: a path ending in ``.log`` is a
+    journal file (``JournalStorage`` on a ``JournalFileBackend``), anything else a database URL.
+
+    :raises FileNotFoundError: for a journal file that does not exist (optuna would create an empty one)
+    """
+    import optuna
+
+    if url.endswith(".log"):
+        if not Path(url).is_file():
+            raise FileNotFoundError(f"{url}: no such journal file")
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
+    return url
+
+
+def python_expr(value: Any) -> str:
+    """``value`` as a zoo-style Python expression that both the zoo's ``eval`` and :func:`parse_python` read
+    back: dicts as ``dict(...)``, classes as ``nn.Name`` or ``get_class_by_name('module.Name')``.
+
+    :raises ValueError: for a value that has no such expression (a function, an object)
+    """
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and k.isidentifier() and not keyword.iskeyword(k) for k in value):
+            return "dict(" + ", ".join(f"{k}={python_expr(v)}" for k, v in value.items()) + ")"
+        return "{" + ", ".join(f"{python_expr(k)}: {python_expr(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(python_expr(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + "".join(f"{python_expr(v)}, " for v in value) + ")"
+    if inspect.isclass(value):
+        if getattr(th.nn, value.__name__, None) is value:
+            return f"nn.{value.__name__}"
+        return f"get_class_by_name({value.__module__ + '.' + value.__qualname__!r})"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    raise ValueError(f"{value!r} cannot be written as a hyperparameter")
+
+
+def write_trial(argv: list[str]) -> Path:
+    """``sb3-microgrid-zoo best``: write one trial of a sweep as a zoo-format file that ``sb3-microgrid train``
+    and the zoo both read: the ``--conf-file`` section with the trial's values on top, as the trial ran them
+    (the zoo's converter, the file's ``policy_kwargs`` kept; a ``noise_type`` sampled as none leaves the file's
+    action noise, as in the trial). The file is checked with :func:`sb3_microgrid.hyperparams.load_hyperparams`.
+
+    :param argv: the command's arguments (``--help`` lists them)
+    :return: the file written
+    """
+    import optuna
+
+    parser = argparse.ArgumentParser(prog="sb3-microgrid-zoo best", description="Write a trial of a sweep as a zoo-format hyperparameter file.")
+    parser.add_argument("--algo", required=True, choices=sorted(ALGOS), help="the algorithm the sweep tuned")
+    parser.add_argument("--env", default="Microgrid-v0", help="the section to read and write")
+    parser.add_argument("--conf-file", required=True, help="the file the sweep ran with (n_timesteps may be the full run's)")
+    parser.add_argument("--storage", required=True, help="the sweep's --storage: a journal file (.log) or a database URL")
+    parser.add_argument("--study-name", required=True)
+    parser.add_argument("--trial", type=int, help="a complete trial's number (default: the best trial)")
+    parser.add_argument("--out", required=True, type=Path, help="the file to write; never overwritten")
+    parser.add_argument("--gym-packages", nargs="+", default=[], help="packages to import and trust, as for the zoo")
+    args = parser.parse_args(argv)
+    for package in args.gym_packages:  # the zoo imports them too: they register envs and define classes
+        importlib.import_module(package)
+
+    try:
+        storage = study_storage(args.storage)
+        study = optuna.load_study(study_name=args.study_name, storage=storage)
+    except (FileNotFoundError, KeyError) as err:
+        raise SystemExit(f"sb3-microgrid-zoo best: cannot open study {args.study_name!r} in {args.storage}: {err}") from None
+    recorded = _option(study.user_attrs.get("command", "").split(), "--algo")  # the zoo records each study's command line
+    if recorded not in (None, args.algo):
+        raise SystemExit(f"sb3-microgrid-zoo best: study {args.study_name!r} tuned {recorded}, not {args.algo}")
+    complete = {t.number: t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
+    if not complete:
+        raise SystemExit(f"sb3-microgrid-zoo best: study {args.study_name!r} has no complete trial")
+    if args.trial is not None and args.trial not in complete:
+        raise SystemExit(f"sb3-microgrid-zoo best: trial {args.trial} of {args.study_name!r} is not a complete trial; complete: {sorted(complete)}")
+    trial = complete[args.trial] if args.trial is not None else study.best_trial
+
+    register(["--env", args.env, "--conf-file", args.conf_file, "--gym-packages", *args.gym_packages])
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER
+
+    try:
+        _, section = _read_section(args.conf_file, args.env)
+        values = HYPERPARAMS_CONVERTER[args.algo](dict(trial.params))
+    except (HyperparamsError, KeyError) as err:  # KeyError: the trial's parameters are not this algorithm's
+        raise SystemExit(f"sb3-microgrid-zoo best: {type(err).__name__}: {err}") from None
+    if "noise_type" in values and values["noise_type"] is None:
+        del values["noise_type"], values["noise_std"]
+    if "policy_kwargs" in values:
+        values["policy_kwargs"] = python_expr(values["policy_kwargs"])
+    header = (
+        f"# Trial {trial.number} (value {trial.value}) of study {args.study_name!r}, written by\n"
+        f"# sb3-microgrid-zoo best: the settings of {args.conf_file} with the trial's values on top.\n"
+    )
+    try:
+        with open(args.out, "x") as file:
+            file.write(header + yaml.safe_dump({args.env: {**section, **values}}, sort_keys=False))
+    except FileExistsError:
+        raise SystemExit(f"sb3-microgrid-zoo best: {args.out} exists; choose another --out") from None
+    try:
+        load_hyperparams(args.out, ALGOS[args.algo], args.env, trust_modules=args.gym_packages)
+    except HyperparamsError as err:
+        args.out.unlink()
+        raise SystemExit(f"sb3-microgrid-zoo best: the trial's settings do not load, nothing written: {err}") from None
+    print(f"trial {trial.number} (value {trial.value}) written to {args.out}")
+    return args.out
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``sb3-microgrid-zoo train|enjoy [zoo arguments]``."""
+    """``sb3-microgrid-zoo train|enjoy [zoo arguments]`` or ``sb3-microgrid-zoo best [arguments]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("train", "enjoy"):
-        raise SystemExit("usage: sb3-microgrid-zoo train|enjoy [rl_zoo3 arguments]")
+    if not argv or argv[0] not in ("train", "enjoy", "best"):
+        raise SystemExit("usage: sb3-microgrid-zoo train|enjoy [rl_zoo3 arguments] | best [--help]")
     command, rest = argv[0], argv[1:]
+    if command == "best":
+        write_trial(rest)
+        return
     register(rest)
     sys.argv = [f"rl_zoo3.{command}", *rest]
     if command == "train":

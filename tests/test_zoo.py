@@ -1,5 +1,6 @@
-"""The rl_zoo3 launcher: our algorithms in the zoo's registries, -optimize keeps the file's extractor,
-and the zoo's own train, -optimize and enjoy run end to end (slow)."""
+"""The rl_zoo3 launcher: our algorithms in the zoo's registries, each with the -optimize sampler of the zoo
+algorithm it extends, keeping the file's policy_kwargs; the zoo's own train, -optimize and enjoy run end to
+end (slow). Sweeps on a shared study: tests/test_sweeps.py."""
 
 import subprocess
 import sys
@@ -8,10 +9,13 @@ from pathlib import Path
 import optuna
 import pytest
 import rl_zoo3
-from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
+from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
-from sb3_microgrid.twin_ppo import TwinValuePPO
-from sb3_microgrid.zoo import register
+from sb3_microgrid.algos import ALGOS
+from sb3_microgrid.envs import MicrogridEnv
+from sb3_microgrid.hyperparams import constructor_parameters
+from sb3_microgrid.policies import ForecastAttentionExtractor
+from sb3_microgrid.zoo import register, zoo_base
 
 HYPERPARAMS = Path(__file__).parent.parent / "hyperparams"
 
@@ -26,20 +30,57 @@ Microgrid-v0:
   normalize: true
   policy_kwargs: "dict(value_aggregation='mean', features_extractor_class=get_class_by_name('sb3_microgrid.policies.ForecastAttentionExtractor'), features_extractor_kwargs=dict(embed_dim=8, n_heads=2, features_dim=16))"
 """
+#: policy_kwargs every policy takes (SB3's, sb3-contrib's, ours), besides what the samplers choose.
+EXTRACTOR_CONF = """
+Microgrid-v0:
+  policy_kwargs: "dict(features_extractor_class=get_class_by_name('sb3_microgrid.policies.ForecastAttentionExtractor'), features_extractor_kwargs=dict(embed_dim=8, n_heads=2, features_dim=16), optimizer_kwargs=dict(eps=1e-5))"
+"""
 
 
-def test_register_adds_our_algorithms_and_keeps_the_extractor_under_optimize(tmp_path):
+#: The zoo algorithm whose sampler serves each registered one (its nearest tuned base class); CrossQ has none in the zoo.
+ZOO_BASE = {"twin_ppo": "ppo", "dyna_sac": "sac", "per_sac": "sac", "per_td3": "td3", "epsilon_sac": "sac",
+            "epsilon_td3": "td3", "paired_ars": "ars", "crossq": None}  # fmt: skip
+#: The algorithms the launcher adds to the zoo.
+LAUNCHER_ALGOS = [name for name in ALGOS if name not in rl_zoo3.ALGOS]
+
+
+def test_every_registered_algorithm_maps_to_the_sampler_of_the_zoo_algorithm_it_extends():
+    assert sorted(LAUNCHER_ALGOS) == sorted(set(ZOO_BASE) - {"crossq"})
+    assert {name: zoo_base(cls) for name, cls in ALGOS.items()} == {name: ZOO_BASE.get(name, name) for name in ALGOS}
+
+
+@pytest.mark.parametrize("name", LAUNCHER_ALGOS)
+def test_the_sampler_of_each_added_algorithm_keeps_the_file_policy_kwargs_and_builds_the_model(tmp_path, name):
     conf = tmp_path / "attention.yml"
-    conf.write_text(ATTENTION_CONF)
+    conf.write_text(EXTRACTOR_CONF)
     register(["--env", "Microgrid-v0", "--conf-file", str(conf)])
-    assert rl_zoo3.ALGOS["twin_ppo"] is TwinValuePPO
-    trial = optuna.create_study().ask()
-    sampled = HYPERPARAMS_SAMPLER["twin_ppo"](trial, 13, 2, {})
-    kwargs = sampled["policy_kwargs"]
-    assert kwargs["features_extractor_class"].__name__ == "ForecastAttentionExtractor"
-    assert kwargs["features_extractor_kwargs"] == {"embed_dim": 8, "n_heads": 2, "features_dim": 16}
-    assert kwargs["value_aggregation"] == "mean"
-    assert "net_arch" in kwargs  # the sampler's own choices stay
+    assert rl_zoo3.ALGOS[name] is ALGOS[name]
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    sampled = HYPERPARAMS_SAMPLER[name](trial, 13, 1, {"using_her_replay_buffer": False, "her_kwargs": {}})
+    policy = "MlpPolicy"
+    if zoo_base(ALGOS[name]) == "ars":  # ARS's sampler samples no policy_kwargs: the zoo leaves the file's whole
+        assert "policy_kwargs" not in sampled
+        policy, sampled["policy_kwargs"] = "LinearPolicy", {}
+    else:
+        kwargs = sampled["policy_kwargs"]
+        assert kwargs["features_extractor_class"] is ForecastAttentionExtractor
+        assert kwargs["features_extractor_kwargs"] == {"embed_dim": 8, "n_heads": 2, "features_dim": 16}
+        assert kwargs["optimizer_kwargs"] == {"eps": 1e-5}
+        assert "net_arch" in kwargs  # the sampler's own choice stays
+        # the same for a trial loaded back by the zoo (--trial-id) or `best`: the converter keeps them too
+        assert HYPERPARAMS_CONVERTER[name](trial.params)["policy_kwargs"] == kwargs
+    extra = {"buffer_size": 100} if "buffer_size" in constructor_parameters(ALGOS[name]) else {}
+    model = ALGOS[name](policy, MicrogridEnv(), device="cpu", **extra, **sampled)
+    assert any(isinstance(m, ForecastAttentionExtractor) for m in model.policy.modules()) == (policy == "MlpPolicy")
+
+
+def test_registering_again_does_not_keep_an_earlier_file_policy_kwargs(tmp_path):
+    conf = tmp_path / "attention.yml"
+    conf.write_text(EXTRACTOR_CONF)
+    register(["--env", "Microgrid-v0", "--conf-file", str(conf)])
+    register(["--env", "Microgrid-v0"])
+    sampled = HYPERPARAMS_SAMPLER["twin_ppo"](optuna.create_study().ask(), 13, 1, {})
+    assert "features_extractor_class" not in sampled["policy_kwargs"]
 
 
 def _zoo(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
