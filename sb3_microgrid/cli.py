@@ -92,12 +92,16 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         help="VecNormalize statistics of the one saved model given (default: found beside it)",
     )  # fmt: skip
     p.add_argument("--scenario", default="campus", help="preset name or scenario YAML path (default: campus)")
+    _add_trust_module(p)
+    p.add_argument("--split", default="test", choices=SPLITS, help="days to run on (default: test)")
+    p.add_argument("--seed", type=int, default=0, help="day i of the split is reset with seed + i (forecast noise; default: 0)")
+
+
+def _add_trust_module(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--trust-module", action="append", default=[], metavar="PKG",
         help="a module of your own that a saved model's run may name classes from (its env_wrapper), as given to train",
     )  # fmt: skip
-    p.add_argument("--split", default="test", choices=SPLITS, help="days to run on (default: test)")
-    p.add_argument("--seed", type=int, default=0, help="day i of the split is reset with seed + i (forecast noise; default: 0)")
 
 
 # ---- evaluate ---------------------------------------------------------------------------------
@@ -296,10 +300,7 @@ def _add_export(subparsers: Any) -> None:
         "--kpis", type=Path, default=None, metavar="EVAL.json",
         help="`sb3-microgrid evaluate --json` output of this model on the test split, recorded as the manifest's test KPIs",
     )  # fmt: skip
-    p.add_argument(
-        "--trust-module", action="append", default=[], metavar="PKG",
-        help="a module of your own that the model's run may name classes from (its env_wrapper), as given to train",
-    )  # fmt: skip
+    _add_trust_module(p)
     p.set_defaults(func=_export)
 
 
