@@ -124,18 +124,19 @@ class SiteController:
                 action = self._act(state)
         except Exception as err:  # noqa: BLE001 - a failing policy (or a bug) must not stop the control loop
             logger.exception("decision at %s failed", measurements.timestamp)
-            checker.add("policy" if state is not None else "measurements", f"{type(err).__name__}: {err}")
+            field, what = ("policy", "the policy") if state is not None else ("measurements", "reading the measurements")
+            checker.add(field, f"{what} failed: {type(err).__name__}: {err}")
         fallback = action is None
         if fallback:
             action = fallback_action(self.scenario.ev.n_ports)
-            logger.warning("fallback at %s: %s", measurements.timestamp, "; ".join(f"{i.field}: {i.message}" for i in checker.issues))
+            logger.warning("fallback at %s: %s", measurements.timestamp, "; ".join(issue.message for issue in checker.issues))
         setpoints = None
         if state is not None:
             try:
                 setpoints = supervise(action, state, self.scenario)
             except Exception as err:  # noqa: BLE001 - as above: every setpoint 0 kW rather than no answer
                 logger.exception("supervisor failed at %s", measurements.timestamp)
-                checker.add("supervisor", f"{type(err).__name__}: {err}")
+                checker.add("supervisor", f"the supervisor failed: {type(err).__name__}: {err}")
         if setpoints is None:
             setpoints = Setpoints(0.0, np.zeros(self.scenario.ev.n_ports), 0.0, 0.0, False)
         self.decisions += 1
