@@ -8,7 +8,7 @@ from .checks import Range, site_ranges
 from .controller import SiteController, fallback_action
 from .observation import ObservationBuilder
 from .schema import BatteryReading, Decision, EVReading, Issue, Measurements, SeriesRow, SiteReading
-from .site_state import SiteState, read_state
+from .site_state import SiteState, check_timestamp, read_state
 from .supervision import Setpoints, supervise
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "SiteController",
     "SiteReading",
     "SiteState",
+    "check_timestamp",
     "fallback_action",
     "read_state",
     "site_ranges",

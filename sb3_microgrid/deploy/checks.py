@@ -42,9 +42,6 @@ class Range:
             return f"{err} ({self.unit})"
         return None
 
-    def holds(self, value: Any) -> bool:
-        return self.problem("", value) is None
-
 
 def site_ranges(scenario: Scenario) -> dict[str, Range]:
     """The allowed range of each measured quantity, by its field name in :mod:`.schema`.

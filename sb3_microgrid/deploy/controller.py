@@ -26,7 +26,7 @@ from ..scenario import Scenario, ScenarioError, load_scenario
 from .checks import Checker, site_ranges
 from .observation import ObservationBuilder
 from .schema import Decision, Measurements
-from .site_state import SiteState, read_state
+from .site_state import SiteState, check_timestamp, read_state
 from .supervision import Setpoints, supervise
 
 logger = logging.getLogger(__name__)
@@ -118,8 +118,9 @@ class SiteController:
         state: SiteState | None = None
         action = None
         try:
-            now = None if self.clock is None else self.clock()
-            state = read_state(measurements, self.scenario, self.layout, checker, now, self.max_age_s)
+            if self.clock is not None:
+                check_timestamp(measurements.timestamp, self.clock(), self.max_age_s, checker)
+            state = read_state(measurements, self.scenario, self.layout, checker)
             if not checker.issues:
                 action = self._act(state)
         except Exception as err:  # noqa: BLE001 - a failing policy (or a bug) must not stop the control loop

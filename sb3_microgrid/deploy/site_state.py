@@ -38,7 +38,7 @@ class EVState:
 class SiteState:
     """The checked measurements of one request (``None`` or NaN where a value failed its check)."""
 
-    step_start: dt.datetime | None
+    step_start: dt.datetime
     #: the step's index in the policy's horizon (0 at ``horizon_start`` midnight)
     step: int | None
     holiday: bool
@@ -65,24 +65,29 @@ def _wall_clock(value: dt.datetime, reference: dt.datetime, path: str, checker: 
     return value.replace(tzinfo=None)
 
 
-def read_state(
-    m: Measurements, scenario: Scenario, layout: ObservationLayout, checker: Checker, now: dt.datetime | None = None, max_age_s: float = 0.0
-) -> SiteState:
+def check_timestamp(stamp: dt.datetime, now: dt.datetime, max_age_s: float, checker: Checker) -> None:
+    """Record a timestamp further than ``max_age_s`` from the clock, either way: stale data, or a clock that is off.
+
+    :param stamp: the request's timestamp: with an offset, an absolute instant; without, the server's local time
+    :param now: the server's clock (aware)
+    :param max_age_s: how far the timestamp may lie from ``now`` (s)
+    :param checker: collects the problem
+    """
+    age = (now - stamp if stamp.tzinfo is not None else now.astimezone().replace(tzinfo=None) - stamp).total_seconds()
+    if abs(age) > max_age_s:
+        when = f"{age:.0f} s old" if age > 0 else f"{-age:.0f} s in the future"
+        checker.add("timestamp", f"timestamp = {stamp.isoformat()} is {when}; allowed: within {max_age_s:g} s of the server's clock")
+
+
+def read_state(m: Measurements, scenario: Scenario, layout: ObservationLayout, checker: Checker) -> SiteState:
     """Check ``m`` against the site; problems go to ``checker``.
 
     :param m: the request
     :param scenario: the site
     :param layout: the policy's observation (the number of history and forecast rows, whether it has emissions)
     :param checker: collects the problems
-    :param now: the server's clock (aware); ``None`` skips the staleness check (a replayed day)
-    :param max_age_s: with ``now``: how far the timestamp may lie from it, either way (s)
     """
     stamp = m.timestamp
-    if now is not None:
-        age = (now - stamp).total_seconds() if stamp.tzinfo is not None else (now.astimezone().replace(tzinfo=None) - stamp).total_seconds()
-        if abs(age) > max_age_s:
-            when = f"{age:.0f} s old" if age > 0 else f"{-age:.0f} s in the future"
-            checker.add("timestamp", f"timestamp = {stamp.isoformat()} is {when}; allowed: within {max_age_s:g} s of the server's clock")
     site_time = stamp.replace(tzinfo=None)
     step_length = dt.timedelta(hours=scenario.step_hours)
     midnight = dt.datetime.combine(site_time.date(), dt.time())
