@@ -303,6 +303,17 @@ def test_a_normalised_run_without_its_statistics_is_refused(ppo, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_env_wrappers_that_hide_the_layout_are_refused(ppo, tmp_path):
+    path, _ = ppo
+    (tmp_path / "run").mkdir()
+    for name in ("model.zip", "model_vecnormalize.pkl"):
+        (tmp_path / "run" / name).write_bytes((path.parent / name).read_bytes())
+    write_run_json(tmp_path / "run", "ppo", 96, ["model.zip", "model_vecnormalize.pkl"])
+    (tmp_path / "run" / "config.yml").write_text(yaml.safe_dump({"Microgrid-v0": {"env_wrapper": ["gymnasium.wrappers.FlattenObservation"]}}))
+    with pytest.raises(ExportError, match="observation without an ObservationLayout"):
+        export_model(tmp_path / "run" / "model.zip", tmp_path / "out")
+
+
 def test_a_goal_env_model_is_refused(tmp_path):
     env = gym.make("MicrogridGoal-v0", budget_range=((-3.0, 3.0), (-3.0, 3.0))).unwrapped
     SAC("MultiInputPolicy", DummyVecEnv([lambda: env]), buffer_size=100, policy_kwargs={"net_arch": [8]}, device="cpu").save(tmp_path / "her.zip")

@@ -113,8 +113,8 @@ def export_model(
     :param scenario: the scenario it acts in (preset name or YAML path); ``None``: the run's ``env_kwargs``
         scenario, else ``campus``
     :param trust_modules: the user's own modules the run's ``env_wrapper`` entries may come from
-    :param kpis: ``sb3-microgrid evaluate --json`` output of this model on the test or validation split,
-        recorded in the manifest
+    :param kpis: ``sb3-microgrid evaluate --json`` output of this model on the test split, recorded as the
+        manifest's test KPIs (the validation KPIs are read from the run's ``validation.json``)
     :return: the manifest, as read back from ``out``
     :raises FileNotFoundError: if the model or a given file does not exist
     :raises ExportError: (a ``ValueError``) naming the problem, for a model, scenario, statistics or folder
@@ -206,12 +206,16 @@ def scenario_fingerprint(scenario: Scenario) -> str:
 
 
 def _check_fits(model: BaseAlgorithm, env: Any, path: Path, scenario: Scenario) -> None:
-    """The model observes what ``env`` (the scenario's env under the run's wrappers) gives and acts in its space."""
-    trained = getattr(model.observation_space, "layout", None)
-    if model.observation_space.shape != env.observation_space.shape or (trained is not None and trained != env.observation_space.layout):
+    """The model observes what ``env`` (the scenario's env under the run's wrappers) gives, whose layout the
+    manifest records, and acts in its space."""
+    given = getattr(env.observation_space, "layout", None)
+    if given is None:
+        raise ExportError(f"the env wrappers of {path}'s run give an observation without an ObservationLayout ({env.observation_space}): the manifest cannot describe it")
+    trained = getattr(model.observation_space, "layout", None)  # None: a space saved without one; its size is checked
+    if model.observation_space.shape != env.observation_space.shape or trained not in (None, given):
         raise ExportError(
             f"{path} was trained on another observation than scenario {scenario.name!r} gives "
-            f"({getattr(trained, 'size', model.observation_space.shape)} vs {env.observation_space.layout}); name its scenario (--scenario)"
+            f"({trained or model.observation_space.shape} vs {given}); name its scenario (--scenario)"
         )
     if model.action_space.shape != env.action_space.shape:
         raise ExportError(f"{path} acts with shape {model.action_space.shape}, scenario {scenario.name!r} with {env.action_space.shape}; name its scenario (--scenario)")
