@@ -356,7 +356,8 @@ def test_a_folder_that_is_not_an_export_is_refused(ppo, tmp_path):
         "missing or malformed field": broken(lambda f, m: m.pop("observation")),
         "onnx.file must name a file": broken(lambda f, m: (f / "policy.onnx").unlink()),
         "not a graph onnxruntime can load": broken(lambda f, m: (f / "policy.onnx").write_bytes(b"junk")),
-        "declares": broken(lambda f, m: m["onnx"]["inputs"][0].update(shape=["batch", 205])),
+        "the layout's size": broken(lambda f, m: m["onnx"]["inputs"][0].update(shape=["batch", 205])),
+        "declares": broken(lambda f, m: (m["observation"]["layout"].update(history_steps=7), m["onnx"]["inputs"][0].update(shape=["batch", 201]))),
     }
     for message, folder in cases.items():
         with pytest.raises(ManifestError, match=message):

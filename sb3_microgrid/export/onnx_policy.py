@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from ..envs.layout import ActionLayout, ObservationLayout
+from ..envs.layout import ObservationLayout
 
 MANIFEST = "manifest.json"
 #: Version of the manifest's format; a folder of another version is refused.
@@ -62,20 +62,14 @@ class OnnxPolicy:
             self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types; name the file
             raise ManifestError(f"{graph} is not a graph onnxruntime can load: {type(err).__name__}: {err}") from None
-        declared = {io["name"]: io["shape"][1:] for io in self.manifest["onnx"]["inputs"] + self.manifest["onnx"]["outputs"]}
-        found = {node.name: list(node.shape[1:]) for node in self.session.get_inputs() + self.session.get_outputs()}
+        declared = {io["name"]: io["shape"] for io in self.manifest["onnx"]["inputs"] + self.manifest["onnx"]["outputs"]}
+        found = {node.name: list(node.shape) for node in self.session.get_inputs() + self.session.get_outputs()}
         if found != declared:
             raise ManifestError(f"{graph} has inputs and outputs {found}, but {self.path / MANIFEST} declares {declared}")
         self.layout = ObservationLayout.from_dict(self.manifest["observation"]["layout"])
         self.obs_dim = self.layout.size
         self.action_dim = int(self.manifest["action"]["size"])
         self.recurrent = bool(self.manifest["recurrent"])
-
-    @property
-    def action_layout(self) -> ActionLayout:
-        """What each action entry of the env asks for, in kW (the policy's own output when ``residual`` is recorded)."""
-        fields = ("charge_power_kw", "discharge_power_kw", "n_ports", "port_power_kw", "v2g")
-        return ActionLayout(**{name: self.manifest["action"]["env"][name] for name in fields})
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """The actions for observations of shape ``(obs_dim,)`` (one decision) or ``(n, obs_dim)``.
@@ -149,10 +143,10 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ManifestError(f"{file}: expected an object with format {FORMAT}, got format {manifest.get('format') if isinstance(manifest, dict) else manifest!r}")
     try:
-        ObservationLayout.from_dict(manifest["observation"]["layout"])
+        layout = ObservationLayout.from_dict(manifest["observation"]["layout"])
         size = manifest["action"]["size"]
-        ios = manifest["onnx"]["inputs"] + manifest["onnx"]["outputs"]
-        names = [io["name"] for io in ios]
+        shapes = {io["name"]: io["shape"] for io in manifest["onnx"]["inputs"] + manifest["onnx"]["outputs"]}
+        names = list(shapes)
         graph = manifest["onnx"]["file"]
         recurrent = manifest["recurrent"]
         if recurrent:
@@ -166,6 +160,11 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     wanted = [OBS, ACTION] + ([STATE_H, STATE_C, EPISODE_START, STATE_H_OUT, STATE_C_OUT] if recurrent else [])
     if sorted(names) != sorted(wanted):
         raise ManifestError(f"{file}: onnx inputs and outputs must be {wanted}, got {names}")
+    if shapes[OBS] != ["batch", layout.size] or shapes[ACTION] != ["batch", size]:
+        raise ManifestError(
+            f"{file}: onnx {OBS} must have shape ['batch', {layout.size}] (the layout's size) and {ACTION} ['batch', {size}] "
+            f"(action.size), got {shapes[OBS]} and {shapes[ACTION]}"
+        )
     if not isinstance(graph, str) or Path(graph).name != graph or not (path / graph).is_file():
         raise ManifestError(f"{file}: onnx.file must name a file in {path}, got {graph!r}")
     return manifest
