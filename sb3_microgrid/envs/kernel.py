@@ -20,7 +20,7 @@ from numba.core.caching import FunctionCache, IndexDataCacheFile
 from ..scenario import Scenario
 from . import degradation, supervisor
 from .degradation import capacity_loss, half_cycle_stress, soc_stress, track_turning_point
-from .supervisor import project
+from .supervisor import battery_range, port_range, project
 
 #: Source files compiled into :func:`step`: the stamp of its disk cache covers all of them.
 STEP_SOURCES = (Path(__file__), Path(supervisor.__file__), Path(degradation.__file__))
@@ -238,17 +238,15 @@ def step(
     ev_hi = np.zeros(n_ports)
     ev_kw = np.zeros(n_ports)
     for i in range(n):
-        # Feasible ranges now.
+        # Feasible ranges now (the same functions the site controller calls).
         capacity = st[i, S_CAPACITY]
         e_min, e_max = soc_min[i] * capacity, soc_max[i] * capacity
         kept = st[i, S_ENERGY] * (1.0 - prm[P_SELF_DISCHARGE] * dt)
-        deficit = e_min - kept
-        bat_lo = max(-prm[P_DISCHARGE_KW], deficit / (eta_c * dt) if deficit > 0.0 else deficit * eta_d / dt)
-        bat_hi = max(min(prm[P_CHARGE_KW], (e_max - kept) / (eta_c * dt)), bat_lo)
+        bat_lo, bat_hi = battery_range(
+            st[i, S_ENERGY], capacity, soc_min[i], soc_max[i], prm[P_SELF_DISCHARGE], dt, eta_c, eta_d, prm[P_CHARGE_KW], prm[P_DISCHARGE_KW]
+        )
         for p in range(n_ports):
-            on = connected[i, p] > 0.0
-            ev_hi[p] = min(port_kw, remaining[i, p] / (eta_ev * dt)) if on else 0.0
-            ev_lo[p] = -min(port_kw, delivered[i, p] * eta_ev / dt) if (on and v2g) else 0.0
+            ev_lo[p], ev_hi[p] = port_range(connected[i, p] > 0.0, remaining[i, p], delivered[i, p], port_kw, eta_ev, dt, v2g)
         renewable = pv[i, t] + wind[i, t]
         p_bat, curtailed, unserved, intervened = project(
             action[i],
