@@ -56,15 +56,33 @@ def _gym_packages(argv: list[str]) -> list[str]:
     return values[: next((i for i, v in enumerate(values) if v.startswith("-")), len(values))]
 
 
-def file_policy_kwargs(argv: list[str]) -> dict[str, Any]:
-    """The ``policy_kwargs`` of the ``--env`` section of ``--conf-file`` (parsed without eval; classes
-    from the toolkit's trusted packages and ``--gym-packages``)."""
+def _file_section(argv: list[str]) -> dict[str, Any]:
+    """The ``--env`` section of ``--conf-file`` as YAML gives it (empty without either)."""
     conf, env = _option(argv, "--conf-file", "-conf"), _option(argv, "--env")
     if not conf or not env or not Path(conf).exists():
         return {}
-    section = (yaml.safe_load(Path(conf).read_text()) or {}).get(env) or {}
-    kwargs = section.get("policy_kwargs", {})
+    return (yaml.safe_load(Path(conf).read_text()) or {}).get(env) or {}
+
+
+def file_policy_kwargs(argv: list[str]) -> dict[str, Any]:
+    """The ``policy_kwargs`` of the ``--env`` section of ``--conf-file`` (parsed without eval; classes
+    from the toolkit's trusted packages and ``--gym-packages``)."""
+    kwargs = _file_section(argv).get("policy_kwargs", {})
     return parse_python(kwargs, "policy_kwargs", trusted_modules(_gym_packages(argv))) if isinstance(kwargs, str) else dict(kwargs)
+
+
+def eval_env_arguments(argv: list[str]) -> list[str]:
+    """``--eval-env-kwargs`` carrying the file's ``env_kwargs``, for a zoo command that passes neither
+    ``--env-kwargs`` nor ``--eval-env-kwargs``. rl_zoo3 2.9 means its evaluation env (``-optimize`` trials,
+    ``--eval-freq``) to take the training env's arguments, but copies them before reading the file's, so it
+    would score another scenario than the one trained on (``reward: {exogenous_baseline: true}``, ``campus_tod``).
+
+    :raises ValueError: for an ``env_kwargs`` value that has no Python expression (:func:`python_expr`)
+    """
+    kwargs = _file_section(argv).get("env_kwargs")
+    if not isinstance(kwargs, dict) or not kwargs or any(a.split("=")[0] in ("--env-kwargs", "--eval-env-kwargs") for a in argv):
+        return []
+    return ["--eval-env-kwargs", *(f"{key}:{python_expr(value)}" for key, value in kwargs.items())]
 
 
 def keep_policy_kwargs(sample: Callable[..., dict[str, Any]], kept: dict[str, Any]) -> Callable[..., dict[str, Any]]:
@@ -237,7 +255,11 @@ def main(argv: list[str] | None = None) -> None:
         write_trial(rest)
         return
     register(rest)
-    sys.argv = [f"rl_zoo3.{command}", *rest]
+    try:
+        extra = eval_env_arguments(rest) if command == "train" else []
+    except ValueError as err:
+        raise SystemExit(f"sb3-microgrid-zoo: env_kwargs: {err}; pass --eval-env-kwargs yourself") from None
+    sys.argv = [f"rl_zoo3.{command}", *rest, *extra]
     if command == "train":
         from rl_zoo3.train import train
 

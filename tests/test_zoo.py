@@ -2,6 +2,7 @@
 algorithm it extends, keeping the file's policy_kwargs; the zoo's own train, -optimize and enjoy run end to
 end (slow). Sweeps on a shared study: tests/test_sweeps.py."""
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +11,13 @@ import optuna
 import pytest
 import rl_zoo3
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+from rl_zoo3.utils import StoreDict
 
 from sb3_microgrid.algos import ALGOS
 from sb3_microgrid.envs import MicrogridEnv
 from sb3_microgrid.hyperparams import constructor_parameters
 from sb3_microgrid.policies import ForecastAttentionExtractor
-from sb3_microgrid.zoo import register, zoo_base
+from sb3_microgrid.zoo import eval_env_arguments, register, zoo_base
 
 HYPERPARAMS = Path(__file__).parent.parent / "hyperparams"
 
@@ -81,6 +83,20 @@ def test_registering_again_does_not_keep_an_earlier_file_policy_kwargs(tmp_path)
     register(["--env", "Microgrid-v0"])
     sampled = HYPERPARAMS_SAMPLER["twin_ppo"](optuna.create_study().ask(), 13, 1, {})
     assert "features_extractor_class" not in sampled["policy_kwargs"]
+
+
+def test_the_zoo_evaluation_env_gets_the_file_env_kwargs(tmp_path):
+    # rl_zoo3 2.9 copies the training env's arguments for its evaluation env before it reads the file's
+    conf = tmp_path / "conf.yml"
+    conf.write_text("Microgrid-v0:\n  env_kwargs:\n    scenario: {base: campus, reward: {exogenous_baseline: true}}\n    split: train\n")
+    argv = ["--env", "Microgrid-v0", "--conf-file", str(conf)]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--eval-env-kwargs", type=str, nargs="+", action=StoreDict)  # as rl_zoo3.train reads it
+    expected = {"scenario": {"base": "campus", "reward": {"exogenous_baseline": True}}, "split": "train"}
+    assert parser.parse_args(eval_env_arguments(argv)).eval_env_kwargs == expected
+    for given in (["--eval-env-kwargs", "split:'validation'"], ["--env-kwargs=split:'test'"]):  # the user's own stay
+        assert eval_env_arguments([*argv, *given]) == []
+    assert eval_env_arguments(["--env", "Microgrid-v0"]) == []
 
 
 def _zoo(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
