@@ -221,19 +221,20 @@ def write_trial(argv: list[str]) -> Path:
     try:
         _, section = _read_section(args.conf_file, args.env)
         values = HYPERPARAMS_CONVERTER[args.algo](dict(trial.params))
-    except (HyperparamsError, KeyError) as err:  # KeyError: the trial's parameters are not this algorithm's
+        if "noise_type" in values and values["noise_type"] is None:
+            del values["noise_type"], values["noise_std"]
+        if "policy_kwargs" in values:
+            values["policy_kwargs"] = python_expr(values["policy_kwargs"])
+        text = yaml.safe_dump({args.env: {**section, **values}}, sort_keys=False)
+    except (HyperparamsError, KeyError, ValueError, yaml.YAMLError) as err:  # KeyError: parameters of another algorithm
         raise SystemExit(f"sb3-microgrid-zoo best: {type(err).__name__}: {err}") from None
-    if "noise_type" in values and values["noise_type"] is None:
-        del values["noise_type"], values["noise_std"]
-    if "policy_kwargs" in values:
-        values["policy_kwargs"] = python_expr(values["policy_kwargs"])
     header = (
         f"# Trial {trial.number} (value {trial.value}) of study {args.study_name!r}, written by\n"
-        f"# sb3-microgrid-zoo best: the settings of {args.conf_file} with the trial's values on top.\n"
+        f"# sb3-microgrid-zoo best: the settings of {args.conf_file!r} with the trial's values on top.\n"
     )
     try:
         with open(args.out, "x") as file:
-            file.write(header + yaml.safe_dump({args.env: {**section, **values}}, sort_keys=False))
+            file.write(header + text)
     except FileExistsError:
         raise SystemExit(f"sb3-microgrid-zoo best: {args.out} exists; choose another --out") from None
     try:

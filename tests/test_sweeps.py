@@ -17,6 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import rl_zoo3
 import torch
 from optuna.trial import TrialState
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
@@ -24,7 +25,7 @@ from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 from sb3_microgrid.algos import ALGOS
 from sb3_microgrid.hyperparams import load_hyperparams, parse_python
 from sb3_microgrid.policies import ForecastAttentionExtractor
-from sb3_microgrid.zoo import main, python_expr, register, study_storage
+from sb3_microgrid.zoo import main, python_expr, register, study_storage, zoo_base
 
 EXTRACTOR = (
     "features_extractor_class=get_class_by_name('sb3_microgrid.policies.ForecastAttentionExtractor'), "
@@ -104,6 +105,32 @@ def test_two_workers_complete_one_study_on_a_journal_file(tmp_path):
     assert hp.algo_kwargs["policy_kwargs"]["features_extractor_class"] is ForecastAttentionExtractor
     assert hp.algo_kwargs["policy_kwargs"]["log_std_init"] == -1.5
     assert hp.n_timesteps == 48 and hp.algo_kwargs["learning_starts"] == 24
+
+
+#: A tiny file for each algorithm the launcher adds, with the extractor where the policy takes one.
+TINY = {
+    "ppo": "n_timesteps: 64\n  policy: 'MlpPolicy'\n  policy_kwargs: \"dict(log_std_init=-1.5, {extractor})\"",
+    "sac": "n_timesteps: 48\n  policy: 'MlpPolicy'\n  learning_starts: 24\n  buffer_size: 100\n  policy_kwargs: \"dict(log_std_init=-1.5, {extractor})\"",
+    "td3": "n_timesteps: 48\n  policy: 'MlpPolicy'\n  learning_starts: 24\n  buffer_size: 100\n  policy_kwargs: \"dict({extractor})\"",
+    "ars": "n_timesteps: 96\n  n_envs: 2\n  policy: 'LinearPolicy'\n  n_eval_episodes: 1",
+}
+DYNA = "\n  model_train_freq: 24\n  rollout_batch_size: 16\n  model_buffer_size: 100\n  model_train_samples: 100\n  world_model_kwargs: {ensemble_size: 2, net_arch: [16]}\n  model_fit_kwargs: {max_epochs: 1}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", [name for name in ALGOS if name not in rl_zoo3.ALGOS])  # those the launcher adds
+def test_each_added_algorithm_runs_a_trial_of_a_shared_study(tmp_path, algo):
+    kind = zoo_base(ALGOS[algo])
+    conf = tmp_path / f"{algo}.yml"
+    conf.write_text("Microgrid-v0:\n  " + TINY[kind].format(extractor=EXTRACTOR) + (DYNA if algo == "dyna_sac" else "") + "\n")
+    journal = str(tmp_path / "sweep.log")
+    worker = start_worker(algo, conf, journal, tmp_path, 1, 0, "--sampler", "random")
+    _, err = worker.communicate(timeout=900)
+    assert worker.returncode == 0, err[-3000:]
+    [trial] = optuna.load_study(study_name="sweep", storage=study_storage(journal)).trials
+    assert trial.state == TrialState.COMPLETE
+    model = ALGOS[algo].load(tmp_path / "trials" / "trial_0" / "best_model.zip", device="cpu")
+    assert any(isinstance(m, ForecastAttentionExtractor) for m in model.policy.modules()) == (kind != "ars")
 
 
 # ---- a real PostgreSQL server (slow) ---------------------------------------------------------------------------------
