@@ -232,11 +232,12 @@ def test_learns_on_microgrid_without_nan():
                 value_losses.append(self.logger.name_to_value["train/value_loss"])
 
     model = make_model(n_steps=256, batch_size=64, n_epochs=4)
-    model.learn(3072, callback=RecordValueLoss())
+    model.learn(6144, callback=RecordValueLoss())
     value_losses.append(model.logger.name_to_value["train/value_loss"])
 
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
     assert all(np.isfinite(v) for v in model.logger.name_to_value.values())
-    assert len(value_losses) == 12
-    # Unnormalised returns (about -40 a step from values near 0): the critics close the gap slowly but surely
-    assert np.mean(value_losses[-4:]) < 0.8 * value_losses[0]
+    assert len(value_losses) == 24
+    # Unnormalised returns (about -40 a step from values near 0): the critics close the gap slowly but surely.
+    # One update's loss swings by 20 % with its days, so four updates are compared with four.
+    assert np.mean(value_losses[-4:]) < 0.8 * np.mean(value_losses[:4])
