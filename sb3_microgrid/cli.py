@@ -320,6 +320,47 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- fit-forecast -----------------------------------------------------------------------------
+def _add_fit_forecast(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "fit-forecast", help="learn a forecast-error corrector on the training years (docs/forecast_correction.md)",
+        description="Fit how the last forecast revision predicts the current forecasts' errors (least squares on random "
+        "training days), write DIR/forecast_corrector.json, and score BASE on the corrected forecasts on validation days. "
+        "`sb3-microgrid evaluate --controller DIR` then runs it.",
+    )  # fmt: skip
+    p.add_argument("--scenario", default="campus", help="preset name or scenario YAML path (default: campus)")
+    p.add_argument("--base", default="mpc", choices=("mpc", "planner", "rule"), help="the controller that plans on the corrected forecasts (default: mpc)")
+    p.add_argument("--days", type=_positive_int, default=2048, metavar="N", help="training days to fit on (default: 2048)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the training-day draws and their forecast noise")
+    p.add_argument("--validation-days", type=int, default=30, metavar="N", help="first N validation days to score on (0: skip; default: 30)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
+    p.set_defaults(func=_fit_forecast)
+
+
+def _fit_forecast(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+    from .forecasting import CorrectedForecastController, fit_corrector
+
+    if args.validation_days < 0:
+        raise UsageError(f"--validation-days must be >= 0, got {args.validation_days}")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} exists and is not a folder")
+    corrector = fit_corrector(_scenario(args.scenario), days=args.days, seed=args.seed)
+    info = corrector.fit_info
+    print(f"fitted on {info['samples']} observations of {args.days} training days in {info['seconds']:.1f} s")
+    if args.validation_days:
+        controller = CorrectedForecastController(args.base, corrector)
+        summary = evaluate(controller, scenario=_scenario(args.scenario), split="validation", days=args.validation_days, seed=0).summary
+        info["validation"] = {key: summary[key] for key in ("days", "gap_closed", "cost_per_day", "safety_violations", "unmet_ev_kwh_per_day")}
+        print(f"validation, first {args.validation_days} days: gap closed {summary['gap_closed']:.3f}, Rs {summary['cost_per_day']:,.0f}/day")
+    try:
+        path = corrector.save(args.out, args.base)
+    except OSError as err:
+        raise UsageError(f"cannot write {args.out}: {err}") from None
+    print(f"wrote {path}")
+    return 0
+
+
 #: Subcommands, each ``add(subparsers)``.
 def _add_train(subparsers: Any) -> None:
     from .algos import ALGOS
@@ -412,7 +453,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-COMMANDS: tuple[Callable[[Any], None], ...] = (_add_evaluate, _add_plot, _add_train, _add_export, _add_serve)
+COMMANDS: tuple[Callable[[Any], None], ...] = (_add_evaluate, _add_plot, _add_train, _add_fit_forecast, _add_export, _add_serve)
 
 if __name__ == "__main__":
     sys.exit(main())

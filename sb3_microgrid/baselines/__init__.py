@@ -3,7 +3,8 @@
 ``naive`` (today's operation), ``rule`` (self-consumption, time-of-use arbitrage, least-laxity EV
 charging, peak shaving), ``mpc`` (receding-horizon LP on the agent's own noisy forecasts), ``planner``
 (the same plan by compiled dynamic programming, no LP solver), ``optimal``
-(the perfect-foresight LP, replayed through the env), any saved SB3 model and its export (``sb3-microgrid export``).
+(the perfect-foresight LP, replayed through the env), any saved SB3 model and its export (``sb3-microgrid export``),
+and a baseline on learnt forecast corrections (``sb3-microgrid fit-forecast``).
 """
 
 from __future__ import annotations
@@ -37,15 +38,23 @@ CONTROLLERS = {
 def make_controller(name: str, trust_modules: Sequence[str] = (), **kwargs: Any) -> Controller:
     """A controller by name (``naive``, ``rule``, ``mpc``, ``optimal``, ...), the path of a saved SB3
     model, optionally followed by ``:ALGO``, its registered algorithm name (``run/model.zip:twin_ppo``), or
-    an export folder (with ``manifest.json``, :class:`OnnxController`).
+    an export folder (with ``manifest.json``, :class:`OnnxController`), or a forecast-corrector folder (with
+    ``forecast_corrector.json``, :class:`~sb3_microgrid.forecasting.CorrectedForecastController`).
 
-    :param name: controller name, ``.zip`` path, ``PATH.zip:ALGO`` or export folder
+    :param name: controller name, ``.zip`` path, ``PATH.zip:ALGO``, export folder or forecast-corrector folder
     :param trust_modules: the user's own modules the run's ``env_wrapper`` entries may come from, as when
         it was trained (``--trust-module``)
     :param kwargs: passed to the controller's constructor
     """
     if name in CONTROLLERS:
         return CONTROLLERS[name](**kwargs)
+    from ..forecasting import CORRECTOR_FILE, CorrectedForecastController  # here: forecasting builds its base from this module
+
+    if (Path(name) / CORRECTOR_FILE).is_file():
+        given = sorted(key for key, value in kwargs.items() if value is not None)
+        if given:
+            raise ValueError(f"{name} is a forecast-corrector folder: it names its base controller; do not pass {given}")
+        return CorrectedForecastController.load(name)
     if (Path(name) / MANIFEST).is_file():
         given = sorted(key for key, value in kwargs.items() if value is not None)
         if given:
@@ -59,7 +68,8 @@ def make_controller(name: str, trust_modules: Sequence[str] = (), **kwargs: Any)
     if path.endswith(".zip") or Path(path).exists():
         return _with_wrappers(SB3Controller(path, **kwargs), run_env_wrappers(path, trust_modules))
     raise ValueError(
-        f"unknown controller {name!r}: use one of {sorted(CONTROLLERS)}, the path of a saved model (.zip[:ALGO]) or an export folder (with {MANIFEST})"
+        f"unknown controller {name!r}: use one of {sorted(CONTROLLERS)}, the path of a saved model (.zip[:ALGO]), an export folder "
+        f"(with {MANIFEST}) or a forecast-corrector folder (with {CORRECTOR_FILE})"
     )
 
 

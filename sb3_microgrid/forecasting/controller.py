@@ -1,0 +1,52 @@
+"""A baseline controller that plans on corrected forecasts (:class:`~.correction.ForecastCorrector`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..baselines import CONTROLLERS, Controller, make_controller
+from ..envs import MicrogridEnv
+from .correction import ForecastCorrector
+
+
+class CorrectedForecastController:
+    """``base`` acting on observations whose forecast rows the corrector has corrected with what the
+    previous observation revealed; the first step of an episode, with no previous observation, is left as it is.
+
+    :param base: the controller that reads the forecasts (a baseline name such as ``planner`` or ``mpc``, or
+        a :class:`~sb3_microgrid.baselines.Controller`)
+    :param corrector: the fitted corrector
+    :param name: the label in tables
+    """
+
+    def __init__(self, base: str | Controller, corrector: ForecastCorrector, name: str | None = None) -> None:
+        if isinstance(base, str) and base not in CONTROLLERS:
+            raise ValueError(f"base must be one of {sorted(CONTROLLERS)} or a Controller object, got {base!r}")
+        self.base = make_controller(base) if isinstance(base, str) else base
+        self.corrector = corrector
+        self.name = name or f"{self.base.name}+corrected forecasts"
+        self._previous: np.ndarray | None = None
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "CorrectedForecastController":
+        """The controller a folder written by ``sb3-microgrid fit-forecast`` describes."""
+        corrector, base = ForecastCorrector.load(folder)
+        return cls(base, corrector)
+
+    def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
+        if env.obs_layout != self.corrector.layout:
+            raise ValueError(f"the corrector was fitted on observation layout {self.corrector.layout}, the env has {env.obs_layout}")
+        self._layout = env.obs_layout
+        self._previous = None
+        self.base.reset(env, obs)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        lay = self._layout
+        window = obs[lay.window].reshape(lay.window_shape)
+        if self._previous is not None:
+            obs = obs.copy()
+            obs[lay.window] = self.corrector.correct(self._previous[None], window[None])[0].ravel()
+        self._previous = window.copy()
+        return self.base.act(obs)

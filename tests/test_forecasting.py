@@ -1,0 +1,154 @@
+"""The forecast-error corrector and the controllers that plan on its corrections."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sb3_microgrid.baselines import PlannerController, make_controller
+from sb3_microgrid.cli import main
+from sb3_microgrid.envs import MicrogridEnv
+from sb3_microgrid.evaluation import evaluate
+from sb3_microgrid.forecasting import CORRECTOR_FILE, CorrectedForecastController, ForecastCorrector, collect_windows, fit_corrector, revealed_errors
+
+
+@pytest.fixture(scope="module")
+def corrector() -> ForecastCorrector:
+    return fit_corrector("campus", days=256, seed=0)
+
+
+def test_revealed_errors_are_the_revisions():
+    """Forecasts x * (1 + R_l): entry 0 is the last lead-0 forecast against its measurement, entry k the
+    previous lead-k forecast against the current lead-(k-1) one."""
+    h, f = 2, 4
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(1.0, 2.0, size=h + f + 1)  # steps t-1-h .. t+f-1
+    err_prev, err_now = rng.uniform(-0.2, 0.2, size=f), rng.uniform(-0.2, 0.2, size=f)
+    previous = np.r_[truth[: h], truth[h : h + f] * (1 + err_prev)][None, :, None]
+    current = np.r_[truth[1 : h + 1], truth[h + 1 : h + 1 + f] * (1 + err_now)][None, :, None]
+    revealed = revealed_errors(previous, current, h)[0, :, 0]
+    assert revealed[0] == pytest.approx(err_prev[0])  # lead-0 forecast of t-1 against its measurement
+    np.testing.assert_allclose(revealed[1:], (1 + err_prev[1:]) / (1 + err_now[:-1]) - 1)
+
+
+def test_perfect_forecasts_reveal_nothing_and_stay_as_they_are(corrector):
+    windows, previous, truth, layout = collect_windows("campus", 64, seed=1)
+    h = layout.history_steps
+    exact_prev, exact_now = previous.copy(), windows.copy()
+    # replace the forecast rows of both windows by the truth
+    exact_now[:, h:] = truth
+    exact_prev[:, h + 1 :] = truth[:, :-1]
+    exact_prev[:, h] = windows[:, h - 1]
+    assert np.abs(revealed_errors(exact_prev, exact_now, h)).max() < 1e-6
+    np.testing.assert_allclose(corrector.correct(exact_prev, exact_now), exact_now, atol=1e-6)
+
+
+def test_fitted_corrector_lowers_the_error_of_near_forecasts_on_validation_days(corrector):
+    windows, previous, truth, layout = collect_windows("campus", 64, seed=5, split="validation")
+    h = layout.history_steps
+    raw = np.abs(windows[:, h:] - truth)
+    corrected = np.abs(corrector.correct(previous, windows)[:, h:] - truth)
+    # persistence is strongest one step ahead: most of the error there is predictable
+    assert corrected[:, :4].mean() < 0.8 * raw[:, :4].mean()
+    assert corrected.mean() < raw.mean()
+
+
+def test_a_zero_corrector_leaves_the_base_controller_unchanged():
+    env = MicrogridEnv(split="test")
+    lay = env.obs_layout
+    zero = ForecastCorrector(lay, np.zeros((len(lay.window_names), lay.forecast_steps, lay.forecast_steps)))
+    wrapped, base = CorrectedForecastController(PlannerController(), zero), PlannerController()
+    obs, _ = env.reset(seed=0, options={"day": "2024-02-01"})
+    wrapped.reset(env, obs)
+    base.reset(env, obs)
+    for _ in range(8):
+        action = wrapped.act(obs)
+        np.testing.assert_array_equal(action, base.act(obs))
+        obs, *_ = env.step(action)
+
+
+def test_the_fitted_corrector_changes_what_the_base_sees(corrector):
+    seen = []
+
+    class Recorder(PlannerController):
+        def act(self, obs):
+            seen.append(obs.copy())
+            return super().act(obs)
+
+    env = MicrogridEnv(split="validation")
+    controller = CorrectedForecastController(Recorder(), corrector)
+    obs, _ = env.reset(seed=0)
+    controller.reset(env, obs)
+    raw = [obs]
+    for _ in range(3):
+        obs, *_ = env.step(controller.act(obs))
+        raw.append(obs)
+    np.testing.assert_array_equal(seen[0], raw[0])  # no previous observation at the first step
+    assert any(not np.allclose(s, r) for s, r in zip(seen[1:], raw[1:3]))
+
+
+def test_save_load_round_trip_and_make_controller(corrector, tmp_path):
+    corrector.save(tmp_path, "planner")
+    loaded, base = ForecastCorrector.load(tmp_path)
+    assert base == "planner" and loaded.layout == corrector.layout
+    np.testing.assert_array_equal(loaded.weights, corrector.weights)
+    controller = make_controller(str(tmp_path))
+    assert isinstance(controller, CorrectedForecastController) and isinstance(controller.base, PlannerController)
+    with pytest.raises(ValueError, match="forecast-corrector folder"):
+        make_controller(str(tmp_path), algo="ppo")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r: r.update(weights=[[1.0]]), "shape"),
+        (lambda r: r["weights"][0][0].__setitem__(0, "nan"), "not a forecast corrector"),
+        (lambda r: r.update(base="runs/x/model.zip"), "base must be one of"),
+        (lambda r: r.pop("layout"), "not a forecast corrector"),
+    ],
+    ids=["shape", "nan", "base_path", "no_layout"],
+)
+def test_a_bad_corrector_file_is_named(corrector, tmp_path, change, message):
+    corrector.save(tmp_path, "mpc")
+    record = json.loads((tmp_path / CORRECTOR_FILE).read_text())
+    change(record)
+    (tmp_path / CORRECTOR_FILE).write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=message):
+        CorrectedForecastController.load(tmp_path)
+
+
+def test_a_corrector_of_another_layout_is_refused_at_reset(corrector):
+    env = MicrogridEnv(scenario={"forecast": {"forecast_steps": 12}})
+    controller = CorrectedForecastController("planner", corrector)
+    obs, _ = env.reset(seed=0)
+    with pytest.raises(ValueError, match="observation layout"):
+        controller.reset(env, obs)
+
+
+def test_fit_arguments_are_checked():
+    with pytest.raises(ValueError, match="days"):
+        fit_corrector("campus", days=0)
+    with pytest.raises(ValueError, match="ridge"):
+        fit_corrector("campus", days=64, ridge=-1.0)
+
+
+def test_cli_fit_forecast_then_evaluate(tmp_path, capsys):
+    out = tmp_path / "corrector"
+    assert main(["fit-forecast", "--days", "64", "--validation-days", "2", "--base", "planner", "--out", str(out)]) == 0
+    record = json.loads((out / CORRECTOR_FILE).read_text())
+    assert record["base"] == "planner" and record["fit"]["validation"]["days"] == 2
+    assert main(["evaluate", "--controller", str(out), "--split", "validation", "--days", "2"]) == 0
+    assert "gap closed" in capsys.readouterr().out
+    (tmp_path / "file").write_text("x")
+    assert main(["fit-forecast", "--days", "64", "--out", str(tmp_path / "file")]) == 2
+
+
+@pytest.mark.slow
+def test_mpc_on_corrected_forecasts_beats_mpc_on_validation_days():
+    corrector = fit_corrector("campus", days=1024, seed=0)
+    learned = evaluate(CorrectedForecastController("mpc", corrector), scenario="campus", split="validation", days=20, seed=0).summary
+    plain = evaluate("mpc", scenario="campus", split="validation", days=20, seed=0).summary
+    assert learned["gap_closed"] > plain["gap_closed"] + 0.02
+    assert learned["safety_violations"] == 0 and learned["unmet_ev_kwh_per_day"] <= plain["unmet_ev_kwh_per_day"] + 1e-9
