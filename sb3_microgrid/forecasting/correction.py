@@ -144,10 +144,11 @@ def collect_windows(scenario: str | Scenario | dict, days: int, seed: int, split
     """Successive observed windows of random days of ``split`` and the true values of their forecast rows.
 
     Forecasts do not depend on the actions, so the microgrids idle. Every step but an episode's first gives
-    one sample.
+    one sample. ``days`` is rounded up to a multiple of ``min(n_envs, days)``.
 
     :return: ``(windows, previous, truth, layout)`` as :meth:`ForecastCorrector.fit` takes them
     """
+    n_envs = min(n_envs, days)
     venv = MicrogridVecEnv(n_envs, scenario=scenario, split=split, seed=seed, step_infos=False)
     core, lay = venv.core, venv.obs_layout
     h, f = lay.history_steps, lay.forecast_steps
@@ -171,7 +172,7 @@ def fit_corrector(scenario: str | Scenario | dict = "campus", days: int = 2048, 
     """Fit a :class:`ForecastCorrector` on ``days`` random days of the training years.
 
     :param scenario: preset name, YAML path, mapping or :class:`~sb3_microgrid.scenario.Scenario`
-    :param days: training days to draw (rounded up to a multiple of 64)
+    :param days: training days to draw (rounded up to a multiple of 64 above 64)
     :param seed: seed of the day draws and forecast noise
     :param ridge: Tikhonov weight (:meth:`ForecastCorrector.fit`)
     """
@@ -181,6 +182,8 @@ def fit_corrector(scenario: str | Scenario | dict = "campus", days: int = 2048, 
         raise ValueError(f"ridge must be a number in [0, 1000], got {ridge!r}")
     sc = load_scenario(scenario)
     start = time.perf_counter()
-    corrector = ForecastCorrector.fit(*collect_windows(sc, days, seed), ridge, scenario=sc.name, days=days, seed=seed)
+    windows, previous, truth, layout = collect_windows(sc, days, seed)
+    simulated = windows.shape[0] // (sc.episode_steps - 1) * sc.episode_steps
+    corrector = ForecastCorrector.fit(windows, previous, truth, layout, ridge, scenario=sc.name, days=days, seed=seed, env_steps=simulated)
     corrector.fit_info["seconds"] = time.perf_counter() - start
     return corrector
