@@ -65,9 +65,10 @@ def test_observation_from_measurements_is_the_envs(scenario, days):
 
 
 def test_env_and_site_controller_run_one_supervisor():
-    """The same compiled function, and on the env's state it lets through exactly what the env's step does, for
+    """The same compiled functions, and on the env's state they let through exactly what the env's step does, for
     actions inside and outside the box, NaN and inf included."""
-    assert supervision.project is supervisor.project is kernel.project
+    for name in ("project", "battery_range", "port_range"):
+        assert getattr(supervision, name) is getattr(supervisor, name) is getattr(kernel, name), name
     env = MicrogridEnv(scenario=VARIANT, split="test")
     site, rng = EnvSite(env), np.random.default_rng(1)
     dt_h = env.scenario.step_hours
