@@ -212,3 +212,13 @@ def test_a_run_with_a_wrapper_of_the_users_own_evaluates_with_trust_module(tmp_p
     evaluate = ["evaluate", "--controller", str(run / "model.zip"), "--days", "1", "--no-reference"]
     assert main(evaluate) == 2  # the run names a class of an untrusted module
     assert main([*evaluate, "--trust-module", "mywrappers"]) == 0
+
+
+def test_building_the_parser_loads_no_training_stack():
+    """Every command builds every subparser; `serve` must run without torch and SB3 (docs/deploy.md)."""
+    import subprocess
+    import sys
+
+    code = "import sys; from sb3_microgrid.cli import build_parser; build_parser(); print(sorted(m for m in ('torch', 'stable_baselines3', 'sb3_contrib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
