@@ -90,7 +90,7 @@ def figure(scenario: str, result: dict[str, Any], ppo: dict[str, Any] | None, pa
         if ppo is not None:
             hist = ppo["history"]
             xs = [h["steps"] if x_key == "env_steps" else h["minutes"] * 60 for h in hist]
-            ax.plot(np.maximum(xs, 1), [h["gap_closed"] for h in hist], "-", color="C2", label="plain ppo.yml (one seed)")
+            ax.plot(np.maximum(xs, 1), [h["gap_closed"] for h in hist], "-", color="C2", label="plain ppo.yml (one seed; its first 30 validation days)")
         for name, style in (("rule", ":"), ("mpc", "--"), ("planner", "-.")):
             ax.axhline(result["raw_validation"][name]["gap_closed"], color="grey", linestyle=style, label=f"{name} (raw forecasts)")
         ax.axhline(1.0, color="black", linewidth=0.8, label="perfect-foresight optimum")
