@@ -330,7 +330,7 @@ def _add_fit_forecast(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("--scenario", default="campus", help="preset name or scenario YAML path (default: campus)")
     p.add_argument("--base", default="mpc", choices=("mpc", "planner", "rule"), help="the controller that plans on the corrected forecasts (default: mpc)")
-    p.add_argument("--days", type=_positive_int, default=2048, metavar="N", help="training days to fit on (default: 2048)")
+    p.add_argument("--days", type=_positive_int, default=4096, metavar="N", help="training days to fit on (default: 4096; the validation curve is flat from 256)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training-day draws and their forecast noise")
     p.add_argument("--validation-days", type=int, default=30, metavar="N", help="first N validation days to score on (0: skip; default: 30)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")

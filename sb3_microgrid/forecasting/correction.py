@@ -168,7 +168,7 @@ def collect_windows(scenario: str | Scenario | dict, days: int, seed: int, split
     return np.concatenate(windows), np.concatenate(previous), np.concatenate(truth), lay
 
 
-def fit_corrector(scenario: str | Scenario | dict = "campus", days: int = 2048, seed: int = 0, ridge: float = 1e-3) -> ForecastCorrector:
+def fit_corrector(scenario: str | Scenario | dict = "campus", days: int = 4096, seed: int = 0, ridge: float = 1e-3) -> ForecastCorrector:
     """Fit a :class:`ForecastCorrector` on ``days`` random days of the training years.
 
     :param scenario: preset name, YAML path, mapping or :class:`~sb3_microgrid.scenario.Scenario`
