@@ -4,9 +4,10 @@ against the training data and the fitting time, the validation-selected setting 
 Per scenario and seed, a corrector is fitted on each number of training days of ``--sizes`` (the seed draws
 the days and their forecast noise) and MPC and the planner on its corrections are scored on the first
 ``--val-days`` validation days. The (base, size) with the best mean validation score over the seeds is then
-scored on the test year for every seed, beside rule, MPC and the planner on their raw forecasts on the same
-days with the same noise (``evaluate``'s seed 0, as in ``baseline_costs.py``). Settings are chosen on
-validation days only; the test year is used once.
+scored on the test year for every seed s with the test year's forecast noise drawn from seed s, beside MPC on
+the raw forecasts under the same noise (paired), and rule, MPC and the planner under seed 0 (the days and
+noise of ``baseline_costs.py``). Settings are chosen on validation days only; the test year is used for the
+selected setting only.
 
 Results: ``benchmarks/results/<--name>.{json,md}`` and ``docs/<--name>_<scenario>.png``. ``--ppo-json`` adds
 a ``learned_control.py`` run's validation curve (plain ``ppo.yml``) to the figure of its scenario.
@@ -43,8 +44,8 @@ RAW = ("rule", "mpc", "planner")
 KPIS = ("gap_closed", "cost_per_day", "safety_violations", "unmet_ev_kwh_per_day")
 
 
-def score(controller: Any, scenario: str, split: str, days: int | None) -> dict[str, float]:
-    summary = evaluate(controller, scenario=scenario, split=split, days=days, seed=0).summary
+def score(controller: Any, scenario: str, split: str, days: int | None, seed: int = 0) -> dict[str, float]:
+    summary = evaluate(controller, scenario=scenario, split=split, days=days, seed=seed).summary
     return {key: summary[key] for key in KPIS}
 
 
@@ -62,16 +63,22 @@ def run_scenario(scenario: str, args: argparse.Namespace) -> dict[str, Any]:
     mean = {(base, size): np.mean([r["gap_closed"] for r in curve if r["base"] == base and r["days"] == size]) for base in BASES for size in args.sizes}
     base, size = max(mean, key=mean.get)
     raw_validation = {name: score(name, scenario, "validation", args.val_days) for name in RAW}
-    test = []
+    # Seed s: the corrector fitted with fit seed s, scored on the test year under forecast noise seed s, beside MPC
+    # on the raw forecasts under the same noise: five replicates of training data and evaluation noise, paired.
+    test, paired_mpc = [], []
     for seed in range(args.seeds):
-        test.append({"seed": seed, **score(CorrectedForecastController(base, fitted[seed, size]), scenario, "test", args.test_days)})
-        print(scenario, "test", test[-1], flush=True)
-    raw_test = {name: score(name, scenario, "test", args.test_days) for name in RAW}
-    gap, half = ci95([r["gap_closed"] for r in test])
+        test.append({"seed": seed, **score(CorrectedForecastController(base, fitted[seed, size]), scenario, "test", args.test_days, seed)})
+        paired_mpc.append({"seed": seed, **score("mpc", scenario, "test", args.test_days, seed)})
+        print(scenario, "test", test[-1], paired_mpc[-1], flush=True)
+    raw_test = {name: score(name, scenario, "test", args.test_days) for name in RAW if name != "mpc"} | {"mpc": {k: v for k, v in paired_mpc[0].items() if k != "seed"}}
+    gaps = [r["gap_closed"] for r in test]
+    mpc_gaps = [r["gap_closed"] for r in paired_mpc]
     return {
         "selected": {"base": base, "days": size, "validation_mean_gap_closed": mean[base, size]},
-        "validation_curve": curve, "raw_validation": raw_validation, "test": test, "raw_test": raw_test,
-        "test_gap_closed": {"mean": gap, "ci95_half_width": half},
+        "validation_curve": curve, "raw_validation": raw_validation, "test": test, "paired_mpc": paired_mpc, "raw_test": raw_test,
+        "test_gap_closed": dict(zip(("mean", "ci95_half_width"), ci95(gaps))),
+        "paired_mpc_gap_closed": dict(zip(("mean", "ci95_half_width"), ci95(mpc_gaps))),
+        "gain_over_mpc": dict(zip(("mean", "ci95_half_width"), ci95([g - m for g, m in zip(gaps, mpc_gaps)]))),
         "fit_seconds_selected": [r["fit_seconds"] for r in curve if r["base"] == base and r["days"] == size],
     }  # fmt: skip
 
@@ -132,16 +139,23 @@ def main() -> None:
         figure(scenario, result, ppo_runs.get(scenario), DOCS / f"{args.name}_{scenario}.png")
     meta = run_metadata(minutes=(time.perf_counter() - start) / 60)
     lines = ["# Learned forecast correction under MPC and the planner", "", f"Command: `{meta['command']}` ({meta['time']}, {meta['minutes']:.0f} min).", ""]
-    lines += ["| scenario | selected on validation | fit (s, median) | test gap closed, mean ± 95 % CI | per seed | MPC | planner | rule | violations | unmet EV kWh/day (max) |",
-              "|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines += ["Seed s: fit seed s and test-year forecast noise seed s, MPC on the raw forecasts under the same noise (paired).", "",
+              "| scenario | selected on validation | fit (s, median) | test gap closed, mean ± 95 % CI | MPC, same noise | gain over MPC | per seed (learned / MPC) | violations | unmet EV kWh/day (max, learned / MPC) |",
+              "|---|---|---:|---:|---:|---:|---|---:|---:|"]  # fmt: skip
     for scenario, r in results.items():
-        sel, tg, raw = r["selected"], r["test_gap_closed"], r["raw_test"]
+        sel, tg, pm, gain = r["selected"], r["test_gap_closed"], r["paired_mpc_gap_closed"], r["gain_over_mpc"]
+        per_seed = ", ".join(f"{t['gap_closed']:.3f} / {m['gap_closed']:.3f}" for t, m in zip(r["test"], r["paired_mpc"]))
         lines.append(
             f"| {scenario} | {sel['base']} on a corrector of {sel['days']} days (validation {sel['validation_mean_gap_closed']:.3f}) "
-            f"| {np.median(r['fit_seconds_selected']):.1f} | {tg['mean']:.3f} ± {tg['ci95_half_width']:.3f} "
-            f"| {', '.join(format(t['gap_closed'], '.3f') for t in r['test'])} | {raw['mpc']['gap_closed']:.3f} | {raw['planner']['gap_closed']:.3f} "
-            f"| {raw['rule']['gap_closed']:.3f} | {max(t['safety_violations'] for t in r['test']):.0f} | {max(t['unmet_ev_kwh_per_day'] for t in r['test']):.2g} |"
+            f"| {np.median(r['fit_seconds_selected']):.1f} | {tg['mean']:.3f} ± {tg['ci95_half_width']:.3f} | {pm['mean']:.3f} ± {pm['ci95_half_width']:.3f} "
+            f"| {gain['mean']:+.3f} ± {gain['ci95_half_width']:.3f} | {per_seed} | {max(t['safety_violations'] for t in r['test']):.0f} "
+            f"| {max(t['unmet_ev_kwh_per_day'] for t in r['test']):.2g} / {max(m['unmet_ev_kwh_per_day'] for m in r['paired_mpc']):.2g} |"
         )
+    lines += ["", "Raw baselines on the test year with noise seed 0 (the days and noise of `baseline_costs.py`):", "",
+              "| scenario | rule | MPC | planner | learned, seed 0 |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for scenario, r in results.items():
+        raw = r["raw_test"]
+        lines.append(f"| {scenario} | {raw['rule']['gap_closed']:.3f} | {raw['mpc']['gap_closed']:.3f} | {raw['planner']['gap_closed']:.3f} | {r['test'][0]['gap_closed']:.3f} |")
     lines += ["", "Validation curve (mean over seeds, first validation days):", "", "| scenario | base | days | env steps | fit s | gap closed |", "|---|---|---:|---:|---:|---:|"]
     for scenario, r in results.items():
         for base in BASES:

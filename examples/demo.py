@@ -76,7 +76,8 @@ def main() -> None:
     day = split_dates(scenario, "test", args.days)[-1]
     env = MicrogridEnv(scenario=scenario, split="test")
     makers = (("MPC on learned corrections", lambda: CorrectedForecastController("mpc", corrector)), ("optimal", lambda: make_controller("optimal")))
-    traces = {name: run_day(make(), env, day, args.seed)[1] for name, make in makers}
+    # evaluate() runs day i with seed + i: the same forecast noise here as in the table
+    traces = {name: run_day(make(), env, day, args.seed + args.days - 1)[1] for name, make in makers}
     figure = plot_dispatch(traces, scenario, args.out / f"dispatch_{day}.png", title=f"Campus, {day}")
     print(f"\nDispatch of {day}, the learned controller beside the optimum: {figure}")
 

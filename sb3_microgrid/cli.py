@@ -79,7 +79,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     evaluate and plot."""
     p.add_argument(
         "--controller", action="append", required=True, metavar="NAME",
-        help="naive, rule, mpc, optimal, a saved SB3 model, PATH.zip or PATH.zip:ALGO, or an export folder DIR (sb3-microgrid export); "
+        help="naive, rule, mpc, planner, optimal, a saved SB3 model, PATH.zip or PATH.zip:ALGO, an export folder DIR "
+        "(sb3-microgrid export) or a forecast-corrector folder DIR (sb3-microgrid fit-forecast); "
         "repeat or separate with commas for several",
     )  # fmt: skip
     p.add_argument(
@@ -268,14 +269,21 @@ def _check_writable(path: Path) -> None:
         raise UsageError(f"no directory {path.parent} for {path}")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _date(text: str) -> str:
@@ -329,10 +337,10 @@ def _add_fit_forecast(subparsers: Any) -> None:
         "`sb3-microgrid evaluate --controller DIR` then runs it.",
     )  # fmt: skip
     p.add_argument("--scenario", default="campus", help="preset name or scenario YAML path (default: campus)")
-    p.add_argument("--base", default="mpc", choices=("mpc", "planner", "rule"), help="the controller that plans on the corrected forecasts (default: mpc)")
+    p.add_argument("--base", default="mpc", choices=("mpc", "planner", "rule"), help="the baseline that plans on the corrected forecasts (default: mpc)")
     p.add_argument("--days", type=_positive_int, default=4096, metavar="N", help="training days to fit on (default: 4096; the validation curve is flat from 256)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the training-day draws and their forecast noise")
-    p.add_argument("--validation-days", type=int, default=30, metavar="N", help="first N validation days to score on (0: skip; default: 30)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="fit seed: the training-day draws and their forecast noise")
+    p.add_argument("--validation-days", type=_non_negative_int, default=30, metavar="N", help="first N validation days to score on (0: skip; default: 30)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
     p.set_defaults(func=_fit_forecast)
 
@@ -341,18 +349,16 @@ def _fit_forecast(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
     from .forecasting import CorrectedForecastController, fit_corrector
 
-    if args.validation_days < 0:
-        raise UsageError(f"--validation-days must be >= 0, got {args.validation_days}")
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} exists and is not a folder")
     corrector = fit_corrector(_scenario(args.scenario), days=args.days, seed=args.seed)
     info = corrector.fit_info
-    print(f"fitted on {info['samples']} observations of {args.days} training days in {info['seconds']:.1f} s")
+    print(f"fitted on {info['samples']} observations of {info['days']} training days (drawn with replacement) in {info['seconds']:.1f} s")
     if args.validation_days:
         controller = CorrectedForecastController(args.base, corrector)
         summary = evaluate(controller, scenario=_scenario(args.scenario), split="validation", days=args.validation_days, seed=0).summary
         info["validation"] = {key: summary[key] for key in ("days", "gap_closed", "cost_per_day", "safety_violations", "unmet_ev_kwh_per_day")}
-        print(f"validation, first {args.validation_days} days: gap closed {summary['gap_closed']:.3f}, Rs {summary['cost_per_day']:,.0f}/day")
+        print(f"validation, first {summary['days']} days: gap closed {summary['gap_closed']:.3f}, Rs {summary['cost_per_day']:,.0f}/day")
     try:
         path = corrector.save(args.out, args.base)
     except OSError as err:

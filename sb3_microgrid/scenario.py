@@ -238,7 +238,7 @@ class ForecastConfig(_Validated):
     load_noise: float = _f(0.05, 0, 2, doc="relative error of the load forecast at the longest lead")
     price_noise: float = _f(0.10, 0, 2, doc="relative error of the price forecast at the longest lead")
     emission_noise: float = _f(0.05, 0, 2, doc="relative error of the emission-factor forecast at the longest lead")
-    error_autocorrelation: float = _f(0.8, 0, 1, lo_open=False, doc="AR(1) coefficient of the error path from hour to hour")
+    error_autocorrelation: float = _f(0.8, 0, 1, lo_open=False, doc="AR(1) coefficient of each error path from one target step to the next")
 
     def _check(self) -> None:
         if self.error_autocorrelation >= 1:

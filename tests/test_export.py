@@ -362,7 +362,7 @@ def test_a_folder_that_is_not_an_export_is_refused(ppo, tmp_path):
     for message, folder in cases.items():
         with pytest.raises(ManifestError, match=message):
             OnnxPolicy(folder)
-    with pytest.raises(ValueError, match="export folder: its algorithm and statistics are in its graph"):
+    with pytest.raises(ValueError, match="controller folder: its base controller or algorithm and statistics are in its files"):
         make_controller(str(ppo[1]), vecnormalize="stats.pkl")
 
 

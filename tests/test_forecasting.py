@@ -9,9 +9,18 @@ import pytest
 
 from sb3_microgrid.baselines import PlannerController, make_controller
 from sb3_microgrid.cli import main
-from sb3_microgrid.envs import MicrogridEnv
+from sb3_microgrid.envs import MicrogridEnv, observation_layout
 from sb3_microgrid.evaluation import evaluate
-from sb3_microgrid.forecasting import CORRECTOR_FILE, CorrectedForecastController, ForecastCorrector, collect_windows, fit_corrector, revealed_errors
+from sb3_microgrid.forecasting import (
+    CORRECTOR_FILE,
+    CorrectedForecastController,
+    ForecastCorrector,
+    collect_windows,
+    fit_corrector,
+    noise_signature,
+    revealed_errors,
+)
+from sb3_microgrid.scenario import load_scenario
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +67,7 @@ def test_fitted_corrector_lowers_the_error_of_near_forecasts_on_validation_days(
 def test_a_zero_corrector_leaves_the_base_controller_unchanged():
     env = MicrogridEnv(split="test")
     lay = env.obs_layout
-    zero = ForecastCorrector(lay, np.zeros((len(lay.window_names), lay.forecast_steps, lay.forecast_steps)))
+    zero = ForecastCorrector(lay, np.zeros((len(lay.window_names), lay.forecast_steps, lay.forecast_steps)), noise_signature(env.scenario))
     wrapped, base = CorrectedForecastController(PlannerController(), zero), PlannerController()
     obs, _ = env.reset(seed=0, options={"day": "2024-02-01"})
     wrapped.reset(env, obs)
@@ -96,19 +105,25 @@ def test_save_load_round_trip_and_make_controller(corrector, tmp_path):
     np.testing.assert_array_equal(loaded.weights, corrector.weights)
     controller = make_controller(str(tmp_path))
     assert isinstance(controller, CorrectedForecastController) and isinstance(controller.base, PlannerController)
-    with pytest.raises(ValueError, match="forecast-corrector folder"):
-        make_controller(str(tmp_path), algo="ppo")
+    with pytest.raises(ValueError, match="controller folder"):
+        make_controller(str(tmp_path), algo="ppo")  # a controller folder names its own base
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda r: r.update(weights=[[1.0]]), "shape"),
-        (lambda r: r["weights"][0][0].__setitem__(0, "nan"), "not a forecast corrector"),
-        (lambda r: r.update(base="runs/x/model.zip"), "base must be one of"),
-        (lambda r: r.pop("layout"), "not a forecast corrector"),
+        (lambda r: r.update(weights=[[1.0]]), "'weights'.*shape"),
+        (lambda r: r["weights"][0][0].__setitem__(0, "nan"), "'weights'"),
+        (lambda r: r["weights"][0].__setitem__(0, [1.0]), "'weights'"),
+        (lambda r: r.update(base="runs/x/model.zip"), "'base' must be one of"),
+        (lambda r: r.update(base="optimal"), "'base' must be one of"),
+        (lambda r: r.pop("layout"), "'layout' must be an object"),
+        (lambda r: r["layout"].update(history_steps=float("inf")), "'layout' is not an observation layout"),
+        (lambda r: r.update(fit="abc"), "'fit' must be an object"),
+        (lambda r: r.update(format=2), "'format' must be 1"),
+        (lambda r: r.pop("signature"), "'signature' must be an object"),
     ],
-    ids=["shape", "nan", "base_path", "no_layout"],
+    ids=["shape", "nan", "ragged", "base_path", "base_optimal", "no_layout", "infinite_steps", "fit", "format", "no_signature"],
 )
 def test_a_bad_corrector_file_is_named(corrector, tmp_path, change, message):
     corrector.save(tmp_path, "mpc")
@@ -119,12 +134,66 @@ def test_a_bad_corrector_file_is_named(corrector, tmp_path, change, message):
         CorrectedForecastController.load(tmp_path)
 
 
-def test_a_corrector_of_another_layout_is_refused_at_reset(corrector):
-    env = MicrogridEnv(scenario={"forecast": {"forecast_steps": 12}})
+@pytest.mark.parametrize(
+    "text, message",
+    [("[1, 2]", "expected a JSON object"), ("{", "not JSON"), ("[" * 100_000 + "]" * 100_000, "not JSON"), (b"\xff\xfe", "cannot read")],
+    ids=["array", "truncated", "deeply_nested", "not_utf8"],
+)
+def test_a_file_that_is_not_a_corrector_is_named(tmp_path, text, message):
+    target = tmp_path / CORRECTOR_FILE
+    target.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ValueError, match=message):
+        ForecastCorrector.load(tmp_path)
+
+
+def test_save_refuses_a_base_that_does_not_plan_on_forecasts(corrector, tmp_path):
+    with pytest.raises(ValueError, match="base must be one of"):
+        corrector.save(tmp_path, "optimal")
+
+
+@pytest.mark.parametrize(
+    "scenario, message",
+    [
+        ({"forecast": {"forecast_steps": 12}}, "observation layout"),
+        ({"forecast": {"load_noise": 0.2}}, "other forecast errors"),
+        ("campus_tod", "other forecast errors"),
+    ],
+    ids=["layout", "noise", "tariff"],
+)
+def test_a_corrector_of_other_forecasts_is_refused_at_reset(corrector, scenario, message):
+    env = MicrogridEnv(scenario=scenario)
     controller = CorrectedForecastController("planner", corrector)
     obs, _ = env.reset(seed=0)
-    with pytest.raises(ValueError, match="observation layout"):
+    with pytest.raises(ValueError, match=message):
         controller.reset(env, obs)
+
+
+def test_fit_recovers_known_persistence():
+    """Synthetic revisions whose next error is 0.6 times the revealed one (lead 0 on entry 1): the fit finds it."""
+    scenario = load_scenario("campus")
+    lay = observation_layout(scenario)
+    h, f, s = lay.history_steps, lay.forecast_steps, len(lay.window_names)
+    rng = np.random.default_rng(0)
+    n = 4000
+    truth = rng.uniform(1.0, 2.0, size=(n, f, s))
+    previous = rng.uniform(1.0, 2.0, size=(n, h + f, s))
+    revealed_1 = rng.normal(0.0, 0.05, size=(n, s))  # the previous lead-1 forecast against the current lead-0 one
+    current = np.empty_like(previous)
+    current[:, :h] = previous[:, :h]
+    current[:, h - 1] = previous[:, h]  # entry 0 reveals nothing
+    current[:, h:] = truth * (1.0 + 0.6 * revealed_1[:, None, :] * (np.arange(f) == 0)[None, :, None])
+    previous[:, h + 1] = current[:, h] * (1.0 + revealed_1)
+    fitted = ForecastCorrector.fit([(current, previous, truth)], lay, noise_signature(scenario), ridge=1e-6)
+    np.testing.assert_allclose(fitted.weights[:, 0, 1], 0.6, atol=0.02)
+    assert np.abs(fitted.weights[:, 1:, :]).max() < 0.05
+
+
+def test_fit_seeds_draw_disjoint_days_and_noise():
+    a = collect_windows("campus", 64, seed=0)[0]
+    b = collect_windows("campus", 64, seed=1)[0]
+    # with MicrogridVecEnv's seed + i, seeds 0 and 1 would share 63 of their 64 microgrids' streams
+    shared = sum(any(np.array_equal(x, y) for y in b[:64]) for x in a[:64])
+    assert shared == 0
 
 
 def test_fit_arguments_are_checked():

@@ -55,9 +55,10 @@ def forecast_error(white: np.ndarray, rho: float, truth: np.ndarray, sigma: np.n
 
     ``out[m, tau, l, s] = truth * sigma * sqrt(1 / F) * (u_0 + ... + u_l)[tau]``, each ``u_k`` a unit-variance
     AR(1) path along the target steps. The error at lead ``l`` has the variance ``(l + 1) / F`` of the one at
-    the longest lead, and a forecast revised one lead closer drops one increment: a revision says what the
-    newer forecast learnt, never what the remaining error is (the same ``u`` at every lead, only rescaled,
-    let two successive observations solve for the true series).
+    the longest lead, and a forecast revised one lead closer drops one increment: for that target, a revision
+    says what the newer forecast learnt, not the error that remains (the same ``u`` at every lead, only
+    rescaled, let two successive observations solve for the true series). Across targets the increments
+    persist (``rho``), which error feedback can use (``sb3_microgrid.forecasting``).
     """
     m_count, steps, leads, series = white.shape
     out = np.empty_like(white)
@@ -85,7 +86,7 @@ def gather_rows(source: np.ndarray, first: np.ndarray, length: int) -> np.ndarra
     return out
 
 
-def noise_shape(scenario: Scenario) -> tuple[int, int]:
+def noise_shape(scenario: Scenario) -> tuple[int, int, int]:
     """Shape of one microgrid's standard-normal forecast-noise draw: (target steps, leads, series)."""
     f = scenario.forecast
     return (f.history_steps + scenario.episode_steps + f.forecast_steps, f.forecast_steps, len(WINDOW_SERIES))

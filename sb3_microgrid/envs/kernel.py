@@ -374,7 +374,12 @@ def observe(
     history_steps: int,
     obs: np.ndarray,
 ) -> None:
-    """Write the observations of step ``t`` into ``obs`` (layout: core.observation_layout)."""
+    """Write the observations of step ``t`` into ``obs`` (layout: core.observation_layout).
+
+    ``window_mean`` (N, H + T + F, S) holds the true series from ``history_steps`` (H) steps before the episode;
+    ``window_error`` (N, H + T + F, F, S) the forecast error of each target step at each lead, so the
+    observation's row ``H + l`` at step ``t`` is target ``t + H + l`` at lead ``l``; history rows carry no error.
+    """
     n, n_ports = connected.shape
     n_time = time_features.shape[2]
     n_series = window_mean.shape[2]

@@ -1,6 +1,17 @@
 """Forecast correction learnt from the training years, and the controllers that plan on it."""
 
 from .controller import CorrectedForecastController
-from .correction import CORRECTOR_FILE, ForecastCorrector, collect_windows, fit_corrector, revealed_errors
+from .correction import BASES, CORRECTOR_FILE, FIT_SEED_STRIDE, ForecastCorrector, collect_windows, episode_batches, fit_corrector, noise_signature, revealed_errors
 
-__all__ = ["CORRECTOR_FILE", "CorrectedForecastController", "ForecastCorrector", "collect_windows", "fit_corrector", "revealed_errors"]
+__all__ = [
+    "BASES",
+    "CORRECTOR_FILE",
+    "FIT_SEED_STRIDE",
+    "CorrectedForecastController",
+    "ForecastCorrector",
+    "collect_windows",
+    "episode_batches",
+    "fit_corrector",
+    "noise_signature",
+    "revealed_errors",
+]

@@ -6,27 +6,30 @@ from pathlib import Path
 
 import numpy as np
 
-from ..baselines import CONTROLLERS, Controller, make_controller
+from ..baselines import Controller, make_controller
 from ..envs import MicrogridEnv
-from .correction import ForecastCorrector
+from .correction import BASES, ForecastCorrector
 
 
 class CorrectedForecastController:
     """``base`` acting on observations whose forecast rows the corrector has corrected with what the
     previous observation revealed; the first step of an episode, with no previous observation, is left as it is.
+    ``reset`` refuses an env whose layout or forecast errors (:func:`~.correction.noise_signature`) differ from
+    the fit's.
 
-    :param base: the controller that reads the forecasts (a baseline name such as ``planner`` or ``mpc``, or
-        a :class:`~sb3_microgrid.baselines.Controller`)
+    :param base: the controller that reads the forecasts: a name of :data:`~.correction.BASES` (``mpc``,
+        ``planner``, ``rule``) or a :class:`~sb3_microgrid.baselines.Controller`
     :param corrector: the fitted corrector
     :param name: the label in tables
     """
 
     def __init__(self, base: str | Controller, corrector: ForecastCorrector, name: str | None = None) -> None:
-        if isinstance(base, str) and base not in CONTROLLERS:
-            raise ValueError(f"base must be one of {sorted(CONTROLLERS)} or a Controller object, got {base!r}")
+        if isinstance(base, str) and base not in BASES:
+            raise ValueError(f"base must be one of {list(BASES)} or a Controller object, got {base!r}")
         self.base = make_controller(base) if isinstance(base, str) else base
         self.corrector = corrector
         self.name = name or f"{self.base.name}+corrected forecasts"
+        self._layout = corrector.layout
         self._previous: np.ndarray | None = None
 
     @classmethod
@@ -36,9 +39,7 @@ class CorrectedForecastController:
         return cls(base, corrector)
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
-        if env.obs_layout != self.corrector.layout:
-            raise ValueError(f"the corrector was fitted on observation layout {self.corrector.layout}, the env has {env.obs_layout}")
-        self._layout = env.obs_layout
+        self.corrector.check(env.scenario, env.obs_layout)
         self._previous = None
         self.base.reset(env, obs)
 

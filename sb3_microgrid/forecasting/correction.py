@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..envs import MicrogridVecEnv, ObservationLayout
+from ..envs import MicrogridVecEnv, ObservationLayout, observation_layout
 from ..scenario import Scenario, load_scenario
 
 #: File in a corrector folder (:meth:`ForecastCorrector.save`).
@@ -59,17 +60,37 @@ def revealed_errors(previous: np.ndarray, current: np.ndarray, history_steps: in
     return np.concatenate([first, _relative(previous[:, h + 1 :], current[:, h:-1])], axis=1)
 
 
+#: Baselines that plan on the observation's forecasts, the only ones a corrector file may name.
+BASES = ("mpc", "planner", "rule")
+#: Fit seed ``s`` seeds its microgrid ``i`` with ``FIT_SEED_STRIDE * (s + 1) + i``: the streams of two fit seeds
+#: never overlap (``MicrogridVecEnv`` seeds microgrid ``i`` with ``seed + i``), nor those of evaluation days
+#: (``evaluate`` seeds day ``i`` with ``seed + i``, small numbers).
+FIT_SEED_STRIDE = 1_000_000
+_FORMAT = 1
+
+
+def noise_signature(scenario: Scenario) -> dict[str, Any]:
+    """What the forecast errors depend on besides the layout: the forecast settings, the step, the tariff (a
+    ToD price is published, so exact) and the renewable noise of the scenario's difficulty."""
+    return {
+        "forecast": asdict(scenario.forecast), "step_hours": scenario.step_hours,
+        "tariff": scenario.grid.tariff, "renewable_noise": scenario.difficulty.renewable_noise,
+    }  # fmt: skip
+
+
 @dataclass
 class ForecastCorrector:
     """Per series, a linear map from the revealed errors to the relative error of each current forecast.
 
     :param layout: the observation layout it was fitted on
     :param weights: (S, F, F): ``error[lead] = weights[s, lead] @ revealed[:, s]``
+    :param signature: :func:`noise_signature` of the scenario it was fitted on
     :param fit_info: how it was fitted (days, samples, seconds, scenario, seed), kept in the file
     """
 
     layout: ObservationLayout
     weights: np.ndarray
+    signature: dict[str, Any]
     fit_info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,24 +100,42 @@ class ForecastCorrector:
             raise ValueError(f"weights must be finite with shape (series, leads, leads) = {(s, f, f)}, got {self.weights.shape}")
 
     @classmethod
-    def fit(cls, windows: np.ndarray, previous: np.ndarray, truth: np.ndarray, layout: ObservationLayout, ridge: float = 1e-3, **fit_info: Any) -> "ForecastCorrector":
-        """Least squares of the current forecasts' relative errors on the revealed ones.
+    def fit(
+        cls, batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], layout: ObservationLayout, signature: dict[str, Any], ridge: float = 1e-3, **fit_info: Any
+    ) -> "ForecastCorrector":
+        """Least squares of the current forecasts' relative errors on the revealed ones, accumulated batch by
+        batch in the normal equations (memory of one batch, whatever the number of days).
 
-        :param windows: (N, H + F, S) observed windows
-        :param previous: (N, H + F, S) the windows one step earlier
-        :param truth: (N, F, S) true values of the forecast rows (normalised)
+        :param batches: ``(windows, previous, truth)`` triples: (N, H + F, S) observed windows, the windows one
+            step earlier, and (N, F, S) true values of the forecast rows (normalised)
         :param layout: their observation layout
-        :param ridge: Tikhonov weight, relative to the mean diagonal of the normal matrix
+        :param signature: :func:`noise_signature` of their scenario
+        :param ridge: Tikhonov weight, relative to the mean diagonal of each series' normal matrix
+        :param fit_info: recorded in :attr:`fit_info`, with the number of samples and ``ridge``
+        :return: the fitted corrector
         """
-        h = layout.history_steps
-        x = revealed_errors(previous, windows, h)
-        y = _relative(windows[:, h:], truth)
-        weights = np.empty((x.shape[2], x.shape[1], x.shape[1]))
-        for s in range(x.shape[2]):
-            gram = x[:, :, s].T @ x[:, :, s]
-            gram += ridge * max(np.trace(gram) / gram.shape[0], _TINY) * np.eye(gram.shape[0])
-            weights[s] = np.linalg.solve(gram, x[:, :, s].T @ y[:, :, s]).T
-        return cls(layout, weights, dict(fit_info, samples=int(x.shape[0]), ridge=ridge))
+        h, f, s = layout.history_steps, layout.forecast_steps, len(layout.window_names)
+        gram, cross, samples = np.zeros((s, f, f)), np.zeros((s, f, f)), 0
+        for windows, previous, truth in batches:
+            x = revealed_errors(previous, windows, h).astype(np.float64)
+            y = _relative(windows[:, h:], truth).astype(np.float64)
+            gram += np.einsum("nks,njs->skj", x, x)
+            cross += np.einsum("nks,nls->skl", x, y)
+            samples += x.shape[0]
+        if samples == 0:
+            raise ValueError("no samples to fit on")
+        scale = np.maximum(np.trace(gram, axis1=1, axis2=2) / f, _TINY)
+        weights = np.linalg.solve(gram + ridge * scale[:, None, None] * np.eye(f), cross).transpose(0, 2, 1)
+        return cls(layout, weights, signature, dict(fit_info, samples=samples, ridge=ridge))
+
+    def check(self, scenario: Scenario, layout: ObservationLayout) -> None:
+        """Refuse an env whose observation or forecast errors differ from those it was fitted on."""
+        if layout != self.layout:
+            raise ValueError(f"the corrector was fitted on observation layout {self.layout}, the env has {layout}")
+        env = noise_signature(scenario)
+        differ = {key: (self.signature.get(key), env[key]) for key in env if self.signature.get(key) != env[key]}
+        if differ:
+            raise ValueError(f"the corrector was fitted on other forecast errors; (fitted, env): {differ}")
 
     def correct(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
         """The current windows with their forecast rows divided by ``1 +`` the predicted relative error.
@@ -115,11 +154,14 @@ class ForecastCorrector:
     def save(self, folder: str | Path, base: str) -> Path:
         """Write ``folder/forecast_corrector.json`` (plain JSON, nothing executable).
 
-        :param base: the baseline controller that plans on the corrected forecasts
+        :param base: the baseline that plans on the corrected forecasts, one of :data:`BASES`
         """
+        if base not in BASES:
+            raise ValueError(f"base must be one of {list(BASES)}, got {base!r}")
         path = Path(folder)
         path.mkdir(parents=True, exist_ok=True)
-        record = {"format": 1, "base": base, "layout": self.layout.to_dict(), "weights": self.weights.tolist(), "fit": self.fit_info}
+        record = {"format": _FORMAT, "base": base, "layout": self.layout.to_dict(), "signature": self.signature,
+                  "weights": self.weights.tolist(), "fit": self.fit_info}  # fmt: skip
         target = path / CORRECTOR_FILE
         tmp = target.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, allow_nan=False))
@@ -128,62 +170,92 @@ class ForecastCorrector:
 
     @classmethod
     def load(cls, folder: str | Path) -> tuple["ForecastCorrector", str]:
-        """Read a folder written by :meth:`save`; return the corrector and its base controller's name."""
+        """Read a folder written by :meth:`save`; return the corrector and its base controller's name.
+
+        :raises ValueError: naming the file and the field, for anything but such a file
+        """
         target = Path(folder) / CORRECTOR_FILE
         try:
             record = json.loads(target.read_text())
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"cannot read {target}: {err}") from None
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise ValueError(f"{target} is not JSON: {str(err)[:200]}") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{target}: expected a JSON object, got {type(record).__name__}")
+
+        def field_error(name: str, problem: str) -> ValueError:
+            return ValueError(f"{target}: field {name!r} {problem}")
+
+        if record.get("format") != _FORMAT:
+            raise field_error("format", f"must be {_FORMAT}, got {record.get('format')!r}")
+        if record.get("base") not in BASES:
+            raise field_error("base", f"must be one of {list(BASES)}, got {record.get('base')!r}")
+        for name in ("layout", "signature"):
+            if not isinstance(record.get(name), dict):
+                raise field_error(name, f"must be an object, got {type(record.get(name)).__name__}")
+        if not isinstance(record.get("fit", {}), dict):
+            raise field_error("fit", f"must be an object, got {type(record['fit']).__name__}")
+        try:
             layout = ObservationLayout.from_dict(record["layout"])
-            return cls(layout, np.asarray(record["weights"], dtype=np.float64), dict(record.get("fit", {}))), str(record["base"])
-        except FileNotFoundError:
-            raise ValueError(f"{target}: no such file") from None
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{target} is not a forecast corrector: {err}") from None
+        except (KeyError, TypeError, ValueError, OverflowError) as err:
+            raise field_error("layout", f"is not an observation layout: {err!r}") from None
+        try:
+            weights = np.asarray(record.get("weights"), dtype=np.float64)
+            return cls(layout, weights, record["signature"], dict(record.get("fit", {}))), record["base"]
+        except (TypeError, ValueError) as err:
+            raise field_error("weights", f"must be a finite (series, leads, leads) array of numbers: {str(err)[:200]}") from None
 
 
-def collect_windows(scenario: str | Scenario | dict, days: int, seed: int, split: str = "train", n_envs: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray, ObservationLayout]:
-    """Successive observed windows of random days of ``split`` and the true values of their forecast rows.
+def episode_batches(scenario: Scenario, days: int, seed: int, split: str = "train", n_envs: int = 64) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(windows, previous, truth)`` for every step but the first of ``days`` random days of ``split``, one
+    step of ``min(n_envs, days)`` microgrids at a time (days drawn with replacement, rounded up to a multiple of
+    that). Forecasts do not depend on the actions, so the microgrids idle.
 
-    Forecasts do not depend on the actions, so the microgrids idle. Every step but an episode's first gives
-    one sample. ``days`` is rounded up to a multiple of ``min(n_envs, days)``.
-
-    :return: ``(windows, previous, truth, layout)`` as :meth:`ForecastCorrector.fit` takes them
+    :param seed: fit seed (:data:`FIT_SEED_STRIDE`)
     """
     n_envs = min(n_envs, days)
-    venv = MicrogridVecEnv(n_envs, scenario=scenario, split=split, seed=seed, step_infos=False)
+    venv = MicrogridVecEnv(n_envs, scenario=scenario, split=split, seed=FIT_SEED_STRIDE * (seed + 1), step_infos=False)
     core, lay = venv.core, venv.obs_layout
     h, f = lay.history_steps, lay.forecast_steps
     idle = np.zeros((n_envs, *venv.action_space.shape), dtype=np.float32)
-    windows, previous, truth = [], [], []
+    obs = venv.reset()
     for _ in range(-(-days // n_envs)):
-        obs = venv.reset()
         last = obs[:, lay.window].reshape(n_envs, *lay.window_shape)
         for t in range(1, core.scenario.episode_steps):
             obs, *_ = venv.step(idle)
             now = obs[:, lay.window].reshape(n_envs, *lay.window_shape)
-            windows.append(now)
-            previous.append(last)
-            truth.append(core.episode.window_mean[:, t + h : t + h + f])
+            yield now, last, core.episode.window_mean[:, t + h : t + h + f]
             last = now
-        venv.step(idle)  # the last step ends the episodes
-    return np.concatenate(windows), np.concatenate(previous), np.concatenate(truth), lay
+        obs, *_ = venv.step(idle)  # ends the episodes; the VecEnv resets them and returns the new first observations
+
+
+def collect_windows(scenario: str | Scenario | dict, days: int, seed: int, split: str = "train", n_envs: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray, ObservationLayout]:
+    """:func:`episode_batches` concatenated, with the layout: ``(windows, previous, truth, layout)``."""
+    sc = load_scenario(scenario)
+    parts = list(zip(*episode_batches(sc, days, seed, split, n_envs)))
+    windows, previous, truth = (np.concatenate(p) for p in parts)
+    return windows, previous, truth, observation_layout(sc)
 
 
 def fit_corrector(scenario: str | Scenario | dict = "campus", days: int = 4096, seed: int = 0, ridge: float = 1e-3) -> ForecastCorrector:
     """Fit a :class:`ForecastCorrector` on ``days`` random days of the training years.
 
     :param scenario: preset name, YAML path, mapping or :class:`~sb3_microgrid.scenario.Scenario`
-    :param days: training days to draw (rounded up to a multiple of 64 above 64)
-    :param seed: seed of the day draws and forecast noise
+    :param days: training days to draw, with replacement (rounded up to a multiple of 64 above 64)
+    :param seed: fit seed: the day draws and their forecast noise (:data:`FIT_SEED_STRIDE`)
     :param ridge: Tikhonov weight (:meth:`ForecastCorrector.fit`)
     """
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise ValueError(f"days must be a positive integer, got {days!r}")
-    if not (isinstance(ridge, (int, float)) and 0.0 <= ridge <= 1e3):
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(ridge, bool) or not (isinstance(ridge, (int, float)) and 0.0 <= ridge <= 1e3):
         raise ValueError(f"ridge must be a number in [0, 1000], got {ridge!r}")
     sc = load_scenario(scenario)
     start = time.perf_counter()
-    windows, previous, truth, layout = collect_windows(sc, days, seed)
-    simulated = windows.shape[0] // (sc.episode_steps - 1) * sc.episode_steps
-    corrector = ForecastCorrector.fit(windows, previous, truth, layout, ridge, scenario=sc.name, days=days, seed=seed, env_steps=simulated)
+    corrector = ForecastCorrector.fit(episode_batches(sc, days, seed), observation_layout(sc), noise_signature(sc), ridge, scenario=sc.name, seed=seed)
+    corrector.fit_info["days"] = corrector.fit_info["samples"] // (sc.episode_steps - 1)
+    corrector.fit_info["env_steps"] = corrector.fit_info["days"] * sc.episode_steps
     corrector.fit_info["seconds"] = time.perf_counter() - start
     return corrector
