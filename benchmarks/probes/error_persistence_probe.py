@@ -31,18 +31,18 @@ class PlannerOnCorrectedForecasts(PlannerController):
         ep, t = core.episode, core.t
         h, f = lay.history_steps, lay.forecast_steps
         rho = env.scenario.forecast.error_autocorrelation
-        truth, cum = ep.window_mean[0], ep.window_error[0]  # (span, S), (span, F, S)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(truth[:, None, :] > 0, cum / truth[:, None, :], 0.0)
-        inc = np.diff(rel, axis=1, prepend=0.0)  # relative increment k of each target
+        truth, issued = ep.window_mean[0], ep.window_error[0]  # (H + T + F, S); (T + 1, F, S) by issue step and lead
         predicted = np.zeros((f, truth.shape[1]))
         # Every increment used at step t is a revision between the observations of t - 1 and t (or a forecast of
-        # t - 1 against its measurement); the first step of an episode has no earlier observation.
+        # t - 1 against its measurement); the first step of an episode has no earlier observation. Increment k of
+        # step t + k - 1 is its error at lead k (issued at t - 1) less its error at lead k - 1 (issued at t).
         for lead in range(f if t > 0 else 0):
             for k in range(lead + 1):
-                seen = t + h + k - 1  # the last target whose increment k is known now
-                if seen >= 0:
-                    predicted[lead] += rho ** (lead - k + 1) * inc[seen, k]
+                step_truth = truth[t + h + k - 1]
+                below = issued[t, k - 1] if k > 0 else 0.0
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    inc = np.where(step_truth > 0, (issued[t - 1, k] - below) / step_truth, 0.0)
+                predicted[lead] += rho ** (lead - k + 1) * inc
         obs = obs.copy()
         window = obs[lay.window].reshape(lay.window_shape)
         window[h:] = np.maximum(window[h:] / (1.0 + predicted), 0.0)

@@ -36,7 +36,7 @@ class Episode:
     demand_rate: np.ndarray  # (M, T) Rs per kVA of the day's peak
     time_features: np.ndarray  # (M, T, 6)
     window_mean: np.ndarray  # (M, H + T + F, S) normalised true values per target step
-    window_error: np.ndarray  # (M, H + T + F, F, S) forecast error per target step and lead
+    window_error: np.ndarray  # (M, T + 1, F, S) error of the forecast issued at step t for step t + l
     arrival_energy: np.ndarray  # (M, T, P) kWh asked by an EV arriving at the start of step t at port p
     arrival_deadline: np.ndarray  # (M, T, P) step at which that EV leaves
     soc_min: np.ndarray  # (M,)
@@ -50,30 +50,39 @@ class Episode:
 
 
 @njit(cache=True)
-def forecast_error(white: np.ndarray, rho: float, truth: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """Forecast errors per target step and lead from the (M, steps, F, S) white draws.
+def forecast_error(white: np.ndarray, rho: float, truth: np.ndarray, sigma: np.ndarray, history_steps: int, n_issues: int) -> np.ndarray:
+    """Forecast errors per issue step and lead from the (M, H + T + F, F, S) white draws.
 
-    ``out[m, tau, l, s] = truth * sigma * sqrt(1 / F) * (u_0 + ... + u_l)[tau]``, each ``u_k`` a unit-variance
-    AR(1) path along the target steps. The error at lead ``l`` has the variance ``(l + 1) / F`` of the one at
-    the longest lead, and a forecast revised one lead closer drops one increment: for that target, a revision
-    says what the newer forecast learnt, not the error that remains (the same ``u`` at every lead, only
-    rescaled, let two successive observations solve for the true series). Across targets the increments
-    persist (``rho``), which error feedback can use (``sb3_microgrid.forecasting``).
+    The forecast of target ``tau`` (window index) at lead ``l`` errs by ``truth * sigma * sqrt(1 / F) * (u_0 + ...
+    + u_l)[tau]``, each ``u_k`` a unit-variance AR(1) path along the targets. The error at lead ``l`` has the
+    variance ``(l + 1) / F`` of the one at the longest lead, and a forecast revised one lead closer drops one
+    increment: for that target, a revision says what the newer forecast learnt, not the error that remains (the
+    same ``u`` at every lead, only rescaled, let two successive observations solve for the true series). Across
+    targets the increments persist (``rho``), which error feedback can use (``sb3_microgrid.forecasting``).
+
+    :return: (M, n_issues, F, S): ``out[m, t, l]`` is the error of the forecast issued at episode step ``t`` for
+        step ``t + l``, the observation's row ``history_steps + l`` (contiguous per step for ``observe``)
     """
     m_count, steps, leads, series = white.shape
-    out = np.empty_like(white)
+    out = np.zeros((m_count, n_issues, leads, series))
     innovation = np.sqrt(1.0 - rho * rho)
     unit = np.sqrt(1.0 / leads)
+    u = np.empty((leads, series))
     for m in range(m_count):
-        for s in range(series):
-            scale = sigma[m, s] * unit
+        for tau in range(steps):
             for k in range(leads):
-                u = white[m, 0, k, s]
-                for t in range(steps):
-                    if t > 0:
-                        u = rho * u + innovation * white[m, t, k, s]
-                    below = out[m, t, k - 1, s] if k > 0 else 0.0
-                    out[m, t, k, s] = below + truth[m, t, s] * scale * u
+                for s in range(series):
+                    u[k, s] = white[m, 0, k, s] if tau == 0 else rho * u[k, s] + innovation * white[m, tau, k, s]
+            if tau < history_steps:  # measured rows carry no error; their paths still run for continuity
+                continue
+            for s in range(series):
+                scale = sigma[m, s] * unit
+                error = 0.0
+                for lead in range(leads):
+                    error += truth[m, tau, s] * scale * u[lead, s]
+                    t = tau - history_steps - lead
+                    if 0 <= t < n_issues:
+                        out[m, t, lead, s] = error
     return out
 
 
@@ -145,9 +154,9 @@ def build_episode(
         [renewable_noise, renewable_noise, *(np.full(m, s) for s in (fc.load_noise, price_noise, fc.emission_noise))], axis=1
     )
     if noise is None:
-        window_error = np.zeros((m, span, fc.forecast_steps, len(WINDOW_SERIES)))
+        window_error = np.zeros((m, T + 1, fc.forecast_steps, len(WINDOW_SERIES)))
     else:
-        window_error = forecast_error(noise, fc.error_autocorrelation, window_mean, sigma)
+        window_error = forecast_error(noise, fc.error_autocorrelation, window_mean, sigma, fc.history_steps, T + 1)
 
     arrival_energy, arrival_deadline = _ev_arrivals(site, scenario, start_day, ev_count, buffer_steps)
     wear = bat.wear_cost_inr_per_kwh

@@ -376,9 +376,9 @@ def observe(
 ) -> None:
     """Write the observations of step ``t`` into ``obs`` (layout: core.observation_layout).
 
-    ``window_mean`` (N, H + T + F, S) holds the true series from ``history_steps`` (H) steps before the episode;
-    ``window_error`` (N, H + T + F, F, S) the forecast error of each target step at each lead, so the
-    observation's row ``H + l`` at step ``t`` is target ``t + H + l`` at lead ``l``; history rows carry no error.
+    ``window_mean`` (N, H + T + F, S) holds the true series from ``history_steps`` (H) steps before the episode,
+    so the observation's row ``r`` at step ``t`` is its entry ``t + r``; ``window_error`` (N, T + 1, F, S) the
+    error of the forecasts issued at each step, lead by lead (rows ``H + l``); history rows carry no error.
     """
     n, n_ports = connected.shape
     n_time = time_features.shape[2]
@@ -407,5 +407,5 @@ def observe(
             base = k + r * n_series
             for s in range(n_series):
                 # History rows are measured (exact); row history_steps + l is the forecast of lead l.
-                error = window_error[i, t + r, r - history_steps, s] if r >= history_steps else 0.0
+                error = window_error[i, t, r - history_steps, s] if r >= history_steps else 0.0
                 out[base + s] = max(window_mean[i, t + r, s] + error, 0.0)
