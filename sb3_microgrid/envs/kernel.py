@@ -20,7 +20,7 @@ from numba.core.caching import FunctionCache, IndexDataCacheFile
 from ..scenario import Scenario
 from . import degradation, supervisor
 from .degradation import capacity_loss, half_cycle_stress, soc_stress, track_turning_point
-from .supervisor import battery_range, port_range, project
+from .supervisor import battery_range, kept_energy, port_range, project
 
 #: Source files compiled into :func:`step`: the stamp of its disk cache covers all of them.
 STEP_SOURCES = (Path(__file__), Path(supervisor.__file__), Path(degradation.__file__))
@@ -241,7 +241,7 @@ def step(
         # Feasible ranges now (the same functions the site controller calls).
         capacity = st[i, S_CAPACITY]
         e_min, e_max = soc_min[i] * capacity, soc_max[i] * capacity
-        kept = st[i, S_ENERGY] * (1.0 - prm[P_SELF_DISCHARGE] * dt)
+        kept = kept_energy(st[i, S_ENERGY], prm[P_SELF_DISCHARGE], dt)
         bat_lo, bat_hi = battery_range(
             st[i, S_ENERGY], capacity, soc_min[i], soc_max[i], prm[P_SELF_DISCHARGE], dt, eta_c, eta_d, prm[P_CHARGE_KW], prm[P_DISCHARGE_KW]
         )

@@ -41,6 +41,12 @@ def _port_request(a: float, port_kw: float, v2g: bool) -> float:
 
 
 @njit(cache=True)
+def kept_energy(energy_kwh: float, self_discharge_per_hour: float, step_hours: float) -> float:
+    """The stored energy left after one step of self-discharge, before any charging or discharging."""
+    return energy_kwh * (1.0 - self_discharge_per_hour * step_hours)
+
+
+@njit(cache=True)
 def battery_range(
     energy_kwh: float,
     capacity_kwh: float,
@@ -59,7 +65,7 @@ def battery_range(
     :return: ``(battery_lo, battery_hi)``, the bounds :func:`project` takes; ``battery_lo > 0`` (must
         charge) when self-discharge would take the SoC below ``soc_min``
     """
-    kept = energy_kwh * (1.0 - self_discharge_per_hour * step_hours)
+    kept = kept_energy(energy_kwh, self_discharge_per_hour, step_hours)
     deficit = soc_min * capacity_kwh - kept
     lo = max(-discharge_kw, deficit / (charge_efficiency * step_hours) if deficit > 0.0 else deficit * discharge_efficiency / step_hours)
     hi = max(min(charge_kw, (soc_max * capacity_kwh - kept) / (charge_efficiency * step_hours)), lo)
