@@ -21,26 +21,28 @@ def ci95(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(stats.t.ppf(0.975, arr.size - 1) * arr.std(ddof=1) / np.sqrt(arr.size))
 
 
-def reference_costs(days: int) -> dict[str, list[float]]:
-    """Naive's and the optimum's cost on each of the first ``days`` test days."""
+def reference_costs(days: int, split: str = "validation") -> dict[str, list[float]]:
+    """Naive's and the optimum's cost on each of the first ``days`` days of ``split``."""
     from sb3_microgrid.evaluation import evaluate
 
-    return {ref: evaluate(ref, split="test", days=days, reference=False).days["cost"].tolist() for ref in ("naive", "optimal")}
+    return {ref: evaluate(ref, split=split, days=days, reference=False).days["cost"].tolist() for ref in ("naive", "optimal")}
 
 
 class DayScoreCallback(BaseCallback):
-    """Every ``eval_every`` steps, the current policy (deterministic) on the first ``days`` test days,
-    the same days and forecast noise for every run; ``curve`` holds ``(steps, Rs/day, gap closed)``.
+    """Every ``eval_every`` steps, the current policy (deterministic) on the first ``days`` days of ``split``,
+    the same days and forecast noise for every run; ``curve`` holds ``(steps, Rs/day, gap closed)``. Scores
+    that choose settings belong on validation days (the default); the test year is for final figures.
 
     :param eval_every: environment steps between scores
-    :param days: number of test days
+    :param days: number of days
     :param references: :func:`reference_costs` of the same days
     :param name: controller name in the evaluation
+    :param split: the days' split
     """
 
-    def __init__(self, eval_every: int, days: int, references: dict[str, list[float]], name: str = "agent") -> None:
+    def __init__(self, eval_every: int, days: int, references: dict[str, list[float]], name: str = "agent", split: str = "validation") -> None:
         super().__init__()
-        self.eval_every, self.days, self.references, self.name = eval_every, days, references, name
+        self.eval_every, self.days, self.references, self.name, self.split = eval_every, days, references, name, split
         self.next_eval = eval_every
         self.curve: list[tuple[int, float, float]] = []
         self.eval_seconds = 0.0
@@ -52,7 +54,7 @@ class DayScoreCallback(BaseCallback):
         start = time.perf_counter()
         normalizer = env if isinstance(env, VecNormalize) else None
         controller = SB3Controller.from_model(model, normalizer, name=self.name)
-        cost = float(evaluate(controller, split="test", days=self.days, reference=False).days["cost"].mean())
+        cost = float(evaluate(controller, split=self.split, days=self.days, reference=False).days["cost"].mean())
         gap = float(gap_closed(cost, np.mean(self.references["naive"]), np.mean(self.references["optimal"])))
         self.eval_seconds += time.perf_counter() - start
         return model.num_timesteps, cost, gap

@@ -1,7 +1,7 @@
 """Plain SB3 PPO against the tuned PPO and against each improvement switched on alone.
 
 Every configuration trains for the same number of environment steps on the training years, with
-``--seeds`` seeds, and is evaluated every ``--eval-every`` steps on the first ``--days`` test days
+``--seeds`` seeds, and is evaluated every ``--eval-every`` steps on the first ``--days`` validation days (2023)
 (the same days, seeds and forecast noise for every run), scored by the env. Reported per
 configuration: final Rs/day and gap closed (mean and 95 % confidence interval over seeds), the
 environment steps to first reach ``--target-gap`` (median over seeds that reached it), and training
@@ -99,7 +99,7 @@ def build(name: str, seed: int, override: dict[str, Any] | None = None) -> tuple
 
 
 def run(name: str, seed: int, steps: int, eval_every: int, days: int, references: dict[str, list[float]], override: dict[str, Any]) -> dict[str, Any]:
-    """Train one configuration with one seed; score it on the fixed test days along the way."""
+    """Train one configuration with one seed; score it on the fixed validation days along the way."""
     import torch
 
     torch.set_num_threads(1)
@@ -140,7 +140,7 @@ def main() -> None:
     lines = [
         "# PPO improvements, each alone",
         "",
-        f"Command: `{command}` ({meta['time']}). {args.steps:,} env steps per run, {args.seeds} seeds, first {args.days} test days;"
+        f"Command: `{command}` ({meta['time']}). {args.steps:,} env steps per run, {args.seeds} seeds, first {args.days} validation days;"
         f" naive Rs {meta['references']['naive']:,.0f}/day, optimal Rs {meta['references']['optimal']:,.0f}/day on those days.",
         "",
         *table(rows, args.target_gap, "ppo_tuned"),

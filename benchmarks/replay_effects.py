@@ -6,7 +6,7 @@ optionally TD3 against ``PerTD3``, each with the settings of its shipped file (`
 On-policy: PPO from ``ppo.yml`` with and without
 :class:`~sb3_microgrid.callbacks.AuxiliaryValueReplayCallback` (its defaults).
 
-Every run is scored on the first ``--days`` test days every ``--eval-every-*`` steps (the same days
+Every run is scored on the first ``--days`` validation days (2023) every ``--eval-every-*`` steps (the same days
 and forecast noise for all): final Rs/day and gap closed (mean and 95 % CI over ``--seeds``), the
 steps to first reach ``--target-gap`` and training steps/s. PPO runs also report the value error of
 the final value function against Monte-Carlo returns on fresh training-split episodes
@@ -106,7 +106,7 @@ def main() -> None:
         "# Replay effects at equal environment steps",
         "",
         f"Command: `{meta['command']}` ({meta['time']}). {args.seeds} seeds; off-policy arms {args.off_policy_steps:,} steps"
-        f" (learning_starts {args.learning_starts}), PPO arms {args.ppo_steps:,} steps; first {args.days} test days,"
+        f" (learning_starts {args.learning_starts}), PPO arms {args.ppo_steps:,} steps; first {args.days} validation days,"
         f" naive Rs {meta['references']['naive']:,.0f}/day, optimal Rs {meta['references']['optimal']:,.0f}/day.",
         "",
     ]
