@@ -392,3 +392,17 @@ def test_site_without_chargers_baselines():
         costs[controller.name] = info["episode_metrics"]["total_cost"]
     assert costs["optimal"] == pytest.approx(controller.schedule.cost, rel=1e-9)  # as tests/test_baselines.py replays it
     assert costs["optimal"] <= min(costs.values())
+
+
+def test_layout_windows_is_the_window_of_one_or_many_observations():
+    env = MicrogridEnv()
+    lay = env.obs_layout
+    obs, _ = env.reset(seed=0)
+    rows, cols = lay.window_shape
+    one = lay.windows(obs)
+    assert one.shape == (rows, cols)
+    np.testing.assert_array_equal(one.ravel(), obs[lay.n_static : lay.n_static + rows * cols])
+    batch = np.stack([obs, obs * 2])
+    np.testing.assert_array_equal(lay.windows(batch), np.stack([one, one * 2]))
+    one[0, 0] = -7.0  # a view: writing it writes the observation
+    assert obs[lay.n_static] == -7.0

@@ -44,9 +44,8 @@ class PlannerOnCorrectedForecasts(PlannerController):
                     inc = np.where(step_truth > 0, (issued[t - 1, k] - below) / step_truth, 0.0)
                 predicted[lead] += rho ** (lead - k + 1) * inc
         obs = obs.copy()
-        window = obs[lay.window].reshape(lay.window_shape)
+        window = lay.windows(obs)  # a view: writing it writes obs
         window[h:] = np.maximum(window[h:] / (1.0 + predicted), 0.0)
-        obs[lay.window] = window.ravel()
         return super().act(obs)
 
 

@@ -29,7 +29,7 @@ class MPCController:
     def window(self, obs: np.ndarray) -> dict[str, np.ndarray]:
         """The whole window (history rows first, then forecasts from the current step), in physical units."""
         env, layout = self._env, self._env.obs_layout
-        window = obs[layout.window].reshape(layout.window_shape).astype(np.float64)
+        window = layout.windows(obs).astype(np.float64)
         scale = env.core.site.window_scale
         col = {name: window[:, j] * scale[j] for j, name in enumerate(layout.window_names)}
         col["pv"] = col["pv"] * env.scenario.pv.capacity_kwp

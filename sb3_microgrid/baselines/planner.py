@@ -314,8 +314,7 @@ class ObservationReader:
 
     def window(self, obs: np.ndarray) -> np.ndarray:
         """(N, H + F, S) window in physical units (kW, Rs/kWh, kg/kWh)."""
-        lay = self.layout
-        return obs[:, lay.window].reshape(obs.shape[0], *lay.window_shape).astype(np.float64) * self._unit
+        return self.layout.windows(obs).astype(np.float64) * self._unit
 
     def reset(self, obs: np.ndarray) -> None:
         """Start new episodes for the N microgrids of ``obs``: forget the dearest price seen."""

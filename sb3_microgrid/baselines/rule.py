@@ -105,7 +105,7 @@ class RuleController:
         """
         sc = self._env.scenario
         steps_left = round(float(obs[self._time_left]) * sc.episode_steps)
-        window = obs[self._lay.window].reshape(self._lay.window_shape)[self._lay.history_steps :] * self._unit
+        window = self._lay.windows(obs)[self._lay.history_steps :] * self._unit
         price = window[:, self._price]
         net = window[:, self._load] - window[:, self._pv] - window[:, self._wind]  # before battery and EVs
         cheap = price <= np.quantile(price, self.cheap_quantile)

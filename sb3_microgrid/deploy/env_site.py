@@ -54,7 +54,7 @@ class EnvSite:
             )  # fmt: skip
             for i in range(h)
         ]
-        rows = obs[lay.window].reshape(lay.window_shape)[h:].astype(np.float64)
+        rows = lay.windows(obs)[h:].astype(np.float64)
         forecast = [SeriesRow(**{WINDOW_FIELDS[name]: float(row[j] * unit[name]) for j, name in enumerate(lay.window_names)}) for row in rows]
         # The env's sums leave -1e-16 kWh where a car is full; a car reports 0.
         evs = [

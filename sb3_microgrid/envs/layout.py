@@ -42,6 +42,13 @@ class ObservationLayout:
     def size(self) -> int:
         return self.window.stop
 
+    def windows(self, obs: Any) -> Any:
+        """The window of each observation, ``(..., H + F, S)``, as a view (numpy array or torch tensor).
+
+        :param obs: observations ``(..., size)``
+        """
+        return obs[..., self.window].reshape(*obs.shape[:-1], *self.window_shape)
+
     def index(self, name: str) -> int:
         """Position of a static feature in the observation vector."""
         return self.static_names.index(name)

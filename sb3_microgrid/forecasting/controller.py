@@ -45,7 +45,7 @@ class CorrectedForecastController:
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         lay = self._layout
-        window = obs[lay.window].reshape(lay.window_shape)
+        window = lay.windows(obs)
         if self._previous is not None:
             obs = obs.copy()
             obs[lay.window] = self.corrector.correct(self._previous[None], window[None])[0].ravel()

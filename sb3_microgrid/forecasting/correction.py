@@ -221,10 +221,10 @@ def episode_batches(scenario: Scenario, days: int, seed: int, split: str = "trai
     idle = np.zeros((n_envs, *venv.action_space.shape), dtype=np.float32)
     obs = venv.reset()
     for _ in range(-(-days // n_envs)):
-        last = obs[:, lay.window].reshape(n_envs, *lay.window_shape)
+        last = lay.windows(obs)
         for t in range(1, core.scenario.episode_steps):
             obs, *_ = venv.step(idle)
-            now = obs[:, lay.window].reshape(n_envs, *lay.window_shape)
+            now = lay.windows(obs)
             yield now, last, core.episode.window_mean[:, t + h : t + h + f]
             last = now
         obs, *_ = venv.step(idle)  # ends the episodes; the VecEnv resets them and returns the new first observations

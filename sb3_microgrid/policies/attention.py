@@ -92,7 +92,7 @@ class ForecastAttentionExtractor(BaseFeaturesExtractor):
         self.head = nn.Sequential(nn.Linear(2 * embed_dim + static_dim, features_dim), nn.ReLU())
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
-        window = observations[:, self.layout.window].reshape(-1, *self.layout.window_shape)
+        window = self.layout.windows(observations)
         tokens = self.encoder(self.step_embed(window) + self.position)
         # The mean summarises the whole horizon; the current step's token keeps what matters now.
         pooled = th.cat([tokens.mean(dim=1), tokens[:, self.layout.history_steps]], dim=1)
