@@ -212,6 +212,9 @@ def test_cli_fit_forecast_then_evaluate(tmp_path, capsys):
     assert "gap closed" in capsys.readouterr().out
     (tmp_path / "file").write_text("x")
     assert main(["fit-forecast", "--days", "64", "--out", str(tmp_path / "file")]) == 2
+    assert main(["fit-forecast", "--days", "64", "--base", "optimal", "--out", str(tmp_path / "other")]) == 2
+    assert "--base must be one of ['mpc', 'planner', 'rule']" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
 
 
 @pytest.mark.slow

@@ -50,14 +50,14 @@ def make_controller(name: str, trust_modules: Sequence[str] = (), **kwargs: Any)
         return CONTROLLERS[name](**kwargs)
     from ..forecasting import CORRECTOR_FILE, CorrectedForecastController  # here: forecasting builds its base from this module
 
-    folder = Path(name)
-    if (folder / CORRECTOR_FILE).is_file() or (folder / MANIFEST).is_file():
+    corrector, export = (Path(name) / CORRECTOR_FILE).is_file(), (Path(name) / MANIFEST).is_file()
+    if corrector or export:
         given = sorted(key for key, value in kwargs.items() if value is not None)
         if given:
             raise ValueError(f"{name} is a controller folder: its base controller or algorithm and statistics are in its files; do not pass {given}")
-        if (folder / CORRECTOR_FILE).is_file() and (folder / MANIFEST).is_file():
+        if corrector and export:
             raise ValueError(f"{name} holds both {CORRECTOR_FILE} and {MANIFEST}: one controller per folder")
-        if (folder / CORRECTOR_FILE).is_file():
+        if corrector:
             return CorrectedForecastController.load(name)
         return _with_wrappers(OnnxController(name), _manifest_wrappers(name, trust_modules))
     path, algo = model_spec(name)
