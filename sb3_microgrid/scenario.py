@@ -26,6 +26,10 @@ MAX_STEPS_PER_HOUR = 12
 MAX_EPISODE_STRESS = 700.0
 
 
+#: Values of ``ev.dispatch``.
+EV_DISPATCH = ("ports", "aggregate")
+
+
 class ScenarioError(ValueError):
     """An invalid scenario value, an unknown key or an unknown preset."""
 
@@ -219,6 +223,24 @@ class EVConfig(_Validated):
     charger_efficiency: float = _f(0.95, 0, 1, lo_open=True, doc="energy into the car / energy from the bus")
     v2g: bool = False
     unmet_penalty_inr_per_kwh: float = _f(25.0, 0, 1e4, doc="penalty per kWh still missing at departure")
+    #: the EV part of the action: one entry per port (``ports``), or one entry for the whole fleet that the
+    #: physics shares out least laxity first (``aggregate``; docs/environment.md, section 3)
+    dispatch: str = "ports"
+
+    def _check(self) -> None:
+        if self.dispatch not in EV_DISPATCH:
+            raise ScenarioError(f"{self._path('dispatch')} = {self.dispatch!r}; allowed: {', '.join(map(repr, EV_DISPATCH))}")
+
+
+@dataclass(frozen=True)
+class ObservationConfig(_Validated):
+    """Optional parts of the observation (docs/environment.md, section 4)."""
+
+    _section: ClassVar[str] = "observation"
+
+    #: append the site's constant description (battery hours, renewable and limit ratios, tariff), normalised so
+    #: that sites of different size look alike
+    site_context: bool = False
 
 
 @dataclass(frozen=True)
@@ -321,6 +343,7 @@ class Scenario(_Validated):
     grid: GridConfig = field(default_factory=GridConfig)
     ev: EVConfig = field(default_factory=EVConfig)
     forecast: ForecastConfig = field(default_factory=ForecastConfig)
+    observation: ObservationConfig = field(default_factory=ObservationConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     difficulty: Difficulty = field(default_factory=Difficulty)
     data: DataConfig = field(default_factory=DataConfig)
