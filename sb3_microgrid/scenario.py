@@ -24,6 +24,10 @@ MAX_STEPS_PER_HOUR = 12
 # Bound on the aging stress one episode can add (see Scenario._check): SoH >= 0.5 * exp(-stress - ln 2) stays a
 # positive double, so the capacity never reaches 0 (the SoC E / C divides by it); exp(-745) already rounds to 0.
 MAX_EPISODE_STRESS = 700.0
+# Load kinds and PV climates of the synthetic generator; their parameters are data/synthetic.py's
+# LOAD_PROFILE_PARAMS and CLIMATE_PARAMS (named here too, so a scenario is checked without importing pandas).
+LOAD_PROFILES = ("campus", "office", "hospital", "industry")
+CLIMATES = ("pune", "jodhpur", "delhi", "chennai", "kolkata")
 
 
 #: Values of ``ev.dispatch``.
@@ -318,10 +322,15 @@ class DataConfig(_Validated):
     years: int = _f(10, 1, 100, doc="years of synthetic data")
     start_year: int = _f(2015, 1900, 2200)
     load_mean_kw: float = _f(316.0, 0, 1e7, lo_open=True, doc="mean building load of the synthetic data (kW)")
+    load_profile: str = "campus"  # load kind of the synthetic data, one of LOAD_PROFILES
+    climate: str = "pune"  # PV, wind and cooling climate of the synthetic data, one of CLIMATES
     series_path: str | None = None
     sessions_path: str | None = None
 
     def _check(self) -> None:
+        for name, allowed in (("load_profile", LOAD_PROFILES), ("climate", CLIMATES)):
+            if getattr(self, name) not in allowed:
+                raise ScenarioError(f"{self._path(name)} = {getattr(self, name)!r}; allowed: {', '.join(map(repr, allowed))}")
         for name in ("series_path", "sessions_path"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, str) and value):

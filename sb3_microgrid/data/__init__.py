@@ -11,16 +11,21 @@ from sb3_microgrid.data.io import (
 from sb3_microgrid.data.synthetic import (
     SERIES_COLUMNS,
     SESSION_COLUMNS,
+    CLIMATE_PARAMS,
+    LOAD_PROFILE_PARAMS,
     SPLITS,
     MicrogridData,
     SiteProfile,
     generate,
     generate_series,
     generate_sessions,
+    site_profile,
     split_days,
 )
 
 __all__ = [
+    "CLIMATE_PARAMS",
+    "LOAD_PROFILE_PARAMS",
     "SERIES_COLUMNS",
     "SESSION_COLUMNS",
     "SPLITS",
@@ -33,6 +38,7 @@ __all__ = [
     "load_data",
     "load_series",
     "load_sessions",
+    "site_profile",
     "split_days",
     "validate_series",
     "validate_sessions",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -145,6 +145,116 @@ class SiteProfile:
     ev_energy_sigma: float = 0.5  # log-normal sigma of the requested energy [est]
     ev_min_stay_h: float = 1.0  # h, shortest session
     ev_latest_departure_h: float = 23.0  # h, campus parking closes
+
+
+# A winter break of Christmas Day alone adds no day to the fixed holidays: sites other than a campus have no break.
+NO_WINTER_BREAK = ((12, 25), (12, 25))
+
+# Load kinds (``DataConfig.load_profile``): SiteProfile fields of the load shape, the calendar and the EV arrivals;
+# "campus" is SiteProfile's own defaults. All shapes and activities are [est], documented in docs/data_card.md.
+LOAD_PROFILE_PARAMS: dict[str, dict[str, object]] = {
+    "campus": {},
+    # Office park: weekday daytime; nights keep servers, security and lighting; Saturdays half-staffed at most.
+    "office": {
+        "load_weekday_shape": (
+            0.20, 0.20, 0.20, 0.20, 0.20, 0.22, 0.30, 0.45, 0.75, 0.95, 1.00, 1.00,
+            1.00, 0.97, 1.00, 1.00, 0.98, 0.90, 0.70, 0.50, 0.35, 0.28, 0.22, 0.20,
+        ),
+        "load_saturday_activity": 0.3,
+        "load_offday_activity": 0.05,
+        "load_vacation_activity": 1.0,
+        "load_cooling_amplitude": 0.5,
+        "winter_break": NO_WINTER_BREAK,
+    },
+    # Hospital: wards, ICUs and cooling run around the clock; outpatient hours add a mild daytime rise.
+    "hospital": {
+        "load_weekday_shape": (
+            0.85, 0.85, 0.85, 0.85, 0.85, 0.86, 0.88, 0.92, 0.96, 1.00, 1.00, 1.00,
+            1.00, 0.99, 1.00, 1.00, 0.98, 0.96, 0.95, 0.94, 0.92, 0.90, 0.88, 0.86,
+        ),
+        "load_saturday_activity": 0.9,
+        "load_offday_activity": 0.8,
+        "load_vacation_activity": 1.0,
+        "load_cooling_amplitude": 0.25,
+        "winter_break": NO_WINTER_BREAK,
+        "ev_arrival_mean_h": 8.0,  # day shift of the staff
+    },
+    # Light industry: two eight-hour shifts (06-14 h, 14-22 h) six days a week, Sunday the weekly holiday;
+    # process load dominates, so cooling matters less.
+    "industry": {
+        "load_weekday_shape": (
+            0.25, 0.25, 0.25, 0.25, 0.25, 0.50, 1.00, 1.00, 1.00, 1.00, 1.00, 1.00,
+            0.90, 1.00, 0.92, 1.00, 1.00, 1.00, 1.00, 1.00, 1.00, 1.00, 0.50, 0.30,
+        ),
+        "load_saturday_activity": 1.0,
+        "load_offday_activity": 0.1,
+        "load_vacation_activity": 1.0,
+        "load_cooling_amplitude": 0.15,
+        "winter_break": NO_WINTER_BREAK,
+        "ev_arrival_mean_h": 6.0,  # first shift
+        "ev_stay_median_h": 8.0,  # one shift
+    },
+}
+
+# PV climates (``DataConfig.climate``): location, PV, wind and cooling season of a few Indian cities; "pune" is
+# SiteProfile's own defaults. Capacity factors lie in the Indian range of about 15-25 % around the CERC benchmark
+# of 19 %; the city values, the monthly clearness and cooling and the wind scales are [est] (docs/data_card.md).
+CLIMATE_PARAMS: dict[str, dict[str, object]] = {
+    "pune": {},
+    # Jodhpur: Thar desert edge, the clearest skies of India; short July-August monsoon; hottest May-June.
+    "jodhpur": {
+        "latitude_deg": 26.3,
+        "longitude_deg": 73.0,
+        "pv_capacity_factor": 0.21,
+        "pv_monthly_clearness": (0.68, 0.70, 0.70, 0.70, 0.68, 0.62, 0.50, 0.50, 0.62, 0.70, 0.69, 0.67),
+        "wind_weibull_scale_ms": 5.0,
+        "load_monthly_cooling": (0.00, 0.05, 0.35, 0.75, 1.00, 1.00, 0.75, 0.60, 0.60, 0.45, 0.10, 0.00),
+    },
+    # Delhi: winter haze and fog, July-September monsoon, little wind on the northern plains; hottest May-June.
+    "delhi": {
+        "latitude_deg": 28.6,
+        "longitude_deg": 77.2,
+        "pv_capacity_factor": 0.17,
+        "pv_monthly_clearness": (0.52, 0.58, 0.62, 0.64, 0.62, 0.55, 0.42, 0.44, 0.55, 0.62, 0.58, 0.52),
+        "wind_weibull_scale_ms": 4.0,
+        "load_monthly_cooling": (0.00, 0.00, 0.15, 0.60, 1.00, 1.00, 0.80, 0.70, 0.60, 0.30, 0.00, 0.00),
+    },
+    # Chennai: cloudy north-east monsoon October-December, windy Tamil Nadu coast in the south-west monsoon, hot
+    # all year.
+    "chennai": {
+        "latitude_deg": 13.1,
+        "longitude_deg": 80.3,
+        "pv_capacity_factor": 0.18,
+        "pv_monthly_clearness": (0.62, 0.66, 0.67, 0.65, 0.60, 0.55, 0.52, 0.53, 0.54, 0.48, 0.42, 0.50),
+        "wind_weibull_scale_ms": 6.5,
+        "load_monthly_cooling": (0.45, 0.55, 0.75, 0.90, 1.00, 1.00, 0.90, 0.85, 0.80, 0.70, 0.55, 0.45),
+    },
+    # Kolkata: humid east, long June-September monsoon and winter haze, little wind; solar noon near 11:40 IST.
+    "kolkata": {
+        "latitude_deg": 22.6,
+        "longitude_deg": 88.4,
+        "pv_capacity_factor": 0.16,
+        "pv_monthly_clearness": (0.58, 0.60, 0.60, 0.58, 0.54, 0.40, 0.34, 0.36, 0.40, 0.52, 0.58, 0.57),
+        "wind_weibull_scale_ms": 4.0,
+        "load_monthly_cooling": (0.05, 0.15, 0.55, 0.85, 1.00, 0.90, 0.75, 0.75, 0.75, 0.60, 0.25, 0.05),
+    },
+}
+
+
+def site_profile(load_profile: str = "campus", climate: str = "pune", **fields: object) -> SiteProfile:
+    """Generator parameters of a load kind in a climate, with any other SiteProfile fields given.
+
+    The two presets set disjoint fields, and ``("campus", "pune")`` is ``SiteProfile()`` itself, so the default
+    data stay bit for bit what they were.
+
+    :param load_profile: a key of ``LOAD_PROFILE_PARAMS``
+    :param climate: a key of ``CLIMATE_PARAMS``
+    :param fields: further SiteProfile fields (for example ``load_mean_kw``)
+    """
+    for kind, value, presets in (("load_profile", load_profile, LOAD_PROFILE_PARAMS), ("climate", climate, CLIMATE_PARAMS)):
+        if value not in presets:
+            raise ValueError(f"unknown {kind} {value!r}; allowed: {', '.join(presets)}")
+    return replace(SiteProfile(), **LOAD_PROFILE_PARAMS[load_profile], **CLIMATE_PARAMS[climate], **fields)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing DataFrames with == has no single truth value

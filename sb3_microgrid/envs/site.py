@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import MicrogridData, SiteProfile, generate, load_data, split_days
+from ..data import MicrogridData, generate, load_data, site_profile, split_days
 from ..scenario import Scenario, WindConfig
 from .time_features import TIME_FEATURES, time_features
 
@@ -58,8 +58,8 @@ class SiteArrays:
 
 @functools.lru_cache(maxsize=4)
 def _load(data_key: tuple) -> MicrogridData:
-    seed, years, start_year, load_mean_kw, series_path, sessions_path, n_ports, port_kw, _digests = data_key
-    site = SiteProfile(load_mean_kw=load_mean_kw, ev_port_power_kw=port_kw)
+    seed, years, start_year, load_mean_kw, load_profile, climate, series_path, sessions_path, n_ports, port_kw, _digests = data_key
+    site = site_profile(load_profile, climate, load_mean_kw=load_mean_kw, ev_port_power_kw=port_kw)
     if series_path:
         return load_data(series_path, sessions_path, n_ports=n_ports, seed=seed, site=site)
     return generate(years=years, start_year=start_year, seed=seed, site=site, n_ports=n_ports)
@@ -75,7 +75,8 @@ def scenario_data(scenario: Scenario) -> MicrogridData:
     d = scenario.data
     digests = (_digest(d.series_path), _digest(d.sessions_path))
     return _load(
-        (d.seed, d.years, d.start_year, d.load_mean_kw, d.series_path, d.sessions_path, scenario.ev.n_ports, scenario.ev.port_power_kw, digests)
+        (d.seed, d.years, d.start_year, d.load_mean_kw, d.load_profile, d.climate, d.series_path, d.sessions_path,
+         scenario.ev.n_ports, scenario.ev.port_power_kw, digests)
     )
 
 
