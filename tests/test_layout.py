@@ -34,7 +34,10 @@ MODULES = {
 }
 UPPER = ("sb3_microgrid.baselines", "sb3_microgrid.evaluation", "sb3_microgrid.training")
 #: Layer -> what neither it nor anything it imports may import.
-FORBIDDEN = {"sb3_microgrid.envs": UPPER + ("sb3_microgrid.callbacks", "sb3_microgrid.deploy", "sb3_microgrid.forecasting"), "sb3_microgrid.callbacks": UPPER}
+FORBIDDEN = {
+    "sb3_microgrid.envs": UPPER + ("sb3_microgrid.callbacks", "sb3_microgrid.deploy", "sb3_microgrid.forecasting", "sb3_microgrid.sites"),
+    "sb3_microgrid.callbacks": UPPER,
+}
 
 
 def direct_imports(name: str) -> set[str]:
