@@ -66,7 +66,7 @@ SOLAR_MULTIPLIER = (0.7, 0.8)
 DEMAND_CHARGE_INR_PER_KVA_MONTH = (150.0, 500.0)
 # Feed-in price (Rs/kWh) [est]; campus 3.0. Below the cheapest import price of every site, as Scenario requires.
 EXPORT_PRICE_INR_PER_KWH = (2.0, 3.0)
-# Contracted import / (peak load + all ports at full power) [est]; campus 1200 / (2.7 x 316 + 12 x 11) = 1.21.
+# Contracted import / (peak load + all ports at full power) [est]; campus 1200 / (2.7 x 316 + 12 x 11) = 1.22.
 IMPORT_HEADROOM = (1.1, 1.5)
 EXPORT_SHARE = 0.75  # share of sites allowed to export [est]; the others are zero-export connections
 EXPORT_LIMIT_PER_KW = (0.25, 1.0)  # export limit / (PV + wind capacity) where export is allowed [est]
