@@ -9,10 +9,10 @@ from sb3_microgrid.data.io import (
     validate_sessions,
 )
 from sb3_microgrid.data.synthetic import (
-    SERIES_COLUMNS,
-    SESSION_COLUMNS,
     CLIMATE_PARAMS,
     LOAD_PROFILE_PARAMS,
+    SERIES_COLUMNS,
+    SESSION_COLUMNS,
     SPLITS,
     MicrogridData,
     SiteProfile,
