@@ -170,7 +170,7 @@ def trusted_modules(extra: Sequence[str] = ()) -> tuple[str, ...]:
     for name in extra:
         if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
             raise HyperparamsError(f"trust module: {name!r} is not a dotted module name such as mypkg or mypkg.sub")
-    return (*TRUSTED_MODULES, *extra)
+    return tuple(dict.fromkeys((*TRUSTED_MODULES, *extra)))  # once each, as error messages list them
 
 
 def resolve_class(dotted: str, where: str, slot: str | None, trusted: Sequence[str] = TRUSTED_MODULES) -> type:
@@ -191,7 +191,7 @@ def resolve_class(dotted: str, where: str, slot: str | None, trusted: Sequence[s
     if root is None:
         raise HyperparamsError(
             f"{where}: {dotted!r} is not in a trusted package {list(trusted)}; "
-            "name your own package on the command line (--trust-module PKG) to allow it"
+            "name your own package on the command line to allow it (sb3-microgrid: --trust-module PKG; sb3-microgrid-zoo: --gym-packages PKG)"
         )
     obj = _import(parts, len(root.split(".")), where)
     if not inspect.isclass(obj):
@@ -312,11 +312,13 @@ def _mapping(items: list[tuple[str | None, ast.AST]], where: str, ctx: _Context)
 
 
 def _kwargs(value: Any, where: str) -> dict[str, Any]:
-    """``value`` as keyword arguments: a mapping with string keys (``None`` for none)."""
+    """``value`` as keyword arguments: a mapping whose keys are Python names (``None`` for none). Names, not any
+    string: the zoo launcher passes ``env_kwargs`` on as ``name:expression`` arguments that the zoo evaluates,
+    and a key holding ``:`` would move the rest of itself into the expression."""
     if value is None:
         return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise HyperparamsError(f"{where}: expected a mapping of argument names to values, got {value!r:.80}")
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
+        raise HyperparamsError(f"{where}: expected a mapping of argument names (Python identifiers) to values, got {value!r:.80}")
     return dict(value)
 
 
@@ -397,12 +399,35 @@ def load_hyperparams(path: str | Path, algo_class: type, env_id: str | None = No
     :raises HyperparamsError: for an unknown or refused key, a value of the wrong type or out of range,
         or a class that is untrusted or not what its key expects; the message names the file and the key
     """
-    trusted = trusted_modules(trust_modules)
+    trusted_modules(trust_modules)  # a bad --trust-module before the file
     env_id, section = _read_section(path, env_id)
+    return resolve_section(section, algo_class, env_id, trust_modules, source=str(path))
+
+
+def resolve_section(section: Any, algo_class: type, env_id: str, trust_modules: Sequence[str] = (), source: str = "settings") -> Hyperparams:
+    """Check and resolve one env's settings already read from YAML, as :func:`load_hyperparams` does for a file's
+    section (the zoo launcher checks a zoo run's saved ``config.yml`` with it).
+
+    :param section: the settings, a mapping of setting names to values (not changed)
+    :param algo_class: the algorithm they are for
+    :param env_id: the env they are for
+    :param trust_modules: the user's own modules classes may come from
+    :param source: where they come from, for error messages (a file name)
+    :raises HyperparamsError: as :func:`load_hyperparams`, naming ``source``, the env and the key
+    """
+    trusted = trusted_modules(trust_modules)
     try:
-        return _resolve(env_id, section, algo_class, trusted)
+        return _resolve(env_id, _settings(section), algo_class, trusted)
     except HyperparamsError as err:
-        raise HyperparamsError(f"{path} [{env_id}]: {err}") from None
+        raise HyperparamsError(f"{source} [{env_id}]: {err}") from None
+
+
+def _settings(section: Any) -> dict[str, Any]:
+    """A copy of a section's settings (``None``: none), once it is a mapping with string keys."""
+    section = {} if section is None else section
+    if not isinstance(section, dict) or not all(isinstance(k, str) for k in section):
+        raise HyperparamsError(f"expected a mapping of setting names to values, got {section!r:.80}")
+    return dict(section)
 
 
 def _read_section(path: str | Path, env_id: str | None) -> tuple[str, dict[str, Any]]:
@@ -424,10 +449,10 @@ def _read_section(path: str | Path, env_id: str | None) -> tuple[str, dict[str, 
     if env_id not in registry:
         known = sorted(name for name in registry if name.startswith("Microgrid"))
         raise HyperparamsError(f"{path}: section {env_id!r} is not a registered gymnasium env id; this package registers {known}")
-    section = raw[env_id] or {}
-    if not isinstance(section, dict) or not all(isinstance(k, str) for k in section):
-        raise HyperparamsError(f"{path} [{env_id}]: expected a mapping of setting names to values, got {section!r:.80}")
-    return env_id, dict(section)
+    try:
+        return env_id, _settings(raw[env_id])
+    except HyperparamsError as err:
+        raise HyperparamsError(f"{path} [{env_id}]: {err}") from None
 
 
 def _resolve(env_id: str, section: dict[str, Any], algo_class: type, trusted: tuple[str, ...]) -> Hyperparams:

@@ -10,6 +10,13 @@ that the sampler does not choose.
 Sweeps over several processes or machines are the zoo's own: ``-optimize --storage URL --study-name S``
 shares one optuna study (docs/sweeps.md). ``best`` writes a trial's settings as a zoo-format file.
 
+The zoo runs code from the files it reads: it ``eval``s strings of the hyperparameter file (``normalize``,
+``policy_kwargs``, ``monitor_kwargs``, ...), imports whatever ``policy``, ``callback`` and the wrappers name,
+executes a ``.py`` ``--conf-file`` and reads a run's saved ``config.yml`` and ``args.yml`` with PyYAML's
+unsafe loader. Before the zoo sees a command line, :func:`check_inputs` reads those files with this package's
+safe reader (:func:`sb3_microgrid.hyperparams.load_hyperparams`) and refuses, naming the file and the field,
+anything that would run code or import from a package that is not trusted.
+
 Usage::
 
     sb3-microgrid-zoo train --algo twin_ppo --env Microgrid-v0 --gym-packages sb3_microgrid --conf-file hyperparams/twin_ppo.yml
@@ -20,9 +27,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
 import inspect
+import io
 import keyword
 import sys
 from pathlib import Path
@@ -32,43 +41,49 @@ import torch as th
 import yaml
 
 from .algos import ALGOS
-from .hyperparams import HyperparamsError, _read_section, load_hyperparams, parse_python, trusted_modules
+from .hyperparams import HyperparamsError, _read_section, load_hyperparams, parse_python, resolve_section, trusted_modules
 
 if TYPE_CHECKING:
     import optuna
 
 
-def _option(argv: list[str], *names: str) -> str | None:
-    for i, arg in enumerate(argv):
-        if arg in names and i + 1 < len(argv):
-            return argv[i + 1]
-        for name in names:
-            if arg.startswith(name + "="):
-                return arg.split("=", 1)[1]
-    return None
+def zoo_arguments(command: str, argv: list[str]) -> argparse.Namespace:
+    """The options of a zoo command line that say which files the zoo reads, parsed as the zoo's own parser
+    parses them (rl_zoo3 2.9): its defaults, the last of a repeated option wins and an option may be abbreviated
+    (``--conf`` is ``--conf-file``). The zoo's other options are left to the zoo.
 
-
-def _gym_packages(argv: list[str]) -> list[str]:
-    """The values of ``--gym-packages A B ...`` (the zoo imports them, so their classes are trusted)."""
-    if "--gym-packages" not in argv:
-        return []
-    values = argv[argv.index("--gym-packages") + 1 :]
-    return values[: next((i for i, v in enumerate(values) if v.startswith("-")), len(values))]
+    :param command: ``train`` (``--algo``, ``--env``, ``--conf-file``, ``--gym-packages``) or ``enjoy`` (``--algo``,
+        ``--env``, ``--gym-packages`` and the options that choose the run folder: ``-f``, ``--exp-id``, ``--load-*``)
+    :param argv: the zoo's arguments
+    """
+    parser = argparse.ArgumentParser(prog=f"sb3-microgrid-zoo {command}", add_help=False)  # --help is the zoo's
+    parser.add_argument("--algo", default="ppo")
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--gym-packages", nargs="+", default=[])
+    if command == "enjoy":
+        parser.add_argument("-f", "--folder", default="rl-trained-agents")
+        parser.add_argument("--exp-id", type=int, default=0)
+        parser.add_argument("--load-best", action="store_true")
+        parser.add_argument("--load-checkpoint", type=int)
+        parser.add_argument("--load-last-checkpoint", action="store_true")
+    else:
+        parser.add_argument("-conf", "--conf-file")
+    return parser.parse_known_args(argv)[0]
 
 
 def _file_section(argv: list[str]) -> dict[str, Any]:
-    """The ``--env`` section of ``--conf-file`` as YAML gives it (empty without either)."""
-    conf, env = _option(argv, "--conf-file", "-conf"), _option(argv, "--env")
-    if not conf or not env or not Path(conf).exists():
+    """The ``--env`` section of ``--conf-file`` as YAML gives it (empty without a file)."""
+    args = zoo_arguments("train", argv)
+    if not args.conf_file or not Path(args.conf_file).exists():
         return {}
-    return (yaml.safe_load(Path(conf).read_text()) or {}).get(env) or {}
+    return (yaml.safe_load(Path(args.conf_file).read_text()) or {}).get(args.env) or {}
 
 
 def file_policy_kwargs(argv: list[str]) -> dict[str, Any]:
     """The ``policy_kwargs`` of the ``--env`` section of ``--conf-file`` (parsed without eval; classes
     from the toolkit's trusted packages and ``--gym-packages``)."""
     kwargs = _file_section(argv).get("policy_kwargs", {})
-    return parse_python(kwargs, "policy_kwargs", trusted_modules(_gym_packages(argv))) if isinstance(kwargs, str) else dict(kwargs)
+    return parse_python(kwargs, "policy_kwargs", trusted_modules(zoo_arguments("train", argv).gym_packages)) if isinstance(kwargs, str) else dict(kwargs)
 
 
 def eval_env_arguments(argv: list[str]) -> list[str]:
@@ -77,11 +92,15 @@ def eval_env_arguments(argv: list[str]) -> list[str]:
     ``--eval-freq``) to take the training env's arguments, but copies them before reading the file's, so it
     would score another scenario than the one trained on (``reward: {exogenous_baseline: true}``, ``campus_tod``).
 
-    :raises ValueError: for an ``env_kwargs`` value that has no Python expression (:func:`python_expr`)
+    :raises ValueError: for an ``env_kwargs`` value that has no Python expression (:func:`python_expr`), or a key
+        that is not a Python name (the zoo reads ``key:expression`` up to the first ``:`` and evaluates the rest)
     """
     kwargs = _file_section(argv).get("env_kwargs")
     if not isinstance(kwargs, dict) or not kwargs or any(a.split("=")[0] in ("--env-kwargs", "--eval-env-kwargs") for a in argv):
         return []
+    for key in kwargs:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ValueError(f"{key!r} is not an argument name")
     return ["--eval-env-kwargs", *(f"{key}:{python_expr(value)}" for key, value in kwargs.items())]
 
 
@@ -205,7 +224,8 @@ def write_trial(argv: list[str]) -> Path:
         study = optuna.load_study(study_name=args.study_name, storage=storage)
     except (FileNotFoundError, KeyError) as err:
         raise SystemExit(f"sb3-microgrid-zoo best: cannot open study {args.study_name!r} in {args.storage}: {err}") from None
-    recorded = _option(study.user_attrs.get("command", "").split(), "--algo")  # the zoo records each study's command line
+    command = study.user_attrs.get("command")  # the zoo records each study's command line
+    recorded = zoo_arguments("train", command.split()).algo if isinstance(command, str) else None
     if recorded not in (None, args.algo):
         raise SystemExit(f"sb3-microgrid-zoo best: study {args.study_name!r} tuned {recorded}, not {args.algo}")
     complete = {t.number: t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
@@ -215,7 +235,7 @@ def write_trial(argv: list[str]) -> Path:
         raise SystemExit(f"sb3-microgrid-zoo best: trial {args.trial} of {args.study_name!r} is not a complete trial; complete: {sorted(complete)}")
     trial = complete[args.trial] if args.trial is not None else study.best_trial
 
-    register(["--env", args.env, "--conf-file", args.conf_file, "--gym-packages", *args.gym_packages])
+    register(["--env", args.env, "--conf-file", args.conf_file, *(["--gym-packages", *args.gym_packages] if args.gym_packages else [])])
     from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER
 
     try:
@@ -246,6 +266,97 @@ def write_trial(argv: list[str]) -> Path:
     return args.out
 
 
+class SavedRunLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` plus the one Python tag rl_zoo3 writes into a run's ``config.yml`` and ``args.yml``: its
+    ``yaml.dump`` of an ``OrderedDict``, ``!!python/object/apply:collections.OrderedDict [[[key, value], ...]]``,
+    read as a dict. Any other Python tag (``!!python/object/apply:os.system``, ``!!python/name:...``) stays a
+    ``yaml.YAMLError``, as under ``safe_load``; nothing is imported or called."""
+
+
+def _ordered_dict(loader: SavedRunLoader, node: yaml.Node) -> dict[str, Any]:
+    args = loader.construct_sequence(node, deep=True) if isinstance(node, yaml.SequenceNode) else None
+    items = args[0] if args and len(args) == 1 and isinstance(args[0], list) else None
+    if items is None or not all(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) for item in items):
+        raise yaml.constructor.ConstructorError(None, None, "expected an OrderedDict as rl_zoo3 writes it: [[[name, value], ...]]", node.start_mark)
+    return dict(items)
+
+
+SavedRunLoader.add_constructor("tag:yaml.org,2002:python/object/apply:collections.OrderedDict", _ordered_dict)
+
+
+def read_saved_run_file(path: Path) -> dict[str, Any]:
+    """A zoo run's ``config.yml`` or ``args.yml``, read with :class:`SavedRunLoader`.
+
+    :raises HyperparamsError: naming the file, for a Python tag other than the zoo's ``OrderedDict``, YAML that
+        does not parse, or a file that is not a mapping of names to values
+    """
+    try:
+        data = yaml.load(path.read_text(), Loader=SavedRunLoader)  # noqa: S506 - a SafeLoader subclass
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
+        raise HyperparamsError(f"{path}: not read, it is not plain YAML (the zoo would construct Python objects from it): {err}") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise HyperparamsError(f"{path}: expected a mapping of names to values, got {data!r:.80}")
+    return data
+
+
+def check_inputs(command: str, argv: list[str]) -> None:
+    """Refuse, before the zoo runs, a file of a zoo command line that would make the zoo run code (module
+    docstring). ``train``: ``--conf-file`` must be YAML whose ``--env`` section passes
+    :func:`~sb3_microgrid.hyperparams.load_hyperparams` for ``--algo``, classes from the trusted packages and
+    ``--gym-packages`` (without ``--conf-file`` the zoo reads its own, installed file). ``enjoy``: the run folder's
+    ``config.yml`` and ``args.yml`` must be plain YAML (:class:`SavedRunLoader`), and ``config.yml`` must pass the
+    same checks. The command line itself (``--hyperparams``, ``--env-kwargs``, model files) is the user's own.
+
+    :param command: ``train`` or ``enjoy``
+    :param argv: the zoo's arguments
+    :raises SystemExit: naming the file and the field
+    """
+    import rl_zoo3
+
+    args = zoo_arguments(command, argv)
+    classes = {**rl_zoo3.ALGOS, **ALGOS}
+    if args.algo not in classes:
+        raise SystemExit(f"sb3-microgrid-zoo {command}: --algo {args.algo!r} unknown; allowed: {sorted(classes)}")
+    try:
+        if command == "train":
+            _check_conf_file(args.conf_file, classes[args.algo], args.env, args.gym_packages)
+        else:
+            _check_saved_run(args, classes[args.algo])
+    except HyperparamsError as err:
+        raise SystemExit(f"sb3-microgrid-zoo {command}: {err}") from None
+
+
+def _check_conf_file(conf: str | None, cls: type, env: str, gym_packages: list[str]) -> None:
+    if conf is None:
+        return
+    if not conf.endswith((".yml", ".yaml")):  # the zoo execs a .py file and imports any other name as a module
+        kind = "a Python file" if conf.endswith(".py") else "no YAML file (.yml, .yaml): the zoo would import it as a Python module"
+        raise HyperparamsError(
+            f"--conf-file {conf}: {kind}, which runs as code; sb3-microgrid-zoo reads hyperparameters from YAML only. "
+            "If you trust the file, run the zoo directly: python -m rl_zoo3.train ..."
+        )
+    load_hyperparams(conf, cls, env, trust_modules=gym_packages)
+
+
+def _check_saved_run(args: argparse.Namespace, cls: type) -> None:
+    """The run folder the zoo's ``enjoy`` would read, found as it finds it, and its saved settings checked."""
+    from huggingface_sb3 import EnvironmentName
+    from rl_zoo3.utils import get_model_path
+
+    try:
+        env_name = EnvironmentName(args.env)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints the run it picks; the zoo prints it again
+            _, _, log_path = get_model_path(args.exp_id, args.folder, args.algo, env_name, args.load_best, args.load_checkpoint, args.load_last_checkpoint)
+    except (AssertionError, ValueError) as err:  # for a folder named rl-trained-agents the zoo would download one
+        hub = "; sb3-microgrid-zoo does not download agents from the hub" if "rl-trained-agents" in args.folder else ""
+        raise HyperparamsError(f"{err}{hub}") from None
+    folder = Path(log_path) / env_name
+    if (folder / "args.yml").is_file():
+        read_saved_run_file(folder / "args.yml")
+    if (folder / "config.yml").is_file():
+        resolve_section(read_saved_run_file(folder / "config.yml"), cls, env_name.gym_id, args.gym_packages, source=str(folder / "config.yml"))
+
+
 def main(argv: list[str] | None = None) -> None:
     """``sb3-microgrid-zoo train|enjoy [zoo arguments]`` or ``sb3-microgrid-zoo best [arguments]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -255,6 +366,7 @@ def main(argv: list[str] | None = None) -> None:
     if command == "best":
         write_trial(rest)
         return
+    check_inputs(command, rest)
     register(rest)
     try:
         extra = eval_env_arguments(rest) if command == "train" else []

@@ -1,15 +1,22 @@
 """The rl_zoo3 launcher: our algorithms in the zoo's registries, each with the -optimize sampler of the zoo
 algorithm it extends, keeping the file's policy_kwargs; the zoo's own train, -optimize and enjoy run end to
-end (slow). Sweeps on a shared study: tests/test_sweeps.py."""
+end (slow); files that would make the zoo run code are refused before it starts. Sweeps on a shared study:
+tests/test_sweeps.py."""
 
 import argparse
 import subprocess
 import sys
+from collections import OrderedDict
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
 import rl_zoo3
+import rl_zoo3.enjoy
+import rl_zoo3.train
+import yaml
+from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 from rl_zoo3.utils import StoreDict
 
@@ -17,7 +24,7 @@ from sb3_microgrid.algos import ALGOS
 from sb3_microgrid.envs import MicrogridEnv
 from sb3_microgrid.hyperparams import constructor_parameters
 from sb3_microgrid.policies import ForecastAttentionExtractor
-from sb3_microgrid.zoo import eval_env_arguments, register, zoo_base
+from sb3_microgrid.zoo import SavedRunLoader, check_inputs, eval_env_arguments, main, register, zoo_base
 
 HYPERPARAMS = Path(__file__).parent.parent / "hyperparams"
 
@@ -97,6 +104,162 @@ def test_the_zoo_evaluation_env_gets_the_file_env_kwargs(tmp_path):
     for given in (["--eval-env-kwargs", "split:'validation'"], ["--env-kwargs=split:'test'"]):  # the user's own stay
         assert eval_env_arguments([*argv, *given]) == []
     assert eval_env_arguments(["--env", "Microgrid-v0"]) == []
+
+
+# ---- files that would make the zoo run code are refused before the zoo runs --------------------------------
+#: A section the zoo trains in a few seconds; each case below adds one hostile field to it.
+TINY = "Microgrid-v0:\n  n_envs: 1\n  n_timesteps: 64\n  policy: 'MlpPolicy'\n  n_steps: 32\n  batch_size: 32\n"
+#: Python that creates the file MARKER when evaluated (MARKER is replaced by a path under tmp_path).
+TOUCH = "__import__('pathlib').Path('MARKER').touch()"
+#: A module that creates MARKER when imported, with classes of every kind a wrapper or policy key expects.
+EVIL_MODULE = f"""
+import gymnasium as gym
+from stable_baselines3.common.vec_env import VecEnvWrapper
+from stable_baselines3.common.policies import ActorCriticPolicy
+{TOUCH}
+class Wrapper(gym.Wrapper):
+    pass
+class VecWrapper(VecEnvWrapper):
+    def reset(self):
+        return self.venv.reset()
+    def step_wait(self):
+        return self.venv.step_wait()
+class Policy(ActorCriticPolicy):
+    pass
+"""
+#: Hostile train files: (algorithm, what the section adds, the field the refusal names).
+HOSTILE_CONFS = {
+    "normalize eval": ("ppo", f'  normalize: "{TOUCH} or True"\n', "normalize"),
+    "policy_kwargs eval": ("ppo", f'  policy_kwargs: "dict(net_arch=[8], ortho_init={TOUCH})"\n', "policy_kwargs"),
+    "monitor_kwargs eval": ("ppo", f'  monitor_kwargs: "{TOUCH} or {{}}"\n', "monitor_kwargs"),
+    "replay_buffer_kwargs eval": ("sac", f'  replay_buffer_kwargs: "dict(handle_timeout_termination={TOUCH} or True)"\n', "replay_buffer_kwargs"),
+    "callback os.system": ("ppo", "  callback:\n    - os.system: {command: 'touch MARKER'}\n", "callback"),
+    "env_wrapper untrusted": ("ppo", "  env_wrapper: evilmod.Wrapper\n", "env_wrapper"),
+    "vec_env_wrapper untrusted": ("ppo", "  vec_env_wrapper: evilmod.VecWrapper\n", "vec_env_wrapper"),
+    "policy untrusted": ("ppo", "  policy: evilmod.Policy\n", "policy"),
+    # the launcher hands env_kwargs to the zoo as --eval-env-kwargs key:expression; a ':' in a key moved code there
+    "env_kwargs key": ("ppo", f'  env_kwargs:\n    "split:{TOUCH} #": 1\n', "env_kwargs"),
+}  # fmt: skip
+
+
+@pytest.fixture
+def zoo_calls(monkeypatch, tmp_path):
+    """The zoo's train and enjoy, each call recorded before it runs (a refusal must come before the zoo), and
+    ``evilmod`` importable from tmp_path; the marker file is ``tmp_path / "pwned"``."""
+    calls: list[str] = []
+    for module, name in ((rl_zoo3.train, "train"), (rl_zoo3.enjoy, "enjoy")):
+        monkeypatch.setattr(module, name, lambda real=getattr(module, name), name=name: (calls.append(name), real())[1])
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # main sets sys.argv for the zoo
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "evilmod", raising=False)
+    (tmp_path / "evilmod.py").write_text(EVIL_MODULE.replace("MARKER", str(tmp_path / "pwned")))
+    return calls
+
+
+def _refused(calls: list[str], tmp_path: Path, argv: list[str], *named: str) -> None:
+    """``main(argv)`` exits with a message naming each of ``named``, before the zoo runs and without the marker."""
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--num-threads", "1", "--eval-freq", "-1"] if argv[0] == "train" else [*argv, "--num-threads", "1", "--no-render"])
+    message = str(exit_.value.code)
+    assert all(name in message for name in named), message
+    assert calls == [] and not (tmp_path / "pwned").exists()
+
+
+def _train_argv(algo: str, conf: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return ["train", "--algo", algo, "--env", "Microgrid-v0", "--gym-packages", "sb3_microgrid", "--conf-file", str(conf),
+            "-n", "64", "-f", str(tmp_path / "logs"), *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", HOSTILE_CONFS)
+def test_train_refuses_a_file_that_would_run_code_naming_the_field(zoo_calls, tmp_path, case):
+    algo, field, named = HOSTILE_CONFS[case]
+    conf = tmp_path / "evil.yml"
+    conf.write_text(TINY + field.replace("MARKER", str(tmp_path / "pwned")))
+    _refused(zoo_calls, tmp_path, _train_argv(algo, conf, tmp_path), str(conf), named)
+
+
+def test_train_checks_the_file_the_zoo_reads_whatever_the_option_spelling(zoo_calls, tmp_path):
+    (tmp_path / "good.yml").write_text(TINY)
+    conf = tmp_path / "evil.yml"
+    conf.write_text(TINY + f'  normalize: "{TOUCH} or True"\n'.replace("MARKER", str(tmp_path / "pwned")))
+    base = ["train", "--algo", "ppo", "--env", "Microgrid-v0", "--gym-packages", "sb3_microgrid", "-n", "64", "-f", str(tmp_path / "logs")]
+    for spelling in (["--conf", str(conf)], [f"--conf-file={conf}"], ["-conf", str(conf)], ["--conf-file", str(tmp_path / "good.yml"), "--conf-file", str(conf)]):
+        _refused(zoo_calls, tmp_path, [*base, *spelling], str(conf), "normalize")
+    # without --env the zoo reads the section of its default env, CartPole-v1: the check reads that one too
+    (tmp_path / "two.yml").write_text(TINY + f'CartPole-v1:\n  normalize: "{TOUCH} or True"\n'.replace("MARKER", str(tmp_path / "pwned")))
+    _refused(zoo_calls, tmp_path, ["train", "--algo", "ppo", "--conf-file", str(tmp_path / "two.yml")], "[CartPole-v1]", "normalize")
+
+
+@pytest.mark.parametrize("name", ["evil_conf.py", "evil_conf"])
+def test_train_refuses_a_python_conf_file(zoo_calls, tmp_path, name):
+    # rl_zoo3 execs a .py file and imports any other name as a module; this one is YAML too (annotations)
+    (tmp_path / "evil_conf.py").write_text(f"_: int = {TOUCH}\nhyperparams: dict = dict([('Microgrid-v0', dict(n_timesteps=64))])\n".replace("MARKER", str(tmp_path / "pwned")))
+    conf = str(tmp_path / name) if name.endswith(".py") else name
+    _refused(zoo_calls, tmp_path, _train_argv("ppo", Path(conf), tmp_path), f"--conf-file {conf}", "runs as code", "python -m rl_zoo3.train")
+
+
+@pytest.mark.parametrize(("name", "algo", "env"), [("ppo.yml", "ppo", "Microgrid-v0"), ("twin_ppo.yml", "twin_ppo", "Microgrid-v0"),
+    ("sac.yml", "sac", "Microgrid-v0"), ("td3.yml", "td3", "Microgrid-v0"), ("dyna_sac.yml", "dyna_sac", "Microgrid-v0"),
+    ("her_sac.yml", "sac", "MicrogridGoal-v0"), ("residual_ars.yml", "paired_ars", "Microgrid-v0")])  # fmt: skip
+def test_every_shipped_hyperparameter_file_passes_the_launcher_check(name, algo, env):
+    assert sorted(p.name for p in HYPERPARAMS.glob("*.yml")) == sorted(SHIPPED)  # a new file needs a case here
+    check_inputs("train", ["--algo", algo, "--env", env, "--gym-packages", "sb3_microgrid", "--conf-file", str(HYPERPARAMS / name)])
+
+
+SHIPPED = ("ppo.yml", "twin_ppo.yml", "sac.yml", "td3.yml", "dyna_sac.yml", "her_sac.yml", "residual_ars.yml")
+
+
+def _saved_run(tmp_path: Path, config: dict | str, args: dict | str | None = None) -> Path:
+    """A zoo log folder as enjoy finds it (``logs/ppo/Microgrid-v0_1``), its config.yml and args.yml written by
+    the zoo's own writer (``ExperimentManager._save_config``) from dicts, or as the text given."""
+    run = tmp_path / "logs" / "ppo" / "Microgrid-v0_1"
+    params = run / "Microgrid-v0"
+    params.mkdir(parents=True)
+    (run / "Microgrid-v0.zip").write_bytes(b"not read: the check comes first")
+    zoo_args = argparse.Namespace(algo="ppo", env="Microgrid-v0", env_kwargs=None, gym_packages=["sb3_microgrid"], seed=1)
+    ExperimentManager._save_config(SimpleNamespace(params_path=str(params), save_path=str(run), args=zoo_args),
+                                   OrderedDict(sorted(config.items())) if isinstance(config, dict) else OrderedDict())  # fmt: skip
+    for name, text in (("config.yml", config), ("args.yml", args)):
+        if isinstance(text, str):
+            (params / name).write_text(text.replace("MARKER", str(tmp_path / "pwned")))
+    return params
+
+
+def _enjoy_argv(tmp_path: Path) -> list[str]:
+    return ["enjoy", "--algo", "ppo", "--env", "Microgrid-v0", "--gym-packages", "sb3_microgrid", "-f", str(tmp_path / "logs"), "-n", "24"]
+
+
+SAVED = {"n_envs": 1, "n_timesteps": 64, "policy": "MlpPolicy", "n_steps": 32, "batch_size": 32,
+         "normalize": "{'norm_obs': True, 'norm_reward': True}", "policy_kwargs": "dict(net_arch=[8])",
+         "env_kwargs": {"scenario": {"base": "campus"}}, "callback": ["sb3_microgrid.callbacks.MicrogridMetricsCallback"]}  # fmt: skip
+
+
+def test_enjoy_reads_a_run_folder_as_the_zoo_writes_it(tmp_path):
+    params = _saved_run(tmp_path, SAVED)
+    assert (params / "config.yml").read_text().startswith("!!python/object/apply:collections.OrderedDict")  # the zoo's tag
+    check_inputs("enjoy", _enjoy_argv(tmp_path)[1:])
+    assert yaml.load((params / "config.yml").read_text(), Loader=SavedRunLoader) == SAVED
+
+
+@pytest.mark.parametrize(("file", "config", "args", "named"), [
+    ("config.yml", "!!python/object/apply:os.system ['touch MARKER']\n", None, "python/object/apply:os.system"),
+    ("args.yml", SAVED, "!!python/object/apply:os.system ['touch MARKER']\n", "python/object/apply:os.system"),
+    ("config.yml", {**SAVED, "normalize": f"{TOUCH} or True"}, None, "normalize"),
+    ("config.yml", {**SAVED, "env_wrapper": "evilmod.Wrapper"}, None, "env_wrapper"),
+    ("config.yml", "!!python/name:evilmod.Wrapper ''\n", None, "python/name:evilmod.Wrapper"),
+    # the OrderedDict tag in another form than the zoo's, with the evil call nested inside
+    ("config.yml", "!!python/object/apply:collections.OrderedDict {args: [[[a, !!python/object/apply:os.system ['touch MARKER']]]]}\n", None, "OrderedDict"),
+])  # fmt: skip
+def test_enjoy_refuses_a_run_folder_whose_saved_files_would_run_code(zoo_calls, tmp_path, file, config, args, named):
+    if isinstance(config, dict):
+        config = {key: value.replace("MARKER", str(tmp_path / "pwned")) if isinstance(value, str) else value for key, value in config.items()}
+    params = _saved_run(tmp_path, config, args)
+    _refused(zoo_calls, tmp_path, _enjoy_argv(tmp_path), str(params / file), named)
+
+
+def test_enjoy_does_not_download_an_agent_it_cannot_find(zoo_calls, tmp_path):
+    # for a folder named rl-trained-agents the zoo downloads a missing agent from the hub and then unpickles it
+    _refused(zoo_calls, tmp_path, ["enjoy", "--algo", "ppo", "--env", "Microgrid-v0", "-f", str(tmp_path / "rl-trained-agents")], "does not download")
 
 
 def _zoo(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
