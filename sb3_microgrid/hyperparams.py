@@ -133,9 +133,12 @@ class Range:
         return int(number) if self.integer else value
 
 
+#: The most envs a file may ask for: a typo (``n_envs: 80000``) should be an error naming the key, not a machine
+#: out of memory or a rollout that never ends. Four times the largest vec env measured (docs/results.md: 1,024).
+MAX_ENVS = 4096
 #: Ranges of common numeric keys, wherever they appear (zoo keys and algorithm arguments).
 RANGES = {
-    "n_envs": Range(1, integer=True),
+    "n_envs": Range(1, MAX_ENVS, integer=True),
     "n_timesteps": Range(0, integer=True),
     "noise_std": Range(0),
     "learning_rate": Range(0, low_open=True),

@@ -215,6 +215,7 @@ def test_dotted_names_must_be_trusted_classes_of_the_expected_kind(tmp_path, mon
         ("learning_rate: lin_-1", "learning_rate: -1.0 is out of range"),
         ("learning_rate: lin_abc", "learning_rate: expected a number or lin_<start>"),
         ("n_envs: 0", "n_envs: 0 is out of range"),
+        ("n_envs: 4097", r"n_envs: 4097 is out of range; allowed: an integer in \[1, 4096\]"),  # a typo, not a machine out of memory
         ("n_envs: abc", "n_envs must be a number, got the string 'abc'"),
         ("n_envs: true", "n_envs must be a finite number, got True"),
         ("n_timesteps: -5", "n_timesteps: -5 is out of range"),
@@ -275,8 +276,8 @@ def test_off_policy_values_name_their_key(tmp_path, settings, match):
 def test_off_policy_special_forms_are_converted(tmp_path):
     hp = load_hyperparams(write(tmp_path, "ent_coef: auto_0.1\ntrain_freq: [1, episode]\ntarget_entropy: auto\n"), SAC)
     assert hp.algo_kwargs["ent_coef"] == "auto_0.1" and hp.algo_kwargs["train_freq"] == (1, "episode")
-    hp = load_hyperparams(write(tmp_path, "n_timesteps: !!float 1e5\ngamma: 1\ntarget_kl: null\nclip_range_vf: null\n"), PPO)
-    assert hp.n_timesteps == 100_000 and isinstance(hp.n_timesteps, int)
+    hp = load_hyperparams(write(tmp_path, "n_timesteps: !!float 1e5\ngamma: 1\ntarget_kl: null\nclip_range_vf: null\nn_envs: 4096\n"), PPO)
+    assert hp.n_timesteps == 100_000 and isinstance(hp.n_timesteps, int) and hp.n_envs == 4096
 
 
 @pytest.mark.parametrize(
