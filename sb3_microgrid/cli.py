@@ -382,11 +382,14 @@ def _add_train(subparsers: Any) -> None:
     p.add_argument("--conf", required=True, type=Path, metavar="FILE.yml", help="zoo-format hyperparameter file")
     p.add_argument("--env", default=None, help="section of the file to read (default: its only one)")
     p.add_argument("--timesteps", type=_positive_int, default=None, metavar="N", help="total steps (default: the file's n_timesteps)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="seed of the envs and the algorithm (default: 0; with --resume, the run's)")
     p.add_argument("--run-dir", type=Path, default=None, help="output folder (default: runs/<algo>_<env>_<seed>)")
-    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in the run folder (same --algo and --conf as the run)")
+    p.add_argument(
+        "--resume", action="store_true",
+        help="continue from the newest complete checkpoint in the run folder (same --algo and --conf as the run; --seed and --vec-env are the run's)",
+    )  # fmt: skip
     p.add_argument("--save-freq", type=_positive_int, default=50_000, metavar="N", help="steps between checkpoints (default: 50000)")
-    p.add_argument("--vec-env", default="microgrid", help="vectorisation: microgrid (default), dummy or subproc")
+    p.add_argument("--vec-env", default=None, help="vectorisation: microgrid, dummy or subproc (default: microgrid; with --resume, the run's)")
     p.add_argument(
         "--trust-module", action="append", default=[], metavar="MODULE",
         help="let the file name classes from your own MODULE and its submodules (callbacks, wrappers, policies, ...); "
@@ -403,7 +406,7 @@ def _train(args: argparse.Namespace) -> int:
 
     if not args.conf.exists():
         raise UsageError(f"no hyperparameter file at {args.conf}")
-    run_dir = args.run_dir or Path("runs") / f"{args.algo}_{args.env or args.conf.stem}_{args.seed}"
+    run_dir = args.run_dir or Path("runs") / f"{args.algo}_{args.env or args.conf.stem}_{args.seed or 0}"
     try:
         train(args.algo, args.conf, run_dir, timesteps=args.timesteps, seed=args.seed, resume=args.resume,
               save_freq=args.save_freq, vec_env=args.vec_env, env_id=args.env, trust_modules=args.trust_module)  # fmt: skip

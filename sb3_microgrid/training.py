@@ -2,9 +2,10 @@
 
 Files written under ``run_dir``:
 
-- ``run.json``: the run's record, ``{"algo": <name in ALGOS>}`` from the start; at the end also
-  ``"num_timesteps": <int>`` and ``"files": {"model.zip": <bytes>, "model_vecnormalize.pkl": <bytes>}``
-  (the statistics only when the configuration normalises). ``algo`` is the class to load ``model.zip`` with.
+- ``run.json``: the run's record, ``{"algo": <name in ALGOS>, "seed": <int>, "vec_env": <name>}`` from the
+  start; at the end also ``"num_timesteps": <int>`` and ``"files": {"model.zip": <bytes>,
+  "model_vecnormalize.pkl": <bytes>}`` (the statistics only when the configuration normalises). ``algo`` is
+  the class to load ``model.zip`` with; ``--resume`` continues with the recorded algorithm, seed and vec env.
 - ``config.yml``: a copy of the hyperparameter file; ``--resume`` requires the same file.
 - ``checkpoints/<steps>/``: one complete checkpoint set per save, written atomically (a ``<steps>.tmp/``
   folder renamed when complete): ``model.zip`` (after the update of those steps),
@@ -38,6 +39,8 @@ from .hyperparams import Hyperparams, HyperparamsError, load_hyperparams
 
 #: Vectorisations of the training env (:func:`make_env`), also the command line's choices.
 VEC_ENVS = ("microgrid", "dummy", "subproc")
+#: The settings a run records in its ``run.json`` besides the algorithm, with their defaults for a new run.
+RUN_SETTINGS = {"seed": 0, "vec_env": "microgrid"}
 
 
 def make_env(hp: Hyperparams, seed: int, vec_env: str = "microgrid") -> VecEnv:
@@ -103,10 +106,10 @@ def train(
     conf: str | Path,
     run_dir: str | Path,
     timesteps: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     resume: bool = False,
     save_freq: int = 50_000,
-    vec_env: str = "microgrid",
+    vec_env: str | None = None,
     env_id: str | None = None,
     progress_bar: bool = True,
     verbose: int = 0,
@@ -118,12 +121,12 @@ def train(
     :param conf: the YAML file (rl-baselines3-zoo format)
     :param run_dir: where checkpoints, the final model and TensorBoard logs go
     :param timesteps: total steps (default: the file's ``n_timesteps``)
-    :param seed: seed of the envs and the algorithm
+    :param seed: seed of the envs and the algorithm (default: 0, or the run's when resuming)
     :param resume: continue from the newest complete checkpoint set in ``run_dir`` (its model,
         normalisation statistics and replay buffer), up to the same total; ``algo`` and ``conf`` must be
-        the run's
+        the run's, and so must ``seed`` and ``vec_env`` if given (the run's are used when they are not)
     :param save_freq: steps between checkpoints (summed over envs)
-    :param vec_env: ``microgrid`` (the vectorized core), ``dummy`` or ``subproc``
+    :param vec_env: ``microgrid`` (the vectorized core, the default for a new run), ``dummy`` or ``subproc``
     :param env_id: the YAML section to read (default: its only one)
     :param progress_bar: show SB3's progress bar
     :param verbose: SB3 verbosity
@@ -132,7 +135,12 @@ def train(
     """
     torch.set_num_threads(1)  # small networks on few cores: one thread is several times faster
     cls = algorithm(algo)
-    previous = _resumable(algo, conf, Path(run_dir)) if resume else None  # refuse before reading or writing anything
+    given = {"seed": seed, "vec_env": vec_env}
+    if resume:  # refuse before reading or writing anything
+        previous, settings = _resumable(algo, conf, Path(run_dir), given)
+    else:
+        previous, settings = None, _with_defaults(given)
+    seed, vec_env = settings["seed"], settings["vec_env"]
     hp = load_hyperparams(conf, cls, env_id, trust_modules)
     total = int(timesteps if timesteps is not None else hp.n_timesteps)
     if total <= 0:
@@ -153,12 +161,12 @@ def train(
     if previous is None:
         save_path.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(conf, run_dir / "config.yml")
-        write_run_json(run_dir, algo)
+        write_run_json(run_dir, algo, settings=settings)
     remaining = total - model.num_timesteps
     if remaining > 0:
         model.learn(remaining, callback=CallbackList(callbacks), progress_bar=progress_bar, reset_num_timesteps=previous is None, tb_log_name=algo)
     # The callback saved a set at the end of learn(): the final model is that set's.
-    publish_checkpoint(latest_checkpoint(save_path)[1], run_dir)
+    publish_checkpoint(latest_checkpoint(save_path)[1], run_dir, settings)
     return model
 
 
@@ -173,18 +181,36 @@ def _built(what: str, conf: str | Path, build: Callable[[], Any]) -> Any:
         raise HyperparamsError(f"{conf}: {what}: {type(err).__name__}: {err}") from None
 
 
-def _resumable(algo: str, conf: str | Path, run_dir: Path) -> Path | None:
+def _with_defaults(given: dict[str, Any]) -> dict[str, Any]:
+    """Each of :data:`RUN_SETTINGS` as given, its default where it is ``None``."""
+    return {key: default if given[key] is None else given[key] for key, default in RUN_SETTINGS.items()}
+
+
+def _resumable(algo: str, conf: str | Path, run_dir: Path, given: dict[str, Any]) -> tuple[Path | None, dict[str, Any]]:
     """The newest complete checkpoint set of the run in ``run_dir`` (``None``, with a warning, for a run
-    killed before its first checkpoint), once its record shows that ``algo`` and ``conf`` are the run's."""
+    killed before its first checkpoint) and the run's settings (:data:`RUN_SETTINGS`), once its record shows
+    that ``algo``, ``conf`` and each setting given (not ``None``) are the run's: resuming with another seed or
+    vec env would continue one run as another. A run recorded before its settings were takes the given ones
+    (the defaults if none), with a warning."""
     if not (run_dir / RUN_JSON).exists():
         raise CheckpointError(f"--resume: {run_dir} has no {RUN_JSON}; not a run folder of sb3-microgrid train")
-    recorded = read_run_json(run_dir)["algo"]
-    if recorded != algo:
-        raise CheckpointError(f"--resume: {run_dir} is a {recorded} run; it cannot be resumed as {algo} (pass --algo {recorded})")
+    record = read_run_json(run_dir)
+    if record["algo"] != algo:
+        raise CheckpointError(f"--resume: {run_dir} is a {record['algo']} run; it cannot be resumed as {algo} (pass --algo {record['algo']})")
+    settings = _with_defaults(given)
+    for key in RUN_SETTINGS.keys() & record.keys():
+        option = "--" + key.replace("_", "-")
+        if given[key] is not None and given[key] != record[key]:
+            raise CheckpointError(f"--resume: {run_dir} was trained with {option} {record[key]}; it cannot be resumed with {option} {given[key]} (leave {option} out to resume with the run's)")
+        settings[key] = record[key]
+    unrecorded = [key for key in RUN_SETTINGS if key not in record]
+    if unrecorded:
+        taken = ", ".join(f"{key} {settings[key]}" for key in unrecorded)
+        warnings.warn(f"--resume: {run_dir / RUN_JSON} records no {' or '.join(unrecorded)} (written by an older version); resuming with {taken}", stacklevel=3)
     if Path(conf).read_bytes() != (run_dir / "config.yml").read_bytes():
         raise CheckpointError(f"--resume: {conf} differs from the run's {run_dir / 'config.yml'}; resume with the run's file")
     found = latest_checkpoint(run_dir / "checkpoints")
     if found is None:
         warnings.warn(f"--resume: no checkpoint in {run_dir / 'checkpoints'} yet; starting {run_dir} from the beginning", stacklevel=3)
-        return None
-    return found[1]
+        return None, settings
+    return found[1], settings

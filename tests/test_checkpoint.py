@@ -22,7 +22,9 @@ from sb3_microgrid.callbacks import checkpoint as checkpoint_module
 from sb3_microgrid.callbacks.checkpoint import MODEL, REPLAY_BUFFER, RUN_JSON, VECNORMALIZE, CheckpointError, CheckpointSetCallback, checkpoint_problem, checkpoints, load_checkpoint, write_run_json
 from sb3_microgrid.cli import main
 from sb3_microgrid.envs import MicrogridVecEnv
+from sb3_microgrid import training
 from sb3_microgrid.training import ALGOS, last_checkpoint, train
+from sb3_microgrid.training import make_env as training_make_env
 
 # Rollouts of 2 envs x 32 steps = 64 steps; PPO's _n_updates grows by n_epochs (1) per rollout.
 PPO_CONF = """
@@ -243,12 +245,38 @@ def test_resume_refuses_another_algorithm_or_file_and_writes_nothing(ppo_run, tm
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+def test_resume_refuses_another_seed_or_vec_env_naming_both_and_writes_nothing(ppo_run, tmp_path, capsys):
+    conf, run = ppo_run[0], _copy(ppo_run[1], tmp_path)
+    assert {key: json.loads((run / RUN_JSON).read_text())[key] for key in ("seed", "vec_env")} == {"seed": 0, "vec_env": "microgrid"}
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    resume = ["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(run), "--resume", "--timesteps", "320"]
+    assert main([*resume, "--seed", "1"]) == 2
+    assert f"{run} was trained with --seed 0; it cannot be resumed with --seed 1" in capsys.readouterr().err
+    assert main([*resume, "--vec-env", "dummy"]) == 2
+    assert f"{run} was trained with --vec-env microgrid; it cannot be resumed with --vec-env dummy" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_resume_takes_the_run_seed_and_vec_env_when_not_given(tmp_path, monkeypatch):
+    conf, run = _conf(tmp_path, PPO_CONF), tmp_path / "run"
+    assert main(["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(run), "--seed", "3", "--vec-env", "dummy", "--timesteps", "64"]) == 0
+    built = []
+    monkeypatch.setattr(training, "make_env", lambda hp, seed, vec_env: built.append((seed, vec_env)) or training_make_env(hp, seed, vec_env))
+    assert main(["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(run), "--resume", "--timesteps", "128"]) == 0
+    assert built == [(3, "dummy")]
+    record = json.loads((run / RUN_JSON).read_text())
+    assert (record["seed"], record["vec_env"], record["num_timesteps"]) == (3, "dummy", 128)  # still recorded after publishing
+    (run / RUN_JSON).write_text(json.dumps({k: v for k, v in record.items() if k not in ("seed", "vec_env")}))  # an older run's record
+    with pytest.warns(UserWarning, match="records no seed or vec_env .*; resuming with seed 5, vec_env microgrid"):
+        train("ppo", conf, run, timesteps=192, seed=5, resume=True, progress_bar=False)
+
+
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_path):
     conf = _conf(tmp_path, PPO_CONF)
     run = tmp_path / "run"
     run.mkdir()
     shutil.copyfile(conf, run / "config.yml")
-    write_run_json(run, "ppo")  # what a new run writes before its first step
+    write_run_json(run, "ppo", settings={"seed": 0, "vec_env": "microgrid"})  # what a new run writes before its first step
     with pytest.warns(UserWarning, match="no checkpoint .* yet; starting .* from the beginning"):
         model = train("ppo", conf, run, timesteps=64, save_freq=64, resume=True, progress_bar=False)
     assert model.num_timesteps == 64 and json.loads((run / RUN_JSON).read_text())["num_timesteps"] == 64

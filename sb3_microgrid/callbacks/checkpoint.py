@@ -6,7 +6,8 @@ A checkpoint is a *set*, one folder per step count ``<save_path>/<steps>/``:
 - ``model_vecnormalize.pkl``: the ``VecNormalize`` statistics, when the env has them;
 - ``model_replay_buffer.pkl``: the replay buffer, for off-policy algorithms (only the newest set keeps it);
 - ``run.json``: ``{"algo": <name>, "num_timesteps": <steps>, "files": {<file name>: <bytes>, ...}}``, the
-  manifest, written last.
+  manifest, written last. A run folder's own ``run.json`` also records the run's ``seed`` and ``vec_env``
+  (``sb3-microgrid train``), which a resumed run must share.
 
 The set is written into ``<steps>.tmp/`` and renamed to ``<steps>/`` (``os.replace``), so a process killed
 while writing leaves no folder that looks complete; the byte counts in ``run.json`` then catch a file
@@ -138,10 +139,12 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
-def write_run_json(directory: Path, algo: str, num_timesteps: int | None = None, files: list[str] | None = None) -> None:
-    """Write ``directory/run.json`` atomically: ``{"algo": algo}``, with ``num_timesteps`` and the byte
-    count of each of ``files`` (names in ``directory``) when given."""
-    record: dict[str, Any] = {"algo": algo}
+def write_run_json(
+    directory: Path, algo: str, num_timesteps: int | None = None, files: list[str] | None = None, settings: dict[str, Any] | None = None
+) -> None:
+    """Write ``directory/run.json`` atomically: ``{"algo": algo}``, with the run's ``settings`` (``seed``,
+    ``vec_env``), ``num_timesteps`` and the byte count of each of ``files`` (names in ``directory``) when given."""
+    record: dict[str, Any] = {"algo": algo, **(settings or {})}
     if num_timesteps is not None:
         record["num_timesteps"] = int(num_timesteps)
     if files is not None:
@@ -153,7 +156,7 @@ def write_run_json(directory: Path, algo: str, num_timesteps: int | None = None,
 
 def read_run_json(directory: Path) -> dict[str, Any]:
     """``directory/run.json``, checked: an object with a string ``algo`` (and, if present, ``files``
-    mapping names to byte counts).
+    mapping names to byte counts, an integer ``seed`` and a string ``vec_env``).
 
     :raises CheckpointError: naming the file, if it is missing or malformed
     """
@@ -169,6 +172,9 @@ def read_run_json(directory: Path) -> dict[str, Any]:
     files = record.get("files", {})
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in files.items()):
         raise CheckpointError(f"{path}: 'files' must map file names to byte counts, got {files!r}")
+    for key, kind in (("seed", int), ("vec_env", str)):
+        if key in record and (not isinstance(record[key], kind) or isinstance(record[key], bool)):
+            raise CheckpointError(f"{path}: '{key}' must be {'an integer' if kind is int else 'a string'}, got {record[key]!r}")
     return record
 
 
@@ -260,13 +266,13 @@ def _restart_episodes(model: BaseAlgorithm, env: VecEnv) -> None:
         model._last_original_obs = vec_normalize.get_original_obs()
 
 
-def publish_checkpoint(directory: Path, destination: Path) -> None:
+def publish_checkpoint(directory: Path, destination: Path, settings: dict[str, Any] | None = None) -> None:
     """Copy a complete set's model and statistics (not its replay buffer) into ``destination`` under the
-    same names, each file atomically and ``run.json`` last: the final model of a run."""
+    same names, each file atomically and ``run.json`` last, with the run's ``settings``: the final model of a run."""
     record = read_run_json(directory)
     names = [name for name in (MODEL, VECNORMALIZE) if name in record.get("files", {})]
     for name in names:
         tmp = destination / (name + ".tmp")
         shutil.copyfile(directory / name, tmp)
         os.replace(tmp, destination / name)
-    write_run_json(destination, record["algo"], record.get("num_timesteps"), names)
+    write_run_json(destination, record["algo"], record.get("num_timesteps"), names, settings)
