@@ -1,40 +1,46 @@
-"""Plain SB3 PPO against the tuned PPO and against each improvement switched on alone.
+"""The planning guide's PPO improvements, each switched on alone on top of ``hyperparams/ppo.yml``:
+selected on the validation year, scored on the test year.
 
-Every configuration trains for the same number of environment steps on the training years, with
-``--seeds`` seeds, and is evaluated every ``--eval-every`` steps on the first ``--days`` validation days (2023)
-(the same days, seeds and forecast noise for every run), scored by the env. Reported per
-configuration: final Rs/day and gap closed (mean and 95 % confidence interval over seeds), the
-environment steps to first reach ``--target-gap`` (median over seeds that reached it), and training
-throughput (steps/s, wall clock including evaluations excluded). Results go to
-``benchmarks/results/ppo_improvements.{json,md}`` with the command that produced them.
+The base configuration is ``hyperparams/ppo.yml`` as ``sb3-microgrid train`` builds it (the same env,
+normalisation and model); each other configuration changes one thing. Every run trains for ``--steps``
+environment steps on the training years with one of ``--seeds`` seeds. A
+:class:`~sb3_microgrid.validation.ValidationCallback` scores it every ``--eval-every`` steps on the first
+``--days`` validation days (2023) and puts back the best-scoring weights and normalisation statistics at
+the end; that model is then scored once on the whole test year (2024), the same days and forecast noise for
+every run. Reported per configuration: best validation gap closed and test-year gap closed (mean and 95 %
+interval over seeds), the test gap's paired difference from the base (same seeds), test unmet EV energy
+and violations, and training throughput (steps/s, scoring excluded; comparable only when every run had a
+core of its own). Runs are appended to ``results/<--name>_runs.jsonl`` as they finish, so an interrupted
+benchmark keeps them (``--resume`` skips them); the summary goes to ``results/<--name>.{json,md}`` and the
+validation curves to ``docs/<--name>.png``.
 
-Usage: python benchmarks/ppo_improvements.py [--steps 200000] [--seeds 5] [--workers 2] [--configs a,b]
-       [--override '{"kwargs": {"gamma": 1.0}, "policy_kwargs": {"log_std_init": -1.0}, "scenario": {...}}']
+Usage: python benchmarks/ppo_improvements.py [--steps 2000000] [--seeds 5] [--workers 2] [--configs a,b]
+       [--override '{"kwargs": {"gamma": 0.99}, "policy_kwargs": {"log_std_init": -1.0}, "scenario": {...}}']
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing as mp
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from learning import DayScoreCallback, reference_costs, summarize, table, train_and_score
-from reporting import run_metadata, write_results
+from learning import ci95
+from reporting import RESULTS, run_metadata, write_results
 
-#: The issue's starting point: learning rate 3e-4, 4,096 steps per update, minibatch 1,024, GAE λ 0.97, entropy 0.02.
-ISSUE_START = dict(learning_rate=3e-4, n_steps=512, batch_size=1024, gae_lambda=0.97, ent_coef=0.02)
-#: What the probes in docs/results.md changed: no discounting inside the fixed 24-step day (the end-of-day
-#: term gets full credit), a smaller initial action std, and the reward's exogenous baseline.
-TUNED_CHANGES = dict(kwargs=dict(gamma=1.0, gae_lambda=1.0), policy_kwargs=dict(log_std_init=-1.5), scenario=dict(base="campus", reward=dict(exogenous_baseline=True)))
-NORMALIZE = dict(norm_obs=True, norm_reward=True, clip_obs=10.0, clip_reward=10.0)
-N_ENVS = 8
+ROOT = Path(__file__).resolve().parent.parent
+BASE_FILE = ROOT / "hyperparams" / "ppo.yml"
+BASE = "ppo_tuned"
+#: The guide's improvements measured by default (``--configs`` picks others, e.g. ``lr_warmup``).
+GUIDE = [BASE, "attention", "twin_value", "kl_adaptive_lr", "plateau_lr", "curriculum", "epsilon", "param_noise"]
 
 
 def configs() -> dict[str, Callable[[], dict[str, Any]]]:
-    """Each configuration: algorithm class, its kwargs, callbacks and whether to normalise."""
+    """Each configuration's changes to ``hyperparams/ppo.yml`` (see :func:`build`)."""
     from stable_baselines3 import PPO
 
     from sb3_microgrid.callbacks import CurriculumCallback, KLMonitorCallback, ReduceLROnPlateau
@@ -43,109 +49,212 @@ def configs() -> dict[str, Callable[[], dict[str, Any]]]:
     from sb3_microgrid.schedules import LinearSchedule, WarmupSchedule
     from sb3_microgrid.twin_ppo import TwinValuePPO
 
-    issue_start = dict(algo=PPO, policy="MlpPolicy", kwargs=dict(ISSUE_START, policy_kwargs=dict(ortho_init=True)), normalize=True, callbacks=[])
-    tuned = with_changes(issue_start, TUNED_CHANGES)
-
-    def variant(**changes: Any) -> Callable[[], dict[str, Any]]:
-        return lambda: with_changes(tuned, changes)
-
+    attention = dict(features_extractor_class=ForecastAttentionExtractor, features_extractor_kwargs=dict(embed_dim=16, n_heads=2, ff_dim=32, static_dim=32, features_dim=64))
+    curriculum = dict(start=dict(renewable_noise=0.05, price_volatility=0.5, ev_count=4), end=dict(renewable_noise=0.2, price_volatility=1.0, ev_count=None), n_levels=5)
     return {
-        "ppo_default": lambda: dict(algo=PPO, policy="MlpPolicy", kwargs={}, normalize=False, callbacks=[]),
-        "ppo_issue_start": lambda: with_changes(issue_start, {}),
-        "ppo_tuned": variant(),
-        "attention": variant(
-            policy_kwargs=dict(features_extractor_class=ForecastAttentionExtractor, features_extractor_kwargs=dict(embed_dim=16, n_heads=2, ff_dim=32, static_dim=32, features_dim=64))
-        ),
-        "twin_value": variant(algo=TwinValuePPO),
-        "kl_adaptive_lr": variant(callbacks=[lambda: KLMonitorCallback(target_kl=0.02)]),
-        "plateau_lr": variant(callbacks=[lambda: ReduceLROnPlateau(mode="rollout", patience=5, factor=0.5, min_lr=1e-5)]),
-        "lr_warmup": variant(kwargs=dict(learning_rate=WarmupSchedule(LinearSchedule(3e-4, 0.0, 1.0), 0.05))),
-        "curriculum": variant(
-            callbacks=[lambda: CurriculumCallback(start=dict(renewable_noise=0.05, price_volatility=0.5, ev_count=4), end=dict(renewable_noise=0.2, price_volatility=1.0, ev_count=None), n_levels=5)]
-        ),
-        "epsilon": variant(policy=EpsilonActorCriticPolicy, policy_kwargs=dict(epsilon=0.05)),
-        "param_noise": variant(callbacks=[lambda: ParameterNoiseCallback()]),
+        BASE: lambda: {},
+        "attention": lambda: dict(policy_kwargs=attention),
+        "twin_value": lambda: dict(algo=TwinValuePPO),
+        "kl_adaptive_lr": lambda: dict(callbacks=[lambda: KLMonitorCallback(target_kl=0.02)]),
+        "plateau_lr": lambda: dict(callbacks=[lambda: ReduceLROnPlateau(mode="rollout", patience=5, factor=0.5, min_lr=1e-5)]),
+        "lr_warmup": lambda: dict(kwargs=dict(learning_rate=WarmupSchedule(LinearSchedule(3e-4, 0.0, 1.0), 0.05))),
+        "curriculum": lambda: dict(callbacks=[lambda: CurriculumCallback(**curriculum)]),
+        "epsilon": lambda: dict(policy=EpsilonActorCriticPolicy, policy_kwargs=dict(epsilon=0.05)),
+        # KL-adapted (target_kl 0.01 by default): the action-distance default misfired on a Gaussian policy
+        "param_noise": lambda: dict(callbacks=[lambda: ParameterNoiseCallback()]),
     }
 
 
-def with_changes(cfg: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``cfg`` with ``changes``: ``kwargs``/``policy_kwargs`` are merged into the algorithm's
-    keyword arguments, ``scenario`` is the training env's scenario mapping, anything else replaces."""
-    out = {**cfg, "kwargs": dict(cfg["kwargs"]), "callbacks": list(cfg["callbacks"])}
-    if "policy_kwargs" in out["kwargs"]:
-        out["kwargs"]["policy_kwargs"] = dict(out["kwargs"]["policy_kwargs"])
-    for key, value in changes.items():
-        if key in ("kwargs", "policy_kwargs"):
-            target = out["kwargs"] if key == "kwargs" else out["kwargs"].setdefault("policy_kwargs", {})
-            target.update(value)
-        else:
-            out[key] = value
+def merged(changes: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` with ``override`` on top; ``kwargs``, ``policy_kwargs`` and ``scenario`` mappings merge."""
+    out = {**changes}
+    for key, value in override.items():
+        out[key] = {**out.get(key, {}), **value} if key in ("kwargs", "policy_kwargs", "scenario") else value
     return out
 
 
 def build(name: str, seed: int, override: dict[str, Any] | None = None) -> tuple[Any, list[Any]]:
-    """A configuration's model on its training env (``N_ENVS`` microgrids of the training years,
-    normalised if the configuration says so) and its callbacks, ready for ``learn``."""
-    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+    """A configuration's model on its training env, built as ``sb3-microgrid train`` builds
+    ``hyperparams/ppo.yml`` (``training.make_env`` / ``build_model``) after the configuration's changes:
+    ``algo`` and ``policy`` replace, ``kwargs`` / ``policy_kwargs`` merge into the algorithm's keyword
+    arguments, ``scenario`` into the env's scenario mapping; ``callbacks`` are factories. ``override``
+    applies on top of every configuration. Returns the model and its callbacks, ready for ``learn``."""
+    from stable_baselines3 import PPO
 
-    from sb3_microgrid import MicrogridVecEnv
+    from sb3_microgrid import training
+    from sb3_microgrid.hyperparams import load_hyperparams
 
-    cfg = with_changes(configs()[name](), override or {})
-    env = VecMonitor(MicrogridVecEnv(N_ENVS, scenario=cfg.get("scenario"), split="train", seed=seed))
-    if cfg["normalize"]:
-        env = VecNormalize(env, **NORMALIZE)
-    model = cfg["algo"](cfg["policy"], env, seed=seed, device="cpu", verbose=0, **cfg["kwargs"])
-    return model, [make() for make in cfg["callbacks"]]
+    changes = merged(configs()[name](), override or {})
+    algo = changes.get("algo", PPO)
+    hp = load_hyperparams(BASE_FILE, algo)
+    algo_kwargs = {**hp.algo_kwargs, **changes.get("kwargs", {})}
+    algo_kwargs["policy_kwargs"] = {**algo_kwargs.get("policy_kwargs", {}), **changes.get("policy_kwargs", {})}
+    env_kwargs = {**hp.env_kwargs, "scenario": {**hp.env_kwargs["scenario"], **changes.get("scenario", {})}}
+    hp = dataclasses.replace(hp, policy=changes.get("policy", hp.policy), algo_kwargs=algo_kwargs, env_kwargs=env_kwargs)
+    model = training.build_model(algo, hp, training.make_env(hp, seed), seed)
+    return model, [make() for make in changes.get("callbacks", [])]
 
 
-def run(name: str, seed: int, steps: int, eval_every: int, days: int, references: dict[str, list[float]], override: dict[str, Any]) -> dict[str, Any]:
-    """Train one configuration with one seed; score it on the fixed validation days along the way."""
+def run(name: str, seed: int, steps: int, eval_every: int, days: int, test_refs: dict[str, float], override: dict[str, Any]) -> dict[str, Any]:
+    """Train one configuration with one seed, keep its best validation weights, score them on the test year."""
     import torch
+
+    from sb3_microgrid.baselines import SB3Controller
+    from sb3_microgrid.evaluation import evaluate, gap_closed
+    from sb3_microgrid.exploration import ParameterNoiseCallback
+    from sb3_microgrid.validation import ValidationCallback
 
     torch.set_num_threads(1)
     model, callbacks = build(name, seed, override)
-    scorer = DayScoreCallback(eval_every, days, references, name)
-    return train_and_score(model, steps, scorer, callbacks, config=name, seed=seed)
+    validation = ValidationCallback(days=days, eval_freq=eval_every)
+    model.learn(steps, callback=[*callbacks, validation])
+    controller = SB3Controller.from_model(model, model.get_vec_normalize_env(), name=name)
+    test = evaluate(controller, scenario=model.get_env().get_attr("scenario", [0])[0], split="test", seed=0, reference=False).summary
+    record = {
+        "config": name,
+        "seed": seed,
+        "steps": steps,
+        "steps_per_s": (model.num_timesteps - validation.history[0]["steps"]) / (60.0 * validation.training_minutes),
+        "validation": validation.history,
+        "val_best": validation.best,
+        "test_gap": float(gap_closed(test["cost_per_day"], test_refs["naive"], test_refs["optimal"])),
+        **{f"test_{key}": test[key] for key in ("cost_per_day", "unmet_ev_kwh_per_day", "safety_violations")},
+    }
+    noise = next((c for c in callbacks if isinstance(c, ParameterNoiseCallback)), None)
+    if noise is not None:  # the perturbation's size at the end, to show the KL adaptation held
+        record.update(param_noise_sigma=noise.sigma, param_noise_kl=noise.kl)
+    return record
 
 
 def _job(args: tuple) -> dict[str, Any]:
     return run(*args)
 
 
+def summarize(runs: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """One row per configuration: means and 95 % intervals over seeds, and the paired test difference from the base."""
+    base = {r["seed"]: r["test_gap"] for r in runs if r["config"] == BASE}
+    rows = []
+    for name in names:
+        mine = sorted((r for r in runs if r["config"] == name), key=lambda r: r["seed"])
+        if not mine:
+            continue
+        paired = [r["test_gap"] - base[r["seed"]] for r in mine if r["seed"] in base]
+        rows.append(
+            {
+                "config": name,
+                "seeds": len(mine),
+                "val_best_gap": ci95([r["val_best"]["gap_closed"] for r in mine]),
+                "val_best_steps_median": float(np.median([r["val_best"]["steps"] for r in mine])),
+                "test_gap": ci95([r["test_gap"] for r in mine]),
+                "test_gap_minus_base": ci95(paired) if paired and name != BASE else None,
+                "test_cost_per_day": float(np.mean([r["test_cost_per_day"] for r in mine])),
+                "test_unmet_ev_kwh_per_day": float(np.mean([r["test_unmet_ev_kwh_per_day"] for r in mine])),
+                "test_violations": float(np.sum([r["test_safety_violations"] for r in mine])),
+                "steps_per_s_median": float(np.median([r["steps_per_s"] for r in mine])),
+            }
+        )
+    return rows
+
+
+def _ci(value: tuple[float, float] | None, signed: bool = False) -> str:
+    if value is None:
+        return ""
+    mean, half = value
+    return f"{mean:+.3f} ± {half:.3f}" if signed else f"{mean:.3f} ± {half:.3f}"
+
+
+def table(rows: list[dict[str, Any]]) -> list[str]:
+    base = next((r["steps_per_s_median"] for r in rows if r["config"] == BASE), None)
+    lines = [
+        f"| config | seeds | best validation gap | its step (median) | test-year gap | test gap − {BASE} (paired) | test Rs/day | unmet EV kWh/day | violations | steps/s | vs {BASE} |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = f"{r['steps_per_s_median'] / base:.2f}" if base else ""
+        lines.append(
+            f"| {r['config']} | {r['seeds']} | {_ci(r['val_best_gap'])} | {r['val_best_steps_median']:,.0f} | {_ci(r['test_gap'])} | {_ci(r['test_gap_minus_base'], signed=True)} |"
+            f" {r['test_cost_per_day']:,.0f} | {r['test_unmet_ev_kwh_per_day']:.2f} | {r['test_violations']:.0f} | {r['steps_per_s_median']:,.0f} | {ratio} |"
+        )
+    return lines
+
+
+def figure(runs: list[dict[str, Any]], names: list[str], val_refs: dict[str, float], path: Path) -> None:
+    """Validation gap closed against env steps, mean over seeds, one line per configuration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name in names:
+        curves = [r["validation"] for r in runs if r["config"] == name]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        steps = [c["steps"] for c in curves[0][:n]]
+        gaps = np.mean([[c["gap_closed"] for c in curve[:n]] for curve in curves], axis=0)
+        ax.plot(steps, gaps, lw=2.5 if name == BASE else 1.2, label=f"{name} ({len(curves)} seeds)")
+    for label, value in val_refs.items():
+        ax.axhline(value, ls="--", lw=0.8, color="grey")
+        ax.annotate(label, (0, value), fontsize=8, color="grey", va="bottom")
+    ax.set(xlabel="environment steps", ylabel="gap closed, first validation days", title="PPO improvements on top of ppo.yml (campus)")
+    ax.set_ylim(bottom=max(-1.0, ax.get_ylim()[0]))
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=200_000)
+    parser.add_argument("--steps", type=int, default=2_000_000)
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--eval-every", type=int, default=50_000)
-    parser.add_argument("--days", type=int, default=14)
-    parser.add_argument("--target-gap", type=float, default=0.25)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--configs", default=None, help="comma-separated subset (default: all)")
+    parser.add_argument("--eval-every", type=int, default=250_000)
+    parser.add_argument("--days", type=int, default=30, help="validation days scored during training")
+    parser.add_argument("--workers", type=int, default=2, help="one per core")
+    parser.add_argument("--configs", default=",".join(GUIDE), help=f"comma-separated (default: {','.join(GUIDE)})")
     parser.add_argument("--name", default="ppo_improvements", help="results file stem (default: ppo_improvements)")
-    parser.add_argument("--override", type=json.loads, default={}, help="JSON changes applied to every config (see with_changes)")
+    parser.add_argument("--resume", action="store_true", help="keep the runs already in <name>_runs.jsonl and run only the others")
+    parser.add_argument("--override", type=json.loads, default={}, help="JSON changes applied to every config (see build)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    names = args.configs.split(",") if args.configs else list(configs())
+    from sb3_microgrid.evaluation import evaluate
+
+    names = args.configs.split(",")
     unknown = sorted(set(names) - set(configs()))
     if unknown:
         raise SystemExit(f"unknown config(s) {unknown}; allowed: {list(configs())}")
-    references = reference_costs(args.days)
-    jobs = [(name, seed, args.steps, args.eval_every, args.days, references, args.override) for name in names for seed in range(args.seeds)]
-    with mp.get_context("spawn").Pool(args.workers) as pool:
-        runs = pool.map(_job, jobs)
+    scenario = {"base": "campus", **args.override.get("scenario", {})}
+    log = RESULTS / f"{args.name}_runs.jsonl"
+    runs = [json.loads(line) for line in log.read_text().splitlines()] if args.resume and log.exists() else []
+    if not args.resume:
+        log.unlink(missing_ok=True)
+    done = {(r["config"], r["seed"]) for r in runs}
+    test_refs = {ref: evaluate(ref, scenario=scenario, split="test", seed=0, reference=False).summary["cost_per_day"] for ref in ("naive", "optimal")}
+    # seed-major: an interrupted benchmark has every configuration at the same number of seeds
+    jobs = [(n, s, args.steps, args.eval_every, args.days, test_refs, args.override) for s in range(args.seeds) for n in names if (n, s) not in done]
+    RESULTS.mkdir(exist_ok=True)
+    with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
+        for record in pool.imap_unordered(_job, jobs):
+            runs.append(record)
+            with log.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(f"{record['config']} seed {record['seed']}: validation {record['val_best']['gap_closed']:.3f}, test {record['test_gap']:.3f}", flush=True)
 
-    rows = summarize(runs, names, args.target_gap)
-    meta = run_metadata(references={k: float(np.mean(v)) for k, v in references.items()})
-    command = meta["command"]
+    val_refs = {name: evaluate(name, scenario=scenario, split="validation", days=args.days, seed=0).summary["gap_closed"] for name in ("rule", "mpc")}
+    rows = summarize(runs, names)
+    meta = run_metadata(test_references=test_refs, validation_references=val_refs)
     lines = [
-        "# PPO improvements, each alone",
+        "# PPO improvements, each alone, on top of hyperparams/ppo.yml",
         "",
-        f"Command: `{command}` ({meta['time']}). {args.steps:,} env steps per run, {args.seeds} seeds, first {args.days} validation days;"
-        f" naive Rs {meta['references']['naive']:,.0f}/day, optimal Rs {meta['references']['optimal']:,.0f}/day on those days.",
+        f"Command: `{meta['command']}` ({meta['time']}). {args.steps:,} env steps per run, best of the scores every {args.eval_every:,} steps on the"
+        f" first {args.days} validation days, scored on the whole test year (naive Rs {test_refs['naive']:,.0f}/day, optimal Rs {test_refs['optimal']:,.0f}/day);"
+        f" {args.workers} runs at a time. Validation days: rule {val_refs['rule']:.3f}, MPC {val_refs['mpc']:.3f}.",
         "",
-        *table(rows, args.target_gap, "ppo_tuned"),
+        *table(rows),
     ]
     write_results(args.name, meta, {"summary": rows, "runs": runs}, lines)
+    figure(runs, names, val_refs, ROOT / "docs" / f"{args.name}.png")
 
 
 if __name__ == "__main__":
