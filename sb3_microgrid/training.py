@@ -213,4 +213,7 @@ def _resumable(algo: str, conf: str | Path, run_dir: Path, given: dict[str, Any]
     if found is None:
         warnings.warn(f"--resume: no checkpoint in {run_dir / 'checkpoints'} yet; starting {run_dir} from the beginning", stacklevel=3)
         return None, settings
+    saved = read_run_json(found[1])["algo"]  # a set copied from another run: a zip loads as a subclass or base without a word
+    if saved != algo:
+        raise CheckpointError(f"--resume: {found[1]} holds a {saved} model, but {run_dir} is a {algo} run; it cannot be resumed from that set")
     return found[1], settings

@@ -243,6 +243,12 @@ def test_resume_refuses_another_algorithm_or_file_and_writes_nothing(ppo_run, tm
     assert main(["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(run)]) == 2  # a new run over it
     assert f"{run} already holds a run: pass --resume" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # the newest set's own record names another algorithm (a set copied from a twin_ppo run): refused, naming both
+    newest = run / "checkpoints" / "256"
+    record = json.loads((newest / RUN_JSON).read_text())
+    (newest / RUN_JSON).write_text(json.dumps({**record, "algo": "twin_ppo"}))
+    assert main(["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(run), "--resume", "--timesteps", "320"]) == 2
+    assert f"{newest} holds a twin_ppo model, but {run} is a ppo run" in capsys.readouterr().err
 
 
 def test_resume_refuses_another_seed_or_vec_env_naming_both_and_writes_nothing(ppo_run, tmp_path, capsys):
