@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .baselines import Controller, NaiveController, OptimalController, make_controller
+from .baselines import Controller, NaiveController, OptimalController, env_for, make_controller
 from .envs import STEP_KEYS, MicrogridEnv
 from .envs.kpi import DAY_COLUMNS
 from .scenario import Scenario, load_scenario
@@ -71,7 +71,11 @@ def _select_dates(env: MicrogridEnv, days: int | Sequence[str] | None) -> list[s
 
 def run_day(controller: Controller, env: MicrogridEnv, day: str, seed: int) -> tuple[dict[str, float], pd.DataFrame]:
     """Run one episode from ``day``; return its episode metrics and a per-step trace (the info
-    values plus the action taken, the available PV, wind and load, and the import price)."""
+    values plus the action taken, the available PV, wind and load, and the import price).
+
+    A controller whose actions are per EV port (the baselines) runs on the ports twin of an aggregate
+    ``env`` (:func:`~sb3_microgrid.baselines.env_for`): the same day, noise and physics."""
+    env = env_for(controller, env)
     obs, _ = env.reset(seed=seed, options={"day": day})
     controller.reset(env, obs)
     core, rows, done = env.core, [], False

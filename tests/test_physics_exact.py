@@ -81,12 +81,13 @@ def test_requests_at_empty_ports_are_not_interventions(v2g, port_action):
 
 
 def test_step_cache_is_stamped_with_every_source_compiled_into_it():
-    """numba would stamp the step's cache with kernel.py alone: a changed supervisor.py or
-    degradation.py must change the stamp too, or the old compiled step is loaded."""
+    """numba would stamp the step's cache with kernel.py alone: a changed supervisor.py,
+    degradation.py or dispatch.py must change the stamp too, or the old compiled step is loaded."""
     called = {Path(sys.modules[f.py_func.__module__].__file__) for f in vars(kernel).values() if isinstance(f, Dispatcher)}
     assert called <= set(kernel.STEP_SOURCES)
-    assert {p.name for p in kernel.STEP_SOURCES} == {"kernel.py", "supervisor.py", "degradation.py"}
-    assert kernel.step._cache._cache_file._source_stamp == kernel.sources_stamp(kernel.STEP_SOURCES)
+    assert {p.name for p in kernel.STEP_SOURCES} == {"kernel.py", "supervisor.py", "degradation.py", "dispatch.py"}
+    for compiled in (kernel.step, kernel.observe):  # the observation calls the fleet features of dispatch.py
+        assert compiled._cache._cache_file._source_stamp == kernel.sources_stamp(kernel.STEP_SOURCES)
 
 
 def test_sources_stamp_changes_with_any_source(tmp_path):

@@ -16,7 +16,7 @@ from typing import Any
 from ..algos import ALGOS
 from ..export import MANIFEST, read_manifest
 from ..hyperparams import HyperparamsError, resolve_entries, trusted_modules
-from .base import Controller, battery_action, port_actions
+from .base import Controller, battery_action, env_for, port_actions
 from .lp import DispatchProblem, DispatchSchedule, solve_dispatch
 from .mpc import MPCController
 from .naive import NaiveController
@@ -122,6 +122,7 @@ __all__ = [
     "RuleController",
     "SB3Controller",
     "battery_action",
+    "env_for",
     "make_controller",
     "model_spec",
     "port_actions",

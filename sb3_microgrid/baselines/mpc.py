@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..envs import MicrogridEnv
-from .base import battery_action, port_actions
+from .base import PORTS, battery_action, check_ports, port_actions
 from .lp import DispatchProblem, solve_dispatch
 
 
@@ -21,8 +21,10 @@ class MPCController:
     """
 
     name = "mpc"
+    ev_dispatch = PORTS
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
+        check_ports(env, self.name)
         self._env = env
         self._price_max = 0.0
 

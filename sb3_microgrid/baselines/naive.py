@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..envs import MicrogridEnv
-from .base import port_actions
+from .base import PORTS, check_ports, port_actions
 
 
 class NaiveController:
@@ -13,8 +13,10 @@ class NaiveController:
     curtails only what the export limit forces."""
 
     name = "naive"
+    ev_dispatch = PORTS
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
+        check_ports(env, self.name)
         ports = env.scenario.ev.n_ports
         self._action = np.r_[0.0, port_actions(np.full(ports, env.scenario.ev.port_power_kw), env)]
 

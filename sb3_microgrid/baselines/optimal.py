@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..envs import MicrogridEnv
-from .base import battery_action, port_actions
+from .base import PORTS, battery_action, check_ports, port_actions
 from .lp import DispatchProblem, DispatchSchedule, solve_dispatch
 
 
@@ -56,11 +56,13 @@ class OptimalController:
     """
 
     name = "optimal"
+    ev_dispatch = PORTS
 
     def __init__(self) -> None:
         self.schedule: DispatchSchedule | None = None
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
+        check_ports(env, self.name)
         self._env = env
         self.schedule = solve_dispatch(episode_problem(env))
 

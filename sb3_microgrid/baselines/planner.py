@@ -36,7 +36,7 @@ from numba import njit
 from ..envs import MicrogridEnv
 from ..envs.layout import ObservationLayout
 from ..scenario import Scenario
-from .base import battery_action, port_actions
+from .base import PORTS, battery_action, check_ports, port_actions
 
 
 @dataclass(frozen=True)
@@ -271,8 +271,10 @@ class PlannerController:
     perfect_forecasts: bool = False
 
     name: ClassVar[str] = "planner"
+    ev_dispatch: ClassVar[str] = PORTS
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
+        check_ports(env, self.name)
         self._env = env
         self._reader = ObservationReader(env.scenario, env.obs_layout, env.core.site.window_scale)
         self._reader.reset(obs[None])

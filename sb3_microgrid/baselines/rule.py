@@ -33,7 +33,7 @@ import numpy as np
 
 from ..envs import MicrogridEnv
 from ..envs.kernel import EV_HOURS_SCALE
-from .base import battery_action, port_actions
+from .base import PORTS, battery_action, check_ports, port_actions
 
 
 @dataclass
@@ -65,6 +65,7 @@ class RuleController:
     must_charge_laxity_steps: float = 1.0
 
     name: ClassVar[str] = "rule"
+    ev_dispatch: ClassVar[str] = PORTS
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.cheap_quantile <= self.dear_quantile <= 1.0:
@@ -76,6 +77,7 @@ class RuleController:
         :param env: the unwrapped env, just reset
         :param obs: its first observation
         """
+        check_ports(env, self.name)
         sc, lay = env.scenario, env.obs_layout
         self._env, self._core, self._lay = env, env.core, lay
         columns = {name: i for i, name in enumerate(lay.window_names)}

@@ -20,8 +20,9 @@ from ..scenario import Difficulty, Scenario, ScenarioError
 from . import kernel
 from .degradation import stress_for_soh
 from .episode import Episode, build_episode, noise_shape
+from .dispatch import FLEET_FEATURES
 from .layout import ObservationLayout
-from .site import TIME_FEATURES, WINDOW_SERIES, SiteArrays, build_site, episode_starts
+from .site import SITE_CONTEXT, TIME_FEATURES, WINDOW_SERIES, SiteArrays, build_site, episode_starts, site_context
 
 COST_COMPONENTS = ("energy", "demand", "degradation", "ev", "carbon", "unserved", "terminal")
 #: Keys of the per-step info (besides the ``cost_<component>`` ones), all floats.
@@ -77,18 +78,18 @@ def reset_day(options: dict | None) -> str | pd.Timestamp | None:
 def observation_layout(scenario: Scenario) -> ObservationLayout:
     """The observation layout of a scenario."""
     ports = range(scenario.ev.n_ports)
-    static = (
-        *TIME_FEATURES,
-        "time_left",
-        "soc",
-        "soh",
-        "day_peak",
-        *(f"ev{p}_connected" for p in ports),
-        *(f"ev{p}_need_h" for p in ports),
-        *(f"ev{p}_left_h" for p in ports),
-    )
+    if scenario.ev.dispatch == "aggregate":
+        ev = FLEET_FEATURES
+    else:
+        ev = (*(f"ev{p}_connected" for p in ports), *(f"ev{p}_need_h" for p in ports), *(f"ev{p}_left_h" for p in ports))
+    static = (*TIME_FEATURES, "time_left", "soc", "soh", "day_peak", *ev, *(SITE_CONTEXT if scenario.observation.site_context else ()))
     f = scenario.forecast
     return ObservationLayout(static_names=static, window_names=WINDOW_SERIES, history_steps=f.history_steps, forecast_steps=f.forecast_steps)
+
+
+def action_size(scenario: Scenario) -> int:
+    """Entries of one microgrid's action: the battery, then one per EV port or one for the whole fleet."""
+    return 2 if scenario.ev.dispatch == "aggregate" else 1 + scenario.ev.n_ports
 
 
 class MicrogridCore:
@@ -98,8 +99,8 @@ class MicrogridCore:
     :param n_envs: number of microgrids N
     :param split: ``"train"``, ``"validation"``, ``"test"`` or ``"all"``: the days episodes start on
     :param data: data to use instead of the scenario's own source
-    :param single: the gymnasium face: :meth:`step` takes one microgrid's action, shape ``(1 + P,)``
-        (``n_envs`` must be 1), instead of ``(N, 1 + P)``
+    :param single: the gymnasium face: :meth:`step` takes one microgrid's action, shape ``(A,)`` (``n_envs``
+        must be 1), instead of ``(N, A)``; ``A`` is :func:`action_size`
     """
 
     def __init__(
@@ -121,8 +122,10 @@ class MicrogridCore:
         self._params = kernel.pack_params(scenario)
         self._stress0 = stress_for_soh(scenario.battery.initial_soh, scenario.battery.degradation)
         p = scenario.ev.n_ports
+        #: The site's constant description in the observation (empty unless ``observation.site_context``).
+        self.context = site_context(scenario, self.site) if scenario.observation.site_context else np.zeros(0)
         #: The action shape :meth:`step` accepts.
-        self.action_shape = (1 + p,) if single else (n_envs, 1 + p)
+        self.action_shape = (action_size(scenario),) if single else (n_envs, action_size(scenario))
         self.state = np.zeros((n_envs, kernel.N_STATE))
         self.connected = np.zeros((n_envs, p))
         self.remaining = np.zeros((n_envs, p))
@@ -237,8 +240,8 @@ class MicrogridCore:
         ep = self.episode
         obs = np.empty((self.n, self._obs_dim), dtype=np.float32)
         kernel.observe(
-            self.t, ep.n_steps, self._params, self.state, self.connected, self.remaining, self.deadline,
-            ep.time_features, ep.window_mean, ep.window_error, self.scenario.forecast.history_steps, obs,
+            self.t, ep.n_steps, self._params, self.state, self.connected, self.remaining, self.delivered, self.deadline,
+            ep.time_features, ep.window_mean, ep.window_error, self.scenario.forecast.history_steps, self.context, obs,
         )  # fmt: skip
         return obs
 
@@ -258,7 +261,7 @@ class MicrogridCore:
             action = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError) as err:
             raise ValueError(f"action must be an array of numbers of shape {self.action_shape}: {err}") from err
-        # The compiled step reads 1 + P entries per microgrid whatever it is given: check before it.
+        # The compiled step reads A entries per microgrid whatever it is given: check before it.
         if action.shape != self.action_shape:
             raise ValueError(f"action must have shape {self.action_shape}, got shape {action.shape}")
         action = np.ascontiguousarray(action).reshape(self.n, -1)

@@ -18,12 +18,13 @@ from numba import njit
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 
 from ..scenario import Scenario
-from . import degradation, supervisor
+from . import degradation, dispatch, supervisor
 from .degradation import capacity_loss, half_cycle_stress, soc_stress, track_turning_point
-from .supervisor import battery_range, kept_energy, port_range, project
+from .dispatch import EV_HOURS_SCALE, FLEET_FEATURES, fleet_features, fleet_requests, laxity_hours
+from .supervisor import battery_range, kept_energy, port_range, port_requests, project_requests
 
-#: Source files compiled into :func:`step`: the stamp of its disk cache covers all of them.
-STEP_SOURCES = (Path(__file__), Path(supervisor.__file__), Path(degradation.__file__))
+#: Source files compiled into :func:`step` and :func:`observe`: the stamp of their disk caches covers all of them.
+STEP_SOURCES = (Path(__file__), Path(supervisor.__file__), Path(degradation.__file__), Path(dispatch.__file__))
 
 
 def sources_stamp(paths: tuple[Path, ...]) -> str:
@@ -94,8 +95,10 @@ def _njit_step_cached(func: Callable) -> Callable:
     P_STEPS_PER_DAY,
     P_EV_HOURS_SCALE,
     P_VIOLATION_TOL,
-) = range(39)
-N_PARAMS = 39
+    P_AGGREGATE,
+    P_WINDOW_HOURS,
+) = range(41)
+N_PARAMS = 41
 
 # ---- per-microgrid scalar state (columns) -----------------------------------------------------------
 (S_ENERGY, S_CAPACITY, S_SOH, S_STRESS, S_LAST_TURN, S_EXTREME, S_DIRECTION, S_CALENDAR, S_PEAK_KVA, S_START_ENERGY) = range(10)
@@ -128,8 +131,7 @@ N_STATE = 10
 N_INFO = 21
 #: Tolerance of the violation check (kW or kWh): float rounding, not slack.
 VIOLATION_TOLERANCE = 1e-6
-#: Hours by which the EV observation features are divided to keep them near [0, 1].
-EV_HOURS_SCALE = 24.0
+N_FLEET = len(FLEET_FEATURES)
 
 
 def pack_params(scenario: Scenario) -> np.ndarray:
@@ -175,6 +177,8 @@ def pack_params(scenario: Scenario) -> np.ndarray:
         P_STEPS_PER_DAY: scenario.steps_per_day,
         P_EV_HOURS_SCALE: EV_HOURS_SCALE,
         P_VIOLATION_TOL: VIOLATION_TOLERANCE,
+        P_AGGREGATE: float(ev.dispatch == "aggregate"),
+        P_WINDOW_HOURS: scenario.forecast.forecast_steps * scenario.step_hours,
     }
     out = np.empty(N_PARAMS)
     for k, v in values.items():
@@ -198,6 +202,13 @@ def arrive(t: int, arrival_energy: np.ndarray, arrival_deadline: np.ndarray, con
                 remaining[i, p] = e
                 delivered[i, p] = 0.0
                 deadline[i, p] = arrival_deadline[i, t, p]
+
+
+@njit(cache=True)
+def _laxities(t: int, dt: float, deadline: np.ndarray, remaining: np.ndarray, port_kw: float, eta_ev: float, out: np.ndarray) -> None:
+    """Write the laxity (h) of each port's car at the start of step ``t`` into ``out`` (any value at a free port)."""
+    for p in range(out.size):
+        out[p] = laxity_hours((deadline[p] - t) * dt, remaining[p], port_kw, eta_ev)
 
 
 @_njit_step_cached
@@ -232,11 +243,14 @@ def step(
     dt = prm[P_DT]
     eta_c, eta_d, eta_ev = prm[P_ETA_C], prm[P_ETA_D], prm[P_ETA_EV]
     port_kw, v2g, tol = prm[P_PORT_KW], prm[P_V2G] > 0.0, prm[P_VIOLATION_TOL]
+    aggregate = prm[P_AGGREGATE] > 0.0
     end_of_day = (t + 1) % int(prm[P_STEPS_PER_DAY]) == 0
     done = t + 1 == n_steps
     ev_lo = np.zeros(n_ports)
     ev_hi = np.zeros(n_ports)
+    ev_want = np.zeros(n_ports)
     ev_kw = np.zeros(n_ports)
+    laxity = np.zeros(n_ports)
     for i in range(n):
         # Feasible ranges now (the same functions the site controller calls).
         capacity = st[i, S_CAPACITY]
@@ -247,9 +261,17 @@ def step(
         )
         for p in range(n_ports):
             ev_lo[p], ev_hi[p] = port_range(connected[i, p] > 0.0, remaining[i, p], delivered[i, p], port_kw, eta_ev, dt, v2g)
+        # The EV entries become port requests; from there the supervisor is the same for both interfaces.
+        if aggregate:
+            _laxities(t, dt, deadline[i], remaining[i], port_kw, eta_ev, laxity)
+            invalid = fleet_requests(action[i, 1], ev_lo, ev_hi, laxity, v2g, ev_want)
+        else:
+            invalid = port_requests(action[i], port_kw, v2g, ev_want)
         renewable = pv[i, t] + wind[i, t]
-        p_bat, curtailed, unserved, intervened = project(
-            action[i],
+        p_bat, curtailed, unserved, intervened = project_requests(
+            action[i, 0],
+            ev_want,
+            invalid,
             bat_lo,
             bat_hi,
             prm[P_CHARGE_KW],
@@ -257,8 +279,6 @@ def step(
             ev_lo,
             ev_hi,
             connected[i],
-            port_kw,
-            v2g,
             load[i, t],
             renewable,
             prm[P_IMPORT_LIMIT],
@@ -359,7 +379,7 @@ def step(
         arrive(t + 1, arrival_energy, arrival_deadline, connected, remaining, delivered, deadline)
 
 
-@njit(cache=True)
+@_njit_step_cached
 def observe(
     t: int,
     n_steps: int,
@@ -367,14 +387,19 @@ def observe(
     st: np.ndarray,
     connected: np.ndarray,
     remaining: np.ndarray,
+    delivered: np.ndarray,
     deadline: np.ndarray,
     time_features: np.ndarray,
     window_mean: np.ndarray,
     window_error: np.ndarray,
     history_steps: int,
+    context: np.ndarray,
     obs: np.ndarray,
 ) -> None:
     """Write the observations of step ``t`` into ``obs`` (layout: core.observation_layout).
+
+    The EV block is three features per port, or the fleet's :data:`~.dispatch.FLEET_FEATURES` under the aggregate
+    interface; ``context`` (the site's constant description, possibly empty) follows it.
 
     ``window_mean`` (N, H + T + F, S) holds the true series from ``history_steps`` (H) steps before the episode,
     so the observation's row ``r`` at step ``t`` is its entry ``t + r``; ``window_error`` (N, T + 1, F, S) the
@@ -385,8 +410,13 @@ def observe(
     n_series = window_mean.shape[2]
     rows = history_steps + window_error.shape[2]
     tf = min(t, n_steps - 1)
-    need_scale = 1.0 / (prm[P_PORT_KW] * prm[P_ETA_EV] * prm[P_EV_HOURS_SCALE])
-    left_scale = prm[P_DT] / prm[P_EV_HOURS_SCALE]
+    port_kw, eta_ev, dt, v2g = prm[P_PORT_KW], prm[P_ETA_EV], prm[P_DT], prm[P_V2G] > 0.0
+    need_scale = 1.0 / (port_kw * eta_ev * prm[P_EV_HOURS_SCALE])
+    left_scale = dt / prm[P_EV_HOURS_SCALE]
+    aggregate = prm[P_AGGREGATE] > 0.0
+    ev_lo = np.zeros(n_ports)
+    ev_hi = np.zeros(n_ports)
+    laxity = np.zeros(n_ports)
     for i in range(n):
         out = obs[i]
         for k in range(n_time):
@@ -397,12 +427,22 @@ def observe(
         out[k + 2] = st[i, S_SOH]
         out[k + 3] = st[i, S_PEAK_KVA] * prm[P_POWER_FACTOR] / prm[P_IMPORT_LIMIT]
         k += 4
-        for p in range(n_ports):
-            on = connected[i, p] > 0.0
-            out[k + p] = connected[i, p]
-            out[k + n_ports + p] = remaining[i, p] * need_scale
-            out[k + 2 * n_ports + p] = (deadline[i, p] - t) * left_scale if on else 0.0
-        k += 3 * n_ports
+        if aggregate:
+            for p in range(n_ports):
+                ev_lo[p], ev_hi[p] = port_range(connected[i, p] > 0.0, remaining[i, p], delivered[i, p], port_kw, eta_ev, dt, v2g)
+            _laxities(t, dt, deadline[i], remaining[i], port_kw, eta_ev, laxity)
+            fleet_features(connected[i], remaining[i], laxity, ev_lo, ev_hi, port_kw, eta_ev, prm[P_WINDOW_HOURS], out[k : k + N_FLEET])
+            k += N_FLEET
+        else:
+            for p in range(n_ports):
+                on = connected[i, p] > 0.0
+                out[k + p] = connected[i, p]
+                out[k + n_ports + p] = remaining[i, p] * need_scale
+                out[k + 2 * n_ports + p] = (deadline[i, p] - t) * left_scale if on else 0.0
+            k += 3 * n_ports
+        for c in range(context.size):
+            out[k + c] = context[c]
+        k += context.size
         for r in range(rows):
             base = k + r * n_series
             for s in range(n_series):

@@ -73,9 +73,11 @@ class ActionLayout:
 
     :param charge_power_kw: battery power at ``+1`` (AC side)
     :param discharge_power_kw: battery power at ``-1`` (AC side)
-    :param n_ports: EV charging ports, entries ``1 .. n_ports``
+    :param n_ports: EV charging ports
     :param port_power_kw: the power limit of each port (bus side)
     :param v2g: ports may give power back (``-1`` is car to grid at full power; otherwise ``-1`` is 0 kW)
+    :param dispatch: ``ports``: entries ``1 .. n_ports`` are the ports; ``aggregate``: entry 1 is the whole fleet,
+        shared out to the cars least laxity first
     """
 
     charge_power_kw: float
@@ -83,24 +85,41 @@ class ActionLayout:
     n_ports: int
     port_power_kw: float
     v2g: bool
+    dispatch: str = "ports"
 
     @property
     def names(self) -> tuple[str, ...]:
+        if self.dispatch == "aggregate":
+            return ("battery", "ev")
         return ("battery", *(f"port{p}" for p in range(self.n_ports)))
 
     def to_dict(self) -> dict[str, Any]:
-        """Each entry's name, meaning, unit and kW at -1, 0 and +1 (linear between -1 and 0 and between 0 and +1)."""
+        """Each entry's name, meaning, unit and kW at -1, 0 and +1 (linear between -1 and 0 and between 0 and +1;
+        for the fleet entry the most it can be: the share applies to what the connected cars can take or give)."""
         battery = {
             "name": "battery",
             "unit": "fraction of the battery's rated AC power",
             "meaning": "battery power, AC side: a * charge_power_kw if a >= 0 (charging), a * discharge_power_kw if a < 0 (discharging)",
             "kw": [-self.discharge_power_kw, 0.0, self.charge_power_kw],
         }
-        if self.v2g:
-            meaning = "port power, bus side: a * port_power_kw; negative is car to grid, limited to the energy delivered to that car in its session"
-            port_kw = [-self.port_power_kw, 0.0, self.port_power_kw]
+        if self.dispatch == "aggregate":
+            fleet_kw = self.n_ports * self.port_power_kw
+            if self.v2g:
+                meaning = (
+                    "fleet power, bus side: a >= 0 is the share a of what the connected cars can take this step, cars with the "
+                    "least laxity first; a < 0 the share -a of what they can give back, cars with the most laxity first"
+                )
+                kw = [-fleet_kw, 0.0, fleet_kw]
+            else:
+                meaning = "fleet power, bus side: the share (a + 1) / 2 of what the connected cars can take this step, cars with the least laxity first; -1 is 0 kW"
+                kw = [0.0, fleet_kw / 2, fleet_kw]
+            ev = [{"name": "ev", "unit": "share of the power the connected cars can take (or give) now", "meaning": meaning, "kw": kw}]
         else:
-            meaning = "port power, bus side: (a + 1) / 2 * port_power_kw; -1 is 0 kW, +1 full power"
-            port_kw = [0.0, self.port_power_kw / 2, self.port_power_kw]
-        ports = [{"name": name, "unit": "fraction of the port's power limit", "meaning": meaning, "kw": port_kw} for name in self.names[1:]]
-        return {"low": -1.0, "high": 1.0, "kw_at": [-1.0, 0.0, 1.0], "entries": [battery, *ports], **asdict(self)}
+            if self.v2g:
+                meaning = "port power, bus side: a * port_power_kw; negative is car to grid, limited to the energy delivered to that car in its session"
+                port_kw = [-self.port_power_kw, 0.0, self.port_power_kw]
+            else:
+                meaning = "port power, bus side: (a + 1) / 2 * port_power_kw; -1 is 0 kW, +1 full power"
+                port_kw = [0.0, self.port_power_kw / 2, self.port_power_kw]
+            ev = [{"name": name, "unit": "fraction of the port's power limit", "meaning": meaning, "kw": port_kw} for name in self.names[1:]]
+        return {"low": -1.0, "high": 1.0, "kw_at": [-1.0, 0.0, 1.0], "entries": [battery, *ev], **asdict(self)}

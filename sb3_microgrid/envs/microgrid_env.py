@@ -9,13 +9,14 @@ import numpy as np
 
 from ..data import MicrogridData
 from ..scenario import Difficulty, Scenario, load_scenario
-from .core import STEP_KEYS, MicrogridCore, reset_day
+from .core import STEP_KEYS, MicrogridCore, action_size, reset_day
 from .layout import ActionLayout, ObservationLayout
 
 
 def action_space(scenario: Scenario) -> gym.spaces.Box:
-    """``[battery, port_0, ..., port_{P-1}]`` in [-1, 1] (meaning in ``docs/environment.md``)."""
-    return gym.spaces.Box(-1.0, 1.0, shape=(1 + scenario.ev.n_ports,), dtype=np.float32)
+    """``[battery, port_0, ..., port_{P-1}]``, or ``[battery, ev]`` with ``ev.dispatch: aggregate``, in [-1, 1]
+    (meaning in ``docs/environment.md``, section 3)."""
+    return gym.spaces.Box(-1.0, 1.0, shape=(action_size(scenario),), dtype=np.float32)
 
 
 def observation_space(layout: ObservationLayout) -> gym.spaces.Box:
@@ -55,12 +56,28 @@ class MicrogridEnv(gym.Env):
         self.observation_space = observation_space(self.core.layout)
         self.render_mode = render_mode
         self._default_seed = seed
+        self._data = data
+        self._twins: dict[str, MicrogridEnv] = {}
 
     @property
     def action_layout(self) -> ActionLayout:
-        """What each action entry asks for, in kW (battery, then each port)."""
+        """What each action entry asks for, in kW (battery, then each port or the fleet)."""
         b, ev = self.scenario.battery, self.scenario.ev
-        return ActionLayout(b.charge_power_kw, b.discharge_power_kw, ev.n_ports, ev.port_power_kw, ev.v2g)
+        return ActionLayout(b.charge_power_kw, b.discharge_power_kw, ev.n_ports, ev.port_power_kw, ev.v2g, ev.dispatch)
+
+    def with_dispatch(self, dispatch: str) -> MicrogridEnv:
+        """This env with the EV interface ``ev.dispatch = dispatch``: the same site, data and split, and the same
+        episode for the same seed and day (the random streams do not depend on the interface), so a per-port
+        controller runs on the ports twin of an aggregate env. ``self`` if it has that interface already; the twin
+        is built once and starts from the scenario's difficulty, as a new env does.
+
+        :raises ScenarioError: for a ``dispatch`` that is not one of ``EV_DISPATCH``
+        """
+        if dispatch == self.scenario.ev.dispatch:
+            return self
+        if dispatch not in self._twins:
+            self._twins[dispatch] = MicrogridEnv(self.scenario.replace(ev__dispatch=dispatch), self.core.split, data=self._data)
+        return self._twins[dispatch]
 
     @property
     def difficulty(self) -> Difficulty:

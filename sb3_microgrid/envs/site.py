@@ -22,6 +22,21 @@ from .time_features import TIME_FEATURES, time_features
 
 #: Names of the series in the observation window, in order.
 WINDOW_SERIES = ("pv", "wind", "load", "price", "emission")
+#: Names of the site context features (``observation.site_context``), in order; :func:`site_context` gives them.
+SITE_CONTEXT = (
+    "site_battery_h",
+    "site_battery_c_rate",
+    "site_pv",
+    "site_wind",
+    "site_tod",
+    "site_demand_charge",
+    "site_import_limit",
+    "site_export_limit",
+    "site_ev_power",
+    "site_v2g",
+)
+#: Demand charge (Rs/kVA/month) that ``site_demand_charge`` is a multiple of: the campus preset's.
+REFERENCE_DEMAND_CHARGE = 350.0
 
 
 def wind_power_fraction(speed: np.ndarray, cfg: WindConfig) -> np.ndarray:
@@ -49,6 +64,9 @@ class SiteArrays:
     time_features: np.ndarray  # (steps, len(TIME_FEATURES))
     window_truth: np.ndarray  # (steps, len(WINDOW_SERIES)) normalised true values (price filled per episode)
     window_scale: np.ndarray  # (len(WINDOW_SERIES),) divisor of each window series
+    mean_load_kw: float  # means over the training years (the observation's normalisers)
+    mean_pv_kw: float
+    mean_wind_kw: float
     session_port: np.ndarray  # (D, K) int, -1 where no session
     session_arrival: np.ndarray  # (D, K) step within the day
     session_departure: np.ndarray  # (D, K) step within the day (exclusive: gone at this step)
@@ -137,7 +155,8 @@ def build_site(scenario: Scenario, data: MicrogridData | None = None) -> SiteArr
     holiday = padded(series["is_holiday"].to_numpy(), False)
     # Normalise by the training years' mean so no statistic of the test year reaches the observation.
     train_days = split_days(pd.DatetimeIndex(series.index[::24]), "train")
-    load_scale = max(float(series["load_kw"][series.index.normalize().isin(train_days)].mean()), 1e-9)
+    train_hours = series.index.normalize().isin(train_days)
+    load_scale = max(float(series["load_kw"][train_hours].mean()), 1e-9)
     price_scale = grid.exchange_price_cap + grid.network_charge_inr_per_kwh if grid.tariff == "exchange" else grid.normal_rate_inr_per_kwh * grid.peak_multiplier
     window_scale = np.array([1.0, 1.0, load_scale, price_scale, 1.0])
     window_truth = np.stack([pv_cf, wind_cf, load / load_scale, np.zeros_like(load), emission], axis=1)
@@ -155,8 +174,30 @@ def build_site(scenario: Scenario, data: MicrogridData | None = None) -> SiteArr
         time_features=time_features(hours, pad(step_times.day_of_year.to_numpy()), weekend, holiday),
         window_truth=window_truth,
         window_scale=window_scale,
+        mean_load_kw=load_scale,
+        mean_pv_kw=float(series["pv_cf"][train_hours].mean()) * scenario.pv.capacity_kwp,
+        mean_wind_kw=float(wind_power_fraction(series["wind_speed"][train_hours].to_numpy(), scenario.wind).mean()) * scenario.wind.rated_kw,
         **sessions,
     )
+
+
+def site_context(scenario: Scenario, site: SiteArrays) -> np.ndarray:
+    """The :data:`SITE_CONTEXT` features of a site: sizes as multiples of its mean load of the training years, so
+    a 200 kW clinic and a 2 MW campus of the same design read alike (docs/environment.md, section 4)."""
+    b, g, ev = scenario.battery, scenario.grid, scenario.ev
+    load = site.mean_load_kw
+    return np.array([
+        b.capacity_kwh * (b.soc_max - b.soc_min) / load,
+        (b.charge_power_kw + b.discharge_power_kw) / (2.0 * b.capacity_kwh),
+        site.mean_pv_kw / load,
+        site.mean_wind_kw / load,
+        float(g.tariff == "tod"),
+        g.demand_charge_inr_per_kva_month / REFERENCE_DEMAND_CHARGE,
+        g.import_limit_kw / load,
+        g.export_limit_kw / load,
+        ev.n_ports * ev.port_power_kw / load,
+        float(ev.v2g),
+    ])  # fmt: skip
 
 
 def _session_arrays(data: MicrogridData, scenario: Scenario, n_days: int) -> dict[str, np.ndarray]:

@@ -29,7 +29,8 @@ TOLERANCE_KW = 1e-6
 
 
 @njit(cache=True)
-def _boxed(x: float) -> float:
+def boxed(x: float) -> float:
+    """A raw action entry inside [-1, 1]: NaN becomes 0, anything else is clipped."""
     if x != x:  # NaN
         return 0.0
     return min(max(x, -1.0), 1.0)
@@ -85,6 +86,25 @@ def port_range(connected: bool, remaining_kwh: float, delivered_kwh: float, port
 
 
 @njit(cache=True)
+def port_requests(action: np.ndarray, port_kw: float, v2g: bool, ev_want: np.ndarray) -> bool:
+    """The power (bus side, kW) each port entry of a raw action asks for, after stage 1 (NaN to 0, clip to the box).
+
+    :param action: (1 + P,) raw action; entries ``1 ..`` are the ports
+    :param port_kw: port power limit, the scale of the port actions
+    :param v2g: port actions map [-1, 1] to [-port_kw, port_kw] if true, else to [0, port_kw]
+    :param ev_want: (P,) receives the requests
+    :return: whether an entry was outside the box (NaN included)
+    """
+    invalid = False
+    for p in range(ev_want.size):
+        raw = action[1 + p]
+        a = boxed(raw)
+        invalid = invalid or a != raw
+        ev_want[p] = _port_request(a, port_kw, v2g)
+    return invalid
+
+
+@njit(cache=True)
 def project(
     action: np.ndarray,
     battery_lo: float,
@@ -102,10 +122,47 @@ def project(
     export_limit_kw: float,
     ev_out: np.ndarray,
 ) -> tuple:
-    """Project one microgrid's raw action onto the feasible set.
+    """Project one microgrid's raw action (one entry per port) onto the feasible set.
 
     :param action: (1 + P,) raw action; entry 0 is the battery (+1 full charge, -1 full discharge),
         then one entry per port
+    :param port_kw: port power limit, the scale of the port actions
+    :param v2g: port actions map [-1, 1] to [-port_kw, port_kw] if true, else to [0, port_kw]
+    :return: ``(battery_kw, curtailed_kw, unserved_kw, intervened)``; the other parameters are those of
+        :func:`project_requests`
+    """
+    ev_want = np.empty(ev_out.size)
+    invalid = port_requests(action, port_kw, v2g, ev_want)
+    return project_requests(
+        action[0], ev_want, invalid, battery_lo, battery_hi, charge_kw, discharge_kw, ev_lo, ev_hi, connected,
+        load_kw, renewable_kw, import_limit_kw, export_limit_kw, ev_out,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def project_requests(
+    battery_action: float,
+    ev_want: np.ndarray,
+    invalid: bool,
+    battery_lo: float,
+    battery_hi: float,
+    charge_kw: float,
+    discharge_kw: float,
+    ev_lo: np.ndarray,
+    ev_hi: np.ndarray,
+    connected: np.ndarray,
+    load_kw: float,
+    renewable_kw: float,
+    import_limit_kw: float,
+    export_limit_kw: float,
+    ev_out: np.ndarray,
+) -> tuple:
+    """Project a raw battery entry and the ports' requested powers onto the feasible set (stages 1-5).
+
+    :param battery_action: raw battery entry (+1 full charge, -1 full discharge)
+    :param ev_want: (P,) requested port powers (kW, bus side, + charging): :func:`port_requests` of a
+        per-port action, or the fleet dispatch of an aggregate one (:mod:`.dispatch`)
+    :param invalid: whether an EV entry of the raw action was outside the box (counts as an intervention)
     :param battery_lo: most negative feasible battery power now (kW; > 0 when self-discharge would
         take the SoC below its minimum)
     :param battery_hi: most positive feasible battery power now (kW)
@@ -114,8 +171,6 @@ def project(
     :param ev_lo: (P,) lowest feasible port power (0, or negative with V2G)
     :param ev_hi: (P,) highest feasible port power
     :param connected: (P,) 1.0 where an EV is at the port
-    :param port_kw: port power limit, the scale of the port actions
-    :param v2g: port actions map [-1, 1] to [-port_kw, port_kw] if true, else to [0, port_kw]
     :param load_kw: building load
     :param renewable_kw: available PV + wind
     :param import_limit_kw: contracted import limit
@@ -124,17 +179,13 @@ def project(
     :return: ``(battery_kw, curtailed_kw, unserved_kw, intervened)``
     """
     n_ports = ev_out.size
-    raw = action[0]
-    a = _boxed(raw)
-    invalid = a != raw
+    a = boxed(battery_action)
+    invalid = invalid or a != battery_action
     want_bat = a * (charge_kw if a >= 0.0 else discharge_kw)
     bat = min(max(want_bat, battery_lo), battery_hi)
     ev_total = 0.0
     for p in range(n_ports):
-        raw = action[1 + p]
-        a = _boxed(raw)
-        invalid = invalid or a != raw
-        ev_out[p] = min(max(_port_request(a, port_kw, v2g), ev_lo[p]), ev_hi[p])
+        ev_out[p] = min(max(ev_want[p], ev_lo[p]), ev_hi[p])
         ev_total += ev_out[p]
 
     unserved = 0.0
@@ -173,6 +224,5 @@ def project(
 
     intervened = invalid or abs(bat - want_bat) > TOLERANCE_KW
     for p in range(n_ports):
-        want = _port_request(_boxed(action[1 + p]), port_kw, v2g)
-        intervened = intervened or (connected[p] > 0.0 and abs(ev_out[p] - want) > TOLERANCE_KW)
+        intervened = intervened or (connected[p] > 0.0 and abs(ev_out[p] - ev_want[p]) > TOLERANCE_KW)
     return bat, curtailed, unserved, intervened

@@ -27,6 +27,8 @@ class CorrectedForecastController:
         if isinstance(base, str) and base not in BASES:
             raise ValueError(f"base must be one of {list(BASES)} or a Controller object, got {base!r}")
         self.base = make_controller(base) if isinstance(base, str) else base
+        #: it acts as its base does (per EV port for the baselines)
+        self.ev_dispatch = getattr(self.base, "ev_dispatch", None)
         self.corrector = corrector
         self.name = name or f"{self.base.name}+corrected forecasts"
         self._layout = corrector.layout

@@ -165,6 +165,8 @@ class ResidualController:
             raise ValueError(f"controller must be one of {sorted(CONTROLLERS)} or a Controller object, got {controller!r}")
         self.policy = policy
         self.controller = make_controller(controller) if isinstance(controller, str) else controller
+        #: it corrects its base's action, so it acts in the base's EV interface
+        self.ev_dispatch = getattr(self.controller, "ev_dispatch", None)
         self.scale = float(scale)
         self.battery_only = bool(battery_only)
         self.features = None if features is None else tuple(features)
