@@ -52,6 +52,20 @@ Microgrid-v0:
   normalize: "{'norm_obs': True, 'norm_reward': False, 'clip_obs': 10.0}"
   policy_kwargs: "dict(net_arch=[16, 16])"
 """
+# SB3's memory-optimised replay buffer (it requires handle_timeout_termination=False).
+SAC_MEMORY_CONF = """
+Microgrid-v0:
+  n_envs: 1
+  n_timesteps: 96
+  policy: 'MlpPolicy'
+  buffer_size: 1000
+  batch_size: 16
+  learning_starts: 24
+  optimize_memory_usage: true
+  replay_buffer_kwargs: "dict(handle_timeout_termination=False)"
+  policy_kwargs: "dict(net_arch=[16, 16])"
+"""
+
 
 def _killed_run(algo: str, conf: Path, run: Path, save_freq: int, resume: bool, kill: str, arg: int) -> None:
     """Train in a forked process that SIGKILLs itself at a chosen moment: ``step``, at the first env step
@@ -275,6 +289,19 @@ def test_resume_takes_the_run_seed_and_vec_env_when_not_given(tmp_path, monkeypa
     (run / RUN_JSON).write_text(json.dumps({k: v for k, v in record.items() if k not in ("seed", "vec_env")}))  # an older run's record
     with pytest.warns(UserWarning, match="records no seed or vec_env .*; resuming with seed 5, vec_env microgrid"):
         train("ppo", conf, run, timesteps=192, seed=5, resume=True, progress_bar=False)
+
+
+def test_a_run_with_optimize_memory_usage_warns_and_is_not_resumed(tmp_path, capsys):
+    """SB3's memory-optimised buffer stores a transition's next observation as the next slot's observation:
+    the resumed run's first observation (a new day) would overwrite it for the last transition saved."""
+    conf = _conf(tmp_path, SAC_MEMORY_CONF)
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match="optimize_memory_usage=True: the checkpoints in .* can be evaluated but not resumed"):
+        train("sac", conf, run, timesteps=48, save_freq=48, progress_bar=False)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["train", "--algo", "sac", "--conf", str(conf), "--run-dir", str(run), "--resume", "--timesteps", "96"]) == 2
+    assert "SAC with optimize_memory_usage=True cannot be resumed" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_path):

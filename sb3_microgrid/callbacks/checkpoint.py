@@ -69,6 +69,8 @@ class CheckpointSetCallback(BaseCallback):
         self._next_save = save_freq
 
     def _on_training_start(self) -> None:
+        if getattr(self.model, "optimize_memory_usage", False):
+            warnings.warn(f"optimize_memory_usage=True: the checkpoints in {self.save_path} can be evaluated but not resumed (load_checkpoint)", stacklevel=2)
         # A resumed run starts from a saved set: nothing to save until the next multiple.
         self._saved_at = self.num_timesteps
         self._next_save = (self.num_timesteps // self.save_freq + 1) * self.save_freq
@@ -233,7 +235,10 @@ def load_checkpoint(directory: Path, cls: type[BaseAlgorithm], env: VecEnv, seed
     :param seed: the run's seed; the envs are reseeded with ``seed + steps`` so a resumed run does not
         replay the days its start saw
     :param kwargs: further ``cls.load`` arguments (``tensorboard_log``, ...)
-    :raises CheckpointError: naming the file, if a file the env or algorithm needs is not in the set
+    :raises CheckpointError: naming the file, if a file the env or algorithm needs is not in the set, or if
+        the model uses SB3's ``optimize_memory_usage=True``: that replay buffer keeps a transition's next
+        observation only as the observation of the next slot, and the resumed run writes the first observation
+        of a new episode there, so the last transition saved mid-episode would get a wrong next observation
     """
     files = read_run_json(directory).get("files", {})
     if isinstance(env, VecNormalize) != (VECNORMALIZE in files):
@@ -246,6 +251,12 @@ def load_checkpoint(directory: Path, cls: type[BaseAlgorithm], env: VecEnv, seed
         env = VecNormalize.load(str(directory / VECNORMALIZE), env.venv)
     model = cls.load(directory / MODEL, env=env, device="cpu", **kwargs)
     if isinstance(model, OffPolicyAlgorithm):
+        if model.optimize_memory_usage:
+            raise CheckpointError(
+                f"{directory}: {cls.__name__} with optimize_memory_usage=True cannot be resumed: its replay buffer stores each "
+                "next observation in the next transition's slot, which the resumed run's first observation would overwrite "
+                "(one wrong transition per env). Evaluate the checkpoint, or start a new run"
+            )
         model.load_replay_buffer(directory / REPLAY_BUFFER)
     env.seed(seed + model.num_timesteps)
     _restart_episodes(model, env)
