@@ -23,7 +23,6 @@ from sb3_microgrid.deploy import supervision
 from sb3_microgrid.deploy.checks import Checker, site_ranges
 from sb3_microgrid.deploy.env_site import EnvSite
 from sb3_microgrid.envs import EPISODE_KEYS, MicrogridEnv, kernel
-from sb3_microgrid.envs import supervisor
 from sb3_microgrid.evaluation import run_day
 from sb3_microgrid.export import ManifestError, OnnxPolicy
 
@@ -67,8 +66,8 @@ def test_observation_from_measurements_is_the_envs(scenario, days):
 def test_env_and_site_controller_run_one_supervisor():
     """The same compiled functions, and on the env's state they let through exactly what the env's step does, for
     actions inside and outside the box, NaN and inf included."""
-    for name in ("project", "battery_range", "port_range"):
-        assert getattr(supervision, name) is getattr(supervisor, name) is getattr(kernel, name), name
+    for name in ("port_requests", "project_requests", "battery_range", "port_range", "fleet_requests", "laxity_hours"):
+        assert getattr(supervision, name) is getattr(kernel, name), name
     env = MicrogridEnv(scenario=VARIANT, split="test")
     site, rng = EnvSite(env), np.random.default_rng(1)
     dt_h = env.scenario.step_hours

@@ -1,6 +1,7 @@
 """The aggregate EV interface (``ev.dispatch: aggregate``) and the site context: sizes, least-laxity dispatch,
 safety, randomness shared with the ports twin, baselines on the twin, training configuration."""
 
+import json
 import warnings
 
 import numpy as np
@@ -9,12 +10,18 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from sb3_microgrid.baselines import NaiveController, RuleController
+from sb3_microgrid.baselines import NaiveController, OnnxController, RuleController
+from sb3_microgrid.deploy import ObservationBuilder, SiteController, read_state, supervise
+from sb3_microgrid.deploy.checks import Checker, site_ranges
+from sb3_microgrid.deploy.env_site import EnvSite
 from sb3_microgrid.envs import STEP_KEYS, MicrogridEnv, MicrogridVecEnv
 from sb3_microgrid.envs.dispatch import FLEET_FEATURES, fleet_requests
-from sb3_microgrid.envs.site import SITE_CONTEXT
+from sb3_microgrid.envs.layout import SITE_CONTEXT
 from sb3_microgrid.envs.supervisor import port_range
 from sb3_microgrid.evaluation import evaluate
+from sb3_microgrid.evaluation import run_day as evaluation_day
+from sb3_microgrid.export import MANIFEST
+from sb3_microgrid.export.onnx_export import export_model
 from sb3_microgrid.hyperparams import load_hyperparams
 from sb3_microgrid.scenario import ScenarioError, load_scenario
 from sb3_microgrid.training import make_env
@@ -267,3 +274,74 @@ def test_action_layout_describes_the_fleet_entry():
     assert [e["name"] for e in entries] == ["battery", "ev"] and layout.dispatch == "aggregate"
     assert entries[1]["kw"] == [-132.0, 0.0, 132.0] and "least laxity" in entries[1]["meaning"]
     assert MicrogridEnv(aggregate()).action_layout.to_dict()["entries"][1]["kw"] == [0.0, 66.0, 132.0]
+
+
+#: The site controller's variant: V2G at four chargers, 30-minute steps, another window, the site context.
+SITE = {**aggregate(n_ports=4, v2g=True), "step_hours": 0.5, "forecast": {"history_steps": 5, "forecast_steps": 7}}
+
+
+def test_site_controller_builds_the_fleet_observation_and_dispatches_as_the_env():
+    """Every step of two test days under random fleet actions (NaN and inf included): measurements as a site reports
+    them give the env's observation (fleet features and site context), and the site's supervisor the env's step."""
+    env = MicrogridEnv(SITE, split="test")
+    window_scale = dict(zip(env.obs_layout.window_names, env.core.site.window_scale.tolist()))
+    builder = ObservationBuilder(env.obs_layout, env.scenario, window_scale, dict(zip(SITE_CONTEXT, env.core.context.tolist())))
+    site, rng, dt_h, cars = EnvSite(env), np.random.default_rng(2), env.scenario.step_hours, 0
+    for seed, day in enumerate(("2024-02-03", "2024-06-20")):
+        obs, _ = env.reset(seed=seed, options={"day": day})
+        done = False
+        while not done:
+            checker = Checker(site_ranges(env.scenario))
+            state = read_state(site.measurements(obs), env.scenario, env.obs_layout, checker)
+            assert checker.issues == []
+            np.testing.assert_allclose(builder.build(state), obs, rtol=1e-6, atol=1e-6, err_msg=f"{day} step {env.core.t}")
+            action = rng.uniform(-1.5, 1.5, 2)
+            action[rng.random(2) < 0.05] = np.nan
+            action[rng.random(2) < 0.05] = np.inf
+            expected = supervise(action, state, env.scenario)
+            obs, _, done, _, info = env.step(action)
+            assert info["ev_kwh"] / dt_h == pytest.approx(expected.charger_kw.sum(), rel=1e-9, abs=1e-9)
+            assert info["battery_kwh"] / dt_h == pytest.approx(expected.battery_kw, rel=1e-9, abs=1e-9)
+            assert info["safety_interventions"] == float(expected.intervened)
+            cars += len(state.evs)
+    assert cars > 0
+
+
+@pytest.fixture(scope="module")
+def aggregate_export(tmp_path_factory):
+    """A PPO of 128 steps on the aggregate campus with the site context, exported."""
+    folder = tmp_path_factory.mktemp("aggregate_export")
+    model = PPO("MlpPolicy", MicrogridVecEnv(1, scenario=AGGREGATE, seed=0), n_steps=64, batch_size=64, seed=0, device="cpu", policy_kwargs={"net_arch": [16]})
+    model.learn(128).save(folder / "model.zip")
+    export_model(folder / "model.zip", folder / "policy", scenario=AGGREGATE)
+    return folder / "policy"
+
+
+def test_export_and_site_controller_run_an_aggregate_policy(aggregate_export):
+    """The manifest describes the fleet entry and records the site context; a test day decided by the site
+    controller from measurements scores as the export evaluated in-process, with no violation."""
+    manifest = json.loads((aggregate_export / MANIFEST).read_text())
+    assert [e["name"] for e in manifest["action"]["env"]["entries"]] == ["battery", "ev"] and manifest["action"]["env"]["dispatch"] == "aggregate"
+    env = MicrogridEnv(AGGREGATE, split="test")
+    assert manifest["observation"]["site_context"] == pytest.approx(dict(zip(SITE_CONTEXT, env.core.context)))
+    day, seed = "2024-03-12", 3
+    controller = SiteController.from_export(aggregate_export, clock=None)
+    metrics, decisions = EnvSite(env).play(day, seed, controller.decide)
+    expected, _ = evaluation_day(OnnxController(aggregate_export), MicrogridEnv(AGGREGATE, split="test"), day, seed)
+    assert not any(d.fallback for d in decisions) and metrics["safety_violations"] == 0
+    assert metrics == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    # A failing policy gets the fallback of the fleet interface: battery idle, every car at its bound.
+    broken = SiteController(Broken(controller.manifest), controller.scenario, clock=None)
+    obs, _ = env.reset(seed=seed, options={"day": day})
+    decision = broken.decide(EnvSite(env).measurements(obs))
+    assert decision.fallback and decision.action == [0.0, 1.0]
+
+
+class Broken:
+    """A policy with an export's manifest that fails."""
+
+    def __init__(self, manifest: dict) -> None:
+        self.manifest = manifest
+
+    def act(self, obs):
+        raise RuntimeError("broken")

@@ -4,7 +4,8 @@
 ``null``, out of range, a stale timestamp, a series of the wrong length, an unknown charger, ...), or the
 policy fails or returns something that is not an action, the decision names every problem in ``errors``, logs
 them, and requests the fallback instead of the policy's action: **the battery idle and every connected car
-charging at full power, within what it still wants** (action ``[0, +1, ..., +1]``). The fallback passes
+charging at full power, within what it still wants** (action ``[0, +1, ..., +1]``, or ``[0, +1]`` with the
+aggregate EV interface). The fallback passes
 through the same supervisor as the policy, on the measurements that are good (:mod:`.supervision` says what
 replaces the others), so it keeps every limit the supervisor knows. Should the supervisor itself fail, every
 setpoint is 0 kW.
@@ -19,7 +20,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from ..envs.layout import ObservationLayout
+from ..envs.layout import ObservationLayout, action_size
 from ..envs.supervisor import battery_range, port_range
 from ..export.onnx_policy import ManifestError, OnnxPolicy
 from ..scenario import Scenario, ScenarioError, load_scenario
@@ -40,10 +41,13 @@ class Policy(Protocol):
     def act(self, obs: np.ndarray) -> np.ndarray: ...
 
 
-def fallback_action(n_ports: int) -> np.ndarray:
-    """The fallback's request in the env's action space: battery 0 (idle), every charger +1 (full power; the
-    supervisor limits each to what its car still wants and frees ports with no car)."""
-    return np.concatenate([[0.0], np.ones(n_ports)])
+def fallback_action(n_ev_entries: int) -> np.ndarray:
+    """The fallback's request in the env's action space: battery 0 (idle), every EV entry +1 (full power; the
+    supervisor limits each charger to what its car still wants and frees ports with no car).
+
+    :param n_ev_entries: EV entries of the action: ``ev.n_ports``, or 1 with ``ev.dispatch: aggregate``
+    """
+    return np.concatenate([[0.0], np.ones(n_ev_entries)])
 
 
 def utc_now() -> dt.datetime:
@@ -66,18 +70,23 @@ class SiteController:
         self, policy: Policy, scenario: Scenario, max_age_s: float | None = None, clock: Callable[[], dt.datetime] | None = utc_now
     ) -> None:
         manifest = policy.manifest
-        n_actions = 1 + scenario.ev.n_ports
+        n_actions = action_size(scenario)
         if manifest.get("recurrent"):
             raise ManifestError("a recurrent policy (ppo_lstm) carries a state from step to step; the site controller runs feed-forward policies only")
         if not manifest["action"].get("is_env_action", True):
             raise ManifestError("the policy corrects a base controller that runs on the simulator (its env_wrappers); the site controller needs a policy of the env's actions")
         if manifest["action"]["size"] != n_actions:
-            raise ManifestError(f"the policy gives {manifest['action']['size']} action entries, the scenario takes {n_actions} (battery and ev.n_ports chargers)")
+            raise ManifestError(
+                f"the policy gives {manifest['action']['size']} action entries, the scenario takes {n_actions} "
+                f"(battery and {'the EV fleet' if scenario.ev.dispatch == 'aggregate' else 'ev.n_ports chargers'})"
+            )
         observation = manifest["observation"]
         if "window_scale" not in observation:
             raise ManifestError("the manifest has no observation.window_scale (the divisors of the window's columns); export the model again")
         try:
-            self.builder = ObservationBuilder(ObservationLayout.from_dict(observation["layout"]), scenario, observation["window_scale"])
+            self.builder = ObservationBuilder(
+                ObservationLayout.from_dict(observation["layout"]), scenario, observation["window_scale"], observation.get("site_context")
+            )
         except ValueError as err:
             raise ManifestError(str(err)) from None
         self.policy = policy
@@ -129,7 +138,7 @@ class SiteController:
             checker.add(field, f"{what} failed: {type(err).__name__}: {err}")
         fallback = action is None
         if fallback:
-            action = fallback_action(self.scenario.ev.n_ports)
+            action = fallback_action(action_size(self.scenario) - 1)
             logger.warning("fallback at %s: %s", measurements.timestamp, "; ".join(issue.message for issue in checker.issues))
         setpoints = None
         if state is not None:
@@ -159,7 +168,7 @@ class SiteController:
         """The policy's action for a clean state, checked: the supervisor would read NaN as 0, but a policy
         that returns NaN is broken and gets the fallback."""
         action = np.asarray(self.policy.act(self.builder.build(state)), dtype=np.float64)
-        expected = (1 + self.scenario.ev.n_ports,)
+        expected = (action_size(self.scenario),)
         if action.shape != expected or not np.isfinite(action).all():
             raise ValueError(f"the policy returned {action.tolist()!r}; expected {expected[0]} finite numbers")
         return action

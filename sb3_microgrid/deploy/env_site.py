@@ -78,7 +78,11 @@ class EnvSite:
         )
 
     def action(self, decision: Decision) -> np.ndarray:
-        """The env action that asks for ``decision``'s setpoints."""
+        """The env action that asks for ``decision``'s setpoints; with the aggregate EV interface, whose fleet entry
+        cannot name each charger's setpoint, the decision's own action (the env's dispatch and supervisor give the
+        same setpoints from the same state)."""
+        if self.env.scenario.ev.dispatch == "aggregate":
+            return np.asarray(decision.action, dtype=np.float64)
         return np.concatenate([np.atleast_1d(battery_action(decision.battery_kw, self.env)), port_actions(np.asarray(decision.charger_kw), self.env)])
 
     def play(self, day: str, seed: int, decide: Callable[[Measurements], Decision]) -> tuple[dict[str, float], list[Decision]]:

@@ -1,9 +1,11 @@
 """The policy's observation from a site's measurements, built by the names of the layout it was exported with.
 
 Each feature is normalised as the env normalises it (``docs/environment.md``, section 4): the EV features in
-hours / 24 (:data:`~sb3_microgrid.envs.kernel.EV_HOURS_SCALE`), the day's peak as a fraction of the import
-limit, the window's PV and wind as fractions of what is installed and every window column divided by the
-``window_scale`` the export recorded (the load's is a statistic of the training data, not of the scenario).
+hours / 24 (:data:`~sb3_microgrid.envs.dispatch.EV_HOURS_SCALE`), the fleet features by the same compiled function
+as the env's, the day's peak as a fraction of the import limit, the window's PV and wind as fractions of what is
+installed and every window column divided by the ``window_scale`` the export recorded (the load's is a statistic of
+the training data, not of the scenario), and the site context as the export recorded it (it holds such statistics
+too).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..envs.kernel import EV_HOURS_SCALE
-from ..envs.layout import ObservationLayout
+from ..envs.dispatch import EV_HOURS_SCALE, FLEET_FEATURES, fleet_features
+from ..envs.layout import SITE_CONTEXT, ObservationLayout
 from ..envs.time_features import TIME_FEATURES, time_features
 from ..scenario import Scenario
 from .site_state import ROW_FIELDS, SiteState
+from .supervision import read_cars
 
 _EV_FEATURE = re.compile(r"ev(\d+)_(connected|need_h|left_h)")
 _SITE_FEATURES = ("time_left", "soc", "soh", "day_peak")
@@ -32,19 +35,29 @@ class ObservationBuilder:
     :param layout: the policy's observation layout (from the export's manifest)
     :param scenario: the site (installed PV and wind, port power, import limit, step length, horizon)
     :param window_scale: the divisor of each window column (from the export's manifest)
+    :param site_context: the value of each site context feature the layout has (from the export's manifest)
     :raises ValueError: naming the feature, for a layout this builder does not know how to fill
     """
 
-    def __init__(self, layout: ObservationLayout, scenario: Scenario, window_scale: Mapping[str, float]) -> None:
+    def __init__(
+        self, layout: ObservationLayout, scenario: Scenario, window_scale: Mapping[str, float], site_context: Mapping[str, float] | None = None
+    ) -> None:
         self.layout = layout
         self.scenario = scenario
         n_ports = scenario.ev.n_ports
+        self._context: dict[str, float] = {}
         for name in layout.static_names:
             match = _EV_FEATURE.fullmatch(name)
             if match is not None and int(match.group(1)) >= n_ports:
                 raise ValueError(f"the policy observes {name!r}, but the scenario has {n_ports} charger(s) (ev.n_ports)")
-            if match is None and name not in TIME_FEATURES and name not in _SITE_FEATURES:
+            if name in SITE_CONTEXT:
+                value = (site_context or {}).get(name)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise ValueError(f"the policy observes {name!r}, but the manifest's observation.site_context gives {value!r}; export the model again")
+                self._context[name] = float(value)
+            elif match is None and name not in TIME_FEATURES and name not in _SITE_FEATURES and name not in FLEET_FEATURES:
                 raise ValueError(f"the policy observes {name!r}, a feature the site controller cannot build from measurements")
+        self._fleet = any(name in FLEET_FEATURES for name in layout.static_names)
         installed = {"pv": scenario.pv.capacity_kwp, "wind": scenario.wind.rated_kw}
         divisors = []
         for name in layout.window_names:
@@ -75,6 +88,12 @@ class ObservationBuilder:
             features[f"ev{ev.port}_connected"] = 1.0
             features[f"ev{ev.port}_need_h"] = ev.wanted_kwh * self._need_scale
             features[f"ev{ev.port}_left_h"] = ev.hours_left / EV_HOURS_SCALE
+        if self._fleet:
+            sc, cars, fleet = self.scenario, read_cars(state, self.scenario), np.empty(len(FLEET_FEATURES))
+            window_h = self.layout.forecast_steps * sc.step_hours
+            fleet_features(cars.connected, cars.wanted_kwh, cars.laxity_h, cars.lo_kw, cars.hi_kw, sc.ev.port_power_kw, sc.ev.charger_efficiency, window_h, fleet)
+            features.update(zip(FLEET_FEATURES, fleet))
+        features.update(self._context)
         obs = np.empty(self.layout.size, dtype=np.float32)
         obs[self.layout.static] = [features.get(name, 0.0) for name in self.layout.static_names]  # a free charger reads 0
         window = np.concatenate([state.history, state.forecast])[:, self._columns] / self._divisors

@@ -19,10 +19,10 @@ from ..data import MicrogridData
 from ..scenario import Difficulty, Scenario, ScenarioError
 from . import kernel
 from .degradation import stress_for_soh
-from .episode import Episode, build_episode, noise_shape
 from .dispatch import FLEET_FEATURES
-from .layout import ObservationLayout
-from .site import SITE_CONTEXT, TIME_FEATURES, WINDOW_SERIES, SiteArrays, build_site, episode_starts, site_context
+from .episode import Episode, build_episode, noise_shape
+from .layout import SITE_CONTEXT, ObservationLayout, action_size
+from .site import TIME_FEATURES, WINDOW_SERIES, SiteArrays, build_site, episode_starts, site_context
 
 COST_COMPONENTS = ("energy", "demand", "degradation", "ev", "carbon", "unserved", "terminal")
 #: Keys of the per-step info (besides the ``cost_<component>`` ones), all floats.
@@ -85,11 +85,6 @@ def observation_layout(scenario: Scenario) -> ObservationLayout:
     static = (*TIME_FEATURES, "time_left", "soc", "soh", "day_peak", *ev, *(SITE_CONTEXT if scenario.observation.site_context else ()))
     f = scenario.forecast
     return ObservationLayout(static_names=static, window_names=WINDOW_SERIES, history_steps=f.history_steps, forecast_steps=f.forecast_steps)
-
-
-def action_size(scenario: Scenario) -> int:
-    """Entries of one microgrid's action: the battery, then one per EV port or one for the whole fleet."""
-    return 2 if scenario.ev.dispatch == "aggregate" else 1 + scenario.ev.n_ports
 
 
 class MicrogridCore:

@@ -3,7 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
+
+#: Names of the site context features (``observation.site_context``), in order; ``envs.site.site_context`` gives
+#: them (here, with the layouts, for the site controller, which does not import the simulator).
+SITE_CONTEXT = (
+    "site_battery_h",
+    "site_battery_c_rate",
+    "site_pv",
+    "site_wind",
+    "site_tod",
+    "site_demand_charge",
+    "site_import_limit",
+    "site_export_limit",
+    "site_ev_power",
+    "site_v2g",
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,11 @@ class ObservationLayout:
             history_steps=int(raw["history_steps"]),
             forecast_steps=int(raw["forecast_steps"]),
         )
+
+
+def action_size(scenario: Scenario) -> int:
+    """Entries of one microgrid's action: the battery, then one per EV port or one for the whole fleet."""
+    return 2 if scenario.ev.dispatch == "aggregate" else 1 + scenario.ev.n_ports
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import numpy as np
 
 from ..data import MicrogridData
 from ..scenario import Difficulty, Scenario, load_scenario
-from .core import STEP_KEYS, MicrogridCore, action_size, reset_day
-from .layout import ActionLayout, ObservationLayout
+from .core import STEP_KEYS, MicrogridCore, reset_day
+from .layout import ActionLayout, ObservationLayout, action_size
 
 
 def action_space(scenario: Scenario) -> gym.spaces.Box:

@@ -18,23 +18,11 @@ import pandas as pd
 
 from ..data import MicrogridData, generate, load_data, site_profile, split_days
 from ..scenario import Scenario, WindConfig
+from .layout import SITE_CONTEXT
 from .time_features import TIME_FEATURES, time_features
 
 #: Names of the series in the observation window, in order.
 WINDOW_SERIES = ("pv", "wind", "load", "price", "emission")
-#: Names of the site context features (``observation.site_context``), in order; :func:`site_context` gives them.
-SITE_CONTEXT = (
-    "site_battery_h",
-    "site_battery_c_rate",
-    "site_pv",
-    "site_wind",
-    "site_tod",
-    "site_demand_charge",
-    "site_import_limit",
-    "site_export_limit",
-    "site_ev_power",
-    "site_v2g",
-)
 #: Demand charge (Rs/kVA/month) that ``site_demand_charge`` is a multiple of: the campus preset's.
 REFERENCE_DEMAND_CHARGE = 350.0
 

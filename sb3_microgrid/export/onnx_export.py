@@ -32,6 +32,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from ..algos import ALGOS, load
 from ..baselines.sb3_model import load_statistics, run_env_wrappers, run_settings, statistics_for
 from ..envs import MicrogridEnv
+from ..envs.layout import SITE_CONTEXT
 from ..scenario import Scenario, ScenarioError, load_scenario, to_dict
 from .onnx_policy import ACTION, EPISODE_START, FORMAT, MANIFEST, OBS, STATE_C, STATE_C_OUT, STATE_H, STATE_H_OUT, OnnxPolicy, read_manifest
 
@@ -148,6 +149,8 @@ def export_model(
     # The divisors of the window's columns (the load's is a statistic of the training data, not of the scenario):
     # the site controller (sb3_microgrid.deploy) builds observations from measurements with them.
     window_scale = dict(zip(env.obs_layout.window_names, env.core.site.window_scale.tolist()))
+    # The site context holds such statistics too (the mean load of the training years): recorded by name.
+    context = {"site_context": dict(zip(SITE_CONTEXT, env.core.context.tolist()))} if site.observation.site_context else {}
     for cls, kwargs in wrappers:
         env = cls(env, **kwargs)
     _check_fits(model, env, path, site)
@@ -165,6 +168,7 @@ def export_model(
         "observation": {
             "layout": env.observation_space.layout.to_dict(),
             "window_scale": window_scale,
+            **context,
             "size": int(model.observation_space.shape[0]),
             "normalization": None if normalizer is None or not normalizer.norm_obs else {
                 "folded": True, "source": stats.name, "epsilon": float(normalizer.epsilon), "clip_obs": float(normalizer.clip_obs),
