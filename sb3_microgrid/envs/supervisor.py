@@ -18,6 +18,10 @@ The step counts one intervention when the supervisor changed the requested batte
 power of a port with an EV by more than :data:`TOLERANCE_KW`, or the action was outside the box; a
 request at an empty port is ignored, not counted. Every stage ends inside its limits, so no hard
 limit can be broken afterwards; the core still checks and counts violations.
+
+The port entries become requested powers first (:func:`port_requests`; under the aggregate EV interface the
+fleet dispatch of :mod:`.dispatch` makes them instead), then :func:`project_requests` runs stages 2-5 on them;
+:func:`project` is both in one call for a per-port action.
 """
 
 from __future__ import annotations
