@@ -18,7 +18,6 @@ import pandas as pd
 
 from ..data import MicrogridData, generate, load_data, site_profile, split_days
 from ..scenario import Scenario, WindConfig
-from .layout import SITE_CONTEXT
 from .time_features import TIME_FEATURES, time_features
 
 #: Names of the series in the observation window, in order.
@@ -170,7 +169,7 @@ def build_site(scenario: Scenario, data: MicrogridData | None = None) -> SiteArr
 
 
 def site_context(scenario: Scenario, site: SiteArrays) -> np.ndarray:
-    """The :data:`SITE_CONTEXT` features of a site: sizes as multiples of its mean load of the training years, so
+    """The :data:`~.layout.SITE_CONTEXT` features of a site: sizes as multiples of its mean load of the training years, so
     a 200 kW clinic and a 2 MW campus of the same design read alike (docs/environment.md, section 4)."""
     b, g, ev = scenario.battery, scenario.grid, scenario.ev
     load = site.mean_load_kw
