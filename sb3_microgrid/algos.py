@@ -43,6 +43,7 @@ from .paired_ars import PairedARS
 from .hyperparams import HyperparamsError, constructor_parameters
 from .per_sac import PerSAC
 from .per_td3 import PerTD3
+from .reptile import Reptile
 from .twin_ppo import TwinValuePPO
 
 #: Every algorithm this package trains and evaluates.
@@ -64,6 +65,7 @@ ALGOS: dict[str, type[BaseAlgorithm]] = {
     "ppo_lstm": RecurrentPPO,
     "tqc": TQC,
     "trpo": TRPO,
+    "reptile": Reptile,
 }
 
 

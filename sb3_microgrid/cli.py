@@ -1,5 +1,5 @@
-"""The ``sb3-microgrid`` command line: evaluate controllers on a split, plot the dispatch of a day, train,
-export a saved model for a site.
+"""The ``sb3-microgrid`` command line: evaluate controllers on a split, plot the dispatch of a day, train, adapt a
+model trained across sites to one site, export a saved model for a site.
 
 Each subcommand is an ``_add_<name>(subparsers)`` function that declares its arguments and sets
 ``func`` to the function that runs it; :data:`COMMANDS` lists them. A bad argument found after parsing
@@ -92,7 +92,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         "--vecnormalize", type=Path, default=None, metavar="PATH.pkl",
         help="VecNormalize statistics of the one saved model given (default: found beside it)",
     )  # fmt: skip
-    p.add_argument("--scenario", default="campus", help="preset name or scenario YAML path (default: campus)")
+    p.add_argument(
+        "--scenario", default=None,
+        help="preset name or scenario YAML path (default: the site the saved models were adapted to, recorded in their "
+        "run.json by `sb3-microgrid adapt`, else campus)",
+    )  # fmt: skip
     _add_trust_module(p)
     p.add_argument("--split", default="test", choices=SPLITS, help="days to run on (default: test)")
     p.add_argument("--seed", type=int, default=0, help="day i of the split is reset with seed + i (forecast noise; default: 0)")
@@ -123,7 +127,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.json is not None:
         _check_writable(args.json)
-    scenario = _scenario(args.scenario)
+    scenario = _run_scenario(args)
     controllers = _controllers(args, scenario)
     results = {
         label: evaluate(controller, scenario=scenario, split=args.split, days=args.days, seed=args.seed, reference=args.reference)
@@ -186,7 +190,7 @@ def _plot(args: argparse.Namespace) -> int:
 
     _check_writable(args.out)
     _check_image_format(args.out)
-    scenario = _scenario(args.scenario)
+    scenario = _run_scenario(args)
     dates = split_dates(scenario, args.split)
     if args.day not in dates:
         raise UsageError(f"day {args.day} is not a start day of split {args.split!r} ({dates[0]} .. {dates[-1]})")
@@ -201,11 +205,36 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 # ---- shared -----------------------------------------------------------------------------------
-def _scenario(name: str) -> Scenario:
+def _scenario(name: str | dict[str, Any]) -> Scenario:
     try:
         return load_scenario(name)
     except ScenarioError as err:
         raise UsageError(str(err)) from None
+
+
+def _run_scenario(args: argparse.Namespace) -> Scenario:
+    """``--scenario``, else the scenario recorded in the ``run.json`` of the saved models given (``adapt`` writes it),
+    else campus. Models adapted to different sites need ``--scenario``."""
+    from .algos import run_record
+    from .baselines import CONTROLLERS, model_spec
+
+    if args.scenario is not None:
+        return _scenario(args.scenario)
+    recorded: dict[str, Any] = {}
+    for name in (n.strip() for value in args.controller for n in value.split(",")):
+        if not name or name in CONTROLLERS:
+            continue
+        try:
+            path = model_spec(name)[0]
+            record = run_record(path) if path.endswith(".zip") else None
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        if record is not None and "scenario" in record:
+            recorded[json.dumps(record["scenario"], sort_keys=True)] = record["scenario"]
+    if len(recorded) > 1:
+        names = sorted(str(s.get("name")) for s in recorded.values())
+        raise UsageError(f"the saved models were adapted to different sites ({', '.join(names)}); name one with --scenario")
+    return _scenario(next(iter(recorded.values()), "campus"))
 
 
 def _controllers(args: argparse.Namespace, scenario: Scenario) -> dict[str, Controller]:
@@ -416,6 +445,42 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- adapt ------------------------------------------------------------------------------------
+def _add_adapt(subparsers: Any) -> None:
+    # Like train, nothing here imports the training stack; the site, the model and the step range are checked by
+    # adaptation.adapt, with the allowed values in the error.
+    p = subparsers.add_parser(
+        "adapt", help="fine-tune a pooled or meta-learned model on one site's training years (docs/meta_learning.md)",
+        description="Fine-tune a model trained across sites (PPO or Reptile) on a site's training years with PPO and write "
+        "DIR/model.zip, its VecNormalize statistics and DIR/run.json, which records the site: `sb3-microgrid evaluate "
+        "--controller DIR/model.zip` then scores it on that site.",
+    )  # fmt: skip
+    p.add_argument("--model", required=True, metavar="MODEL.zip", help="the model to adapt (statistics found beside it)")
+    p.add_argument("--site", required=True, metavar="NAME", help="a site preset (sb3_microgrid.sites.SITE_PRESETS) or a scenario YAML file")
+    p.add_argument(
+        "--timesteps", required=True, type=_non_negative_int, metavar="N",
+        help="fine-tuning env steps, in whole PPO rollouts (0: the model as it is, zero-shot, for the site)",
+    )  # fmt: skip
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="run folder to write (must not hold a model)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the envs and of PPO (default: 0)")
+    p.add_argument("--n-envs", type=_positive_int, default=8, metavar="K", help="microgrids stepped together (default: 8, as hyperparams/ppo.yml)")
+    p.set_defaults(func=_adapt)
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    from .adaptation import adapt
+
+    try:
+        model = adapt(args.model, args.site, args.timesteps, args.out, seed=args.seed, n_envs=args.n_envs, progress_bar=True)
+    except (ScenarioError, ValueError, FileNotFoundError) as err:
+        raise UsageError(str(err)) from None
+    except OSError as err:
+        raise UsageError(f"cannot write {args.out}: {err}") from None
+    print(f"wrote {args.out / 'model.zip'} ({model.num_timesteps:,} steps on {args.site}); score it with "
+          f"sb3-microgrid evaluate --controller {args.out / 'model.zip'}")  # fmt: skip
+    return 0
+
+
 # ---- serve ------------------------------------------------------------------------------------
 def _add_serve(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -463,7 +528,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-COMMANDS: tuple[Callable[[Any], None], ...] = (_add_evaluate, _add_plot, _add_train, _add_fit_forecast, _add_export, _add_serve)
+COMMANDS: tuple[Callable[[Any], None], ...] = (_add_evaluate, _add_plot, _add_train, _add_adapt, _add_fit_forecast, _add_export, _add_serve)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,7 +27,8 @@ from sb3_microgrid.scenario import Scenario, load_scenario
 from sb3_microgrid.wrappers.residual import ResidualController
 
 POLICY = {"ppo_lstm": "MlpLstmPolicy", "ars": "LinearPolicy", "paired_ars": "LinearPolicy"}
-ON_POLICY = {"ppo": {"batch_size": 48}, "a2c": {}, "trpo": {"batch_size": 48}, "twin_ppo": {"batch_size": 48}, "ppo_lstm": {"batch_size": 48}}
+ON_POLICY = {"ppo": {"batch_size": 48}, "a2c": {}, "trpo": {"batch_size": 48}, "twin_ppo": {"batch_size": 48}, "ppo_lstm": {"batch_size": 48},
+             "reptile": {"batch_size": 48}}
 ARS_KWARGS = {"n_delta": 2, "n_eval_episodes": 1}
 OFF_POLICY = {"buffer_size": 200, "learning_starts": 24, "batch_size": 16}
 CLIP_OBS = 5.0

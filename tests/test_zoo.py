@@ -47,7 +47,7 @@ Microgrid-v0:
 
 
 #: The zoo algorithm whose sampler serves each registered one (its nearest tuned base class); CrossQ has none in the zoo.
-ZOO_BASE = {"twin_ppo": "ppo", "dyna_sac": "sac", "per_sac": "sac", "per_td3": "td3", "epsilon_sac": "sac",
+ZOO_BASE = {"twin_ppo": "ppo", "reptile": "ppo", "dyna_sac": "sac", "per_sac": "sac", "per_td3": "td3", "epsilon_sac": "sac",
             "epsilon_td3": "td3", "paired_ars": "ars", "crossq": None}  # fmt: skip
 #: The algorithms the launcher adds to the zoo.
 LAUNCHER_ALGOS = [name for name in ALGOS if name not in rl_zoo3.ALGOS]

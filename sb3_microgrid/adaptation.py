@@ -1,0 +1,167 @@
+"""One policy across sites, and its adaptation to a new one (docs/meta_learning.md).
+
+- :data:`SITE_INTERFACE` / :func:`site_interface`: what makes observations and actions the same size on every
+  site (the aggregate EV interface, the site context) and the reward of ``hyperparams/ppo.yml``.
+- :func:`multi_site_env`: the training env of pooled multi-task training (PPO) and of :class:`~sb3_microgrid.reptile.Reptile`,
+  refusing held-out sites.
+- :func:`adapt`: ``sb3-microgrid adapt``, fine-tuning a pooled or meta-learned model on one site's training years
+  and writing a run folder that ``sb3-microgrid evaluate`` scores on that site with no option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
+
+from .algos import ALGOS, load
+from .baselines.sb3_model import statistics_for
+from .callbacks.checkpoint import MODEL, VECNORMALIZE, write_run_json
+from .envs import MicrogridVecEnv
+from .envs.multi_site import MultiSiteVecEnv
+from .hyperparams import MAX_ENVS, constructor_parameters
+from .reptile import Reptile
+from .scenario import Scenario, ScenarioError, load_scenario, to_dict
+from .sites import SITE_PRESETS, check_not_held_out, preset_site
+
+#: Scenario changes that give every site the same observation and action (docs/environment.md, sections 3 and 4),
+#: with the reward ``hyperparams/ppo.yml`` trains on (section 7; costs and evaluation are unchanged by it).
+SITE_INTERFACE = {"ev__dispatch": "aggregate", "observation__site_context": True, "reward__exogenous_baseline": True}
+#: Most fine-tuning steps ``adapt`` takes: a hundred times the benchmark's largest budget.
+MAX_ADAPT_STEPS = 40_000_000
+#: Models ``adapt`` fine-tunes: their policy is PPO's actor-critic.
+ADAPTABLE = (PPO, Reptile)
+#: PPO constructor arguments not copied from the model fine-tuned (:func:`fine_tuning_model`).
+_NOT_COPIED = {"self", "policy", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model"}
+
+
+def site_interface(scenario: Scenario) -> Scenario:
+    """``scenario`` with :data:`SITE_INTERFACE`."""
+    return scenario.replace(**SITE_INTERFACE)
+
+
+def resolve_site(name: str) -> Scenario:
+    """A site by name, with :data:`SITE_INTERFACE`: a key of :data:`~sb3_microgrid.sites.SITE_PRESETS` or a scenario YAML file.
+
+    :raises ScenarioError: for anything else, listing the presets
+    """
+    if name in SITE_PRESETS:
+        return site_interface(preset_site(name))
+    if Path(name).suffix in (".yaml", ".yml") and Path(name).is_file():
+        return site_interface(load_scenario(name))
+    raise ScenarioError(f"unknown site {name!r}; allowed: a site preset ({', '.join(SITE_PRESETS)}) or a scenario YAML file")
+
+
+def multi_site_env(sites: Sequence[Scenario], n_envs_per_site: int, seed: int, normalize: dict[str, Any] | None = None) -> VecEnv:
+    """The training sites, with :data:`SITE_INTERFACE`, as one ``VecNormalize(VecMonitor(MultiSiteVecEnv))``.
+
+    :param sites: training sites (e.g. :func:`~sb3_microgrid.sites.training_sites`)
+    :param n_envs_per_site: microgrids of each site
+    :param seed: microgrid ``i`` is seeded with ``seed + i``
+    :param normalize: ``VecNormalize`` arguments (``gamma`` the algorithm's), ``None`` for no normalisation
+    :raises HeldOutSiteError: if a held-out site is among ``sites``
+    """
+    check_not_held_out(sites)
+    env: VecEnv = VecMonitor(MultiSiteVecEnv([site_interface(s) for s in sites], n_envs_per_site, seed=seed))
+    return env if normalize is None else VecNormalize(env, **normalize)
+
+
+def site_env(site: Scenario, n_envs: int, seed: int, statistics: str | Path | None) -> VecEnv:
+    """One site's training env for fine-tuning, normalised with a model's saved statistics (which keep updating).
+
+    :param site: the site (with :data:`SITE_INTERFACE`)
+    :param n_envs: microgrids
+    :param seed: microgrid ``i`` is seeded with ``seed + i``
+    :param statistics: the model's ``VecNormalize`` file, ``None`` if it was trained without
+    """
+    env: VecEnv = VecMonitor(MicrogridVecEnv(n_envs, scenario=site, seed=seed))
+    if statistics is None:
+        return env
+    env = VecNormalize.load(str(statistics), env)
+    env.training = True
+    return env
+
+
+def fine_tuning_model(source: BaseAlgorithm, env: VecEnv, seed: int) -> PPO:
+    """A new PPO on ``env`` with ``source``'s settings and weights and a fresh optimizer (as Reptile's inner loops start).
+
+    :param source: a model of :data:`ADAPTABLE`
+    :param env: the site's env (:func:`site_env`)
+    :param seed: seed of the fine-tuning
+    :raises ValueError: if ``source`` is of another algorithm, or observes or acts otherwise than ``env``
+    """
+    if type(source) not in ADAPTABLE:
+        raise ValueError(f"adapt fine-tunes {', '.join(c.__name__ for c in ADAPTABLE)} models, not {type(source).__name__}")
+    trained = getattr(source.observation_space, "layout", None)
+    if source.observation_space.shape != env.observation_space.shape or source.action_space.shape != env.action_space.shape or trained != env.get_attr("obs_layout", [0])[0]:
+        raise ValueError(
+            f"the model observes {source.observation_space.shape} and acts {source.action_space.shape}, the site "
+            f"{env.observation_space.shape} and {env.action_space.shape} (or another observation layout): adapt fine-tunes "
+            "models trained across sites (sb3_microgrid.adaptation.multi_site_env)"
+        )
+    kwargs = {p: getattr(source, p) if hasattr(source, p) else getattr(source, "_" + p) for p in constructor_parameters(PPO) - _NOT_COPIED}
+    model = PPO(type(source.policy), env, seed=seed, device="cpu", **kwargs)
+    model.policy.load_state_dict(source.policy.state_dict())
+    return model
+
+
+def save_run(out: str | Path, model: BaseAlgorithm, **record: Any) -> Path:
+    """Write ``out/model.zip``, ``out/model_vecnormalize.pkl`` (if the model normalises) and ``out/run.json``.
+
+    :param out: the run folder (created)
+    :param model: a model of an algorithm of :data:`~sb3_microgrid.algos.ALGOS`
+    :param record: further entries of ``run.json`` (``seed``, ``vec_env``, ``site``, ``scenario``, ...)
+    :return: the model's path
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / MODEL)
+    files = [MODEL]
+    normalizer = model.get_vec_normalize_env()
+    if normalizer is not None:
+        normalizer.save(str(out / VECNORMALIZE))
+        files.append(VECNORMALIZE)
+    algo = next(name for name, cls in ALGOS.items() if type(model) is cls)
+    write_run_json(out, algo, model.num_timesteps, files, settings=record)
+    return out / MODEL
+
+
+def adapt(model: str | Path, site: str, timesteps: int, out: str | Path, seed: int = 0, n_envs: int = 8, progress_bar: bool = False) -> PPO:
+    """Fine-tune a pooled or meta-learned model on a site's training years (``sb3-microgrid adapt``).
+
+    Writes ``out/model.zip``, its ``VecNormalize`` statistics and ``out/run.json``, which records the site's scenario
+    for ``sb3-microgrid evaluate``. PPO trains in whole rollouts, so it may take up to one rollout more than
+    ``timesteps`` (``run.json`` has the count); ``timesteps = 0`` writes the model as it is, with the site: zero-shot.
+
+    :param model: the model's ``.zip`` (PPO or Reptile; statistics found beside it)
+    :param site: a site preset's name or a scenario YAML file (:func:`resolve_site`)
+    :param timesteps: fine-tuning env steps, ``0 <= timesteps <=`` :data:`MAX_ADAPT_STEPS`
+    :param out: run folder to write; must not hold a model yet
+    :param seed: seed of the envs and of PPO
+    :param n_envs: microgrids stepped together (``hyperparams/ppo.yml``: 8)
+    :param progress_bar: show SB3's progress bar
+    :raises ScenarioError: for an unknown site
+    :raises ValueError: for a step or env count out of range, a folder holding a model, a model that cannot be adapted
+        or whose normalisation statistics are missing
+    :raises FileNotFoundError: if ``model`` does not exist
+    """
+    scenario = resolve_site(site)
+    for name, value, low, high in (("timesteps", timesteps, 0, MAX_ADAPT_STEPS), ("n_envs", n_envs, 1, MAX_ENVS)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name} must be an integer in [{low}, {high:,}], got {value!r}")
+    if (Path(out) / MODEL).exists():
+        raise ValueError(f"{out} already holds a model; choose another folder")
+    if not Path(model).is_file():
+        raise FileNotFoundError(f"no model file at {model}")
+    statistics, normalised = statistics_for(model)
+    if statistics is None and normalised:
+        raise ValueError(f"{model} was trained on normalised observations but no VecNormalize statistics were found beside it")
+    tuned = fine_tuning_model(load(model), site_env(scenario, n_envs, seed, statistics), seed)
+    if timesteps > 0:
+        tuned.learn(timesteps, progress_bar=progress_bar)
+    save_run(out, tuned, seed=seed, vec_env="microgrid", site=scenario.name, scenario=to_dict(scenario), source_model=str(model))
+    return tuned

@@ -1,0 +1,262 @@
+"""One policy across sites: the multi-site VecEnv, Reptile around PPO, pooled training's env and ``sb3-microgrid adapt``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+from torch.nn.utils import parameters_to_vector
+
+from sb3_microgrid.adaptation import multi_site_env, save_run, site_interface
+from sb3_microgrid.algos import identify
+from sb3_microgrid.cli import main
+from sb3_microgrid.envs import MicrogridVecEnv
+from sb3_microgrid.envs.multi_site import MultiSiteVecEnv, SiteInterfaceError
+from sb3_microgrid.reptile import Reptile
+from sb3_microgrid.sites import HeldOutSiteError, SITE_PRESETS, preset_site, sample_sites, training_sites
+
+SITES = [site_interface(s) for s in training_sites(3, 0)]
+#: Reptile small enough for a test: an inner PPO update is 24 steps of 2 microgrids, one minibatch, two epochs.
+TINY = dict(n_steps=24, batch_size=48, n_epochs=2, gamma=1.0, seed=0, device="cpu", policy_kwargs={"net_arch": [16]})
+#: Env steps of one inner PPO update (n_steps x 2 microgrids per site).
+UPDATE = 48
+
+
+def flat(model: PPO) -> th.Tensor:
+    return parameters_to_vector(model.policy.parameters()).detach().clone()
+
+
+def reptile(sites=SITES[:2], **kwargs) -> Reptile:
+    env = VecNormalize(VecMonitor(MultiSiteVecEnv(sites, 2, seed=0)), gamma=1.0)
+    return Reptile("MlpPolicy", env, **{**TINY, "inner_updates": 2, **kwargs})
+
+
+def spy_inner_loops(model: Reptile, monkeypatch) -> list[tuple[th.Tensor, str, th.Tensor, int]]:
+    """Record each inner loop's start weights, site, solution and the optimizer's step count at its end."""
+    calls = []
+    original = model._inner_loop
+
+    def spy(theta, site, callback):
+        solution = original(theta, site, callback)
+        steps = max(int(state["step"]) for state in model.policy.optimizer.state.values())
+        calls.append((theta.clone(), site.name, solution, steps))
+        return solution
+
+    monkeypatch.setattr(model, "_inner_loop", spy)
+    return calls
+
+
+# ---- MultiSiteVecEnv ----------------------------------------------------------------------------------------------
+def test_multi_site_env_is_its_sites_side_by_side():
+    env = MultiSiteVecEnv(SITES[:2], 2, seed=7)
+    alone = [MicrogridVecEnv(2, scenario=site, seed=7 + 2 * i) for i, site in enumerate(SITES[:2])]
+    assert env.num_envs == 4 and env.observation_space == alone[0].observation_space and env.action_space.shape == (2,)
+    np.testing.assert_array_equal(env.reset(), np.concatenate([e.reset() for e in alone]))
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(24, 4, 2)).astype(np.float32)
+    for action in actions:  # a whole day: every microgrid ends and resets together
+        obs, rewards, dones, infos = env.step(action)
+        parts = [e.step(action[2 * i : 2 * i + 2]) for i, e in enumerate(alone)]
+        np.testing.assert_array_equal(obs, np.concatenate([p[0] for p in parts]))
+        np.testing.assert_array_equal(rewards, np.concatenate([p[1] for p in parts]))
+    assert dones.all() and all("terminal_observation" in info for info in infos)
+    assert [s.name for s in env.get_attr("scenario")] == [SITES[0].name] * 2 + [SITES[1].name] * 2
+    assert [d.ev_count for d in env.env_method("set_difficulty", ev_count=1, indices=[3])] == [1]
+    env.reset()  # a difficulty applies at the next reset, to the microgrid named only
+    assert [d.ev_count for d in env.get_attr("difficulty")] == [None, None, None, 1]
+
+
+def test_multi_site_env_refuses_sites_of_different_interfaces_naming_them():
+    ports = sample_sites(3, 0)  # the per-port interface: actions of 1 + n_ports entries
+    with pytest.raises(SiteInterfaceError) as err:
+        MultiSiteVecEnv(ports[1:3], 1)
+    message = str(err.value)
+    for site in ports[1:3]:
+        assert f"{site.name!r}: observation" in message and f"action {1 + site.ev.n_ports}" in message
+    assert "ev.dispatch: aggregate" in message and "observation.site_context: true" in message
+    with pytest.raises(ValueError, match="each site once"):
+        MultiSiteVecEnv([SITES[0], SITES[0]], 1)
+
+
+# ---- Reptile ------------------------------------------------------------------------------------------------------
+def test_one_outer_update_moves_the_weights_epsilon_of_the_way_to_the_inner_solution(monkeypatch):
+    model = reptile(meta_step_size=0.25)
+    assert model.rollout_buffer.n_envs == 2 and model.env.num_envs == 4  # the buffer holds one site's microgrids
+    calls = spy_inner_loops(model, monkeypatch)
+    theta = flat(model)
+    model.learn(2 * UPDATE)
+    (start, _, solution, _), = calls
+    assert th.equal(start, theta)
+    assert (solution - theta).norm() > 1e-3  # the inner loop trained
+    th.testing.assert_close(flat(model), theta + 0.25 * (solution - theta), rtol=0, atol=1e-7)
+
+
+def test_a_batch_of_sites_moves_the_weights_toward_the_mean_of_their_solutions_each_from_theta(monkeypatch):
+    model = reptile(meta_batch_size=2, meta_step_size=0.5)
+    calls = spy_inner_loops(model, monkeypatch)
+    collected, collect = [], model.collect_rollouts
+    monkeypatch.setattr(model, "collect_rollouts", lambda *args, **kwargs: collected.append(flat(model)) or collect(*args, **kwargs))
+    theta = flat(model)
+    model.learn(2 * 2 * UPDATE)
+    assert sorted(name for _, name, _, _ in calls) == sorted(s.name for s in SITES[:2])
+    # each site's first rollout acts with theta, not with the previous site's solution
+    assert len(collected) == 4 and th.equal(collected[0], theta) and th.equal(collected[2], theta) and not th.equal(collected[1], theta)
+    # with fresh optimizer moments: each loop's Adam counts its own 2 updates x 2 epochs x 1 minibatch only
+    assert [steps for _, _, _, steps in calls] == [4, 4]
+    first, second = (solution for _, _, solution, _ in calls)
+    assert (first - second).norm() > 1e-3  # two sites, two solutions
+    th.testing.assert_close(flat(model), theta + 0.5 * ((first + second) / 2 - theta), rtol=0, atol=1e-7)
+    assert len(model.policy.optimizer.state) == 0  # the saved model holds no site's moments
+
+
+def test_an_annealed_meta_step_size_follows_the_progress(monkeypatch):
+    model = reptile(meta_step_size=LinearSchedule(1.0, 0.0, 1.0))
+    calls = spy_inner_loops(model, monkeypatch)
+    model.learn(2 * 2 * UPDATE)  # two outer updates: epsilon 0.5 after the first half, 0 at the end
+    (theta, _, solution, _), (second_theta, _, second_solution, _) = calls
+    th.testing.assert_close(second_theta, theta + 0.5 * (solution - theta), rtol=0, atol=1e-7)
+    assert (second_solution - second_theta).norm() > 1e-3
+    th.testing.assert_close(flat(model), second_theta, rtol=0, atol=0)
+
+
+def test_reward_statistics_are_per_site_and_observation_statistics_shared():
+    model = reptile(sites=SITES, meta_batch_size=3)
+    model.learn(3 * 2 * UPDATE)
+    stats = model.site_return_rms
+    assert sorted(stats) == sorted(s.name for s in SITES)
+    assert len({float(r.var) for r in stats.values()}) == 3 and all(r.count == pytest.approx(1e-4 + 2 * 24 * 2) for r in stats.values())
+    outer = model.get_vec_normalize_env()
+    assert all(site.env.obs_rms is outer.obs_rms for site in model._sites)
+    assert outer.obs_rms.count > 3 * 2 * UPDATE  # every site's observations
+    combined = sum(r.count for r in stats.values())
+    assert outer.ret_rms.count == pytest.approx(combined + 1e-4)  # what fine-tuning starts from
+
+
+def test_callbacks_see_the_meta_weights_at_rollout_start_and_a_stop_restores_them():
+    class Record(BaseCallback):
+        def __init__(self, stop_at: int | None = None):
+            super().__init__()
+            self.starts, self.ends, self.stop_at = [], [], stop_at
+
+        def _on_rollout_start(self):
+            self.starts.append(flat(self.model))
+
+        def _on_rollout_end(self):
+            self.ends.append(flat(self.model))
+
+        def _on_step(self):
+            return self.stop_at is None or self.num_timesteps < self.stop_at
+
+    model = reptile()
+    record = Record()
+    model.learn(3 * 2 * UPDATE, callback=record)
+    assert len(record.starts) == len(record.ends) == 3  # one rollout per outer update
+    assert all(th.equal(end, start) for end, start in zip(record.ends, record.starts[1:]))
+    stopped = reptile()
+    theta = flat(stopped)
+    stopped.learn(2 * UPDATE, callback=Record(stop_at=UPDATE + 10))  # stops in the second inner update
+    th.testing.assert_close(flat(stopped), theta, rtol=0, atol=0)
+
+
+def test_held_out_sites_are_refused_through_the_api():
+    held_out = site_interface(preset_site("clinic_200kw"))
+    model = reptile(sites=[SITES[0], held_out])
+    theta = flat(model)
+    with pytest.raises(HeldOutSiteError, match="clinic_200kw"):
+        model.learn(2 * UPDATE)
+    assert model.num_timesteps == 0 and th.equal(flat(model), theta)
+    with pytest.raises(HeldOutSiteError, match="factory"):
+        multi_site_env([SITES[0], preset_site("factory")], 1, seed=0)
+
+
+def test_save_and_load_give_the_same_predictions_and_ppo_fine_tunes_the_policy(tmp_path):
+    model = reptile()
+    model.learn(2 * 2 * UPDATE)
+    path = save_run(tmp_path / "meta", model, seed=0)
+    assert identify(path) == ["reptile"]
+    obs = model.get_vec_normalize_env().normalize_obs(MultiSiteVecEnv(SITES[:2], 2, seed=3).reset())
+    expected = model.predict(obs, deterministic=True)[0]
+    loaded = Reptile.load(path, env=model.get_env(), device="cpu")
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], expected)
+    assert loaded._n_meta_updates == 2 and sorted(loaded.site_return_rms) == sorted(model.site_return_rms)
+    loaded.learn(2 * UPDATE, reset_num_timesteps=False)  # meta-training continues
+    assert loaded._n_meta_updates == 3
+    ppo = PPO.load(path, env=VecMonitor(MicrogridVecEnv(8, scenario=SITES[2], seed=0)), device="cpu")
+    np.testing.assert_array_equal(ppo.predict(obs, deterministic=True)[0], expected)
+    ppo.learn(UPDATE)
+    assert ppo.num_timesteps >= UPDATE
+
+
+# ---- sb3-microgrid adapt ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def meta_run(tmp_path_factory):
+    model = reptile()
+    model.learn(2 * UPDATE)
+    return save_run(tmp_path_factory.mktemp("meta"), model, seed=0)
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_adapt_writes_a_model_that_evaluate_scores_on_the_site(meta_run, tmp_path, capsys):
+    out = tmp_path / "office"
+    assert main(["adapt", "--model", str(meta_run), "--site", "office_park", "--timesteps", "90", "--out", str(out), "--n-envs", "2"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["algo"] == "ppo" and record["site"] == "office_park" and record["num_timesteps"] == 2 * UPDATE
+    assert record["scenario"]["ev"]["dispatch"] == "aggregate" and set(record["files"]) == {"model.zip", "model_vecnormalize.pkl"}
+    capsys.readouterr()
+    evaluation = tmp_path / "eval.json"
+    assert main(["evaluate", "--controller", str(out / "model.zip"), "--split", "validation", "--days", "1", "--json", str(evaluation)]) == 0
+    assert "WARNING" not in capsys.readouterr().err
+    summary = json.loads(evaluation.read_text())["summary"]
+    assert summary["scenario"] == "office_park" and summary["days"] == 1 and summary["gap_closed"] is not None
+
+
+def test_adapt_with_no_steps_is_the_model_zero_shot(meta_run, tmp_path):
+    out = tmp_path / "zero"
+    assert main(["adapt", "--model", str(meta_run), "--site", "campus_windy", "--timesteps", "0", "--out", str(out)]) == 0
+    meta, adapted = Reptile.load(meta_run, device="cpu"), PPO.load(out / "model.zip", device="cpu")
+    obs = np.random.default_rng(0).normal(size=(5, meta.observation_space.shape[0])).astype(np.float32)
+    np.testing.assert_array_equal(adapted.predict(obs, deterministic=True)[0], meta.predict(obs, deterministic=True)[0])
+    windy = MicrogridVecEnv(1, scenario=site_interface(preset_site("campus_windy")))
+    site, trained = (VecNormalize.load(str(folder / "model_vecnormalize.pkl"), windy) for folder in (out, meta_run.parent))
+    np.testing.assert_array_equal(site.obs_rms.mean, trained.obs_rms.mean)
+    np.testing.assert_array_equal(site.obs_rms.var, trained.obs_rms.var)
+
+
+def test_adapt_refuses_bad_inputs_before_training(meta_run, tmp_path, capsys):
+    argv = ["adapt", "--model", str(meta_run), "--out", str(tmp_path / "x")]
+    assert main([*argv, "--site", "mars_base", "--timesteps", "10"]) == 2
+    err = one_line_error(capsys)
+    assert "mars_base" in err and all(name in err for name in SITE_PRESETS)
+    assert main([*argv, "--site", "factory", "--timesteps", "40000001"]) == 2
+    assert "timesteps must be an integer in [0, 40,000,000]" in one_line_error(capsys)
+    campus = tmp_path / "campus.zip"
+    PPO("MlpPolicy", MicrogridVecEnv(1), device="cpu").save(campus)
+    assert main(["adapt", "--model", str(campus), "--site", "factory", "--timesteps", "10", "--out", str(tmp_path / "y")]) == 2
+    assert "models trained across sites" in one_line_error(capsys)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "model.zip").write_bytes(b"")
+    assert main([*argv, "--site", "factory", "--timesteps", "10"]) == 2
+    assert "already holds a model" in one_line_error(capsys)
+    assert not (tmp_path / "y").exists()
+
+
+def test_evaluate_asks_for_a_scenario_when_models_were_adapted_to_different_sites(meta_run, tmp_path, capsys):
+    for site in ("factory", "college_small"):
+        assert main(["adapt", "--model", str(meta_run), "--site", site, "--timesteps", "0", "--out", str(tmp_path / site)]) == 0
+    capsys.readouterr()
+    models = f"{tmp_path / 'factory' / 'model.zip'},{tmp_path / 'college_small' / 'model.zip'}"
+    assert main(["evaluate", "--controller", models, "--days", "1", "--no-reference"]) == 2
+    assert "college_small, factory" in one_line_error(capsys)
+    factory = tmp_path / "factory.yaml"
+    site_interface(preset_site("factory")).to_yaml(factory)
+    assert main(["evaluate", "--controller", models, "--days", "1", "--no-reference", "--scenario", str(factory)]) == 0
