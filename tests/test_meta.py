@@ -260,3 +260,11 @@ def test_evaluate_asks_for_a_scenario_when_models_were_adapted_to_different_site
     factory = tmp_path / "factory.yaml"
     site_interface(preset_site("factory")).to_yaml(factory)
     assert main(["evaluate", "--controller", models, "--days", "1", "--no-reference", "--scenario", str(factory)]) == 0
+
+
+def test_export_takes_the_site_from_the_adapted_run(meta_run, tmp_path):
+    out = tmp_path / "factory"
+    assert main(["adapt", "--model", str(meta_run), "--site", "factory", "--timesteps", "0", "--out", str(out)]) == 0
+    assert main(["export", str(out / "model.zip"), "--out", str(tmp_path / "export")]) == 0
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    assert manifest["scenario"]["name"] == "factory"

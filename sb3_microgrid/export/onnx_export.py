@@ -29,7 +29,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecNormalize
 
-from ..algos import ALGOS, load
+from ..algos import ALGOS, load, run_record
 from ..baselines.sb3_model import load_statistics, run_env_wrappers, run_settings, statistics_for
 from ..envs import MicrogridEnv
 from ..envs.layout import SITE_CONTEXT
@@ -111,8 +111,8 @@ def export_model(
     :param out: the export folder (created; files of these names in it are replaced)
     :param algo: its registered algorithm name; ``None`` finds it as evaluation does (:func:`~sb3_microgrid.algos.identify`)
     :param vecnormalize: its ``VecNormalize`` statistics; ``None`` finds them as evaluation does
-    :param scenario: the scenario it acts in (preset name or YAML path); ``None``: the run's ``env_kwargs``
-        scenario, else ``campus``
+    :param scenario: the scenario it acts in (preset name or YAML path); ``None``: the site recorded in the
+        run's ``run.json`` (``sb3-microgrid adapt``), else the run's ``env_kwargs`` scenario, else ``campus``
     :param trust_modules: the user's own modules the run's ``env_wrapper`` entries may come from
     :param kpis: ``sb3-microgrid evaluate --json`` output of this model on the test split, recorded as the
         manifest's test KPIs (the validation KPIs are read from the run's ``validation.json``)
@@ -139,7 +139,7 @@ def export_model(
         raise ExportError(f"{path} was trained on normalised observations but no VecNormalize statistics were found beside it; pass them (--vecnormalize)")
     settings = run_settings(path) or {}
     wrappers = run_env_wrappers(path, trust_modules)
-    scenario_spec = scenario if scenario is not None else (settings.get("env_kwargs") or {}).get("scenario", "campus")
+    scenario_spec = scenario if scenario is not None else _recorded_scenario(path, settings)
     try:
         site = load_scenario(scenario_spec)
     except ScenarioError as err:
@@ -201,6 +201,13 @@ def export_model(
         raise
     write()
     return read_manifest(out)
+
+
+def _recorded_scenario(path: Path, settings: dict[str, Any]) -> str | dict[str, Any]:
+    """The site ``sb3-microgrid adapt`` recorded in the run's ``run.json``, else the training file's
+    ``env_kwargs`` scenario, else ``campus``."""
+    record = run_record(path) or {}
+    return record.get("scenario") or (settings.get("env_kwargs") or {}).get("scenario", "campus")
 
 
 def scenario_fingerprint(scenario: Scenario) -> str:
