@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import warnings
 from pathlib import Path
 
@@ -205,6 +206,24 @@ def test_presets_lie_in_the_sampling_ranges_and_specs_are_checked() -> None:
         dataclasses.replace(factory, tariff="flat")
     with pytest.raises(ScenarioError, match="unknown site 'mall'"):
         preset_site("mall")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("data_seed", -1, "site 'factory': data_seed = -1 is outside the allowed range [0, 4294967295]"),
+        ("data_seed", 2**32, "site 'factory': data_seed = 4294967296 is outside the allowed range [0, 4294967295]"),
+        ("data_seed", 7.5, "site 'factory': data_seed must be an integer in [0, 4294967295], got 7.5"),
+        ("data_seed", True, "site 'factory': data_seed must be an integer in [0, 4294967295], got True"),
+        ("data_seed", "7", "site 'factory': data_seed must be an integer in [0, 4294967295], got '7'"),
+        ("name", "", "site name must be a non-empty string, got ''"),
+        ("name", None, "site name must be a non-empty string, got None"),
+    ],
+)
+def test_spec_refuses_a_bad_name_or_data_seed_naming_the_field(field: str, value: object, message: str) -> None:
+    # refused when the spec is made, as every other field is, not later by the scenario under another name (data.seed)
+    with pytest.raises(ScenarioError, match=re.escape(message)):
+        dataclasses.replace(SITE_PRESETS["factory"], **{field: value})
 
 
 def test_sample_covers_the_family() -> None:
