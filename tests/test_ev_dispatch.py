@@ -15,7 +15,7 @@ from sb3_microgrid.deploy import ObservationBuilder, SiteController, read_state,
 from sb3_microgrid.deploy.checks import Checker, site_ranges
 from sb3_microgrid.deploy.env_site import EnvSite
 from sb3_microgrid.envs import STEP_KEYS, MicrogridEnv, MicrogridVecEnv
-from sb3_microgrid.envs.dispatch import FLEET_FEATURES, fleet_requests
+from sb3_microgrid.envs.dispatch import FLEET_FEATURES, fleet_features, fleet_requests
 from sb3_microgrid.envs.layout import SITE_CONTEXT
 from sb3_microgrid.envs.supervisor import port_range
 from sb3_microgrid.evaluation import evaluate
@@ -122,6 +122,19 @@ def test_fleet_requests_on_hand_made_bounds():
     np.testing.assert_allclose(want, [0.0, 5.0, 0.0, 2.5])
     assert fleet_requests(3.0, lo, hi, laxity, False, want)
     np.testing.assert_array_equal(want, hi)
+
+
+def test_fleet_features_hold_no_negative_zero():
+    """Without V2G every lower bound is 0: ev_max_discharge reads 0.0, not -0.0 (max(-0.0, 0.0) is -0.0)."""
+    out = np.empty(len(FLEET_FEATURES))
+    for n_ports in (0, 3):
+        free = np.zeros(n_ports)
+        fleet_features(free, free, free, free, free, 11.0, 0.95, 12.0, out)
+        assert not np.signbit(out).any(), dict(zip(FLEET_FEATURES, out))
+    env = MicrogridEnv(aggregate())
+    obs, _ = env.reset(seed=0, options={"day": DAY})
+    index = env.obs_layout.static_names.index("ev_max_discharge")
+    assert obs[index] == 0.0 and not np.signbit(obs[index])
 
 
 def test_full_fleet_entry_is_the_sum_of_the_upper_bounds():

@@ -32,13 +32,26 @@ NEGLIGIBLE_KWH = 1e-6
 
 @njit(cache=True)
 def laxity_hours(hours_left: float, wanted_kwh: float, port_kw: float, charger_efficiency: float) -> float:
-    """Hours until the car leaves minus the hours of full port power it still needs (bus side ``port_kw``)."""
+    """Hours until the car leaves minus the hours of full port power it still needs (bus side ``port_kw``).
+
+    :param hours_left: hours until the car leaves
+    :param wanted_kwh: energy the car still wants (car side)
+    :param port_kw: port power limit (bus side, kW); positive, as the scenario requires
+    :param charger_efficiency: energy into the car / energy from the bus; positive
+    """
     return hours_left - wanted_kwh / (port_kw * charger_efficiency)
 
 
 @njit(cache=True)
 def _fill(target: float, limit: np.ndarray, order: np.ndarray, sign: float, ev_want: np.ndarray) -> None:
-    """Give ``limit[p]`` to each port in ``order`` until ``target`` (kW) is given; ``ev_want = sign * given``."""
+    """Give ``limit[p]`` to each port in ``order`` until ``target`` (kW) is given; ``ev_want = sign * given``.
+
+    :param target: power to share out (kW, >= 0)
+    :param limit: (P,) the most each port may be given (kW)
+    :param order: port indices, the first served first
+    :param sign: +1 for charging, -1 for V2G (``limit`` is then ``-ev_lo``)
+    :param ev_want: (P,) receives the requests of the ports served; the others keep their value (0)
+    """
     left = target
     for p in order:
         if left <= 0.0:
@@ -128,4 +141,4 @@ def fleet_features(
     k = 2 + below.size
     out[k] = max(least, 0.0) / EV_HOURS_SCALE
     out[k + 1] = ev_hi.sum() / fleet_kw
-    out[k + 2] = max(-ev_lo.sum(), 0.0) / fleet_kw  # max: no -0.0
+    out[k + 2] = max(0.0 - ev_lo.sum(), 0.0) / fleet_kw  # 0.0 - x, not -x: all-zero bounds give 0.0, not -0.0
