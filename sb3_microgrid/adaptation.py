@@ -5,17 +5,20 @@
 - :func:`multi_site_env`: the training env of pooled multi-task training (PPO) and of :class:`~sb3_microgrid.reptile.Reptile`,
   refusing held-out sites.
 - :func:`adapt`: ``sb3-microgrid adapt``, fine-tuning a pooled or meta-learned model on one site's training years
-  and writing a run folder that ``sb3-microgrid evaluate`` scores on that site with no option.
+  (optionally keeping the weights that score best on its validation days) and writing a run folder that
+  ``sb3-microgrid evaluate`` scores on that site with no option.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from .algos import ALGOS, load
@@ -27,12 +30,17 @@ from .hyperparams import MAX_ENVS, constructor_parameters
 from .reptile import Reptile
 from .scenario import Scenario, ScenarioError, load_scenario, to_dict
 from .sites import SITE_PRESETS, check_not_held_out, preset_site
+from .validation import ValidationCallback
 
 #: Scenario changes that give every site the same observation and action (docs/environment.md, sections 3 and 4),
 #: with the reward ``hyperparams/ppo.yml`` trains on (section 7; costs and evaluation are unchanged by it).
 SITE_INTERFACE = {"ev__dispatch": "aggregate", "observation__site_context": True, "reward__exogenous_baseline": True}
 #: Most fine-tuning steps ``adapt`` takes: a hundred times the benchmark's largest budget.
 MAX_ADAPT_STEPS = 40_000_000
+#: Largest seed: SB3 seeds numpy's global generator with it, which takes [0, 2**32 - 1].
+MAX_SEED = 2**32 - 1
+#: Env steps between validation scores when ``adapt`` selects on validation days and none is given: ValidationCallback's.
+DEFAULT_EVAL_FREQ: int = inspect.signature(ValidationCallback).parameters["eval_freq"].default
 #: Models ``adapt`` fine-tunes: their policy is PPO's actor-critic.
 ADAPTABLE = (PPO, Reptile)
 #: PPO constructor arguments not copied from the model fine-tuned (:func:`fine_tuning_model`).
@@ -116,7 +124,11 @@ def save_run(out: str | Path, model: BaseAlgorithm, **record: Any) -> Path:
     :param model: a model of an algorithm of :data:`~sb3_microgrid.algos.ALGOS`
     :param record: further entries of ``run.json`` (``seed``, ``vec_env``, ``site``, ``scenario``, ...)
     :return: the model's path
+    :raises ValueError: for a model of another class (nothing is written)
     """
+    algo = next((name for name, cls in ALGOS.items() if type(model) is cls), None)
+    if algo is None:  # run.json must name the class the zip loads with (a zip does not record it)
+        raise ValueError(f"save_run writes models of the algorithms of sb3_microgrid.algos.ALGOS, not {type(model).__name__}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL)
@@ -125,34 +137,62 @@ def save_run(out: str | Path, model: BaseAlgorithm, **record: Any) -> Path:
     if normalizer is not None:
         normalizer.save(str(out / VECNORMALIZE))
         files.append(VECNORMALIZE)
-    algo = next(name for name, cls in ALGOS.items() if type(model) is cls)
     write_run_json(out, algo, model.num_timesteps, files, settings=record)
     return out / MODEL
 
 
-def adapt(model: str | Path, site: str, timesteps: int, out: str | Path, seed: int = 0, n_envs: int = 8, progress_bar: bool = False) -> PPO:
+def adapt(
+    model: str | Path,
+    site: str,
+    timesteps: int,
+    out: str | Path,
+    seed: int = 0,
+    n_envs: int = 8,
+    progress_bar: bool = False,
+    eval_days: int = 0,
+    eval_freq: int | None = None,
+) -> PPO:
     """Fine-tune a pooled or meta-learned model on a site's training years (``sb3-microgrid adapt``).
 
     Writes ``out/model.zip``, its ``VecNormalize`` statistics and ``out/run.json``, which records the site's scenario
     for ``sb3-microgrid evaluate``. PPO trains in whole rollouts, so it may take up to one rollout more than
     ``timesteps`` (``run.json`` has the count); ``timesteps = 0`` writes the model as it is, with the site: zero-shot.
 
+    With ``eval_days``, a :class:`~sb3_microgrid.validation.ValidationCallback` scores the policy on the site's first
+    ``eval_days`` validation days before training, after the first update at least ``eval_freq`` steps after the
+    previous score, and at the end; the weights and ``VecNormalize`` statistics of the best score are written, not the
+    last ones. ``run.json`` then has ``"validation": {"days", "eval_freq", "selected_steps", "selected_gap_closed",
+    "scores"}`` and ``out/validation.json`` every score (``{"best", "history"}``). With ``timesteps = 0`` the model
+    is scored once and written unchanged.
+
     :param model: the model's ``.zip`` (PPO or Reptile; statistics found beside it)
     :param site: a site preset's name or a scenario YAML file (:func:`resolve_site`)
     :param timesteps: fine-tuning env steps, ``0 <= timesteps <=`` :data:`MAX_ADAPT_STEPS`
     :param out: run folder to write; must not hold a model yet
-    :param seed: seed of the envs and of PPO
-    :param n_envs: microgrids stepped together (``hyperparams/ppo.yml``: 8)
+    :param seed: seed of the envs and of PPO, in ``[0,`` :data:`MAX_SEED` ``]``
+    :param n_envs: microgrids stepped together (``hyperparams/ppo.yml``: 8), in ``[1,`` :data:`~sb3_microgrid.hyperparams.MAX_ENVS` ``]``
     :param progress_bar: show SB3's progress bar
+    :param eval_days: select on the site's first ``eval_days`` validation days, in ``[1,`` days of the validation
+        split ``]``; 0 (the default): no selection, the last weights are written
+    :param eval_freq: env steps between validation scores, in ``[1,`` :data:`MAX_ADAPT_STEPS` ``]`` (default
+        :data:`DEFAULT_EVAL_FREQ`); only with ``eval_days``
     :raises ScenarioError: for an unknown site
-    :raises ValueError: for a step or env count out of range, a folder holding a model, a model that cannot be adapted
-        or whose normalisation statistics are missing
+    :raises ValueError: for a step, env, seed, day or frequency count out of range, an output path that is a file or
+        holds a model, a model that cannot be adapted or whose normalisation statistics are missing
     :raises FileNotFoundError: if ``model`` does not exist
     """
     scenario = resolve_site(site)
-    for name, value, low, high in (("timesteps", timesteps, 0, MAX_ADAPT_STEPS), ("n_envs", n_envs, 1, MAX_ENVS)):
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"{name} must be an integer in [{low}, {high:,}], got {value!r}")
+    for name, value, low, high in (("timesteps", timesteps, 0, MAX_ADAPT_STEPS), ("n_envs", n_envs, 1, MAX_ENVS), ("seed", seed, 0, MAX_SEED)):
+        _check_int(name, value, low, high)
+    if eval_days == 0 and eval_freq is not None:
+        raise ValueError(f"eval_freq ({eval_freq!r}) applies only when selecting on validation days: give eval_days >= 1")
+    validation_days = 0 if eval_days == 0 else len(MicrogridVecEnv(1, scenario=scenario, split="validation").core.start_days)
+    _check_int("eval_days", eval_days, 0, validation_days)
+    if eval_days:
+        eval_freq = DEFAULT_EVAL_FREQ if eval_freq is None else eval_freq
+        _check_int("eval_freq", eval_freq, 1, MAX_ADAPT_STEPS)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"{out} exists and is not a folder; choose another folder")
     if (Path(out) / MODEL).exists():
         raise ValueError(f"{out} already holds a model; choose another folder")
     if not Path(model).is_file():
@@ -161,7 +201,33 @@ def adapt(model: str | Path, site: str, timesteps: int, out: str | Path, seed: i
     if statistics is None and normalised:
         raise ValueError(f"{model} was trained on normalised observations but no VecNormalize statistics were found beside it")
     tuned = fine_tuning_model(load(model), site_env(scenario, n_envs, seed, statistics), seed)
+    validation = ValidationCallback(days=eval_days, eval_freq=eval_freq, log_path=str(out)) if eval_days else None
     if timesteps > 0:
-        tuned.learn(timesteps, progress_bar=progress_bar)
-    save_run(out, tuned, seed=seed, vec_env="microgrid", site=scenario.name, scenario=to_dict(scenario), source_model=str(model))
+        tuned.learn(timesteps, callback=validation, progress_bar=progress_bar)
+    elif validation is not None:
+        _score_untrained(tuned, validation)
+    record: dict[str, Any] = {"seed": seed, "vec_env": "microgrid", "site": scenario.name, "scenario": to_dict(scenario), "source_model": str(model)}
+    if validation is not None:
+        assert validation.best is not None
+        record["validation"] = {
+            "days": eval_days, "eval_freq": eval_freq, "selected_steps": int(validation.best["steps"]),
+            "selected_gap_closed": validation.best["gap_closed"], "scores": len(validation.history),
+        }  # fmt: skip
+    save_run(out, tuned, **record)
     return tuned
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    """Refuse ``value`` unless it is an integer in ``[low, high]``, naming ``name`` and the range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in [{low}, {high:,}], got {value!r}")
+
+
+def _score_untrained(model: PPO, validation: ValidationCallback) -> None:
+    """Score ``model`` once, as :class:`ValidationCallback` does before training, without ``learn``: its first reset
+    would count the new episodes' observations in the statistics a zero-shot model is written with."""
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    model._custom_logger = False  # a later learn() configures its logger as usual
+    validation.init_callback(model)
+    validation.on_training_start({}, {})
+    validation.on_training_end()

@@ -453,7 +453,11 @@ def _add_adapt(subparsers: Any) -> None:
         "adapt", help="fine-tune a pooled or meta-learned model on one site's training years (docs/meta_learning.md)",
         description="Fine-tune a model trained across sites (PPO or Reptile) on a site's training years with PPO and write "
         "DIR/model.zip, its VecNormalize statistics and DIR/run.json, which records the site: `sb3-microgrid evaluate "
-        "--controller DIR/model.zip` then scores it on that site.",
+        "--controller DIR/model.zip` then scores it on that site. By default the last weights are written; with "
+        "--eval-days D the policy is scored on the site's first D validation days (2023) before training, every "
+        "--eval-freq steps (after the update that reaches them) and at the end, and the best-scoring weights and their "
+        "VecNormalize statistics are written instead, the step chosen and its gap closed recorded in run.json and every "
+        "score in DIR/validation.json.",
     )  # fmt: skip
     p.add_argument("--model", required=True, metavar="MODEL.zip", help="the model to adapt (statistics found beside it)")
     p.add_argument("--site", required=True, metavar="NAME", help="a site preset (sb3_microgrid.sites.SITE_PRESETS) or a scenario YAML file")
@@ -464,6 +468,15 @@ def _add_adapt(subparsers: Any) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="run folder to write (must not hold a model)")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the envs and of PPO (default: 0)")
     p.add_argument("--n-envs", type=_positive_int, default=8, metavar="K", help="microgrids stepped together (default: 8, as hyperparams/ppo.yml)")
+    p.add_argument(
+        "--eval-days", type=_non_negative_int, default=0, metavar="D",
+        help="select the weights on the site's first D validation days, D at most the validation split's days (365 for "
+        "one-day episodes); default: 0, no selection, the last weights are written",
+    )  # fmt: skip
+    p.add_argument(
+        "--eval-freq", type=_positive_int, default=None, metavar="N",
+        help="env steps between validation scores, at most 40,000,000 (default: 50,000); needs --eval-days",
+    )  # fmt: skip
     p.set_defaults(func=_adapt)
 
 
@@ -471,12 +484,17 @@ def _adapt(args: argparse.Namespace) -> int:
     from .adaptation import adapt
 
     try:
-        model = adapt(args.model, args.site, args.timesteps, args.out, seed=args.seed, n_envs=args.n_envs, progress_bar=True)
+        model = adapt(args.model, args.site, args.timesteps, args.out, seed=args.seed, n_envs=args.n_envs, progress_bar=True,
+                      eval_days=args.eval_days, eval_freq=args.eval_freq)  # fmt: skip
     except (ScenarioError, ValueError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
     except OSError as err:
         raise UsageError(f"cannot write {args.out}: {err}") from None
-    print(f"wrote {args.out / 'model.zip'} ({model.num_timesteps:,} steps on {args.site}); score it with "
+    selected = ""
+    if args.eval_days:
+        chosen = json.loads((args.out / "run.json").read_text())["validation"]
+        selected = f", the weights of step {chosen['selected_steps']:,} (gap closed {chosen['selected_gap_closed']:.1%} on {args.eval_days} validation days)"
+    print(f"wrote {args.out / 'model.zip'} ({model.num_timesteps:,} steps on {args.site}{selected}); score it with "
           f"sb3-microgrid evaluate --controller {args.out / 'model.zip'}")  # fmt: skip
     return 0
 

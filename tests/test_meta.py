@@ -8,18 +8,20 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, ProgressBarCallback
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 from torch.nn.utils import parameters_to_vector
 
-from sb3_microgrid.adaptation import multi_site_env, save_run, site_interface
+import sb3_microgrid.validation
+from sb3_microgrid.adaptation import adapt, multi_site_env, save_run, site_interface
 from sb3_microgrid.algos import identify
 from sb3_microgrid.cli import main
 from sb3_microgrid.envs import MicrogridVecEnv
 from sb3_microgrid.envs.multi_site import MultiSiteVecEnv, SiteInterfaceError
 from sb3_microgrid.reptile import Reptile
 from sb3_microgrid.sites import HeldOutSiteError, SITE_PRESETS, preset_site, sample_sites, training_sites
+from sb3_microgrid.validation import ValidationCallback
 
 SITES = [site_interface(s) for s in training_sites(3, 0)]
 #: Reptile small enough for a test: an inner PPO update is 24 steps of 2 microgrids, one minibatch, two epochs.
@@ -83,6 +85,25 @@ def test_multi_site_env_refuses_sites_of_different_interfaces_naming_them():
         MultiSiteVecEnv([SITES[0], SITES[0]], 1)
 
 
+def test_multi_site_env_refreshes_reset_infos_at_automatic_resets_and_checks_its_inputs():
+    env = MultiSiteVecEnv(SITES[:2], 2, seed=7)
+    env.reset()
+    first = [info["date"] for info in env.reset_infos]
+    for _ in range(24):  # a day: every site ends and starts a new episode
+        _, _, dones, _ = env.step(np.zeros((4, 2), dtype=np.float32))
+    assert dones.all()
+    assert env.reset_infos == [info for site in env.site_envs for info in site.reset_infos]
+    assert [info["date"] for info in env.reset_infos] != first  # the new episodes' days, as DummyVecEnv reports them
+    with pytest.raises(ValueError, match="a list of 4 dicts .* got a list of 1"):
+        env.set_options([{"day": "2016-03-01"}])  # would have gone to the first site's first microgrid only
+    env.set_options({"day": "2016-03-01"})
+    env.reset()
+    assert [info["date"] for info in env.reset_infos] == ["2016-03-01"] * 4
+    with pytest.raises(TypeError, match="a list of sites"):
+        MultiSiteVecEnv(SITES[0].name, 1)  # a name is one site, not a list of one-letter ones
+    assert env.env_is_wrapped(VecMonitor, indices=[0, 3]) == [False, False]
+
+
 # ---- Reptile ------------------------------------------------------------------------------------------------------
 def test_one_outer_update_moves_the_weights_epsilon_of_the_way_to_the_inner_solution(monkeypatch):
     model = reptile(meta_step_size=0.25)
@@ -114,14 +135,45 @@ def test_a_batch_of_sites_moves_the_weights_toward_the_mean_of_their_solutions_e
     assert len(model.policy.optimizer.state) == 0  # the saved model holds no site's moments
 
 
-def test_an_annealed_meta_step_size_follows_the_progress(monkeypatch):
+def test_an_annealed_meta_step_size_follows_the_progress_at_the_start_of_each_update(monkeypatch):
     model = reptile(meta_step_size=LinearSchedule(1.0, 0.0, 1.0))
     calls = spy_inner_loops(model, monkeypatch)
-    model.learn(2 * 2 * UPDATE)  # two outer updates: epsilon 0.5 after the first half, 0 at the end
+    model.learn(2 * 2 * UPDATE)  # two outer updates, starting at progress remaining 1 and 0.5 (the paper's code)
     (theta, _, solution, _), (second_theta, _, second_solution, _) = calls
-    th.testing.assert_close(second_theta, theta + 0.5 * (solution - theta), rtol=0, atol=1e-7)
+    th.testing.assert_close(second_theta, solution, rtol=0, atol=1e-7)  # epsilon 1
     assert (second_solution - second_theta).norm() > 1e-3
-    th.testing.assert_close(flat(model), second_theta, rtol=0, atol=0)
+    # epsilon 0.5, not the 0 of the progress after its rollouts: the last update's inner loops are not thrown away
+    th.testing.assert_close(flat(model), second_theta + 0.5 * (second_solution - second_theta), rtol=0, atol=1e-7)
+
+
+def test_meta_step_sizes_out_of_range_are_refused_naming_the_range():
+    with pytest.raises(ValueError, match=r"meta_step_size must be a number in \(0, 1\]"):
+        reptile(meta_step_size=1.5)
+    with pytest.raises(ValueError, match=r"meta_step_size schedule returned 2.0 at progress remaining 1; it must return values in \[0, 1\]"):
+        reptile(meta_step_size=lambda progress: 2.0)
+    model = reptile(meta_step_size=lambda progress: 1.0 if progress == 1 else -0.5)  # found when it is used
+    theta = flat(model)
+    model.learn(2 * UPDATE)
+    with pytest.raises(ValueError, match=r"returned -0.5 at progress remaining 0.5"):
+        model.learn(2 * UPDATE, reset_num_timesteps=False)
+    assert model._n_meta_updates == 1 and not th.equal(flat(model), theta)
+    with pytest.raises(ValueError, match=r"meta_batch_size must be an integer in \[1, 2\]"):
+        reptile(meta_batch_size=3)  # two sites
+
+
+def test_a_site_revisited_acts_on_its_last_observation_normalised_with_the_current_statistics(monkeypatch):
+    model = reptile(meta_batch_size=2, inner_updates=1)
+    seen, collect = [], model.collect_rollouts
+
+    def spy(env, *args, **kwargs):
+        seen.append((model._last_obs.copy(), env.normalize_obs(env.get_original_obs())))
+        return collect(env, *args, **kwargs)
+
+    monkeypatch.setattr(model, "collect_rollouts", spy)
+    model.learn(2 * 2 * UPDATE)  # each site visited twice, the other site's visit moving the shared statistics between
+    assert len(seen) == 4
+    for used, current in seen:
+        np.testing.assert_allclose(used, current, rtol=0, atol=1e-6)
 
 
 def test_reward_statistics_are_per_site_and_observation_statistics_shared():
@@ -161,6 +213,31 @@ def test_callbacks_see_the_meta_weights_at_rollout_start_and_a_stop_restores_the
     theta = flat(stopped)
     stopped.learn(2 * UPDATE, callback=Record(stop_at=UPDATE + 10))  # stops in the second inner update
     th.testing.assert_close(flat(stopped), theta, rtol=0, atol=0)
+    assert len(stopped.policy.optimizer.state) == 0  # nor does it keep the site's Adam moments
+
+
+def test_the_progress_bar_counts_env_steps(monkeypatch):
+    counted = []
+
+    def record(self):
+        counted.append((self.pbar.n, self.pbar.total, self.model.num_timesteps))
+        self.pbar.close()
+
+    monkeypatch.setattr(ProgressBarCallback, "_on_training_end", record)
+    model = reptile()  # two sites of two microgrids: an inner step is 2 env steps, not the env's 4
+    model.learn(2 * UPDATE, progress_bar=True)
+    model.learn(2 * UPDATE, progress_bar=True, reset_num_timesteps=False, callback=lambda locals_, globals_: True)  # a functional callback too
+    assert counted == [(2 * UPDATE, 2 * UPDATE, 2 * UPDATE), (2 * UPDATE, 2 * UPDATE, 4 * UPDATE)]
+
+
+def test_set_env_refuses_other_microgrids_per_site_and_keeps_its_env():
+    model = reptile()
+    env = model.env
+    with pytest.raises(ValueError, match="holds 2 microgrids per site, the env has 4"):
+        model.set_env(VecNormalize(VecMonitor(MultiSiteVecEnv(SITES[:1], 4, seed=0)), gamma=1.0))
+    assert model.env is env
+    with pytest.warns(UserWarning, match="does not divide the rollout buffer of one site .* truncated mini-batch of 16"):
+        reptile(batch_size=32)  # 24 steps x 2 microgrids per site; PPO's check sees 24 x 4 = 96, a multiple of 32
 
 
 def test_held_out_sites_are_refused_through_the_api():
@@ -248,6 +325,74 @@ def test_adapt_refuses_bad_inputs_before_training(meta_run, tmp_path, capsys):
     assert main([*argv, "--site", "factory", "--timesteps", "10"]) == 2
     assert "already holds a model" in one_line_error(capsys)
     assert not (tmp_path / "y").exists()
+
+
+def test_adapt_refuses_a_bad_seed_an_output_file_and_save_run_an_unregistered_class_before_writing(meta_run, tmp_path, monkeypatch, capsys):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 4,294,967,295\], got -1"):
+        adapt(meta_run, "factory", 0, tmp_path / "a", seed=-1)
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr("sb3_microgrid.adaptation.fine_tuning_model", lambda *args: pytest.fail("trained before refusing"))
+    assert main(["adapt", "--model", str(meta_run), "--site", "factory", "--timesteps", "48", "--out", str(tmp_path / "file")]) == 2
+    assert "exists and is not a folder" in one_line_error(capsys)
+
+    class Unregistered(PPO):
+        pass
+
+    with pytest.raises(ValueError, match="not Unregistered"):
+        save_run(tmp_path / "b", Unregistered("MlpPolicy", MicrogridVecEnv(1), n_steps=8, batch_size=8, device="cpu"))
+    assert not (tmp_path / "b").exists()
+
+
+def test_adapt_writes_the_weights_and_statistics_of_the_best_validation_score(meta_run, tmp_path, monkeypatch):
+    real, scored = sb3_microgrid.validation.gap_closed, []
+
+    def rigged(*args):  # the real gap, the second score (after the first 96 steps) made the best by far
+        scored.append(None)
+        return real(*args) + (10.0 if len(scored) == 2 else 0.0)
+
+    monkeypatch.setattr(sb3_microgrid.validation, "gap_closed", rigged)
+    snapshots, score = [], ValidationCallback._score
+
+    def spy(self):  # what each score saw: the policy's weights and the observation statistics
+        snapshots.append((self.num_timesteps, {k: v.clone() for k, v in self.model.policy.state_dict().items()},
+                          self.model.get_vec_normalize_env().obs_rms.mean.copy()))  # fmt: skip
+        score(self)
+
+    monkeypatch.setattr(ValidationCallback, "_score", spy)
+    out = tmp_path / "office"
+    adapt(meta_run, "office_park", 4 * 2 * UPDATE, out, n_envs=2, eval_days=2, eval_freq=2 * UPDATE)
+    record = json.loads((out / "run.json").read_text())
+    history = json.loads((out / "validation.json").read_text())["history"]
+    assert [row["steps"] for row in history] == [0, 96, 192, 288, 384] == [steps for steps, _, _ in snapshots]
+    best = max(range(len(history)), key=lambda i: history[i]["gap_closed"])
+    assert best == 1 and record["num_timesteps"] == 384
+    assert record["validation"] == {"days": 2, "eval_freq": 96, "selected_steps": 96, "selected_gap_closed": history[1]["gap_closed"], "scores": 5}
+    saved = PPO.load(out / "model.zip", device="cpu").policy.state_dict()
+    _, chosen, chosen_mean = snapshots[best]
+    _, last, last_mean = snapshots[-1]
+    assert all(th.equal(saved[k], chosen[k]) for k in chosen) and not all(th.equal(saved[k], last[k]) for k in last)
+    statistics = VecNormalize.load(str(out / "model_vecnormalize.pkl"), MicrogridVecEnv(1, scenario=site_interface(preset_site("office_park"))))
+    np.testing.assert_array_equal(statistics.obs_rms.mean, chosen_mean)
+    assert not np.array_equal(statistics.obs_rms.mean, last_mean)
+
+
+def test_adapt_selection_options_from_the_command_line(meta_run, tmp_path, capsys):
+    argv = ["adapt", "--model", str(meta_run), "--site", "campus_windy", "--timesteps", "0"]
+    assert main([*argv, "--out", str(tmp_path / "x"), "--eval-freq", "96"]) == 2
+    assert "eval_freq (96) applies only when selecting on validation days" in one_line_error(capsys)
+    assert main([*argv, "--out", str(tmp_path / "x"), "--eval-days", "366"]) == 2
+    assert "eval_days must be an integer in [0, 365], got 366" in one_line_error(capsys)
+    assert not (tmp_path / "x").exists()
+    out = tmp_path / "zero"
+    assert main([*argv, "--out", str(out), "--eval-days", "1"]) == 0  # zero-shot: scored once, written unchanged
+    assert "the weights of step 0" in capsys.readouterr().out
+    record = json.loads((out / "run.json").read_text())
+    assert record["num_timesteps"] == 0 and record["validation"]["selected_steps"] == 0 and record["validation"]["scores"] == 1
+    assert record["validation"]["eval_freq"] == 50_000  # ValidationCallback's default
+    windy = MicrogridVecEnv(1, scenario=site_interface(preset_site("campus_windy")))
+    site, trained = (VecNormalize.load(str(folder / "model_vecnormalize.pkl"), windy) for folder in (out, meta_run.parent))
+    np.testing.assert_array_equal(site.obs_rms.mean, trained.obs_rms.mean)
+    np.testing.assert_array_equal(site.obs_rms.var, trained.obs_rms.var)
 
 
 def test_evaluate_asks_for_a_scenario_when_models_were_adapted_to_different_sites(meta_run, tmp_path, capsys):

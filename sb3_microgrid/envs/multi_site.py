@@ -13,6 +13,7 @@ checks its scenarios with :func:`sb3_microgrid.sites.check_not_held_out`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,10 @@ class SiteInterfaceError(ValueError):
 class MultiSiteVecEnv(VecEnv):
     """Several sites' microgrids stepped as one VecEnv.
 
-    Episodes have the same length on every site (the campus's day), so all microgrids end and reset together.
-    Seeds, reset options, ``get_attr``, ``env_method`` and infos are those of the site each microgrid belongs to.
+    The microgrids of one site end and reset together; sites whose episodes differ in length (``horizon_days``,
+    time step) end at different steps, each resetting on its own. Seeds, reset options, ``get_attr``,
+    ``env_method``, infos and ``reset_infos`` (refreshed at every automatic reset, as SB3's ``DummyVecEnv`` does)
+    are those of the site each microgrid belongs to.
 
     :param scenarios: the sites (preset names, YAML paths, mappings or scenarios), each once
     :param n_envs_per_site: microgrids of each site
@@ -48,6 +51,9 @@ class MultiSiteVecEnv(VecEnv):
         seed: int | None = None,
         step_infos: bool = True,
     ) -> None:
+        if isinstance(scenarios, (str, PurePath, Scenario, dict)):  # one site, whose characters or keys are no sites
+            raise TypeError(f"scenarios must be a list of sites (preset names, YAML paths, mappings or scenarios), got one {type(scenarios).__name__}")
+        scenarios = list(scenarios)
         if len(scenarios) == 0:
             raise ValueError("MultiSiteVecEnv needs at least one site")
         if isinstance(n_envs_per_site, bool) or not isinstance(n_envs_per_site, int) or n_envs_per_site < 1:
@@ -60,6 +66,8 @@ class MultiSiteVecEnv(VecEnv):
             raise ValueError(f"each site once: {repeated} given more than once")
         _check_same_interface(self.site_envs)
         self.n_envs_per_site = n_envs_per_site
+        #: each site's microgrids among the VecEnv's
+        self._parts = [slice(i * n_envs_per_site, (i + 1) * n_envs_per_site) for i in range(len(self.site_envs))]
         self.obs_layout = self.site_envs[0].obs_layout
         self.render_mode = None
         self._actions: np.ndarray | None = None
@@ -67,10 +75,6 @@ class MultiSiteVecEnv(VecEnv):
         super().__init__(len(self.site_envs) * n_envs_per_site, first.observation_space, first.action_space)
         if seed is not None:
             self.seed(seed)
-
-    def _slices(self) -> list[slice]:
-        k = self.n_envs_per_site
-        return [slice(i * k, (i + 1) * k) for i in range(len(self.site_envs))]
 
     def _locate(self, indices: VecEnvIndices) -> list[tuple[MicrogridVecEnv, int]]:
         """The site env and the index within it of each microgrid of ``indices``."""
@@ -80,7 +84,7 @@ class MultiSiteVecEnv(VecEnv):
     # ---- VecEnv API ---------------------------------------------------------------------------
     def reset(self) -> VecEnvObs:
         try:
-            for env, part in zip(self.site_envs, self._slices()):
+            for env, part in zip(self.site_envs, self._parts):
                 env._seeds, env._options = self._seeds[part], self._options[part]
             obs = np.concatenate([env.reset() for env in self.site_envs])
         finally:
@@ -93,9 +97,22 @@ class MultiSiteVecEnv(VecEnv):
         self._actions = actions
 
     def step_wait(self) -> VecEnvStepReturn:
-        results = [env.step(self._actions[part]) for env, part in zip(self.site_envs, self._slices())]
+        results = [env.step(self._actions[part]) for env, part in zip(self.site_envs, self._parts)]
         obs, rewards, dones, infos = zip(*results)
-        return np.concatenate(obs), np.concatenate(rewards), np.concatenate(dones), [info for site in infos for info in site]
+        done = np.concatenate(dones)
+        if done.any():  # the sites that ended were reset: their new episodes' infos
+            self.reset_infos = [info for env in self.site_envs for info in env.reset_infos]
+        return np.concatenate(obs), np.concatenate(rewards), done, [info for site in infos for info in site]
+
+    def set_options(self, options: list[dict] | dict | None = None) -> None:
+        """Options for the next reset: one dict for every microgrid, or a list of one per microgrid.
+
+        :param options: e.g. ``{"day": "2016-03-01"}``
+        :raises ValueError: for a list whose length is not ``num_envs``
+        """
+        if isinstance(options, list) and len(options) != self.num_envs:
+            raise ValueError(f"options must be a dict or a list of {self.num_envs} dicts (one per microgrid), got a list of {len(options)}")
+        super().set_options(options)
 
     def close(self) -> None:
         for env in self.site_envs:
@@ -112,7 +129,7 @@ class MultiSiteVecEnv(VecEnv):
         return [env.env_method(method_name, *method_args, indices=[i], **method_kwargs)[0] for env, i in self._locate(indices)]
 
     def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        return [False] * len(list(self._get_indices(indices)))
+        return [env.env_is_wrapped(wrapper_class, [i])[0] for env, i in self._locate(indices)]
 
 
 def _check_same_interface(envs: list[MicrogridVecEnv]) -> None:
