@@ -13,9 +13,12 @@ shares one optuna study (docs/sweeps.md). ``best`` writes a trial's settings as 
 The zoo runs code from the files it reads: it ``eval``s strings of the hyperparameter file (``normalize``,
 ``policy_kwargs``, ``monitor_kwargs``, ...), imports whatever ``policy``, ``callback`` and the wrappers name,
 executes a ``.py`` ``--conf-file`` and reads a run's saved ``config.yml`` and ``args.yml`` with PyYAML's
-unsafe loader. Before the zoo sees a command line, :func:`check_inputs` reads those files with this package's
-safe reader (:func:`sb3_microgrid.hyperparams.load_hyperparams`) and refuses, naming the file and the field,
-anything that would run code or import from a package that is not trusted.
+unsafe loader; ``train --storage URL --study-name S --trial-id N`` puts a study's trial on top of the file,
+through a converter that passes any parameter through. Before the zoo sees a command line, :func:`check_inputs`
+reads those inputs with this package's safe reader (:func:`sb3_microgrid.hyperparams.load_hyperparams`) and
+refuses, naming the file and the field, anything that would run code or import from a package that is not
+trusted. The zoo then reads a private copy of the ``--conf-file`` that was checked, not the path again, so a
+file changed or a symlink re-pointed after the check is not what it trains with.
 
 Usage::
 
@@ -33,7 +36,11 @@ import importlib
 import inspect
 import io
 import keyword
+import os
+import stat
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -52,8 +59,10 @@ def zoo_arguments(command: str, argv: list[str]) -> argparse.Namespace:
     parses them (rl_zoo3 2.9): its defaults, the last of a repeated option wins and an option may be abbreviated
     (``--conf`` is ``--conf-file``). The zoo's other options are left to the zoo.
 
-    :param command: ``train`` (``--algo``, ``--env``, ``--conf-file``, ``--gym-packages``) or ``enjoy`` (``--algo``,
-        ``--env``, ``--gym-packages`` and the options that choose the run folder: ``-f``, ``--exp-id``, ``--load-*``)
+    :param command: ``train`` (``--algo``, ``--env``, ``--conf-file``, ``--gym-packages``, the trial options
+        ``--storage``, ``--study-name``, ``--trial-id`` and ``--env-kwargs``, ``--eval-env-kwargs``) or ``enjoy``
+        (``--algo``, ``--env``, ``--gym-packages`` and the options that choose the run folder: ``-f``, ``--exp-id``,
+        ``--load-*``)
     :param argv: the zoo's arguments
     """
     parser = argparse.ArgumentParser(prog=f"sb3-microgrid-zoo {command}", add_help=False)  # --help is the zoo's
@@ -68,11 +77,19 @@ def zoo_arguments(command: str, argv: list[str]) -> argparse.Namespace:
         parser.add_argument("--load-last-checkpoint", action="store_true")
     else:
         parser.add_argument("-conf", "--conf-file")
+        parser.add_argument("--storage")
+        parser.add_argument("--study-name")
+        parser.add_argument("--trial-id", type=int)
+        parser.add_argument("--env-kwargs", nargs="+")
+        parser.add_argument("--eval-env-kwargs", nargs="+")
     return parser.parse_known_args(argv)[0]
 
 
 def _file_section(argv: list[str]) -> dict[str, Any]:
-    """The ``--env`` section of ``--conf-file`` as YAML gives it (empty without a file)."""
+    """The ``--env`` section of ``--conf-file`` as YAML gives it (empty without a file).
+
+    :param argv: the zoo's arguments
+    """
     args = zoo_arguments("train", argv)
     if not args.conf_file or not Path(args.conf_file).exists():
         return {}
@@ -81,7 +98,10 @@ def _file_section(argv: list[str]) -> dict[str, Any]:
 
 def file_policy_kwargs(argv: list[str]) -> dict[str, Any]:
     """The ``policy_kwargs`` of the ``--env`` section of ``--conf-file`` (parsed without eval; classes
-    from the toolkit's trusted packages and ``--gym-packages``)."""
+    from the toolkit's trusted packages and ``--gym-packages``).
+
+    :param argv: the zoo's arguments
+    """
     kwargs = _file_section(argv).get("policy_kwargs", {})
     return parse_python(kwargs, "policy_kwargs", trusted_modules(zoo_arguments("train", argv).gym_packages)) if isinstance(kwargs, str) else dict(kwargs)
 
@@ -91,12 +111,17 @@ def eval_env_arguments(argv: list[str]) -> list[str]:
     ``--env-kwargs`` nor ``--eval-env-kwargs``. rl_zoo3 2.9 means its evaluation env (``-optimize`` trials,
     ``--eval-freq``) to take the training env's arguments, but copies them before reading the file's, so it
     would score another scenario than the one trained on (``reward: {exogenous_baseline: true}``, ``campus_tod``).
+    The user's options are found as the zoo finds them (``--eval-env`` abbreviates ``--eval-env-kwargs``).
 
+    :param argv: the zoo's arguments
     :raises ValueError: for an ``env_kwargs`` value that has no Python expression (:func:`python_expr`), or a key
         that is not a Python name (the zoo reads ``key:expression`` up to the first ``:`` and evaluates the rest)
     """
+    given = zoo_arguments("train", argv)
+    if given.env_kwargs is not None or given.eval_env_kwargs is not None:
+        return []
     kwargs = _file_section(argv).get("env_kwargs")
-    if not isinstance(kwargs, dict) or not kwargs or any(a.split("=")[0] in ("--env-kwargs", "--eval-env-kwargs") for a in argv):
+    if not isinstance(kwargs, dict) or not kwargs:
         return []
     for key in kwargs:
         if not isinstance(key, str) or not key.isidentifier():
@@ -161,6 +186,7 @@ def study_storage(url: str) -> str | optuna.storages.BaseStorage:
     """The optuna storage ``--storage URL`` names, opened as the zoo opens it: a path ending in ``.log`` is a
     journal file (``JournalStorage`` on a ``JournalFileBackend``), anything else a database URL.
 
+    :param url: the ``--storage`` value
     :raises FileNotFoundError: for a journal file that does not exist (optuna would create an empty one)
     """
     import optuna
@@ -176,6 +202,7 @@ def python_expr(value: Any) -> str:
     """``value`` as a zoo-style Python expression that both the zoo's ``eval`` and :func:`parse_python` read
     back: dicts as ``dict(...)``, classes as ``nn.Name`` or ``get_class_by_name('module.Name')``.
 
+    :param value: a YAML value or a class
     :raises ValueError: for a value that has no such expression (a function, an object)
     """
     if isinstance(value, dict):
@@ -235,35 +262,51 @@ def write_trial(argv: list[str]) -> Path:
         raise SystemExit(f"sb3-microgrid-zoo best: trial {args.trial} of {args.study_name!r} is not a complete trial; complete: {sorted(complete)}")
     trial = complete[args.trial] if args.trial is not None else study.best_trial
 
+    try:  # the file first: register reads it too, and a file that is no YAML mapping is an error, not a traceback
+        _, section = _read_section(args.conf_file, args.env)
+    except HyperparamsError as err:
+        raise SystemExit(f"sb3-microgrid-zoo best: {err}") from None
     register(["--env", args.env, "--conf-file", args.conf_file, *(["--gym-packages", *args.gym_packages] if args.gym_packages else [])])
     from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER
 
     try:
-        _, section = _read_section(args.conf_file, args.env)
-        values = HYPERPARAMS_CONVERTER[args.algo](dict(trial.params))
-        if "noise_type" in values and values["noise_type"] is None:
-            del values["noise_type"], values["noise_std"]
+        values = _without_null_noise(HYPERPARAMS_CONVERTER[args.algo](dict(trial.params)))
         if "policy_kwargs" in values:
             values["policy_kwargs"] = python_expr(values["policy_kwargs"])
         text = yaml.safe_dump({args.env: {**section, **values}}, sort_keys=False)
-    except (HyperparamsError, KeyError, ValueError, yaml.YAMLError) as err:  # KeyError: parameters of another algorithm
+    except (HyperparamsError, KeyError, TypeError, ValueError, yaml.YAMLError) as err:  # KeyError, TypeError: another algorithm's
         raise SystemExit(f"sb3-microgrid-zoo best: {type(err).__name__}: {err}") from None
     header = (
         f"# Trial {trial.number} (value {trial.value}) of study {args.study_name!r}, written by\n"
         f"# sb3-microgrid-zoo best: the settings of {args.conf_file!r} with the trial's values on top.\n"
     )
+    with tempfile.TemporaryDirectory(prefix="sb3-microgrid-zoo-") as private:  # checked before --out exists
+        draft = Path(private) / args.out.name
+        draft.write_text(header + text)
+        try:
+            load_hyperparams(draft, ALGOS[args.algo], args.env, trust_modules=args.gym_packages)
+        except HyperparamsError as err:
+            message = str(err).replace(str(draft), str(args.out))
+            raise SystemExit(f"sb3-microgrid-zoo best: the trial's settings do not load, nothing written: {message}") from None
     try:
         with open(args.out, "x") as file:
             file.write(header + text)
     except FileExistsError:
         raise SystemExit(f"sb3-microgrid-zoo best: {args.out} exists; choose another --out") from None
-    try:
-        load_hyperparams(args.out, ALGOS[args.algo], args.env, trust_modules=args.gym_packages)
-    except HyperparamsError as err:
-        args.out.unlink()
-        raise SystemExit(f"sb3-microgrid-zoo best: the trial's settings do not load, nothing written: {err}") from None
     print(f"trial {trial.number} (value {trial.value}) written to {args.out}")
     return args.out
+
+
+def _without_null_noise(values: dict[str, Any]) -> dict[str, Any]:
+    """A converted trial without ``noise_type`` and ``noise_std`` where the sampler chose no noise (``None``): the file's
+    action noise, if any, stays, as it did in the trial.
+
+    :param values: a zoo converter's output (changed in place)
+    """
+    if "noise_type" in values and values["noise_type"] is None:
+        values.pop("noise_type")
+        values.pop("noise_std", None)
+    return values
 
 
 class SavedRunLoader(yaml.SafeLoader):
@@ -274,6 +317,11 @@ class SavedRunLoader(yaml.SafeLoader):
 
 
 def _ordered_dict(loader: SavedRunLoader, node: yaml.Node) -> dict[str, Any]:
+    """The zoo's ``OrderedDict`` tag as a dict, its items constructed by ``loader`` (safe constructors only).
+
+    :param loader: the loader reading the file
+    :param node: the tagged node: a sequence holding one list of ``[name, value]`` pairs
+    """
     args = loader.construct_sequence(node, deep=True) if isinstance(node, yaml.SequenceNode) else None
     items = args[0] if args and len(args) == 1 and isinstance(args[0], list) else None
     if items is None or not all(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) for item in items):
@@ -287,6 +335,7 @@ SavedRunLoader.add_constructor("tag:yaml.org,2002:python/object/apply:collection
 def read_saved_run_file(path: Path) -> dict[str, Any]:
     """A zoo run's ``config.yml`` or ``args.yml``, read with :class:`SavedRunLoader`.
 
+    :param path: the file
     :raises HyperparamsError: naming the file, for a Python tag other than the zoo's ``OrderedDict``, YAML that
         does not parse, or a file that is not a mapping of names to values
     """
@@ -299,17 +348,23 @@ def read_saved_run_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def check_inputs(command: str, argv: list[str]) -> None:
-    """Refuse, before the zoo runs, a file of a zoo command line that would make the zoo run code (module
+def check_inputs(command: str, argv: list[str], copy_dir: Path | None = None) -> Path | None:
+    """Refuse, before the zoo runs, an input of a zoo command line that would make the zoo run code (module
     docstring). ``train``: ``--conf-file`` must be YAML whose ``--env`` section passes
     :func:`~sb3_microgrid.hyperparams.load_hyperparams` for ``--algo``, classes from the trusted packages and
-    ``--gym-packages`` (without ``--conf-file`` the zoo reads its own, installed file). ``enjoy``: the run folder's
-    ``config.yml`` and ``args.yml`` must be plain YAML (:class:`SavedRunLoader`), and ``config.yml`` must pass the
-    same checks. The command line itself (``--hyperparams``, ``--env-kwargs``, model files) is the user's own.
+    ``--gym-packages`` (without ``--conf-file`` the zoo reads its own, installed file); with ``--storage``,
+    ``--study-name`` and ``--trial-id``, the trial the zoo would load, converted as the zoo converts it, on top of
+    that section must pass the same checks. ``enjoy``: the run folder's ``config.yml`` and ``args.yml`` must be
+    plain YAML (:class:`SavedRunLoader`), and ``config.yml`` must pass the same checks. The command line itself
+    (``--hyperparams``, ``--env-kwargs``, model files) is the user's own.
 
     :param command: ``train`` or ``enjoy``
     :param argv: the zoo's arguments
-    :raises SystemExit: naming the file and the field
+    :param copy_dir: a private folder: the ``--conf-file`` bytes that were checked are written there, for the zoo
+        to read instead of the path (``None``: a temporary folder, removed)
+    :return: the checked copy of ``--conf-file`` in ``copy_dir`` (``None`` without ``--conf-file``, for ``enjoy``
+        or without ``copy_dir``)
+    :raises SystemExit: naming the file or option and the field
     """
     import rl_zoo3
 
@@ -318,24 +373,95 @@ def check_inputs(command: str, argv: list[str]) -> None:
     if args.algo not in classes:
         raise SystemExit(f"sb3-microgrid-zoo {command}: --algo {args.algo!r} unknown; allowed: {sorted(classes)}")
     try:
-        if command == "train":
-            _check_conf_file(args.conf_file, classes[args.algo], args.env, args.gym_packages)
-        else:
+        if command != "train":
             _check_saved_run(args, classes[args.algo])
+            return None
+        with contextlib.ExitStack() as stack:
+            folder = copy_dir if copy_dir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sb3-microgrid-zoo-")))
+            copy, section = _check_conf_file(args.conf_file, classes[args.algo], args.env, args.gym_packages, folder)
+            _check_trial(args, classes[args.algo], section)
+            return copy if copy_dir is not None else None
     except HyperparamsError as err:
         raise SystemExit(f"sb3-microgrid-zoo {command}: {err}") from None
 
 
-def _check_conf_file(conf: str | None, cls: type, env: str, gym_packages: list[str]) -> None:
+def _read_once(path: str) -> bytes:
+    """The bytes of a regular file, read through one open file (a FIFO or device is refused, not read).
+
+    :param path: the file (symlinks followed)
+    :raises HyperparamsError: naming ``--conf-file``
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open
+    except OSError as err:
+        raise HyperparamsError(f"--conf-file {path}: cannot read it: {err}") from None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise HyperparamsError(f"--conf-file {path}: not a regular file")
+        return file.read()
+
+
+def _check_conf_file(conf: str | None, cls: type, env: str, gym_packages: list[str], folder: Path) -> tuple[Path | None, dict[str, Any]]:
+    """Read ``--conf-file`` once into ``folder`` and check that copy: what the zoo will read is what was checked.
+
+    :param conf: the ``--conf-file`` value, ``None`` if not given
+    :param cls: the ``--algo`` class
+    :param env: the ``--env`` id, the section read
+    :param gym_packages: ``--gym-packages``, trusted besides the toolkit's packages
+    :param folder: a private folder for the copy
+    :return: the checked copy and its ``--env`` section as YAML gives it (``None`` and ``{}`` without ``conf``)
+    :raises HyperparamsError: naming ``conf`` (not the copy) and the field
+    """
     if conf is None:
-        return
+        return None, {}
     if not conf.endswith((".yml", ".yaml")):  # the zoo execs a .py file and imports any other name as a module
         kind = "a Python file" if conf.endswith(".py") else "no YAML file (.yml, .yaml): the zoo would import it as a Python module"
         raise HyperparamsError(
             f"--conf-file {conf}: {kind}, which runs as code; sb3-microgrid-zoo reads hyperparameters from YAML only. "
             "If you trust the file, run the zoo directly: python -m rl_zoo3.train ..."
         )
-    load_hyperparams(conf, cls, env, trust_modules=gym_packages)
+    copy = folder / Path(conf).name
+    copy.write_bytes(_read_once(conf))
+    try:
+        load_hyperparams(copy, cls, env, trust_modules=gym_packages)
+        return copy, _read_section(copy, env)[1]
+    except HyperparamsError as err:
+        raise HyperparamsError(str(err).replace(str(copy), conf)) from None
+
+
+def _check_trial(args: argparse.Namespace, cls: type, section: dict[str, Any]) -> None:
+    """The trial ``train --storage --study-name --trial-id`` makes the zoo load, checked on top of the file's section.
+
+    rl_zoo3 2.9 loads ``study.trials[trial_id].params`` when all three are given (``--trial-id 0`` is falsy: none),
+    passes them through the algorithm's converter, which keeps any parameter it does not convert, and updates the
+    file's section with the result before it evaluates ``normalize`` and ``policy_kwargs`` strings and imports
+    ``policy``, ``callback`` and wrapper names. A study is a file or a database anyone who can write to it shapes,
+    so its parameters are checked as a file's are.
+
+    :param args: the zoo's options (:func:`zoo_arguments`)
+    :param cls: the ``--algo`` class
+    :param section: the ``--env`` section of the checked ``--conf-file`` (``{}`` without one)
+    :raises HyperparamsError: naming the options and the field
+    """
+    if not (args.storage and args.study_name and args.trial_id):  # as ExperimentManager.read_hyperparameters decides
+        return
+    import optuna
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER
+
+    where = f"--storage {args.storage} --study-name {args.study_name} --trial-id {args.trial_id}"
+    try:
+        study = optuna.load_study(study_name=args.study_name, storage=study_storage(args.storage))
+        params = dict(study.trials[args.trial_id].params)
+    except (FileNotFoundError, KeyError, IndexError, ValueError) as err:
+        raise HyperparamsError(f"{where}: cannot load the trial: {type(err).__name__}: {err}") from None
+    base = zoo_base(cls)
+    if base is None:
+        raise HyperparamsError(f"{where}: the zoo has no converter of trial parameters for {cls.__name__}")
+    try:  # the zoo's own converter; the launcher's wrapper (keep_policy_kwargs) only adds the file's checked entries
+        values = _without_null_noise(inspect.unwrap(HYPERPARAMS_CONVERTER[base])(params))
+    except (KeyError, TypeError, ValueError) as err:
+        raise HyperparamsError(f"{where}: parameters {sorted(params)} are not a {base} trial's: {type(err).__name__}: {err}") from None
+    resolve_section({**section, **values}, cls, args.env, args.gym_packages, source=where)
 
 
 def _check_saved_run(args: argparse.Namespace, cls: type) -> None:
@@ -366,21 +492,56 @@ def main(argv: list[str] | None = None) -> None:
     if command == "best":
         write_trial(rest)
         return
-    check_inputs(command, rest)
-    register(rest)
+    with tempfile.TemporaryDirectory(prefix="sb3-microgrid-zoo-") as private:
+        copy = check_inputs(command, rest, Path(private))
+        checked = rest if copy is None else [*rest, "--conf-file", str(copy)]  # the last --conf-file wins
+        register(checked)
+        try:
+            extra = eval_env_arguments(checked) if command == "train" else []
+        except ValueError as err:
+            raise SystemExit(f"sb3-microgrid-zoo: env_kwargs: {err}; pass --eval-env-kwargs yourself") from None
+        sys.argv = [f"rl_zoo3.{command}", *rest, *extra]  # the user's --conf-file: the run's args.yml records it
+        if command == "train":
+            from rl_zoo3.train import train
+
+            with _zoo_reads_copy(zoo_arguments("train", rest).conf_file, copy):
+                train()
+        else:
+            from rl_zoo3.enjoy import enjoy
+
+            enjoy()
+
+
+@contextlib.contextmanager
+def _zoo_reads_copy(conf: str | None, copy: Path | None) -> Iterator[None]:
+    """Within the block, the zoo reads its hyperparameters from ``copy`` (the checked bytes of ``conf``), not from
+    ``conf`` again: ``ExperimentManager.read_hyperparameters`` opens ``self.config``, set from ``--conf-file``.
+
+    :param conf: the ``--conf-file`` the zoo was given
+    :param copy: the checked copy (:func:`check_inputs`); ``None``: nothing changes
+    """
+    if copy is None:
+        yield
+        return
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    read = ExperimentManager.read_hyperparameters
+
+    @functools.wraps(read)
+    def read_checked(self: ExperimentManager) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.config != conf:  # the zoo parsed another --conf-file than the launcher: never read an unchecked file
+            raise SystemExit(f"sb3-microgrid-zoo: the zoo reads --conf-file {self.config}, the launcher checked {conf}")
+        self.config = str(copy)
+        try:
+            return read(self)
+        finally:
+            self.config = conf
+
+    ExperimentManager.read_hyperparameters = read_checked  # type: ignore[method-assign]
     try:
-        extra = eval_env_arguments(rest) if command == "train" else []
-    except ValueError as err:
-        raise SystemExit(f"sb3-microgrid-zoo: env_kwargs: {err}; pass --eval-env-kwargs yourself") from None
-    sys.argv = [f"rl_zoo3.{command}", *rest, *extra]
-    if command == "train":
-        from rl_zoo3.train import train
-
-        train()
-    else:
-        from rl_zoo3.enjoy import enjoy
-
-        enjoy()
+        yield
+    finally:
+        ExperimentManager.read_hyperparameters = read  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The rl_zoo3 launcher: our algorithms in the zoo's registries, each with the -optimize sampler of the zoo
 algorithm it extends, keeping the file's policy_kwargs; the zoo's own train, -optimize and enjoy run end to
-end (slow); files that would make the zoo run code are refused before it starts. Sweeps on a shared study:
-tests/test_sweeps.py."""
+end (slow); files and study trials that would make the zoo run code are refused before it starts, and the zoo
+reads the file that was checked. Sweeps on a shared study: tests/test_sweeps.py."""
 
 import argparse
+import os
 import subprocess
 import sys
 from collections import OrderedDict
@@ -24,7 +25,7 @@ from sb3_microgrid.algos import ALGOS
 from sb3_microgrid.envs import MicrogridEnv
 from sb3_microgrid.hyperparams import constructor_parameters
 from sb3_microgrid.policies import ForecastAttentionExtractor
-from sb3_microgrid.zoo import SavedRunLoader, check_inputs, eval_env_arguments, main, register, zoo_base
+from sb3_microgrid.zoo import SavedRunLoader, check_inputs, eval_env_arguments, main, register, study_storage, zoo_base
 
 HYPERPARAMS = Path(__file__).parent.parent / "hyperparams"
 
@@ -101,8 +102,10 @@ def test_the_zoo_evaluation_env_gets_the_file_env_kwargs(tmp_path):
     parser.add_argument("--eval-env-kwargs", type=str, nargs="+", action=StoreDict)  # as rl_zoo3.train reads it
     expected = {"scenario": {"base": "campus", "reward": {"exogenous_baseline": True}}, "split": "train"}
     assert parser.parse_args(eval_env_arguments(argv)).eval_env_kwargs == expected
-    for given in (["--eval-env-kwargs", "split:'validation'"], ["--env-kwargs=split:'test'"]):  # the user's own stay
-        assert eval_env_arguments([*argv, *given]) == []
+    # the user's own stay, however spelt: the zoo's parser takes --eval-env and --env-kw for the whole names
+    for given in (["--eval-env-kwargs", "split:'validation'"], ["--env-kwargs=split:'test'"], ["--eval-env", "split:'validation'"],
+                  ["--env-kw", "split:'test'"], ["--eval-env-kwargs=split:'validation'", "seed:3"]):  # fmt: skip
+        assert eval_env_arguments([*argv, *given]) == [], given
     assert eval_env_arguments(["--env", "Microgrid-v0"]) == []
 
 
@@ -196,6 +199,116 @@ def test_train_refuses_a_python_conf_file(zoo_calls, tmp_path, name):
     (tmp_path / "evil_conf.py").write_text(f"_: int = {TOUCH}\nhyperparams: dict = dict([('Microgrid-v0', dict(n_timesteps=64))])\n".replace("MARKER", str(tmp_path / "pwned")))
     conf = str(tmp_path / name) if name.endswith(".py") else name
     _refused(zoo_calls, tmp_path, _train_argv("ppo", Path(conf), tmp_path), f"--conf-file {conf}", "runs as code", "python -m rl_zoo3.train")
+
+
+@pytest.fixture
+def zoo_reads(monkeypatch, tmp_path):
+    """The zoo's train replaced by what it does first, without training: an ``ExperimentManager`` from the command
+    line main hands it reads its hyperparameters and prepares them (the ``eval`` of ``normalize`` and
+    ``policy_kwargs`` strings, the import of ``policy``, ``callback`` and wrapper names). Each call is recorded with
+    what it read; ``evilmod`` is importable from tmp_path and the marker file is ``tmp_path / "pwned"``. A test may
+    set ``before`` to run something first (an attacker changing a file after the launcher's check)."""
+    state = SimpleNamespace(calls=[], read=[], before=None)
+    parser = argparse.ArgumentParser()  # the options of rl_zoo3.train's parser that the ExperimentManager below takes
+    for option, kwargs in (("--algo", {}), ("--env", {}), ("--conf-file", {}), ("--storage", {}), ("--study-name", {}), ("--trial-id", {"type": int})):
+        parser.add_argument(option, **kwargs)
+
+    def reads_only():
+        if state.before is not None:
+            state.before()
+        zoo = parser.parse_known_args(sys.argv[1:])[0]
+        manager = ExperimentManager(argparse.Namespace(), zoo.algo, zoo.env, str(tmp_path / "logs"), config=zoo.conf_file,
+                                    storage=zoo.storage, study_name=zoo.study_name, trial_id=zoo.trial_id)  # fmt: skip
+        state.calls.append(zoo.conf_file)
+        hyperparams, _ = manager.read_hyperparameters()
+        state.read.append(dict(hyperparams))
+        manager._preprocess_hyperparams(hyperparams)
+
+    monkeypatch.setattr(rl_zoo3.train, "train", reads_only)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "evilmod", raising=False)
+    (tmp_path / "evilmod.py").write_text(EVIL_MODULE.replace("MARKER", str(tmp_path / "pwned")))
+    return state
+
+
+def _journal_study(path: Path, trials: list[tuple[dict, dict]]) -> None:
+    """A study ``S`` in the journal file ``path`` holding complete trials with these (params, distributions)."""
+    path.touch()
+    study = optuna.create_study(study_name="S", storage=study_storage(str(path)))
+    for params, distributions in trials:
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=1.0))
+
+
+#: A PPO trial's parameters as the zoo's sampler records them, and their distributions.
+PPO_TRIAL = ({"one_minus_gamma": 0.01, "one_minus_gae_lambda": 0.05, "net_arch": "small", "activation_fn": "tanh"},
+             {"one_minus_gamma": optuna.distributions.FloatDistribution(1e-4, 0.03), "one_minus_gae_lambda": optuna.distributions.FloatDistribution(1e-4, 0.1),
+              "net_arch": optuna.distributions.CategoricalDistribution(["small"]), "activation_fn": optuna.distributions.CategoricalDistribution(["tanh"])})  # fmt: skip
+#: Hostile trial parameters (the zoo's converter passes any parameter through): (algorithm, parameter, value, field named).
+HOSTILE_TRIALS = {
+    "normalize eval": ("ppo", "normalize", f"{TOUCH} or {{}}", "normalize"),
+    "policy_kwargs eval": ("ppo", "policy_kwargs", f"dict(ortho_init={TOUCH} or True)", "policy_kwargs"),
+    "callback import": ("twin_ppo", "callback", "evilmod.Wrapper", "callback"),
+    "policy import": ("ppo", "policy", "evilmod.Policy", "policy"),
+    "env_wrapper import": ("twin_ppo", "env_wrapper", "evilmod.Wrapper", "env_wrapper"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", HOSTILE_TRIALS)
+def test_train_refuses_a_study_trial_that_would_run_code_naming_the_field(zoo_reads, tmp_path, case):
+    # rl_zoo3 puts study.trials[--trial-id].params, through its converter, on top of the file, then evaluates and imports
+    algo, name, value, named = HOSTILE_TRIALS[case]
+    value = value.replace("MARKER", str(tmp_path / "pwned"))
+    params, distributions = PPO_TRIAL
+    hostile = ({**params, name: value}, {**distributions, name: optuna.distributions.CategoricalDistribution([value])})
+    _journal_study(tmp_path / "sweep.log", [PPO_TRIAL, hostile])
+    conf = tmp_path / "tiny.yml"
+    conf.write_text(TINY)
+    trial = ["--storage", str(tmp_path / "sweep.log"), "--study-name", "S", "--trial-id", "1"]
+    _refused(zoo_reads.calls, tmp_path, _train_argv(algo, conf, tmp_path, *trial), "--trial-id 1", named)
+    # the same study's other trial is a plain one: the zoo reads it (and --trial-id 0, which the zoo ignores)
+    for trial_id in ("0", "-2"):
+        main(_train_argv(algo, conf, tmp_path, *trial[:-1], trial_id))
+    assert zoo_reads.read[-1]["gamma"] == pytest.approx(0.99) and not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("swap", ["rewritten", "symlink re-pointed"])
+def test_the_zoo_reads_the_file_that_was_checked_not_the_path_again(zoo_reads, tmp_path, swap):
+    # an attacker who can write to the file (or its folder) changes it between the launcher's check and the zoo's read
+    good, evil = tmp_path / "good.yml", tmp_path / "evil.yml"
+    good.write_text(TINY)
+    evil.write_text(TINY + f'  normalize: "{TOUCH} or {{}}"\n'.replace("MARKER", str(tmp_path / "pwned")))
+    conf = tmp_path / "conf.yml"
+    if swap == "rewritten":
+        conf.write_text(TINY)
+        zoo_reads.before = lambda: conf.write_text(evil.read_text())
+    else:
+        conf.symlink_to(good)
+        zoo_reads.before = lambda: (conf.unlink(), conf.symlink_to(evil))
+    main(_train_argv("ppo", conf, tmp_path))
+    assert zoo_reads.calls == [str(conf)]  # the zoo's command line names the user's file (its args.yml records it)
+    assert "normalize" not in zoo_reads.read[0] and zoo_reads.read[0]["n_steps"] == 32
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_best_exits_with_a_message_on_a_file_or_trial_it_cannot_use(tmp_path):
+    # before: a conf that is YAML but no mapping, or a trial whose policy_kwargs is a string, ended in a traceback
+    params, distributions = PPO_TRIAL
+    odd = ({**params, "policy_kwargs": "dict(a=1)"}, {**distributions, "policy_kwargs": optuna.distributions.CategoricalDistribution(["dict(a=1)"])})
+    _journal_study(tmp_path / "sweep.log", [PPO_TRIAL, odd])
+    (tmp_path / "list.yml").write_text("- a\n- b\n")
+    (tmp_path / "tiny.yml").write_text(TINY)
+    best = ["best", "--algo", "ppo", "--storage", str(tmp_path / "sweep.log"), "--study-name", "S", "--out", str(tmp_path / "out.yml")]
+    for conf, trial, message in (("list.yml", "0", "list.yml: expected a mapping from env ids"), ("tiny.yml", "1", "TypeError")):
+        with pytest.raises(SystemExit, match=message):
+            main([*best, "--conf-file", str(tmp_path / conf), "--trial", trial])
+    assert not (tmp_path / "out.yml").exists()
+
+
+def test_train_refuses_a_conf_file_that_is_not_a_regular_file(zoo_reads, tmp_path):
+    fifo = tmp_path / "conf.yml"
+    os.mkfifo(fifo)  # opening it to read would wait for a writer; a device (/dev/zero) would never end
+    _refused(zoo_reads.calls, tmp_path, _train_argv("ppo", fifo, tmp_path), f"--conf-file {fifo}: not a regular file")
 
 
 @pytest.mark.parametrize(("name", "algo", "env"), [("ppo.yml", "ppo", "Microgrid-v0"), ("twin_ppo.yml", "twin_ppo", "Microgrid-v0"),
