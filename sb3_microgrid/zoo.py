@@ -158,7 +158,10 @@ def zoo_tuners() -> dict[type, str]:
 
 def zoo_base(cls: type) -> str | None:
     """The zoo algorithm whose sampler and converter serve ``cls``: the nearest class in its MRO that the
-    zoo tunes (``twin_ppo`` -> ``ppo``, ``per_sac`` -> ``sac``, ``paired_ars`` -> ``ars``), or ``None``."""
+    zoo tunes (``twin_ppo`` -> ``ppo``, ``per_sac`` -> ``sac``, ``paired_ars`` -> ``ars``), or ``None``.
+
+    :param cls: an algorithm class
+    """
     tuners = zoo_tuners()
     return next((tuners[base] for base in cls.__mro__ if base in tuners), None)
 
@@ -465,7 +468,12 @@ def _check_trial(args: argparse.Namespace, cls: type, section: dict[str, Any]) -
 
 
 def _check_saved_run(args: argparse.Namespace, cls: type) -> None:
-    """The run folder the zoo's ``enjoy`` would read, found as it finds it, and its saved settings checked."""
+    """The run folder the zoo's ``enjoy`` would read, found as it finds it, and its saved settings checked.
+
+    :param args: the zoo's options (:func:`zoo_arguments` for ``enjoy``)
+    :param cls: the ``--algo`` class
+    :raises HyperparamsError: naming the file and the field
+    """
     from huggingface_sb3 import EnvironmentName
     from rl_zoo3.utils import get_model_path
 
@@ -484,7 +492,10 @@ def _check_saved_run(args: argparse.Namespace, cls: type) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``sb3-microgrid-zoo train|enjoy [zoo arguments]`` or ``sb3-microgrid-zoo best [arguments]``."""
+    """``sb3-microgrid-zoo train|enjoy [zoo arguments]`` or ``sb3-microgrid-zoo best [arguments]``.
+
+    :param argv: the command line without the program name (default: ``sys.argv[1:]``)
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("train", "enjoy", "best"):
         raise SystemExit("usage: sb3-microgrid-zoo train|enjoy [rl_zoo3 arguments] | best [--help]")
