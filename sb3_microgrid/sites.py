@@ -362,10 +362,11 @@ def sample_sites(n: int, seed: int) -> list[Scenario]:
     ``sample_sites(m, seed)`` is the first ``m`` sites of ``sample_sites(n, seed)`` for ``m <= n``.
 
     :param n: number of sites
-    :param seed: seed of the sample
+    :param seed: seed of the sample, in ``[0, 2**32 - 1]``: site ``i`` draws from ``SeedSequence([seed, i])``, which
+        reads a larger seed as several 32-bit words, so ``seed + 2**32 * i`` would give site ``i`` of ``seed`` again
     """
     check_range("sample_sites n", n, 0, 1_000_000, integer=True)
-    check_range("sample_sites seed", seed, 0, 2**63 - 1, integer=True)
+    check_range("sample_sites seed", seed, 0, 2**32 - 1, integer=True)
     return [_sampled_spec(seed, i).scenario() for i in range(n)]
 
 

@@ -125,6 +125,16 @@ def test_sites_are_deterministic_from_their_seed() -> None:
     assert _digest(_fresh_data(sample_sites(1, 8)[0])) != first
 
 
+def test_sample_seeds_beyond_32_bits_are_refused() -> None:
+    # SeedSequence([seed, i]) reads a seed >= 2**32 as two words: seed 7 + 2**32 * 3 drew site 3 of seed 7 again
+    assert sample_sites(1, 2**32 - 1)[0] != sample_sites(1, 0)[0]
+    for seed in (2**32, 7 + 2**32 * 3):
+        with pytest.raises(ScenarioError, match=re.escape(f"sample_sites seed = {seed} is outside the allowed range [0, 4294967295]")):
+            sample_sites(1, seed)
+        with pytest.raises(ScenarioError, match="sample_sites seed"):
+            training_sites(1, seed)
+
+
 def test_every_site_has_the_same_splits() -> None:
     for scenario in (SAMPLED[0], preset_site("factory")):
         days = scenario_data(scenario).days
