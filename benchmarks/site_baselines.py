@@ -24,7 +24,7 @@ CONTROLLERS = ("naive", "rule", "mpc", "optimal")
 def score(site: str) -> dict[str, Any]:
     """Test-year KPIs of every baseline on one held-out site."""
     from sb3_microgrid.adaptation import resolve_site
-    from sb3_microgrid.evaluation import evaluate
+    from sb3_microgrid.evaluation import evaluate, gap_closed
 
     scenario = resolve_site(site)
     rows = {name: evaluate(name, scenario=scenario, split="test", reference=False).summary for name in CONTROLLERS}
@@ -36,7 +36,7 @@ def score(site: str) -> dict[str, Any]:
         "controllers": {
             name: {
                 "cost_per_day": s["cost_per_day"],
-                "gap_closed": (naive - s["cost_per_day"]) / (naive - optimal),
+                "gap_closed": float(gap_closed(s["cost_per_day"], naive, optimal)),
                 "unmet_ev_kwh_per_day": s["unmet_ev_kwh_per_day"],
                 "safety_violations": s["safety_violations"],
             }
