@@ -14,6 +14,9 @@ core of its own). Runs are appended to ``results/<--name>_runs.jsonl`` as they f
 benchmark keeps them (``--resume`` skips them); the summary goes to ``results/<--name>.{json,md}`` and the
 validation curves to ``docs/<--name>.png``.
 
+The off-policy arm (``--configs sac_fast,per_sac,dyna_sac``) changes ``hyperparams/sac_fast.yml`` instead and is
+paired with ``sac_fast``.
+
 Usage: python benchmarks/ppo_improvements.py [--steps 2000000] [--seeds 5] [--workers 2] [--configs a,b]
        [--override '{"kwargs": {"gamma": 0.99}, "policy_kwargs": {"log_std_init": -1.0}, "scenario": {...}}']
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import multiprocessing as mp
 import os
@@ -37,16 +41,26 @@ BASE_FILE = ROOT / "hyperparams" / "ppo.yml"
 BASE = "ppo_tuned"
 #: The guide's improvements measured by default (``--configs`` picks others, e.g. ``lr_warmup``).
 GUIDE = [BASE, "attention", "twin_value", "kl_adaptive_lr", "plateau_lr", "curriculum", "epsilon", "param_noise"]
+#: The off-policy arm: its configurations change ``hyperparams/sac_fast.yml`` instead, and pair with its base.
+OFF_POLICY_FILE = ROOT / "hyperparams" / "sac_fast.yml"
+OFF_POLICY_BASE = "sac_fast"
+OFF_POLICY = [OFF_POLICY_BASE, "per_sac", "dyna_sac"]
+
+
+def base_of(name: str) -> str:
+    """The configuration ``name`` changes one thing of, and is paired with."""
+    return OFF_POLICY_BASE if name in OFF_POLICY else BASE
 
 
 def configs() -> dict[str, Callable[[], dict[str, Any]]]:
-    """Each configuration's changes to ``hyperparams/ppo.yml`` (see :func:`build`)."""
-    from stable_baselines3 import PPO
-
+    """Each configuration's changes to ``hyperparams/ppo.yml`` (the off-policy arm's to ``sac_fast.yml``; see :func:`build`)."""
     from sb3_microgrid.callbacks import CurriculumCallback, KLMonitorCallback, ReduceLROnPlateau
     from sb3_microgrid.exploration import EpsilonActorCriticPolicy, ParameterNoiseCallback
     from sb3_microgrid.policies import ForecastAttentionExtractor
     from sb3_microgrid.schedules import LinearSchedule, WarmupSchedule
+    from sb3_microgrid.dyna import DynaSAC
+    from sb3_microgrid.hyperparams import load_hyperparams
+    from sb3_microgrid.per_sac import PerSAC
     from sb3_microgrid.twin_ppo import TwinValuePPO
 
     attention = dict(features_extractor_class=ForecastAttentionExtractor, features_extractor_kwargs=dict(embed_dim=16, n_heads=2, ff_dim=32, static_dim=32, features_dim=64))
@@ -62,7 +76,19 @@ def configs() -> dict[str, Callable[[], dict[str, Any]]]:
         "epsilon": lambda: dict(policy=EpsilonActorCriticPolicy, policy_kwargs=dict(epsilon=0.05)),
         # KL-adapted (target_kl 0.01 by default): the action-distance default misfired on a Gaussian policy
         "param_noise": lambda: dict(callbacks=[lambda: ParameterNoiseCallback()]),
+        OFF_POLICY_BASE: lambda: {},
+        "per_sac": lambda: dict(algo=PerSAC),
+        # the world model's settings of the shipped dyna_sac.yml, refitted every 8,000 env steps instead of 1,000:
+        # as there, every 1,000 gradient steps (sac_fast takes 2 per 16 env steps)
+        "dyna_sac": lambda: dict(algo=DynaSAC, kwargs={**_world_model(load_hyperparams(ROOT / "hyperparams" / "dyna_sac.yml", DynaSAC).algo_kwargs), "model_train_freq": 8_000}),
     }
+
+
+def _world_model(dyna_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The world-model settings of a ``DynaSAC`` file (those SAC does not take)."""
+    from stable_baselines3 import SAC
+
+    return {k: v for k, v in dyna_kwargs.items() if k not in inspect.signature(SAC).parameters}
 
 
 def merged(changes: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -79,14 +105,15 @@ def build(name: str, seed: int, override: dict[str, Any] | None = None) -> tuple
     ``algo`` and ``policy`` replace, ``kwargs`` / ``policy_kwargs`` merge into the algorithm's keyword
     arguments, ``scenario`` into the env's scenario mapping; ``callbacks`` are factories. ``override``
     applies on top of every configuration. Returns the model and its callbacks, ready for ``learn``."""
-    from stable_baselines3 import PPO
+    from stable_baselines3 import PPO, SAC
 
     from sb3_microgrid import training
     from sb3_microgrid.hyperparams import load_hyperparams
 
     changes = merged(configs()[name](), override or {})
-    algo = changes.get("algo", PPO)
-    hp = load_hyperparams(BASE_FILE, algo)
+    off_policy = name in OFF_POLICY
+    algo = changes.get("algo", SAC if off_policy else PPO)
+    hp = load_hyperparams(OFF_POLICY_FILE if off_policy else BASE_FILE, algo)
     algo_kwargs = {**hp.algo_kwargs, **changes.get("kwargs", {})}
     algo_kwargs["policy_kwargs"] = {**algo_kwargs.get("policy_kwargs", {}), **changes.get("policy_kwargs", {})}
     env_kwargs = {**hp.env_kwargs, "scenario": {**hp.env_kwargs["scenario"], **changes.get("scenario", {})}}
@@ -132,13 +159,13 @@ def _job(args: tuple) -> dict[str, Any]:
 
 def summarize(runs: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
     """One row per configuration: means and 95 % intervals over seeds, and the paired test difference from the base."""
-    base = {r["seed"]: r["test_gap"] for r in runs if r["config"] == BASE}
+    base = {(r["config"], r["seed"]): r["test_gap"] for r in runs if r["config"] in (BASE, OFF_POLICY_BASE)}
     rows = []
     for name in names:
         mine = sorted((r for r in runs if r["config"] == name), key=lambda r: r["seed"])
         if not mine:
             continue
-        paired = [r["test_gap"] - base[r["seed"]] for r in mine if r["seed"] in base]
+        paired = [r["test_gap"] - base[base_of(name), r["seed"]] for r in mine if (base_of(name), r["seed"]) in base]
         rows.append(
             {
                 "config": name,
@@ -146,7 +173,7 @@ def summarize(runs: list[dict[str, Any]], names: list[str]) -> list[dict[str, An
                 "val_best_gap": ci95([r["val_best"]["gap_closed"] for r in mine]),
                 "val_best_steps_median": float(np.median([r["val_best"]["steps"] for r in mine])),
                 "test_gap": ci95([r["test_gap"] for r in mine]),
-                "test_gap_minus_base": ci95(paired) if paired and name != BASE else None,
+                "test_gap_minus_base": ci95(paired) if paired and name != base_of(name) else None,
                 "test_cost_per_day": float(np.mean([r["test_cost_per_day"] for r in mine])),
                 "test_unmet_ev_kwh_per_day": float(np.mean([r["test_unmet_ev_kwh_per_day"] for r in mine])),
                 "test_violations": float(np.sum([r["test_safety_violations"] for r in mine])),
@@ -164,9 +191,11 @@ def _ci(value: tuple[float, float] | None, signed: bool = False) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:
-    base = next((r["steps_per_s_median"] for r in rows if r["config"] == BASE), None)
+    """The rows as markdown; each configuration is paired with, and its speed divided by, its base's (the first row's)."""
+    head = base_of(rows[0]["config"])
+    base = next((r["steps_per_s_median"] for r in rows if r["config"] == head), None)
     lines = [
-        f"| config | seeds | best validation gap | its step (median) | test-year gap | test gap − {BASE} (paired) | test Rs/day | unmet EV kWh/day | violations | steps/s | vs {BASE} |",
+        f"| config | seeds | best validation gap | its step (median) | test-year gap | test gap − {head} (paired) | test Rs/day | unmet EV kWh/day | violations | steps/s | vs {head} |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -193,11 +222,12 @@ def figure(runs: list[dict[str, Any]], names: list[str], val_refs: dict[str, flo
         n = min(len(c) for c in curves)
         steps = [c["steps"] for c in curves[0][:n]]
         gaps = np.mean([[c["gap_closed"] for c in curve[:n]] for curve in curves], axis=0)
-        ax.plot(steps, gaps, lw=2.5 if name == BASE else 1.2, label=f"{name} ({len(curves)} seeds)")
+        ax.plot(steps, gaps, lw=2.5 if name in (BASE, OFF_POLICY_BASE) else 1.2, label=f"{name} ({len(curves)} seeds)")
     for label, value in val_refs.items():
         ax.axhline(value, ls="--", lw=0.8, color="grey")
         ax.annotate(label, (0, value), fontsize=8, color="grey", va="bottom")
-    ax.set(xlabel="environment steps", ylabel="gap closed, first validation days", title="PPO improvements on top of ppo.yml (campus)")
+    base_file = (OFF_POLICY_FILE if names[0] in OFF_POLICY else BASE_FILE).name
+    ax.set(xlabel="environment steps", ylabel="gap closed, first validation days", title=f"Improvements on top of {base_file} (campus)")
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -244,7 +274,7 @@ def main() -> None:
     rows = summarize(runs, names)
     meta = run_metadata(test_references=test_refs, validation_references=val_refs)
     lines = [
-        "# PPO improvements, each alone, on top of hyperparams/ppo.yml",
+        f"# Improvements, each alone, on top of hyperparams/{(OFF_POLICY_FILE if names[0] in OFF_POLICY else BASE_FILE).name}",
         "",
         f"Command: `{meta['command']}` ({meta['time']}). {args.steps:,} env steps per run, best of the scores every {args.eval_every:,} steps on the"
         f" first {args.days} validation days, scored on the whole test year (naive Rs {test_refs['naive']:,.0f}/day, optimal Rs {test_refs['optimal']:,.0f}/day);"

@@ -24,6 +24,7 @@ SHIPPED = {
     "ppo.yml": ("ppo",),
     "twin_ppo.yml": ("twin_ppo",),
     "sac.yml": ("sac", "per_sac"),
+    "sac_fast.yml": ("sac", "per_sac"),
     "td3.yml": ("td3", "per_td3"),
     "dyna_sac.yml": ("dyna_sac",),
     "her_sac.yml": ("sac",),

@@ -60,6 +60,19 @@ def revealed_errors(previous: np.ndarray, current: np.ndarray, history_steps: in
     return np.concatenate([first, _relative(previous[:, h + 1 :], current[:, h:-1])], axis=1)
 
 
+def divide_out(windows: np.ndarray, predicted: np.ndarray, history_steps: int) -> np.ndarray:
+    """``windows`` with their forecast rows divided by ``1 +`` the predicted relative errors, each bounded to
+    +-:data:`_BOUND`.
+
+    :param windows: (N, H + F, S) observed windows
+    :param predicted: (N, F, S) relative errors of their forecast rows
+    :param history_steps: ``H``
+    """
+    out = windows.copy()
+    out[:, history_steps:] = windows[:, history_steps:] / (1.0 + np.clip(predicted, -_BOUND, _BOUND))
+    return out
+
+
 #: Baselines that plan on the observation's forecasts, the only ones a corrector file may name.
 BASES = ("mpc", "planner", "rule")
 #: Fit seed ``s`` seeds its microgrid ``i`` with ``FIT_SEED_STRIDE * (s + 1) + i``: the streams of two fit seeds
@@ -137,18 +150,22 @@ class ForecastCorrector:
         if differ:
             raise ValueError(f"the corrector was fitted on other forecast errors; (fitted, env): {differ}")
 
+    def predict(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """The relative errors of the current forecasts that the revealed ones predict, before any bound.
+
+        :param previous: (N, H + F, S) windows of the previous step
+        :param current: (N, H + F, S) windows of the current step
+        :return: (N, F, S)
+        """
+        return np.einsum("slk,nks->nls", self.weights, revealed_errors(previous, current, self.layout.history_steps))
+
     def correct(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
         """The current windows with their forecast rows divided by ``1 +`` the predicted relative error.
 
         :param previous: (N, H + F, S) windows of the previous step
         :param current: (N, H + F, S) windows of the current step
         """
-        h = self.layout.history_steps
-        revealed = revealed_errors(previous, current, h)
-        predicted = np.clip(np.einsum("slk,nks->nls", self.weights, revealed), -_BOUND, _BOUND)
-        out = current.copy()
-        out[:, h:] = current[:, h:] / (1.0 + predicted)
-        return out
+        return divide_out(current, self.predict(previous, current), self.layout.history_steps)
 
     # ---- files --------------------------------------------------------------------------------
     def save(self, folder: str | Path, base: str) -> Path:

@@ -20,6 +20,7 @@ import numpy as np
 from ..baselines import CONTROLLERS, Controller, make_controller
 from ..envs import MicrogridEnv, ObservationLayout
 from ..envs.microgrid_env import observation_space
+from .policy_view import PolicyView
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ class ResidualController:
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
         self.bind(env)
         self.controller.reset(env, obs)
-        self.policy.reset(_PolicyView(env, self.view.policy_layout), obs)
+        self.policy.reset(PolicyView(env, self.view.policy_layout), obs)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         base = np.asarray(self.controller.act(obs), dtype=np.float64)
@@ -195,13 +196,3 @@ class _NoPolicy:
     """The wrapper's stand-in: there the agent, not a policy, supplies the residual."""
 
     name = "agent"
-
-
-class _PolicyView(gym.Wrapper):
-    """The env as the residual policy sees it: the observation space and layout of its inputs (what the
-    policy's checks and its ``VecNormalize`` statistics are matched against)."""
-
-    def __init__(self, env: MicrogridEnv, layout: ObservationLayout) -> None:
-        super().__init__(env)
-        self.obs_layout = layout
-        self.observation_space = observation_space(layout)

@@ -1,0 +1,22 @@
+"""The env as a policy trained on a wrapper sees it, for scoring that policy as a controller of the plain env."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from ..envs import MicrogridEnv, ObservationLayout
+from ..envs.microgrid_env import observation_space
+
+
+class PolicyView(gym.Wrapper):
+    """``env`` with the observation space and layout of the policy's inputs (what the policy's checks and its
+    ``VecNormalize`` statistics are matched against).
+
+    :param env: the plain env
+    :param layout: the layout of what the policy observes
+    """
+
+    def __init__(self, env: MicrogridEnv, layout: ObservationLayout) -> None:
+        super().__init__(env)
+        self.obs_layout = layout
+        self.observation_space = observation_space(layout)
