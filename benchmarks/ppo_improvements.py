@@ -101,7 +101,7 @@ def merged(changes: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def build(name: str, seed: int, override: dict[str, Any] | None = None) -> tuple[Any, list[Any]]:
     """A configuration's model on its training env, built as ``sb3-microgrid train`` builds
-    ``hyperparams/ppo.yml`` (``training.make_env`` / ``build_model``) after the configuration's changes:
+    ``hyperparams/ppo.yml`` (``sac_fast.yml`` for the off-policy arm; ``training.make_env`` / ``build_model``) after the configuration's changes:
     ``algo`` and ``policy`` replace, ``kwargs`` / ``policy_kwargs`` merge into the algorithm's keyword
     arguments, ``scenario`` into the env's scenario mapping; ``callbacks`` are factories. ``override``
     applies on top of every configuration. Returns the model and its callbacks, ready for ``learn``."""
@@ -253,6 +253,8 @@ def main() -> None:
     unknown = sorted(set(names) - set(configs()))
     if unknown:
         raise SystemExit(f"unknown config(s) {unknown}; allowed: {list(configs())}")
+    if len({base_of(n) for n in names}) > 1:
+        raise SystemExit(f"the off-policy arm {OFF_POLICY} and the PPO configurations make separate tables: run them with separate --configs and --name")
     scenario = {"base": "campus", **args.override.get("scenario", {})}
     log = RESULTS / f"{args.name}_runs.jsonl"
     runs = [json.loads(line) for line in log.read_text().splitlines()] if args.resume and log.exists() else []

@@ -57,8 +57,8 @@ def make_env(hp: Hyperparams, seed: int, vec_env: str = "microgrid") -> VecEnv:
             hp.env_id,
             n_envs=hp.n_envs,
             seed=seed,
-            # SB3 asks for render_mode="rgb_array" unless told otherwise; the env renders nothing, and gymnasium warns once per env
-            env_kwargs={"render_mode": None, **hp.env_kwargs},
+            # SB3 asks for render_mode="rgb_array" unless told otherwise: ours render nothing, and gymnasium would warn once per env
+            env_kwargs={"render_mode": None, **hp.env_kwargs} if hp.env_id in ("Microgrid-v0", "MicrogridGoal-v0") else hp.env_kwargs,
             vec_env_cls=SubprocVecEnv if vec_env == "subproc" else DummyVecEnv,
             wrapper_class=_chain(hp.env_wrappers),
         )

@@ -138,17 +138,35 @@ def test_a_wrong_length_action_is_refused_and_nan_or_out_of_range_values_are_bou
     env.reset(seed=0)
     with pytest.raises(ValueError, match="action must have 15 entries"):
         env.step(np.zeros(14, dtype=np.float32))
-    obs, _ = env.env.reset(seed=0, options={"day": "2024-03-05"})
-    ctl = env.calibrated
-    ctl.start(env.env.unwrapped, obs)
-    big = np.full(15, 7.0)
-    big[5:10] = np.nan  # the bias row: counted as 0
-    clipped = np.ones(15)
-    clipped[5:10] = 0.0
-    first = ctl.decide(obs, big)
-    ctl.start(env.env.unwrapped, obs)
-    np.testing.assert_array_equal(first, ctl.decide(obs, clipped))
-    assert np.isfinite(first).all()
+    raw = env.env.unwrapped
+    hostile = np.r_[np.full(5, 7.0), np.full(5, np.nan), np.full(5, -7.0)]  # rows gain, bias, slope
+    bounded = np.r_[np.ones(5), np.zeros(5), -np.ones(5)]
+    decisions = []
+    for action in (hostile, bounded):
+        obs, _ = raw.reset(seed=0, options={"day": "2024-03-05"})
+        env.calibrated.start(raw, obs)
+        first = env.calibrated.decide(obs, action)
+        obs, *_ = raw.step(first)
+        decisions.append((first, env.calibrated.decide(obs, action)))  # the second step: the gain acts on a prediction
+    for hostile_action, bounded_action in zip(*decisions):
+        assert np.isfinite(hostile_action).all()
+        np.testing.assert_array_equal(hostile_action, bounded_action)
+
+
+def test_a_new_episode_forgets_the_previous_window():
+    env = MicrogridEnv(scenario="campus", split="test")
+    shape = (3 * len(env.obs_layout.window_names),)
+    used = CalibratedController(_Fixed(np.full(shape, 0.3)), "planner", **FIT)
+    _run(used, env, day="2024-03-04")
+    fresh = CalibratedController(_Fixed(np.full(shape, 0.3)), "planner", **FIT)
+    np.testing.assert_array_equal(_run(used, env), _run(fresh, env))
+
+
+def test_wrappers_that_change_the_spaces_go_outside():
+    from sb3_microgrid.wrappers import ResidualWrapper
+
+    with pytest.raises(TypeError, match="outside it"):
+        CalibrationWrapper(ResidualWrapper(MicrogridEnv(scenario="campus"), "rule", battery_only=True), **FIT)
 
 
 def test_another_tariff_gets_its_own_corrector():

@@ -44,6 +44,27 @@ def test_num_timesteps_counts_env_steps():
     assert model.num_timesteps == model.pop_size * 2 * model.env.get_attr("scenario")[0].episode_steps
 
 
+def test_uneven_episodes_per_env_are_counted_exactly():
+    env = MicrogridVecEnv(2, scenario="campus", seed=0)
+    model = PairedARS("LinearPolicy", env, n_delta=2, n_top=2, n_eval_episodes=3, seed=0, device="cpu")  # 1 + 2 per env
+    _evaluate(model, th.zeros(model.pop_size, model.n_params))
+    assert model.num_timesteps == model.pop_size * 3 * 24
+
+
+def test_callbacks_are_called_once_per_vector_step():
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Count(BaseCallback):
+        def _on_step(self):
+            return True
+
+    model = _model(n_envs=2, n_delta=2)
+    count = Count()
+    model.learn(model.pop_size * 2 * 24, callback=count)
+    # as in SB3's algorithms (ProgressBarCallback adds num_envs per call; CheckpointCallback's save_freq counts calls)
+    assert count.n_calls == model.pop_size * 24 and count.n_calls * model.env.num_envs == model.num_timesteps
+
+
 def test_async_evaluation_is_refused():
     model = _model()
     with pytest.raises(ValueError, match="async_eval"):

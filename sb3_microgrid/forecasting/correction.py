@@ -67,6 +67,7 @@ def divide_out(windows: np.ndarray, predicted: np.ndarray, history_steps: int) -
     :param windows: (N, H + F, S) observed windows
     :param predicted: (N, F, S) relative errors of their forecast rows
     :param history_steps: ``H``
+    :return: (N, H + F, S)
     """
     out = windows.copy()
     out[:, history_steps:] = windows[:, history_steps:] / (1.0 + np.clip(predicted, -_BOUND, _BOUND))

@@ -11,7 +11,9 @@ state). The candidates' returns are
 then centred on their pair's mean, so that ARS's step size, divided by the standard deviation of the
 returns, is divided by the spread of the decisions' effects rather than by that of the days. Everything
 else is ARS, except that ``num_timesteps`` counts env steps exactly (ARS's synchronous loop counts
-``n_envs`` times too many) and that a callback returning ``False`` stops training (ARS ignores it).
+``n_envs`` times too many), that callbacks are called once per vector step as in SB3's other algorithms (ARS
+calls them once per env and step; ``ProgressBarCallback`` adds ``n_envs`` per call, so it is exact when
+``n_eval_episodes`` is a multiple of ``n_envs``) and that a callback returning ``False`` stops training (ARS ignores it).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class PairedARS(ARS):
             raise ValueError("PairedARS scores both candidates of a pair on one env's seeds: async_eval is not supported")
         returns = th.zeros(self.pop_size, device=self.device)
         policy = copy.deepcopy(self.policy)
+        self._calls_left = 0  # a step cut short by an exception leaves none to skip
         self.ep_info_buffer = []
         # One seed per pair and per update, drawn from the algorithm's own generator (reproducible with seed).
         pair_seeds = self._seed_rng.integers(0, 2**31 - 1, size=self.n_delta)
@@ -88,13 +91,21 @@ class PairedARS(ARS):
         return returns - pair_mean.repeat(2)
 
     def _on_eval_step(self, locals_: dict[str, Any], globals_: dict[str, Any], callback: BaseCallback, seen: list[np.ndarray] | None) -> None:
-        """``evaluate_policy``'s callback, called once per env and step: count one step each time (ARS
-        counts ``n_envs``, ``n_envs`` times too many), give the callback ``evaluate_policy``'s locals
-        (``dones``, ``infos``...), note whether it asks to stop, and keep the step's raw observations once."""
-        self.num_timesteps += 1
+        """``evaluate_policy``'s callback, called once per env still scoring and step. At the first call of a
+        vector step it counts the envs still scoring (ARS counts ``n_envs`` per call, ``n_envs`` times too
+        many) and calls the callback once, as SB3's other algorithms do per vector step (so
+        ``CheckpointCallback``'s ``save_freq`` counts vector steps), with ``evaluate_policy``'s locals; notes
+        whether it asks to stop; keeps the step's raw observations. The calls left in the step are counted down."""
+        if self._calls_left > 0:
+            self._calls_left -= 1
+            return
+        # the first call of a step: no env has finished in it yet, so every env still scoring will be called
+        active = int(np.sum(locals_["episode_counts"] < locals_["episode_count_targets"]))
+        self._calls_left = active - 1
+        self.num_timesteps += active
         callback.update_locals(locals_)
         self._continue_training = callback.on_step() and self._continue_training
-        if seen is not None and locals_["i"] == 0:
+        if seen is not None:
             seen.append(self._vec_normalize_env.get_original_obs())
 
     def learn(
@@ -124,6 +135,7 @@ class PairedARS(ARS):
         super()._setup_model()
         self._seed_rng = np.random.default_rng(self.seed)
         self._continue_training = True
+        self._calls_left = 0
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_seed_rng", "_continue_training"]
+        return [*super()._excluded_save_params(), "_seed_rng", "_continue_training", "_calls_left"]

@@ -16,7 +16,6 @@ features of the observation (the hour, the state of charge...), so the calibrati
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from typing import Any
 
 import gymnasium as gym
@@ -27,24 +26,25 @@ from ..envs import MicrogridEnv, ObservationLayout
 from ..envs.microgrid_env import observation_space
 from ..forecasting import BASES, ForecastCorrector, divide_out, fit_corrector
 from ..scenario import Scenario, check_range, to_dict
-from .policy_view import PolicyView
+from .policy_view import AgentPolicy, PolicyView
 
 #: What the policy observes by default: when in the day it is and how much room the battery and the peak leave.
 FEATURES = ("hour_sin", "hour_cos", "weekend", "time_left", "soc", "day_peak")
 #: The knobs per series, in the order of the action's rows.
 KNOBS = ("gain", "bias", "slope")
-
-
-@lru_cache(maxsize=8)
-def _fitted(scenario_json: str, days: int, seed: int) -> ForecastCorrector:
-    return fit_corrector(json.loads(scenario_json), days=days, seed=seed)
+#: Correctors fitted in this process, by (scenario as JSON, days, seed).
+_FITTED: dict[tuple[str, int, int], ForecastCorrector] = {}
 
 
 def corrector_for(scenario: Scenario, days: int, seed: int) -> ForecastCorrector:
     """The least-squares corrector of ``scenario`` fitted on ``days`` training days with fit seed ``seed``
-    (:func:`~sb3_microgrid.forecasting.fit_corrector`), fitted once per process: every env of a vectorised
-    training and every evaluation of the same run share it, and a refit gives the same weights."""
-    return _fitted(json.dumps(to_dict(scenario), sort_keys=True), days, seed)
+    (:func:`~sb3_microgrid.forecasting.fit_corrector`), fitted once per process (the envs of a ``DummyVecEnv``
+    training share it; each ``SubprocVecEnv`` worker fits its own); a refit gives the same weights, so the
+    evaluation of a run refits exactly what it trained on."""
+    key = (json.dumps(to_dict(scenario), sort_keys=True, default=str), days, seed)
+    if key not in _FITTED:
+        _FITTED[key] = fit_corrector(scenario, days=days, seed=seed)
+    return _FITTED[key]
 
 
 class CalibratedController:
@@ -58,7 +58,8 @@ class CalibratedController:
     :param features: names of the static features the policy observes
     :param gain: how far an action of 1 scales the predicted errors (``1 +- gain``), in [0, 1]
     :param bias: the relative error an action of 1 adds to every lead, in [0, 0.5]
-    :param slope: the relative error an action of 1 adds at the last lead, growing linearly from 0, in [0, 0.5]
+    :param slope: an action of 1 adds ``slope * lead / F`` to the relative error of lead ``lead`` (0 at the current
+        step), in [0, 0.5]
     :param name: the label in tables
     """
 
@@ -124,6 +125,7 @@ class CalibratedController:
     def decide(self, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
         """The base controller's action on ``obs`` with its forecasts corrected and calibrated by ``action``.
 
+        :param obs: the env's observation
         :param action: ``3 * series`` numbers (rows ``gain``, ``bias``, ``slope``), clipped to [-1, 1]; a NaN
             counts as 0, the fit's own value
         :raises ValueError: for an action of another length
@@ -175,9 +177,12 @@ class CalibrationWrapper(gym.Wrapper):
         super().__init__(env)
         if not isinstance(env.unwrapped, MicrogridEnv):
             raise TypeError(f"CalibrationWrapper needs a Microgrid-v0 env, got {type(env.unwrapped).__name__}")
+        if env.observation_space != env.unwrapped.observation_space or env.action_space != env.unwrapped.action_space:
+            # the calibration reads the env's own observation layout and sends the base's action unchanged
+            raise TypeError("CalibrationWrapper must wrap Microgrid-v0 with its own observation and action spaces; put wrappers that change them outside it")
         settings = {"controller": controller, "fit_days": fit_days, "fit_seed": fit_seed, "features": features, "gain": gain, "bias": bias, "slope": slope}
         self._settings = settings
-        self.calibrated = CalibratedController(_NoPolicy(), **settings)
+        self.calibrated = CalibratedController(AgentPolicy(), **settings)
         self.calibrated.bind(env.unwrapped)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(int(np.prod(self.calibrated.action_shape)),), dtype=np.float32)
         self.obs_layout = self.calibrated.policy_layout
@@ -212,9 +217,3 @@ class CalibrationWrapper(gym.Wrapper):
     def controller_for(self, policy: Controller) -> CalibratedController:
         """``policy``, trained on this wrapper, as a controller of the plain env with this wrapper's settings."""
         return type(self).as_controller(policy, **self._settings)
-
-
-class _NoPolicy:
-    """The wrapper's stand-in: there the agent, not a policy, supplies the calibration."""
-
-    name = "agent"

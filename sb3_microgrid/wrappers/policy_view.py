@@ -1,4 +1,5 @@
-"""The env as a policy trained on a wrapper sees it, for scoring that policy as a controller of the plain env."""
+"""A policy trained on a wrapper, seen from both sides: the agent's stand-in while it trains, and the env's view
+matching its inputs when it is scored as a controller of the plain env."""
 
 from __future__ import annotations
 
@@ -20,3 +21,9 @@ class PolicyView(gym.Wrapper):
         super().__init__(env)
         self.obs_layout = layout
         self.observation_space = observation_space(layout)
+
+
+class AgentPolicy:
+    """A wrapper's stand-in policy while it trains: there the agent, not a policy, supplies the action."""
+
+    name = "agent"

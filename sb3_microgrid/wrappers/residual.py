@@ -20,7 +20,7 @@ import numpy as np
 from ..baselines import CONTROLLERS, Controller, make_controller
 from ..envs import MicrogridEnv, ObservationLayout
 from ..envs.microgrid_env import observation_space
-from .policy_view import PolicyView
+from .policy_view import AgentPolicy, PolicyView
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class ResidualWrapper(gym.Wrapper):
         if not isinstance(env.unwrapped, MicrogridEnv):
             raise TypeError(f"ResidualWrapper needs a Microgrid-v0 env, got {type(env.unwrapped).__name__}")
         self._settings = {"controller": controller, "scale": scale, "battery_only": battery_only, "features": features}
-        self.residual = ResidualController(_NoPolicy(), **self._settings)
+        self.residual = ResidualController(AgentPolicy(), **self._settings)
         self.residual.bind(env.unwrapped)
         if self.residual.battery_only:
             self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
@@ -190,9 +190,3 @@ class ResidualController:
     def act(self, obs: np.ndarray) -> np.ndarray:
         base = np.asarray(self.controller.act(obs), dtype=np.float64)
         return self.combine(base, self.policy.act(self.view(obs, base)))
-
-
-class _NoPolicy:
-    """The wrapper's stand-in: there the agent, not a policy, supplies the residual."""
-
-    name = "agent"
