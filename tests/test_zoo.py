@@ -312,14 +312,14 @@ def test_train_refuses_a_conf_file_that_is_not_a_regular_file(zoo_reads, tmp_pat
 
 
 @pytest.mark.parametrize(("name", "algo", "env"), [("ppo.yml", "ppo", "Microgrid-v0"), ("twin_ppo.yml", "twin_ppo", "Microgrid-v0"),
-    ("sac.yml", "sac", "Microgrid-v0"), ("td3.yml", "td3", "Microgrid-v0"), ("dyna_sac.yml", "dyna_sac", "Microgrid-v0"),
+    ("sac.yml", "sac", "Microgrid-v0"), ("sac_fast.yml", "sac", "Microgrid-v0"), ("td3.yml", "td3", "Microgrid-v0"), ("dyna_sac.yml", "dyna_sac", "Microgrid-v0"),
     ("her_sac.yml", "sac", "MicrogridGoal-v0"), ("residual_ars.yml", "paired_ars", "Microgrid-v0")])  # fmt: skip
 def test_every_shipped_hyperparameter_file_passes_the_launcher_check(name, algo, env):
     assert sorted(p.name for p in HYPERPARAMS.glob("*.yml")) == sorted(SHIPPED)  # a new file needs a case here
     check_inputs("train", ["--algo", algo, "--env", env, "--gym-packages", "sb3_microgrid", "--conf-file", str(HYPERPARAMS / name)])
 
 
-SHIPPED = ("ppo.yml", "twin_ppo.yml", "sac.yml", "td3.yml", "dyna_sac.yml", "her_sac.yml", "residual_ars.yml")
+SHIPPED = ("ppo.yml", "twin_ppo.yml", "sac.yml", "sac_fast.yml", "td3.yml", "dyna_sac.yml", "her_sac.yml", "residual_ars.yml")
 
 
 def _saved_run(tmp_path: Path, config: dict | str, args: dict | str | None = None) -> Path:

@@ -199,20 +199,10 @@ class CalibrationWrapper(gym.Wrapper):
         return self.calibrated.observe(self._obs), reward, terminated, truncated, info
 
     @classmethod
-    def as_controller(
-        cls,
-        policy: Controller,
-        controller: str = "planner",
-        fit_days: int = 4096,
-        fit_seed: int = 0,
-        features: list[str] | tuple[str, ...] = FEATURES,
-        gain: float = 0.5,
-        bias: float = 0.05,
-        slope: float = 0.1,
-    ) -> CalibratedController:
-        """A policy trained on this wrapper (with these settings) as a controller of the plain env: how
-        ``sb3-microgrid evaluate`` scores a run whose ``env_wrapper`` is this class."""
-        return CalibratedController(policy, controller, fit_days, fit_seed, features, gain, bias, slope, name=getattr(policy, "name", "calibrated"))
+    def as_controller(cls, policy: Controller, **settings: Any) -> CalibratedController:
+        """A policy trained on this wrapper (with these settings, the wrapper's keyword arguments) as a controller of
+        the plain env: how ``sb3-microgrid evaluate`` scores a run whose ``env_wrapper`` is this class."""
+        return CalibratedController(policy, name=getattr(policy, "name", "calibrated"), **settings)
 
     def controller_for(self, policy: Controller) -> CalibratedController:
         """``policy``, trained on this wrapper, as a controller of the plain env with this wrapper's settings."""
