@@ -139,3 +139,9 @@ def test_features_give_a_small_observation_with_the_base_action():
     obs, _ = env.reset(seed=0)
     assert env.observation_space.shape == (2 + env.env.action_space.shape[0],) == obs.shape
     assert obs[0] == env.env.unwrapped.core.observe()[0][env.env.unwrapped.obs_layout.index("soc")]
+
+
+def test_wrappers_that_change_the_spaces_go_outside():
+    inner = ResidualWrapper(MicrogridEnv(scenario="campus"), "rule", battery_only=True)
+    with pytest.raises(TypeError, match="ResidualWrapper must wrap Microgrid-v0 with its own"):
+        ResidualWrapper(inner, "rule")

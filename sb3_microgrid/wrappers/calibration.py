@@ -26,7 +26,7 @@ from ..envs import MicrogridEnv, ObservationLayout
 from ..envs.microgrid_env import observation_space
 from ..forecasting import BASES, ForecastCorrector, divide_out, fit_corrector
 from ..scenario import Scenario, check_range, to_dict
-from .policy_view import AgentPolicy, PolicyView
+from .policy_view import AgentPolicy, PolicyView, require_plain_microgrid
 
 #: What the policy observes by default: when in the day it is and how much room the battery and the peak leave.
 FEATURES = ("hour_sin", "hour_cos", "weekend", "time_left", "soc", "day_peak")
@@ -175,11 +175,7 @@ class CalibrationWrapper(gym.Wrapper):
         slope: float = 0.1,
     ) -> None:
         super().__init__(env)
-        if not isinstance(env.unwrapped, MicrogridEnv):
-            raise TypeError(f"CalibrationWrapper needs a Microgrid-v0 env, got {type(env.unwrapped).__name__}")
-        if env.observation_space != env.unwrapped.observation_space or env.action_space != env.unwrapped.action_space:
-            # the calibration reads the env's own observation layout and sends the base's action unchanged
-            raise TypeError("CalibrationWrapper must wrap Microgrid-v0 with its own observation and action spaces; put wrappers that change them outside it")
+        require_plain_microgrid(env, "CalibrationWrapper")
         settings = {"controller": controller, "fit_days": fit_days, "fit_seed": fit_seed, "features": features, "gain": gain, "bias": bias, "slope": slope}
         self._settings = settings
         self.calibrated = CalibratedController(AgentPolicy(), **settings)

@@ -9,6 +9,18 @@ from ..envs import MicrogridEnv, ObservationLayout
 from ..envs.microgrid_env import observation_space
 
 
+def require_plain_microgrid(env: gym.Env, wrapper: str) -> None:
+    """Refuse to wrap anything but ``Microgrid-v0`` with its own spaces: a wrapper built on a baseline controller
+    reads the env's own observation layout and sends the env its action unchanged.
+
+    :raises TypeError: naming ``wrapper`` and what is wrong
+    """
+    if not isinstance(env.unwrapped, MicrogridEnv):
+        raise TypeError(f"{wrapper} needs a Microgrid-v0 env, got {type(env.unwrapped).__name__}")
+    if env.observation_space != env.unwrapped.observation_space or env.action_space != env.unwrapped.action_space:
+        raise TypeError(f"{wrapper} must wrap Microgrid-v0 with its own observation and action spaces; put wrappers that change them outside it")
+
+
 class PolicyView(gym.Wrapper):
     """``env`` with the observation space and layout of the policy's inputs (what the policy's checks and its
     ``VecNormalize`` statistics are matched against).

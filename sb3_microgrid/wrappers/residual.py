@@ -20,7 +20,7 @@ import numpy as np
 from ..baselines import CONTROLLERS, Controller, make_controller
 from ..envs import MicrogridEnv, ObservationLayout
 from ..envs.microgrid_env import observation_space
-from .policy_view import AgentPolicy, PolicyView
+from .policy_view import AgentPolicy, PolicyView, require_plain_microgrid
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,7 @@ class ResidualWrapper(gym.Wrapper):
         features: list[str] | None = None,
     ) -> None:
         super().__init__(env)
-        if not isinstance(env.unwrapped, MicrogridEnv):
-            raise TypeError(f"ResidualWrapper needs a Microgrid-v0 env, got {type(env.unwrapped).__name__}")
+        require_plain_microgrid(env, "ResidualWrapper")
         self._settings = {"controller": controller, "scale": scale, "battery_only": battery_only, "features": features}
         self.residual = ResidualController(AgentPolicy(), **self._settings)
         self.residual.bind(env.unwrapped)
