@@ -122,3 +122,24 @@ def test_rl_zoo3_trains_from_the_shipped_file(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     assert list((tmp_path / "logs").rglob("*.zip"))
+
+
+def test_wrapped_envs_are_made_without_a_render_mode_for_ours_only(tmp_path):
+    """SB3's make_vec_env asks every env for render_mode="rgb_array"; ours render nothing and gymnasium warned once
+    per env. Other env ids keep SB3's default (a VecVideoRecorder needs it)."""
+    import warnings
+
+    from sb3_microgrid.training import make_env
+
+    conf = tmp_path / "wrapped.yml"
+    conf.write_text(
+        "Microgrid-v0:\n  n_envs: 2\n  policy: MlpPolicy\n  env_wrapper: [{gymnasium.wrappers.TimeLimit: {max_episode_steps: 24}}]\n"
+        "Pendulum-v1:\n  n_envs: 1\n  policy: MlpPolicy\n"
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ours = make_env(load_hyperparams(conf, PPO, env_id="Microgrid-v0"), seed=0)
+    assert not [w for w in caught if "render_mode" in str(w.message)]
+    assert ours.get_attr("render_mode") == [None, None]
+    pendulum = make_env(load_hyperparams(conf, PPO, env_id="Pendulum-v1"), seed=0)
+    assert pendulum.get_attr("render_mode") == ["rgb_array"]
