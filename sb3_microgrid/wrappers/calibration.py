@@ -27,6 +27,7 @@ from ..envs.microgrid_env import observation_space
 from ..forecasting import BASES, ForecastCorrector, divide_out, fit_corrector
 from ..scenario import Scenario, check_range, to_dict
 from .policy_view import AgentPolicy, PolicyView, require_plain_microgrid
+from .residual import ResidualObservation
 
 #: What the policy observes by default: when in the day it is and how much room the battery and the peak leave.
 FEATURES = ("hour_sin", "hour_cos", "weekend", "time_left", "soc", "day_peak")
@@ -92,20 +93,21 @@ class CalibratedController:
         self.ranges = np.array([gain, bias, slope])
         self.name = name
         self.corrector: ForecastCorrector | None = None
-        self.policy_layout: ObservationLayout | None = None
-        self._index: list[int] = []
+        self.view: ResidualObservation | None = None
         self._previous: np.ndarray | None = None
 
     def bind(self, env: MicrogridEnv) -> None:
-        """Fit (or take from the process's cache) the corrector of the env's scenario and check the features."""
-        lay = env.obs_layout
-        unknown = sorted(set(self.features) - set(lay.static_names))
-        if unknown:
-            raise ValueError(f"features: unknown {unknown}; allowed: {list(lay.static_names)}")
+        """Check the features against the env's layout, then fit (or take from the process's cache) the corrector of
+        its scenario."""
+        # the residual policy's view without a base action: the named static features alone
+        self.view = ResidualObservation(env.obs_layout, 0, self.features)
         self.corrector = corrector_for(env.scenario, self.fit_days, self.fit_seed)
-        self.corrector.check(env.scenario, lay)
-        self._index = [lay.index(f) for f in self.features]
-        self.policy_layout = ObservationLayout(static_names=self.features, window_names=(), history_steps=0, forecast_steps=0)
+        self.corrector.check(env.scenario, env.obs_layout)
+
+    @property
+    def policy_layout(self) -> ObservationLayout:
+        """The layout of what the policy observes."""
+        return self.view.policy_layout
 
     @property
     def action_shape(self) -> tuple[int, int]:
@@ -114,7 +116,7 @@ class CalibratedController:
 
     def observe(self, obs: np.ndarray) -> np.ndarray:
         """What the policy observes of the env's ``obs``."""
-        return obs[self._index].astype(np.float32)
+        return self.view(obs, np.empty(0))
 
     def start(self, env: MicrogridEnv, obs: np.ndarray) -> None:
         """Start an episode of ``env`` (no previous observation: nothing is revealed yet)."""
