@@ -100,7 +100,8 @@ def test_the_fitted_corrector_changes_what_the_base_sees(corrector):
 
 def test_save_load_round_trip_and_make_controller(corrector, tmp_path):
     corrector.save(tmp_path, "planner")
-    loaded, base = ForecastCorrector.load(tmp_path)
+    loaded, base, scenarios = ForecastCorrector.load(tmp_path)
+    assert scenarios == 0 and loaded.residuals is None
     assert base == "planner" and loaded.layout == corrector.layout
     np.testing.assert_array_equal(loaded.weights, corrector.weights)
     controller = make_controller(str(tmp_path))

@@ -17,7 +17,7 @@ from ..algos import ALGOS
 from ..export import MANIFEST, read_manifest
 from ..hyperparams import HyperparamsError, resolve_entries, trusted_modules
 from .base import Controller, battery_action, env_for, port_actions
-from .lp import DispatchProblem, DispatchSchedule, solve_dispatch
+from .lp import DispatchProblem, DispatchSchedule, solve_dispatch, solve_scenarios
 from .mpc import MPCController
 from .naive import NaiveController
 from .onnx_model import LayoutMismatchError, OnnxController
@@ -127,4 +127,5 @@ __all__ = [
     "model_spec",
     "port_actions",
     "solve_dispatch",
+    "solve_scenarios",
 ]

@@ -22,6 +22,7 @@ env's cost components, unweighted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,10 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from ..scenario import Scenario
+
+#: The per-step variable blocks of the LP, in column order (each ``T`` columns); EV entries, unmet energy, the
+#: days' peaks and the end-of-horizon terms follow.
+_STEP_BLOCKS = ("charge", "discharge", "energy", "import", "export", "curtail", "shed")
 
 
 @dataclass(frozen=True)
@@ -90,12 +95,93 @@ class DispatchSchedule:
     cost: float
 
 
+@dataclass(frozen=True)
+class DispatchProgram:
+    """The LP of a :class:`DispatchProblem` in ``scipy.optimize.linprog``'s form, with what maps its solution
+    back to set-points (:meth:`schedule`)."""
+
+    cost: np.ndarray
+    a_ub: sp.csr_array
+    b_ub: np.ndarray
+    a_eq: sp.csr_array
+    b_eq: np.ndarray
+    bounds: np.ndarray  # (n_var, 2)
+    #: variables of the first step's decisions (battery charge and discharge, EV entries of step 0)
+    first_step: np.ndarray
+    n_steps: int
+    n_ports: int
+    ev_entries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # step, port, charge column, discharge column (-1: none)
+    paid: float
+
+    def schedule(self, x: np.ndarray, objective: float) -> DispatchSchedule:
+        """The set-points of the solution ``x`` whose objective value is ``objective``."""
+        T = self.n_steps
+
+        def block(name: str) -> np.ndarray:
+            i = _STEP_BLOCKS.index(name)
+            return x[i * T : (i + 1) * T]
+
+        step, port, charge, discharge = self.ev_entries
+        ev_kw = np.zeros((T, self.n_ports))
+        np.add.at(ev_kw, (step, port), x[charge] - np.where(discharge >= 0, x[discharge], 0.0))
+        # The demand charge of what each day had already paid is in the objective; the env charges increments.
+        return DispatchSchedule(
+            battery_kw=block("charge") - block("discharge"),
+            ev_kw=ev_kw,
+            energy_kwh=block("energy"),
+            grid_import_kw=block("import"),
+            cost=objective - self.paid,
+        )
+
+
 def solve_dispatch(problem: DispatchProblem) -> DispatchSchedule:
     """Build and solve the LP with HiGHS (``scipy.optimize.linprog``).
 
     :param problem: the dispatch problem
     :raises RuntimeError: if HiGHS reports anything but an optimal solution
     """
+    program = dispatch_program(problem)
+    res = linprog(program.cost, A_ub=program.a_ub, b_ub=program.b_ub, A_eq=program.a_eq, b_eq=program.b_eq, bounds=program.bounds, method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"dispatch LP not solved: {res.message}")
+    return program.schedule(res.x, float(res.fun))
+
+
+def solve_scenarios(problems: Sequence[DispatchProblem]) -> DispatchSchedule:
+    """Plan on several forecasts at once: one LP of the problems' blocks whose first-step decisions (battery,
+    EV ports) are shared and whose later steps are free in each (recourse), at their mean cost (sample-average
+    approximation). The problems must differ only in their forecast series.
+
+    :param problems: one problem per scenario
+    :return: the first scenario's plan (its first step is every scenario's); ``cost`` is the mean cost
+    :raises RuntimeError: if HiGHS reports anything but an optimal solution
+    """
+    programs = [dispatch_program(p) for p in problems]
+    k = len(programs)
+    sizes = np.array([p.cost.size for p in programs])
+    if k == 0 or (sizes != sizes[0]).any():
+        raise ValueError("problems must be a non-empty list of problems with the same horizon and EV sessions")
+    shared = programs[0].first_step
+    # row j of block i - 1: x_i[shared[j]] - x_0[shared[j]] = 0
+    rows = np.repeat(np.arange((k - 1) * shared.size), 2)
+    cols = np.stack([np.add.outer(np.arange(1, k) * sizes[0], shared), np.broadcast_to(shared, (k - 1, shared.size))], axis=-1).ravel()
+    link = sp.csr_array((np.tile([1.0, -1.0], (k - 1) * shared.size), (rows, cols)), shape=((k - 1) * shared.size, sizes.sum()))
+    res = linprog(
+        np.concatenate([p.cost for p in programs]) / k,
+        A_ub=sp.block_diag([p.a_ub for p in programs], format="csr"),
+        b_ub=np.concatenate([p.b_ub for p in programs]),
+        A_eq=sp.vstack([sp.block_diag([p.a_eq for p in programs], format="csr"), link], format="csr"),
+        b_eq=np.concatenate([*(p.b_eq for p in programs), np.zeros(link.shape[0])]),
+        bounds=np.concatenate([p.bounds for p in programs]),
+        method="highs",
+    )
+    if res.status != 0:
+        raise RuntimeError(f"scenario dispatch LP not solved: {res.message}")
+    return programs[0].schedule(res.x[: sizes[0]], float(res.fun))
+
+
+def dispatch_program(problem: DispatchProblem) -> DispatchProgram:
+    """The LP of ``problem`` (module docstring), not solved."""
     pb, sc = problem, problem.scenario
     bat, ev, grid, rw = sc.battery, sc.ev, sc.grid, sc.reward
     dt = sc.step_hours
@@ -114,8 +200,8 @@ def solve_dispatch(problem: DispatchProblem) -> DispatchSchedule:
     K = lengths.size
 
     # Variable offsets.
-    C, D, E, IMP, EXP, CURT, SHED = (i * T for i in range(7))
-    X = 7 * T
+    C, D, E, IMP, EXP, CURT, SHED = (i * T for i in range(len(_STEP_BLOCKS)))
+    X = len(_STEP_BLOCKS) * T
     Y = X + n_x
     UNMET = Y + n_y
     PEAK = UNMET + K
@@ -233,18 +319,18 @@ def solve_dispatch(problem: DispatchProblem) -> DispatchSchedule:
 
     a_eq = sp.csr_array((np.concatenate(eq_vals), (np.concatenate(eq_rows), np.concatenate(eq_cols))), shape=(n_eq, n_var))
     a_ub = sp.csr_array((np.concatenate(ub_vals), (np.concatenate(ub_rows), np.concatenate(ub_cols))), shape=(n_ub, n_var))
-    res = linprog(cost, A_ub=a_ub, b_ub=np.concatenate(b_ub), A_eq=a_eq, b_eq=np.concatenate(b_eq), bounds=np.stack([lo, hi], axis=1), method="highs")
-    if res.status != 0:
-        raise RuntimeError(f"dispatch LP not solved: {res.message}")
-    x = res.x
-    ev_kw = np.zeros((T, ev.n_ports))
-    np.add.at(ev_kw, (entry_step, pb.session_port[entry_session]), x[X : X + n_x] - (x[Y : Y + n_y] if v2g else 0.0))
-    # The demand charge of what each day had already paid is in the objective; the env charges increments.
-    paid = float(day_rate @ pb.peak_so_far)
-    return DispatchSchedule(
-        battery_kw=x[C : C + T] - x[D : D + T],
-        ev_kw=ev_kw,
-        energy_kwh=x[E : E + T],
-        grid_import_kw=x[IMP : IMP + T],
-        cost=float(res.fun) - paid,
+    charge = X + np.arange(n_x)
+    discharge = Y + np.arange(n_x) if v2g else np.full(n_x, -1)
+    return DispatchProgram(
+        cost=cost,
+        a_ub=a_ub,
+        b_ub=np.concatenate(b_ub),
+        a_eq=a_eq,
+        b_eq=np.concatenate(b_eq),
+        bounds=np.stack([lo, hi], axis=1),
+        first_step=np.r_[C, D, charge[entry_step == 0], discharge[(entry_step == 0) & (discharge >= 0)]],
+        n_steps=T,
+        n_ports=ev.n_ports,
+        ev_entries=(entry_step, pb.session_port[entry_session], charge, discharge),
+        paid=float(day_rate @ pb.peak_so_far),
     )

@@ -3,11 +3,13 @@ observes, applying only the first step."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..envs import MicrogridEnv
 from .base import PORTS, battery_action, check_ports, port_actions
-from .lp import DispatchProblem, solve_dispatch
+from .lp import DispatchProblem, DispatchSchedule, solve_dispatch, solve_scenarios
 
 
 class MPCController:
@@ -39,6 +41,34 @@ class MPCController:
         return col
 
     def act(self, obs: np.ndarray) -> np.ndarray:
+        plan = solve_dispatch(self.problem(obs))
+        return self.action(plan)
+
+    def act_scenarios(self, obs: np.ndarray, scenarios: np.ndarray) -> np.ndarray:
+        """The first step of one plan for several forecasts (:func:`~.lp.solve_scenarios`).
+
+        :param obs: the observation of this step
+        :param scenarios: (K, obs size) the same observation with other forecast rows, one per scenario
+        """
+        base = self.problem(obs)
+        horizon = base.load_kw.size
+        return self.action(solve_scenarios([replace(base, **self.forecasts(s, horizon)) for s in scenarios]))
+
+    def forecasts(self, obs: np.ndarray, horizon: int) -> dict[str, np.ndarray]:
+        """The forecast series of ``obs`` over ``horizon`` steps, as :class:`~.lp.DispatchProblem` fields."""
+        fc = self.window(obs)
+        h = self._env.obs_layout.history_steps
+        return {
+            "load_kw": fc["load"][h : h + horizon], "renewable_kw": fc["pv"][h : h + horizon] + fc["wind"][h : h + horizon],
+            "import_price": fc["price"][h : h + horizon], "emission": fc["emission"][h : h + horizon],
+        }  # fmt: skip
+
+    def action(self, plan: DispatchSchedule) -> np.ndarray:
+        """The env action of a plan's first step."""
+        return np.r_[battery_action(plan.battery_kw[0], self._env), port_actions(plan.ev_kw[0], self._env)]
+
+    def problem(self, obs: np.ndarray) -> DispatchProblem:
+        """The LP of this step on ``obs``'s forecasts (and the dearest price seen so far, which it updates)."""
         env = self._env
         core, sc = env.core, env.scenario
         ep, t = core.episode, core.t
@@ -54,12 +84,9 @@ class MPCController:
         connected = np.flatnonzero(core.connected[0] > 0)
         capacity = core.capacity[0]
         terminal = t + horizon == ep.n_steps
-        problem = DispatchProblem(
+        return DispatchProblem(
             scenario=sc,
-            load_kw=fc["load"][:horizon],
-            renewable_kw=fc["pv"][:horizon] + fc["wind"][:horizon],
-            import_price=fc["price"][:horizon],
-            emission=fc["emission"][:horizon],
+            **self.forecasts(obs, horizon),
             # the demand tariff is published, not forecast
             demand_rate=ep.demand_rate[0, t : t + horizon],
             day=day,
@@ -77,5 +104,4 @@ class MPCController:
             shortfall_price=(self._price_max + sc.battery.wear_cost_inr_per_kwh) / sc.battery.charge_efficiency,
             surplus_price=float(ep.surplus_price[0]),
         )
-        plan = solve_dispatch(problem)
-        return np.r_[battery_action(plan.battery_kw[0], env), port_actions(plan.ev_kw[0], env)]
+

@@ -8,7 +8,8 @@ import numpy as np
 
 from ..baselines import Controller, make_controller
 from ..envs import MicrogridEnv
-from .correction import BASES, ForecastCorrector
+from ..scenario import check_range
+from .correction import BASES, ForecastCorrector, check_scenarios
 
 
 class CorrectedForecastController:
@@ -17,39 +18,59 @@ class CorrectedForecastController:
     ``reset`` refuses an env whose layout or forecast errors (:func:`~.correction.noise_signature`) differ from
     the fit's.
 
+    With ``scenarios`` MPC hedges against the error that remains: at every step it draws that many residual
+    vectors of the corrector (:attr:`~.correction.ForecastCorrector.residuals`, all leads and series of one
+    training observation each), multiplies the corrected forecasts by ``1 +`` each, and plans on all of them at
+    once (:func:`~sb3_microgrid.baselines.solve_scenarios`: one first step, recourse after it, the mean cost).
+
     :param base: the controller that reads the forecasts: a name of :data:`~.correction.BASES` (``mpc``,
         ``planner``, ``rule``) or a :class:`~sb3_microgrid.baselines.Controller`
     :param corrector: the fitted corrector
     :param name: the label in tables
+    :param scenarios: forecast scenarios to plan on, in [0, 256] (0: the corrected forecast alone); needs base
+        ``mpc`` and a corrector with residuals
+    :param seed: seed of the scenario draws; episode ``i`` since the controller was made draws from ``(seed, i)``
     """
 
-    def __init__(self, base: str | Controller, corrector: ForecastCorrector, name: str | None = None) -> None:
+    def __init__(self, base: str | Controller, corrector: ForecastCorrector, name: str | None = None, scenarios: int = 0, seed: int = 0) -> None:
         if isinstance(base, str) and base not in BASES:
             raise ValueError(f"base must be one of {list(BASES)} or a Controller object, got {base!r}")
+        check_scenarios(scenarios, base if isinstance(base, str) else getattr(base, "name", ""), corrector)
+        check_range("seed", seed, 0, 2**32 - 1, integer=True)
+        self.scenarios, self.seed, self._episodes = scenarios, seed, 0
         self.base = make_controller(base) if isinstance(base, str) else base
         #: it acts as its base does (per EV port for the baselines)
         self.ev_dispatch = getattr(self.base, "ev_dispatch", None)
         self.corrector = corrector
-        self.name = name or f"{self.base.name}+corrected forecasts"
+        self.name = name or f"{self.base.name}+corrected forecasts" + (f", {scenarios} scenarios" if scenarios else "")
         self._layout = corrector.layout
         self._previous: np.ndarray | None = None
 
     @classmethod
     def load(cls, folder: str | Path) -> "CorrectedForecastController":
         """The controller a folder written by ``sb3-microgrid fit-forecast`` describes."""
-        corrector, base = ForecastCorrector.load(folder)
-        return cls(base, corrector)
+        corrector, base, scenarios = ForecastCorrector.load(folder)
+        return cls(base, corrector, scenarios=scenarios)
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
         self.corrector.check(env.scenario, env.obs_layout)
         self._previous = None
+        self._rng = np.random.default_rng([self.seed, self._episodes])
+        self._episodes += 1
         self.base.reset(env, obs)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         lay = self._layout
-        window = lay.windows(obs)
-        if self._previous is not None:
-            obs = obs.copy()
-            obs[lay.window] = self.corrector.correct(self._previous[None], window[None])[0].ravel()
-        self._previous = window.copy()
-        return self.base.act(obs)
+        observed = lay.windows(obs)
+        window = observed if self._previous is None else self.corrector.correct(self._previous[None], observed[None])[0]
+        self._previous = observed.copy()
+        obs = obs.copy()
+        obs[lay.window] = window.ravel()
+        if not self.scenarios:
+            return self.base.act(obs)
+        drawn = self.corrector.residuals[self._rng.integers(self.corrector.residuals.shape[0], size=self.scenarios)]
+        windows = np.repeat(window[None], self.scenarios, axis=0)
+        windows[:, lay.history_steps :] *= 1.0 + drawn
+        scenarios = np.repeat(obs[None], self.scenarios, axis=0)
+        scenarios[:, lay.window] = windows.reshape(self.scenarios, -1)
+        return self.base.act_scenarios(obs, scenarios)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..envs import MicrogridVecEnv, ObservationLayout, observation_layout
-from ..scenario import Scenario, load_scenario
+from ..scenario import Scenario, check_range, load_scenario
 
 #: File in a corrector folder (:meth:`ForecastCorrector.save`).
 CORRECTOR_FILE = "forecast_corrector.json"
@@ -100,18 +100,47 @@ class ForecastCorrector:
     :param weights: (S, F, F): ``error[lead] = weights[s, lead] @ revealed[:, s]``
     :param signature: :func:`noise_signature` of the scenario it was fitted on
     :param fit_info: how it was fitted (days, samples, seconds, scenario, seed), kept in the file
+    :param residuals: (M, F, S) relative errors ``truth / corrected - 1`` of corrected forecasts on training days
+        (:meth:`fit_residuals`), each in [-0.5, 0.5]: the error that remains, for planning on scenarios; ``None``
+        if not fitted
     """
 
     layout: ObservationLayout
     weights: np.ndarray
     signature: dict[str, Any]
     fit_info: dict[str, Any] = field(default_factory=dict)
+    residuals: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         f, s = self.layout.forecast_steps, len(self.layout.window_names)
         self.weights = np.asarray(self.weights, dtype=np.float64)
         if self.weights.shape != (s, f, f) or not np.isfinite(self.weights).all():
             raise ValueError(f"weights must be finite with shape (series, leads, leads) = {(s, f, f)}, got {self.weights.shape}")
+        if self.residuals is not None:
+            self.set_residuals(self.residuals)
+
+    def set_residuals(self, residuals: np.ndarray) -> None:
+        """Set :attr:`residuals`, checked.
+
+        :raises ValueError: for anything but a non-empty (M, F, S) array of relative errors in [-0.5, 0.5]
+        """
+        f, s = self.layout.forecast_steps, len(self.layout.window_names)
+        r = np.asarray(residuals, dtype=np.float64)
+        if r.ndim != 3 or r.shape[0] < 1 or r.shape[1:] != (f, s) or not np.isfinite(r).all() or np.abs(r).max() > _BOUND:
+            raise ValueError(f"residuals must be a non-empty (samples, {f}, {s}) array of finite relative errors in [-{_BOUND}, {_BOUND}], got shape {r.shape}")
+        self.residuals = r
+
+    def fit_residuals(self, batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], samples: int, seed: int = 0) -> None:
+        """Keep ``samples`` residual vectors (:attr:`residuals`) drawn without replacement from those of ``batches``.
+
+        :param batches: ``(windows, previous, truth)`` triples as for :meth:`fit`
+        :param samples: vectors to keep (all of them if there are fewer)
+        :param seed: seed of the draw
+        """
+        h = self.layout.history_steps
+        every = np.concatenate([_relative(truth, self.correct(previous, windows)[:, h:]) for windows, previous, truth in batches])
+        keep = np.random.default_rng(seed).permutation(every.shape[0])[:samples]
+        self.set_residuals(every[np.sort(keep)])
 
     @classmethod
     def fit(
@@ -169,17 +198,20 @@ class ForecastCorrector:
         return divide_out(current, self.predict(previous, current), self.layout.history_steps)
 
     # ---- files --------------------------------------------------------------------------------
-    def save(self, folder: str | Path, base: str) -> Path:
+    def save(self, folder: str | Path, base: str, scenarios: int = 0) -> Path:
         """Write ``folder/forecast_corrector.json`` (plain JSON, nothing executable).
 
         :param base: the baseline that plans on the corrected forecasts, one of :data:`BASES`
+        :param scenarios: forecast scenarios it plans on (:class:`~.controller.CorrectedForecastController`)
         """
         if base not in BASES:
             raise ValueError(f"base must be one of {list(BASES)}, got {base!r}")
+        check_scenarios(scenarios, base, self)
         path = Path(folder)
         path.mkdir(parents=True, exist_ok=True)
         record = {"format": _FORMAT, "base": base, "layout": self.layout.to_dict(), "signature": self.signature,
-                  "weights": self.weights.tolist(), "fit": self.fit_info}  # fmt: skip
+                  "weights": self.weights.tolist(), "fit": self.fit_info, "scenarios": scenarios,
+                  "residuals": None if self.residuals is None else np.round(self.residuals, 5).tolist()}  # fmt: skip
         target = path / CORRECTOR_FILE
         tmp = target.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, allow_nan=False))
@@ -187,8 +219,9 @@ class ForecastCorrector:
         return target
 
     @classmethod
-    def load(cls, folder: str | Path) -> tuple["ForecastCorrector", str]:
-        """Read a folder written by :meth:`save`; return the corrector and its base controller's name.
+    def load(cls, folder: str | Path) -> tuple["ForecastCorrector", str, int]:
+        """Read a folder written by :meth:`save`; return the corrector, its base controller's name and the number
+        of forecast scenarios it plans on.
 
         :raises ValueError: naming the file and the field, for anything but such a file
         """
@@ -220,9 +253,34 @@ class ForecastCorrector:
             raise field_error("layout", f"is not an observation layout: {err!r}") from None
         try:
             weights = np.asarray(record.get("weights"), dtype=np.float64)
-            return cls(layout, weights, record["signature"], dict(record.get("fit", {}))), record["base"]
+            corrector = cls(layout, weights, record["signature"], dict(record.get("fit", {})))
         except (TypeError, ValueError) as err:
             raise field_error("weights", f"must be a finite (series, leads, leads) array of numbers: {str(err)[:200]}") from None
+        if record.get("residuals") is not None:
+            try:
+                corrector.set_residuals(record["residuals"])
+            except (TypeError, ValueError) as err:
+                raise field_error("residuals", f"is not valid: {str(err)[:200]}") from None
+        scenarios = record.get("scenarios", 0)
+        try:
+            check_scenarios(scenarios, record["base"], corrector)
+        except ValueError as err:
+            raise field_error("scenarios", str(err)) from None
+        return corrector, record["base"], scenarios
+
+
+#: Most forecast scenarios a controller plans on (one LP block each).
+MAX_SCENARIOS = 256
+
+
+def check_scenarios(scenarios: Any, base: str, corrector: ForecastCorrector) -> None:
+    """Refuse a number of forecast scenarios outside [0, :data:`MAX_SCENARIOS`], scenarios for a base other than
+    ``mpc`` (the only one that plans on several forecasts at once) or for a corrector without residuals."""
+    check_range("scenarios", scenarios, 0, MAX_SCENARIOS, integer=True)
+    if scenarios and base != "mpc":
+        raise ValueError(f"scenarios need base 'mpc' (the scenario LP), got {base!r}")
+    if scenarios and corrector.residuals is None:
+        raise ValueError("scenarios need a corrector with residuals (fit_corrector(residual_days=...) or fit-forecast --scenarios)")
 
 
 def episode_batches(scenario: Scenario, days: int, seed: int, split: str = "train", n_envs: int = 64) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -256,13 +314,18 @@ def collect_windows(scenario: str | Scenario | dict, days: int, seed: int, split
     return windows, previous, truth, observation_layout(sc)
 
 
-def fit_corrector(scenario: str | Scenario | dict = "campus", days: int = 4096, seed: int = 0, ridge: float = 1e-3) -> ForecastCorrector:
+def fit_corrector(
+    scenario: str | Scenario | dict = "campus", days: int = 4096, seed: int = 0, ridge: float = 1e-3, residual_days: int = 0, residual_samples: int = 1024
+) -> ForecastCorrector:
     """Fit a :class:`ForecastCorrector` on ``days`` random days of the training years.
 
     :param scenario: preset name, YAML path, mapping or :class:`~sb3_microgrid.scenario.Scenario`
     :param days: training days to draw, with replacement (rounded up to a multiple of 64 above 64)
     :param seed: fit seed: the day draws and their forecast noise (:data:`FIT_SEED_STRIDE`)
     :param ridge: Tikhonov weight (:meth:`ForecastCorrector.fit`)
+    :param residual_days: also keep residuals (:meth:`ForecastCorrector.fit_residuals`) of the first
+        ``residual_days`` of those days (0: none), in [0, ``days``]
+    :param residual_samples: residual vectors kept, in [1, 65,536]
     """
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise ValueError(f"days must be a positive integer, got {days!r}")
@@ -270,10 +333,16 @@ def fit_corrector(scenario: str | Scenario | dict = "campus", days: int = 4096, 
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if isinstance(ridge, bool) or not (isinstance(ridge, (int, float)) and 0.0 <= ridge <= 1e3):
         raise ValueError(f"ridge must be a number in [0, 1000], got {ridge!r}")
+    check_range("residual_days", residual_days, 0, days, integer=True)
+    check_range("residual_samples", residual_samples, 1, 65_536, integer=True)
     sc = load_scenario(scenario)
     start = time.perf_counter()
     corrector = ForecastCorrector.fit(episode_batches(sc, days, seed), observation_layout(sc), noise_signature(sc), ridge, scenario=sc.name, seed=seed)
     corrector.fit_info["days"] = corrector.fit_info["samples"] // (sc.episode_steps - 1)
     corrector.fit_info["env_steps"] = corrector.fit_info["days"] * sc.episode_steps
+    if residual_days:
+        # the first residual_days of the same draw: in sample, as a few hundred weights per series barely overfit
+        corrector.fit_residuals(episode_batches(sc, residual_days, seed), residual_samples, seed)
+        corrector.fit_info.update(residual_days=residual_days, residual_samples=corrector.residuals.shape[0])
     corrector.fit_info["seconds"] = time.perf_counter() - start
     return corrector
