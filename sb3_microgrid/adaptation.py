@@ -21,6 +21,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
+from .common.safe_pickle import load_vecnormalize
 from .algos import ALGOS, load
 from .baselines.sb3_model import statistics_for
 from .callbacks.checkpoint import MODEL, VECNORMALIZE, write_run_json
@@ -89,7 +90,7 @@ def site_env(site: Scenario, n_envs: int, seed: int, statistics: str | Path | No
     env: VecEnv = VecMonitor(MicrogridVecEnv(n_envs, scenario=site, seed=seed))
     if statistics is None:
         return env
-    env = VecNormalize.load(str(statistics), env)
+    env = load_vecnormalize(statistics, env)
     env.training = True
     return env
 

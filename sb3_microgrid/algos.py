@@ -26,7 +26,6 @@ actions (only training differs).
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.save_util import json_to_data
 
 from .callbacks.checkpoint import RUN_JSON, CheckpointError, read_run_json
+from .common.safe_pickle import UnsafePickleError, data_text, model_objects
 from .dyna import DynaSAC
 from .epsilon_sac import EpsilonSAC
 from .epsilon_td3 import EpsilonTD3
@@ -99,11 +99,12 @@ def saved_data(path: str | Path) -> dict[str, Any]:
 
     :raises ValueError: if ``path`` is not a model saved by SB3
     """
+    text = data_text(path)
     try:
-        with zipfile.ZipFile(path) as archive:
-            text = archive.read("data").decode()
-        data = json_to_data(text)
-    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, ValueError) as err:
+        data = json_to_data(text, custom_objects=model_objects(text, prediction=True))
+    except UnsafePickleError as err:
+        raise UnsafePickleError(f"{path}: {err}") from None
+    except ValueError as err:
         raise ValueError(f"{path} is not a saved Stable-Baselines3 model ({err})") from None
     if not isinstance(data, dict) or "policy_class" not in data:
         raise ValueError(f"{path} is not a saved Stable-Baselines3 model (no policy class in its data)")
@@ -156,10 +157,11 @@ def load(path: str | Path, algo: str | type[BaseAlgorithm] | None = None, device
         classes = [ALGOS[name] for name in identify(path)]
     else:
         classes = [algorithm(algo) if isinstance(algo, str) else algo]
-    custom: dict[str, Any] = {}
+    # every pickled attribute, read safely: SB3's loader then unpickles nothing
+    custom = model_objects(data_text(path), prediction=True)
     buffer_class = data.get("replay_buffer_class")
     if isinstance(buffer_class, type) and issubclass(buffer_class, HerReplayBuffer):
-        custom = {"replay_buffer_class": None, "replay_buffer_kwargs": {}}
+        custom |= {"replay_buffer_class": None, "replay_buffer_kwargs": {}}
     errors = []
     for cls in classes:
         try:

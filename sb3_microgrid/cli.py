@@ -370,28 +370,40 @@ def _add_fit_forecast(subparsers: Any) -> None:
     p.add_argument("--days", type=_positive_int, default=4096, metavar="N", help="training days to fit on (default: 4096; the validation curve is flat from 256)")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="fit seed: the training-day draws and their forecast noise")
     p.add_argument("--validation-days", type=_non_negative_int, default=30, metavar="N", help="first N validation days to score on (0: skip; default: 30)")
+    p.add_argument(
+        "--scenarios", type=_non_negative_int, default=0, metavar="K",
+        help="MPC plans on K forecast scenarios drawn from the corrector's residuals (0: on the corrected forecast alone; "
+        "default: 0; 16 was best on validation days, docs/forecast_correction.md); needs --base mpc",
+    )  # fmt: skip
+    p.add_argument("--residual-days", type=_non_negative_int, default=256, metavar="N", help="with --scenarios, the training days whose residuals are kept (default: 256)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
     p.set_defaults(func=_fit_forecast)
 
 
 def _fit_forecast(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
-    from .forecasting import BASES, CorrectedForecastController, fit_corrector
+    from .forecasting import BASES, MAX_SCENARIOS, CorrectedForecastController, fit_corrector
 
     if args.base not in BASES:  # checked here, not by argparse, so that building the parser imports nothing heavy
         raise UsageError(f"--base must be one of {list(BASES)}, got {args.base!r}")
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} exists and is not a folder")
-    corrector = fit_corrector(_scenario(args.scenario), days=args.days, seed=args.seed)
+    if args.scenarios and args.base != "mpc":
+        raise UsageError(f"--scenarios needs --base mpc (the scenario LP), got --base {args.base}")
+    if args.scenarios > MAX_SCENARIOS:
+        raise UsageError(f"--scenarios must be in [0, {MAX_SCENARIOS}], got {args.scenarios}")
+    if args.scenarios and not 1 <= args.residual_days <= args.days:
+        raise UsageError(f"--residual-days must be in [1, --days = {args.days}] with --scenarios, got {args.residual_days}")
+    corrector = fit_corrector(_scenario(args.scenario), days=args.days, seed=args.seed, residual_days=args.residual_days if args.scenarios else 0)
     info = corrector.fit_info
     print(f"fitted on {info['samples']} observations of {info['days']} training days (drawn with replacement) in {info['seconds']:.1f} s")
     if args.validation_days:
-        controller = CorrectedForecastController(args.base, corrector)
+        controller = CorrectedForecastController(args.base, corrector, scenarios=args.scenarios)
         summary = evaluate(controller, scenario=_scenario(args.scenario), split="validation", days=args.validation_days, seed=0).summary
         info["validation"] = {key: summary[key] for key in ("days", "gap_closed", "cost_per_day", "safety_violations", "unmet_ev_kwh_per_day")}
         print(f"validation, first {summary['days']} days: gap closed {summary['gap_closed']:.3f}, Rs {summary['cost_per_day']:,.0f}/day")
     try:
-        path = corrector.save(args.out, args.base)
+        path = corrector.save(args.out, args.base, args.scenarios)
     except OSError as err:
         raise UsageError(f"cannot write {args.out}: {err}") from None
     print(f"wrote {path}")

@@ -34,6 +34,7 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+from ..common.safe_pickle import load_vecnormalize
 from ..algos import load, run_record
 from ..callbacks.checkpoint import VECNORMALIZE
 from ..envs import MicrogridEnv
@@ -91,7 +92,7 @@ def load_statistics(stats: Path, env: gym.Env, name: str) -> VecNormalize:
     :raises ValueError: naming the file and the model ``name``, if the file cannot be used with ``env``
     """
     try:
-        normalizer = VecNormalize.load(str(stats), DummyVecEnv([lambda: env]))
+        normalizer = load_vecnormalize(stats, DummyVecEnv([lambda: env]))
     except Exception as err:  # noqa: BLE001 - a pickle can fail in many ways; name the file
         raise ValueError(f"cannot use VecNormalize statistics {stats} for model {name!r}: {type(err).__name__}: {err}") from None
     normalizer.training = False

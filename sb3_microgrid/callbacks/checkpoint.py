@@ -30,6 +30,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from ..common.safe_pickle import data_text, load_replay_buffer, load_vecnormalize, model_objects
+
 MODEL = "model.zip"
 VECNORMALIZE = "model_vecnormalize.pkl"
 REPLAY_BUFFER = "model_replay_buffer.pkl"
@@ -248,8 +250,10 @@ def load_checkpoint(directory: Path, cls: type[BaseAlgorithm], env: VecEnv, seed
     if issubclass(cls, OffPolicyAlgorithm) and REPLAY_BUFFER not in files:
         raise CheckpointError(f"{directory} has no {REPLAY_BUFFER}: {cls.__name__} would resume with an empty buffer")
     if isinstance(env, VecNormalize):
-        env = VecNormalize.load(str(directory / VECNORMALIZE), env.venv)
-    model = cls.load(directory / MODEL, env=env, device="cpu", **kwargs)
+        env = load_vecnormalize(directory / VECNORMALIZE, env.venv)
+    # every pickled attribute read safely, none replaced: training goes on with them
+    safe = model_objects(data_text(directory / MODEL), prediction=False)
+    model = cls.load(directory / MODEL, env=env, device="cpu", custom_objects=safe | kwargs.pop("custom_objects", {}), **kwargs)
     if isinstance(model, OffPolicyAlgorithm):
         if model.optimize_memory_usage:
             raise CheckpointError(
@@ -257,7 +261,7 @@ def load_checkpoint(directory: Path, cls: type[BaseAlgorithm], env: VecEnv, seed
                 "next observation in the next transition's slot, which the resumed run's first observation would overwrite "
                 "(one wrong transition per env). Evaluate the checkpoint, or start a new run"
             )
-        model.load_replay_buffer(directory / REPLAY_BUFFER)
+        load_replay_buffer(model, directory / REPLAY_BUFFER)
     env.seed(seed + model.num_timesteps)
     _restart_episodes(model, env)
     return model

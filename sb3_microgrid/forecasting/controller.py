@@ -35,10 +35,11 @@ class CorrectedForecastController:
     def __init__(self, base: str | Controller, corrector: ForecastCorrector, name: str | None = None, scenarios: int = 0, seed: int = 0) -> None:
         if isinstance(base, str) and base not in BASES:
             raise ValueError(f"base must be one of {list(BASES)} or a Controller object, got {base!r}")
-        check_scenarios(scenarios, base if isinstance(base, str) else getattr(base, "name", ""), corrector)
+        self.base = make_controller(base) if isinstance(base, str) else base
+        # any controller that plans on several forecasts at once counts as MPC here
+        check_scenarios(scenarios, "mpc" if hasattr(self.base, "act_scenarios") else getattr(self.base, "name", "?"), corrector)
         check_range("seed", seed, 0, 2**32 - 1, integer=True)
         self.scenarios, self.seed, self._episodes = scenarios, seed, 0
-        self.base = make_controller(base) if isinstance(base, str) else base
         #: it acts as its base does (per EV port for the baselines)
         self.ev_dispatch = getattr(self.base, "ev_dispatch", None)
         self.corrector = corrector

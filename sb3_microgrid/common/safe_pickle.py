@@ -1,0 +1,201 @@
+"""Reading the pickles inside SB3's files without running the code a pickle may carry.
+
+A model zip keeps its non-JSON attributes (policy class, spaces, schedules, ...) as cloudpickle payloads,
+``VecNormalize`` statistics and replay buffers are pickle files, and unpickling any of them can call any
+function it names. Here they are read with an unpickler that resolves only what SB3's own files need: numpy
+arrays, scalars and random generators, ``collections.deque`` / ``OrderedDict``, ``torch.device``, torch's
+activation and optimizer classes, numpy scalar types, and classes of Stable-Baselines3, sb3-contrib, this package and gymnasium
+that are policies, features extractors, spaces, buffers, schedules or normalisation statistics. Anything else
+(a function, ``os.system``, a class defined by value, as cloudpickle writes lambdas and closures) is refused
+with :class:`UnsafePickleError` naming it, before it is called.
+
+For prediction, attributes only training uses (the learning-rate and clip schedules, the last observation,
+episode statistics) that name something else are replaced by inert values instead: a model trained with
+rl_zoo3's ``lin_3e-4`` (a closure) still loads to act. A run resumed for training gets the error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule
+from stable_baselines3.common.utils import LinearSchedule as SB3LinearSchedule
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.her import HerReplayBuffer
+
+#: Functions and classes a pickle may name outright (numpy's array, scalar and generator reconstruction).
+ALLOWED_GLOBALS = frozenset(
+    f"{prefix}.{name}"
+    for prefix, names in {
+        "numpy": ("dtype", "ndarray"),
+        "numpy.core.multiarray": ("_reconstruct", "scalar"),
+        "numpy._core.multiarray": ("_reconstruct", "scalar"),
+        "numpy.core.numeric": ("_frombuffer",),
+        "numpy._core.numeric": ("_frombuffer",),
+        "numpy.random._pickle": ("__generator_ctor", "__bit_generator_ctor", "__randomstate_ctor"),
+        "numpy.random._pcg64": ("PCG64", "PCG64DXSM"),
+        "numpy.random._mt19937": ("MT19937",),
+        "numpy.random._philox": ("Philox",),
+        "numpy.random._sfc64": ("SFC64",),
+        "numpy.random.bit_generator": ("__pyx_unpickle_SeedSequence", "SeedSequence"),
+        "numpy.random._generator": ("Generator",),
+        "collections": ("deque", "OrderedDict"),
+        "stable_baselines3.common.type_aliases": ("TrainFreq", "TrainFrequencyUnit"),
+        "torch": ("device",),
+        "torch._utils": ("_rebuild_tensor_v2", "_rebuild_parameter"),
+        "copyreg": ("_reconstructor",),
+        "builtins": ("object",),
+    }.items()
+    for name in names
+)
+#: Packages whose classes may be named when they derive from :data:`SAFE_BASES`.
+TRUSTED_PACKAGES = ("stable_baselines3", "sb3_contrib", "sb3_microgrid", "gymnasium", "torch")
+
+
+def _safe_bases() -> tuple[type, ...]:
+    from ..buffers.sum_tree import SumTree
+    from ..envs.layout import ObservationLayout
+    from ..schedules import ScaledSchedule, WarmupSchedule
+
+    schedules = (ConstantSchedule, FloatSchedule, SB3LinearSchedule, ScaledSchedule, WarmupSchedule)
+    return (BasePolicy, BaseFeaturesExtractor, gym.Space, BaseBuffer, ActionNoise, RunningMeanStd, VecNormalize, ObservationLayout, SumTree, th.optim.Optimizer, *schedules)
+
+
+#: Attributes of a model's data that prediction does not use, and what replaces them when they name something refused.
+PREDICTION_ONLY = {
+    "learning_rate": 0.0,
+    "lr_schedule": ConstantSchedule(0.0),
+    "clip_range": 0.0,
+    "clip_range_vf": None,
+    "exploration_schedule": ConstantSchedule(0.0),
+    "_last_obs": None,
+    "_last_original_obs": None,
+    "_last_episode_starts": None,
+    "ep_info_buffer": None,
+    "ep_success_buffer": None,
+}
+
+
+class UnsafePickleError(ValueError):
+    """A pickle names something this module does not resolve."""
+
+
+def _storage_from_bytes(payload: bytes) -> Any:
+    """``torch.storage._load_from_bytes``, with which a pickled tensor rebuilds its storage, but reading the
+    storage with torch's weights-only unpickler (the original reads it with the unrestricted one)."""
+    return th.load(io.BytesIO(payload), weights_only=True)
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        full = f"{module}.{name}"
+        if full == "torch.storage._load_from_bytes":
+            return _storage_from_bytes
+        if full in ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        if module == "numpy" and isinstance(scalar := getattr(np, name, None), type) and issubclass(scalar, np.generic):
+            return scalar  # a scalar type (np.float32 ...), as action noise keeps its dtype
+        if module.split(".")[0] in TRUSTED_PACKAGES and "." not in name:
+            found = super().find_class(module, name)
+            activation = module == "torch.nn.modules.activation"
+            if isinstance(found, type) and (activation or issubclass(found, _safe_bases())):
+                return found
+        raise UnsafePickleError(f"refused {full}: only arrays, spaces, schedules, policies, buffers and statistics of trusted packages are loaded")
+
+
+def loads(payload: bytes) -> Any:
+    """Unpickle ``payload``, resolving only what SB3's files need (module docstring).
+
+    :raises UnsafePickleError: naming the first thing refused
+    """
+    return _Unpickler(io.BytesIO(payload)).load()
+
+
+def load_file(path: str | Path, what: str, expected: type) -> Any:
+    """The object pickled in ``path``, which must be an instance of ``expected``.
+
+    :param what: what the file is, for errors
+    :raises ValueError: naming the file, if it cannot be read, names something refused or holds something else
+    """
+    try:
+        obj = loads(Path(path).read_bytes())
+    except UnsafePickleError as err:
+        raise UnsafePickleError(f"{what} {path}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - a corrupt pickle fails in many ways; name the file
+        raise ValueError(f"cannot read {what} {path}: {type(err).__name__}: {err}") from None
+    if not isinstance(obj, expected):
+        raise ValueError(f"{what} {path} holds a {type(obj).__name__}, not a {expected.__name__}")
+    return obj
+
+
+def data_text(path: str | Path) -> str:
+    """The ``data`` file of a model zip (JSON).
+
+    :raises ValueError: if ``path`` is not a zip with such a file
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.read("data").decode()
+    except (OSError, zipfile.BadZipFile, KeyError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a saved Stable-Baselines3 model ({err})") from None
+
+
+def model_objects(text: str, prediction: bool) -> dict[str, Any]:
+    """Every cloudpickled attribute of a model zip's ``data`` JSON, unpickled safely: SB3's ``custom_objects``,
+    so that its own loader unpickles nothing.
+
+    :param text: the zip's ``data`` file
+    :param prediction: replace refused attributes of :data:`PREDICTION_ONLY` by inert values instead of refusing
+    :raises UnsafePickleError: naming the attribute and what it names
+    :raises ValueError: if ``text`` is not such JSON
+    """
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("the model's data is not a JSON object")
+    objects = {}
+    for key, item in data.items():
+        if not (isinstance(item, dict) and ":serialized:" in item):
+            continue
+        try:
+            objects[key] = loads(base64.b64decode(item[":serialized:"]))
+        except UnsafePickleError as err:
+            if not (prediction and key in PREDICTION_ONLY):
+                raise UnsafePickleError(f"attribute {key!r}: {err}") from None
+            objects[key] = PREDICTION_ONLY[key]
+        except (binascii.Error, TypeError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError) as err:
+            if not (prediction and key in PREDICTION_ONLY):
+                raise ValueError(f"attribute {key!r} cannot be read: {type(err).__name__}: {err}") from None
+            objects[key] = PREDICTION_ONLY[key]
+    return objects
+
+
+def load_vecnormalize(path: str | Path, venv: VecEnv) -> VecNormalize:
+    """``VecNormalize.load`` without unpickling anything unsafe: the statistics in ``path`` around ``venv``."""
+    normalizer = load_file(path, "VecNormalize statistics", VecNormalize)
+    normalizer.set_venv(venv)
+    return normalizer
+
+
+def load_replay_buffer(model: OffPolicyAlgorithm, path: str | Path, truncate_last_traj: bool = True) -> None:
+    """``model.load_replay_buffer(path)`` without unpickling anything unsafe (the same steps as SB3's)."""
+    model.replay_buffer = load_file(path, "replay buffer", ReplayBuffer)
+    if isinstance(model.replay_buffer, HerReplayBuffer):
+        model.replay_buffer.set_env(model.env)
+        if truncate_last_traj:
+            model.replay_buffer.truncate_last_trajectory()

@@ -1,0 +1,147 @@
+"""Model zips, VecNormalize statistics and replay buffers are read without running what their pickles name."""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+import zipfile
+from pathlib import Path
+
+import pytest
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.save_util import json_to_data
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+from sb3_microgrid import MicrogridEnv
+from sb3_microgrid.algos import load
+from sb3_microgrid.baselines import make_controller
+from sb3_microgrid.common.safe_pickle import UnsafePickleError, load_replay_buffer, load_vecnormalize, loads, model_objects
+
+
+class _Touch:
+    """Unpickled, creates ``path``: stands for any code a pickle can run (``os.system`` and the like)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _replace_member(archive_path: Path, member: str, content: bytes) -> None:
+    with zipfile.ZipFile(archive_path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members[member] = content
+    with zipfile.ZipFile(archive_path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("model")
+    PPO("MlpPolicy", MicrogridEnv(), n_steps=16, batch_size=16, seed=0).save(folder / "model.zip")
+    return folder / "model.zip"
+
+
+def _with_payload(saved: Path, tmp_path: Path, key: str, payload: bytes) -> Path:
+    target = tmp_path / "model.zip"
+    target.write_bytes(saved.read_bytes())
+    with zipfile.ZipFile(target) as archive:
+        data = json.loads(archive.read("data"))
+    data[key] = {":type:": "<class 'object'>", ":serialized:": base64.b64encode(payload).decode()}
+    _replace_member(target, "data", json.dumps(data).encode())
+    return target
+
+
+def test_the_hostile_payload_runs_under_sb3s_own_reader(saved, tmp_path):
+    """The control: without this module the file's code runs."""
+    marker = tmp_path / "ran"
+    target = _with_payload(saved, tmp_path, "policy_class", pickle.dumps(_Touch(marker)))
+    with zipfile.ZipFile(target) as archive:
+        json_to_data(archive.read("data").decode())
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("key", ["policy_class", "observation_space", "action_space", "policy_kwargs"])
+def test_a_model_whose_pickle_runs_code_is_refused_before_it_runs(saved, tmp_path, key):
+    marker = tmp_path / "ran"
+    target = _with_payload(saved, tmp_path, key, pickle.dumps(_Touch(marker)))
+    for reader in (load, make_controller):
+        with pytest.raises(UnsafePickleError, match=rf"model.zip: attribute '{key}': refused (builtins|io).open"):
+            reader(str(target))
+    assert not marker.exists()
+
+
+def test_a_hostile_training_attribute_is_not_run_and_not_needed_to_act(saved, tmp_path):
+    marker = tmp_path / "ran"
+    target = _with_payload(saved, tmp_path, "lr_schedule", pickle.dumps(_Touch(marker)))
+    model = load(target)
+    assert model.predict(model.observation_space.sample())[0].shape == model.action_space.shape and not marker.exists()
+    with zipfile.ZipFile(target) as archive, pytest.raises(UnsafePickleError, match="attribute 'lr_schedule'"):
+        model_objects(archive.read("data").decode(), prediction=False)
+
+
+def test_an_attribute_only_training_reads_is_replaced_for_prediction_and_refused_for_training(tmp_path):
+    """A lambda schedule (as rl_zoo3's ``lin_3e-4``) is pickled by value: prediction does without it, a resumed run may not."""
+    PPO("MlpPolicy", MicrogridEnv(), learning_rate=lambda progress: 3e-4 * progress, n_steps=16, batch_size=16, seed=0).save(tmp_path / "model.zip")
+    model = load(tmp_path / "model.zip")
+    assert model.lr_schedule(1.0) == 0.0
+    with zipfile.ZipFile(tmp_path / "model.zip") as archive:
+        text = archive.read("data").decode()
+    with pytest.raises(UnsafePickleError, match="attribute 'learning_rate'"):
+        model_objects(text, prediction=False)
+
+
+def test_hostile_vecnormalize_statistics_are_refused(tmp_path):
+    marker, stats = tmp_path / "ran", tmp_path / "model_vecnormalize.pkl"
+    stats.write_bytes(pickle.dumps(_Touch(marker)))
+    with pytest.raises(UnsafePickleError, match="VecNormalize statistics .*refused"):
+        load_vecnormalize(stats, DummyVecEnv([MicrogridEnv]))
+    assert not marker.exists()
+
+
+def test_vecnormalize_statistics_round_trip(tmp_path):
+    env = VecNormalize(DummyVecEnv([MicrogridEnv]))
+    env.reset()
+    env.step([env.action_space.sample()])
+    env.save(tmp_path / "stats.pkl")
+    loaded = load_vecnormalize(tmp_path / "stats.pkl", DummyVecEnv([MicrogridEnv]))
+    assert (loaded.obs_rms.mean == env.obs_rms.mean).all() and loaded.obs_rms.count == env.obs_rms.count
+
+
+def test_statistics_of_another_kind_are_named(tmp_path):
+    (tmp_path / "stats.pkl").write_bytes(pickle.dumps({"mean": 0}))
+    with pytest.raises(ValueError, match="holds a dict, not a VecNormalize"):
+        load_vecnormalize(tmp_path / "stats.pkl", DummyVecEnv([MicrogridEnv]))
+
+
+def test_replay_buffer_round_trip_and_a_hostile_one(tmp_path):
+    model = SAC("MlpPolicy", MicrogridEnv(), buffer_size=64, learning_starts=8, batch_size=8, seed=0)
+    model.learn(16)
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    fresh = SAC("MlpPolicy", MicrogridEnv(), buffer_size=64, seed=0)
+    load_replay_buffer(fresh, tmp_path / "buffer.pkl")
+    assert fresh.replay_buffer.pos == model.replay_buffer.pos and (fresh.replay_buffer.observations == model.replay_buffer.observations).all()
+    marker = tmp_path / "ran"
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps(_Touch(marker)))
+    with pytest.raises(UnsafePickleError, match="replay buffer"):
+        load_replay_buffer(fresh, tmp_path / "evil.pkl")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"cos\nsystem\n(S'true'\ntR.",  # protocol 0: os.system('true')
+        pickle.dumps(print),
+        pickle.dumps(eval),
+        pickle.dumps(Path),  # a class outside the trusted packages
+        pickle.dumps(MicrogridEnv),  # a trusted package's class of a kind no SB3 file holds
+    ],
+    ids=["os_system", "builtin_function", "eval", "foreign_class", "env_class"],
+)
+def test_only_what_sb3_files_hold_is_resolved(payload):
+    with pytest.raises(UnsafePickleError, match="refused"):
+        loads(payload)
