@@ -27,7 +27,7 @@ from sb3_microgrid.scenario import load_scenario
 
 CONF = Path(__file__).resolve().parent.parent / "hyperparams" / "ppo.yml"
 #: Forecast scenarios MPC hedges on: the smallest number within 0.002 of the best on validation days (docs/results.md).
-SCENARIOS = 16
+SCENARIOS = 32
 
 
 def train(timesteps: int, out: Path, seed: int) -> Path:

@@ -29,7 +29,7 @@ from .envs import MicrogridVecEnv
 from .envs.multi_site import MultiSiteVecEnv
 from .hyperparams import MAX_ENVS, constructor_parameters
 from .reptile import Reptile
-from .scenario import Scenario, ScenarioError, load_scenario, to_dict
+from .scenario import SEED_MAX, Scenario, ScenarioError, check_range, load_scenario, to_dict
 from .sites import SITE_PRESETS, check_not_held_out, preset_site
 from .validation import ValidationCallback
 
@@ -38,8 +38,6 @@ from .validation import ValidationCallback
 SITE_INTERFACE = {"ev__dispatch": "aggregate", "observation__site_context": True, "reward__exogenous_baseline": True}
 #: Most fine-tuning steps ``adapt`` takes: a hundred times the benchmark's largest budget.
 MAX_ADAPT_STEPS = 40_000_000
-#: Largest seed: SB3 seeds numpy's global generator with it, which takes [0, 2**32 - 1].
-MAX_SEED = 2**32 - 1
 #: Env steps between validation scores when ``adapt`` selects on validation days and none is given: ValidationCallback's.
 DEFAULT_EVAL_FREQ: int = inspect.signature(ValidationCallback).parameters["eval_freq"].default
 #: Models ``adapt`` fine-tunes: their policy is PPO's actor-critic.
@@ -170,7 +168,7 @@ def adapt(
     :param site: a site preset's name or a scenario YAML file (:func:`resolve_site`)
     :param timesteps: fine-tuning env steps, ``0 <= timesteps <=`` :data:`MAX_ADAPT_STEPS`
     :param out: run folder to write; must not hold a model yet
-    :param seed: seed of the envs and of PPO, in ``[0,`` :data:`MAX_SEED` ``]``
+    :param seed: seed of the envs and of PPO, in ``[0,`` :data:`~sb3_microgrid.scenario.SEED_MAX` ``]``
     :param n_envs: microgrids stepped together (``hyperparams/ppo.yml``: 8), in ``[1,`` :data:`~sb3_microgrid.hyperparams.MAX_ENVS` ``]``
     :param progress_bar: show SB3's progress bar
     :param eval_days: select on the site's first ``eval_days`` validation days, in ``[1,`` days of the validation
@@ -183,15 +181,15 @@ def adapt(
     :raises FileNotFoundError: if ``model`` does not exist
     """
     scenario = resolve_site(site)
-    for name, value, low, high in (("timesteps", timesteps, 0, MAX_ADAPT_STEPS), ("n_envs", n_envs, 1, MAX_ENVS), ("seed", seed, 0, MAX_SEED)):
-        _check_int(name, value, low, high)
+    for name, value, low, high in (("timesteps", timesteps, 0, MAX_ADAPT_STEPS), ("n_envs", n_envs, 1, MAX_ENVS), ("seed", seed, 0, SEED_MAX)):
+        check_range(name, value, low, high, integer=True)
     if eval_days == 0 and eval_freq is not None:
         raise ValueError(f"eval_freq ({eval_freq!r}) applies only when selecting on validation days: give eval_days >= 1")
     validation_days = 0 if eval_days == 0 else len(MicrogridVecEnv(1, scenario=scenario, split="validation").core.start_days)
-    _check_int("eval_days", eval_days, 0, validation_days)
+    check_range("eval_days", eval_days, 0, validation_days, integer=True)
     if eval_days:
         eval_freq = DEFAULT_EVAL_FREQ if eval_freq is None else eval_freq
-        _check_int("eval_freq", eval_freq, 1, MAX_ADAPT_STEPS)
+        check_range("eval_freq", eval_freq, 1, MAX_ADAPT_STEPS, integer=True)
     if Path(out).exists() and not Path(out).is_dir():
         raise ValueError(f"{out} exists and is not a folder; choose another folder")
     if (Path(out) / MODEL).exists():
@@ -216,12 +214,6 @@ def adapt(
         }  # fmt: skip
     save_run(out, tuned, **record)
     return tuned
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    """Refuse ``value`` unless it is an integer in ``[low, high]``, naming ``name`` and the range."""
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high:,}], got {value!r}")
 
 
 def _score_untrained(model: PPO, validation: ValidationCallback) -> None:

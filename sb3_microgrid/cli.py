@@ -373,7 +373,7 @@ def _add_fit_forecast(subparsers: Any) -> None:
     p.add_argument(
         "--scenarios", type=_non_negative_int, default=0, metavar="K",
         help="MPC plans on K forecast scenarios drawn from the corrector's residuals (0: on the corrected forecast alone; "
-        "default: 0; 16 was best on validation days, docs/forecast_correction.md); needs --base mpc",
+        "default: 0; 32 was chosen on validation days, docs/forecast_correction.md); needs --base mpc",
     )  # fmt: skip
     p.add_argument("--residual-days", type=_non_negative_int, default=256, metavar="N", help="with --scenarios, the training days whose residuals are kept (default: 256)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")

@@ -43,6 +43,10 @@ def _f(default: Any, lo: float = -INF, hi: float = INF, *, lo_open: bool = False
     return field(default=default, metadata={"range": (lo, hi, lo_open), "doc": doc})
 
 
+#: Largest seed anywhere in the package: numpy's legacy seeding (SB3's ``set_random_seed``) takes [0, 2**32 - 1].
+SEED_MAX = 2**32 - 1
+
+
 def check_range(path: str, value: Any, lo: float, hi: float, lo_open: bool = False, integer: bool = False) -> None:
     """Raise :class:`ScenarioError` naming ``path`` and the range ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``) unless
     ``value`` is a finite number in it (an integer with ``integer``)."""
@@ -318,7 +322,7 @@ class DataConfig(_Validated):
 
     _section: ClassVar[str] = "data"
 
-    seed: int = _f(0, 0, 2**32 - 1, doc="seed of the synthetic data and of sessions generated for the user's series")
+    seed: int = _f(0, 0, SEED_MAX, doc="seed of the synthetic data and of sessions generated for the user's series")
     years: int = _f(10, 1, 100, doc="years of synthetic data")
     start_year: int = _f(2015, 1900, 2200)
     load_mean_kw: float = _f(316.0, 0, 1e7, lo_open=True, doc="mean building load of the synthetic data (kW)")

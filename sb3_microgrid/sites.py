@@ -22,13 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scenario import CLIMATES, LOAD_PROFILES, Scenario, ScenarioError, check_range, load_scenario
+from .scenario import CLIMATES, LOAD_PROFILES, SEED_MAX, Scenario, ScenarioError, check_range, load_scenario
 
 # Data seeds 0-999 are left to hand-written scenarios (the default campus uses 0). The two ranges are disjoint.
 TRAINING_DATA_SEEDS = range(1_000, 2**31)
 HELD_OUT_DATA_SEEDS = range(2**31, 2**31 + 1_000)
-#: Largest data seed a site may have (the scenario's ``data.seed`` range is [0, 2**32 - 1]).
-DATA_SEED_MAX = 2**32 - 1
 
 # Mean building load by load kind (kW) [est]: from a small college, clinic or office block to a large campus,
 # hospital or factory supplied at high tension.
@@ -98,7 +96,7 @@ class SiteSpec:
     """One site in relative terms, checked against the family's ranges; :meth:`scenario` builds its scenario.
 
     :param name: scenario name, a non-empty string
-    :param data_seed: seed of the site's synthetic data, an integer in ``[0, DATA_SEED_MAX]`` (:data:`HELD_OUT_DATA_SEEDS`
+    :param data_seed: seed of the site's synthetic data, an integer in ``[0,`` :data:`~sb3_microgrid.scenario.SEED_MAX` ``]`` (:data:`HELD_OUT_DATA_SEEDS`
         for a held-out site, :data:`TRAINING_DATA_SEEDS` for a sampled one)
     :param load_profile: one of ``LOAD_PROFILES``
     :param climate: one of ``CLIMATES``
@@ -145,7 +143,7 @@ class SiteSpec:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ScenarioError(f"site name must be a non-empty string, got {self.name!r}")
         # The scenario's data.seed range, checked here so that the error names the site and this field.
-        check_range(f"site {self.name!r}: data_seed", self.data_seed, 0, DATA_SEED_MAX, integer=True)
+        check_range(f"site {self.name!r}: data_seed", self.data_seed, 0, SEED_MAX, integer=True)
         for name, allowed in (("load_profile", LOAD_PROFILES), ("climate", CLIMATES), ("tariff", TARIFFS), ("port_power_kw", PORT_POWERS_KW)):
             if getattr(self, name) not in allowed:
                 raise ScenarioError(f"site {self.name!r}: {name} = {getattr(self, name)!r}; allowed: {', '.join(map(repr, allowed))}")
@@ -366,7 +364,7 @@ def sample_sites(n: int, seed: int) -> list[Scenario]:
         reads a larger seed as several 32-bit words, so ``seed + 2**32 * i`` would give site ``i`` of ``seed`` again
     """
     check_range("sample_sites n", n, 0, 1_000_000, integer=True)
-    check_range("sample_sites seed", seed, 0, 2**32 - 1, integer=True)
+    check_range("sample_sites seed", seed, 0, SEED_MAX, integer=True)
     return [_sampled_spec(seed, i).scenario() for i in range(n)]
 
 

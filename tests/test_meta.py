@@ -315,7 +315,7 @@ def test_adapt_refuses_bad_inputs_before_training(meta_run, tmp_path, capsys):
     err = one_line_error(capsys)
     assert "mars_base" in err and all(name in err for name in SITE_PRESETS)
     assert main([*argv, "--site", "factory", "--timesteps", "40000001"]) == 2
-    assert "timesteps must be an integer in [0, 40,000,000]" in one_line_error(capsys)
+    assert "timesteps = 40000001 is outside the allowed range [0, 40000000]" in one_line_error(capsys)
     campus = tmp_path / "campus.zip"
     PPO("MlpPolicy", MicrogridVecEnv(1), device="cpu").save(campus)
     assert main(["adapt", "--model", str(campus), "--site", "factory", "--timesteps", "10", "--out", str(tmp_path / "y")]) == 2
@@ -328,7 +328,7 @@ def test_adapt_refuses_bad_inputs_before_training(meta_run, tmp_path, capsys):
 
 
 def test_adapt_refuses_a_bad_seed_an_output_file_and_save_run_an_unregistered_class_before_writing(meta_run, tmp_path, monkeypatch, capsys):
-    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 4,294,967,295\], got -1"):
+    with pytest.raises(ValueError, match=r"seed = -1 is outside the allowed range \[0, 4294967295\]"):
         adapt(meta_run, "factory", 0, tmp_path / "a", seed=-1)
     (tmp_path / "file").write_text("")
     monkeypatch.setattr("sb3_microgrid.adaptation.fine_tuning_model", lambda *args: pytest.fail("trained before refusing"))
@@ -381,7 +381,7 @@ def test_adapt_selection_options_from_the_command_line(meta_run, tmp_path, capsy
     assert main([*argv, "--out", str(tmp_path / "x"), "--eval-freq", "96"]) == 2
     assert "eval_freq (96) applies only when selecting on validation days" in one_line_error(capsys)
     assert main([*argv, "--out", str(tmp_path / "x"), "--eval-days", "366"]) == 2
-    assert "eval_days must be an integer in [0, 365], got 366" in one_line_error(capsys)
+    assert "eval_days = 366 is outside the allowed range [0, 365]" in one_line_error(capsys)
     assert not (tmp_path / "x").exists()
     out = tmp_path / "zero"
     assert main([*argv, "--out", str(out), "--eval-days", "1"]) == 0  # zero-shot: scored once, written unchanged

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..baselines import Controller, make_controller
 from ..envs import MicrogridEnv
-from ..scenario import check_range
+from ..scenario import SEED_MAX, check_range
 from .correction import BASES, ForecastCorrector, check_scenarios
 
 
@@ -38,7 +38,7 @@ class CorrectedForecastController:
         self.base = make_controller(base) if isinstance(base, str) else base
         # any controller that plans on several forecasts at once counts as MPC here
         check_scenarios(scenarios, "mpc" if hasattr(self.base, "act_scenarios") else getattr(self.base, "name", "?"), corrector)
-        check_range("seed", seed, 0, 2**32 - 1, integer=True)
+        check_range("seed", seed, 0, SEED_MAX, integer=True)
         self.scenarios, self.seed, self._episodes = scenarios, seed, 0
         #: it acts as its base does (per EV port for the baselines)
         self.ev_dispatch = getattr(self.base, "ev_dispatch", None)
