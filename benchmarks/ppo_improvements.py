@@ -253,6 +253,8 @@ def main() -> None:
     unknown = sorted(set(names) - set(configs()))
     if unknown:
         raise SystemExit(f"unknown config(s) {unknown}; allowed: {list(configs())}")
+    if args.seeds < 1:
+        raise SystemExit(f"--seeds must be at least 1, got {args.seeds}: a table needs runs")
     if len({base_of(n) for n in names}) > 1:
         raise SystemExit(f"the off-policy arm {OFF_POLICY} and the PPO configurations make separate tables: run them with separate --configs and --name")
     scenario = {"base": "campus", **args.override.get("scenario", {})}

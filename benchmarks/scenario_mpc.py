@@ -45,11 +45,13 @@ def main() -> None:
     parser.add_argument("--test-days", type=int, default=None, help="first N test days (default: the whole test year)")
     parser.add_argument("--name", default="scenario_mpc")
     args = parser.parse_args()
+    if args.seeds < 1 or not args.select or min(args.select) < 1:
+        raise SystemExit(f"--seeds must be at least 1 and --select numbers of scenarios at least 1, got {args.seeds} and {args.select}")
     start = time.perf_counter()
     fit: Any = lambda seed: fit_corrector(args.scenario, days=4096, seed=seed, residual_days=args.residual_days)  # noqa: E731
     corrector = fit(0)
     validation = {k: score(CorrectedForecastController("mpc", corrector, scenarios=k), args.scenario, "validation", args.val_days) for k in [0, *args.select]}
-    best = max(v["gap_closed"] for v in validation.values())
+    best = max(validation[k]["gap_closed"] for k in args.select)
     chosen = min(k for k in args.select if validation[k]["gap_closed"] >= best - 0.002)
     print(args.scenario, "validation", {k: round(v["gap_closed"], 4) for k, v in validation.items()}, "chosen", chosen, flush=True)
     test = []

@@ -21,10 +21,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
-from .common.safe_pickle import load_vecnormalize
 from .algos import ALGOS, load
 from .baselines.sb3_model import statistics_for
 from .callbacks.checkpoint import MODEL, VECNORMALIZE, write_run_json
+from .common.safe_pickle import load_vecnormalize
 from .envs import MicrogridVecEnv
 from .envs.multi_site import MultiSiteVecEnv
 from .hyperparams import MAX_ENVS, constructor_parameters
@@ -199,7 +199,8 @@ def adapt(
     statistics, normalised = statistics_for(model)
     if statistics is None and normalised:
         raise ValueError(f"{model} was trained on normalised observations but no VecNormalize statistics were found beside it")
-    tuned = fine_tuning_model(load(model), site_env(scenario, n_envs, seed, statistics), seed)
+    # loaded to train on: a schedule that names something refused is an error, not an inert stand-in
+    tuned = fine_tuning_model(load(model, prediction=False), site_env(scenario, n_envs, seed, statistics), seed)
     validation = ValidationCallback(days=eval_days, eval_freq=eval_freq, log_path=str(out)) if eval_days else None
     if timesteps > 0:
         tuned.learn(timesteps, callback=validation, progress_bar=progress_bar)

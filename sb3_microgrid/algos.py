@@ -32,10 +32,9 @@ from typing import Any
 from sb3_contrib import ARS, TQC, TRPO, CrossQ, RecurrentPPO
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3, HerReplayBuffer
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.save_util import json_to_data
 
 from .callbacks.checkpoint import RUN_JSON, CheckpointError, read_run_json
-from .common.safe_pickle import UnsafePickleError, data_text, model_objects
+from .common.safe_pickle import SavedModel, read_model
 from .dyna import DynaSAC
 from .epsilon_sac import EpsilonSAC
 from .epsilon_td3 import EpsilonTD3
@@ -95,20 +94,19 @@ def run_record(path: str | Path) -> dict[str, Any] | None:
 
 
 def saved_data(path: str | Path) -> dict[str, Any]:
-    """The ``data`` of a model zip (attributes and classes as SB3 saves them, deserialised).
+    """The ``data`` of a model zip (attributes and classes as SB3 saves them, the pickled ones read safely:
+    :func:`~sb3_microgrid.common.safe_pickle.read_model`).
 
-    :raises ValueError: if ``path`` is not a model saved by SB3
+    :raises ValueError: if ``path`` is not a model saved by SB3 (:class:`~sb3_microgrid.common.safe_pickle.UnsafePickleError`
+        if it names something refused)
     """
-    text = data_text(path)
-    try:
-        data = json_to_data(text, custom_objects=model_objects(text, prediction=True))
-    except UnsafePickleError as err:
-        raise UnsafePickleError(f"{path}: {err}") from None
-    except ValueError as err:
-        raise ValueError(f"{path} is not a saved Stable-Baselines3 model ({err})") from None
-    if not isinstance(data, dict) or "policy_class" not in data:
+    return _checked(read_model(path, prediction=True), path).data
+
+
+def _checked(saved: SavedModel, path: str | Path) -> SavedModel:
+    if not isinstance(saved.data, dict) or "policy_class" not in saved.data:
         raise ValueError(f"{path} is not a saved Stable-Baselines3 model (no policy class in its data)")
-    return data
+    return saved
 
 
 def candidates(data: dict[str, Any]) -> list[str]:
@@ -127,10 +125,11 @@ def candidates(data: dict[str, Any]) -> list[str]:
     return [name for _, name in sorted(ranked)] or list(ALGOS)
 
 
-def identify(path: str | Path) -> list[str]:
+def identify(path: str | Path, data: dict[str, Any] | None = None) -> list[str]:
     """The registered names to try for a model, in order: the run record's alone if there is one,
     else :func:`candidates` of the zip's data.
 
+    :param data: the zip's data if already read (:func:`saved_data`)
     :raises ValueError: if the run record names an unknown algorithm, or ``path`` is not a model
     """
     record = run_record(path)
@@ -138,11 +137,12 @@ def identify(path: str | Path) -> list[str]:
         if record["algo"] not in ALGOS:
             raise ValueError(f"the {RUN_JSON} of {path} names algorithm {record['algo']!r}, which is not one of {sorted(ALGOS)}")
         return [record["algo"]]
-    return candidates(saved_data(path))
+    return candidates(saved_data(path) if data is None else data)
 
 
-def load(path: str | Path, algo: str | type[BaseAlgorithm] | None = None, device: str = "cpu") -> BaseAlgorithm:
-    """Load a model for prediction with its own algorithm class (:func:`identify`, unless ``algo`` says it).
+def load(path: str | Path, algo: str | type[BaseAlgorithm] | None = None, device: str = "cpu", prediction: bool = True) -> BaseAlgorithm:
+    """Load a model with its own algorithm class (:func:`identify`, unless ``algo`` says it), reading the file
+    once and its pickled attributes safely (:func:`~sb3_microgrid.common.safe_pickle.read_model`).
 
     A model trained with ``HerReplayBuffer`` loads with a plain replay buffer: SB3 builds a HER buffer
     only with the training env, and predicting needs no buffer.
@@ -150,22 +150,23 @@ def load(path: str | Path, algo: str | type[BaseAlgorithm] | None = None, device
     :param path: the model's ``.zip``
     :param algo: a registered name or an algorithm class; ``None`` to identify it
     :param device: torch device
+    :param prediction: the model is loaded to act: attributes only training reads that name something refused are
+        replaced by inert values; ``False`` (to train on) refuses them
     :raises ValueError: if the model cannot be loaded with any of the classes tried, naming them
     """
-    data = saved_data(path)
+    saved = _checked(read_model(path, prediction), path)
     if algo is None:
-        classes = [ALGOS[name] for name in identify(path)]
+        classes = [ALGOS[name] for name in identify(path, saved.data)]
     else:
         classes = [algorithm(algo) if isinstance(algo, str) else algo]
-    # every pickled attribute, read safely: SB3's loader then unpickles nothing
-    custom = model_objects(data_text(path), prediction=True)
-    buffer_class = data.get("replay_buffer_class")
+    custom = dict(saved.objects)
+    buffer_class = saved.data.get("replay_buffer_class")
     if isinstance(buffer_class, type) and issubclass(buffer_class, HerReplayBuffer):
         custom |= {"replay_buffer_class": None, "replay_buffer_kwargs": {}}
     errors = []
     for cls in classes:
         try:
-            return cls.load(path, device=device, custom_objects=custom)
+            return cls.load(saved.file(), device=device, custom_objects=custom)
         except Exception as err:  # noqa: BLE001 - a class that refuses the zip gives way to the next
             errors.append(f"{cls.__name__}: {type(err).__name__}: {err}")
     raise ValueError(f"cannot load {path} as " + "; as ".join(errors))

@@ -55,7 +55,8 @@ def check_range(path: str, value: Any, lo: float, hi: float, lo_open: bool = Fal
         raise ScenarioError(f"{path} must be an integer in {allowed}, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ScenarioError(f"{path} must be a number in {allowed}, got {value!r}")
-    if not math.isfinite(value) or value > hi or value < lo or (lo_open and value == lo):
+    # an int is compared exactly (math.isfinite would overflow on a 400-digit one)
+    if (isinstance(value, float) and not math.isfinite(value)) or value > hi or value < lo or (lo_open and value == lo):
         raise ScenarioError(f"{path} = {value!r} is outside the allowed range {allowed}")
 
 

@@ -1,14 +1,17 @@
 """Interrupted training loses nothing: checkpoints hold the update of their steps, are written as atomic
 sets, resume only from a complete set, and a run killed at any moment ends where an uninterrupted one does."""
 
+import base64
 import functools
 import io
 import json
 import multiprocessing
 import os
+import pickle
 import re
 import shutil
 import signal
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from sb3_microgrid.callbacks import checkpoint as checkpoint_module
 from sb3_microgrid.callbacks.checkpoint import MODEL, REPLAY_BUFFER, RUN_JSON, VECNORMALIZE, CheckpointError, CheckpointSetCallback, checkpoint_problem, checkpoints, load_checkpoint, write_run_json
 from sb3_microgrid.cli import main
+from sb3_microgrid.common.safe_pickle import UnsafePickleError
 from sb3_microgrid.envs import MicrogridVecEnv
 from sb3_microgrid import training
 from sb3_microgrid.training import ALGOS, last_checkpoint, train
@@ -326,3 +330,34 @@ def test_load_checkpoint_refuses_a_set_that_does_not_fit_the_env_or_algorithm(pp
     write_run_json(bare, "per_sac", 64, [MODEL])  # a set listing no replay buffer
     with pytest.raises(CheckpointError, match=f"has no {REPLAY_BUFFER}: PerSAC would resume with an empty buffer"):
         load_checkpoint(bare, ALGOS["per_sac"], MicrogridVecEnv(2), seed=0)
+
+
+@pytest.mark.parametrize("file", [VECNORMALIZE, MODEL])
+def test_resume_refuses_a_set_whose_pickle_would_run_code(ppo_run, tmp_path, file):
+    """A file of the newest set replaced by a pickle that creates a file when unpickled, its size recorded as the
+    writer would: the resume names the file and what it named, and nothing runs."""
+
+    class Touch:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "ran"), "w"))
+
+    conf, run = ppo_run[0], _copy(ppo_run[1], tmp_path)
+    newest = run / "checkpoints" / "256"
+    hostile = pickle.dumps(Touch())
+    if file == MODEL:  # the model zip's pickled attributes, as SB3 writes them
+        with zipfile.ZipFile(newest / MODEL) as archive:
+            members = {name: archive.read(name) for name in archive.namelist()}
+        data = json.loads(members["data"])
+        data["policy_class"] = {":type:": "<class 'type'>", ":serialized:": base64.b64encode(hostile).decode()}
+        members["data"] = json.dumps(data).encode()
+        with zipfile.ZipFile(newest / MODEL, "w") as archive:
+            for name, content in members.items():
+                archive.writestr(name, content)
+    else:
+        (newest / file).write_bytes(hostile)
+    record = json.loads((newest / RUN_JSON).read_text())
+    record["files"][file] = (newest / file).stat().st_size
+    (newest / RUN_JSON).write_text(json.dumps(record))
+    with pytest.raises(UnsafePickleError, match=f"{re.escape(str(newest / file)) if file == VECNORMALIZE else 'policy_class'}.*refused"):
+        train("ppo", conf, run, timesteps=320, save_freq=64, resume=True, progress_bar=False)
+    assert not (tmp_path / "ran").exists()

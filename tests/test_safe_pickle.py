@@ -8,6 +8,7 @@ import pickle
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.save_util import json_to_data
@@ -145,3 +146,38 @@ def test_replay_buffer_round_trip_and_a_hostile_one(tmp_path):
 def test_only_what_sb3_files_hold_is_resolved(payload):
     with pytest.raises(UnsafePickleError, match="refused"):
         loads(payload)
+
+
+def test_hostile_statistics_beside_a_model_are_refused_when_it_is_loaded_to_act(saved, tmp_path):
+    marker = tmp_path / "ran"
+    (tmp_path / "model.zip").write_bytes(saved.read_bytes())
+    (tmp_path / "model_vecnormalize.pkl").write_bytes(pickle.dumps(_Touch(marker)))
+    controller = make_controller(str(tmp_path / "model.zip"))  # the statistics are read at the first reset
+    env = MicrogridEnv()
+    obs, _ = env.reset(seed=0)
+    with pytest.raises(UnsafePickleError, match="model_vecnormalize.pkl.*refused"):
+        controller.reset(env, obs)
+    assert not marker.exists()
+
+
+def test_a_name_under_an_untrusted_or_private_module_is_refused_before_importing_it():
+    """Importing a module can run code: ``torch.utils.model_dump.__main__`` exits the process at import."""
+    import sys
+
+    for module in ("torch.utils.model_dump.__main__", "sb3_microgrid._lazy", "stable_baselines3.__main_like__"):
+        with pytest.raises(UnsafePickleError, match="refused"):
+            loads(f"c{module}\nX\n.".encode())
+    assert "torch.utils.model_dump.__main__" not in sys.modules
+
+
+def test_a_model_loaded_to_train_refuses_a_closure_schedule(tmp_path):
+    PPO("MlpPolicy", MicrogridEnv(), learning_rate=lambda progress: 3e-4 * progress, n_steps=16, batch_size=16, seed=0).save(tmp_path / "model.zip")
+    with pytest.raises(UnsafePickleError, match="attribute 'learning_rate'"):
+        load(tmp_path / "model.zip", prediction=False)
+
+
+def test_a_tensor_attribute_round_trips_through_the_weights_only_storage_reader():
+    import torch as th
+
+    tensor = th.arange(6, dtype=th.float32).reshape(2, 3)
+    np.testing.assert_array_equal(loads(pickle.dumps(tensor)).numpy(), tensor.numpy())

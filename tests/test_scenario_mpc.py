@@ -51,6 +51,18 @@ def test_scenarios_share_their_first_step_and_pay_for_it():
     assert shared.battery_kw[0] != pytest.approx(own[0].battery_kw[0], abs=1.0)
 
 
+def test_every_scenario_gets_the_same_first_step():
+    """The same two scenarios in either order: each call returns its first scenario's plan, whose first step
+    (battery and every EV port) is shared, so both calls return the same first step."""
+    problem = mpc_problem(hour=12)
+    assert problem.session_port.size > 0  # the test needs EVs connected
+    low, high = replace(problem, load_kw=problem.load_kw * 0.6), replace(problem, load_kw=problem.load_kw * 1.4)
+    a, b = solve_scenarios([low, high]), solve_scenarios([high, low])
+    assert a.battery_kw[0] == pytest.approx(b.battery_kw[0], abs=1e-4)
+    np.testing.assert_allclose(a.ev_kw[0], b.ev_kw[0], atol=1e-4)
+    assert a.cost == pytest.approx(b.cost, rel=1e-7)
+
+
 def test_scenarios_must_match():
     problem = mpc_problem()
     with pytest.raises(ValueError, match="same horizon"):
@@ -133,13 +145,18 @@ def test_save_load_keeps_the_scenarios(corrector, tmp_path):
         (lambda r: r["residuals"][0][0].__setitem__(0, "nan"), "'residuals'"),
         (lambda r: r.update(residuals=[[[0.0]]]), "'residuals'.*shape"),
         (lambda r: r.update(residuals="abc"), "'residuals'"),
+        (lambda r: r["residuals"][0][0].__setitem__(0, 10**400), "'residuals'"),
+        (lambda r: r["residuals"][0][0].__setitem__(0, True), "'residuals'.*numbers"),
+        (lambda r: r["residuals"][0][0].__setitem__(0, "0.1"), "'residuals'.*numbers"),
+        (lambda r: r["residuals"][0].__setitem__(0, [0.1]), "'residuals'"),
+        (lambda r: r.update(scenarios=10**400), "'scenarios'.*allowed range"),
         (lambda r: r.update(scenarios=-3), "'scenarios'"),
         (lambda r: r.update(scenarios="16"), "'scenarios'.*integer"),
         (lambda r: r.update(scenarios=10**9), "'scenarios'.*allowed range"),
         (lambda r: r.update(base="planner"), "'scenarios'.*base 'mpc'"),
         (lambda r: r.update(residuals=None), "'scenarios'.*residuals"),
     ],
-    ids=["out_of_range", "nan", "shape", "string", "negative", "string_count", "huge", "planner", "no_residuals"],
+    ids=["out_of_range", "nan", "shape", "string", "huge_number", "bool", "numeric_string", "ragged", "huge_count", "negative", "string_count", "huge", "planner", "no_residuals"],
 )
 def test_a_bad_scenario_file_is_named(corrector, tmp_path, change, message):
     corrector.save(tmp_path, "mpc", scenarios=4)

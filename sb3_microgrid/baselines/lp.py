@@ -114,7 +114,11 @@ class DispatchProgram:
     paid: float
 
     def schedule(self, x: np.ndarray, objective: float) -> DispatchSchedule:
-        """The set-points of the solution ``x`` whose objective value is ``objective``."""
+        """The set-points of a solution.
+
+        :param x: the solution, one value per column
+        :param objective: its objective value (Rs), of which the demand charge already paid is taken off
+        """
         T = self.n_steps
 
         def block(name: str) -> np.ndarray:
@@ -154,12 +158,14 @@ def solve_scenarios(problems: Sequence[DispatchProblem]) -> DispatchSchedule:
 
     :param problems: one problem per scenario
     :return: the first scenario's plan (its first step is every scenario's); ``cost`` is the mean cost
+    :raises ValueError: if ``problems`` is empty or the problems differ in more than their series (horizon, EV
+        sessions, variables)
     :raises RuntimeError: if HiGHS reports anything but an optimal solution
     """
     programs = [dispatch_program(p) for p in problems]
     k = len(programs)
     sizes = np.array([p.cost.size for p in programs])
-    if k == 0 or (sizes != sizes[0]).any():
+    if k == 0 or any(p.cost.size != sizes[0] or not np.array_equal(p.first_step, programs[0].first_step) for p in programs):
         raise ValueError("problems must be a non-empty list of problems with the same horizon and EV sessions")
     shared = programs[0].first_step
     # row j of block i - 1: x_i[shared[j]] - x_0[shared[j]] = 0

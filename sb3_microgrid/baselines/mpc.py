@@ -47,28 +47,38 @@ class MPCController:
     def act_scenarios(self, obs: np.ndarray, scenarios: np.ndarray) -> np.ndarray:
         """The first step of one plan for several forecasts (:func:`~.lp.solve_scenarios`).
 
-        :param obs: the observation of this step
+        :param obs: the observation of this step (its forecasts set the dearest price seen so far)
         :param scenarios: (K, obs size) the same observation with other forecast rows, one per scenario
+        :return: the env action
         """
         base = self.problem(obs)
         horizon = base.load_kw.size
-        return self.action(solve_scenarios([replace(base, **self.forecasts(s, horizon)) for s in scenarios]))
+        return self.action(solve_scenarios([replace(base, **self.forecasts(self.window(s), horizon)) for s in scenarios]))
 
-    def forecasts(self, obs: np.ndarray, horizon: int) -> dict[str, np.ndarray]:
-        """The forecast series of ``obs`` over ``horizon`` steps, as :class:`~.lp.DispatchProblem` fields."""
-        fc = self.window(obs)
-        h = self._env.obs_layout.history_steps
+    def forecasts(self, window: dict[str, np.ndarray], horizon: int) -> dict[str, np.ndarray]:
+        """The forecast series of an observation's window as :class:`~.lp.DispatchProblem` fields.
+
+        :param window: the window in physical units (:meth:`window`)
+        :param horizon: steps to plan over, from the current one
+        """
+        rows = slice(self._env.obs_layout.history_steps, self._env.obs_layout.history_steps + horizon)
         return {
-            "load_kw": fc["load"][h : h + horizon], "renewable_kw": fc["pv"][h : h + horizon] + fc["wind"][h : h + horizon],
-            "import_price": fc["price"][h : h + horizon], "emission": fc["emission"][h : h + horizon],
+            "load_kw": window["load"][rows], "renewable_kw": window["pv"][rows] + window["wind"][rows],
+            "import_price": window["price"][rows], "emission": window["emission"][rows],
         }  # fmt: skip
 
     def action(self, plan: DispatchSchedule) -> np.ndarray:
-        """The env action of a plan's first step."""
+        """The env action of a plan's first step.
+
+        :param plan: the LP's plan from the current step
+        """
         return np.r_[battery_action(plan.battery_kw[0], self._env), port_actions(plan.ev_kw[0], self._env)]
 
     def problem(self, obs: np.ndarray) -> DispatchProblem:
-        """The LP of this step on ``obs``'s forecasts (and the dearest price seen so far, which it updates)."""
+        """The LP of this step on an observation's forecasts, with the dearest price seen so far (which it updates).
+
+        :param obs: the observation of this step
+        """
         env = self._env
         core, sc = env.core, env.scenario
         ep, t = core.episode, core.t
@@ -86,7 +96,7 @@ class MPCController:
         terminal = t + horizon == ep.n_steps
         return DispatchProblem(
             scenario=sc,
-            **self.forecasts(obs, horizon),
+            **self.forecasts(window, horizon),
             # the demand tariff is published, not forecast
             demand_rate=ep.demand_rate[0, t : t + horizon],
             day=day,

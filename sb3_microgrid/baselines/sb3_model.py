@@ -34,9 +34,9 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from ..common.safe_pickle import load_vecnormalize
 from ..algos import load, run_record
 from ..callbacks.checkpoint import VECNORMALIZE
+from ..common.safe_pickle import UnsafePickleError, load_vecnormalize
 from ..envs import MicrogridEnv
 from ..hyperparams import HyperparamsError, parse_python, resolve_entries, trusted_modules
 
@@ -93,6 +93,8 @@ def load_statistics(stats: Path, env: gym.Env, name: str) -> VecNormalize:
     """
     try:
         normalizer = load_vecnormalize(stats, DummyVecEnv([lambda: env]))
+    except UnsafePickleError as err:
+        raise UnsafePickleError(f"{err} (for model {name!r})") from None
     except Exception as err:  # noqa: BLE001 - a pickle can fail in many ways; name the file
         raise ValueError(f"cannot use VecNormalize statistics {stats} for model {name!r}: {type(err).__name__}: {err}") from None
     normalizer.training = False

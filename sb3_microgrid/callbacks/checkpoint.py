@@ -30,7 +30,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from ..common.safe_pickle import data_text, load_replay_buffer, load_vecnormalize, model_objects
+from ..common.safe_pickle import load_replay_buffer, load_vecnormalize, read_model
 
 MODEL = "model.zip"
 VECNORMALIZE = "model_vecnormalize.pkl"
@@ -251,9 +251,9 @@ def load_checkpoint(directory: Path, cls: type[BaseAlgorithm], env: VecEnv, seed
         raise CheckpointError(f"{directory} has no {REPLAY_BUFFER}: {cls.__name__} would resume with an empty buffer")
     if isinstance(env, VecNormalize):
         env = load_vecnormalize(directory / VECNORMALIZE, env.venv)
-    # every pickled attribute read safely, none replaced: training goes on with them
-    safe = model_objects(data_text(directory / MODEL), prediction=False)
-    model = cls.load(directory / MODEL, env=env, device="cpu", custom_objects=safe | kwargs.pop("custom_objects", {}), **kwargs)
+    # read once, every pickled attribute safely and none replaced: training goes on with them
+    saved = read_model(directory / MODEL, prediction=False)
+    model = cls.load(saved.file(), env=env, device="cpu", custom_objects=saved.objects | kwargs.pop("custom_objects", {}), **kwargs)
     if isinstance(model, OffPolicyAlgorithm):
         if model.optimize_memory_usage:
             raise CheckpointError(

@@ -6,22 +6,24 @@ function it names. Here they are read with an unpickler that resolves only what 
 arrays, scalars and random generators, ``collections.deque`` / ``OrderedDict``, ``torch.device``, torch's
 activation and optimizer classes, numpy scalar types, and classes of Stable-Baselines3, sb3-contrib, this package and gymnasium
 that are policies, features extractors, spaces, buffers, schedules or normalisation statistics. Anything else
-(a function, ``os.system``, a class defined by value, as cloudpickle writes lambdas and closures) is refused
-with :class:`UnsafePickleError` naming it, before it is called.
+(a function, ``os.system``, a class defined by value, as cloudpickle writes lambdas and closures, a class of any
+other module) is refused with :class:`UnsafePickleError` naming it, before it is called and before its module is
+imported.
 
 For prediction, attributes only training uses (the learning-rate and clip schedules, the last observation,
 episode statistics) that name something else are replaced by inert values instead: a model trained with
-rl_zoo3's ``lin_3e-4`` (a closure) still loads to act. A run resumed for training gets the error.
+rl_zoo3's ``lin_3e-4`` (a closure) still loads to act. A model loaded to train on (resume, ``adapt``) gets the error.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
+import functools
 import io
 import json
 import pickle
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.save_util import json_to_data
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule
 from stable_baselines3.common.utils import LinearSchedule as SB3LinearSchedule
@@ -64,17 +67,29 @@ ALLOWED_GLOBALS = frozenset(
     }.items()
     for name in names
 )
-#: Packages whose classes may be named when they derive from :data:`SAFE_BASES`.
-TRUSTED_PACKAGES = ("stable_baselines3", "sb3_contrib", "sb3_microgrid", "gymnasium", "torch")
+#: Modules (and their submodules) that a pickle may name classes from, when the class derives from one of
+#: :func:`_safe_bases` (or is a torch activation): modules whose import has no side effect. A name under any other
+#: module is refused before the module is imported: importing can run code (``torch.utils.model_dump.__main__``
+#: calls ``sys.exit`` at import).
+TRUSTED_MODULES = ("stable_baselines3", "sb3_contrib", "sb3_microgrid", "gymnasium.spaces", "torch.optim", "torch.nn.modules.activation")
 
 
+@functools.cache
 def _safe_bases() -> tuple[type, ...]:
+    """The kinds of class an SB3 file holds (imported late: this package's modules import this one)."""
     from ..buffers.sum_tree import SumTree
     from ..envs.layout import ObservationLayout
     from ..schedules import ScaledSchedule, WarmupSchedule
 
     schedules = (ConstantSchedule, FloatSchedule, SB3LinearSchedule, ScaledSchedule, WarmupSchedule)
     return (BasePolicy, BaseFeaturesExtractor, gym.Space, BaseBuffer, ActionNoise, RunningMeanStd, VecNormalize, ObservationLayout, SumTree, th.optim.Optimizer, *schedules)
+
+
+def _trusted(module: str) -> bool:
+    """Whether ``module`` lies under :data:`TRUSTED_MODULES` and no part of its name is private."""
+    if any(part.startswith("_") for part in module.split(".")):
+        return False
+    return any(module == trusted or module.startswith(trusted + ".") for trusted in TRUSTED_MODULES)
 
 
 #: Attributes of a model's data that prediction does not use, and what replaces them when they name something refused.
@@ -104,6 +119,8 @@ def _storage_from_bytes(payload: bytes) -> Any:
 
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        """Resolve ``module.name`` if it is allowed (module docstring), else raise :class:`UnsafePickleError`
+        without importing ``module``."""
         full = f"{module}.{name}"
         if full == "torch.storage._load_from_bytes":
             return _storage_from_bytes
@@ -111,11 +128,12 @@ class _Unpickler(pickle.Unpickler):
             return super().find_class(module, name)
         if module == "numpy" and isinstance(scalar := getattr(np, name, None), type) and issubclass(scalar, np.generic):
             return scalar  # a scalar type (np.float32 ...), as action noise keeps its dtype
-        if module.split(".")[0] in TRUSTED_PACKAGES and "." not in name:
+        if _trusted(module) and name.isidentifier() and not name.startswith("_"):
             found = super().find_class(module, name)
-            activation = module == "torch.nn.modules.activation"
-            if isinstance(found, type) and (activation or issubclass(found, _safe_bases())):
-                return found
+            if isinstance(found, type) and _trusted(found.__module__):
+                activation = module == "torch.nn.modules.activation" and issubclass(found, th.nn.Module) and found.__module__ == module
+                if activation or issubclass(found, _safe_bases()):
+                    return found
         raise UnsafePickleError(f"refused {full}: only arrays, spaces, schedules, policies, buffers and statistics of trusted packages are loaded")
 
 
@@ -144,16 +162,43 @@ def load_file(path: str | Path, what: str, expected: type) -> Any:
     return obj
 
 
-def data_text(path: str | Path) -> str:
-    """The ``data`` file of a model zip (JSON).
+@dataclass(frozen=True)
+class SavedModel:
+    """A model zip read once: its bytes, its ``data`` with every pickled attribute read safely, and those
+    attributes (SB3's ``custom_objects``, with which its loader unpickles nothing).
 
-    :raises ValueError: if ``path`` is not a zip with such a file
+    :param content: the zip's bytes; :meth:`file` hands them to ``cls.load``, so the file is not read again
+    :param data: the attributes, as ``stable_baselines3.common.save_util.json_to_data`` returns them
+    :param objects: the attributes that were pickled
+    """
+
+    content: bytes
+    data: dict[str, Any]
+    objects: dict[str, Any]
+
+    def file(self) -> io.BytesIO:
+        """The zip as a file object for ``BaseAlgorithm.load``."""
+        return io.BytesIO(self.content)
+
+
+def read_model(path: str | Path, prediction: bool) -> SavedModel:
+    """Read the model zip ``path`` once, its pickled attributes safely (:func:`model_objects`).
+
+    :param prediction: as for :func:`model_objects`
+    :raises UnsafePickleError: naming the file, the attribute and what it names
+    :raises ValueError: if ``path`` is not a model zip
     """
     try:
-        with zipfile.ZipFile(path) as archive:
-            return archive.read("data").decode()
-    except (OSError, zipfile.BadZipFile, KeyError, UnicodeDecodeError) as err:
+        content = Path(path).read_bytes()
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            text = archive.read("data").decode()
+        objects = model_objects(text, prediction)
+        data = json_to_data(text, custom_objects=objects)
+    except UnsafePickleError as err:
+        raise UnsafePickleError(f"{path}: {err}") from None
+    except (OSError, zipfile.BadZipFile, KeyError, UnicodeDecodeError, ValueError) as err:
         raise ValueError(f"{path} is not a saved Stable-Baselines3 model ({err})") from None
+    return SavedModel(content, data, objects)
 
 
 def model_objects(text: str, prediction: bool) -> dict[str, Any]:
@@ -178,7 +223,7 @@ def model_objects(text: str, prediction: bool) -> dict[str, Any]:
             if not (prediction and key in PREDICTION_ONLY):
                 raise UnsafePickleError(f"attribute {key!r}: {err}") from None
             objects[key] = PREDICTION_ONLY[key]
-        except (binascii.Error, TypeError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError) as err:
+        except Exception as err:  # noqa: BLE001 - a corrupt pickle fails in many ways; name the attribute
             if not (prediction and key in PREDICTION_ONLY):
                 raise ValueError(f"attribute {key!r} cannot be read: {type(err).__name__}: {err}") from None
             objects[key] = PREDICTION_ONLY[key]
@@ -186,16 +231,29 @@ def model_objects(text: str, prediction: bool) -> dict[str, Any]:
 
 
 def load_vecnormalize(path: str | Path, venv: VecEnv) -> VecNormalize:
-    """``VecNormalize.load`` without unpickling anything unsafe: the statistics in ``path`` around ``venv``."""
+    """``VecNormalize.load`` without unpickling anything unsafe: the statistics in ``path`` around ``venv``.
+
+    :raises UnsafePickleError: naming the file and what it names
+    :raises ValueError: if the file is not readable ``VecNormalize`` statistics
+    """
     normalizer = load_file(path, "VecNormalize statistics", VecNormalize)
     normalizer.set_venv(venv)
     return normalizer
 
 
 def load_replay_buffer(model: OffPolicyAlgorithm, path: str | Path, truncate_last_traj: bool = True) -> None:
-    """``model.load_replay_buffer(path)`` without unpickling anything unsafe (the same steps as SB3's)."""
+    """``model.load_replay_buffer(path)`` without unpickling anything unsafe (SB3's steps for buffers saved by
+    SB3 2.1 or later).
+
+    :param model: the algorithm whose buffer to replace
+    :param path: the pickled buffer
+    :param truncate_last_traj: for a ``HerReplayBuffer``, end its last trajectory (as SB3's argument)
+    :raises UnsafePickleError: naming the file and what it names
+    :raises ValueError: if the file is not a readable replay buffer
+    """
     model.replay_buffer = load_file(path, "replay buffer", ReplayBuffer)
     if isinstance(model.replay_buffer, HerReplayBuffer):
         model.replay_buffer.set_env(model.env)
         if truncate_last_traj:
             model.replay_buffer.truncate_last_trajectory()
+    model.replay_buffer.device = model.device

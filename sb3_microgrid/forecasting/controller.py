@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ class CorrectedForecastController:
     :param name: the label in tables
     :param scenarios: forecast scenarios to plan on, in [0, 256] (0: the corrected forecast alone); needs base
         ``mpc`` and a corrector with residuals
-    :param seed: seed of the scenario draws; episode ``i`` since the controller was made draws from ``(seed, i)``
+    :param seed: seed of the scenario draws, in [0, 2**32 - 1]; an episode draws from ``seed`` and its first observation,
+        so the same day under the same forecast noise gets the same draws whatever ran before
     """
 
     def __init__(self, base: str | Controller, corrector: ForecastCorrector, name: str | None = None, scenarios: int = 0, seed: int = 0) -> None:
@@ -39,7 +41,7 @@ class CorrectedForecastController:
         # any controller that plans on several forecasts at once counts as MPC here
         check_scenarios(scenarios, "mpc" if hasattr(self.base, "act_scenarios") else getattr(self.base, "name", "?"), corrector)
         check_range("seed", seed, 0, SEED_MAX, integer=True)
-        self.scenarios, self.seed, self._episodes = scenarios, seed, 0
+        self.scenarios, self.seed = scenarios, seed
         #: it acts as its base does (per EV port for the baselines)
         self.ev_dispatch = getattr(self.base, "ev_dispatch", None)
         self.corrector = corrector
@@ -56,8 +58,9 @@ class CorrectedForecastController:
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
         self.corrector.check(env.scenario, env.obs_layout)
         self._previous = None
-        self._rng = np.random.default_rng([self.seed, self._episodes])
-        self._episodes += 1
+        # the draws depend on the episode's first observation (its day and forecast noise), not on what ran before
+        digest = np.frombuffer(hashlib.blake2b(np.ascontiguousarray(obs).tobytes(), digest_size=8).digest(), dtype=np.uint32)
+        self._rng = np.random.default_rng([self.seed, *digest.tolist()])
         self.base.reset(env, obs)
 
     def act(self, obs: np.ndarray) -> np.ndarray:

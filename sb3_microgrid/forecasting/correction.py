@@ -15,6 +15,7 @@ which the same fit measures on the site's own history.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -125,7 +126,17 @@ class ForecastCorrector:
         :raises ValueError: for anything but a non-empty (M, F, S) array of relative errors in [-0.5, 0.5]
         """
         f, s = self.layout.forecast_steps, len(self.layout.window_names)
-        r = np.asarray(residuals, dtype=np.float64)
+        if isinstance(residuals, np.ndarray):
+            numbers = residuals.dtype.kind in "iuf"
+        else:  # nested lists (a file): numpy would read True, "0.1" or a 400-digit integer as a float without a word
+            residuals = np.asarray(residuals, dtype=object)
+            numbers = all(type(x) in (int, float) for x in residuals.flat)
+        if not numbers:
+            raise ValueError(f"residuals must be a (samples, {f}, {s}) array of numbers, not strings, booleans or lists")
+        try:
+            r = np.asarray(residuals, dtype=np.float64)
+        except OverflowError as err:
+            raise ValueError(f"residuals must be finite numbers: {err}") from None
         if r.ndim != 3 or r.shape[0] < 1 or r.shape[1:] != (f, s) or not np.isfinite(r).all() or np.abs(r).max() > _BOUND:
             raise ValueError(f"residuals must be a non-empty (samples, {f}, {s}) array of finite relative errors in [-{_BOUND}, {_BOUND}], got shape {r.shape}")
         self.residuals = r
@@ -134,9 +145,10 @@ class ForecastCorrector:
         """Keep ``samples`` residual vectors (:attr:`residuals`) drawn without replacement from those of ``batches``.
 
         :param batches: ``(windows, previous, truth)`` triples as for :meth:`fit`
-        :param samples: vectors to keep (all of them if there are fewer)
+        :param samples: vectors to keep, at least 1 (all of them if there are fewer)
         :param seed: seed of the draw
         """
+        check_range("samples", samples, 1, math.inf, integer=True)
         h = self.layout.history_steps
         every = np.concatenate([_relative(truth, self.correct(previous, windows)[:, h:]) for windows, previous, truth in batches])
         keep = np.random.default_rng(seed).permutation(every.shape[0])[:samples]
@@ -343,6 +355,8 @@ def fit_corrector(
     if residual_days:
         # the first residual_days of the same draw: in sample, as a few hundred weights per series barely overfit
         corrector.fit_residuals(episode_batches(sc, residual_days, seed), residual_samples, seed)
-        corrector.fit_info.update(residual_days=residual_days, residual_samples=corrector.residuals.shape[0])
+        # the days drawn: rounded up to a multiple of 64 above 64, as for the fit
+        drawn = -(-residual_days // min(64, residual_days)) * min(64, residual_days)
+        corrector.fit_info.update(residual_days=drawn, residual_samples=corrector.residuals.shape[0])
     corrector.fit_info["seconds"] = time.perf_counter() - start
     return corrector
