@@ -181,3 +181,46 @@ def test_a_tensor_attribute_round_trips_through_the_weights_only_storage_reader(
 
     tensor = th.arange(6, dtype=th.float32).reshape(2, 3)
     np.testing.assert_array_equal(loads(pickle.dumps(tensor)).numpy(), tensor.numpy())
+
+
+def test_adapt_loads_to_train_and_refuses_a_closure_schedule(tmp_path):
+    from sb3_microgrid.adaptation import adapt
+
+    PPO("MlpPolicy", MicrogridEnv(), learning_rate=lambda progress: 3e-4 * progress, n_steps=16, batch_size=16, seed=0).save(tmp_path / "model.zip")
+    with pytest.raises(UnsafePickleError, match="attribute 'learning_rate'"):
+        adapt(tmp_path / "model.zip", "factory", 0, tmp_path / "out")
+
+
+def test_a_model_zip_is_read_once_and_sb3_gets_its_bytes(saved, monkeypatch):
+    from stable_baselines3.common import save_util
+
+    reads, given = [], []
+    read_bytes, open_path = Path.read_bytes, save_util.open_path
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or read_bytes(self))
+    monkeypatch.setattr(save_util, "open_path", lambda path, *args, **kwargs: given.append(path) or open_path(path, *args, **kwargs))
+    load(saved)
+    assert reads.count(saved) == 1 and given and all(not isinstance(p, (str, Path)) for p in given)
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"cnumpy\ndtype\n(S'f8'\nI00\nI01\ntR(I3\nS'<'\nNNNI-1\nI-1\nI63\ntb.", "change to numpy dtype"),  # flags: holds objects
+        (b"cnumpy\ndtype\n(S'O8'\nI00\nI01\ntR.", "only numeric dtypes"),
+        (b"cnumpy.random._pickle\n__bit_generator_ctor\n(S'MT19937'\ntR}b.", "bit generator MT19937"),
+    ],
+    ids=["dtype_flags", "object_dtype", "mersenne_twister_by_name"],
+)
+def test_numpy_objects_that_could_corrupt_memory_are_refused(payload, message):
+    with pytest.raises(UnsafePickleError, match=message):
+        loads(payload)
+
+
+def test_what_sb3_files_hold_round_trips():
+    from stable_baselines3.her.goal_selection_strategy import GoalSelectionStrategy
+
+    rng = np.random.default_rng(0)
+    for obj in (GoalSelectionStrategy.FUTURE, rng, np.arange(4.0), {"r": np.float32(1.5)}):
+        restored = loads(pickle.dumps(obj))
+        assert type(restored) is type(obj)
+    assert loads(pickle.dumps(rng)).random() == np.random.default_rng(0).random()

@@ -65,11 +65,14 @@ def test_every_scenario_gets_the_same_first_step():
 
 def test_scenarios_must_match():
     problem = mpc_problem()
-    with pytest.raises(ValueError, match="same horizon"):
+    with pytest.raises(ValueError, match="differ in 'energy0'"):
+        solve_scenarios([problem, replace(problem, energy0=problem.energy0 + 10.0)])
+    with pytest.raises(ValueError, match="differ in 'demand_rate'"):
         solve_scenarios([problem, replace(problem, load_kw=problem.load_kw[:-1], renewable_kw=problem.renewable_kw[:-1], import_price=problem.import_price[:-1],
                                            emission=problem.emission[:-1], demand_rate=problem.demand_rate[:-1], day=problem.day[:-1])])  # fmt: skip
     with pytest.raises(ValueError, match="non-empty"):
         solve_scenarios([])
+    solve_scenarios([problem, replace(problem, load_kw=problem.load_kw * 1.1)])  # the series may differ
 
 
 def run(controller, steps: int = 6) -> list[np.ndarray]:
@@ -94,6 +97,16 @@ def test_drawn_scenarios_change_the_decisions_and_repeat_with_the_seed(corrector
     hedged = run(CorrectedForecastController("mpc", corrector, scenarios=4, seed=1))
     assert any(not np.allclose(h, p, atol=1e-4) for h, p in zip(hedged, point))
     np.testing.assert_array_equal(np.array(hedged), np.array(run(CorrectedForecastController("mpc", corrector, scenarios=4, seed=1))))
+
+
+def test_draws_depend_on_the_day_not_on_what_ran_before(corrector):
+    controller = CorrectedForecastController("mpc", corrector, scenarios=4, seed=1)
+    first = run(controller)
+    env = MicrogridEnv(split="validation")  # another day in between
+    obs, _ = env.reset(seed=9, options={"day": "2023-09-01"})
+    controller.reset(env, obs)
+    controller.act(obs)
+    np.testing.assert_array_equal(np.array(run(controller)), np.array(first))
 
 
 def test_residuals_are_what_remains_after_correction(corrector):
@@ -150,13 +163,16 @@ def test_save_load_keeps_the_scenarios(corrector, tmp_path):
         (lambda r: r["residuals"][0][0].__setitem__(0, "0.1"), "'residuals'.*numbers"),
         (lambda r: r["residuals"][0].__setitem__(0, [0.1]), "'residuals'"),
         (lambda r: r.update(scenarios=10**400), "'scenarios'.*allowed range"),
+        (lambda r: r["weights"][0][0].__setitem__(0, True), "'weights'.*numbers"),
+        (lambda r: r["weights"][0][0].__setitem__(0, "0.1"), "'weights'.*numbers"),
+        (lambda r: r["weights"][0][0].__setitem__(0, 10**400), "'weights'"),
         (lambda r: r.update(scenarios=-3), "'scenarios'"),
         (lambda r: r.update(scenarios="16"), "'scenarios'.*integer"),
         (lambda r: r.update(scenarios=10**9), "'scenarios'.*allowed range"),
         (lambda r: r.update(base="planner"), "'scenarios'.*base 'mpc'"),
         (lambda r: r.update(residuals=None), "'scenarios'.*residuals"),
     ],
-    ids=["out_of_range", "nan", "shape", "string", "huge_number", "bool", "numeric_string", "ragged", "huge_count", "negative", "string_count", "huge", "planner", "no_residuals"],
+    ids=["out_of_range", "nan", "shape", "string", "huge_number", "bool", "numeric_string", "ragged", "huge_count", "weights_bool", "weights_string", "weights_huge", "negative", "string_count", "huge", "planner", "no_residuals"],
 )
 def test_a_bad_scenario_file_is_named(corrector, tmp_path, change, message):
     corrector.save(tmp_path, "mpc", scenarios=4)

@@ -23,7 +23,7 @@ env's cost components, unweighted.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import scipy.sparse as sp
@@ -158,15 +158,17 @@ def solve_scenarios(problems: Sequence[DispatchProblem]) -> DispatchSchedule:
 
     :param problems: one problem per scenario
     :return: the first scenario's plan (its first step is every scenario's); ``cost`` is the mean cost
-    :raises ValueError: if ``problems`` is empty or the problems differ in more than their series (horizon, EV
-        sessions, variables)
+    :raises ValueError: if ``problems`` is empty or the problems differ in anything but their forecast series
     :raises RuntimeError: if HiGHS reports anything but an optimal solution
     """
+    if not problems:
+        raise ValueError("problems must be a non-empty list")
+    for field in fields(DispatchProblem):
+        if field.name not in _SERIES and not all(_same(getattr(p, field.name), getattr(problems[0], field.name)) for p in problems):
+            raise ValueError(f"the problems differ in {field.name!r}; scenarios may differ only in {list(_SERIES)}")
     programs = [dispatch_program(p) for p in problems]
     k = len(programs)
     sizes = np.array([p.cost.size for p in programs])
-    if k == 0 or any(p.cost.size != sizes[0] or not np.array_equal(p.first_step, programs[0].first_step) for p in programs):
-        raise ValueError("problems must be a non-empty list of problems with the same horizon and EV sessions")
     shared = programs[0].first_step
     # row j of block i - 1: x_i[shared[j]] - x_0[shared[j]] = 0
     rows = np.repeat(np.arange((k - 1) * shared.size), 2)
@@ -184,6 +186,14 @@ def solve_scenarios(problems: Sequence[DispatchProblem]) -> DispatchSchedule:
     if res.status != 0:
         raise RuntimeError(f"scenario dispatch LP not solved: {res.message}")
     return programs[0].schedule(res.x[: sizes[0]], float(res.fun))
+
+
+#: The forecast series of a :class:`DispatchProblem`: what scenarios of one step may differ in.
+_SERIES = ("load_kw", "renewable_kw", "import_price", "emission")
+
+
+def _same(a: object, b: object) -> bool:
+    return bool(np.array_equal(a, b)) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else a is b or a == b
 
 
 def dispatch_program(problem: DispatchProblem) -> DispatchProgram:

@@ -22,6 +22,7 @@ import functools
 import io
 import json
 import pickle
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,19 +47,17 @@ from stable_baselines3.her import HerReplayBuffer
 ALLOWED_GLOBALS = frozenset(
     f"{prefix}.{name}"
     for prefix, names in {
-        "numpy": ("dtype", "ndarray"),
+        "numpy": ("ndarray",),
         "numpy.core.multiarray": ("_reconstruct", "scalar"),
         "numpy._core.multiarray": ("_reconstruct", "scalar"),
         "numpy.core.numeric": ("_frombuffer",),
         "numpy._core.numeric": ("_frombuffer",),
-        "numpy.random._pickle": ("__generator_ctor", "__bit_generator_ctor", "__randomstate_ctor"),
+        "numpy.random._pickle": ("__generator_ctor", "__bit_generator_ctor"),
         "numpy.random._pcg64": ("PCG64", "PCG64DXSM"),
-        "numpy.random._mt19937": ("MT19937",),
-        "numpy.random._philox": ("Philox",),
-        "numpy.random._sfc64": ("SFC64",),
         "numpy.random.bit_generator": ("__pyx_unpickle_SeedSequence", "SeedSequence"),
         "numpy.random._generator": ("Generator",),
         "collections": ("deque", "OrderedDict"),
+        "stable_baselines3.her.goal_selection_strategy": ("GoalSelectionStrategy",),
         "stable_baselines3.common.type_aliases": ("TrainFreq", "TrainFrequencyUnit"),
         "torch": ("device",),
         "torch._utils": ("_rebuild_tensor_v2", "_rebuild_parameter"),
@@ -68,15 +67,16 @@ ALLOWED_GLOBALS = frozenset(
     for name in names
 )
 #: Modules (and their submodules) that a pickle may name classes from, when the class derives from one of
-#: :func:`_safe_bases` (or is a torch activation): modules whose import has no side effect. A name under any other
-#: module is refused before the module is imported: importing can run code (``torch.utils.model_dump.__main__``
-#: calls ``sys.exit`` at import).
+#: :func:`_safe_bases` (or is a torch activation). Names are looked up in modules already imported only: importing
+#: can run code (``torch.utils.model_dump.__main__`` calls ``sys.exit`` at import) or write files.
 TRUSTED_MODULES = ("stable_baselines3", "sb3_contrib", "sb3_microgrid", "gymnasium.spaces", "torch.optim", "torch.nn.modules.activation")
 
 
 @functools.cache
 def _safe_bases() -> tuple[type, ...]:
-    """The kinds of class an SB3 file holds (imported late: this package's modules import this one)."""
+    """The kinds of class an SB3 file holds (imported late: this package's modules import this one). Also imports
+    every module of this package that defines such a class: names are resolved from imported modules only."""
+    from .. import algos, exploration, policies  # noqa: F401 - imported for their classes
     from ..buffers.sum_tree import SumTree
     from ..envs.layout import ObservationLayout
     from ..schedules import ScaledSchedule, WarmupSchedule
@@ -90,6 +90,20 @@ def _trusted(module: str) -> bool:
     if any(part.startswith("_") for part in module.split(".")):
         return False
     return any(module == trusted or module.startswith(trusted + ".") for trusted in TRUSTED_MODULES)
+
+
+#: The bit generators a pickled random generator may use (gymnasium's spaces use PCG64). Others are refused: the
+#: Mersenne Twister accepts a state whose position makes its next draw read outside its buffer.
+_BIT_GENERATORS = (np.random.PCG64, np.random.PCG64DXSM)
+
+
+def _numeric_dtype(*args: Any) -> np.dtype:
+    """``numpy.dtype`` as a pickle calls it, for booleans, integers, floats and complex numbers only: an object
+    dtype would let an array's raw bytes be read as object pointers."""
+    dtype = np.dtype(args[0]) if args and isinstance(args[0], str) else None
+    if dtype is None or dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None:
+        raise UnsafePickleError(f"refused numpy dtype {args[:1]!r}: only numeric dtypes are loaded")
+    return dtype
 
 
 #: Attributes of a model's data that prediction does not use, and what replaces them when they name something refused.
@@ -117,24 +131,46 @@ def _storage_from_bytes(payload: bytes) -> Any:
     return th.load(io.BytesIO(payload), weights_only=True)
 
 
-class _Unpickler(pickle.Unpickler):
+class _Unpickler(pickle._Unpickler):
+    """Python's own (pure-Python) unpickler, so that BUILD can be checked as well as the names a pickle resolves."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
     def find_class(self, module: str, name: str) -> Any:
-        """Resolve ``module.name`` if it is allowed (module docstring), else raise :class:`UnsafePickleError`
-        without importing ``module``."""
+        """Resolve ``module.name`` if it is allowed (module docstring), else raise :class:`UnsafePickleError`;
+        never imports a module."""
         full = f"{module}.{name}"
         if full == "torch.storage._load_from_bytes":
             return _storage_from_bytes
+        if full == "numpy.dtype":
+            return _numeric_dtype
         if full in ALLOWED_GLOBALS:
             return super().find_class(module, name)
-        if module == "numpy" and isinstance(scalar := getattr(np, name, None), type) and issubclass(scalar, np.generic):
+        if module == "numpy" and isinstance(scalar := vars(np).get(name), type) and issubclass(scalar, np.generic):
             return scalar  # a scalar type (np.float32 ...), as action noise keeps its dtype
         if _trusted(module) and name.isidentifier() and not name.startswith("_"):
-            found = super().find_class(module, name)
+            bases = _safe_bases()  # first, as it imports this package's modules that define such classes
+            found = getattr(sys.modules.get(module), "__dict__", {}).get(name)
             if isinstance(found, type) and _trusted(found.__module__):
                 activation = module == "torch.nn.modules.activation" and issubclass(found, th.nn.Module) and found.__module__ == module
-                if activation or issubclass(found, _safe_bases()):
+                if activation or issubclass(found, bases):
                     return found
         raise UnsafePickleError(f"refused {full}: only arrays, spaces, schedules, policies, buffers and statistics of trusted packages are loaded")
+
+    def load_build(self) -> None:
+        """BUILD, except on a dtype (whose state could mark raw bytes as objects: only its own state is accepted,
+        and then nothing needs doing) and on a bit generator other than :data:`_BIT_GENERATORS`."""
+        state, inst = self.stack[-1], self.stack[-2]
+        if isinstance(inst, np.dtype):
+            if state != inst.__reduce__()[2]:
+                raise UnsafePickleError(f"refused a change to numpy dtype {inst}")
+            self.stack.pop()
+            return
+        if isinstance(inst, np.random.BitGenerator) and not isinstance(inst, _BIT_GENERATORS):
+            raise UnsafePickleError(f"refused bit generator {type(inst).__name__}: only {[g.__name__ for g in _BIT_GENERATORS]} are loaded")
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
 
 
 def loads(payload: bytes) -> Any:

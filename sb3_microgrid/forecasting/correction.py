@@ -42,6 +42,25 @@ def _relative(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.clip(ratio - 1.0, -_BOUND, _BOUND)
 
 
+def _numbers(value: Any, name: str) -> np.ndarray:
+    """``value`` as a float array, if it holds numbers only; nested lists (from a file) are checked element by
+    element, since numpy would read ``True``, ``"0.1"`` or a 400-digit integer as a float without a word.
+
+    :raises ValueError: naming ``name``, for strings, booleans, ragged lists or numbers beyond a float
+    """
+    if isinstance(value, np.ndarray):
+        numbers = value.dtype.kind in "iuf"
+    else:
+        value = np.asarray(value, dtype=object)
+        numbers = all(type(x) in (int, float) for x in value.flat)
+    if not numbers:
+        raise ValueError(f"{name} must be an array of numbers, not strings, booleans or ragged lists")
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except OverflowError as err:
+        raise ValueError(f"{name} must hold finite numbers: {err}") from None
+
+
 def revealed_errors(previous: np.ndarray, current: np.ndarray, history_steps: int) -> np.ndarray:
     """The relative forecast errors revealed between two successive windows, per revision and series.
 
@@ -114,7 +133,7 @@ class ForecastCorrector:
 
     def __post_init__(self) -> None:
         f, s = self.layout.forecast_steps, len(self.layout.window_names)
-        self.weights = np.asarray(self.weights, dtype=np.float64)
+        self.weights = _numbers(self.weights, "weights")
         if self.weights.shape != (s, f, f) or not np.isfinite(self.weights).all():
             raise ValueError(f"weights must be finite with shape (series, leads, leads) = {(s, f, f)}, got {self.weights.shape}")
         if self.residuals is not None:
@@ -126,17 +145,7 @@ class ForecastCorrector:
         :raises ValueError: for anything but a non-empty (M, F, S) array of relative errors in [-0.5, 0.5]
         """
         f, s = self.layout.forecast_steps, len(self.layout.window_names)
-        if isinstance(residuals, np.ndarray):
-            numbers = residuals.dtype.kind in "iuf"
-        else:  # nested lists (a file): numpy would read True, "0.1" or a 400-digit integer as a float without a word
-            residuals = np.asarray(residuals, dtype=object)
-            numbers = all(type(x) in (int, float) for x in residuals.flat)
-        if not numbers:
-            raise ValueError(f"residuals must be a (samples, {f}, {s}) array of numbers, not strings, booleans or lists")
-        try:
-            r = np.asarray(residuals, dtype=np.float64)
-        except OverflowError as err:
-            raise ValueError(f"residuals must be finite numbers: {err}") from None
+        r = _numbers(residuals, "residuals")
         if r.ndim != 3 or r.shape[0] < 1 or r.shape[1:] != (f, s) or not np.isfinite(r).all() or np.abs(r).max() > _BOUND:
             raise ValueError(f"residuals must be a non-empty (samples, {f}, {s}) array of finite relative errors in [-{_BOUND}, {_BOUND}], got shape {r.shape}")
         self.residuals = r
@@ -242,7 +251,7 @@ class ForecastCorrector:
             record = json.loads(target.read_text())
         except (OSError, UnicodeDecodeError) as err:
             raise ValueError(f"cannot read {target}: {err}") from None
-        except (json.JSONDecodeError, RecursionError) as err:
+        except (ValueError, RecursionError) as err:  # JSONDecodeError, or an integer of more digits than Python reads
             raise ValueError(f"{target} is not JSON: {str(err)[:200]}") from None
         if not isinstance(record, dict):
             raise ValueError(f"{target}: expected a JSON object, got {type(record).__name__}")
@@ -264,8 +273,7 @@ class ForecastCorrector:
         except (KeyError, TypeError, ValueError, OverflowError) as err:
             raise field_error("layout", f"is not an observation layout: {err!r}") from None
         try:
-            weights = np.asarray(record.get("weights"), dtype=np.float64)
-            corrector = cls(layout, weights, record["signature"], dict(record.get("fit", {})))
+            corrector = cls(layout, record.get("weights"), record["signature"], dict(record.get("fit", {})))
         except (TypeError, ValueError) as err:
             raise field_error("weights", f"must be a finite (series, leads, leads) array of numbers: {str(err)[:200]}") from None
         if record.get("residuals") is not None:
