@@ -2,13 +2,14 @@
 
 A model zip keeps its non-JSON attributes (policy class, spaces, schedules, ...) as cloudpickle payloads,
 ``VecNormalize`` statistics and replay buffers are pickle files, and unpickling any of them can call any
-function it names. Here they are read with an unpickler that resolves only what SB3's own files need: numpy
-arrays, scalars and random generators, ``collections.deque`` / ``OrderedDict``, ``torch.device``, torch's
-activation and optimizer classes, numpy scalar types, and classes of Stable-Baselines3, sb3-contrib, this package and gymnasium
-that are policies, features extractors, spaces, buffers, schedules or normalisation statistics. Anything else
-(a function, ``os.system``, a class defined by value, as cloudpickle writes lambdas and closures, a class of any
-other module) is refused with :class:`UnsafePickleError` naming it, before it is called and before its module is
-imported.
+function it names. Here they are read with Python's own unpickler, restricted to what SB3's own files need:
+numeric numpy arrays and scalars, PCG64 random generators, ``collections.deque`` / ``OrderedDict``,
+``torch.device``, tensors, torch's activation and optimizer classes, and classes of Stable-Baselines3, sb3-contrib,
+this package and ``gymnasium.spaces`` that are policies, features extractors, spaces, buffers, action noise,
+schedules or normalisation statistics. Anything else (a function, ``os.system``, a class defined by value, as
+cloudpickle writes lambdas and closures, a class of any other module, an object dtype, a change to a dtype's
+state, another bit generator) is refused with :class:`UnsafePickleError` naming it, before it is called; no module
+is imported.
 
 For prediction, attributes only training uses (the learning-rate and clip schedules, the last observation,
 episode statistics) that name something else are replaced by inert values instead: a model trained with
