@@ -295,3 +295,18 @@ def test_rl_zoo3_trains_her_from_the_shipped_file(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     assert list((tmp_path / "logs").rglob("MicrogridGoal-v0.zip"))
+
+
+def test_a_her_buffer_saved_by_sb3_loads_through_the_restricted_unpickler(tmp_path):
+    """``train --resume`` reads the buffer with :mod:`sb3_microgrid.common.safe_pickle`: the HER buffer's goal
+    selection strategy (an enum) must be among what it resolves."""
+    from sb3_microgrid.common.safe_pickle import load_replay_buffer
+
+    venv = DummyVecEnv([goal_env])
+    model = SAC("MultiInputPolicy", venv, replay_buffer_class=HerReplayBuffer, replay_buffer_kwargs=dict(goal_selection_strategy="future"), device="cpu", **tiny())
+    model.learn(60)
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    fresh = SAC("MultiInputPolicy", venv, replay_buffer_class=HerReplayBuffer, device="cpu", **tiny())
+    load_replay_buffer(fresh, tmp_path / "buffer.pkl")
+    assert isinstance(fresh.replay_buffer, HerReplayBuffer) and fresh.replay_buffer.goal_selection_strategy.name == "FUTURE"
+    assert fresh.replay_buffer.pos == model.replay_buffer.pos and fresh.replay_buffer.env is fresh.env

@@ -3,11 +3,11 @@
 A model zip keeps its non-JSON attributes (policy class, spaces, schedules, ...) as cloudpickle payloads,
 ``VecNormalize`` statistics and replay buffers are pickle files, and unpickling any of them can call any
 function it names. Here they are read with Python's own unpickler, restricted to what SB3's own files need:
-numeric numpy arrays and scalars, PCG64 random generators, ``collections.deque`` / ``OrderedDict``,
+numpy arrays and scalars of plain number or object dtypes, PCG64 random generators, ``collections.deque`` / ``OrderedDict``,
 ``torch.device``, tensors, torch's activation and optimizer classes, and classes of Stable-Baselines3, sb3-contrib,
 this package and ``gymnasium.spaces`` that are policies, features extractors, spaces, buffers, action noise,
 schedules or normalisation statistics. Anything else (a function, ``os.system``, a class defined by value, as
-cloudpickle writes lambdas and closures, a class of any other module, an object dtype, a change to a dtype's
+cloudpickle writes lambdas and closures, a class of any other module, a structured dtype, a change to a dtype's
 state, another bit generator) is refused with :class:`UnsafePickleError` naming it, before it is called; no module
 is imported.
 
@@ -98,12 +98,14 @@ def _trusted(module: str) -> bool:
 _BIT_GENERATORS = (np.random.PCG64, np.random.PCG64DXSM)
 
 
-def _numeric_dtype(*args: Any) -> np.dtype:
-    """``numpy.dtype`` as a pickle calls it, for booleans, integers, floats and complex numbers only: an object
-    dtype would let an array's raw bytes be read as object pointers."""
+def _plain_dtype(*args: Any) -> np.dtype:
+    """``numpy.dtype`` as a pickle calls it, for the plain dtypes of numbers and of objects (HER keeps its infos in
+    object arrays) and nothing structured. An object array then takes its items as a list, unpickled under the same
+    rules, never as raw bytes: numpy refuses bytes while the dtype's flags are its own, which :meth:`_Unpickler.load_build`
+    keeps them."""
     dtype = np.dtype(args[0]) if args and isinstance(args[0], str) else None
-    if dtype is None or dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None:
-        raise UnsafePickleError(f"refused numpy dtype {args[:1]!r}: only numeric dtypes are loaded")
+    if dtype is None or dtype.kind not in "biufcO" or dtype.fields is not None or dtype.subdtype is not None:
+        raise UnsafePickleError(f"refused numpy dtype {args[:1]!r}: only plain number and object dtypes are loaded")
     return dtype
 
 
@@ -144,7 +146,7 @@ class _Unpickler(pickle._Unpickler):
         if full == "torch.storage._load_from_bytes":
             return _storage_from_bytes
         if full == "numpy.dtype":
-            return _numeric_dtype
+            return _plain_dtype
         if full in ALLOWED_GLOBALS:
             return super().find_class(module, name)
         if module == "numpy" and isinstance(scalar := vars(np).get(name), type) and issubclass(scalar, np.generic):
