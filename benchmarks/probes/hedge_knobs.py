@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 
 import numpy as np
+
+from probe_output import write_probe
 
 from sb3_microgrid.baselines import MPCController
 from sb3_microgrid.baselines.lp import DispatchProblem
@@ -61,10 +62,7 @@ def main() -> None:
     lines = [f"Command: `{command}`", "", f"| demand-rate factor k : reserve kWh | first {args.days} validation days | next {args.confirm_days} |", "|---|---:|---:|"]
     lines += [f"| {key} | {gap:.3f} | {confirm[key]:.3f} |" if key in confirm else f"| {key} | {gap:.3f} | |" for key, gap in first.items()]
     print("\n".join(lines))
-    with open(args.out, "w") as f:
-        json.dump({"command": command, "first": first, "confirm": confirm}, f, indent=2)
-    with open(args.out.replace(".json", ".md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_probe(args.out, command, {"first": first, "confirm": confirm}, lines)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ python benchmarks/probes/hourly_residuals.py --scenario campus --out benchmarks/
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
+
+from probe_output import write_probe
 
 from sb3_microgrid.evaluation import evaluate
 from sb3_microgrid.forecasting import CorrectedForecastController, ForecastCorrector, episode_batches, fit_corrector
@@ -63,10 +64,7 @@ def main() -> None:
     command = f"python benchmarks/probes/hourly_residuals.py --scenario {args.scenario} --out {args.out}"
     lines = [f"Command: `{command}` ({args.scenarios} scenarios, first {args.days} validation days)", "", "| drawn from | gap closed |", "|---|---:|"]
     lines += [f"| {name} | {gap:.3f} |" for name, gap in rows.items()]
-    with open(args.out, "w") as f:
-        json.dump({"command": command, "rows": rows}, f, indent=2)
-    with open(args.out.replace(".json", ".md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_probe(args.out, command, {"rows": rows}, lines)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ python benchmarks/probes/information_limit.py --scenario campus --days 60 --out 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import pandas as pd
+
+from probe_output import write_probe
 
 from sb3_microgrid import MicrogridEnv
 from sb3_microgrid.baselines import make_controller
@@ -72,10 +73,7 @@ def main() -> None:
     ]
     lines += [f"| {name} | " + " | ".join(f"{row[c]:,.3f}" if c == "gap_closed" else f"{row[c]:,.1f}" if c == "unmet_ev_kwh" else f"{row[c]:,.0f}" for c in columns) + " |" for name, row in rows.items()]
     print("\n".join(lines))
-    with open(args.out, "w") as f:
-        json.dump({"command": lines[0], "rows": rows}, f, indent=2)
-    with open(args.out.replace(".json", ".md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_probe(args.out, lines[0], {"rows": rows}, lines)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ python benchmarks/probes/stochastic_mpc.py --scenario campus --days 60 --scenari
 from __future__ import annotations
 
 import argparse
-import json
 import time
+
+from probe_output import write_probe
 
 from sb3_microgrid.evaluation import evaluate
 from sb3_microgrid.forecasting import CorrectedForecastController, episode_batches, fit_corrector
@@ -43,10 +44,7 @@ def main() -> None:
              "| scenarios | gap closed | Rs/day | seconds |", "|---:|---:|---:|---:|"]  # fmt: skip
     lines += [f"| {r['scenarios']} | {r['gap_closed']:.3f} | {r['cost_per_day']:,.0f} | {r['seconds']:.0f} |" for r in rows]
     print("\n".join(lines))
-    with open(args.out, "w") as f:
-        json.dump({"command": command, "rows": rows}, f, indent=2)
-    with open(args.out.replace(".json", ".md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_probe(args.out, command, {"rows": rows}, lines)
 
 
 if __name__ == "__main__":

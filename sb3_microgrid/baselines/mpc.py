@@ -114,4 +114,3 @@ class MPCController:
             shortfall_price=(self._price_max + sc.battery.wear_cost_inr_per_kwh) / sc.battery.charge_efficiency,
             surplus_price=float(ep.surplus_price[0]),
         )
-
