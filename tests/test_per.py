@@ -2,6 +2,7 @@
 PerSAC/PerTD3 really use and update the priorities, and save/load keeps everything."""
 
 import math
+import pickle
 import warnings
 
 import gymnasium as gym
@@ -15,6 +16,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_microgrid import MicrogridEnv
 from sb3_microgrid.buffers import PrioritizedReplayBuffer, SumTree, sum_tree
+from sb3_microgrid.common.safe_pickle import loads
 from sb3_microgrid.per_sac import PerSAC
 from sb3_microgrid.per_td3 import PerTD3
 
@@ -314,3 +316,35 @@ def test_replay_buffer_save_load_keeps_priorities(tmp_path, rng: np.random.Gener
     np.testing.assert_array_equal(other.replay_buffer.tree.nodes, model.replay_buffer.tree.nodes)
     assert other.replay_buffer.max_priority == model.replay_buffer.max_priority
     assert other.replay_buffer.tree.total > 0 and other.replay_buffer.pos == 30
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("capacity", 1000, "size and depth must fit its capacity 1000"),  # the kernels would write past the nodes
+        ("capacity", 0, "capacity must be a positive integer"),
+        ("size", 4, "size and depth"),
+        ("nodes", np.zeros(8), r"nodes must be a writable contiguous float64 array of 16"),
+        ("nodes", np.zeros(16, dtype=np.float32), "nodes must be"),
+        ("nodes", np.frombuffer(bytes(128)), "nodes must be"),  # read-only: the kernels write to it
+    ],
+)
+def test_a_pickled_sum_tree_must_fit_what_its_compiled_loops_trust(field, value, message) -> None:
+    tree = SumTree(5)
+    tree.__dict__[field] = value
+    payload = pickle.dumps(tree, protocol=5)  # a read-only array stays read-only
+    with pytest.raises(ValueError, match=message):
+        pickle.loads(payload)
+    with pytest.raises(ValueError, match=message):
+        loads(payload)  # the restricted reader runs the same check
+
+
+def test_a_pickled_prioritized_buffer_round_trips_and_its_tree_must_fit_its_storage() -> None:
+    buffer = make_buffer(16, n_envs=2)
+    fill(buffer, 5)
+    restored = loads(pickle.dumps(buffer))
+    np.testing.assert_array_equal(restored.tree.nodes, buffer.tree.nodes)
+    restored.add(*(np.zeros((2, 3)),) * 2, np.zeros((2, 2)), np.zeros(2), np.zeros(2), [{}] * 2)
+    buffer.tree = SumTree(8)
+    with pytest.raises(ValueError, match=r"capacity buffer_size \* n_envs \(8 \* 2\)"):
+        loads(pickle.dumps(buffer))

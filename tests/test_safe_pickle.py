@@ -6,13 +6,18 @@ import base64
 import json
 import pickle
 import zipfile
+from collections import OrderedDict, deque
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch as th
+from gymnasium.spaces import Box
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.save_util import json_to_data
+from stable_baselines3.common.utils import ConstantSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+from stable_baselines3.her.goal_selection_strategy import GoalSelectionStrategy
 
 from sb3_microgrid import MicrogridEnv
 from sb3_microgrid.algos import load
@@ -202,25 +207,86 @@ def test_a_model_zip_is_read_once_and_sb3_gets_its_bytes(saved, monkeypatch):
     assert reads.count(saved) == 1 and given and all(not isinstance(p, (str, Path)) for p in given)
 
 
+def _dtype(code: bytes, build: bool = True) -> bytes:
+    """A pickled numpy dtype, with the state numpy gives a plain little-endian one."""
+    made = b"cnumpy\ndtype\n(S'" + code + b"'\nI00\nI01\ntR"
+    return made + b"(I3\nS'<'\nNNNI-1\nI-1\nI0\ntb" if build else made
+
+
+#: numpy's first half of a pickled array: ``_reconstruct(ndarray, (0,), b"b")``, whose BUILD follows.
+_ARRAY = b"cnumpy.core.multiarray\n_reconstruct\n(cnumpy\nndarray\n(I0\ntC\x01btR"
+
+
+def _array_state(data: bytes, n: int, code: bytes = b"f8") -> bytes:
+    """The BUILD state of a 1-D array of ``n`` items of dtype ``code`` held in ``data``."""
+    return b"(I1\n(I%d\nt" % n + _dtype(code) + b"I00\nB" + len(data).to_bytes(4, "little") + data + b"t"
+
+
+class _Parameter:
+    """Pickles as ``torch._utils._rebuild_parameter(data, True, hooks)``, which torch's own pickles never hold."""
+
+    def __init__(self, data, hooks) -> None:
+        self.data, self.hooks = data, hooks
+
+    def __reduce__(self):
+        from torch._utils import _rebuild_parameter
+
+        return (_rebuild_parameter, (self.data, True, self.hooks))
+
+
+_SEED_SEQUENCE = b"cnumpy.random.bit_generator\n__pyx_unpickle_SeedSequence\n(cnumpy.random.bit_generator\nSeedSequence\nI0\nNtR"
+
+
 @pytest.mark.parametrize(
     "payload, message",
     [
         (b"cnumpy\ndtype\n(S'f8'\nI00\nI01\ntR(I3\nS'<'\nNNNI-1\nI-1\nI63\ntb.", "change to numpy dtype"),  # flags: holds objects
         (b"cnumpy\ndtype\n(S'V8'\nI00\nI01\ntR.", "only plain number and object dtypes"),
-        (b"cnumpy.random._pickle\n__bit_generator_ctor\n(S'MT19937'\ntR}b.", "bit generator MT19937"),
+        (b"cnumpy.random._pickle\n__bit_generator_ctor\n(S'MT19937'\ntR}b.", "bit generator 'MT19937'"),
+        # numpy.ndarray(shape, object dtype, bytes) takes the bytes as object pointers
+        (b"cnumpy\nndarray\n((I1\nt" + _dtype(b"O", build=False) + b"C\x08AAAAAAAAtR.", "ndarray called directly"),
+        # a view (numpy.float64 of a float64 array is one) kept while a second BUILD frees the array's memory
+        (_ARRAY + _array_state(bytes(8), 1) + b"bp0\n0cnumpy\nfloat64\n(g0\ntR0g0\n" + _array_state(bytes(8000), 1000) + b"b.", "BUILD on numpy.ndarray"),
+        (_ARRAY + b"2" + _array_state(bytes(8), 1) + b"b0" + _array_state(bytes(8), 1) + b"b.", "second BUILD"),
+        (_ARRAY + b".", "without its state"),
+        (b"cnumpy.core.numeric\n_frombuffer\n(" + _ARRAY + _array_state(bytes(8), 1) + b"b" + _dtype(b"f8") + b"(I1\ntS'C'\ntR.", "_frombuffer"),
+        # a Generator around the Mersenne Twister (by name, or the constructor's default), whose state BUILD then sets
+        (b"cnumpy.random._pickle\n__generator_ctor\n(S'MT19937'\ntR.", "bit generator 'MT19937'"),
+        (b"cnumpy.random._pickle\n__generator_ctor\n)R.", "bit generator None"),
+        # NEWOBJ leaves a compiled class uninitialised (its BUILD then writes through a null pointer)
+        (b"cnumpy.random._pcg64\nPCG64\n)\x81.", "made without its constructor"),
+        (_SEED_SEQUENCE + b"(I3\nI0\n" + _ARRAY + _array_state(bytes(16), 4, b"u4") + b"bI4\n)tb.", "pool is not the one"),
+        # BUILD on a class or an enum member would change it for the whole process
+        (b"cstable_baselines3.common.utils\nConstantSchedule\n(N}S'val'\nI1\nstb.", "BUILD on builtins.type"),
+        (b"cstable_baselines3.her.goal_selection_strategy\nGoalSelectionStrategy\n(I0\ntR(N}S'_value_'\nI2\nstb.", "BUILD on stable_baselines3.her"),
+        (pickle.dumps(_Parameter(th.ones(2), OrderedDict({0: deque}))), "backward hooks"),
     ],
-    ids=["dtype_flags", "void_dtype", "mersenne_twister_by_name"],
+    ids=[
+        "dtype_flags", "void_dtype", "mersenne_twister_by_name", "ndarray_called", "view_outlives_build", "second_build",
+        "unbuilt_array", "frombuffer_over_array", "generator_mersenne_twister", "generator_default", "newobj_compiled",
+        "seed_sequence_pool", "build_class", "build_enum_member", "parameter_hooks",
+    ],
 )
-def test_numpy_objects_that_could_corrupt_memory_are_refused(payload, message):
+def test_numpy_and_torch_objects_that_could_corrupt_memory_or_shared_state_are_refused(payload, message):
     with pytest.raises(UnsafePickleError, match=message):
         loads(payload)
+    assert not hasattr(ConstantSchedule, "val") and GoalSelectionStrategy.FUTURE.value == 0
+
+
+def test_a_pickled_seed_sequence_is_made_by_its_constructor():
+    pool = np.random.SeedSequence(3).pool.tobytes()
+    restored = loads(_SEED_SEQUENCE + b"(I3\nI0\n" + _ARRAY + _array_state(pool, 4, b"u4") + b"bI4\n)tb.")
+    assert type(restored) is np.random.SeedSequence and restored.generate_state(2).tolist() == np.random.SeedSequence(3).generate_state(2).tolist()
 
 
 def test_what_sb3_files_hold_round_trips():
-    from stable_baselines3.her.goal_selection_strategy import GoalSelectionStrategy
-
     rng = np.random.default_rng(0)
-    for obj in (GoalSelectionStrategy.FUTURE, rng, np.arange(4.0), {"r": np.float32(1.5)}):
-        restored = loads(pickle.dumps(obj))
-        assert type(restored) is type(obj)
+    space = Box(0.0, 1.0, (3,))
+    space.seed(3)
+    held = (GoalSelectionStrategy.FUTURE, rng, np.random.SeedSequence(7), np.arange(4.0), np.array([{"a": 1}, None]), {"r": np.float32(1.5)}, space, th.nn.Parameter(th.ones(2)))
+    for obj in held:
+        for protocol in (3, 4, 5):  # 5 pickles contiguous arrays through numpy's _frombuffer
+            restored = loads(pickle.dumps(obj, protocol=protocol))
+            assert type(restored) is type(obj)
+    assert loads(pickle.dumps(space)).sample().tolist() == space.sample().tolist()
     assert loads(pickle.dumps(rng)).random() == np.random.default_rng(0).random()

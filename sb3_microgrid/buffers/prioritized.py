@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from numbers import Integral
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -129,6 +130,16 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self._warned_no_update = False
         # seeded from the global generator, so the algorithm's `seed` makes sampling reproducible
         self.rng = np.random.default_rng(np.random.randint(2**31))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickled buffer whose sum tree has one leaf per stored transition (a loaded file is checked).
+
+        :raises ValueError: if the tree does not fit ``buffer_size * n_envs``
+        """
+        tree, buffer_size, n_envs = state.get("tree"), state.get("buffer_size"), state.get("n_envs")
+        if not (isinstance(buffer_size, Integral) and isinstance(n_envs, Integral) and isinstance(tree, SumTree) and tree.capacity == buffer_size * n_envs):
+            raise ValueError(f"a pickled PrioritizedReplayBuffer's tree must be a SumTree of capacity buffer_size * n_envs ({buffer_size!r} * {n_envs!r})")
+        self.__dict__.update(state)
 
     @property
     def beta(self) -> float:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from numbers import Integral
+from typing import Any
+
 import numpy as np
 from numba import njit
 
@@ -98,6 +101,20 @@ class SumTree:
         self.size = 1 << max(int(np.ceil(np.log2(capacity))), 0)
         self.depth = self.size.bit_length() - 1
         self.nodes = np.zeros(2 * self.size, dtype=np.float64)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickled tree, checking the layout that the compiled loops trust (they do not bounds-check).
+
+        :raises ValueError: naming the field that does not fit
+        """
+        capacity, size, nodes = state.get("capacity"), state.get("size"), state.get("nodes")
+        if not (isinstance(capacity, Integral) and capacity >= 1):
+            raise ValueError(f"a pickled SumTree's capacity must be a positive integer, got {capacity!r}")
+        if size != 1 << (int(capacity) - 1).bit_length() or state.get("depth") != (int(capacity) - 1).bit_length():
+            raise ValueError(f"a pickled SumTree's size and depth must fit its capacity {capacity}, got {size!r} and {state.get('depth')!r}")
+        if not (isinstance(nodes, np.ndarray) and nodes.dtype == np.float64 and nodes.shape == (2 * size,) and nodes.flags.c_contiguous and nodes.flags.writeable):
+            raise ValueError(f"a pickled SumTree's nodes must be a writable contiguous float64 array of {2 * size}")
+        self.__dict__.update(state)
 
     @property
     def total(self) -> float:

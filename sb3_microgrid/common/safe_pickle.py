@@ -11,6 +11,12 @@ cloudpickle writes lambdas and closures, a class of any other module, a structur
 state, another bit generator) is refused with :class:`UnsafePickleError` naming it, before it is called; no module
 is imported.
 
+Names are not enough where compiled code trusts an object's fields, so numpy's and torch's reconstruction helpers
+resolve to checked stand-ins (:attr:`_Unpickler.substitutes`): arrays and seed sequences are made afresh from their
+checked state at BUILD, never handed out half-made; random generators only around PCG64; instances made without
+their constructor only of Python classes; and BUILD never changes a class, a function, an enum member or another
+compiled object.
+
 For prediction, attributes only training uses (the learning-rate and clip schedules, the last observation,
 episode statistics) that name something else are replaced by inert values instead: a model trained with
 rl_zoo3's ``lin_3e-4`` (a closure) still loads to act. A model loaded to train on (resume, ``adapt``) gets the error.
@@ -19,11 +25,14 @@ rl_zoo3's ``lin_3e-4`` (a closure) still loads to act. A model loaded to train o
 from __future__ import annotations
 
 import base64
+import copyreg
+import enum
 import functools
 import io
 import json
 import pickle
 import sys
+import types
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,25 +53,21 @@ from stable_baselines3.common.utils import LinearSchedule as SB3LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from stable_baselines3.her import HerReplayBuffer
 
-#: Functions and classes a pickle may name outright (numpy's array, scalar and generator reconstruction).
+#: Functions and classes a pickle may name that are resolved as they are; the reconstruction helpers numpy and torch
+#: name are resolved to the checked stand-ins of :attr:`_Unpickler.substitutes` instead.
 ALLOWED_GLOBALS = frozenset(
     f"{prefix}.{name}"
     for prefix, names in {
-        "numpy": ("ndarray",),
-        "numpy.core.multiarray": ("_reconstruct", "scalar"),
-        "numpy._core.multiarray": ("_reconstruct", "scalar"),
-        "numpy.core.numeric": ("_frombuffer",),
-        "numpy._core.numeric": ("_frombuffer",),
-        "numpy.random._pickle": ("__generator_ctor", "__bit_generator_ctor"),
+        "numpy.core.multiarray": ("scalar",),
+        "numpy._core.multiarray": ("scalar",),
         "numpy.random._pcg64": ("PCG64", "PCG64DXSM"),
-        "numpy.random.bit_generator": ("__pyx_unpickle_SeedSequence", "SeedSequence"),
+        "numpy.random.bit_generator": ("SeedSequence",),
         "numpy.random._generator": ("Generator",),
         "collections": ("deque", "OrderedDict"),
         "stable_baselines3.her.goal_selection_strategy": ("GoalSelectionStrategy",),
         "stable_baselines3.common.type_aliases": ("TrainFreq", "TrainFrequencyUnit"),
         "torch": ("device",),
-        "torch._utils": ("_rebuild_tensor_v2", "_rebuild_parameter"),
-        "copyreg": ("_reconstructor",),
+        "torch._utils": ("_rebuild_tensor_v2",),
         "builtins": ("object",),
     }.items()
     for name in names
@@ -98,15 +103,8 @@ def _trusted(module: str) -> bool:
 _BIT_GENERATORS = (np.random.PCG64, np.random.PCG64DXSM)
 
 
-def _plain_dtype(*args: Any) -> np.dtype:
-    """``numpy.dtype`` as a pickle calls it, for the plain dtypes of numbers and of objects (HER keeps its infos in
-    object arrays) and nothing structured. An object array then takes its items as a list, unpickled under the same
-    rules, never as raw bytes: numpy refuses bytes while the dtype's flags are its own, which :meth:`_Unpickler.load_build`
-    keeps them."""
-    dtype = np.dtype(args[0]) if args and isinstance(args[0], str) else None
-    if dtype is None or dtype.kind not in "biufcO" or dtype.fields is not None or dtype.subdtype is not None:
-        raise UnsafePickleError(f"refused numpy dtype {args[:1]!r}: only plain number and object dtypes are loaded")
-    return dtype
+class UnsafePickleError(ValueError):
+    """A pickle names something this module does not resolve."""
 
 
 #: Attributes of a model's data that prediction does not use, and what replaces them when they name something refused.
@@ -124,33 +122,192 @@ PREDICTION_ONLY = {
 }
 
 
-class UnsafePickleError(ValueError):
-    """A pickle names something this module does not resolve."""
+def _plain_dtype(*args: Any) -> np.dtype:
+    """``numpy.dtype`` as a pickle calls it, for the plain dtypes of numbers and of objects (HER keeps its infos in
+    object arrays) and nothing structured. An object array then takes its items as a list, unpickled under the same
+    rules, never as raw bytes: numpy refuses bytes while the dtype's flags are its own, which :meth:`_Unpickler.load_build`
+    keeps them."""
+    dtype = np.dtype(args[0]) if args and isinstance(args[0], str) else None
+    if dtype is None or dtype.kind not in "biufcO" or dtype.fields is not None or dtype.subdtype is not None:
+        raise UnsafePickleError(f"refused numpy dtype {args[:1]!r}: only plain number and object dtypes are loaded")
+    return dtype
+
+
+def _array_from_bytes(buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """numpy's ``_frombuffer`` (how protocol 5 pickles an array), over bytes only: over an array it would make a view
+    that outlives the array's memory."""
+    if type(buffer) not in (bytes, bytearray) or not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise UnsafePickleError("refused numpy _frombuffer: only numbers read from bytes are loaded")
+    return np.frombuffer(buffer, dtype).reshape(shape, order=order)
+
+
+def _bit_generator(kind: Any = None) -> np.random.BitGenerator:
+    """``numpy.random._pickle.__bit_generator_ctor``, for :data:`_BIT_GENERATORS` only (its default is MT19937)."""
+    for generator in _BIT_GENERATORS:
+        if kind is generator or kind == generator.__name__:
+            return generator()
+    raise UnsafePickleError(f"refused bit generator {kind!r}: only {[g.__name__ for g in _BIT_GENERATORS]} are loaded")
+
+
+def _generator(bit_generator: Any = None) -> np.random.Generator:
+    """``numpy.random._pickle.__generator_ctor``, around a bit generator of :data:`_BIT_GENERATORS` (or its name)."""
+    if type(bit_generator) not in _BIT_GENERATORS:
+        bit_generator = _bit_generator(bit_generator)
+    return np.random.Generator(bit_generator)
 
 
 def _storage_from_bytes(payload: bytes) -> Any:
     """``torch.storage._load_from_bytes``, with which a pickled tensor rebuilds its storage, but reading the
     storage with torch's weights-only unpickler (the original reads it with the unrestricted one)."""
-    return th.load(io.BytesIO(payload), weights_only=True)
+    storage = th.load(io.BytesIO(payload), weights_only=True)
+    if not isinstance(storage, (th.UntypedStorage, th.TypedStorage)):
+        raise UnsafePickleError(f"refused a tensor storage that holds a {type(storage).__name__}")
+    return storage
+
+
+def _parameter(data: Any, requires_grad: Any, backward_hooks: Any) -> th.nn.Parameter:
+    """``torch._utils._rebuild_parameter`` without backward hooks (which would be called on every backward pass)."""
+    if not isinstance(data, th.Tensor) or backward_hooks:
+        raise UnsafePickleError("refused a parameter that is not a tensor or has backward hooks")
+    return th.nn.Parameter(data, bool(requires_grad))
+
+
+def _plain_class(cls: Any) -> type:
+    """``cls``, if an instance may be made without calling its constructor (NEWOBJ and the like): a class of a trusted
+    module whose ``__new__`` is ``object``'s or written in Python. A compiled class made so (numpy's bit generators)
+    is left uninitialised, and its methods then read and write through null or stale pointers."""
+    if isinstance(cls, type) and _trusted(cls.__module__) and (cls.__new__ is object.__new__ or isinstance(cls.__new__, types.FunctionType)):
+        return cls
+    raise UnsafePickleError(f"refused an instance of {cls!r} made without its constructor: only classes of trusted packages written in Python are")
+
+
+def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
+    """``copyreg._reconstructor`` (protocols 0 and 1), for :func:`_plain_class` classes on ``object`` only."""
+    if base is not object:
+        raise UnsafePickleError(f"refused copyreg._reconstructor on base {base!r}")
+    return copyreg._reconstructor(_plain_class(cls), object, state)
+
+
+class _ArrayClass:
+    """What ``numpy.ndarray`` resolves to: a name to pass to numpy's ``_reconstruct`` only. Called with a shape, an
+    object dtype and bytes, ``numpy.ndarray`` itself would take the bytes as object pointers."""
+
+    __slots__ = ()  # shared by every load: nothing may be set on it
+
+    def __call__(self, *args: Any) -> None:
+        raise UnsafePickleError("refused numpy.ndarray called directly: arrays are loaded through numpy's _reconstruct")
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray"
+
+
+_NDARRAY = _ArrayClass()
+
+
+class _Unbuilt:
+    """What numpy's ``_reconstruct`` and Cython's ``__pyx_unpickle_SeedSequence`` stand for until their BUILD: an
+    inert placeholder, replaced then (on the stack and in the memo) by an object made afresh from the checked state.
+    numpy's own pair hands out a real, empty array first and sets its memory at BUILD, which frees the memory that
+    any view taken in between (``numpy.float64(array)`` is one) still points to.
+
+    :param build: makes the object from the BUILD state
+    """
+
+    __slots__ = ("build", "memo_keys")
+
+    def __init__(self, build: Any) -> None:
+        self.build = build
+        self.memo_keys: list[int] = []
+
+
+def _new_array(state: Any) -> np.ndarray:
+    """A new array from ``ndarray.__reduce__``'s state (numpy checks it against the dtype and the size)."""
+    array = np.ndarray((0,), np.int8)
+    array.__setstate__(state)
+    return array
+
+
+def _new_seed_sequence(state: Any) -> np.random.SeedSequence:
+    """A ``SeedSequence`` from its constructor, given the fields Cython pickles; its pool must be what they make."""
+    try:
+        entropy, n_children_spawned, pool, pool_size, spawn_key = state
+        made = np.random.SeedSequence(entropy, spawn_key=spawn_key, pool_size=pool_size, n_children_spawned=n_children_spawned)
+    except (TypeError, ValueError) as err:
+        raise UnsafePickleError(f"refused a SeedSequence state: {err}") from None
+    if not (isinstance(pool, np.ndarray) and np.array_equal(pool, made.pool)):
+        raise UnsafePickleError("refused a SeedSequence whose pool is not the one its entropy makes")
+    return made
+
+
+class _Memo(dict):
+    """The unpickler's memo, noting where each :class:`_Unbuilt` is kept so that BUILD can replace it there."""
+
+    def __setitem__(self, key: int, value: Any) -> None:
+        if isinstance(value, _Unbuilt):
+            value.memo_keys.append(key)
+        super().__setitem__(key, value)
+
+
+#: Objects BUILD may not change: shared ones (a class, a function, an enum member) would change for the whole process.
+_SHARED = (type, enum.Enum, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools.partial)
 
 
 class _Unpickler(pickle._Unpickler):
-    """Python's own (pure-Python) unpickler, so that BUILD can be checked as well as the names a pickle resolves."""
+    """Python's own (pure-Python) unpickler, so that BUILD and the making of objects can be checked as well as the
+    names a pickle resolves."""
 
     dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file)
+        self.memo = _Memo()
+        self.unbuilt: set[_Unbuilt] = set()
+
+    def _unbuilt(self, build: Any) -> _Unbuilt:
+        placeholder = _Unbuilt(build)
+        self.unbuilt.add(placeholder)
+        return placeholder
+
+    def _empty_array(self, cls: Any, shape: Any, typecode: Any) -> _Unbuilt:
+        """numpy's ``_reconstruct(ndarray, (0,), b"b")``: an array whose BUILD follows."""
+        if cls is not _NDARRAY:
+            raise UnsafePickleError(f"refused numpy _reconstruct of {cls!r}: only plain arrays are loaded")
+        return self._unbuilt(_new_array)
+
+    def _seed_sequence(self, cls: Any, checksum: Any, state: Any) -> _Unbuilt:
+        """Cython's ``__pyx_unpickle_SeedSequence(SeedSequence, checksum, None)``: a seed sequence whose BUILD follows."""
+        if cls is not np.random.SeedSequence or state is not None:
+            raise UnsafePickleError(f"refused __pyx_unpickle_SeedSequence of {cls!r}")
+        return self._unbuilt(_new_seed_sequence)
+
+    #: Names resolved to checked stand-ins, and the method name of those that need the unpickler.
+    substitutes = {
+        "numpy.dtype": _plain_dtype,
+        "numpy.ndarray": _NDARRAY,
+        "numpy.core.multiarray._reconstruct": "_empty_array",
+        "numpy._core.multiarray._reconstruct": "_empty_array",
+        "numpy.core.numeric._frombuffer": _array_from_bytes,
+        "numpy._core.numeric._frombuffer": _array_from_bytes,
+        "numpy.random._pickle.__bit_generator_ctor": _bit_generator,
+        "numpy.random._pickle.__generator_ctor": _generator,
+        "numpy.random.bit_generator.__pyx_unpickle_SeedSequence": "_seed_sequence",
+        "torch.storage._load_from_bytes": _storage_from_bytes,
+        "torch._utils._rebuild_parameter": _parameter,
+        "copyreg._reconstructor": _reconstructor,
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         """Resolve ``module.name`` if it is allowed (module docstring), else raise :class:`UnsafePickleError`;
         never imports a module."""
         full = f"{module}.{name}"
-        if full == "torch.storage._load_from_bytes":
-            return _storage_from_bytes
-        if full == "numpy.dtype":
-            return _plain_dtype
+        if full in self.substitutes:
+            found = self.substitutes[full]
+            return getattr(self, found) if isinstance(found, str) else found
         if full in ALLOWED_GLOBALS:
             return super().find_class(module, name)
-        if module == "numpy" and isinstance(scalar := vars(np).get(name), type) and issubclass(scalar, np.generic):
-            return scalar  # a scalar type (np.float32 ...), as action noise keeps its dtype
+        scalar = vars(np).get(name) if module == "numpy" else None
+        if isinstance(scalar, type) and issubclass(scalar, np.generic) and np.dtype(scalar).kind in "biufc":
+            return scalar  # a number type (np.float32 ...), as action noise keeps its dtype
         if _trusted(module) and name.isidentifier() and not name.startswith("_"):
             bases = _safe_bases()  # first, as it imports this package's modules that define such classes
             found = getattr(sys.modules.get(module), "__dict__", {}).get(name)
@@ -160,20 +317,57 @@ class _Unpickler(pickle._Unpickler):
                     return found
         raise UnsafePickleError(f"refused {full}: only arrays, spaces, schedules, policies, buffers and statistics of trusted packages are loaded")
 
+    def load_newobj(self) -> None:
+        """NEWOBJ, for :func:`_plain_class` classes only."""
+        _plain_class(self.stack[-2])
+        super().load_newobj()
+
+    def load_newobj_ex(self) -> None:
+        """NEWOBJ_EX, for :func:`_plain_class` classes only."""
+        _plain_class(self.stack[-3])
+        super().load_newobj_ex()
+
+    def _instantiate(self, klass: Any, args: list) -> None:
+        """INST and OBJ (protocols 0 and 1), for :func:`_plain_class` classes only."""
+        super()._instantiate(_plain_class(klass), args)
+
     def load_build(self) -> None:
-        """BUILD, except on a dtype (whose state could mark raw bytes as objects: only its own state is accepted,
-        and then nothing needs doing) and on a bit generator other than :data:`_BIT_GENERATORS`."""
+        """BUILD: makes each :class:`_Unbuilt` once; on a dtype accepts only its own state (another could mark raw
+        bytes as objects); on a bit generator only :data:`_BIT_GENERATORS`, whose state setters check the state;
+        refuses shared objects (:data:`_SHARED`) and any other numpy or torch object."""
         state, inst = self.stack[-1], self.stack[-2]
+        if isinstance(inst, _Unbuilt):
+            if inst not in self.unbuilt:
+                raise UnsafePickleError("refused a second BUILD of a numpy array or seed sequence")
+            self.unbuilt.discard(inst)
+            made = inst.build(state)
+            self.stack.pop()
+            self.stack[-1] = made
+            for key in inst.memo_keys:
+                if self.memo.get(key) is inst:
+                    self.memo[key] = made
+            return
         if isinstance(inst, np.dtype):
             if state != inst.__reduce__()[2]:
                 raise UnsafePickleError(f"refused a change to numpy dtype {inst}")
             self.stack.pop()
             return
-        if isinstance(inst, np.random.BitGenerator) and not isinstance(inst, _BIT_GENERATORS):
-            raise UnsafePickleError(f"refused bit generator {type(inst).__name__}: only {[g.__name__ for g in _BIT_GENERATORS]} are loaded")
+        kind = type(inst)
+        compiled = kind.__module__.partition(".")[0] in ("numpy", "torch") and not _trusted(kind.__module__)
+        if isinstance(inst, _SHARED) or (compiled and kind not in (*_BIT_GENERATORS, np.random.Generator)):
+            raise UnsafePickleError(f"refused BUILD on {kind.__module__}.{kind.__qualname__}")
         super().load_build()
 
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
     dispatch[pickle.BUILD[0]] = load_build
+
+    def load(self) -> Any:
+        """Unpickle, refusing a pickle that leaves an array or seed sequence unbuilt."""
+        result = super().load()
+        if self.unbuilt:
+            raise UnsafePickleError("refused a numpy array or seed sequence without its state")
+        return result
 
 
 def loads(payload: bytes) -> Any:
