@@ -234,14 +234,27 @@ class _Parameter:
         return (_rebuild_parameter, (self.data, True, self.hooks))
 
 
+class _Tensor:
+    """Pickles as ``torch._utils._rebuild_tensor_v2`` of ``data``'s storage, with ``hooks`` and another ``size``."""
+
+    def __init__(self, data, hooks, size=None) -> None:
+        self.data, self.hooks, self.size = data, hooks, size
+
+    def __reduce__(self):
+        from torch._utils import _rebuild_tensor_v2
+
+        size = self.size or tuple(self.data.size())
+        return (_rebuild_tensor_v2, (self.data._typed_storage(), 0, size, (1,), False, self.hooks))
+
+
 _SEED_SEQUENCE = b"cnumpy.random.bit_generator\n__pyx_unpickle_SeedSequence\n(cnumpy.random.bit_generator\nSeedSequence\nI0\nNtR"
 
 
 @pytest.mark.parametrize(
     "payload, message",
     [
-        (b"cnumpy\ndtype\n(S'f8'\nI00\nI01\ntR(I3\nS'<'\nNNNI-1\nI-1\nI63\ntb.", "change to numpy dtype"),  # flags: holds objects
-        (b"cnumpy\ndtype\n(S'V8'\nI00\nI01\ntR.", "only plain number and object dtypes"),
+        (b"cnumpy\ndtype\n(S'f8'\nI00\nI01\ntR(I3\nS'<'\nNNNI-1\nI-1\nI63\ntb.", "float64 with the state"),  # flags: holds objects
+        (b"cnumpy\ndtype\n(S'V8'\nI00\nI01\ntR(I3\nS'|'\nNNNI8\nI1\nI0\ntb.", "only plain number and object dtypes"),
         (b"cnumpy.random._pickle\n__bit_generator_ctor\n(S'MT19937'\ntR}b.", "bit generator 'MT19937'"),
         # numpy.ndarray(shape, object dtype, bytes) takes the bytes as object pointers
         (b"cnumpy\nndarray\n((I1\nt" + _dtype(b"O", build=False) + b"C\x08AAAAAAAAtR.", "ndarray called directly"),
@@ -260,17 +273,26 @@ _SEED_SEQUENCE = b"cnumpy.random.bit_generator\n__pyx_unpickle_SeedSequence\n(cn
         (b"cstable_baselines3.common.utils\nConstantSchedule\n(N}S'val'\nI1\nstb.", "BUILD on builtins.type"),
         (b"cstable_baselines3.her.goal_selection_strategy\nGoalSelectionStrategy\n(I0\ntR(N}S'_value_'\nI2\nstb.", "BUILD on stable_baselines3.her"),
         (pickle.dumps(_Parameter(th.ones(2), OrderedDict({0: deque}))), "backward hooks"),
+        (pickle.dumps(_Tensor(th.ones(2), OrderedDict({0: deque}))), "backward hooks"),
+        (pickle.dumps(_Tensor(th.ones(2), OrderedDict(), size=(1000,))), "reaches element 1000 of a storage of 2"),
+        # a slot state's setattr swaps an object's class (a ConstantSchedule made a SumTree, skipping its checks)
+        (b"cstable_baselines3.common.utils\nConstantSchedule\n)\x81(}}S'__class__'\ncsb3_microgrid.buffers.sum_tree\nSumTree\nstb.", "slot state"),
+        # Optimizer.__setstate__ would replace SGD.step for the process with the file's profile_hook_step
+        (b"ctorch.optim.sgd\nSGD\n)\x81}S'profile_hook_step'\ncstable_baselines3.common.utils\nConstantSchedule\nsb.", "made without its constructor"),
+        (b"cstable_baselines3.common.running_mean_std\nRunningMeanStd\n)\x81}S'update'\nI1\nsb.", "'update' for RunningMeanStd: it is not data"),
+        (b"cnumpy\nfloating\n.", "refused numpy.floating"),
     ],
     ids=[
         "dtype_flags", "void_dtype", "mersenne_twister_by_name", "ndarray_called", "view_outlives_build", "second_build",
         "unbuilt_array", "frombuffer_over_array", "generator_mersenne_twister", "generator_default", "newobj_compiled",
-        "seed_sequence_pool", "build_class", "build_enum_member", "parameter_hooks",
+        "seed_sequence_pool", "build_class", "build_enum_member", "parameter_hooks", "tensor_hooks", "tensor_past_storage",
+        "class_swap", "optimizer_step", "method_hidden", "abstract_scalar",
     ],
 )
 def test_numpy_and_torch_objects_that_could_corrupt_memory_or_shared_state_are_refused(payload, message):
     with pytest.raises(UnsafePickleError, match=message):
         loads(payload)
-    assert not hasattr(ConstantSchedule, "val") and GoalSelectionStrategy.FUTURE.value == 0
+    assert not hasattr(ConstantSchedule, "val") and GoalSelectionStrategy.FUTURE.value == 0 and callable(th.optim.SGD.step)
 
 
 def test_a_pickled_seed_sequence_is_made_by_its_constructor():
@@ -283,7 +305,7 @@ def test_what_sb3_files_hold_round_trips():
     rng = np.random.default_rng(0)
     space = Box(0.0, 1.0, (3,))
     space.seed(3)
-    held = (GoalSelectionStrategy.FUTURE, rng, np.random.SeedSequence(7), np.arange(4.0), np.array([{"a": 1}, None]), {"r": np.float32(1.5)}, space, th.nn.Parameter(th.ones(2)))
+    held = (GoalSelectionStrategy.FUTURE, rng, np.random.SeedSequence(7), np.arange(4.0), np.arange(3, dtype=">i4"), np.array([{"a": 1}, None]), {"r": np.float32(1.5)}, space, th.nn.Parameter(th.ones(2)))
     for obj in held:
         for protocol in (3, 4, 5):  # 5 pickles contiguous arrays through numpy's _frombuffer
             restored = loads(pickle.dumps(obj, protocol=protocol))

@@ -132,7 +132,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.rng = np.random.default_rng(np.random.randint(2**31))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a pickled buffer whose sum tree has one leaf per stored transition (a loaded file is checked).
+        """Restore a pickled buffer whose sum tree has one leaf per stored transition. The tree checks its own layout
+        (:meth:`SumTree.__setstate__`); this turns a tree of another size, which would sample or update the wrong
+        transitions, into an error.
 
         :raises ValueError: if the tree does not fit ``buffer_size * n_envs``
         """

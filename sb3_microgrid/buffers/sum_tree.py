@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -81,6 +80,11 @@ def _update_one(nodes: np.ndarray, index: int, priority: float) -> None:
         node //= 2
 
 
+def _leaves(capacity: int) -> int:
+    """Leaves of a tree of ``capacity`` items: the next power of two."""
+    return 1 << (int(capacity) - 1).bit_length()
+
+
 class SumTree:
     """
     Complete binary tree of non-negative priorities, stored in one float64 array.
@@ -98,23 +102,25 @@ class SumTree:
         if capacity < 1:
             raise ValueError(f"capacity must be positive, got {capacity}")
         self.capacity = capacity
-        self.size = 1 << max(int(np.ceil(np.log2(capacity))), 0)
+        self.size = _leaves(capacity)
         self.depth = self.size.bit_length() - 1
         self.nodes = np.zeros(2 * self.size, dtype=np.float64)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a pickled tree, checking the layout that the compiled loops trust (they do not bounds-check).
+        """Restore a pickled tree, checking the layout that the compiled loops trust (they do not bounds-check):
+        ``size`` and ``depth`` are recomputed from ``capacity``, and ``nodes`` must have ``2 * size`` float64 entries.
 
         :raises ValueError: naming the field that does not fit
         """
-        capacity, size, nodes = state.get("capacity"), state.get("size"), state.get("nodes")
-        if not (isinstance(capacity, Integral) and capacity >= 1):
+        capacity, nodes = state.get("capacity"), state.get("nodes")
+        if set(state) != {"capacity", "size", "depth", "nodes"}:
+            raise ValueError(f"a pickled SumTree holds capacity, size, depth and nodes, got {sorted(map(str, state))}")
+        if type(capacity) is not int or capacity < 1:
             raise ValueError(f"a pickled SumTree's capacity must be a positive integer, got {capacity!r}")
-        if size != 1 << (int(capacity) - 1).bit_length() or state.get("depth") != (int(capacity) - 1).bit_length():
-            raise ValueError(f"a pickled SumTree's size and depth must fit its capacity {capacity}, got {size!r} and {state.get('depth')!r}")
-        if not (isinstance(nodes, np.ndarray) and nodes.dtype == np.float64 and nodes.shape == (2 * size,) and nodes.flags.c_contiguous and nodes.flags.writeable):
-            raise ValueError(f"a pickled SumTree's nodes must be a writable contiguous float64 array of {2 * size}")
-        self.__dict__.update(state)
+        size = _leaves(capacity)
+        if not (type(nodes) is np.ndarray and nodes.dtype == np.float64 and nodes.shape == (2 * size,) and nodes.flags.c_contiguous and nodes.flags.writeable):
+            raise ValueError(f"a pickled SumTree's nodes must be a writable contiguous float64 array of {2 * size} (capacity {capacity})")
+        self.capacity, self.size, self.depth, self.nodes = capacity, size, size.bit_length() - 1, nodes
 
     @property
     def total(self) -> float:

@@ -12,10 +12,10 @@ state, another bit generator) is refused with :class:`UnsafePickleError` naming 
 is imported.
 
 Names are not enough where compiled code trusts an object's fields, so numpy's and torch's reconstruction helpers
-resolve to checked stand-ins (:attr:`_Unpickler.substitutes`): arrays and seed sequences are made afresh from their
-checked state at BUILD, never handed out half-made; random generators only around PCG64; instances made without
-their constructor only of Python classes; and BUILD never changes a class, a function, an enum member or another
-compiled object.
+resolve to checked stand-ins (:attr:`_Unpickler.substitutes`): dtypes, arrays and seed sequences are made afresh from
+their checked state at BUILD, never handed out half-made; tensors lie within their storage; random generators are
+made only around PCG64; instances made without their constructor are only of Python classes; and BUILD only sets
+data, never on a class, a function, an enum member or another compiled object.
 
 For prediction, attributes only training uses (the learning-rate and clip schedules, the last observation,
 episode statistics) that name something else are replaced by inert values instead: a model trained with
@@ -34,6 +34,7 @@ import pickle
 import sys
 import types
 import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
+import torch._utils as torch_utils
 from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -58,8 +60,6 @@ from stable_baselines3.her import HerReplayBuffer
 ALLOWED_GLOBALS = frozenset(
     f"{prefix}.{name}"
     for prefix, names in {
-        "numpy.core.multiarray": ("scalar",),
-        "numpy._core.multiarray": ("scalar",),
         "numpy.random._pcg64": ("PCG64", "PCG64DXSM"),
         "numpy.random.bit_generator": ("SeedSequence",),
         "numpy.random._generator": ("Generator",),
@@ -67,7 +67,6 @@ ALLOWED_GLOBALS = frozenset(
         "stable_baselines3.her.goal_selection_strategy": ("GoalSelectionStrategy",),
         "stable_baselines3.common.type_aliases": ("TrainFreq", "TrainFrequencyUnit"),
         "torch": ("device",),
-        "torch._utils": ("_rebuild_tensor_v2",),
         "builtins": ("object",),
     }.items()
     for name in names
@@ -98,6 +97,11 @@ def _trusted(module: str) -> bool:
     return any(module == trusted or module.startswith(trusted + ".") for trusted in TRUSTED_MODULES)
 
 
+#: The numpy scalar types a pickle may name (action noise keeps its dtype as one): concrete number types only.
+_NUMBER_TYPES = frozenset(kind for kind in np.sctypeDict.values() if np.dtype(kind).kind in "biufc")
+#: numpy's function that rebuilds a scalar, from the module numpy 2 (``_core``) or 1.26 (``core``) imported.
+_SCALAR = (sys.modules.get("numpy._core.multiarray") or sys.modules["numpy.core.multiarray"]).scalar
+
 #: The bit generators a pickled random generator may use (gymnasium's spaces use PCG64). Others are refused: the
 #: Mersenne Twister accepts a state whose position makes its next draw read outside its buffer.
 _BIT_GENERATORS = (np.random.PCG64, np.random.PCG64DXSM)
@@ -122,15 +126,18 @@ PREDICTION_ONLY = {
 }
 
 
-def _plain_dtype(*args: Any) -> np.dtype:
-    """``numpy.dtype`` as a pickle calls it, for the plain dtypes of numbers and of objects (HER keeps its infos in
-    object arrays) and nothing structured. An object array then takes its items as a list, unpickled under the same
-    rules, never as raw bytes: numpy refuses bytes while the dtype's flags are its own, which :meth:`_Unpickler.load_build`
-    keeps them."""
-    dtype = np.dtype(args[0]) if args and isinstance(args[0], str) else None
+def _plain_dtype(name: Any, state: Any) -> np.dtype:
+    """The dtype ``numpy.dtype(name)`` with the BUILD state ``state``, for the plain dtypes of numbers and of objects
+    (HER keeps its infos in object arrays), in either byte order, and nothing structured. Any other state is refused:
+    flags that say an object dtype holds no objects would let raw bytes be read as pointers. An object array then
+    takes its items as a list, unpickled under the same rules, never as raw bytes."""
+    dtype = np.dtype(name) if isinstance(name, str) else None
     if dtype is None or dtype.kind not in "biufcO" or dtype.fields is not None or dtype.subdtype is not None:
-        raise UnsafePickleError(f"refused numpy dtype {args[:1]!r}: only plain number and object dtypes are loaded")
-    return dtype
+        raise UnsafePickleError(f"refused numpy dtype {name!r}: only plain number and object dtypes are loaded")
+    for made in (dtype, dtype.newbyteorder("<"), dtype.newbyteorder(">")):
+        if state == made.__reduce__()[2]:
+            return made
+    raise UnsafePickleError(f"refused numpy dtype {dtype} with the state {state!r}: only its own, in either byte order, is loaded")
 
 
 def _array_from_bytes(buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
@@ -165,6 +172,20 @@ def _storage_from_bytes(payload: bytes) -> Any:
     return storage
 
 
+def _tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, backward_hooks: Any, metadata: Any = None) -> th.Tensor:
+    """``torch._utils._rebuild_tensor_v2`` for a tensor that lies within its storage (torch would grow the storage
+    and read uninitialised memory) and has no backward hooks (they would be called on every backward pass)."""
+    if not isinstance(storage, th.TypedStorage) or backward_hooks or metadata:
+        raise UnsafePickleError("refused a tensor that has no storage of its own, backward hooks or metadata")
+    numbers = (offset, *size, *stride) if isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride) else None
+    if numbers is None or not all(type(n) is int and n >= 0 for n in numbers):
+        raise UnsafePickleError(f"refused a tensor of offset {offset!r}, size {size!r} and stride {stride!r}")
+    extent = offset + sum((n - 1) * step for n, step in zip(size, stride)) + 1 if all(size) else 0
+    if extent > storage._size():  # size() warns that TypedStorage is deprecated
+        raise UnsafePickleError(f"refused a tensor that reaches element {extent} of a storage of {storage._size()}")
+    return torch_utils._rebuild_tensor_v2(storage, offset, size, stride, bool(requires_grad), OrderedDict())
+
+
 def _parameter(data: Any, requires_grad: Any, backward_hooks: Any) -> th.nn.Parameter:
     """``torch._utils._rebuild_parameter`` without backward hooks (which would be called on every backward pass)."""
     if not isinstance(data, th.Tensor) or backward_hooks:
@@ -174,9 +195,11 @@ def _parameter(data: Any, requires_grad: Any, backward_hooks: Any) -> th.nn.Para
 
 def _plain_class(cls: Any) -> type:
     """``cls``, if an instance may be made without calling its constructor (NEWOBJ and the like): a class of a trusted
-    module whose ``__new__`` is ``object``'s or written in Python. A compiled class made so (numpy's bit generators)
-    is left uninitialised, and its methods then read and write through null or stale pointers."""
-    if isinstance(cls, type) and _trusted(cls.__module__) and (cls.__new__ is object.__new__ or isinstance(cls.__new__, types.FunctionType)):
+    module whose ``__new__`` is ``object``'s or written in Python, but no optimizer or torch module (SB3's files hold
+    their classes only). A compiled class made so (numpy's bit generators) is left uninitialised, and its methods
+    then read and write through null or stale pointers."""
+    plain = cls.__new__ is object.__new__ or isinstance(cls.__new__, types.FunctionType) if isinstance(cls, type) else False
+    if plain and _trusted(cls.__module__) and not issubclass(cls, (th.optim.Optimizer, th.nn.Module)):
         return cls
     raise UnsafePickleError(f"refused an instance of {cls!r} made without its constructor: only classes of trusted packages written in Python are")
 
@@ -205,10 +228,11 @@ _NDARRAY = _ArrayClass()
 
 
 class _Unbuilt:
-    """What numpy's ``_reconstruct`` and Cython's ``__pyx_unpickle_SeedSequence`` stand for until their BUILD: an
-    inert placeholder, replaced then (on the stack and in the memo) by an object made afresh from the checked state.
-    numpy's own pair hands out a real, empty array first and sets its memory at BUILD, which frees the memory that
-    any view taken in between (``numpy.float64(array)`` is one) still points to.
+    """What ``numpy.dtype``, numpy's ``_reconstruct`` and Cython's ``__pyx_unpickle_SeedSequence`` stand for until
+    their BUILD: an inert placeholder, replaced then, on the stack and in the memo, by an object made afresh from the
+    checked state. A copy of it kept elsewhere before the BUILD (by DUP, or in a container) stays inert. numpy's own
+    pair hands out a real, empty array first and sets its memory at BUILD, which frees the memory that any view taken
+    in between (``numpy.float64(array)`` is one) still points to.
 
     :param build: makes the object from the BUILD state
     """
@@ -249,7 +273,21 @@ class _Memo(dict):
 
 
 #: Objects BUILD may not change: shared ones (a class, a function, an enum member) would change for the whole process.
-_SHARED = (type, enum.Enum, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools.partial)
+_SHARED = (type, enum.Enum, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+
+
+def _check_state(inst: Any, state: Any) -> None:
+    """Refuse a BUILD state that would do more than set an object's data: a slot state (``setattr`` on anything,
+    ``__class__`` included, which swaps the class and skips its checks), a dunder key, or a key that hides a method
+    or property of the class (``Optimizer.__setstate__`` calls its ``profile_hook_step`` on the class's ``step``)."""
+    if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+        if state[1]:
+            raise UnsafePickleError(f"refused a slot state for {type(inst).__qualname__}: only attribute dictionaries are loaded")
+        state = state[0]
+    for key in state if isinstance(state, dict) else ():
+        found = getattr(type(inst), key, None) if isinstance(key, str) else None
+        if not isinstance(key, str) or key.startswith("__") or callable(found) or isinstance(found, property):
+            raise UnsafePickleError(f"refused the attribute {key!r} for {type(inst).__qualname__}: it is not data")
 
 
 class _Unpickler(pickle._Unpickler):
@@ -274,6 +312,11 @@ class _Unpickler(pickle._Unpickler):
             raise UnsafePickleError(f"refused numpy _reconstruct of {cls!r}: only plain arrays are loaded")
         return self._unbuilt(_new_array)
 
+    def _dtype(self, name: Any, *flags: Any) -> _Unbuilt:
+        """``numpy.dtype(name, align, copy)``: a dtype whose BUILD follows (:func:`_plain_dtype`). A dtype is never
+        handed out before: numpy shares one object per built-in dtype, and BUILD would change it for the process."""
+        return self._unbuilt(functools.partial(_plain_dtype, name))
+
     def _seed_sequence(self, cls: Any, checksum: Any, state: Any) -> _Unbuilt:
         """Cython's ``__pyx_unpickle_SeedSequence(SeedSequence, checksum, None)``: a seed sequence whose BUILD follows."""
         if cls is not np.random.SeedSequence or state is not None:
@@ -282,8 +325,10 @@ class _Unpickler(pickle._Unpickler):
 
     #: Names resolved to checked stand-ins, and the method name of those that need the unpickler.
     substitutes = {
-        "numpy.dtype": _plain_dtype,
+        "numpy.dtype": "_dtype",
         "numpy.ndarray": _NDARRAY,
+        "numpy.core.multiarray.scalar": _SCALAR,
+        "numpy._core.multiarray.scalar": _SCALAR,
         "numpy.core.multiarray._reconstruct": "_empty_array",
         "numpy._core.multiarray._reconstruct": "_empty_array",
         "numpy.core.numeric._frombuffer": _array_from_bytes,
@@ -292,6 +337,7 @@ class _Unpickler(pickle._Unpickler):
         "numpy.random._pickle.__generator_ctor": _generator,
         "numpy.random.bit_generator.__pyx_unpickle_SeedSequence": "_seed_sequence",
         "torch.storage._load_from_bytes": _storage_from_bytes,
+        "torch._utils._rebuild_tensor_v2": _tensor,
         "torch._utils._rebuild_parameter": _parameter,
         "copyreg._reconstructor": _reconstructor,
     }
@@ -303,11 +349,10 @@ class _Unpickler(pickle._Unpickler):
         if full in self.substitutes:
             found = self.substitutes[full]
             return getattr(self, found) if isinstance(found, str) else found
-        if full in ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        scalar = vars(np).get(name) if module == "numpy" else None
-        if isinstance(scalar, type) and issubclass(scalar, np.generic) and np.dtype(scalar).kind in "biufc":
-            return scalar  # a number type (np.float32 ...), as action noise keeps its dtype
+        if full in ALLOWED_GLOBALS and hasattr(sys.modules.get(module), name):
+            return getattr(sys.modules[module], name)
+        if module == "numpy" and vars(np).get(name) in _NUMBER_TYPES:
+            return vars(np)[name]  # a number type (np.float32 ...), as action noise keeps its dtype
         if _trusted(module) and name.isidentifier() and not name.startswith("_"):
             bases = _safe_bases()  # first, as it imports this package's modules that define such classes
             found = getattr(sys.modules.get(module), "__dict__", {}).get(name)
@@ -332,13 +377,13 @@ class _Unpickler(pickle._Unpickler):
         super()._instantiate(_plain_class(klass), args)
 
     def load_build(self) -> None:
-        """BUILD: makes each :class:`_Unbuilt` once; on a dtype accepts only its own state (another could mark raw
-        bytes as objects); on a bit generator only :data:`_BIT_GENERATORS`, whose state setters check the state;
-        refuses shared objects (:data:`_SHARED`) and any other numpy or torch object."""
+        """BUILD: makes each :class:`_Unbuilt` once; on a bit generator only :data:`_BIT_GENERATORS`, whose state
+        setters check the state; refuses shared objects (:data:`_SHARED`), any other numpy or torch object, and a state
+        that is not data (:func:`_check_state`)."""
         state, inst = self.stack[-1], self.stack[-2]
         if isinstance(inst, _Unbuilt):
             if inst not in self.unbuilt:
-                raise UnsafePickleError("refused a second BUILD of a numpy array or seed sequence")
+                raise UnsafePickleError("refused a second BUILD of a numpy dtype, array or seed sequence")
             self.unbuilt.discard(inst)
             made = inst.build(state)
             self.stack.pop()
@@ -347,15 +392,12 @@ class _Unpickler(pickle._Unpickler):
                 if self.memo.get(key) is inst:
                     self.memo[key] = made
             return
-        if isinstance(inst, np.dtype):
-            if state != inst.__reduce__()[2]:
-                raise UnsafePickleError(f"refused a change to numpy dtype {inst}")
-            self.stack.pop()
-            return
         kind = type(inst)
         compiled = kind.__module__.partition(".")[0] in ("numpy", "torch") and not _trusted(kind.__module__)
         if isinstance(inst, _SHARED) or (compiled and kind not in (*_BIT_GENERATORS, np.random.Generator)):
             raise UnsafePickleError(f"refused BUILD on {kind.__module__}.{kind.__qualname__}")
+        if not compiled:
+            _check_state(inst, state)
         super().load_build()
 
     dispatch[pickle.NEWOBJ[0]] = load_newobj
@@ -363,10 +405,10 @@ class _Unpickler(pickle._Unpickler):
     dispatch[pickle.BUILD[0]] = load_build
 
     def load(self) -> Any:
-        """Unpickle, refusing a pickle that leaves an array or seed sequence unbuilt."""
+        """Unpickle, refusing a pickle that leaves a dtype, an array or a seed sequence unbuilt."""
         result = super().load()
         if self.unbuilt:
-            raise UnsafePickleError("refused a numpy array or seed sequence without its state")
+            raise UnsafePickleError("refused a numpy dtype, array or seed sequence without its state")
         return result
 
 
