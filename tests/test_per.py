@@ -321,13 +321,13 @@ def test_replay_buffer_save_load_keeps_priorities(tmp_path, rng: np.random.Gener
 @pytest.mark.parametrize(
     "field, value, message",
     [
-        ("capacity", 1000, "nodes must be a writable contiguous float64 array of 2048"),  # the kernels would write past the nodes
+        ("capacity", 1000, "do not fit its capacity 1000: 2048 float64 entries expected"),  # the kernels would write past the nodes
         ("capacity", 0, "capacity must be a positive integer"),
         ("capacity", np.int64(5), "capacity must be a positive integer"),
         ("size", np.array([32768], np.uint16), None),  # size and depth are recomputed, not read (a review's bypass)
-        ("nodes", np.zeros(8), r"nodes must be a writable contiguous float64 array of 16"),
-        ("nodes", np.zeros(16, dtype=np.float32), "nodes must be"),
-        ("nodes", np.frombuffer(bytes(128)), "nodes must be"),  # read-only: the kernels write to it
+        ("nodes", np.zeros(8), "do not fit its capacity 5: 16 float64 entries expected"),
+        ("nodes", np.zeros(16, dtype=np.float32), "do not fit"),
+        ("nodes", np.frombuffer(bytes(128)), "writable contiguous array"),  # read-only: the kernels write to it
         ("update", None, "holds capacity, size, depth and nodes|'update' for SumTree: it is not data"),  # a method hidden
     ],
 )
@@ -355,3 +355,12 @@ def test_a_pickled_prioritized_buffer_round_trips_and_its_tree_must_fit_its_stor
     buffer.tree = SumTree(8)
     with pytest.raises(ValueError, match=r"capacity buffer_size \* n_envs \(8 \* 2\)"):
         loads(pickle.dumps(buffer))
+
+
+def test_a_sum_tree_whose_fields_disagree_refuses_to_update_instead_of_writing_past_its_nodes() -> None:
+    tree = SumTree(5)
+    tree.capacity = 1 << 20  # as a class swap in a crafted file did, skipping __setstate__
+    with pytest.raises(ValueError, match="do not fit its capacity 1048576"):
+        tree.update_one((1 << 20) - 1, 1.0)
+    with pytest.raises(ValueError, match="do not fit"):
+        tree.update(np.array([(1 << 20) - 1]), np.ones(1))

@@ -281,12 +281,19 @@ _SEED_SEQUENCE = b"cnumpy.random.bit_generator\n__pyx_unpickle_SeedSequence\n(cn
         (b"ctorch.optim.sgd\nSGD\n)\x81}S'profile_hook_step'\ncstable_baselines3.common.utils\nConstantSchedule\nsb.", "made without its constructor"),
         (b"cstable_baselines3.common.running_mean_std\nRunningMeanStd\n)\x81}S'update'\nI1\nsb.", "'update' for RunningMeanStd: it is not data"),
         (b"cnumpy\nfloating\n.", "refused numpy.floating"),
+        (b"cnumpy\nsctypeDict\n.", "refused numpy.sctypeDict"),
+        # a slot state that is not a dict but has items() (a Dict space) swapped the class again (a fifth review)
+        (b"cstable_baselines3.common.utils\nConstantSchedule\n)\x81Ncgymnasium.spaces.dict\nDict\n)\x81}S'spaces'\n}S'__class__'\n"
+         b"csb3_microgrid.buffers.sum_tree\nSumTree\nssb\x86b.", "slot state"),
+        # a list of pairs, which Optimizer.__setstate__ and Space.__setstate__ would copy in unchecked
+        (b"cgymnasium.spaces.discrete\nDiscrete\n)\x81](S'sample'\nI1\n\x86eb.", "refused a list as the state of Discrete"),
     ],
     ids=[
         "dtype_flags", "void_dtype", "mersenne_twister_by_name", "ndarray_called", "view_outlives_build", "second_build",
         "unbuilt_array", "frombuffer_over_array", "generator_mersenne_twister", "generator_default", "newobj_compiled",
         "seed_sequence_pool", "build_class", "build_enum_member", "parameter_hooks", "tensor_hooks", "tensor_past_storage",
-        "class_swap", "optimizer_step", "method_hidden", "abstract_scalar",
+        "class_swap", "optimizer_step", "method_hidden", "abstract_scalar", "unhashable_numpy_name", "class_swap_by_mapping",
+        "list_of_pairs",
     ],
 )
 def test_numpy_and_torch_objects_that_could_corrupt_memory_or_shared_state_are_refused(payload, message):

@@ -132,9 +132,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.rng = np.random.default_rng(np.random.randint(2**31))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a pickled buffer whose sum tree has one leaf per stored transition. The tree checks its own layout
-        (:meth:`SumTree.__setstate__`); this turns a tree of another size, which would sample or update the wrong
-        transitions, into an error.
+        """Restore a pickled buffer whose sum tree has one leaf per stored transition: a tree of another size would
+        sample or update the wrong transitions (the tree checks its own layout against its capacity).
 
         :raises ValueError: if the tree does not fit ``buffer_size * n_envs``
         """

@@ -117,10 +117,11 @@ class SumTree:
             raise ValueError(f"a pickled SumTree holds capacity, size, depth and nodes, got {sorted(map(str, state))}")
         if type(capacity) is not int or capacity < 1:
             raise ValueError(f"a pickled SumTree's capacity must be a positive integer, got {capacity!r}")
-        size = _leaves(capacity)
-        if not (type(nodes) is np.ndarray and nodes.dtype == np.float64 and nodes.shape == (2 * size,) and nodes.flags.c_contiguous and nodes.flags.writeable):
-            raise ValueError(f"a pickled SumTree's nodes must be a writable contiguous float64 array of {2 * size} (capacity {capacity})")
-        self.capacity, self.size, self.depth, self.nodes = capacity, size, size.bit_length() - 1, nodes
+        if not (isinstance(nodes, np.ndarray) and nodes.flags.c_contiguous and nodes.flags.writeable):
+            raise ValueError("a pickled SumTree's nodes must be a writable contiguous array")
+        self.capacity, self.size, self.nodes = capacity, _leaves(capacity), nodes
+        self.depth = self.size.bit_length() - 1
+        self._check_layout()
 
     @property
     def total(self) -> float:
@@ -143,6 +144,7 @@ class SumTree:
         priorities = np.ascontiguousarray(priorities, dtype=np.float64).ravel()
         if indices.size != priorities.size:
             raise ValueError(f"indices and priorities must have the same length, got {indices.size} and {priorities.size}")
+        self._check_layout()
         if not _update(self.nodes, self.capacity, indices, priorities):
             raise ValueError(
                 f"indices must be in [0, {self.capacity}) and priorities finite and >= 0, got indices in "
@@ -156,6 +158,7 @@ class SumTree:
         :param index: item index in ``[0, capacity)``
         :param priority: non-negative finite priority
         """
+        self._check_layout()
         if not 0 <= index < self.capacity:
             raise ValueError(f"index must be in [0, {self.capacity}), got {index}")
         if not 0 <= priority < np.inf:
@@ -191,6 +194,12 @@ class SumTree:
         values += np.arange(batch_size)
         values *= self.total / batch_size
         return _descend(self.nodes, values)
+
+    def _check_layout(self) -> None:
+        """The compiled updates write leaf ``index + nodes.size // 2`` for every index below ``capacity`` without a
+        bounds check: refuse to run them on a tree whose fields were changed to disagree (as a crafted file tried)."""
+        if not (type(self.nodes) is np.ndarray and self.nodes.dtype == np.float64 and self.nodes.shape == (2 * _leaves(self.capacity),)):
+            raise ValueError(f"this SumTree's nodes do not fit its capacity {self.capacity}: {2 * _leaves(self.capacity)} float64 entries expected")
 
     def _check_positive_total(self) -> None:
         if not self.total > 0:

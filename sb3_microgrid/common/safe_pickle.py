@@ -277,14 +277,20 @@ _SHARED = (type, enum.Enum, types.FunctionType, types.BuiltinFunctionType, types
 
 
 def _check_state(inst: Any, state: Any) -> None:
-    """Refuse a BUILD state that would do more than set an object's data: a slot state (``setattr`` on anything,
-    ``__class__`` included, which swaps the class and skips its checks), a dunder key, or a key that hides a method
-    or property of the class (``Optimizer.__setstate__`` calls its ``profile_hook_step`` on the class's ``step``)."""
-    if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
-        if state[1]:
+    """Refuse a BUILD state that would do more than set an object's data: anything but an attribute dictionary
+    (exactly a ``dict`` or ``OrderedDict``: anything with ``items()`` would do for pickle, and a class's own
+    ``__setstate__`` may take a list of pairs), a non-empty slot state (``setattr`` on anything, ``__class__``
+    included, which swaps the class and skips its checks), a dunder key, or a key that hides a method or property of
+    the class (``Optimizer.__setstate__`` calls its ``profile_hook_step`` on the class's ``step``)."""
+    if type(state) is tuple and len(state) == 2:
+        if type(state[1]) is not dict or state[1]:
             raise UnsafePickleError(f"refused a slot state for {type(inst).__qualname__}: only attribute dictionaries are loaded")
         state = state[0]
-    for key in state if isinstance(state, dict) else ():
+    if state is None:
+        return
+    if type(state) not in (dict, OrderedDict):
+        raise UnsafePickleError(f"refused a {type(state).__qualname__} as the state of {type(inst).__qualname__}: only attribute dictionaries are loaded")
+    for key in state:
         found = getattr(type(inst), key, None) if isinstance(key, str) else None
         if not isinstance(key, str) or key.startswith("__") or callable(found) or isinstance(found, property):
             raise UnsafePickleError(f"refused the attribute {key!r} for {type(inst).__qualname__}: it is not data")
@@ -351,7 +357,7 @@ class _Unpickler(pickle._Unpickler):
             return getattr(self, found) if isinstance(found, str) else found
         if full in ALLOWED_GLOBALS and hasattr(sys.modules.get(module), name):
             return getattr(sys.modules[module], name)
-        if module == "numpy" and vars(np).get(name) in _NUMBER_TYPES:
+        if module == "numpy" and isinstance(vars(np).get(name), type) and vars(np)[name] in _NUMBER_TYPES:
             return vars(np)[name]  # a number type (np.float32 ...), as action noise keeps its dtype
         if _trusted(module) and name.isidentifier() and not name.startswith("_"):
             bases = _safe_bases()  # first, as it imports this package's modules that define such classes
