@@ -165,6 +165,7 @@ def load(path: str | Path, algo: str | type[BaseAlgorithm] | None = None, device
         custom |= {"replay_buffer_class": None, "replay_buffer_kwargs": {}}
     errors = []
     for cls in classes:
+        saved.check_for(cls)
         try:
             return cls.load(saved.file(), device=device, custom_objects=custom)
         except Exception as err:  # noqa: BLE001 - a class that refuses the zip gives way to the next

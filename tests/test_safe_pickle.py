@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import pickle
 import zipfile
@@ -319,3 +320,32 @@ def test_what_sb3_files_hold_round_trips():
             assert type(restored) is type(obj)
     assert loads(pickle.dumps(space)).sample().tolist() == space.sample().tolist()
     assert loads(pickle.dumps(rng)).random() == np.random.default_rng(0).random()
+
+
+def _torch_bytes(obj) -> bytes:
+    buffer = io.BytesIO()
+    th.save(obj, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "member, content, message",
+    [
+        # SB3 sets `<name>.data` for each key: this one would set torch.Tensor.data for the whole process
+        ("pytorch_variables.pth", {"policy.action_net.weight.__class__": th.ones(1)}, "pytorch_variables.pth entries"),
+        ("policy.__class__.pth", {}, "refused the member 'policy.__class__.pth'"),
+    ],
+)
+def test_torch_names_sb3_follows_attribute_by_attribute_are_refused(saved, tmp_path, member, content, message):
+    target = tmp_path / "model.zip"
+    target.write_bytes(saved.read_bytes())
+    _replace_member(target, member, _torch_bytes(content))
+    with pytest.raises(UnsafePickleError, match=message):
+        load(target)
+    assert "data" not in vars(th.Tensor)
+
+
+def test_a_data_key_that_would_replace_a_method_of_the_algorithm_is_refused(saved, tmp_path):
+    target = _with_payload(saved, tmp_path, "set_parameters", pickle.dumps(OrderedDict()))
+    with pytest.raises(UnsafePickleError, match="would replace PPO.set_parameters"):
+        load(target)

@@ -253,6 +253,7 @@ def load_checkpoint(directory: Path, cls: type[BaseAlgorithm], env: VecEnv, seed
         env = load_vecnormalize(directory / VECNORMALIZE, env.venv)
     # read once, every pickled attribute safely and none replaced: training goes on with them
     saved = read_model(directory / MODEL, prediction=False)
+    saved.check_for(cls)
     model = cls.load(saved.file(), env=env, device="cpu", custom_objects=saved.objects | kwargs.pop("custom_objects", {}), **kwargs)
     if isinstance(model, OffPolicyAlgorithm):
         if model.optimize_memory_usage:

@@ -7,15 +7,17 @@ numpy arrays and scalars of plain number or object dtypes, PCG64 random generato
 ``torch.device``, tensors, torch's activation and optimizer classes, and classes of Stable-Baselines3, sb3-contrib,
 this package and ``gymnasium.spaces`` that are policies, features extractors, spaces, buffers, action noise,
 schedules or normalisation statistics. Anything else (a function, ``os.system``, a class defined by value, as
-cloudpickle writes lambdas and closures, a class of any other module, a structured dtype, a change to a dtype's
-state, another bit generator) is refused with :class:`UnsafePickleError` naming it, before it is called; no module
+cloudpickle writes lambdas and closures, a class of any other module, a structured dtype named by the pickle, a dtype
+state other than its own, another bit generator) is refused with :class:`UnsafePickleError` naming it, before it is called; no module
 is imported.
 
 Names are not enough where compiled code trusts an object's fields, so numpy's and torch's reconstruction helpers
 resolve to checked stand-ins (:attr:`_Unpickler.substitutes`): dtypes, arrays and seed sequences are made afresh from
 their checked state at BUILD, never handed out half-made; tensors lie within their storage; random generators are
-made only around PCG64; instances made without their constructor are only of Python classes; and BUILD only sets
-data, never on a class, a function, an enum member or another compiled object.
+made only around PCG64; instances made without their constructor are only of Python classes; and BUILD takes only
+an attribute dictionary of data, never on a class, a function, an enum member or another compiled object (a class's
+own ``__setstate__`` still runs on it). The names SB3's ``load`` then follows in the zip (``.pth`` members,
+``pytorch_variables.pth`` keys, data keys) are checked too (:func:`read_model`, :meth:`SavedModel.check_for`).
 
 For prediction, attributes only training uses (the learning-rate and clip schedules, the last observation,
 episode statistics) that name something else are replaced by inert values instead: a model trained with
@@ -461,6 +463,39 @@ class SavedModel:
         """The zip as a file object for ``BaseAlgorithm.load``."""
         return io.BytesIO(self.content)
 
+    def check_for(self, cls: type) -> None:
+        """Refuse attributes that would replace a method or property of the algorithm ``cls``: SB3's ``load`` copies
+        the data into the model's ``__dict__`` (a ``set_parameters`` there would leave the weights unloaded).
+
+        :raises UnsafePickleError: naming the attribute
+        """
+        for key in self.data:
+            found = getattr(cls, key, None)
+            if callable(found) or isinstance(found, property):
+                raise UnsafePickleError(f"refused the attribute {key!r}: it would replace {cls.__name__}.{key}")
+
+
+def _attribute_path(name: Any) -> bool:
+    """Whether ``name`` is a dotted path of public attributes (``policy.optimizer``, ``log_ent_coef``)."""
+    return isinstance(name, str) and all(part.isidentifier() and not part.startswith("_") for part in name.split("."))
+
+
+def _check_torch_names(archive: zipfile.ZipFile) -> None:
+    """Refuse the names SB3's ``load`` follows attribute by attribute: those of the ``.pth`` members (the modules
+    and optimizers whose state it sets) and the keys of ``pytorch_variables.pth`` (whose ``.data`` it sets). A name
+    such as ``log_ent_coef.__class__`` would set ``torch.Tensor.data`` for the whole process.
+
+    :raises UnsafePickleError: naming the member or key
+    """
+    for member in archive.namelist():
+        if member.endswith(".pth") and not _attribute_path(member.removesuffix(".pth")):
+            raise UnsafePickleError(f"refused the member {member!r}: only public attribute names are loaded")
+    if "pytorch_variables.pth" in archive.namelist():
+        variables = th.load(io.BytesIO(archive.read("pytorch_variables.pth")), weights_only=True)
+        bad = [key for key in variables if not _attribute_path(key)] if isinstance(variables, dict) else [type(variables).__name__]
+        if bad:
+            raise UnsafePickleError(f"refused pytorch_variables.pth entries {bad!r}: only public attribute names are loaded")
+
 
 def read_model(path: str | Path, prediction: bool) -> SavedModel:
     """Read the model zip ``path`` once, its pickled attributes safely (:func:`model_objects`).
@@ -473,6 +508,7 @@ def read_model(path: str | Path, prediction: bool) -> SavedModel:
         content = Path(path).read_bytes()
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
             text = archive.read("data").decode()
+            _check_torch_names(archive)
         objects = model_objects(text, prediction)
         data = json_to_data(text, custom_objects=objects)
     except UnsafePickleError as err:
