@@ -37,9 +37,11 @@ import inspect
 import io
 import keyword
 import os
+import random
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -199,6 +201,31 @@ def study_storage(url: str) -> str | optuna.storages.BaseStorage:
             raise FileNotFoundError(f"{url}: no such journal file")
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
     return url
+
+
+#: Tries at creating a database's tables (:func:`create_tables`); each loser of a race waits a little and looks again.
+TABLE_CREATION_TRIES = 5
+
+
+def create_tables(url: str) -> None:
+    """Create optuna's tables in the database ``url`` (nothing if they exist), before the zoo opens it. Workers
+    started together on a fresh database race to create them, and on PostgreSQL the loser fails on a duplicate type
+    (``studydirection``) and exits; after a lost race the tables exist, so the next try only checks them.
+
+    :param url: a database URL (``--storage``)
+    :raises sqlalchemy.exc.SQLAlchemyError: if the tables still cannot be created after :data:`TABLE_CREATION_TRIES`
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    for attempt in range(TABLE_CREATION_TRIES):
+        try:
+            optuna.storages.RDBStorage(url)
+            return
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == TABLE_CREATION_TRIES - 1:
+                raise
+            time.sleep(random.uniform(0.1, 0.5))  # let the winner finish creating them
 
 
 def python_expr(value: Any) -> str:
@@ -515,6 +542,9 @@ def main(argv: list[str] | None = None) -> None:
         if command == "train":
             from rl_zoo3.train import train
 
+            storage = zoo_arguments("train", rest).storage
+            if storage and not storage.endswith(".log"):
+                create_tables(storage)
             with _zoo_reads_copy(zoo_arguments("train", rest).conf_file, copy):
                 train()
         else:

@@ -9,6 +9,7 @@ import pickle
 import zipfile
 from collections import OrderedDict, deque
 from pathlib import Path
+from types import FunctionType
 
 import numpy as np
 import pytest
@@ -300,7 +301,9 @@ _SEED_SEQUENCE = b"cnumpy.random.bit_generator\n__pyx_unpickle_SeedSequence\n(cn
 def test_numpy_and_torch_objects_that_could_corrupt_memory_or_shared_state_are_refused(payload, message):
     with pytest.raises(UnsafePickleError, match=message):
         loads(payload)
-    assert not hasattr(ConstantSchedule, "val") and GoalSelectionStrategy.FUTURE.value == 0 and callable(th.optim.SGD.step)
+    assert not hasattr(ConstantSchedule, "val") and GoalSelectionStrategy.FUTURE.value == 0
+    # torch wraps an optimizer class's step in a function once; the attack made it a ConstantSchedule
+    assert all(isinstance(vars(optimizer)["step"], FunctionType) for optimizer in (th.optim.SGD, th.optim.Adam))
 
 
 def test_a_pickled_seed_sequence_is_made_by_its_constructor():
@@ -333,6 +336,8 @@ def _torch_bytes(obj) -> bytes:
     [
         # SB3 sets `<name>.data` for each key: this one would set torch.Tensor.data for the whole process
         ("pytorch_variables.pth", {"policy.action_net.weight.__class__": th.ones(1)}, "pytorch_variables.pth entries"),
+        ("tensors.pth", {"log_ent_coef.__class__": th.ones(1)}, "tensors.pth entries"),  # what SB3 reads in old zips
+        ("pytorch_variables.pth", {"policy_class": th.ones(1)}, r"entries \['policy_class'\]"),  # a class's .data
         ("policy.__class__.pth", {}, "refused the member 'policy.__class__.pth'"),
     ],
 )
@@ -342,7 +347,7 @@ def test_torch_names_sb3_follows_attribute_by_attribute_are_refused(saved, tmp_p
     _replace_member(target, member, _torch_bytes(content))
     with pytest.raises(UnsafePickleError, match=message):
         load(target)
-    assert "data" not in vars(th.Tensor)
+    assert "data" not in vars(th.Tensor) and "data" not in vars(th.nn.Parameter)
 
 
 def test_a_data_key_that_would_replace_a_method_of_the_algorithm_is_refused(saved, tmp_path):

@@ -301,3 +301,27 @@ def test_python_expr_reads_back_through_the_safe_parser_and_the_zoo_eval():
     assert eval(python_expr(odd)) == odd
     with pytest.raises(ValueError, match="cannot be written"):
         python_expr({"f": print})
+
+
+def test_a_worker_that_loses_the_race_to_create_the_tables_looks_again(monkeypatch):
+    import sqlalchemy.exc
+
+    from sb3_microgrid import zoo
+
+    calls, refusals = [], []
+
+    def storage(url):
+        calls.append(url)
+        if refusals:  # as PostgreSQL answers the second of two workers creating the tables at once
+            raise sqlalchemy.exc.IntegrityError("CREATE TYPE studydirection", {}, Exception(refusals.pop()))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", storage)
+    monkeypatch.setattr(zoo.time, "sleep", lambda seconds: None)
+    refusals[:] = ["duplicate key"]
+    zoo.create_tables("postgresql://db/sweeps")
+    assert len(calls) == 2
+    calls.clear()
+    refusals[:] = ["duplicate key"] * zoo.TABLE_CREATION_TRIES
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        zoo.create_tables("postgresql://db/sweeps")
+    assert len(calls) == zoo.TABLE_CREATION_TRIES

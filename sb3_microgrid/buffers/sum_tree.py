@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -101,26 +102,25 @@ class SumTree:
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be positive, got {capacity}")
-        self.capacity = capacity
+        self.capacity = operator.index(capacity)  # a plain int, as a pickled tree must hold
         self.size = _leaves(capacity)
-        self.depth = self.size.bit_length() - 1
         self.nodes = np.zeros(2 * self.size, dtype=np.float64)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore a pickled tree, checking the layout that the compiled loops trust (they do not bounds-check):
-        ``size`` and ``depth`` are recomputed from ``capacity``, and ``nodes`` must have ``2 * size`` float64 entries.
+        ``size`` is recomputed from ``capacity``, and ``nodes`` must have ``2 * size`` float64 entries. (Trees pickled
+        before held a ``depth`` too, which is ignored.)
 
         :raises ValueError: naming the field that does not fit
         """
         capacity, nodes = state.get("capacity"), state.get("nodes")
-        if set(state) != {"capacity", "size", "depth", "nodes"}:
-            raise ValueError(f"a pickled SumTree holds capacity, size, depth and nodes, got {sorted(map(str, state))}")
+        if not {"capacity", "nodes"} <= set(state) <= {"capacity", "size", "depth", "nodes"}:
+            raise ValueError(f"a pickled SumTree holds capacity, size and nodes, got {sorted(map(str, state))}")
         if type(capacity) is not int or capacity < 1:
             raise ValueError(f"a pickled SumTree's capacity must be a positive integer, got {capacity!r}")
         if not (isinstance(nodes, np.ndarray) and nodes.flags.c_contiguous and nodes.flags.writeable):
             raise ValueError("a pickled SumTree's nodes must be a writable contiguous array")
         self.capacity, self.size, self.nodes = capacity, _leaves(capacity), nodes
-        self.depth = self.size.bit_length() - 1
         self._check_layout()
 
     @property
@@ -158,9 +158,10 @@ class SumTree:
         :param index: item index in ``[0, capacity)``
         :param priority: non-negative finite priority
         """
-        self._check_layout()
         if not 0 <= index < self.capacity:
             raise ValueError(f"index must be in [0, {self.capacity}), got {index}")
+        if self.capacity > self.nodes.size // 2:  # the kernel writes leaf index + nodes.size // 2 unchecked
+            self._check_layout()
         if not 0 <= priority < np.inf:
             raise ValueError(f"priority must be finite and >= 0, got {priority}")
         _update_one(self.nodes, int(index), float(priority))
@@ -196,11 +197,13 @@ class SumTree:
         return _descend(self.nodes, values)
 
     def _check_layout(self) -> None:
-        """The compiled updates write leaf ``index + nodes.size // 2`` for every index below ``capacity`` without a
-        bounds check: refuse to run them on a tree whose fields were changed to disagree (as a crafted file tried)."""
+        """The compiled loops index the nodes without a bounds check (the updates write leaf ``index + nodes.size // 2``
+        for every index below ``capacity``, the search assumes a power-of-two size): refuse to run them on a tree whose
+        fields were changed to disagree, as a crafted file tried."""
         if not (type(self.nodes) is np.ndarray and self.nodes.dtype == np.float64 and self.nodes.shape == (2 * _leaves(self.capacity),)):
             raise ValueError(f"this SumTree's nodes do not fit its capacity {self.capacity}: {2 * _leaves(self.capacity)} float64 entries expected")
 
     def _check_positive_total(self) -> None:
+        self._check_layout()  # the search, too, walks log2(nodes.size // 2) levels unchecked
         if not self.total > 0:
             raise ValueError(f"Cannot search a sum tree whose priorities are all zero (total {self.total})")

@@ -280,7 +280,7 @@ _SHARED = (type, enum.Enum, types.FunctionType, types.BuiltinFunctionType, types
 
 def _check_state(inst: Any, state: Any) -> None:
     """Refuse a BUILD state that would do more than set an object's data: anything but an attribute dictionary
-    (exactly a ``dict`` or ``OrderedDict``: anything with ``items()`` would do for pickle, and a class's own
+    (exactly a ``dict`` or an ``OrderedDict``: anything with ``items()`` would do for pickle, and a class's own
     ``__setstate__`` may take a list of pairs), a non-empty slot state (``setattr`` on anything, ``__class__``
     included, which swaps the class and skips its checks), a dunder key, or a key that hides a method or property of
     the class (``Optimizer.__setstate__`` calls its ``profile_hook_step`` on the class's ``step``)."""
@@ -475,26 +475,29 @@ class SavedModel:
                 raise UnsafePickleError(f"refused the attribute {key!r}: it would replace {cls.__name__}.{key}")
 
 
-def _attribute_path(name: Any) -> bool:
-    """Whether ``name`` is a dotted path of public attributes (``policy.optimizer``, ``log_ent_coef``)."""
-    return isinstance(name, str) and all(part.isidentifier() and not part.startswith("_") for part in name.split("."))
+#: What SB3's ``load`` follows attribute by attribute in a zip, for every algorithm of the registry (their
+#: ``_get_torch_save_params``): the modules and optimizers whose state it sets from ``<name>.pth``, and the tensors
+#: whose ``.data`` it sets from ``pytorch_variables.pth`` (``tensors.pth`` in old zips). Any other name could reach a
+#: class: ``log_ent_coef.__class__`` would set ``torch.Tensor.data`` for the whole process, ``policy_class`` would
+#: give the policy class a ``data`` attribute.
+TORCH_STATE_NAMES = frozenset({"policy", "policy.optimizer", "actor.optimizer", "critic.optimizer", "ent_coef_optimizer", "world_model", "world_model.optimizer"})
+TORCH_VARIABLE_NAMES = frozenset({"log_ent_coef", "ent_coef_tensor"})
+_VARIABLE_FILES = ("pytorch_variables.pth", "tensors.pth")
 
 
 def _check_torch_names(archive: zipfile.ZipFile) -> None:
-    """Refuse the names SB3's ``load`` follows attribute by attribute: those of the ``.pth`` members (the modules
-    and optimizers whose state it sets) and the keys of ``pytorch_variables.pth`` (whose ``.data`` it sets). A name
-    such as ``log_ent_coef.__class__`` would set ``torch.Tensor.data`` for the whole process.
+    """Refuse ``.pth`` members and tensor variables outside :data:`TORCH_STATE_NAMES` / :data:`TORCH_VARIABLE_NAMES`.
 
-    :raises UnsafePickleError: naming the member or key
+    :raises UnsafePickleError: naming the member or the variables
     """
     for member in archive.namelist():
-        if member.endswith(".pth") and not _attribute_path(member.removesuffix(".pth")):
-            raise UnsafePickleError(f"refused the member {member!r}: only public attribute names are loaded")
-    if "pytorch_variables.pth" in archive.namelist():
-        variables = th.load(io.BytesIO(archive.read("pytorch_variables.pth")), weights_only=True)
-        bad = [key for key in variables if not _attribute_path(key)] if isinstance(variables, dict) else [type(variables).__name__]
-        if bad:
-            raise UnsafePickleError(f"refused pytorch_variables.pth entries {bad!r}: only public attribute names are loaded")
+        if member.endswith(".pth") and member not in _VARIABLE_FILES and member.removesuffix(".pth") not in TORCH_STATE_NAMES:
+            raise UnsafePickleError(f"refused the member {member!r}: the state files loaded are {sorted(TORCH_STATE_NAMES)}")
+    for member in set(_VARIABLE_FILES) & set(archive.namelist()):
+        variables = th.load(io.BytesIO(archive.read(member)), weights_only=True)
+        unknown = sorted(map(str, set(variables) - TORCH_VARIABLE_NAMES)) if isinstance(variables, dict) else [type(variables).__name__]
+        if unknown:
+            raise UnsafePickleError(f"refused {member} entries {unknown}: the tensor variables loaded are {sorted(TORCH_VARIABLE_NAMES)}")
 
 
 def read_model(path: str | Path, prediction: bool) -> SavedModel:
@@ -513,7 +516,8 @@ def read_model(path: str | Path, prediction: bool) -> SavedModel:
         data = json_to_data(text, custom_objects=objects)
     except UnsafePickleError as err:
         raise UnsafePickleError(f"{path}: {err}") from None
-    except (OSError, zipfile.BadZipFile, KeyError, UnicodeDecodeError, ValueError) as err:
+    except (OSError, zipfile.BadZipFile, KeyError, UnicodeDecodeError, ValueError, RuntimeError, pickle.UnpicklingError) as err:
+        # RuntimeError / UnpicklingError: torch's reader on a corrupt .pth
         raise ValueError(f"{path} is not a saved Stable-Baselines3 model ({err})") from None
     return SavedModel(content, data, objects)
 
