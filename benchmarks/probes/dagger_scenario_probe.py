@@ -8,7 +8,7 @@ in the states the learner itself visits (iteration 0 drives with the base alone)
 base, EVs as the base places them. Scored on the first validation days after each iteration, beside the base, the
 expert and MPC on the same days and noise. Exploratory: not a published table.
 
-cd benchmarks/probes && python dagger_scenario_probe.py --scenario campus --base planner --out results/dagger_scenario_campus.json
+cd benchmarks/probes && python dagger_scenario_probe.py --scenario campus --base mpc --out results/dagger_scenario_mpc_campus.json
 """
 
 from __future__ import annotations
