@@ -542,10 +542,10 @@ def main(argv: list[str] | None = None) -> None:
         if command == "train":
             from rl_zoo3.train import train
 
-            storage = zoo_arguments("train", rest).storage
-            if storage and not storage.endswith(".log"):
-                create_tables(storage)
-            with _zoo_reads_copy(zoo_arguments("train", rest).conf_file, copy):
+            parsed = zoo_arguments("train", rest)
+            if parsed.storage and not parsed.storage.endswith(".log"):
+                create_tables(parsed.storage)
+            with _zoo_reads_copy(parsed.conf_file, copy):
                 train()
         else:
             from rl_zoo3.enjoy import enjoy

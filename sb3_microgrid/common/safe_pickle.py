@@ -278,6 +278,12 @@ class _Memo(dict):
 _SHARED = (type, enum.Enum, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
 
 
+def _hides_member(cls: type, key: str) -> bool:
+    """Whether an instance attribute ``key`` would hide a method or property of ``cls`` (code, not data)."""
+    found = getattr(cls, key, None)
+    return callable(found) or isinstance(found, property)
+
+
 def _check_state(inst: Any, state: Any) -> None:
     """Refuse a BUILD state that would do more than set an object's data: anything but an attribute dictionary
     (exactly a ``dict`` or an ``OrderedDict``: anything with ``items()`` would do for pickle, and a class's own
@@ -293,8 +299,7 @@ def _check_state(inst: Any, state: Any) -> None:
     if type(state) not in (dict, OrderedDict):
         raise UnsafePickleError(f"refused a {type(state).__qualname__} as the state of {type(inst).__qualname__}: only attribute dictionaries are loaded")
     for key in state:
-        found = getattr(type(inst), key, None) if isinstance(key, str) else None
-        if not isinstance(key, str) or key.startswith("__") or callable(found) or isinstance(found, property):
+        if not isinstance(key, str) or key.startswith("__") or _hides_member(type(inst), key):
             raise UnsafePickleError(f"refused the attribute {key!r} for {type(inst).__qualname__}: it is not data")
 
 
@@ -470,8 +475,7 @@ class SavedModel:
         :raises UnsafePickleError: naming the attribute
         """
         for key in self.data:
-            found = getattr(cls, key, None)
-            if callable(found) or isinstance(found, property):
+            if _hides_member(cls, key):
                 raise UnsafePickleError(f"refused the attribute {key!r}: it would replace {cls.__name__}.{key}")
 
 
