@@ -1,10 +1,11 @@
 """Speed of the baselines: the optimal LP for one day and for the whole test year, MPC and planner
-steps/s through the env, and the planner's batched decisions per second over N microgrids.
+steps/s through the env, MPC on corrected forecasts and on forecast scenarios (``--scenarios``), and the
+planner's batched decisions per second over N microgrids.
 
 All figures come from one run; each timing is the median of ``--repeats`` repeats. Results go to
 ``benchmarks/results/baselines_speed.{json,md}`` with the command that produced them.
 
-Usage: python benchmarks/baselines_speed.py [--repeats 5] [--scenario campus] [--mpc-days 5] [--batch 64]
+Usage: python benchmarks/baselines_speed.py [--repeats 5] [--scenario campus] [--mpc-days 5] [--scenarios 32] [--batch 64]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np  # noqa: E402
 
 from sb3_microgrid.envs import MicrogridEnv, MicrogridVecEnv  # noqa: E402
 from sb3_microgrid.evaluation import run_day, split_dates  # noqa: E402
+from sb3_microgrid.forecasting import CorrectedForecastController, fit_corrector  # noqa: E402
 from sb3_microgrid.scenario import load_scenario  # noqa: E402
 
 
@@ -46,6 +48,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--scenario", default="campus")
     parser.add_argument("--mpc-days", type=int, default=5)
+    parser.add_argument("--scenarios", type=int, default=32, help="forecast scenarios of the hedged MPC")
     parser.add_argument("--batch", type=int, default=64, help="microgrids planned in one call")
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
@@ -70,6 +73,13 @@ def main() -> None:
     steps = len(mpc_days) * scenario.episode_steps
     mpc, _ = median_time(lambda: [run_day(MPCController(), env, d, seed=i) for i, d in enumerate(mpc_days)], args.repeats)
 
+    # the corrector as make demo and scenario_mpc.py fit it; its fit is not timed
+    corrector = fit_corrector(scenario, days=4096, seed=0, residual_days=256)
+    corrected, _ = median_time(lambda: [run_day(CorrectedForecastController("mpc", corrector), env, d, seed=i) for i, d in enumerate(mpc_days)], args.repeats)
+    hedged, _ = median_time(
+        lambda: [run_day(CorrectedForecastController("mpc", corrector, scenarios=args.scenarios), env, d, seed=i) for i, d in enumerate(mpc_days)], args.repeats
+    )
+
     run_day(PlannerController(), env, mpc_days[0], seed=0)  # warm-up: numba's compilation or cache load
     planner, _ = median_time(lambda: [run_day(PlannerController(), env, d, seed=i) for i, d in enumerate(mpc_days)], args.repeats)
 
@@ -90,6 +100,9 @@ def main() -> None:
         {"what": f"optimal LP, test year ({len(problems)} days, build + solve)", "median_s": year, "per": "year"},
         {"what": f"optimal, test year solved and replayed through the env", "median_s": replay, "per": "year"},
         {"what": f"MPC, {len(mpc_days)} days ({steps} steps, one LP per step)", "median_s": mpc, "per": f"{steps / mpc:.1f} steps/s"},
+        {"what": "MPC on corrected forecasts, the same days", "median_s": corrected, "per": f"{steps / corrected:.1f} steps/s"},
+        {"what": f"MPC on {args.scenarios} forecast scenarios (one LP of {args.scenarios} blocks per step), the same days", "median_s": hedged,
+         "per": f"{steps / hedged:.1f} steps/s ({hedged / mpc:.1f}x MPC's time)"},
         {"what": f"planner, the same {len(mpc_days)} days through the env", "median_s": planner, "per": f"{steps / planner:.1f} steps/s ({mpc / planner:.1f}x MPC)"},
         {"what": f"planner, batched plan() of {args.batch} microgrids at each step of a day ({decisions} decisions)", "median_s": batched, "per": f"{decisions / batched:,.0f} decisions/s"},
     ]
@@ -104,7 +117,7 @@ def main() -> None:
         "|---|---:|---:|",
         *(f"| {r['what']} | {r['median_s']:.3f} | {r['per']} |" for r in rows),
     ]
-    write_results("baselines_speed", meta, {"results": rows, "year_times_s": year_times, "mpc_steps_per_s": steps / mpc, "planner_steps_per_s": steps / planner, "planner_batched_decisions_per_s": decisions / batched}, lines)
+    write_results("baselines_speed", meta, {"results": rows, "year_times_s": year_times, "mpc_steps_per_s": steps / mpc, "corrected_mpc_steps_per_s": steps / corrected, "scenario_mpc_steps_per_s": steps / hedged, "planner_steps_per_s": steps / planner, "planner_batched_decisions_per_s": decisions / batched}, lines)
 
 
 if __name__ == "__main__":
