@@ -7,8 +7,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from sb3_microgrid.baselines import MPCController, make_controller, solve_dispatch, solve_scenarios
+from sb3_microgrid.baselines.lp import _repeat_diagonal, _series_entries, dispatch_program
 from sb3_microgrid.cli import main
 from sb3_microgrid.envs import MicrogridEnv
 from sb3_microgrid.evaluation import evaluate
@@ -73,6 +75,30 @@ def test_scenarios_must_match():
     with pytest.raises(ValueError, match="non-empty"):
         solve_scenarios([])
     solve_scenarios([problem, replace(problem, load_kw=problem.load_kw * 1.1)])  # the series may differ
+
+
+def test_scenario_blocks_are_each_scenarios_own_program():
+    """solve_scenarios builds one program and swaps in each scenario's series: every block must be the program
+    that scenario alone gives, and the repeated diagonal must be scipy's block_diag."""
+    problem = mpc_problem(hour=12)
+    other = replace(problem, load_kw=problem.load_kw * 1.3, renewable_kw=problem.renewable_kw * 0.7,
+                    import_price=problem.import_price * 1.1, emission=problem.emission * 0.9)  # fmt: skip
+    program, own = dispatch_program(problem), dispatch_program(other)
+    for swapped, expected in zip(_series_entries(program, other), (own.cost, own.b_eq, own.bounds)):
+        np.testing.assert_array_equal(swapped, expected)
+    assert not np.array_equal(own.cost, program.cost) and not np.array_equal(own.b_eq, program.b_eq)
+    # what the blocks share must not depend on the series
+    np.testing.assert_array_equal(own.b_ub, program.b_ub)
+    assert (own.a_eq != program.a_eq).nnz == 0 and (own.a_ub != program.a_ub).nnz == 0
+    for matrix in (program.a_eq, program.a_ub):
+        repeated, reference = _repeat_diagonal(matrix, 3), sp.block_diag([matrix] * 3, format="csr")
+        assert repeated.shape == reference.shape and (repeated != reference).nnz == 0
+
+
+def test_scenario_series_must_have_the_same_shape():
+    problem = mpc_problem()
+    with pytest.raises(ValueError, match="'load_kw' differ in shape"):
+        solve_scenarios([problem, replace(problem, load_kw=problem.load_kw[:-1])])
 
 
 def run(controller, steps: int = 6) -> list[np.ndarray]:

@@ -23,7 +23,7 @@ env's cost components, unweighted.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -163,29 +163,34 @@ def solve_scenarios(problems: Sequence[DispatchProblem]) -> DispatchSchedule:
     """
     if not problems:
         raise ValueError("problems must be a non-empty list")
+    first = problems[0]
     for field in fields(DispatchProblem):
-        if field.name not in _SERIES and not all(_same(getattr(p, field.name), getattr(problems[0], field.name)) for p in problems):
+        if field.name not in _SERIES and not all(_same(getattr(p, field.name), getattr(first, field.name)) for p in problems):
             raise ValueError(f"the problems differ in {field.name!r}; scenarios may differ only in {list(_SERIES)}")
-    programs = [dispatch_program(p) for p in problems]
-    k = len(programs)
-    sizes = np.array([p.cost.size for p in programs])
-    shared = programs[0].first_step
+    for name in _SERIES:
+        if any(np.shape(getattr(p, name)) != np.shape(getattr(first, name)) for p in problems):
+            raise ValueError(f"the problems' {name!r} differ in shape; every scenario needs {np.shape(getattr(first, name))}")
+    # The blocks share their matrices: only the series' entries of cost, balance and bounds differ.
+    program = dispatch_program(first)
+    blocks = [(program.cost, program.b_eq, program.bounds)] + [_series_entries(program, p) for p in problems[1:]]
+    k, size = len(problems), program.cost.size
+    shared = program.first_step
     # row j of block i - 1: x_i[shared[j]] - x_0[shared[j]] = 0
     rows = np.repeat(np.arange((k - 1) * shared.size), 2)
-    cols = np.stack([np.add.outer(np.arange(1, k) * sizes[0], shared), np.broadcast_to(shared, (k - 1, shared.size))], axis=-1).ravel()
-    link = sp.csr_array((np.tile([1.0, -1.0], (k - 1) * shared.size), (rows, cols)), shape=((k - 1) * shared.size, sizes.sum()))
+    cols = np.stack([np.add.outer(np.arange(1, k) * size, shared), np.broadcast_to(shared, (k - 1, shared.size))], axis=-1).ravel()
+    link = sp.csr_array((np.tile([1.0, -1.0], (k - 1) * shared.size), (rows, cols)), shape=((k - 1) * shared.size, k * size))
     res = linprog(
-        np.concatenate([p.cost for p in programs]) / k,
-        A_ub=sp.block_diag([p.a_ub for p in programs], format="csr"),
-        b_ub=np.concatenate([p.b_ub for p in programs]),
-        A_eq=sp.vstack([sp.block_diag([p.a_eq for p in programs], format="csr"), link], format="csr"),
-        b_eq=np.concatenate([*(p.b_eq for p in programs), np.zeros(link.shape[0])]),
-        bounds=np.concatenate([p.bounds for p in programs]),
+        np.concatenate([cost for cost, _, _ in blocks]) / k,
+        A_ub=_repeat_diagonal(program.a_ub, k),
+        b_ub=np.tile(program.b_ub, k),
+        A_eq=sp.vstack([_repeat_diagonal(program.a_eq, k), link], format="csr"),
+        b_eq=np.concatenate([*(b_eq for _, b_eq, _ in blocks), np.zeros(link.shape[0])]),
+        bounds=np.concatenate([bounds for _, _, bounds in blocks]),
         method="highs",
     )
     if res.status != 0:
         raise RuntimeError(f"scenario dispatch LP not solved: {res.message}")
-    return programs[0].schedule(res.x[: sizes[0]], float(res.fun))
+    return program.schedule(res.x[:size], float(res.fun))
 
 
 #: The forecast series of a :class:`DispatchProblem`: what scenarios of one step may differ in.
@@ -194,6 +199,33 @@ _SERIES = ("load_kw", "renewable_kw", "import_price", "emission")
 
 def _same(a: object, b: object) -> bool:
     return bool(np.array_equal(a, b)) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else a is b or a == b
+
+
+def _repeat_diagonal(a: sp.csr_array, k: int) -> sp.csr_array:
+    """The block-diagonal matrix of ``k`` copies of ``a``, built from its arrays at once (``scipy.sparse.block_diag``
+    converts each copy)."""
+    rows, cols = a.shape
+    indptr = np.concatenate([[0], (a.indptr[1:] + a.nnz * np.arange(k)[:, None]).ravel()])
+    indices = (a.indices + cols * np.arange(k)[:, None]).ravel()
+    return sp.csr_array((np.tile(a.data, k), indices, indptr), shape=(k * rows, k * cols))
+
+
+def _series_entries(program: DispatchProgram, problem: DispatchProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``program``'s cost, equality right-hand side and bounds with the entries that depend on the forecast series
+    (:data:`_SERIES`) taken from ``problem``; everything else is ``program``'s."""
+    sc, T = problem.scenario, program.n_steps
+    dt = sc.step_hours
+
+    def block(name: str) -> slice:
+        i = _STEP_BLOCKS.index(name)
+        return slice(i * T, (i + 1) * T)
+
+    cost, b_eq, bounds = program.cost.copy(), program.b_eq.copy(), program.bounds.copy()
+    cost[block("import")] = (problem.import_price + sc.reward.carbon_price_inr_per_kg * problem.emission) * dt
+    b_eq[:T] = problem.load_kw - problem.renewable_kw  # the balance rows come first
+    bounds[block("curtail"), 1] = problem.renewable_kw
+    bounds[block("shed"), 1] = problem.load_kw
+    return cost, b_eq, bounds
 
 
 def dispatch_program(problem: DispatchProblem) -> DispatchProgram:
@@ -229,7 +261,6 @@ def dispatch_program(problem: DispatchProblem) -> DispatchProgram:
     cost = np.zeros(n_var)
     cost[C : C + T] = bat.wear_cost_inr_per_kwh * dt
     cost[D : D + T] = bat.wear_cost_inr_per_kwh * dt
-    cost[IMP : IMP + T] = (pb.import_price + rw.carbon_price_inr_per_kg * pb.emission) * dt
     cost[EXP : EXP + T] = -grid.export_price_inr_per_kwh * dt
     cost[SHED : SHED + T] = rw.unserved_penalty_inr_per_kwh * dt
     leaves_inside = pb.session_end <= T
@@ -255,7 +286,7 @@ def dispatch_program(problem: DispatchProblem) -> DispatchProgram:
     add(entry_step, X + np.arange(n_x), -1.0, eq)
     if v2g:
         add(entry_step, Y + np.arange(n_y), 1.0, eq)
-    b_eq.append(pb.load_kw - pb.renewable_kw)
+    b_eq.append(np.zeros(T))  # the series' entries: _series_entries
     # Storage rows T..2T-1.
     keep = 1.0 - bat.self_discharge_per_hour * dt
     add(T + steps, E + steps, 1.0, eq)
@@ -325,8 +356,6 @@ def dispatch_program(problem: DispatchProblem) -> DispatchProgram:
     lo[E : E + T], hi[E : E + T] = pb.e_min, pb.e_max
     hi[IMP : IMP + T] = grid.import_limit_kw
     hi[EXP : EXP + T] = grid.export_limit_kw
-    hi[CURT : CURT + T] = pb.renewable_kw
-    hi[SHED : SHED + T] = pb.load_kw
     hi[X : X + n_x] = ev.port_power_kw
     hi[Y : Y + n_y] = ev.port_power_kw
     lo[PEAK : PEAK + n_days] = pb.peak_so_far
@@ -337,7 +366,7 @@ def dispatch_program(problem: DispatchProblem) -> DispatchProgram:
     a_ub = sp.csr_array((np.concatenate(ub_vals), (np.concatenate(ub_rows), np.concatenate(ub_cols))), shape=(n_ub, n_var))
     charge = X + np.arange(n_x)
     discharge = Y + np.arange(n_x) if v2g else np.full(n_x, -1)
-    return DispatchProgram(
+    program = DispatchProgram(
         cost=cost,
         a_ub=a_ub,
         b_ub=np.concatenate(b_ub),
@@ -350,3 +379,5 @@ def dispatch_program(problem: DispatchProblem) -> DispatchProgram:
         ev_entries=(entry_step, pb.session_port[entry_session], charge, discharge),
         paid=float(day_rate @ pb.peak_so_far),
     )
+    cost, b_eq, bounds = _series_entries(program, pb)
+    return replace(program, cost=cost, b_eq=b_eq, bounds=bounds)
