@@ -99,7 +99,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     _add_trust_module(p)
     p.add_argument("--split", default="test", choices=SPLITS, help="days to run on (default: test)")
-    p.add_argument("--seed", type=int, default=0, help="day i of the split is reset with seed + i (forecast noise; default: 0)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="day i of the split is reset with seed + i (forecast noise; default: 0)")
 
 
 def _add_trust_module(p: argparse.ArgumentParser) -> None:
@@ -341,10 +341,21 @@ def _add_export(subparsers: Any) -> None:
     p.set_defaults(func=_export)
 
 
+def _check_out_folder(out: Path, other: str) -> None:
+    """Refuse an output folder that is a file, or that holds ``other``, another kind of controller's file: a
+    controller folder holds one controller (``evaluate --controller FOLDER`` refuses both)."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    if (out / other).is_file():
+        raise UsageError(f"--out {out} holds {other}, another controller; a folder holds one controller: choose another folder")
+
+
 def _export(args: argparse.Namespace) -> int:
     from .baselines import model_spec
     from .export.onnx_export import export_model
+    from .forecasting import CORRECTOR_FILE
 
+    _check_out_folder(args.out, CORRECTOR_FILE)
     try:
         path, algo = model_spec(args.model)
         manifest = export_model(path, args.out, algo=algo, vecnormalize=args.vecnormalize, scenario=args.scenario,
@@ -382,12 +393,12 @@ def _add_fit_forecast(subparsers: Any) -> None:
 
 def _fit_forecast(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
+    from .export import MANIFEST
     from .forecasting import BASES, MAX_SCENARIOS, CorrectedForecastController, fit_corrector
 
     if args.base not in BASES:  # checked here, not by argparse, so that building the parser imports nothing heavy
         raise UsageError(f"--base must be one of {list(BASES)}, got {args.base!r}")
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out {args.out} exists and is not a folder")
+    _check_out_folder(args.out, MANIFEST)
     if args.scenarios and args.base != "mpc":
         raise UsageError(f"--scenarios needs --base mpc (the scenario LP), got --base {args.base}")
     if args.scenarios > MAX_SCENARIOS:
@@ -401,7 +412,8 @@ def _fit_forecast(args: argparse.Namespace) -> int:
         controller = CorrectedForecastController(args.base, corrector, scenarios=args.scenarios)
         summary = evaluate(controller, scenario=_scenario(args.scenario), split="validation", days=args.validation_days, seed=0).summary
         info["validation"] = {key: summary[key] for key in ("days", "gap_closed", "cost_per_day", "safety_violations", "unmet_ev_kwh_per_day")}
-        print(f"validation, first {summary['days']} days: gap closed {summary['gap_closed']:.3f}, Rs {summary['cost_per_day']:,.0f}/day")
+        gap = "undefined (naive and the optimum cost the same)" if math.isnan(summary["gap_closed"]) else f"{summary['gap_closed']:.3f}"
+        print(f"validation, first {summary['days']} days: gap closed {gap}, Rs {summary['cost_per_day']:,.0f}/day")
     try:
         path = corrector.save(args.out, args.base, args.scenarios)
     except OSError as err:
@@ -423,7 +435,7 @@ def _add_train(subparsers: Any) -> None:
     p.add_argument("--conf", required=True, type=Path, metavar="FILE.yml", help="zoo-format hyperparameter file")
     p.add_argument("--env", default=None, help="section of the file to read (default: its only one)")
     p.add_argument("--timesteps", type=_positive_int, default=None, metavar="N", help="total steps (default: the file's n_timesteps)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the envs and the algorithm (default: 0; with --resume, the run's)")
+    p.add_argument("--seed", type=_non_negative_int, default=None, help="seed of the envs and the algorithm (default: 0; with --resume, the run's)")
     p.add_argument("--run-dir", type=Path, default=None, help="output folder (default: runs/<algo>_<env>_<seed>)")
     p.add_argument(
         "--resume", action="store_true",

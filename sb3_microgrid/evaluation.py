@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from .baselines import Controller, NaiveController, OptimalController, env_for, make_controller
+from .common.json_values import plain
 from .envs import STEP_KEYS, MicrogridEnv
 from .envs.kpi import DAY_COLUMNS
-from .scenario import Scenario, load_scenario
+from .scenario import SEED_MAX, Scenario, check_range, load_scenario
 
 
 @dataclass
@@ -33,24 +34,11 @@ class Evaluation:
         """``{"controller", "summary", "days": [{"date", "cost", ...}, ...]}`` with plain floats and
         ``None`` where a value is undefined (a gap closed where naive and optimal cost the same)."""
         days = self.days.reset_index().to_dict(orient="records")
-        return _plain({"controller": self.controller, "summary": self.summary, "days": days})
+        return plain({"controller": self.controller, "summary": self.summary, "days": days})
 
     def to_json(self, path: str | Path) -> None:
         """Write :meth:`to_dict` as strict JSON."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False))
-
-
-def _plain(value: Any) -> Any:
-    """Numpy scalars to Python ones and NaN to ``None``, recursively."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def split_dates(scenario: Scenario, split: str, days: int | Sequence[str] | None = None) -> list[str]:
@@ -66,6 +54,8 @@ def _select_dates(env: MicrogridEnv, days: int | Sequence[str] | None) -> list[s
         if days < 1:
             raise ValueError(f"days must be >= 1, got {days}")
         return every[:days]
+    if len(days) == 0:
+        raise ValueError("days must be a number >= 1, a non-empty list of dates or None (every day of the split), got an empty list")
     return [str(pd.Timestamp(d).date()) for d in days]
 
 
@@ -117,6 +107,7 @@ def evaluate(
     :param seed: day ``i`` is reset with ``seed + i`` (forecast noise), the same for every controller
     :param reference: also run ``naive`` and ``optimal`` on the same days for the gap closed
     """
+    check_range("seed", seed, 0, SEED_MAX, integer=True)
     scenario = load_scenario(scenario)
     if isinstance(controller, str):
         controller = make_controller(controller)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sb3_microgrid.cli import main
+from sb3_microgrid.evaluation import evaluate
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -50,6 +51,20 @@ def test_argparse_errors_exit_2():
     with pytest.raises(SystemExit) as exc:
         main(["plot", "--controller", "naive", "--day", "June 1st", "--out", "x.png"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--controller", "naive", "--days", "1"], ["train", "--algo", "ppo"]])
+def test_a_negative_seed_is_refused_by_the_parser(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--seed=-1"])
+    assert exc.value.code == 2 and "--seed" in capsys.readouterr().err
+
+
+def test_evaluate_checks_its_seed_and_days():
+    with pytest.raises(ValueError, match=r"seed = -1 is outside the allowed range"):
+        evaluate("naive", days=1, seed=-1, reference=False)
+    with pytest.raises(ValueError, match="non-empty list of dates"):
+        evaluate("naive", days=[], reference=False)
 
 
 @pytest.mark.parametrize("controllers", [["naive"], ["naive", "optimal"]])

@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNorm
 
 import sb3_microgrid  # noqa: F401  (registers Microgrid-v0)
 from sb3_microgrid.baselines import MPCController, NaiveController, OptimalController, RuleController
-from sb3_microgrid.envs import EPISODE_KEYS, STEP_KEYS, MicrogridEnv, MicrogridVecEnv
+from sb3_microgrid.envs import EPISODE_KEYS, STEP_KEYS, MicrogridEnv, MicrogridVecEnv, ObservationLayout
 
 
 def run_episode(env: gym.Env, policy, seed: int = 0, options=None):
@@ -439,3 +439,24 @@ def _trajectory_digest(scenario, n_envs: int = 3, seed: int = 11, steps: int = 3
 @pytest.mark.parametrize("name", sorted(PORTS_SCENARIOS))
 def test_per_port_interface_is_bit_identical_to_before_the_aggregate_one(name):
     assert _trajectory_digest(PORTS_SCENARIOS[name]) == PORTS_DIGESTS[name]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"history_steps": 10**400}, r"'history_steps' must be an integer in \[0, 1000\]"),
+        ({"forecast_steps": -1}, r"'forecast_steps' must be an integer in \[0, 1000\]"),
+        ({"history_steps": True}, "'history_steps' must be an integer"),
+        ({"forecast_steps": 24.0}, "'forecast_steps' must be an integer"),
+        ({"window_names": "pv"}, "'window_names' must be a list of strings"),
+        ({"static_names": [1, 2]}, "'static_names' must be a list of strings"),
+        ({"static_names": None}, "'static_names' must be a list of strings"),
+    ],
+)
+def test_a_layout_read_from_a_file_is_checked(change, message):
+    layout = MicrogridEnv().obs_layout
+    assert ObservationLayout.from_dict(layout.to_dict()) == layout
+    with pytest.raises(ValueError, match=message):
+        ObservationLayout.from_dict({**layout.to_dict(), **change})
+    with pytest.raises(ValueError, match="must be an object"):
+        ObservationLayout.from_dict([layout.to_dict()])

@@ -119,12 +119,14 @@ def test_save_load_round_trip_and_make_controller(corrector, tmp_path):
         (lambda r: r.update(base="runs/x/model.zip"), "'base' must be one of"),
         (lambda r: r.update(base="optimal"), "'base' must be one of"),
         (lambda r: r.pop("layout"), "'layout' must be an object"),
-        (lambda r: r["layout"].update(history_steps=float("inf")), "'layout' is not an observation layout"),
+        (lambda r: r["layout"].update(history_steps=10**400), "'layout' is not an observation layout"),
+        (lambda r: r["layout"].update(history_steps=float("inf")), "Infinity is not a JSON value"),
         (lambda r: r.update(fit="abc"), "'fit' must be an object"),
         (lambda r: r.update(format=2), "'format' must be 1"),
+        (lambda r: r.update(format=True), "'format' must be 1"),  # True == 1 in Python
         (lambda r: r.pop("signature"), "'signature' must be an object"),
     ],
-    ids=["shape", "nan", "ragged", "base_path", "base_optimal", "no_layout", "infinite_steps", "fit", "format", "no_signature"],
+    ids=["shape", "nan", "ragged", "base_path", "base_optimal", "no_layout", "huge_steps", "infinite_steps", "fit", "format", "format_true", "no_signature"],
 )
 def test_a_bad_corrector_file_is_named(corrector, tmp_path, change, message):
     corrector.save(tmp_path, "mpc")
@@ -137,14 +139,38 @@ def test_a_bad_corrector_file_is_named(corrector, tmp_path, change, message):
 
 @pytest.mark.parametrize(
     "text, message",
-    [("[1, 2]", "expected a JSON object"), ("{", "not JSON"), ("[" * 100_000 + "]" * 100_000, "not JSON"), (b"\xff\xfe", "cannot read")],
-    ids=["array", "truncated", "deeply_nested", "not_utf8"],
+    [("[1, 2]", "expected a JSON object"), ("{", "not JSON"), ("[" * 100_000 + "]" * 100_000, "not JSON"), (b"\xff\xfe", "cannot read"),
+     ('{"format": 1, "fit": {"note": NaN}}', "NaN is not a JSON value"), ('{"format": 1, "weights": [-Infinity]}', "-Infinity is not a JSON value")],
+    ids=["array", "truncated", "deeply_nested", "not_utf8", "nan", "infinity"],
 )
 def test_a_file_that_is_not_a_corrector_is_named(tmp_path, text, message):
     target = tmp_path / CORRECTOR_FILE
     target.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(ValueError, match=message):
         ForecastCorrector.load(tmp_path)
+
+
+def test_an_undefined_figure_in_the_fit_record_is_saved_as_null(corrector, tmp_path):
+    """A gap closed where naive and the optimum cost the same is NaN: the file gets null, and it round-trips."""
+    corrector.fit_info["validation"] = {"gap_closed": float("nan"), "cost_per_day": np.float64(1.5)}
+    try:
+        corrector.save(tmp_path, "mpc")
+    finally:
+        del corrector.fit_info["validation"]
+    loaded, _, _ = ForecastCorrector.load(tmp_path)
+    assert loaded.fit_info["validation"] == {"gap_closed": None, "cost_per_day": 1.5}
+    loaded.save(tmp_path / "again", "mpc")
+    assert ForecastCorrector.load(tmp_path / "again")[0].fit_info == loaded.fit_info
+
+
+def test_cli_fit_forecast_where_control_cannot_earn_writes_its_file(tmp_path, capsys):
+    """No battery power and no chargers: naive is the optimum, the gap closed is undefined, the fit is still saved."""
+    scenario = tmp_path / "flat.yaml"
+    scenario.write_text("base: campus\nbattery: {charge_power_kw: 0, discharge_power_kw: 0, self_discharge_per_hour: 0}\nev: {n_ports: 0}\n")
+    out = tmp_path / "fit"
+    assert main(["fit-forecast", "--scenario", str(scenario), "--days", "1", "--validation-days", "1", "--base", "rule", "--out", str(out)]) == 0
+    assert "gap closed undefined" in capsys.readouterr().out
+    assert ForecastCorrector.load(out)[0].fit_info["validation"]["gap_closed"] is None
 
 
 def test_save_refuses_a_base_that_does_not_plan_on_forecasts(corrector, tmp_path):
@@ -202,6 +228,9 @@ def test_fit_arguments_are_checked():
         fit_corrector("campus", days=0)
     with pytest.raises(ValueError, match="ridge"):
         fit_corrector("campus", days=64, ridge=-1.0)
+    # the published ToD price has no forecast error: without a ridge its normal equations are singular
+    with pytest.raises(ValueError, match=r"ridge 0 leaves the normal equations of series \['price'\] singular"):
+        fit_corrector("campus_tod", days=64, ridge=0)
 
 
 def test_cli_fit_forecast_then_evaluate(tmp_path, capsys):
@@ -216,6 +245,14 @@ def test_cli_fit_forecast_then_evaluate(tmp_path, capsys):
     assert main(["fit-forecast", "--days", "64", "--base", "optimal", "--out", str(tmp_path / "other")]) == 2
     assert "--base must be one of ['mpc', 'planner', 'rule']" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+    # a folder holds one controller: an export folder is refused before any fit, and the reverse
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "manifest.json").write_text("{}")
+    assert main(["fit-forecast", "--days", "64", "--out", str(tmp_path / "export")]) == 2
+    assert "holds manifest.json, another controller" in capsys.readouterr().err
+    assert not (tmp_path / "export" / CORRECTOR_FILE).exists()
+    assert main(["export", "runs/none/model.zip", "--out", str(out)]) == 2
+    assert f"holds {CORRECTOR_FILE}, another controller" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -1,2 +1,3 @@
-"""Algorithm logic shared by several of the package's algorithms (as ``sb3_contrib.common``): the prioritized-replay
-set-up of ``PerSAC`` / ``PerTD3`` and the epsilon-random actions of ``EpsilonSAC`` / ``EpsilonTD3``."""
+"""Logic shared across the package (as ``sb3_contrib.common``): the prioritized-replay set-up of ``PerSAC`` /
+``PerTD3``, the epsilon-random actions of ``EpsilonSAC`` / ``EpsilonTD3``, the restricted unpickler of saved
+models (``safe_pickle``) and the strict-JSON values of written files (``json_values``)."""

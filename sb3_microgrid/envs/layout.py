@@ -24,6 +24,10 @@ SITE_CONTEXT = (
 )
 
 
+#: Most rows of history or forecast a layout read from a file may have (the scenario's bound on both).
+MAX_WINDOW_STEPS = 1000
+
+
 @dataclass(frozen=True)
 class ObservationLayout:
     """Where each part of the flat observation vector lives.
@@ -76,12 +80,25 @@ class ObservationLayout:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "ObservationLayout":
-        return cls(
-            static_names=tuple(raw["static_names"]),
-            window_names=tuple(raw["window_names"]),
-            history_steps=int(raw["history_steps"]),
-            forecast_steps=int(raw["forecast_steps"]),
-        )
+        """The layout :meth:`to_dict` wrote, read from a file: checked, since a file may hold anything.
+
+        :raises ValueError: naming the field, for a missing one, names that are not a list of strings, or a step
+            count that is not an integer in [0, :data:`MAX_WINDOW_STEPS`]
+        """
+        if not isinstance(raw, dict):
+            raise ValueError(f"an observation layout must be an object, got {type(raw).__name__}")
+        fields = {}
+        for name in ("static_names", "window_names"):
+            names = raw.get(name)
+            if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+                raise ValueError(f"layout field {name!r} must be a list of strings, got {names!r:.100}")
+            fields[name] = tuple(names)
+        for name in ("history_steps", "forecast_steps"):
+            steps = raw.get(name)
+            if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_WINDOW_STEPS:
+                raise ValueError(f"layout field {name!r} must be an integer in [0, {MAX_WINDOW_STEPS}], got {steps!r:.100}")
+            fields[name] = steps
+        return cls(**fields)
 
 
 def action_size(scenario: Scenario) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..common.json_values import plain, refuse_constant
 from ..envs import MicrogridVecEnv, ObservationLayout, observation_layout
 from ..scenario import Scenario, check_range, load_scenario
 
@@ -189,7 +190,12 @@ class ForecastCorrector:
         if samples == 0:
             raise ValueError("no samples to fit on")
         scale = np.maximum(np.trace(gram, axis1=1, axis2=2) / f, _TINY)
-        weights = np.linalg.solve(gram + ridge * scale[:, None, None] * np.eye(f), cross).transpose(0, 2, 1)
+        try:
+            weights = np.linalg.solve(gram + ridge * scale[:, None, None] * np.eye(f), cross).transpose(0, 2, 1)
+        except np.linalg.LinAlgError:
+            # a series without forecast errors (a published ToD price) has an all-zero normal matrix
+            singular = [name for name, g in zip(layout.window_names, gram) if np.linalg.matrix_rank(g) < f]
+            raise ValueError(f"ridge {ridge} leaves the normal equations of series {singular} singular (too few revealed errors): use ridge > 0") from None
         return cls(layout, weights, signature, dict(fit_info, samples=samples, ridge=ridge))
 
     def check(self, scenario: Scenario, layout: ObservationLayout) -> None:
@@ -231,7 +237,7 @@ class ForecastCorrector:
         path = Path(folder)
         path.mkdir(parents=True, exist_ok=True)
         record = {"format": _FORMAT, "base": base, "layout": self.layout.to_dict(), "signature": self.signature,
-                  "weights": self.weights.tolist(), "fit": self.fit_info, "scenarios": scenarios,
+                  "weights": self.weights.tolist(), "fit": plain(self.fit_info), "scenarios": scenarios,
                   "residuals": None if self.residuals is None else np.round(self.residuals, 5).tolist()}  # fmt: skip
         target = path / CORRECTOR_FILE
         tmp = target.with_suffix(".tmp")
@@ -248,7 +254,7 @@ class ForecastCorrector:
         """
         target = Path(folder) / CORRECTOR_FILE
         try:
-            record = json.loads(target.read_text())
+            record = json.loads(target.read_text(), parse_constant=refuse_constant)
         except (OSError, UnicodeDecodeError) as err:
             raise ValueError(f"cannot read {target}: {err}") from None
         except (ValueError, RecursionError) as err:  # JSONDecodeError, or an integer of more digits than Python reads
@@ -259,7 +265,7 @@ class ForecastCorrector:
         def field_error(name: str, problem: str) -> ValueError:
             return ValueError(f"{target}: field {name!r} {problem}")
 
-        if record.get("format") != _FORMAT:
+        if type(record.get("format")) is not int or record["format"] != _FORMAT:  # not True, which equals 1
             raise field_error("format", f"must be {_FORMAT}, got {record.get('format')!r}")
         if record.get("base") not in BASES:
             raise field_error("base", f"must be one of {list(BASES)}, got {record.get('base')!r}")
