@@ -341,11 +341,9 @@ def _add_export(subparsers: Any) -> None:
     p.set_defaults(func=_export)
 
 
-def _check_out_folder(out: Path, other: str) -> None:
-    """Refuse an output folder that is a file, or that holds ``other``, another kind of controller's file: a
-    controller folder holds one controller (``evaluate --controller FOLDER`` refuses both)."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
+def _refuse_other_controller(out: Path, other: str) -> None:
+    """Refuse an output folder that holds ``other``, another kind of controller's file: a controller folder holds
+    one controller (``evaluate --controller FOLDER`` refuses both)."""
     if (out / other).is_file():
         raise UsageError(f"--out {out} holds {other}, another controller; a folder holds one controller: choose another folder")
 
@@ -355,7 +353,7 @@ def _export(args: argparse.Namespace) -> int:
     from .export.onnx_export import export_model
     from .forecasting import CORRECTOR_FILE
 
-    _check_out_folder(args.out, CORRECTOR_FILE)
+    _refuse_other_controller(args.out, CORRECTOR_FILE)
     try:
         path, algo = model_spec(args.model)
         manifest = export_model(path, args.out, algo=algo, vecnormalize=args.vecnormalize, scenario=args.scenario,
@@ -398,7 +396,9 @@ def _fit_forecast(args: argparse.Namespace) -> int:
 
     if args.base not in BASES:  # checked here, not by argparse, so that building the parser imports nothing heavy
         raise UsageError(f"--base must be one of {list(BASES)}, got {args.base!r}")
-    _check_out_folder(args.out, MANIFEST)
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} exists and is not a folder")
+    _refuse_other_controller(args.out, MANIFEST)
     if args.scenarios and args.base != "mpc":
         raise UsageError(f"--scenarios needs --base mpc (the scenario LP), got --base {args.base}")
     if args.scenarios > MAX_SCENARIOS:

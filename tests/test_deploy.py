@@ -9,11 +9,13 @@ import json
 import logging
 import math
 import re
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from sb3_microgrid import load_scenario
 from sb3_microgrid.baselines import OnnxController
@@ -24,7 +26,7 @@ from sb3_microgrid.deploy.checks import Checker, site_ranges
 from sb3_microgrid.deploy.env_site import EnvSite
 from sb3_microgrid.envs import EPISODE_KEYS, MicrogridEnv, kernel
 from sb3_microgrid.evaluation import run_day
-from sb3_microgrid.export import ManifestError, OnnxPolicy
+from sb3_microgrid.export import ManifestError, OnnxPolicy, scenario_fingerprint
 
 #: A second site that moves every setting the observation depends on: ToD tariff, 30-minute steps, a two-day
 #: horizon, four V2G chargers and another window.
@@ -280,6 +282,8 @@ def _changed(manifest, path: str, value):
         ("action.size", 5, "5 action entries"),
         ("observation.window_scale", KeyError, "window_scale"),
         ("observation.window_scale.load", 0.0, "window_scale['load']"),
+        ("observation.window_scale", [1, 2, 3], "observation.window_scale must be an object"),
+        ("observation.site_context", "site_pv", "observation.site_context must be an object"),
         ("observation.layout.window_names", ["pv", "wind", "load", "price", "humidity"], "'humidity'"),
     ],
 )
@@ -287,6 +291,27 @@ def test_policy_the_site_cannot_run_is_refused(exported_policy, path, value, mes
     policy = OnnxPolicy(exported_policy)
     with pytest.raises(ManifestError, match=re.escape(message)):
         SiteController(_Policy(_changed(policy.manifest, path, value), policy.act), load_scenario("campus"))
+
+
+def test_an_edited_scenario_file_is_refused(exported_policy, tmp_path):
+    """The scenario.yaml must be the one the manifest's sha256 records (PV 400 -> 4000 kWp would change every
+    limit and observation scale); the check is on the file as written, so an export made before a scenario field
+    existed (its default then applies) still loads."""
+    folder = tmp_path / "export"
+    shutil.copytree(exported_policy, folder)
+    text = (folder / "scenario.yaml").read_text()
+    assert "capacity_kwp: 400.0" in text
+    (folder / "scenario.yaml").write_text(text.replace("capacity_kwp: 400.0", "capacity_kwp: 4000.0"))
+    with pytest.raises(ManifestError, match="is not the scenario the policy was exported for.*records scenario.sha256"):
+        SiteController.from_export(folder, clock=None)
+
+    written = yaml.safe_load(text)
+    del written["ev"]["dispatch"]  # as an export of a version without the EV dispatch setting wrote it
+    (folder / "scenario.yaml").write_text(yaml.safe_dump(written, sort_keys=False))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["scenario"]["sha256"] = scenario_fingerprint(written)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert SiteController.from_export(folder, clock=None).scenario == load_scenario("campus")
 
 
 def test_layout_features_are_checked_against_the_site(exported_policy):

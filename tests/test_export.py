@@ -3,6 +3,7 @@ clipped or unscaled as ``predict`` does), for on-policy, off-policy, recurrent a
 manifest; the command line; bad inputs; and a runtime that needs neither torch nor SB3."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -21,8 +22,8 @@ from sb3_microgrid.callbacks.checkpoint import write_run_json
 from sb3_microgrid.cli import main
 from sb3_microgrid.envs import ActionLayout, MicrogridEnv, MicrogridVecEnv, ObservationLayout
 from sb3_microgrid.evaluation import evaluate
-from sb3_microgrid.export import ManifestError, ObservationShapeError, OnnxPolicy, RecurrentPolicyError
-from sb3_microgrid.export.onnx_export import ExportError, export_model, scenario_fingerprint
+from sb3_microgrid.export import ManifestError, ObservationShapeError, OnnxPolicy, RecurrentPolicyError, scenario_fingerprint
+from sb3_microgrid.export.onnx_export import ExportError, export_model
 from sb3_microgrid.scenario import Scenario, load_scenario
 from sb3_microgrid.wrappers.residual import ResidualController
 
@@ -330,6 +331,15 @@ def test_a_bad_observation_is_a_named_error(ppo):
             policy.act(obs)
     with pytest.raises(ObservationShapeError, match="real numbers"):
         policy.act(np.array(["x"] * 206))
+    # NaN, inf, and a float64 that the float32 cast turns into inf: named by index, never a NaN action
+    nan_at_3 = np.zeros(206)
+    nan_at_3[3] = np.nan
+    with pytest.raises(ObservationShapeError, match=r"finite numbers within float32's range .*; not at index 3$"):
+        policy.act(nan_at_3)
+    with pytest.raises(ObservationShapeError, match=r"not at \(row, index\) \(1, 205\)$"):
+        policy.act(np.vstack([np.zeros(206), np.r_[np.zeros(205), 1e300]]))
+    with pytest.raises(ObservationShapeError, match=r"not at index 0, 1, 2, 3, 4 and 201 more$"):
+        policy.act(np.full(206, -np.inf))
 
 
 def test_a_controller_for_another_layout_is_refused_at_reset(ppo):
@@ -337,31 +347,49 @@ def test_a_controller_for_another_layout_is_refused_at_reset(ppo):
     obs, _ = env.reset(seed=0)
     with pytest.raises(LayoutMismatchError, match="another observation layout"):
         OnnxController(ppo[1]).reset(env, obs)
+    # Another scenario of the same layout (a ToD tariff) is evaluated, as with the model's zip (docs/deploy.md).
+    env = MicrogridEnv(scenario="campus_tod")
+    OnnxController(ppo[1]).reset(env, env.reset(seed=0)[0])
 
 
 def test_a_folder_that_is_not_an_export_is_refused(ppo, tmp_path):
     def broken(edit):
         folder = tmp_path / f"broken{len(list(tmp_path.iterdir()))}"
         folder.mkdir()
-        for name in ("manifest.json", "policy.onnx"):
+        for name in ("manifest.json", "policy.onnx", "scenario.yaml"):
             (folder / name).write_bytes((ppo[1] / name).read_bytes())
         manifest = json.loads((folder / "manifest.json").read_text())
         edit(folder, manifest)
         (folder / "manifest.json").write_text(json.dumps(manifest))
         return folder
 
-    cases = {
-        "no export folder at": tmp_path / "nowhere",
-        "no manifest.json": tmp_path,
-        "expected an object with format 1": broken(lambda f, m: m.update(format=2)),
-        "missing or malformed field": broken(lambda f, m: m.pop("observation")),
-        "onnx.file must name a file": broken(lambda f, m: (f / "policy.onnx").unlink()),
-        "not a graph onnxruntime can load": broken(lambda f, m: (f / "policy.onnx").write_bytes(b"junk")),
-        "the layout's size": broken(lambda f, m: m["onnx"]["inputs"][0].update(shape=["batch", 205])),
-        "declares": broken(lambda f, m: (m["observation"]["layout"].update(history_steps=7), m["onnx"]["inputs"][0].update(shape=["batch", 201]))),
-    }
-    for message, folder in cases.items():
-        with pytest.raises(ManifestError, match=message):
+    layout = lambda **steps: lambda f, m: m["observation"]["layout"].update(steps)  # noqa: E731
+    cases = [
+        ("no export folder at", tmp_path / "nowhere"),
+        ("no manifest.json", tmp_path),
+        ("expected an object with format 1", broken(lambda f, m: m.update(format=2))),
+        ("expected an object with format 1, got format True", broken(lambda f, m: m.update(format=True))),
+        ("missing or malformed field observation.layout", broken(lambda f, m: m.pop("observation"))),
+        ("is not readable JSON: Infinity is not a JSON value", broken(layout(history_steps=float("inf")))),
+        ("observation.layout: layout field 'history_steps' must be an integer in [0, 1000], got -1", broken(layout(history_steps=-1, forecast_steps=33))),
+        ("observation.layout: layout field 'forecast_steps' must be at least 1, got 0", broken(layout(history_steps=32, forecast_steps=0))),
+        ("observation.layout: layout field 'window_names' must be a list of strings", broken(layout(window_names="pvwle"))),
+        ("onnx.outputs must be a list of objects with a string name", broken(lambda f, m: m["onnx"]["outputs"][0].update(name=1))),
+        ("onnx.inputs must be a list of objects", broken(lambda f, m: m["onnx"].update(inputs={"name": "obs"}))),
+        ("missing or malformed field action.is_env_action", broken(lambda f, m: m["action"].pop("is_env_action"))),
+        ("action.is_env_action must be true or false, got 1", broken(lambda f, m: m["action"].update(is_env_action=1))),
+        ("missing or malformed field scenario.file", broken(lambda f, m: m.pop("scenario"))),
+        ("scenario.file must name a file", broken(lambda f, m: m["scenario"].update(file=str(ppo[1] / "scenario.yaml")))),
+        ("scenario.file must name a file", broken(lambda f, m: m["scenario"].update(file=["scenario.yaml"]))),
+        ("scenario.sha256 must be a string", broken(lambda f, m: m["scenario"].update(sha256=None))),
+        ("onnx.file must name a file", broken(lambda f, m: (f / "policy.onnx").unlink())),
+        ("onnx.file must name a file", broken(lambda f, m: m["onnx"].update(file="../policy.onnx"))),
+        ("not a graph onnxruntime can load", broken(lambda f, m: (f / "policy.onnx").write_bytes(b"junk"))),
+        ("the layout's size", broken(lambda f, m: m["onnx"]["inputs"][0].update(shape=["batch", 205]))),
+        ("declares", broken(lambda f, m: (m["observation"]["layout"].update(history_steps=7), m["onnx"]["inputs"][0].update(shape=["batch", 201])))),
+    ]
+    for message, folder in cases:
+        with pytest.raises(ManifestError, match=re.escape(message)):
             OnnxPolicy(folder)
     with pytest.raises(ValueError, match="controller folder: its base controller or algorithm and statistics are in its files"):
         make_controller(str(ppo[1]), vecnormalize="stats.pkl")

@@ -35,6 +35,11 @@ class OnnxController:
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
         """Check the policy was exported for ``env``'s observation and action; start a new episode.
 
+        The scenario is not compared with the manifest's ``scenario.sha256``: evaluating a policy on another site of
+        the same layout (another tariff, another battery) is a legitimate use, as for the model's zip. The env's
+        observation is the env's own, so nothing of the export's scenario enters it (the site controller, which
+        builds observations with the export's scenario, refuses one that does not match).
+
         :raises LayoutMismatchError: naming both layouts, if it was not
         """
         layout = getattr(env, "obs_layout", None)

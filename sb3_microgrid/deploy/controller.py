@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
+import yaml
 
 from ..envs.layout import ObservationLayout, action_size
 from ..envs.supervisor import battery_range, port_range
-from ..export.onnx_policy import ManifestError, OnnxPolicy
+from ..export.onnx_policy import MANIFEST, ManifestError, OnnxPolicy, scenario_fingerprint
 from ..scenario import Scenario, ScenarioError, load_scenario
 from .checks import Checker, site_ranges
 from .observation import ObservationBuilder
@@ -73,7 +74,7 @@ class SiteController:
         n_actions = action_size(scenario)
         if manifest.get("recurrent"):
             raise ManifestError("a recurrent policy (ppo_lstm) carries a state from step to step; the site controller runs feed-forward policies only")
-        if not manifest["action"].get("is_env_action", True):
+        if not manifest["action"]["is_env_action"]:
             raise ManifestError("the policy corrects a base controller that runs on the simulator (its env_wrappers); the site controller needs a policy of the env's actions")
         if manifest["action"]["size"] != n_actions:
             raise ManifestError(
@@ -104,16 +105,26 @@ class SiteController:
     @classmethod
     def from_export(cls, path: str | Path, max_age_s: float | None = None, clock: Callable[[], dt.datetime] | None = utc_now) -> SiteController:
         """The controller of an export folder (``sb3-microgrid export``): its ``policy.onnx`` on onnxruntime (one
-        thread) and its scenario YAML.
+        thread) and its scenario YAML, which must be the scenario the manifest's ``scenario.sha256`` records.
 
         :raises ManifestError: naming the file and the problem, for a folder that cannot be used
         """
         policy = OnnxPolicy(path, intra_op_threads=1)
-        file = Path(path) / policy.manifest["scenario"]["file"]
+        recorded = policy.manifest["scenario"]
+        file = Path(path) / recorded["file"]
         try:
             scenario = load_scenario(file)
         except ScenarioError as err:
             raise ManifestError(f"{file}: {err}") from None
+        # The site's limits and the observation's scales come from this file: an edited one would run the policy on a
+        # site it was not exported for. Hashed as written, not as loaded: a scenario field added to the package since
+        # the export (its default keeps the old behaviour) must not make the export unusable.
+        found = scenario_fingerprint(yaml.safe_load(file.read_text(encoding="utf-8")))
+        if found != recorded["sha256"]:
+            raise ManifestError(
+                f"{file} is not the scenario the policy was exported for: its sha256 (scenario_fingerprint) is "
+                f"{found}, {Path(path) / MANIFEST} records scenario.sha256 = {recorded['sha256']}; export the model again"
+            )
         return cls(policy, scenario, max_age_s=max_age_s, clock=clock)
 
     @property

@@ -36,12 +36,17 @@ class ObservationBuilder:
     :param scenario: the site (installed PV and wind, port power, import limit, step length, horizon)
     :param window_scale: the divisor of each window column (from the export's manifest)
     :param site_context: the value of each site context feature the layout has (from the export's manifest)
-    :raises ValueError: naming the feature, for a layout this builder does not know how to fill
+    :raises ValueError: naming the feature, for a layout this builder does not know how to fill, or naming the field,
+        for a ``window_scale`` or ``site_context`` that is not an object
     """
 
     def __init__(
         self, layout: ObservationLayout, scenario: Scenario, window_scale: Mapping[str, float], site_context: Mapping[str, float] | None = None
     ) -> None:
+        site_context = {} if site_context is None else site_context
+        for field, value in (("window_scale", window_scale), ("site_context", site_context)):
+            if not isinstance(value, Mapping):
+                raise ValueError(f"the manifest's observation.{field} must be an object (a number by feature name), got {value!r:.100}")
         self.layout = layout
         self.scenario = scenario
         n_ports = scenario.ev.n_ports
@@ -51,7 +56,7 @@ class ObservationBuilder:
             if match is not None and int(match.group(1)) >= n_ports:
                 raise ValueError(f"the policy observes {name!r}, but the scenario has {n_ports} charger(s) (ev.n_ports)")
             if name in SITE_CONTEXT:
-                value = (site_context or {}).get(name)
+                value = site_context.get(name)
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                     raise ValueError(f"the policy observes {name!r}, but the manifest's observation.site_context gives {value!r}; export the model again")
                 self._context[name] = float(value)

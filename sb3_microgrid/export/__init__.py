@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .onnx_policy import MANIFEST, ManifestError, ObservationShapeError, OnnxPolicy, RecurrentPolicyError, read_manifest
+from .onnx_policy import MANIFEST, ManifestError, ObservationShapeError, OnnxPolicy, RecurrentPolicyError, read_manifest, scenario_fingerprint
 
 _EXPORTER = ("ExportError", "export_model")
 
@@ -21,4 +21,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["MANIFEST", "ManifestError", "ObservationShapeError", "OnnxPolicy", "RecurrentPolicyError", "read_manifest", *_EXPORTER]
+__all__ = ["MANIFEST", "ManifestError", "ObservationShapeError", "OnnxPolicy", "RecurrentPolicyError", "read_manifest", "scenario_fingerprint", *_EXPORTER]

@@ -12,7 +12,6 @@ exports with its LSTM state as extra inputs and outputs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import warnings
@@ -33,8 +32,8 @@ from ..algos import ALGOS, load, run_record
 from ..baselines.sb3_model import load_statistics, run_env_wrappers, run_settings, statistics_for
 from ..envs import MicrogridEnv
 from ..envs.layout import SITE_CONTEXT
-from ..scenario import Scenario, ScenarioError, load_scenario, to_dict
-from .onnx_policy import ACTION, EPISODE_START, FORMAT, MANIFEST, OBS, STATE_C, STATE_C_OUT, STATE_H, STATE_H_OUT, OnnxPolicy, read_manifest
+from ..scenario import Scenario, ScenarioError, load_scenario
+from .onnx_policy import ACTION, EPISODE_START, FORMAT, MANIFEST, OBS, STATE_C, STATE_C_OUT, STATE_H, STATE_H_OUT, OnnxPolicy, read_manifest, scenario_fingerprint
 
 POLICY_FILE = "policy.onnx"
 SCENARIO_FILE = "scenario.yaml"
@@ -208,12 +207,6 @@ def _recorded_scenario(path: Path, settings: dict[str, Any]) -> str | dict[str, 
     ``env_kwargs`` scenario, else ``campus``."""
     record = run_record(path) or {}
     return record.get("scenario") or (settings.get("env_kwargs") or {}).get("scenario", "campus")
-
-
-def scenario_fingerprint(scenario: Scenario) -> str:
-    """sha256 of the scenario's canonical JSON (every field, keys sorted): equal for equal scenarios."""
-    text = json.dumps(to_dict(scenario), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _check_fits(model: BaseAlgorithm, env: Any, path: Path, scenario: Scenario) -> None:

@@ -8,14 +8,18 @@ in the env's action space.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+from ..common.json_values import refuse_constant
 from ..envs.layout import ObservationLayout
+from ..scenario import Scenario, to_dict
 
 MANIFEST = "manifest.json"
 #: Version of the manifest's format; a folder of another version is refused.
@@ -75,7 +79,8 @@ class OnnxPolicy:
         """The actions for observations of shape ``(obs_dim,)`` (one decision) or ``(n, obs_dim)``.
 
         :return: ``float32`` actions of shape ``(action_dim,)`` or ``(n, action_dim)``
-        :raises ObservationShapeError: for another shape, or values that are not real numbers
+        :raises ObservationShapeError: for another shape, or values that are not finite real numbers once cast to
+            float32 (NaN, inf, beyond float32's range), naming the first of them
         :raises RecurrentPolicyError: for a recurrent policy (use :meth:`step`)
         """
         if self.recurrent:
@@ -97,8 +102,8 @@ class OnnxPolicy:
         :param obs: shape ``(obs_dim,)`` or ``(n, obs_dim)``
         :param state: ``(h, c)``, each of shape ``(layers, n, hidden_size)`` (:meth:`initial_state` for new episodes)
         :param episode_start: shape ``(n,)``: 1 where an episode starts at ``obs`` (its state is reset)
-        :raises ObservationShapeError: for an observation of another shape, or a state or ``episode_start``
-            that does not fit it
+        :raises ObservationShapeError: for an observation of another shape or not finite (as :meth:`act`), or a
+            state or ``episode_start`` that does not fit it
         """
         if not self.recurrent:
             raise RecurrentPolicyError(f"{self.path} is a feed-forward policy: act with act(obs)")
@@ -116,17 +121,41 @@ class OnnxPolicy:
         return (action[0] if single else action), (h, c)
 
     def _batch(self, obs: np.ndarray) -> tuple[np.ndarray, bool]:
-        """``obs`` as a float32 batch, and whether it was one observation."""
+        """``obs`` as a float32 batch, and whether it was one observation.
+
+        :raises ObservationShapeError: naming the shape, or the first indices of values that are not finite
+        """
         obs = np.asarray(obs)
         if obs.dtype.kind not in "fiu":
             raise ObservationShapeError(f"observations must be real numbers, got dtype {obs.dtype}")
         if obs.ndim not in (1, 2) or obs.shape[-1] != self.obs_dim:
             raise ObservationShapeError(f"observations must have shape ({self.obs_dim},) or (n, {self.obs_dim}), got {obs.shape}")
-        return np.atleast_2d(obs).astype(np.float32, copy=False), obs.ndim == 1
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: reported below by its index
+            batch = np.atleast_2d(obs).astype(np.float32, copy=False)
+        bad = np.argwhere(~np.isfinite(batch))
+        if len(bad):
+            where = [int(i[1]) if obs.ndim == 1 else tuple(i.tolist()) for i in bad[:5]]
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            raise ObservationShapeError(
+                f"observations must be finite numbers within float32's range (|x| <= {np.finfo(np.float32).max:.3g}); "
+                f"not at {'index' if obs.ndim == 1 else '(row, index)'} {', '.join(map(str, where))}{more}"
+            )
+        return batch, obs.ndim == 1
+
+
+def scenario_fingerprint(scenario: Scenario | Mapping[str, Any]) -> str:
+    """sha256 of the scenario's canonical JSON (every field, keys sorted): equal for equal scenarios. The manifest
+    records it as ``scenario.sha256``.
+
+    :param scenario: a scenario, or its fields as :meth:`~sb3_microgrid.scenario.Scenario.to_yaml` wrote them
+    """
+    text = json.dumps(to_dict(scenario), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest of the export folder ``path``, checked for what :class:`OnnxPolicy` reads.
+    """The manifest of the export folder ``path``, checked for the fields its readers use (:class:`OnnxPolicy`,
+    the site controller): every field below is there and of its type, the files it names are in the folder.
 
     :raises ManifestError: naming the file and the field, if the folder or its manifest cannot be used
     """
@@ -135,28 +164,38 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise ManifestError(f"no export folder at {path}")
     file = path / MANIFEST
     try:
-        manifest = json.loads(file.read_text())
+        manifest = json.loads(file.read_text(), parse_constant=refuse_constant)
     except FileNotFoundError:
         raise ManifestError(f"{path} is not an export folder: no {MANIFEST}") from None
     except (OSError, ValueError) as err:
         raise ManifestError(f"{file} is not readable JSON: {err}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    # the type first: true == 1 in Python
+    if not isinstance(manifest, dict) or type(manifest.get("format")) is not int or manifest["format"] != FORMAT:
         raise ManifestError(f"{file}: expected an object with format {FORMAT}, got format {manifest.get('format') if isinstance(manifest, dict) else manifest!r}")
+    field = lambda name: _field(manifest, name, file)  # noqa: E731
     try:
-        layout = ObservationLayout.from_dict(manifest["observation"]["layout"])
-        size = manifest["action"]["size"]
-        shapes = {io["name"]: io["shape"] for io in manifest["onnx"]["inputs"] + manifest["onnx"]["outputs"]}
-        names = list(shapes)
-        graph = manifest["onnx"]["file"]
-        recurrent = manifest["recurrent"]
-        if recurrent:
-            layers, hidden = manifest["lstm"]["layers"], manifest["lstm"]["hidden_size"]
-    except (KeyError, TypeError, ValueError) as err:
-        raise ManifestError(f"{file}: missing or malformed field ({type(err).__name__}: {err})") from None
-    if not (isinstance(size, int) and size >= 1) or not isinstance(recurrent, bool):
-        raise ManifestError(f"{file}: action.size must be an integer >= 1 and recurrent a boolean, got {size!r} and {recurrent!r}")
-    if recurrent and not all(isinstance(v, int) and v >= 1 for v in (layers, hidden)):
-        raise ManifestError(f"{file}: lstm.layers and lstm.hidden_size must be integers >= 1, got {layers!r} and {hidden!r}")
+        layout = ObservationLayout.from_dict(field("observation.layout"))
+    except ValueError as err:
+        raise ManifestError(f"{file}: observation.layout: {err}") from None
+    if layout.forecast_steps < 1:  # the current step is the first forecast row
+        raise ManifestError(f"{file}: observation.layout: layout field 'forecast_steps' must be at least 1, got {layout.forecast_steps}")
+    size, recurrent = field("action.size"), field("recurrent")
+    if not _is_int(size, 1):
+        raise ManifestError(f"{file}: action.size must be an integer >= 1, got {size!r}")
+    for name, value in (("recurrent", recurrent), ("action.is_env_action", field("action.is_env_action"))):
+        if not isinstance(value, bool):
+            raise ManifestError(f"{file}: {name} must be true or false, got {value!r:.100}")
+    if recurrent:
+        layers, hidden = field("lstm.layers"), field("lstm.hidden_size")
+        if not (_is_int(layers, 1) and _is_int(hidden, 1)):
+            raise ManifestError(f"{file}: lstm.layers and lstm.hidden_size must be integers >= 1, got {layers!r} and {hidden!r}")
+    shapes = {}
+    for name in ("onnx.inputs", "onnx.outputs"):
+        entries = field(name)
+        if not isinstance(entries, list) or not all(isinstance(io, dict) and isinstance(io.get("name"), str) and "shape" in io for io in entries):
+            raise ManifestError(f"{file}: {name} must be a list of objects with a string name and a shape, got {entries!r:.100}")
+        shapes.update((io["name"], io["shape"]) for io in entries)
+    names = list(shapes)
     wanted = [OBS, ACTION] + ([STATE_H, STATE_C, EPISODE_START, STATE_H_OUT, STATE_C_OUT] if recurrent else [])
     if sorted(names) != sorted(wanted):
         raise ManifestError(f"{file}: onnx inputs and outputs must be {wanted}, got {names}")
@@ -165,6 +204,30 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"{file}: onnx {OBS} must have shape ['batch', {layout.size}] (the layout's size) and {ACTION} ['batch', {size}] "
             f"(action.size), got {shapes[OBS]} and {shapes[ACTION]}"
         )
-    if not isinstance(graph, str) or Path(graph).name != graph or not (path / graph).is_file():
-        raise ManifestError(f"{file}: onnx.file must name a file in {path}, got {graph!r}")
+    for name in ("onnx.file", "scenario.file"):
+        named = field(name)
+        # a plain name: a manifest must not reach files outside its folder
+        if not isinstance(named, str) or Path(named).name != named or not (path / named).is_file():
+            raise ManifestError(f"{file}: {name} must name a file in {path}, got {named!r:.100}")
+    sha256 = field("scenario.sha256")
+    if not isinstance(sha256, str):
+        raise ManifestError(f"{file}: scenario.sha256 must be a string (scenario_fingerprint of the scenario), got {sha256!r:.100}")
     return manifest
+
+
+def _is_int(value: Any, lo: int) -> bool:
+    """``value`` is an integer (not a bool, not a float) >= ``lo``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= lo
+
+
+def _field(manifest: dict[str, Any], name: str, file: Path) -> Any:
+    """The manifest's field at the dotted ``name``.
+
+    :raises ManifestError: naming the field, if it or an object on its way is missing
+    """
+    node = manifest
+    for key in name.split("."):
+        if not isinstance(node, dict) or key not in node:
+            raise ManifestError(f"{file}: missing or malformed field {name} (not an object with {key!r})")
+        node = node[key]
+    return node
