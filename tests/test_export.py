@@ -189,16 +189,20 @@ def test_a_recurrent_export_carries_and_resets_its_state(tmp_path):
         policy.step(obs, policy.initial_state(2), np.ones(1))
 
 
-def test_a_residual_run_exports_and_evaluates_with_its_base_controller(tmp_path):
+@pytest.mark.parametrize("features", [None, ["soc", "time_left"]], ids=["whole_observation", "features_only"])
+def test_a_residual_run_exports_and_evaluates_with_its_base_controller(tmp_path, features):
+    """With ``features`` the policy sees no window at all (a layout of 0 history and 0 forecast rows)."""
+    wrapper = {"controller": "rule", "scale": 0.5, "battery_only": True, **({"features": features} if features else {})}
     conf = tmp_path / "residual.yml"
     conf.write_text(yaml.safe_dump({"Microgrid-v0": {
         "n_envs": 2, "n_timesteps": 96, "policy": "LinearPolicy", "n_delta": 2, "n_top": 2, "n_eval_episodes": 2,
-        "env_wrapper": [{"sb3_microgrid.wrappers.ResidualWrapper": {"controller": "rule", "scale": 0.5, "battery_only": True}}],
+        "env_wrapper": [{"sb3_microgrid.wrappers.ResidualWrapper": wrapper}],
         "normalize": "{'norm_obs': True, 'norm_reward': False, 'clip_obs': 10.0}",
     }}))  # fmt: skip
     training.train("paired_ars", conf, tmp_path / "run", save_freq=10**9, progress_bar=False)
     manifest = export_model(tmp_path / "run" / "model.zip", tmp_path / "export")
-    assert manifest["env_wrappers"] == [{"sb3_microgrid.wrappers.residual.ResidualWrapper": {"controller": "rule", "scale": 0.5, "battery_only": True}}]
+    assert manifest["env_wrappers"] == [{"sb3_microgrid.wrappers.residual.ResidualWrapper": wrapper}]
+    assert (manifest["observation"]["layout"]["forecast_steps"] == 0) == bool(features)
     assert manifest["action"]["size"] == 1 and not manifest["action"]["is_env_action"]
     assert manifest["observation"]["layout"]["static_names"][-13:] == [f"base_action_{k}" for k in range(13)]
     assert isinstance(make_controller(str(tmp_path / "export")), ResidualController)
@@ -372,7 +376,6 @@ def test_a_folder_that_is_not_an_export_is_refused(ppo, tmp_path):
         ("missing or malformed field observation.layout", broken(lambda f, m: m.pop("observation"))),
         ("is not readable JSON: Infinity is not a JSON value", broken(layout(history_steps=float("inf")))),
         ("observation.layout: layout field 'history_steps' must be an integer in [0, 1000], got -1", broken(layout(history_steps=-1, forecast_steps=33))),
-        ("observation.layout: layout field 'forecast_steps' must be at least 1, got 0", broken(layout(history_steps=32, forecast_steps=0))),
         ("observation.layout: layout field 'window_names' must be a list of strings", broken(layout(window_names="pvwle"))),
         ("onnx.outputs must be a list of objects with a string name", broken(lambda f, m: m["onnx"]["outputs"][0].update(name=1))),
         ("onnx.inputs must be a list of objects", broken(lambda f, m: m["onnx"].update(inputs={"name": "obs"}))),

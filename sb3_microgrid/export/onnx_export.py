@@ -33,7 +33,7 @@ from ..baselines.sb3_model import load_statistics, run_env_wrappers, run_setting
 from ..envs import MicrogridEnv
 from ..envs.layout import SITE_CONTEXT
 from ..scenario import Scenario, ScenarioError, load_scenario
-from .onnx_policy import ACTION, EPISODE_START, FORMAT, MANIFEST, OBS, STATE_C, STATE_C_OUT, STATE_H, STATE_H_OUT, OnnxPolicy, read_manifest, scenario_fingerprint
+from .onnx_policy import ACTION, EPISODE_START, FORMAT, MANIFEST, OBS, STATE_C, STATE_C_OUT, STATE_H, STATE_H_OUT, ManifestError, OnnxPolicy, read_manifest, scenario_fingerprint
 
 POLICY_FILE = "policy.onnx"
 SCENARIO_FILE = "scenario.yaml"
@@ -195,7 +195,7 @@ def export_model(
     write()  # OnnxPolicy reads the folder as a site will
     try:
         manifest["check"] = _check_graph(model, normalizer, env, out)
-    except ExportError:
+    except (ExportError, ManifestError):
         (out / MANIFEST).unlink()  # not an export folder then
         raise
     write()

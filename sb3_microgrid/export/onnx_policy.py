@@ -177,8 +177,6 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         layout = ObservationLayout.from_dict(field("observation.layout"))
     except ValueError as err:
         raise ManifestError(f"{file}: observation.layout: {err}") from None
-    if layout.forecast_steps < 1:  # the current step is the first forecast row
-        raise ManifestError(f"{file}: observation.layout: layout field 'forecast_steps' must be at least 1, got {layout.forecast_steps}")
     size, recurrent = field("action.size"), field("recurrent")
     if not _is_int(size, 1):
         raise ManifestError(f"{file}: action.size must be an integer >= 1, got {size!r}")
