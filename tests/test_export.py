@@ -211,6 +211,21 @@ def test_a_residual_run_exports_and_evaluates_with_its_base_controller(tmp_path,
     assert len(both.actions) == 48 and both.diff <= 1e-5
 
 
+def test_a_one_dimensional_action_exports(tmp_path):
+    """PPO on a battery-only residual: a (batch, 1) action, whose width ONNX's shape inference left symbolic."""
+    conf = tmp_path / "residual_ppo.yml"
+    conf.write_text(yaml.safe_dump({"Microgrid-v0": {
+        "n_envs": 1, "n_timesteps": 16, "policy": "MlpPolicy", "n_steps": 16, "batch_size": 16, "n_epochs": 1,
+        "env_wrapper": [{"sb3_microgrid.wrappers.ResidualWrapper": {"controller": "rule", "scale": 0.5, "battery_only": True}}],
+    }}))  # fmt: skip
+    training.train("ppo", conf, tmp_path / "run", save_freq=10**9, progress_bar=False)
+    manifest = export_model(tmp_path / "run" / "model.zip", tmp_path / "export")
+    assert manifest["onnx"]["outputs"] == [{"name": "action", "shape": ["batch", 1], "dtype": "float32"}]
+    both = Both(make_controller(str(tmp_path / "run" / "model.zip")), make_controller(str(tmp_path / "export")))
+    evaluate(both, days=1, reference=False)
+    assert len(both.actions) == 24 and both.diff <= 1e-5
+
+
 # ---- the manifest -------------------------------------------------------------------------------------------------
 def test_the_manifest_describes_the_policy(ppo, tmp_path):
     path, export = ppo

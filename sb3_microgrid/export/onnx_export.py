@@ -77,10 +77,14 @@ class _Deterministic(th.nn.Module):
         return th.clamp((obs.double() - self.mean) / self.std, -self.clip_obs, self.clip_obs).float()
 
     def finish(self, actions: th.Tensor) -> th.Tensor:
-        """What ``predict`` does to a Box action: unscale a squashed one, clip any other."""
+        """What ``predict`` does to a Box action: unscale a squashed one, clip any other. The reshape states the
+        action's width to ONNX's shape inference, which leaves it symbolic when a (batch, 1) action broadcasts
+        against the (1,) bounds."""
         if self.policy.squash_output:
-            return self.low + (0.5 * (actions + 1.0) * (self.high - self.low))
-        return th.maximum(th.minimum(actions, self.high), self.low)
+            actions = self.low + (0.5 * (actions + 1.0) * (self.high - self.low))
+        else:
+            actions = th.maximum(th.minimum(actions, self.high), self.low)
+        return actions.reshape(-1, self.low.shape[0])
 
     def forward(self, obs: th.Tensor) -> th.Tensor:
         return self.finish(self.policy._predict(self.observe(obs), deterministic=True))
