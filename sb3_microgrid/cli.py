@@ -94,8 +94,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--scenario", default=None,
-        help="preset name or scenario YAML path (default: the site the saved models were adapted to, recorded in their "
-        "run.json by `sb3-microgrid adapt`, else campus)",
+        help="preset name or scenario YAML path (default: the site the controllers were made for: an export folder's "
+        "scenario.yaml, or the run.json scenario `sb3-microgrid adapt` records; else campus)",
     )  # fmt: skip
     _add_trust_module(p)
     p.add_argument("--split", default="test", choices=SPLITS, help="days to run on (default: test)")
@@ -213,28 +213,44 @@ def _scenario(name: str | dict[str, Any]) -> Scenario:
 
 
 def _run_scenario(args: argparse.Namespace) -> Scenario:
-    """``--scenario``, else the scenario recorded in the ``run.json`` of the saved models given (``adapt`` writes it),
-    else campus. Models adapted to different sites need ``--scenario``."""
-    from .algos import run_record
-    from .baselines import CONTROLLERS, model_spec
+    """``--scenario``, else the site the controllers given record (:func:`_recorded_site`), else campus. Controllers
+    that record different sites need ``--scenario``."""
+    from .baselines import CONTROLLERS
+    from .export import scenario_fingerprint
 
     if args.scenario is not None:
         return _scenario(args.scenario)
-    recorded: dict[str, Any] = {}
+    recorded: dict[str, Scenario] = {}
     for name in (n.strip() for value in args.controller for n in value.split(",")):
         if not name or name in CONTROLLERS:
             continue
         try:
-            path = model_spec(name)[0]
-            record = run_record(path) if path.endswith(".zip") else None
+            site = _recorded_site(name)
         except ValueError as err:
             raise UsageError(str(err)) from None
-        if record is not None and "scenario" in record:
-            recorded[json.dumps(record["scenario"], sort_keys=True)] = record["scenario"]
+        if site is not None:
+            recorded[scenario_fingerprint(site)] = site
     if len(recorded) > 1:
-        names = sorted(str(s.get("name")) for s in recorded.values())
-        raise UsageError(f"the saved models were adapted to different sites ({', '.join(names)}); name one with --scenario")
-    return _scenario(next(iter(recorded.values()), "campus"))
+        names = sorted(site.name for site in recorded.values())
+        raise UsageError(f"the controllers were made for different sites ({', '.join(names)}); name one with --scenario")
+    return next(iter(recorded.values()), None) or _scenario("campus")
+
+
+def _recorded_site(name: str) -> Scenario | None:
+    """The site a controller given by name records: an export folder's ``scenario.yaml`` (the site it was exported
+    for), or the ``run.json`` scenario of a saved model (``adapt`` writes it); ``None`` for anything else.
+
+    :raises ValueError: for a folder or record that cannot be read
+    """
+    from .algos import run_record
+    from .baselines import model_spec
+    from .export import MANIFEST, read_manifest
+
+    if (Path(name) / MANIFEST).is_file():
+        return load_scenario(Path(name) / read_manifest(name)["scenario"]["file"])
+    path = model_spec(name)[0]
+    record = run_record(path) if path.endswith(".zip") else None
+    return load_scenario(record["scenario"]) if record is not None and "scenario" in record else None
 
 
 def _controllers(args: argparse.Namespace, scenario: Scenario) -> dict[str, Controller]:

@@ -226,6 +226,18 @@ def test_a_one_dimensional_action_exports(tmp_path):
     assert len(both.actions) == 24 and both.diff <= 1e-5
 
 
+def test_evaluate_scores_an_export_on_its_own_site_by_default(ppo, tmp_path, capsys):
+    path, campus = ppo
+    tod = tmp_path / "tod"
+    export_model(path, tod, scenario="campus_tod")
+    assert main(["evaluate", "--controller", str(tod), "--days", "1", "--no-reference"]) == 0
+    assert capsys.readouterr().out.startswith("scenario campus_tod,")
+    assert main(["evaluate", "--controller", str(tod), "--scenario", "campus", "--days", "1", "--no-reference"]) == 0
+    assert capsys.readouterr().out.startswith("scenario campus,")
+    assert main(["evaluate", "--controller", str(tod), "--controller", str(campus), "--days", "1", "--no-reference"]) == 2
+    assert "made for different sites (campus, campus_tod); name one with --scenario" in capsys.readouterr().err
+
+
 # ---- the manifest -------------------------------------------------------------------------------------------------
 def test_the_manifest_describes_the_policy(ppo, tmp_path):
     path, export = ppo
