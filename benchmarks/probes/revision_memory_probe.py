@@ -18,6 +18,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 from probe_output import write_probe
@@ -36,10 +37,15 @@ def with_history(batches: Iterator, steps: int, memory: int, h: int) -> Iterator
         if i % (steps - 1) == 0:  # episode_batches starts a new group of days: steps 1 .. steps - 1
             past.clear()
         past.appendleft(revealed_errors(previous, windows, h))
-        stacked = np.zeros((windows.shape[0], memory, *past[0].shape[1:]))
-        for lag, rev in enumerate(past):
-            stacked[:, lag] = rev
-        yield stacked, windows, truth
+        yield stack(past, memory), windows, truth
+
+
+def stack(past: deque, memory: int) -> np.ndarray:
+    """The remembered revisions, newest first, as (N, memory, F, S); zeros for steps before the episode's first."""
+    stacked = np.zeros((past[0].shape[0], memory, *past[0].shape[1:]))
+    for lag, rev in enumerate(past):
+        stacked[:, lag] = rev
+    return stacked
 
 
 class MemoryCorrector:
@@ -65,39 +71,23 @@ class MemoryCorrector:
 
 
 class MemoryController(CorrectedForecastController):
-    """MPC on the memory corrector's forecasts (or on scenarios of its residuals)."""
+    """MPC on the memory corrector's forecasts (or on scenarios of its own residuals)."""
 
     def __init__(self, package: ForecastCorrector, memory: MemoryCorrector, scenarios: int, residuals: np.ndarray | None) -> None:
-        super().__init__("mpc", package, name=f"mpc, memory {memory.memory}", scenarios=scenarios)
+        # the package's corrector for its checks; its weights are not used, its residuals replaced by the memory corrector's
+        own = package if residuals is None else replace(package, residuals=residuals)
+        super().__init__("mpc", own, name=f"mpc, memory {memory.memory}", scenarios=scenarios)
         self.memory = memory
-        self.own_residuals = residuals
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
         super().reset(env, obs)
         self._past: deque = deque(maxlen=self.memory.memory)
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        lay = self._layout
-        observed = lay.windows(obs)
+    def corrected_window(self, observed: np.ndarray) -> np.ndarray:
         if self._previous is not None:
-            self._past.appendleft(revealed_errors(self._previous[None], observed[None], lay.history_steps)[0])
+            self._past.appendleft(revealed_errors(self._previous[None], observed[None], self._layout.history_steps))
         self._previous = observed.copy()
-        window = observed
-        if self._past:
-            stacked = np.zeros((1, self.memory.memory, *self._past[0].shape))
-            for lag, rev in enumerate(self._past):
-                stacked[0, lag] = rev
-            window = self.memory.correct(stacked, observed[None])[0]
-        obs = obs.copy()
-        obs[lay.window] = window.ravel()
-        if not self.scenarios:
-            return self.base.act(obs)
-        drawn = self.own_residuals[self._rng.integers(self.own_residuals.shape[0], size=self.scenarios)]
-        windows = np.repeat(window[None], self.scenarios, axis=0)
-        windows[:, lay.history_steps :] *= 1.0 + drawn
-        scenarios = np.repeat(obs[None], self.scenarios, axis=0)
-        scenarios[:, lay.window] = windows.reshape(self.scenarios, -1)
-        return self.base.act_scenarios(obs, scenarios)
+        return self.memory.correct(stack(self._past, self.memory.memory), observed[None])[0] if self._past else observed
 
 
 def main() -> None:

@@ -63,11 +63,19 @@ class CorrectedForecastController:
         self._rng = np.random.default_rng([self.seed, *digest.tolist()])
         self.base.reset(env, obs)
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        lay = self._layout
-        observed = lay.windows(obs)
+    def corrected_window(self, observed: np.ndarray) -> np.ndarray:
+        """The window the base plans on: ``observed`` corrected with what the previous observation revealed (as it is
+        at the first step of an episode). Remembers ``observed`` for the next step.
+
+        :param observed: the observation's window, ``(H + F, S)``
+        """
         window = observed if self._previous is None else self.corrector.correct(self._previous[None], observed[None])[0]
         self._previous = observed.copy()
+        return window
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        lay = self._layout
+        window = self.corrected_window(lay.windows(obs))
         obs = obs.copy()
         obs[lay.window] = window.ravel()
         if not self.scenarios:
