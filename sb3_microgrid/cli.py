@@ -95,7 +95,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scenario", default=None,
         help="preset name or scenario YAML path (default: the site the controllers were made for: an export folder's "
-        "scenario.yaml, or the run.json scenario `sb3-microgrid adapt` records; else campus)",
+        "scenario.yaml; for a saved model, the scenario its run.json records (`sb3-microgrid adapt`), else its training "
+        "file's env_kwargs scenario; else campus)",
     )  # fmt: skip
     _add_trust_module(p)
     p.add_argument("--split", default="test", choices=SPLITS, help="days to run on (default: test)")
@@ -238,19 +239,25 @@ def _run_scenario(args: argparse.Namespace) -> Scenario:
 
 def _recorded_site(name: str) -> Scenario | None:
     """The site a controller given by name records: an export folder's ``scenario.yaml`` (the site it was exported
-    for), or the ``run.json`` scenario of a saved model (``adapt`` writes it); ``None`` for anything else.
+    for), or for a saved model the scenario its run records (:func:`~sb3_microgrid.baselines.sb3_model.recorded_scenario`:
+    ``run.json``, else the training file's ``env_kwargs``); ``None`` for anything else.
 
-    :raises ValueError: for a folder or record that cannot be read
+    :raises ValueError: for a folder, record or recorded scenario that cannot be read
     """
-    from .algos import run_record
     from .baselines import model_spec
+    from .baselines.sb3_model import recorded_scenario
     from .export import MANIFEST, read_manifest
 
     if (Path(name) / MANIFEST).is_file():
         return load_scenario(Path(name) / read_manifest(name)["scenario"]["file"])
     path = model_spec(name)[0]
-    record = run_record(path) if path.endswith(".zip") else None
-    return load_scenario(record["scenario"]) if record is not None and "scenario" in record else None
+    spec = recorded_scenario(path) if path.endswith(".zip") else None
+    if spec is None:
+        return None
+    try:
+        return load_scenario(spec)
+    except ScenarioError as err:
+        raise ValueError(f"the scenario {path}'s run records ({spec!r}): {err}; name one with --scenario") from None
 
 
 def _controllers(args: argparse.Namespace, scenario: Scenario) -> dict[str, Controller]:

@@ -238,6 +238,27 @@ def test_evaluate_scores_an_export_on_its_own_site_by_default(ppo, tmp_path, cap
     assert "made for different sites (campus, campus_tod); name one with --scenario" in capsys.readouterr().err
 
 
+def test_evaluate_scores_a_trained_model_on_its_training_files_scenario_by_default(tmp_path, capsys):
+    """The run's ``env_kwargs`` scenario is where evaluate, plot and export put the model; a ToD run was scored on campus."""
+    conf = tmp_path / "tod.yml"
+    conf.write_text(yaml.safe_dump({"Microgrid-v0": {
+        "n_envs": 1, "n_timesteps": 16, "policy": "MlpPolicy", "n_steps": 16, "batch_size": 16, "n_epochs": 1,
+        "env_kwargs": {"scenario": "campus_tod"},
+    }}))  # fmt: skip
+    training.train("ppo", conf, tmp_path / "run", save_freq=10**9, progress_bar=False)
+    model = str(tmp_path / "run" / "model.zip")
+    assert main(["evaluate", "--controller", model, "--days", "1", "--no-reference"]) == 0
+    assert capsys.readouterr().out.startswith("scenario campus_tod,")
+    assert export_model(model, tmp_path / "export")["scenario"]["name"] == "campus_tod"
+    assert main(["evaluate", "--controller", model, "--controller", str(tmp_path / "export"), "--days", "1", "--no-reference"]) == 0
+    assert capsys.readouterr().out.startswith("scenario campus_tod,")
+    (tmp_path / "run" / "config.yml").write_text(conf.read_text().replace("campus_tod", "no_such_site"))
+    assert main(["evaluate", "--controller", model, "--days", "1", "--no-reference"]) == 2
+    assert "the scenario" in (err := capsys.readouterr().err) and "no_such_site" in err and "--scenario" in err
+    assert main(["evaluate", "--controller", model, "--scenario", "campus", "--days", "1", "--no-reference"]) == 0
+    assert capsys.readouterr().out.startswith("scenario campus,")
+
+
 # ---- the manifest -------------------------------------------------------------------------------------------------
 def test_the_manifest_describes_the_policy(ppo, tmp_path):
     path, export = ppo

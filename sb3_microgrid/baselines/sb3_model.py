@@ -126,6 +126,17 @@ def run_settings(path: str | Path) -> dict[str, Any] | None:
     return None
 
 
+def recorded_scenario(path: str | Path) -> str | dict[str, Any] | None:
+    """The site the model at ``path`` was made for, as its run records it: the ``scenario`` of the run's
+    ``run.json`` (``sb3-microgrid adapt`` writes it), else the ``env_kwargs`` scenario of its hyperparameters
+    (:func:`run_settings`), else ``None``.
+
+    :raises ValueError: if the run record is malformed
+    """
+    record = run_record(path) or {}
+    return record.get("scenario") or ((run_settings(path) or {}).get("env_kwargs") or {}).get("scenario")
+
+
 def trained_with_normalization(path: str | Path) -> bool | None:
     """Whether the run of the model at ``path`` normalised observations (module docstring), ``None``
     when no run configuration says."""

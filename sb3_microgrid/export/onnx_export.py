@@ -28,8 +28,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecNormalize
 
-from ..algos import ALGOS, load, run_record
-from ..baselines.sb3_model import load_statistics, run_env_wrappers, run_settings, statistics_for
+from ..algos import ALGOS, load
+from ..baselines.sb3_model import load_statistics, recorded_scenario, run_env_wrappers, statistics_for
 from ..envs import MicrogridEnv
 from ..envs.layout import SITE_CONTEXT
 from ..scenario import Scenario, ScenarioError, load_scenario
@@ -140,9 +140,8 @@ def export_model(
     stats, normalised = statistics_for(path, vecnormalize)
     if stats is None and normalised:
         raise ExportError(f"{path} was trained on normalised observations but no VecNormalize statistics were found beside it; pass them (--vecnormalize)")
-    settings = run_settings(path) or {}
     wrappers = run_env_wrappers(path, trust_modules)
-    scenario_spec = scenario if scenario is not None else _recorded_scenario(path, settings)
+    scenario_spec = scenario if scenario is not None else recorded_scenario(path) or "campus"
     try:
         site = load_scenario(scenario_spec)
     except ScenarioError as err:
@@ -204,13 +203,6 @@ def export_model(
         raise
     write()
     return read_manifest(out)
-
-
-def _recorded_scenario(path: Path, settings: dict[str, Any]) -> str | dict[str, Any]:
-    """The site ``sb3-microgrid adapt`` recorded in the run's ``run.json``, else the training file's
-    ``env_kwargs`` scenario, else ``campus``."""
-    record = run_record(path) or {}
-    return record.get("scenario") or (settings.get("env_kwargs") or {}).get("scenario", "campus")
 
 
 def _check_fits(model: BaseAlgorithm, env: Any, path: Path, scenario: Scenario) -> None:
