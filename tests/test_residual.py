@@ -1,5 +1,7 @@
 """The residual wrapper: a zero residual is the base controller, and the policy sees the base action."""
 
+import re
+
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
@@ -7,6 +9,7 @@ from stable_baselines3.common.env_checker import check_env
 
 from sb3_microgrid.baselines import RuleController
 from sb3_microgrid.envs import MicrogridEnv
+from sb3_microgrid.goal_env import MicrogridGoalEnv
 from sb3_microgrid.wrappers import ResidualWrapper, combine
 
 
@@ -145,3 +148,20 @@ def test_wrappers_that_change_the_spaces_go_outside():
     inner = ResidualWrapper(MicrogridEnv(scenario="campus"), "rule", battery_only=True)
     with pytest.raises(TypeError, match="ResidualWrapper must wrap Microgrid-v0 with its own"):
         ResidualWrapper(inner, "rule")
+
+
+@pytest.mark.parametrize(("battery_only", "residual"), [(False, np.array([0.7])), (False, np.float32(0.7)), (False, np.zeros(50)), (True, np.zeros(4)), (True, np.zeros(0))])
+def test_a_residual_of_another_size_is_refused_not_broadcast(battery_only, residual):
+    """A (1,) residual used to move all 13 entries, and a (4,) battery residual lost 3 of them."""
+    env = ResidualWrapper(MicrogridEnv(scenario="campus"), "rule", battery_only=battery_only)
+    env.reset(seed=0)
+    size = 1 if battery_only else 13
+    with pytest.raises(ValueError, match=rf"must have {size} entries .* got shape {re.escape(str(np.shape(residual)))}"):
+        env.step(residual)
+
+
+def test_the_goal_env_is_refused():
+    """MicrogridGoal-v0 is a MicrogridEnv observing a dict, which no base controller reads (it failed at reset)."""
+    goal = MicrogridGoalEnv("campus", budget_range=((-5, 5), (-5, 5)), seed=0)
+    with pytest.raises(TypeError, match="ResidualWrapper needs a Microgrid-v0 env .*MicrogridGoalEnv"):
+        ResidualWrapper(goal, "rule")

@@ -135,3 +135,22 @@ def test_supervisor_export_limit_curtails_before_touching_the_action():
     assert curtailed == pytest.approx(200.0) and bat == 0.0 and not intervened
     bat, _, curtailed, _, intervened = _project([-1.0, -1.0, -1.0], load_kw=0.0, renewable_kw=0.0, export_limit_kw=30.0)
     assert bat == pytest.approx(-30.0) and intervened
+
+
+def test_a_forced_charge_the_import_limit_cannot_carry_sheds_no_more_than_the_load():
+    """Self-discharge of a huge battery forces a charge above the import limit: the load is shed whole, the rest
+    of the charge is cut (SoC below its minimum, one violation); the supervisor used to shed 958 kWh of a
+    5.8 kWh load, booking energy into the battery from nowhere."""
+    from sb3_microgrid.scenario import load_scenario
+
+    scenario = load_scenario({
+        "base": "campus", "ev": {"n_ports": 0}, "data": {"load_mean_kw": 10.0}, "grid": {"import_limit_kw": 100.0},
+        "pv": {"capacity_kwp": 0.0}, "wind": {"rated_kw": 0.0},
+        "battery": {"capacity_kwh": 1e6, "self_discharge_per_hour": 0.01, "charge_power_kw": 20000.0, "discharge_power_kw": 20000.0, "initial_soc": 0.1},
+    })  # fmt: skip
+    env = MicrogridEnv(scenario, seed=0)
+    env.reset()
+    _, _, _, _, info = env.step(np.zeros(1))
+    assert info["unserved_kwh"] == pytest.approx(info["load_kwh"]) and info["load_kwh"] > 0
+    assert info["grid_import_kwh"] == pytest.approx(100.0) and info["battery_kwh"] == pytest.approx(100.0)
+    assert info["safety_violations"] == 1

@@ -3,6 +3,7 @@
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sb3_microgrid.envs import MicrogridVecEnv
@@ -41,7 +42,11 @@ def test_numpy_integer_n_envs_accepted():
     assert MicrogridVecEnv(np.int64(2), seed=0).reset().shape[0] == 2
 
 
-@pytest.mark.parametrize(("day", "message"), [("1999-01-01", "not a start day of split 'train'"), ("garbage", "day must be a date")])
+@pytest.mark.parametrize(
+    ("day", "message"),
+    [("1999-01-01", "not a start day of split 'train'"), ("garbage", "day must be a date"), ("", "day must be a date"),
+     ("NaT", "day must be a date"), (float("nan"), "day must be a date"), (pd.NaT, "day must be a date")],
+)  # fmt: skip
 def test_failed_set_options_day_does_not_stick(day, message):
     venv = MicrogridVecEnv(2, seed=0)
     venv.reset()

@@ -181,9 +181,12 @@ class MicrogridCore:
     def day_index(self, day: str | pd.Timestamp) -> int:
         """Index of a date among the episode start days of this core's split."""
         try:
-            stamp = pd.Timestamp(day).normalize()
+            stamp = pd.Timestamp(day)
         except (TypeError, ValueError) as err:
             raise ValueError(f"day must be a date such as '2016-03-01', got {day!r}") from err
+        if pd.isna(stamp):  # "", "NaT" and NaN parse to NaT, which has no date
+            raise ValueError(f"day must be a date such as '2016-03-01', got {day!r}")
+        stamp = stamp.normalize()
         hits = np.flatnonzero(self.site.dates[self.starts] == stamp)
         if hits.size == 0:
             first, last = self.site.dates[self.starts[[0, -1]]]

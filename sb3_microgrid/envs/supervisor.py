@@ -9,15 +9,17 @@ Order of the projection (each stage only as far as needed):
    EV still wants, and (with V2G) to the energy it has received in this session.
 4. Grid import above the contracted limit: battery charging is reduced (down to its most negative
    feasible power, i.e. discharging), then EV charging pro rata; what remains is load shed
-   (``unserved``, priced by ``RewardConfig.unserved_penalty_inr_per_kwh``).
+   (``unserved``, priced by ``RewardConfig.unserved_penalty_inr_per_kwh``), at most the whole load. A forced
+   charge against self-discharge that the import limit cannot carry even then is cut below the SoC window
+   (counted as a violation), never met from load that does not exist.
 5. Grid export above its limit: PV and wind are curtailed first (no change to the action), then
    battery power is raised (less discharge, up to charging) and then port power (less V2G
    discharge, up to charging), each within its feasible range.
 
 The step counts one intervention when the supervisor changed the requested battery power or the
 power of a port with an EV by more than :data:`TOLERANCE_KW`, or the action was outside the box; a
-request at an empty port is ignored, not counted. Every stage ends inside its limits, so no hard
-limit can be broken afterwards; the core still checks and counts violations.
+request at an empty port is ignored, not counted. Every stage ends inside its limits (but for that forced
+charge), so no hard limit can be broken afterwards; the core still checks and counts violations.
 
 The port entries become requested powers first (:func:`port_requests`; under the aggregate EV interface the
 fleet dispatch of :mod:`.dispatch` makes them instead), then :func:`project_requests` runs stages 2-5 on them;
@@ -208,7 +210,11 @@ def project_requests(
                 ev_out[p] -= (ev_out[p] - ev_lo[p]) * share
                 ev_total += ev_out[p]
             over -= room * share
-        unserved = max(over, 0.0)
+        unserved = min(max(over, 0.0), load_kw)
+        # Left only when a forced charge (battery_lo > 0) exceeds what the import limit carries with the whole load
+        # shed: the battery takes less and falls below soc_min, a violation the kernel counts, rather than charging
+        # from load that does not exist.
+        bat -= max(over - unserved, 0.0)
 
     curtailed = 0.0
     over = -(load_kw - unserved - renewable_kw + bat + ev_total) - export_limit_kw

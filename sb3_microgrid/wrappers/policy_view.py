@@ -15,8 +15,9 @@ def require_plain_microgrid(env: gym.Env, wrapper: str) -> None:
 
     :raises TypeError: naming ``wrapper`` and what is wrong
     """
-    if not isinstance(env.unwrapped, MicrogridEnv):
-        raise TypeError(f"{wrapper} needs a Microgrid-v0 env, got {type(env.unwrapped).__name__}")
+    # MicrogridGoal-v0 is a MicrogridEnv whose observation is a dict, which no baseline controller reads
+    if not isinstance(env.unwrapped, MicrogridEnv) or not isinstance(env.unwrapped.observation_space, gym.spaces.Box):
+        raise TypeError(f"{wrapper} needs a Microgrid-v0 env (a flat Box observation), got {type(env.unwrapped).__name__} observing {env.unwrapped.observation_space}")
     if env.observation_space != env.unwrapped.observation_space or env.action_space != env.unwrapped.action_space:
         raise TypeError(f"{wrapper} must wrap Microgrid-v0 with its own observation and action spaces; put wrappers that change them outside it")
 

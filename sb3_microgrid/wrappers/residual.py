@@ -64,10 +64,16 @@ class ResidualObservation:
 
 def combine(base: np.ndarray, residual: np.ndarray, scale: float, battery_only: bool = False) -> np.ndarray:
     """The action the env receives: ``clip(base + scale * residual, -1, 1)``; with ``battery_only``
-    the residual has one entry and moves the battery entry alone."""
+    the residual has one entry and moves the battery entry alone.
+
+    :raises ValueError: if the residual has another number of entries (broadcast, it would move every entry)
+    """
+    size = 1 if battery_only else base.size
+    if np.size(residual) != size:
+        raise ValueError(f"the residual must have {size} entries ({'the battery' if battery_only else 'one per action entry'}), got shape {np.shape(residual)}")
     residual = np.asarray(residual, dtype=np.float64).reshape(-1)
     if battery_only:
-        residual = np.r_[residual[:1], np.zeros(base.size - 1)]
+        residual = np.r_[residual, np.zeros(base.size - 1)]
     return np.clip(base + scale * residual, -1.0, 1.0)
 
 
