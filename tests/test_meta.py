@@ -101,6 +101,10 @@ def test_multi_site_env_refreshes_reset_infos_at_automatic_resets_and_checks_its
     assert [info["date"] for info in env.reset_infos] == ["2016-03-01"] * 4
     with pytest.raises(TypeError, match="a list of sites"):
         MultiSiteVecEnv(SITES[0].name, 1)  # a name is one site, not a list of one-letter ones
+    assert MultiSiteVecEnv(SITES[:2], np.int64(2)).num_envs == 4  # as MicrogridVecEnv takes numpy integers
+    for bad in (0, True, 1.5):
+        with pytest.raises(ValueError, match="n_envs_per_site must be an integer >= 1"):
+            MultiSiteVecEnv(SITES[:2], bad)
     assert env.env_is_wrapped(VecMonitor, indices=[0, 3]) == [False, False]
 
 

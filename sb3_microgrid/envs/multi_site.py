@@ -56,8 +56,9 @@ class MultiSiteVecEnv(VecEnv):
         scenarios = list(scenarios)
         if len(scenarios) == 0:
             raise ValueError("MultiSiteVecEnv needs at least one site")
-        if isinstance(n_envs_per_site, bool) or not isinstance(n_envs_per_site, int) or n_envs_per_site < 1:
+        if isinstance(n_envs_per_site, bool) or not isinstance(n_envs_per_site, (int, np.integer)) or n_envs_per_site < 1:
             raise ValueError(f"n_envs_per_site must be an integer >= 1, got {n_envs_per_site!r}")
+        n_envs_per_site = int(n_envs_per_site)
         self.site_envs = [MicrogridVecEnv(n_envs_per_site, scenario=s, split=split, step_infos=step_infos) for s in scenarios]
         self.scenarios = [env.scenario for env in self.site_envs]
         names = [s.name for s in self.scenarios]
