@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,6 +25,12 @@ MAX_STEPS_PER_HOUR = 12
 # Bound on the aging stress one episode can add (see Scenario._check): SoH >= 0.5 * exp(-stress - ln 2) stays a
 # positive double, so the capacity never reaches 0 (the SoC E / C divides by it); exp(-745) already rounds to 0.
 MAX_EPISODE_STRESS = 700.0
+# Bound on the arrays one microgrid's reset allocates (see Scenario.episode_bytes). The finest, longest episode with
+# the default window (ten years at 5-minute steps, forecast_steps 24) needs about 2.1 GiB; beyond this a reset
+# would exhaust the memory of an ordinary machine instead of failing with a message.
+MAX_EPISODE_BYTES = 4 * 2**30
+#: Names of the series in the observation window, in order (their forecast noise is drawn per series).
+WINDOW_SERIES = ("pv", "wind", "load", "price", "emission")
 # Load kinds and PV climates of the synthetic generator; their parameters are data/synthetic.py's
 # LOAD_PROFILE_PARAMS and CLIMATE_PARAMS (named here too, so a scenario is checked without importing pandas).
 LOAD_PROFILES = ("campus", "office", "hospital", "industry")
@@ -130,16 +137,18 @@ class BatteryConfig(_Validated):
     capacity_kwh: float = _f(1500.0, 0, 1e7, lo_open=True, doc="nominal energy capacity (kWh)")
     charge_power_kw: float = _f(500.0, 0, 1e7, doc="maximum AC charging power (kW)")
     discharge_power_kw: float = _f(500.0, 0, 1e7, doc="maximum AC discharging power (kW)")
-    charge_efficiency: float = _f(0.95, 0, 1, lo_open=True, doc="AC to stored energy")
-    discharge_efficiency: float = _f(0.95, 0, 1, lo_open=True, doc="stored energy to AC")
+    # at least 0.5 (lithium-ion cells: above 0.9): the end-of-horizon price divides by the charge efficiency
+    charge_efficiency: float = _f(0.95, 0.5, 1, doc="AC to stored energy")
+    discharge_efficiency: float = _f(0.95, 0.5, 1, doc="stored energy to AC")
     soc_min: float = _f(0.1, 0, 1, doc="lowest allowed state of charge (fraction of current capacity)")
     soc_max: float = _f(0.9, 0, 1, doc="highest allowed state of charge")
     initial_soc: float = _f(0.5, 0, 1, doc="SoC at reset, clipped into [soc_min, soc_max]")
     initial_soh: float = _f(1.0, 0.5, 1, doc="state of health at reset (capacity / nominal)")
     self_discharge_per_hour: float = _f(4e-5, 0, 0.01, doc="fraction of stored energy lost per hour")
-    price_inr_per_kwh: float = _f(15000.0, 0, doc="pack price used for the linear wear cost (Rs/kWh)")
-    cycle_life: float = _f(6000.0, 1, lo_open=False, doc="full cycles to end of life at cycle_life_dod")
-    cycle_life_dod: float = _f(0.8, 0, 1, lo_open=True, doc="depth of discharge of the rated cycle life")
+    # The bounds keep the wear cost price / (2 cycle_life cycle_life_dod) at most 1e7 Rs/kWh, so costs stay finite.
+    price_inr_per_kwh: float = _f(15000.0, 0, 1e6, doc="pack price used for the linear wear cost (Rs/kWh); packs cost about 1e4")
+    cycle_life: float = _f(6000.0, 1, 1e5, doc="full cycles to end of life at cycle_life_dod (LFP cells: about 1e4)")
+    cycle_life_dod: float = _f(0.8, 0.05, 1, doc="depth of discharge of the rated cycle life (datasheets rate it at 0.5-1)")
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
 
     def _check(self) -> None:
@@ -209,7 +218,7 @@ class GridConfig(_Validated):
     import_limit_kw: float = _f(1200.0, 0, 1e7, lo_open=True, doc="contracted import limit (kW)")
     export_limit_kw: float = _f(300.0, 0, 1e7, doc="export limit (kW)")
     demand_charge_inr_per_kva_month: float = _f(350.0, 0, 1e5, doc="demand charge on the monthly peak (Rs/kVA/month)")
-    power_factor: float = _f(0.95, 0, 1, lo_open=True, doc="kVA = kW / power factor")
+    power_factor: float = _f(0.95, 0.5, 1, doc="kVA = kW / power factor (utilities penalise a factor below about 0.9)")
 
     def _check(self) -> None:
         if self.tariff not in ("exchange", "tod"):
@@ -221,6 +230,45 @@ class GridConfig(_Validated):
                 raise ScenarioError(f"{self._path(name)} = {hours!r}: need [start, end], whole hours with 0 <= start < end <= 24")
         if self.solar_hours[1] - self.solar_hours[0] > 8 and self.tariff == "tod":
             raise ScenarioError(f"{self._path('solar_hours')} may span at most 8 hours under the 2023 rules")
+        if self.tariff == "tod":
+            # normal_rate x peak_multiplier divides the price observation (envs/site.py): a zero rate would give 0 / 0
+            _, hi, _ = self.__dataclass_fields__["normal_rate_inr_per_kwh"].metadata["range"]
+            check_range(f"{self._path('normal_rate_inr_per_kwh')} (tariff 'tod')", self.normal_rate_inr_per_kwh, 0, hi, lo_open=True)
+
+    def tod_factors(self) -> tuple[float, ...]:
+        """ToD rate / ``normal_rate_inr_per_kwh`` in each hour of the day, 0 to 23 (peak wins where the windows overlap)."""
+
+        def factor(hour: int) -> float:
+            if self.peak_hours[0] <= hour < self.peak_hours[1]:
+                return self.peak_multiplier
+            return self.solar_multiplier if self.solar_hours[0] <= hour < self.solar_hours[1] else 1.0
+
+        return tuple(factor(hour) for hour in range(24))
+
+    def check_export_price(self, volatility: float) -> None:
+        """Raise :class:`ScenarioError` unless the export price is at most the cheapest import price the tariff gives at
+        this price volatility: otherwise buying to sell pays, and so does storing cheap imports for the end-of-horizon
+        credit (docs/environment.md, section 8).
+
+        :param volatility: the difficulty's ``price_volatility``, which stretches the ToD rates around their daily mean
+        """
+        export = self.export_price_inr_per_kwh
+        if self.tariff == "exchange":
+            # the stretched exchange price is clipped at 0 before the network charge is added
+            cheapest, context, hint = self.network_charge_inr_per_kwh, "", ""
+        else:
+            rates = [self.normal_rate_inr_per_kwh * f for f in self.tod_factors()]
+            lowest, spread = min(rates), sum(rates) / len(rates) - min(rates)
+            # envs/episode.py: max(m + v (x - m), 0) at the lowest rate x, written so that v = 1 gives x exactly
+            cheapest = max(lowest + (1.0 - volatility) * spread, 0.0)
+            most = 1.0 + (lowest - export) / spread if spread > 0 else INF
+            context = f" under tariff 'tod' at difficulty.price_volatility = {volatility}"
+            hint = f", or difficulty.price_volatility in [0, {most:.6g}]" if most >= 0 else ""
+        if export > cheapest:
+            raise ScenarioError(
+                f"{self._path('export_price_inr_per_kwh')} ({export}) must not exceed the lowest possible import price "
+                f"({cheapest:.6g}){context}; allowed range [0, {cheapest:.6g}]{hint}"
+            )
 
 
 @dataclass(frozen=True)
@@ -300,7 +348,8 @@ class RewardConfig(_Validated):
 
     _section: ClassVar[str] = "reward"
 
-    scale_inr: float = _f(1000.0, 0, 1e9, lo_open=True, doc="rupees per unit of reward")
+    # at least a rupee: a smaller divisor would blow the costs up to an infinite reward
+    scale_inr: float = _f(1000.0, 1, 1e9, doc="rupees per unit of reward")
     carbon_price_inr_per_kg: float = _f(0.0, 0, 1e4, doc="price on grid-import emissions (Rs/kg CO2)")
     unserved_penalty_inr_per_kwh: float = _f(200.0, 0, 1e6, doc="value of lost load when the supervisor must shed")
     weight_energy: float = _f(1.0, 0, 100)
@@ -366,14 +415,9 @@ class Scenario(_Validated):
         lo, hi = self.soc_bounds
         if lo >= hi:
             raise ScenarioError(f"difficulty/battery soc_min ({lo}) must be < soc_max ({hi})")
-        g = self.grid
-        cheapest_import = g.network_charge_inr_per_kwh if g.tariff == "exchange" else g.normal_rate_inr_per_kwh * g.solar_multiplier
-        if g.export_price_inr_per_kwh > cheapest_import:
-            # otherwise buying to sell at once would pay, and the end-of-day rule's bounds would not hold
-            raise ScenarioError(
-                f"grid.export_price_inr_per_kwh ({g.export_price_inr_per_kwh}) must not exceed the lowest possible import price "
-                f"({cheapest_import}); allowed range [0, {cheapest_import}]"
-            )
+        if not isinstance(self.name, str) or not self.name or self.name != self.name.strip():
+            raise ScenarioError(f"name must be a non-empty string without surrounding spaces, got {self.name!r}")
+        self.grid.check_export_price(self.difficulty.price_volatility)
         per_hour = 1.0 / self.step_hours
         if abs(per_hour - round(per_hour)) > 1e-9 or round(per_hour) > MAX_STEPS_PER_HOUR:
             raise ScenarioError(
@@ -387,6 +431,14 @@ class Scenario(_Validated):
                 f"an aging stress of up to {stress:.4g} (horizon_days x exp(k_sigma (1 - sigma_ref)) x ((steps_per_day + 1) / "
                 f"(2 (k_delta1 + k_delta3)) + 86400 k_time)); allowed range [0, {MAX_EPISODE_STRESS:g}], beyond which the "
                 "state of health rounds to 0"
+            )
+        if self.episode_bytes > MAX_EPISODE_BYTES:
+            f = self.forecast
+            raise ScenarioError(
+                f"horizon_days = {self.horizon_days} at step_hours = {self.step_hours} with forecast.history_steps = "
+                f"{f.history_steps}, forecast.forecast_steps = {f.forecast_steps} and ev.n_ports = {self.ev.n_ports} needs "
+                f"{self.episode_bytes / 2**30:.3g} GiB of episode arrays per microgrid at reset; allowed at most "
+                f"{MAX_EPISODE_BYTES / 2**30:g} GiB (shorten the horizon or the forecast window, or lengthen the step)"
             )
 
     @property
@@ -403,6 +455,15 @@ class Scenario(_Validated):
     @property
     def episode_steps(self) -> int:
         return self.steps_per_day * self.horizon_days
+
+    @property
+    def episode_bytes(self) -> int:
+        """Bytes of the largest arrays one microgrid's reset builds (envs/episode.py), 8 per value: the forecast noise
+        ``(H + T + F) x F x S``, the forecast errors ``(T + 1) x F x S``, the window ``(H + T + F) x S`` and the EV
+        arrivals ``2 x T x n_ports`` (``T`` steps, window of ``H`` past and ``F`` forecast steps of ``S`` series)."""
+        f, T, S = self.forecast, self.episode_steps, len(WINDOW_SERIES)
+        span = f.history_steps + T + f.forecast_steps
+        return 8 * (span * f.forecast_steps * S + (T + 1) * f.forecast_steps * S + span * S + 2 * T * self.ev.n_ports)
 
     def replace(self, **changes: Any) -> "Scenario":
         """A copy with top-level fields or nested ``section__field`` keys changed (validated)."""
@@ -428,7 +489,7 @@ def _from_yaml(path: Path, chain: tuple[Path, ...]) -> Scenario:
     try:
         with open(path, encoding="utf-8") as fh:
             raw = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as err:
+    except (OSError, ValueError, yaml.YAMLError) as err:  # ValueError: not UTF-8, or an integer of over 4300 digits
         raise ScenarioError(f"{path}: cannot read the scenario file ({err})") from err
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}: the top level of a scenario file must be a mapping")
@@ -517,6 +578,9 @@ def _build(cls: type, raw: Mapping[str, Any], path: str) -> Any:
         elif isinstance(value, list):
             kwargs[name] = tuple(value)
         elif isinstance(fields[name].default, float) and isinstance(value, int) and not isinstance(value, bool):
+            # an integer beyond the largest float (YAML's 1 followed by 400 zeros) must fail the range check, not float()
+            lo, hi, lo_open = fields[name].metadata["range"]
+            check_range(cls._path(name), value, max(lo, -sys.float_info.max), min(hi, sys.float_info.max), lo_open)
             kwargs[name] = float(value)
         else:
             kwargs[name] = value

@@ -26,6 +26,8 @@ from sb3_microgrid.data import (
     validate_series,
     validate_sessions,
 )
+from sb3_microgrid.envs import MicrogridEnv
+from sb3_microgrid.envs.site import _session_arrays
 
 SITE = SiteProfile()
 YEARS, START_YEAR = 10, 2015
@@ -385,3 +387,41 @@ def test_sessions_outside_series_days(small: MicrogridData, tmp_path: Path) -> N
     sessions_path = _write(late, tmp_path / "sessions", "csv", index=False)
     with pytest.raises(DataValidationError, match="'arrival'.*outside the series' days"):
         load_data(series_path, sessions_path)
+
+
+@pytest.mark.parametrize("case", ["missing", "folder", "binary", "parquet"])
+def test_unreadable_file_is_a_validation_error_naming_the_path(tmp_path: Path, case: str) -> None:
+    """These escaped as FileNotFoundError, IsADirectoryError and a pandas ParserError, naming no file."""
+    path = {"missing": tmp_path / "none.csv", "folder": tmp_path / "dir.csv", "binary": tmp_path / "bin.csv", "parquet": tmp_path / "bad.parquet"}[case]
+    if case == "folder":
+        path.mkdir()
+    elif case != "missing":
+        path.write_bytes(bytes(range(256)) * 10)
+    with pytest.raises(DataValidationError, match=f"{path}: cannot read it as a .{path.suffix[1:]} table"):
+        load_series(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s, e: (s.assign(load_kw=s["load_kw"].where(s.index != s.index[30])), e), "'load_kw' has 1 NaN"),
+        (lambda s, e: (s.assign(load_kw=s["load_kw"].where(s.index != s.index[31], -500.0)), e), "'load_kw' has 1 values outside the allowed range"),
+        (lambda s, e: (s.iloc[:-1], e), "not a multiple of 24"),
+        (lambda s, e: (s, e.assign(energy_kwh=-e["energy_kwh"])), "'energy_kwh' has .* outside the allowed range"),
+    ],
+)
+def test_env_checks_data_given_in_code(small: MicrogridData, change: Callable, message: str) -> None:
+    """MicrogridEnv(data=...) used the frames unchecked: a NaN load gave NaN rewards, a -500 kW load a positive one."""
+    series, sessions = change(small.series, small.sessions)
+    with pytest.raises(DataValidationError, match=message):
+        MicrogridEnv(split="all", data=MicrogridData(series=series, sessions=sessions), scenario={"ev": {"n_ports": 2}})
+
+
+def test_env_keeps_valid_data_given_in_code(small: MicrogridData) -> None:
+    """The check changes nothing for valid data; sessions on ports the scenario lacks are still dropped."""
+    env = MicrogridEnv(split="all", data=small, scenario={"ev": {"n_ports": 2}})
+    site = env.core.site
+    np.testing.assert_array_equal(site.load_kw[site.day_start[0] : site.day_start[0] + len(small.series)], small.series["load_kw"])
+    expected = _session_arrays(small, env.scenario, len(small.series) // 24)
+    for name, array in expected.items():
+        np.testing.assert_array_equal(getattr(env.core.site, name), array)

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import yaml
 
-from sb3_microgrid import MicrogridEnv, Scenario, ScenarioError, load_scenario
-from sb3_microgrid.data import generate
+from sb3_microgrid import MicrogridEnv, Scenario, ScenarioError, load_scenario, sites
+from sb3_microgrid.data import DataValidationError, generate
+from sb3_microgrid.envs.episode import noise_shape
 from sb3_microgrid.envs.site import scenario_data
+from sb3_microgrid.scenario import MAX_EPISODE_BYTES, PRESETS
 
 DEGRADATION = "battery.degradation"
 
@@ -71,6 +73,32 @@ def test_presets_load_and_differ_in_tariff():
         ({"base": "no_such_file.yaml"}, "base", "no such preset"),
         ({"data": {"series_path": 3}}, "data.series_path", "file path"),
         ({"data": {"sessions_path": "s.csv"}}, "data.sessions_path", "needs data.series_path"),
+        # a zero ToD rate made the price observation 0 / 0 = NaN
+        ({"base": "campus_tod", "grid": {"normal_rate_inr_per_kwh": 0.0, "export_price_inr_per_kwh": 0.0}}, "grid.normal_rate_inr_per_kwh (tariff 'tod')", "(0, 100]"),
+        # in range before, yet infinite wear cost, reward or demand cost
+        ({"battery": {"cycle_life": 1.0, "cycle_life_dod": 1e-306}}, "battery.cycle_life_dod", "[0.05, 1]"),
+        ({"battery": {"price_inr_per_kwh": 1e308}}, "battery.price_inr_per_kwh", "[0, 1000000.0]"),
+        ({"battery": {"cycle_life": 1e300}}, "battery.cycle_life", "[1, 100000.0]"),
+        ({"battery": {"charge_efficiency": 1e-306, "self_discharge_per_hour": 0.0}}, "battery.charge_efficiency", "[0.5, 1]"),
+        ({"grid": {"power_factor": 1e-306}}, "grid.power_factor", "[0.5, 1]"),
+        ({"reward": {"scale_inr": 1e-305}}, "reward.scale_inr", "[1, 1000000000.0]"),
+        # integers beyond the largest float raised OverflowError
+        ({"battery": {"capacity_kwh": 10**400}}, "battery.capacity_kwh", "allowed range (0, 10000000.0]"),
+        ({"battery": {"degradation": {"k_delta3": -(10**400)}}}, f"{DEGRADATION}.k_delta3", "allowed range [-1.79"),
+        # a valid volatility stretched the ToD rates below the export price, and hoarding for export paid
+        (
+            {"base": "campus_tod", "grid": {"export_price_inr_per_kwh": 6.8}, "difficulty": {"price_volatility": 2.0}},
+            "grid.export_price_inr_per_kwh (6.8) must not exceed the lowest possible import price (5.24167) under tariff 'tod' "
+            "at difficulty.price_volatility = 2.0",
+            "allowed range [0, 5.24167], or difficulty.price_volatility in [0, 1]",
+        ),
+        # about 79 GiB of forecast noise and errors at every reset
+        (
+            {"step_hours": 1 / 12, "horizon_days": 3650, "forecast": {"forecast_steps": 1000, "history_steps": 1000}},
+            "horizon_days = 3650 at step_hours = 0.0833",
+            "forecast.history_steps = 1000, forecast.forecast_steps = 1000 and ev.n_ports = 12 needs 78.6 GiB of episode "
+            "arrays per microgrid at reset; allowed at most 4 GiB",
+        ),
     ],
 )
 def test_invalid_values_name_field_and_range(raw, field, allowed):
@@ -186,3 +214,95 @@ def test_one_day_series_is_a_named_error_not_nan_loads(tmp_path):
     _write_series(path, 10, 300.0)
     obs, _ = MicrogridEnv(scenario=scenario, split="all").reset(seed=0)
     assert np.isfinite(obs).all()
+
+
+@pytest.mark.parametrize("name", [{"a": 1}, 42, None, "", " clinic_200kw", "clinic_200kw "])
+def test_name_must_be_a_plain_string(name):
+    """Any YAML value was taken as the name; a mapping failed later in sites.py, a padded one passed the held-out guard."""
+    with pytest.raises(ScenarioError, match="name must be a non-empty string without surrounding spaces"):
+        load_scenario({"name": name})
+
+
+def test_huge_yaml_integer_names_the_field(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("battery:\n  capacity_kwh: 1" + "0" * 400 + "\n")
+    with pytest.raises(ScenarioError, match=r"battery.capacity_kwh = 10+ is outside the allowed range \(0, 10000000.0\]"):
+        load_scenario(path)
+    path.write_text("battery:\n  capacity_kwh: 1" + "0" * 5000 + "\n")  # beyond Python's int parsing limit
+    with pytest.raises(ScenarioError, match="big.yaml: cannot read the scenario file"):
+        load_scenario(path)
+
+
+def test_costs_stay_finite_at_the_extremes_of_the_ranges():
+    """The dearest wear, weakest power factor, lowest efficiencies and smallest reward scale allowed."""
+    extreme = {
+        "battery": {"price_inr_per_kwh": 1e6, "cycle_life": 1.0, "cycle_life_dod": 0.05, "charge_efficiency": 0.5, "discharge_efficiency": 0.5},
+        "grid": {"power_factor": 0.5},
+        "reward": {"scale_inr": 1.0},
+    }
+    env = MicrogridEnv(load_scenario(extreme), seed=0)
+    assert env.scenario.battery.wear_cost_inr_per_kwh == 1e7
+    obs, _ = env.reset(seed=0)
+    for t in range(24):
+        obs, reward, _, _, info = env.step(np.r_[1.0 if t < 3 else -1.0, np.ones(12)])
+        assert np.isfinite(obs).all() and np.isfinite(reward) and np.isfinite(info["cost"])
+
+
+def test_every_preset_and_site_loads_far_inside_the_new_bounds():
+    """Published figures depend on these: the bounds must admit each of them with margin."""
+    scenarios = [load_scenario(p) for p in PRESETS] + sites.held_out_sites() + sites.sample_sites(200, 0)
+    for s in scenarios:
+        assert s.grid.power_factor >= 0.9 and s.battery.cycle_life_dod >= 0.5 and s.reward.scale_inr >= 300
+        assert s.episode_bytes < MAX_EPISODE_BYTES / 1000
+        s.grid.check_export_price(1.0)
+
+
+def test_tod_volatility_is_checked_when_set():
+    """A volatility that takes a ToD rate below the export price is refused at once and never applied."""
+    scenario = {"base": "campus_tod", "grid": {"export_price_inr_per_kwh": 6.8}}
+    env = MicrogridEnv(scenario, seed=0)
+    env.reset(seed=0)  # at volatility 1 the solar-hours rate equals the export price exactly
+    assert env.core.episode.import_price.min() == pytest.approx(6.8)
+    with pytest.raises(ScenarioError, match=r"lowest possible import price \(5.24167\) under tariff 'tod' at difficulty.price_volatility = 2.0"):
+        env.set_difficulty(price_volatility=2.0)
+    env.reset(seed=0)  # the refused volatility did not stick
+    assert env.core.episode.import_price.min() == pytest.approx(6.8)
+    with pytest.raises(ScenarioError, match="price_volatility"):
+        MicrogridEnv({**scenario, "difficulty": {"price_volatility": 2.0}})
+    tod = MicrogridEnv("campus_tod", seed=0)  # the preset's export price (3.0) allows every volatility
+    tod.set_difficulty(price_volatility=3.0)
+    tod.reset(seed=0)
+    assert tod.core.episode.import_price.min() >= 3.0
+
+
+def test_episode_bytes_bound_the_arrays_of_a_reset():
+    env = MicrogridEnv({"horizon_days": 2, "step_hours": 0.5}, seed=0)
+    env.reset(seed=0)
+    ep = env.core.episode
+    built = np.prod(noise_shape(env.scenario)) * 8 + sum(a.nbytes for a in (ep.window_error, ep.window_mean, ep.arrival_energy, ep.arrival_deadline))
+    assert env.scenario.episode_bytes == built
+
+
+@pytest.mark.parametrize("case", ["missing", "folder"])
+def test_unreadable_data_path_names_the_field(tmp_path, case):
+    """A missing file or a folder escaped as FileNotFoundError or IsADirectoryError, naming no field."""
+    path = tmp_path / "series.csv"
+    if case == "folder":
+        path.mkdir()
+    with pytest.raises(ScenarioError, match=f"data.series_path = '{path}': cannot read the file"):
+        MicrogridEnv({"data": {"series_path": str(path)}, "ev": {"n_ports": 2}}, split="all")
+
+
+def test_unparsable_data_file_names_the_field(tmp_path):
+    """A binary .csv escaped as a pandas ParserError."""
+    path = tmp_path / "series.csv"
+    path.write_bytes(bytes(range(256)) * 10)
+    with pytest.raises(DataValidationError, match=f"data.series_path = '{path}': {path}: cannot read it as a .csv table"):
+        MicrogridEnv({"data": {"series_path": str(path)}, "ev": {"n_ports": 2}}, split="all")
+
+
+def test_tod_rates_at_fine_steps():
+    """The hourly windows cut at whole hours at every step length (the rates are built from tod_factors)."""
+    site = MicrogridEnv({"base": "campus_tod", "step_hours": 1 / 12}, split="all").core.site
+    day = site.energy_price[site.day_start[0] : site.day_start[0] + 288].reshape(24, 12)
+    assert (day == np.array([8.5] * 9 + [8.5 * 0.8] * 8 + [8.5 * 1.2] * 6 + [8.5])[:, None]).all()

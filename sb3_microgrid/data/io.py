@@ -70,11 +70,12 @@ def _read_table(path: str | os.PathLike) -> pd.DataFrame:
     :param path: file path
     """
     suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(path)
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    raise DataValidationError(f"{os.fspath(path)}: unsupported file type {suffix!r}; use .csv or .parquet")
+    if suffix not in (".csv", ".parquet"):
+        raise DataValidationError(f"{os.fspath(path)}: unsupported file type {suffix!r}; use .csv or .parquet")
+    try:
+        return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    except (OSError, ValueError) as err:  # missing, a folder, not text, not a table (pandas and pyarrow errors are these)
+        raise DataValidationError(f"{os.fspath(path)}: cannot read it as a {suffix} table ({type(err).__name__}: {str(err).strip()})") from err
 
 
 def _parse_times(values: pd.Series | pd.Index, column: str, column_map: Mapping[str, str] | None) -> pd.DatetimeIndex:
@@ -321,12 +322,12 @@ def _validate_sessions(
 
 
 def validate_sessions(
-    df: pd.DataFrame, n_ports: int, column_map: Mapping[str, str] | None = None
+    df: pd.DataFrame, n_ports: int | None, column_map: Mapping[str, str] | None = None
 ) -> pd.DataFrame:
     """Check EV sessions and return a canonical copy sorted by arrival then port, with a RangeIndex.
 
     :param df: one row per session with the ``SESSION_COLUMNS``
-    :param n_ports: number of ports; ``port`` must lie in [0, n_ports)
+    :param n_ports: number of ports; ``port`` must lie in [0, n_ports); None skips the upper bound
     :param column_map: user column name -> our name
     """
     return _validate_sessions(_rename(df, column_map), n_ports, column_map)

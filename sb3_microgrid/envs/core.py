@@ -174,6 +174,7 @@ class MicrogridCore:
         hi = merged.soc_max if merged.soc_max is not None else self.scenario.battery.soc_max
         if lo >= hi:
             raise ScenarioError(f"Difficulty soc_min ({lo}) must be < soc_max ({hi}) (with the battery's own bounds for unset ones)")
+        self.scenario.grid.check_export_price(merged.price_volatility)  # stretched ToD rates must stay above the export price
         self._pending[index] = merged
         return merged
 

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from ..scenario import Difficulty, Scenario
-from .site import WINDOW_SERIES, SiteArrays
+from ..scenario import WINDOW_SERIES, Difficulty, Scenario
+from .site import SiteArrays
 
 
 #: ``ev_count`` meaning "every session of the day"

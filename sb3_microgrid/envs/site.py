@@ -16,12 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import MicrogridData, generate, load_data, site_profile, split_days
-from ..scenario import Scenario, WindConfig
+from ..data import DataValidationError, MicrogridData, generate, load_data, site_profile, split_days, validate_series, validate_sessions
+from ..scenario import WINDOW_SERIES, Scenario, ScenarioError, WindConfig
 from .time_features import TIME_FEATURES, time_features
 
-#: Names of the series in the observation window, in order.
-WINDOW_SERIES = ("pv", "wind", "load", "price", "emission")
 #: Demand charge (Rs/kVA/month) that ``site_demand_charge`` is a multiple of: the campus preset's.
 REFERENCE_DEMAND_CHARGE = 350.0
 
@@ -70,19 +68,32 @@ def _load(data_key: tuple) -> MicrogridData:
     return generate(years=years, start_year=start_year, seed=seed, site=site, n_ports=n_ports)
 
 
-def _digest(path: str | None) -> str | None:
-    """Hash of a file's content: the cache key, so a file rewritten in this process is read again."""
-    return None if path is None else hashlib.blake2b(Path(path).read_bytes()).hexdigest()
+def _digest(field: str, path: str | None) -> str | None:
+    """Hash of a file's content: the cache key, so a file rewritten in this process is read again.
+
+    :param field: the scenario field that names the file, for messages
+    :param path: the file, or None
+    """
+    if path is None:
+        return None
+    try:
+        return hashlib.blake2b(Path(path).read_bytes()).hexdigest()
+    except OSError as err:  # missing, a folder, no permission
+        raise ScenarioError(f"data.{field} = {path!r}: cannot read the file ({err.strerror or err})") from err
 
 
 def scenario_data(scenario: Scenario) -> MicrogridData:
     """The scenario's data (generated or read), cached per process and, for files, per content."""
     d = scenario.data
-    digests = (_digest(d.series_path), _digest(d.sessions_path))
-    return _load(
-        (d.seed, d.years, d.start_year, d.load_mean_kw, d.load_profile, d.climate, d.series_path, d.sessions_path,
-         scenario.ev.n_ports, scenario.ev.port_power_kw, digests)
-    )
+    digests = (_digest("series_path", d.series_path), _digest("sessions_path", d.sessions_path))
+    try:
+        return _load(
+            (d.seed, d.years, d.start_year, d.load_mean_kw, d.load_profile, d.climate, d.series_path, d.sessions_path,
+             scenario.ev.n_ports, scenario.ev.port_power_kw, digests)
+        )
+    except DataValidationError as err:  # the message names the column (series and session columns differ) or file
+        files = f"data.series_path = {d.series_path!r}" + (f", data.sessions_path = {d.sessions_path!r}" if d.sessions_path else "")
+        raise DataValidationError(f"{files}: {err}") from err
 
 
 def _to_steps(hourly: np.ndarray, per_hour: int, interpolate: bool) -> np.ndarray:
@@ -99,19 +110,22 @@ def _to_steps(hourly: np.ndarray, per_hour: int, interpolate: bool) -> np.ndarra
 def tod_rate(hours: np.ndarray, scenario: Scenario) -> np.ndarray:
     """Regulated time-of-day energy rate (Rs/kWh) at the given hours of day."""
     g = scenario.grid
-    in_peak = (hours >= g.peak_hours[0]) & (hours < g.peak_hours[1])
-    in_solar = (hours >= g.solar_hours[0]) & (hours < g.solar_hours[1])
-    factor = np.where(in_peak, g.peak_multiplier, np.where(in_solar, g.solar_multiplier, 1.0))
-    return g.normal_rate_inr_per_kwh * factor
+    # the windows are whole hours: a step belongs to the hour it starts in
+    return g.normal_rate_inr_per_kwh * np.asarray(g.tod_factors())[np.floor(hours).astype(np.int64)]
 
 
 def build_site(scenario: Scenario, data: MicrogridData | None = None) -> SiteArrays:
     """Prepare a scenario's data for the core.
 
     :param scenario: the scenario (assets, tariff, step length)
-    :param data: data to use instead of the scenario's own source
+    :param data: data to use instead of the scenario's own source; checked like a file (``DataValidationError``
+        naming the column), since a NaN or negative load would reach the rewards; sessions on ports the scenario
+        lacks are dropped (docs/environment.md, section 10)
     """
-    data = data if data is not None else scenario_data(scenario)
+    if data is None:
+        data = scenario_data(scenario)
+    else:
+        data = MicrogridData(series=validate_series(data.series), sessions=validate_sessions(data.sessions, None))
     series = data.series
     per_hour = int(round(1.0 / scenario.step_hours))
     spd = scenario.steps_per_day
