@@ -54,8 +54,10 @@ class LinearSchedule(sb3_utils.LinearSchedule):
 class WarmupSchedule:
     """Linear warm-up from 0 to ``base`` over the first ``warmup_fraction`` of training, then ``base``.
 
-    SB3 evaluates the schedule only after the first rollout, so the first update already gets a
-    positive value. ``WarmupSchedule(LinearSchedule(3e-4, 0.0, 1.0), 0.05)`` warms up, then decays linearly.
+    SB3's algorithms (and :class:`~sb3_microgrid.paired_ars.PairedARS`) evaluate the schedule after the first
+    rollout's steps are counted, so the first update already gets a positive value; sb3-contrib's ``ARS``
+    evaluates it before them, at progress 1, so its first update gets 0 and changes nothing.
+    ``WarmupSchedule(LinearSchedule(3e-4, 0.0, 1.0), 0.05)`` warms up, then decays linearly.
 
     :param base: the schedule (or constant) to reach
     :param warmup_fraction: fraction of training spent warming up, in [0, 1] (0: no warm-up)

@@ -202,6 +202,20 @@ def test_kl_exact_of_each_update(learning_rate):
         assert all(abs(v) < 1e-9 for v in values)
 
 
+@pytest.mark.parametrize("noise_first", [True, False])
+def test_kl_exact_measures_the_update_not_the_parameter_noise(noise_first):
+    from sb3_microgrid.exploration import ParameterNoiseCallback
+
+    model = ppo(MicrogridVecEnv(2, seed=0), learning_rate=0.0)  # no update: the clean policy never changes
+    kl, noise = KLMonitorCallback(), ParameterNoiseCallback(initial_sigma=0.05)
+    measured = []
+    measure = kl._measure
+    kl._measure = lambda: measured.append(measure()) or measured[-1]
+    model.learn(3 * 2 * T, callback=CallbackList([noise, kl] if noise_first else [kl, noise]))
+    assert noise.kl > 1e-3  # the perturbation moved the acting policy
+    assert len(measured) == 3 and all(abs(v) < 1e-9 for v in measured)
+
+
 @pytest.mark.parametrize(
     "learning_rate, target_kl, expected",
     [

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch as th
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -201,6 +202,34 @@ def test_a_checkpoint_holds_the_update_of_its_steps(tmp_path):
     final = json.loads((tmp_path / "run" / RUN_JSON).read_text())
     assert final["algo"] == "ppo" and final["num_timesteps"] == 256
     assert (tmp_path / "run" / MODEL).read_bytes() == (sets[256] / MODEL).read_bytes()
+
+
+def test_a_checkpoint_holds_the_clean_weights_of_a_parameter_noise_run(tmp_path):
+    """ParameterNoiseCallback perturbs the actor at the rollout start where the set is saved: the set must
+    hold the weights the update left, or a resumed run keeps the noise for good."""
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+
+    from sb3_microgrid.exploration import ParameterNoiseCallback
+
+    class CleanWeights(BaseCallback):  # first in the list: the weights of each rollout start before the noise
+        def __init__(self) -> None:
+            super().__init__()
+            self.at: dict = {}
+
+        def _on_rollout_start(self) -> None:
+            self.at[self.num_timesteps] = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
+
+        def _on_step(self) -> bool:
+            return True
+
+    clean = CleanWeights()
+    model = PPO("MlpPolicy", MicrogridVecEnv(1, seed=0), n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16]))
+    noise = ParameterNoiseCallback(initial_sigma=0.05)
+    model.learn(192, callback=CallbackList([clean, noise, CheckpointSetCallback(64, tmp_path, "ppo")]))
+    for steps in (64, 128):
+        saved = PPO.load(tmp_path / str(steps) / MODEL, device="cpu").policy.state_dict()
+        assert all(th.equal(saved[k], v) for k, v in clean.at[steps].items()), steps
+    assert not noise.perturbed
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_microgrid import MicrogridEnv
-from sb3_microgrid.dyna import DynaSAC, EnsembleLinear, MixedSampler, WorldModel
+from sb3_microgrid.dyna import DynaSAC, EnsembleLinear, MixedSampler, TooFewTransitions, WorldModel
 from sb3_microgrid.hyperparams import load_hyperparams
 from sb3_microgrid.training import algorithm, train
 
@@ -191,6 +191,19 @@ def test_save_load_round_trips_the_world_model(tmp_path: Path) -> None:
     assert loaded.world_model.optimizer.state_dict()["state"]  # Adam's moments came back too
     loaded.learn(120)  # the model buffer is not saved: training refits and refills it
     assert loaded.model_buffer.size() > 0
+
+
+@pytest.mark.parametrize("learning_starts", [0, 1])
+def test_sac_trains_on_real_batches_until_the_model_can_be_fitted(learning_starts: int) -> None:
+    model = DynaSAC("MlpPolicy", MicrogridEnv(seed=0), **tiny(learning_starts=learning_starts, rollout_batch_size=50))
+    model.learn(5)
+    # a gradient step at every step after learning_starts; the first fit at 3 transitions (1 held out, 2 trained on)
+    assert model._n_updates == 5 - learning_starts
+    assert model.world_model.fitted and model._last_model_update == 3 and model.model_buffer.size() > 0
+    # a sample capped below what the holdout needs never grows: that is an error, not a wait
+    capped = DynaSAC("MlpPolicy", MicrogridEnv(seed=0), **tiny(learning_starts=0, model_train_samples=10, model_fit_kwargs=dict(holdout_ratio=0.04)))
+    with pytest.raises(TooFewTransitions, match="got 10 with holdout_ratio=0.04"):
+        capped.learn(12)
 
 
 def test_dyna_sac_refuses_what_it_cannot_do() -> None:

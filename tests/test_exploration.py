@@ -23,6 +23,7 @@ from sb3_microgrid.exploration import (
     EpsilonDecayCallback,
     ParameterNoiseCallback,
     RNDRewardWrapper,
+    unperturbed,
 )
 
 ACTION_DIM = 13
@@ -247,6 +248,26 @@ def test_param_noise_trains_the_clean_weights(make):
         # One draw per 24 steps, re-added on top of each update.
         draws = 1 + sum(not th.allclose(a, b, atol=1e-5) for a, b in zip(perturbations, perturbations[1:]))
         assert draws == int(np.ceil(200 / 24))
+
+
+def test_param_noise_is_taken_off_inside_unperturbed():
+    model = small_ppo("MlpPolicy", MicrogridEnv(seed=6), n_steps=64)
+    clean, perturbed, inside, after = [], [], [], []
+
+    def during_rollout(m: BaseAlgorithm) -> None:
+        perturbed.append(actor_vector(m))
+        with unperturbed(m.policy):
+            inside.append(actor_vector(m))
+        after.append(actor_vector(m))
+
+    probes = [Probe(rollout_start=lambda m: clean.append(actor_vector(m))), ParameterNoiseCallback(initial_sigma=0.05), Probe(step=during_rollout)]
+    model.learn(128, callback=CallbackList(probes))
+    for t in range(128):
+        assert not th.equal(perturbed[t], clean[t // 64])
+        assert th.equal(inside[t], clean[t // 64]) and th.equal(after[t], perturbed[t])  # off inside, exactly back after
+    final = actor_vector(model)
+    with unperturbed(model.policy):  # no noise on: nothing changes
+        assert th.equal(actor_vector(model), final)
 
 
 @pytest.mark.parametrize("target, direction", [(1e-6, -1), (1e3, +1)])

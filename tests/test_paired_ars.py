@@ -23,9 +23,9 @@ def test_the_two_candidates_of_a_pair_see_the_same_days():
     model = _model()
     # Equal weights everywhere: any return difference is the days'. Within a pair there must be none.
     returns = _evaluate(model, th.zeros(model.pop_size, model.n_params))
-    np.testing.assert_array_equal(returns, 0.0)  # centred on the pair's mean: no difference, nothing left
+    np.testing.assert_array_equal(returns[: model.n_delta], returns[model.n_delta :])
     raw = np.array([np.sum(info["r"]) for info in model.ep_info_buffer]).reshape(model.pop_size, -1).sum(axis=1)
-    np.testing.assert_allclose(raw[: model.n_delta], raw[model.n_delta :])
+    np.testing.assert_allclose(returns, raw, rtol=1e-6)  # the summed episode returns, uncentred
     assert len(set(np.round(raw[: model.n_delta], 6).tolist())) == model.n_delta  # a fresh seed per pair
 
 
@@ -34,8 +34,69 @@ def test_a_pair_differs_only_by_its_decisions():
     weights = th.zeros(model.pop_size, model.n_params)
     weights[model.n_delta :] = 0.05  # the minus candidates act differently
     returns = _evaluate(model, weights)
-    assert np.all(returns[: model.n_delta] != 0.0)
-    np.testing.assert_allclose(returns[: model.n_delta], -returns[model.n_delta :], rtol=1e-5)  # +-half the pair's difference
+    assert np.all(returns[: model.n_delta] != returns[model.n_delta :])
+
+
+def test_n_top_keeps_the_pairs_whose_decisions_mattered_most_and_the_step_uses_the_paired_std():
+    """Against its pair's mean a return is +-|r+ - r-| / 2: ARS's ranking by the better return, on raw returns,
+    would keep the pairs that drew cheap days (each pair runs days of its own)."""
+    model = PairedARS("LinearPolicy", MicrogridVecEnv(2, scenario="campus", seed=0), n_delta=6, n_top=2, n_eval_episodes=2, delta_std=0.3, seed=0, device="cpu")
+    candidates = []
+    evaluate = model.evaluate_candidates
+    model.evaluate_candidates = lambda weights, callback, async_eval: candidates.append(weights) or evaluate(weights, callback, async_eval)
+    before = model.weights.clone()
+    model.learn(model.pop_size * 2 * 24, log_interval=None)  # one update
+    raw = th.tensor([sum(info["r"] for info in model.ep_info_buffer[2 * k : 2 * k + 2]) for k in range(model.pop_size)], dtype=th.float32)
+    plus, minus, deltas = raw[: model.n_delta], raw[model.n_delta :], candidates[0][: model.n_delta] - before
+    top = th.argsort((plus - minus).abs(), descending=True)[: model.n_top]
+    raw_choice = th.argsort(th.max(th.vstack((plus, minus)), dim=0).values, descending=True)[: model.n_top]
+    assert set(top.tolist()) != set(raw_choice.tolist())  # where it matters
+    differences = (plus - minus)[top]
+    direction, step = differences @ deltas[top], model.weights - before
+    np.testing.assert_allclose((step / step.norm()).numpy(), (direction / direction.norm()).numpy(), rtol=1e-4, atol=1e-6)
+    paired_std = th.cat([differences / 2, -differences / 2]).std().item()  # the top pairs' returns centred on their pair's mean
+    assert model.logger.name_to_value["rollout/return_std"] == pytest.approx(paired_std, rel=1e-5)
+    assert model.logger.name_to_value["train/step_size"] == pytest.approx(model.learning_rate / (model.n_top * paired_std + 1e-6), rel=1e-5)
+
+
+def _record_seeds(model):
+    seeds = []
+    seed = model.env.seed
+    model.env.seed = lambda value=None: seeds.append(value) or seed(value)
+    return seeds
+
+
+def test_a_loaded_model_continues_the_pair_seeds_of_an_uninterrupted_run(tmp_path):
+    env_kwargs = dict(scenario="campus", seed=0)
+    kwargs = dict(n_delta=2, n_top=2, n_eval_episodes=1, seed=0, device="cpu")
+    update = 2 * 2 * 24  # pop_size candidates of one 24-step day
+
+    uninterrupted = PairedARS("LinearPolicy", MicrogridVecEnv(1, **env_kwargs), **kwargs)
+    seeds = _record_seeds(uninterrupted)
+    uninterrupted.learn(3 * update)
+
+    model = PairedARS("LinearPolicy", MicrogridVecEnv(1, **env_kwargs), **kwargs)
+    model.learn(2 * update)
+    model.save(tmp_path / "m.zip")
+    loaded = PairedARS.load(tmp_path / "m.zip", env=MicrogridVecEnv(1, **env_kwargs), device="cpu")
+    resumed = _record_seeds(loaded)
+    loaded.learn(update, reset_num_timesteps=False)
+    assert resumed == seeds[2 * 4 :] and len(set(resumed)) == 2  # update 3's pair seeds, one per pair
+
+
+def test_the_first_update_gets_the_schedule_value_after_its_steps():
+    from sb3_microgrid.schedules import WarmupSchedule
+
+    warmup, rates = WarmupSchedule(0.02, 1.0), []
+
+    def rate(progress_remaining: float) -> float:
+        rates.append((progress_remaining, warmup(progress_remaining)))
+        return rates[-1][1]
+
+    model = PairedARS("LinearPolicy", MicrogridVecEnv(1, scenario="campus", seed=0), n_delta=2, n_eval_episodes=1, learning_rate=rate, seed=0, device="cpu")
+    model.learn(2 * 96, log_interval=None)  # two updates of 96 steps
+    # read after each update's steps, as SB3's algorithms read it before train(): the warm-up's first rate is not 0
+    assert rates == [(0.5, pytest.approx(0.01)), (0.0, 0.02)]
 
 
 def test_num_timesteps_counts_env_steps():

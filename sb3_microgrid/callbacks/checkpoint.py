@@ -2,7 +2,8 @@
 
 A checkpoint is a *set*, one folder per step count ``<save_path>/<steps>/``:
 
-- ``model.zip``: the model, saved after the update computed from those steps;
+- ``model.zip``: the model, saved after the update computed from those steps (with its clean weights while
+  a ``ParameterNoiseCallback`` perturbs the actor);
 - ``model_vecnormalize.pkl``: the ``VecNormalize`` statistics, when the env has them;
 - ``model_replay_buffer.pkl``: the replay buffer, for off-policy algorithms (only the newest set keeps it);
 - ``run.json``: ``{"algo": <name>, "num_timesteps": <steps>, "files": {<file name>: <bytes>, ...}}``, the
@@ -31,6 +32,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from ..common.safe_pickle import load_replay_buffer, load_vecnormalize, read_model
+from ..exploration.param_noise import unperturbed
 
 MODEL = "model.zip"
 VECNORMALIZE = "model_vecnormalize.pkl"
@@ -111,7 +113,9 @@ def save_checkpoint(model: BaseAlgorithm, directory: Path, algo: str) -> Path:
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # left by a process killed while writing
     tmp.mkdir(parents=True)
-    model.save(tmp / MODEL)
+    # a rollout start's parameter noise is exploration, not training: resumed, it would stay in the weights
+    with unperturbed(model.policy):
+        model.save(tmp / MODEL)
     vec_normalize = model.get_vec_normalize_env()
     if vec_normalize is not None:
         vec_normalize.save(str(tmp / VECNORMALIZE))

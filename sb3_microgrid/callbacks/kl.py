@@ -9,6 +9,7 @@ from stable_baselines3.common.distributions import DiagGaussianDistribution, Sta
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.type_aliases import PyTorchObs
 
+from ..exploration.param_noise import unperturbed
 from ..schedules import finite
 from .adaptive_lr import lr_scale_schedule
 
@@ -77,7 +78,8 @@ class KLMonitorCallback(BaseCallback):
             self.schedule.bound(self.min_lr, self.max_lr)
 
     def _gaussian(self, obs: PyTorchObs) -> th.distributions.Normal:
-        with th.no_grad():
+        # on the clean weights: a ParameterNoiseCallback's perturbation (on from rollout start to end) is no update
+        with th.no_grad(), unperturbed(self.model.policy):
             return self.model.policy.get_distribution(obs).distribution
 
     def _on_step(self) -> bool:

@@ -14,7 +14,7 @@ from stable_baselines3.common.type_aliases import GymEnv, ReplayBufferSamples, S
 from stable_baselines3.common.vec_env import VecNormalize
 from stable_baselines3.sac.policies import SACPolicy
 
-from sb3_microgrid.dyna.world_model import WorldModel
+from sb3_microgrid.dyna.world_model import TooFewTransitions, WorldModel
 
 # Fields of ReplayBufferSamples that both buffers fill (``discounts`` is None: n-step returns are refused).
 _SAMPLE_FIELDS = ("observations", "actions", "next_observations", "dones", "rewards")
@@ -79,9 +79,10 @@ class DynaSAC(SAC):
     SAC with a learned world model, in the manner of MBPO (Janner et al., 2019).
 
     Every ``model_train_freq`` env steps (checked at each training call, the first at ``learning_starts``) the
-    :class:`~sb3_microgrid.dyna.world_model.WorldModel` is refitted on the real replay buffer, then
-    ``rollout_batch_size`` real states drawn from the buffer are rolled forward ``rollout_length`` imagined steps
-    with the current (stochastic) policy. An imagined transition whose ensemble disagreement exceeds
+    :class:`~sb3_microgrid.dyna.world_model.WorldModel` is refitted on the real replay buffer (from the first call
+    at which it holds enough transitions to fit on: with ``learning_starts`` below 2 the first batches are all
+    real), then ``rollout_batch_size`` real states drawn from the buffer are rolled forward ``rollout_length``
+    imagined steps with the current (stochastic) policy. An imagined transition whose ensemble disagreement exceeds
     ``max_disagreement`` is dropped and ends its branch; the others go to :attr:`model_buffer`, a FIFO SB3
     ``ReplayBuffer``. Each gradient step then trains SAC on a batch with a fraction ``real_ratio`` of real
     transitions, the rest imagined.
@@ -285,11 +286,17 @@ class DynaSAC(SAC):
         return np.divmod(flat, buffer.n_envs)
 
     def update_model(self) -> None:
-        """Refit the world model on the real buffer, then add a round of imagined rollouts to the model buffer."""
+        """Refit the world model on the real buffer, then add a round of imagined rollouts to the model buffer.
+        Does nothing (the next training call tries again) while the buffer holds too few transitions to fit on."""
         buffer = self.replay_buffer
         pos, env = self._stored(self.model_train_samples, replace=False)
         obs, next_obs = buffer.observations[pos, env], buffer.next_observations[pos, env]
-        fit = self.world_model.fit(obs, buffer.actions[pos, env], next_obs, buffer.rewards[pos, env], self.dyna_rng, **self.model_fit_kwargs)
+        try:
+            fit = self.world_model.fit(obs, buffer.actions[pos, env], next_obs, buffer.rewards[pos, env], self.dyna_rng, **self.model_fit_kwargs)
+        except TooFewTransitions:
+            if len(pos) == self.model_train_samples:
+                raise  # the sample is as large as it gets: model_train_samples is too small for the holdout
+            return
         if self._clock_index is not None:
             # one step's decrement of the episode clock: the same in every real transition
             self._clock_step = float(np.median(obs[:, self._clock_index] - next_obs[:, self._clock_index]))

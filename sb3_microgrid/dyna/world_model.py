@@ -25,6 +25,10 @@ _BOUND_PENALTY = 0.01
 _MIN_IMPROVEMENT = 0.01
 
 
+class TooFewTransitions(ValueError):
+    """:meth:`WorldModel.fit` was given too few transitions to hold one out and train on two."""
+
+
 class EnsembleLinear(nn.Module):
     """
     ``ensemble_size`` independent linear layers applied at once to a ``(ensemble_size, batch, in_features)`` input.
@@ -231,7 +235,7 @@ class WorldModel(nn.Module):
             raise ValueError(f"max_epochs, patience and batch_size must be >= 1, got {max_epochs}, {patience}, {batch_size}")
         n_holdout = int(round(holdout_ratio * n))
         if n_holdout < 1 or n - n_holdout < 2:
-            raise ValueError(f"fit needs at least one holdout and two training transitions, got {n} with holdout_ratio={holdout_ratio}")
+            raise TooFewTransitions(f"fit needs at least one holdout and two training transitions, got {n} with holdout_ratio={holdout_ratio}")
         order = rng.permutation(n)
         train, hold = order[n_holdout:], order[:n_holdout]
         raw_inputs, raw_targets = self._raw_inputs(obs, actions), self._raw_targets(obs, next_obs, rewards)

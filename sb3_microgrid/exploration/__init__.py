@@ -5,7 +5,7 @@ off-policy algorithms are :class:`~sb3_microgrid.epsilon_sac.EpsilonSAC` and
 
 from .epsilon_decay import EpsilonDecayCallback, epsilon_owner
 from .epsilon_policy import EpsilonActorCriticPolicy
-from .param_noise import ParameterNoiseCallback, actor_module_names
+from .param_noise import ParameterNoiseCallback, actor_module_names, unperturbed
 from .rnd import RNDRewardWrapper
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "RNDRewardWrapper",
     "actor_module_names",
     "epsilon_owner",
+    "unperturbed",
 ]

@@ -1,12 +1,16 @@
 """Parameter-space noise (Plappert et al. 2018, "Parameter Space Noise for Exploration") as a callback.
 
 The actor's mean network acts with perturbed weights during each rollout and is restored before ``train()``,
-so the perturbation explores without ever being trained into the network.
+so the perturbation explores without ever being trained into the network. Callbacks that save or measure the
+policy during a rollout do so inside :func:`unperturbed`, which takes the perturbation off meanwhile.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch as th
@@ -21,6 +25,23 @@ from stable_baselines3.td3.policies import TD3Policy
 from ..schedules import finite
 
 Obs = np.ndarray | dict[str, np.ndarray]
+
+# The noise callback of each policy, so that other callbacks reach its clean weights without knowing of it.
+_noise_of: weakref.WeakKeyDictionary[BasePolicy, ParameterNoiseCallback] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def unperturbed(policy: BasePolicy) -> Iterator[None]:
+    """Within the block, ``policy`` holds its clean weights: a :class:`ParameterNoiseCallback`'s perturbation,
+    if one is on, is taken off and put back afterwards. A callback that saves or measures the policy being
+    trained at a rollout start (after the noise is added) or during a rollout uses it; without a noise
+    callback it does nothing.
+
+    :param policy: the model's policy
+    """
+    noise = _noise_of.get(policy)
+    with nullcontext() if noise is None else noise.clean_weights():
+        yield
 
 
 def actor_module_names(policy: BasePolicy) -> list[str]:
@@ -136,6 +157,9 @@ class ParameterNoiseCallback(BaseCallback):
         self._params = [param for name in names for param in policy.get_submodule(name).parameters()]
         self._recent: deque[Obs] = deque(maxlen=max(1, self.n_recent_obs // self.model.n_envs))
 
+    def _on_training_start(self) -> None:
+        _noise_of[self.model.policy] = self
+
     @property
     def perturbed(self) -> bool:
         """Whether the actor currently holds perturbed weights."""
@@ -183,13 +207,31 @@ class ParameterNoiseCallback(BaseCallback):
     def _on_training_end(self) -> None:
         if self.perturbed:
             self._restore()
+        _noise_of.pop(self.model.policy, None)
+
+    @contextmanager
+    def clean_weights(self) -> Iterator[None]:
+        """Within the block the actor holds its clean weights; the perturbed ones, if any, are put back after it."""
+        if self._clean is None:
+            yield
+            return
+        perturbed = [param.detach().clone() for param in self._params]
+        self._load(self._clean)
+        try:
+            yield
+        finally:
+            self._load(perturbed)
 
     def _restore(self) -> None:
         assert self._clean is not None
-        with th.no_grad():
-            for param, clean in zip(self._params, self._clean):
-                param.copy_(clean)
+        self._load(self._clean)
         self._clean = None
+
+    def _load(self, values: list[th.Tensor]) -> None:
+        # In place: the optimizer holds these very tensors.
+        with th.no_grad():
+            for param, value in zip(self._params, values):
+                param.copy_(value)
 
     def _distribution(self, obs: PyTorchObs) -> th.distributions.Normal:
         """The policy's Gaussian (SAC: before the tanh) on ``obs``."""

@@ -4,16 +4,25 @@ sb3-contrib's ARS scores each candidate ``w + δ`` and ``w − δ`` on episodes 
 an episode's return is its weather, load and prices, so that difference is mostly the days' and barely
 the decisions'. ``PairedARS`` seeds the env identically before scoring the two candidates of a pair (a
 fresh seed per pair and per update), so both run the same days with the same forecast noise and their
-return difference is the effect of ``±δ`` alone: common random numbers. With ``VecNormalize``, all
-candidates of an update act on the same statistics, updated afterwards with the observations they saw
-(ARS updates them as it goes, so that two candidates of a pair would see different inputs for the same
-state). The candidates' returns are
-then centred on their pair's mean, so that ARS's step size, divided by the standard deviation of the
-returns, is divided by the spread of the decisions' effects rather than by that of the days. Everything
-else is ARS, except that ``num_timesteps`` counts env steps exactly (ARS's synchronous loop counts
-``n_envs`` times too many), that callbacks are called once per vector step as in SB3's other algorithms (ARS
-calls them once per env and step; ``ProgressBarCallback`` adds ``n_envs`` per call, so it is exact when
-``n_eval_episodes`` is a multiple of ``n_envs``) and that a callback returning ``False`` stops training (ARS ignores it).
+return difference is the effect of ``±δ`` alone: common random numbers. The pair seeds are drawn from the
+algorithm's ``seed`` and the update's index, so a loaded model goes on with the days an uninterrupted run
+would see. With ``VecNormalize``, all candidates of an update act on the same statistics, updated
+afterwards with the observations they saw (ARS updates them as it goes, so that two candidates of a pair
+would see different inputs for the same state).
+
+The update is ARS's, ``sum((r+ − r−) δ)`` over the ``n_top`` kept pairs divided by ``n_top`` times the std of
+their returns, with each return taken against its pair's mean (``±`` half the pair's difference). Each pair runs
+days of its own, which set most of its return; against their level, the better candidate of a pair returns
+``|r+ − r−| / 2``. So ARS's rule, keep the pairs whose better candidate returns most, keeps the pairs whose
+decisions mattered most rather than those that drew cheap days, and the step is divided by the spread of the
+decisions' effects rather than by that of the days. Otherwise PairedARS differs from ARS only in
+that the learning rate is read after the update's steps are counted, as in SB3's other algorithms (ARS
+reads it before, so its first update gets the rate at progress 1, which is 0 for a
+:class:`~sb3_microgrid.schedules.WarmupSchedule`); that ``num_timesteps`` counts env steps exactly (ARS's
+synchronous loop counts ``n_envs`` times too many); that callbacks are called once per vector step as in
+SB3's other algorithms (ARS calls them once per env and step; ``ProgressBarCallback`` adds ``n_envs`` per
+call, so it is exact when ``n_eval_episodes`` is a multiple of ``n_envs``); and that a callback returning
+``False`` stops training (ARS ignores it).
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ class PairedARS(ARS):
         :param candidate_weights: (2 n_delta, n_params) weights, the ``+δ`` half first (ARS's order)
         :param callback: called at each step
         :param async_eval: must be ``None``
-        :return: each candidate's summed episode return minus the mean of its pair's two
+        :return: each candidate's summed episode return
         """
         if async_eval is not None:
             raise ValueError("PairedARS scores both candidates of a pair on one env's seeds: async_eval is not supported")
@@ -53,8 +62,9 @@ class PairedARS(ARS):
         policy = copy.deepcopy(self.policy)
         self._calls_left = 0  # a step cut short by an exception leaves none to skip
         self.ep_info_buffer = []
-        # One seed per pair and per update, drawn from the algorithm's own generator (reproducible with seed).
-        pair_seeds = self._seed_rng.integers(0, 2**31 - 1, size=self.n_delta)
+        # One seed per pair, drawn from (seed, update index) alone: a loaded model continues the sequence.
+        rng = np.random.default_rng(None if self.seed is None else [self.seed, self._n_updates])
+        pair_seeds = rng.integers(0, 2**31 - 1, size=self.n_delta)
         # Every candidate sees the same normalisation statistics: updated between the two of a pair, they
         # would act differently on the same state, a difference shared by all pairs that swamps the
         # decisions'. The statistics take this update's observations afterwards.
@@ -84,11 +94,41 @@ class PairedARS(ARS):
         if seen:
             normalizer.obs_rms.update(np.concatenate(seen))
         callback.on_rollout_end()
-        # Each pair's own days set its mean: removing it leaves +-half the pair's difference, so ARS's
-        # step, scaled by the std of the returns, is scaled by the spread of the decisions' effects
-        # instead of that of the days'; the update direction sum((r+ - r-) delta) is unchanged.
-        pair_mean = (returns[: self.n_delta] + returns[self.n_delta :]) / 2
-        return returns - pair_mean.repeat(2)
+        return returns
+
+    def _do_one_update(self, callback: BaseCallback, async_eval: AsyncEval | None) -> None:
+        """ARS's update (:meth:`sb3_contrib.ARS._do_one_update`) on the returns centred on their pair's mean
+        (module docstring), with the learning rate read after the candidates' steps are counted.
+
+        :param callback: called at each step
+        :param async_eval: must be ``None``
+        """
+        delta_std = self.delta_std_schedule(self._current_progress_remaining)
+        deltas = th.normal(mean=0.0, std=1.0, size=(self.n_delta, self.n_params), device=self.device)
+        policy_deltas = deltas * delta_std
+        candidate_weights = th.cat([self.weights + policy_deltas, self.weights - policy_deltas])
+        with th.no_grad():
+            returns = self.evaluate_candidates(candidate_weights, callback, async_eval)
+        # As SB3's algorithms do before train(): the first update gets the rate after its own steps, not at progress 1.
+        self._update_current_progress_remaining(self.num_timesteps, self._total_timesteps)
+        learning_rate = self.lr_schedule(self._current_progress_remaining)
+
+        # Centred on its pair's mean (which the pair's days set), a return is +-half the pair's difference: ranked
+        # by the better one and scaled by their std, as ARS does, the pairs' decisions count and not their days.
+        differences = returns[: self.n_delta] - returns[self.n_delta :]
+        top_idx = th.argsort(differences.abs(), descending=True)[: self.n_top]
+        differences = differences[top_idx]
+        return_std = th.cat([differences, -differences]).std() / 2
+        step_size = learning_rate / (self.n_top * return_std + 1e-6)
+        self.weights = self.weights + step_size * (differences @ deltas[top_idx])
+        self.policy.load_from_vector(self.weights.cpu())
+
+        self.logger.record("train/iterations", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/delta_std", delta_std)
+        self.logger.record("train/learning_rate", learning_rate)
+        self.logger.record("train/step_size", step_size.item())
+        self.logger.record("rollout/return_std", return_std.item())
+        self._n_updates += 1
 
     def _on_eval_step(self, locals_: dict[str, Any], globals_: dict[str, Any], callback: BaseCallback, seen: list[np.ndarray] | None) -> None:
         """``evaluate_policy``'s callback, called once per env still scoring and step. At the first call of a
@@ -119,12 +159,14 @@ class PairedARS(ARS):
         progress_bar: bool = False,
     ) -> "PairedARS":
         """ARS's ``learn``, except that a callback returning ``False`` stops training after the current
-        update, as in SB3's other algorithms (ARS ignores it). Arguments as :meth:`sb3_contrib.ARS.learn`."""
+        update, as in SB3's other algorithms (ARS ignores it), and that with ``reset_num_timesteps=False``
+        the progress of the schedules runs to the total including the earlier steps, as in SB3's other
+        algorithms (ARS divides by ``total_timesteps`` alone). Arguments as :meth:`sb3_contrib.ARS.learn`."""
         total_steps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         self._continue_training = True
         callback.on_training_start(locals(), globals())
         while self.num_timesteps < total_steps and self._continue_training:
-            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
+            self._update_current_progress_remaining(self.num_timesteps, total_steps)
             self._do_one_update(callback, async_eval)
             if log_interval is not None and self._n_updates % log_interval == 0:
                 self.dump_logs()
@@ -133,9 +175,8 @@ class PairedARS(ARS):
 
     def _setup_model(self) -> None:
         super()._setup_model()
-        self._seed_rng = np.random.default_rng(self.seed)
         self._continue_training = True
         self._calls_left = 0
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_seed_rng", "_continue_training", "_calls_left"]
+        return [*super()._excluded_save_params(), "_continue_training", "_calls_left"]
