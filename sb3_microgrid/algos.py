@@ -33,7 +33,7 @@ from sb3_contrib import ARS, TQC, TRPO, CrossQ, RecurrentPPO
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3, HerReplayBuffer
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from .callbacks.checkpoint import RUN_JSON, CheckpointError, read_run_json
+from .callbacks.checkpoint import PUBLISHING, RUN_JSON, CheckpointError, read_run_json
 from .common.safe_pickle import SavedModel, read_model
 from .dyna import DynaSAC
 from .epsilon_sac import EpsilonSAC
@@ -81,15 +81,22 @@ def algorithm(name: str) -> type[BaseAlgorithm]:
 def run_record(path: str | Path) -> dict[str, Any] | None:
     """The run record of a model: ``run.json`` in the model's folder, else in its parent, else ``None``.
 
-    :raises ValueError: if the record is malformed
+    :raises ValueError: if the record is malformed, or says its run was killed while writing its final model
+        (which may then be of another step than its statistics)
     """
     folder = Path(path).parent
     for directory in (folder, folder.parent):
         if (directory / RUN_JSON).is_file():
             try:
-                return read_run_json(directory)
+                record = read_run_json(directory)
             except CheckpointError as err:
                 raise ValueError(str(err)) from None
+            if record.get(PUBLISHING):
+                raise ValueError(
+                    f"{directory} was left while its final model was being written: resume the run (sb3-microgrid train "
+                    "--resume) or load a complete set under its checkpoints/"
+                )
+            return record
     return None
 
 

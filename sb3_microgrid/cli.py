@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .scenario import Scenario, ScenarioError, load_scenario
+from .scenario import SEED_MAX, Scenario, ScenarioError, load_scenario
 
 if TYPE_CHECKING:
     from .baselines import Controller
@@ -100,7 +100,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     _add_trust_module(p)
     p.add_argument("--split", default="test", choices=SPLITS, help="days to run on (default: test)")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="day i of the split is reset with seed + i (forecast noise; default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="day i of the split is reset with seed + i (forecast noise; default: 0)")
 
 
 def _add_trust_module(p: argparse.ArgumentParser) -> None:
@@ -319,16 +319,18 @@ def _check_writable(path: Path) -> None:
     """Fail before a long run, not after it, if ``path`` cannot be written."""
     if not path.parent.is_dir():
         raise UsageError(f"no directory {path.parent} for {path}")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; name a file in it")
 
 
-def _int_at_least(low: int) -> Callable[[str], int]:
+def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {f'in [{low}, {high}]' if high is not None else f'>= {low}'}, got {value}")
         return value
 
     return parse
@@ -336,6 +338,7 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
+_seed = _int_at_least(0, SEED_MAX)
 
 
 def _date(text: str) -> str:
@@ -400,7 +403,7 @@ def _add_fit_forecast(subparsers: Any) -> None:
     p.add_argument("--scenario", default="campus", help="preset name or scenario YAML path (default: campus)")
     p.add_argument("--base", default="mpc", help="the baseline that plans on the corrected forecasts: mpc (default), planner or rule")
     p.add_argument("--days", type=_positive_int, default=4096, metavar="N", help="training days to fit on (default: 4096; the validation curve is flat from 256)")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="fit seed: the training-day draws and their forecast noise")
+    p.add_argument("--seed", type=_seed, default=0, help="fit seed: the training-day draws and their forecast noise")
     p.add_argument("--validation-days", type=_non_negative_int, default=30, metavar="N", help="first N validation days to score on (0: skip; default: 30)")
     p.add_argument(
         "--scenarios", type=_non_negative_int, default=0, metavar="K",
@@ -458,7 +461,7 @@ def _add_train(subparsers: Any) -> None:
     p.add_argument("--conf", required=True, type=Path, metavar="FILE.yml", help="zoo-format hyperparameter file")
     p.add_argument("--env", default=None, help="section of the file to read (default: its only one)")
     p.add_argument("--timesteps", type=_positive_int, default=None, metavar="N", help="total steps (default: the file's n_timesteps)")
-    p.add_argument("--seed", type=_non_negative_int, default=None, help="seed of the envs and the algorithm (default: 0; with --resume, the run's)")
+    p.add_argument("--seed", type=_seed, default=None, help="seed of the envs and the algorithm (default: 0; with --resume, the run's)")
     p.add_argument("--run-dir", type=Path, default=None, help="output folder (default: runs/<algo>_<env>_<seed>)")
     p.add_argument(
         "--resume", action="store_true",
@@ -513,7 +516,7 @@ def _add_adapt(subparsers: Any) -> None:
         help="fine-tuning env steps, in whole PPO rollouts (0: the model as it is, zero-shot, for the site)",
     )  # fmt: skip
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="run folder to write (must not hold a model)")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the envs and of PPO (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the envs and of PPO (default: 0)")
     p.add_argument("--n-envs", type=_positive_int, default=8, metavar="K", help="microgrids stepped together (default: 8, as hyperparams/ppo.yml)")
     p.add_argument(
         "--eval-days", type=_non_negative_int, default=0, metavar="D",

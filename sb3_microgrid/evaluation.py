@@ -103,7 +103,9 @@ def evaluate(
         the path of a saved SB3 model)
     :param scenario: preset name, YAML path, mapping or :class:`~sb3_microgrid.scenario.Scenario`
     :param split: ``"train"``, ``"validation"``, ``"test"`` or ``"all"``
-    :param days: all days of the split (``None``), its first ``days`` days, or a list of dates
+    :param days: all days of the split (``None``), its first ``days`` days, or a list of dates: the start days of
+        the episodes (of ``horizon_days`` days each; the summary's ``*_per_day`` figures divide by it, the rows of
+        ``Evaluation.days`` are whole episodes)
     :param seed: day ``i`` is reset with ``seed + i`` (forecast noise), the same for every controller
     :param reference: also run ``naive`` and ``optimal`` on the same days for the gap closed
     """
@@ -114,18 +116,22 @@ def evaluate(
     env = MicrogridEnv(scenario=scenario, split=split)
     dates = _select_dates(env, days)
     frame = _run(controller, env, dates, seed)
+
+    def per_day(column: pd.Series) -> float:
+        return float(column.mean()) / scenario.horizon_days  # a row is an episode of horizon_days days
+
     summary: dict[str, Any] = {
         "controller": controller.name,
         "scenario": scenario.name,
         "split": split,
         "days": len(dates),
-        "cost_per_day": float(frame["cost"].mean()),
-        "emissions_kg_per_day": float(frame["emissions_kg"].mean()),
+        "cost_per_day": per_day(frame["cost"]),
+        "emissions_kg_per_day": per_day(frame["emissions_kg"]),
         "safety_violations": float(frame["safety_violations"].sum()),
         "safety_interventions": float(frame["safety_interventions"].sum()),
-        "unmet_ev_kwh_per_day": float(frame["unmet_ev_kwh"].mean()),
-        "curtailed_kwh_per_day": float(frame["curtailed_kwh"].mean()),
-        "battery_fade_per_day": float(frame["battery_fade"].mean()),
+        "unmet_ev_kwh_per_day": per_day(frame["unmet_ev_kwh"]),
+        "curtailed_kwh_per_day": per_day(frame["curtailed_kwh"]),
+        "battery_fade_per_day": per_day(frame["battery_fade"]),
     }
     if reference:
         # by type, not name: a model file may be called "optimal.zip"
@@ -134,8 +140,8 @@ def evaluate(
         frame["cost_naive"] = naive["cost"]
         frame["cost_optimal"] = optimal["cost"]
         frame["gap_closed"] = gap_closed(frame["cost"], frame["cost_naive"], frame["cost_optimal"])
-        summary["cost_naive_per_day"] = float(naive["cost"].mean())
-        summary["cost_optimal_per_day"] = float(optimal["cost"].mean())
+        summary["cost_naive_per_day"] = per_day(naive["cost"])
+        summary["cost_optimal_per_day"] = per_day(optimal["cost"])
         summary["gap_closed"] = float(gap_closed(frame["cost"].mean(), naive["cost"].mean(), optimal["cost"].mean()))
     return Evaluation(controller=controller.name, days=frame, summary=summary)
 

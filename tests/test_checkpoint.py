@@ -390,3 +390,26 @@ def test_resume_refuses_a_set_whose_pickle_would_run_code(ppo_run, tmp_path, fil
     with pytest.raises(UnsafePickleError, match=f"{re.escape(str(newest / file)) if file == VECNORMALIZE else 'policy_class'}.*refused"):
         train("ppo", conf, run, timesteps=320, save_freq=64, resume=True, progress_bar=False)
     assert not (tmp_path / "ran").exists()
+
+
+def test_a_run_killed_while_publishing_its_final_model_is_refused_then_resumes(ppo_run, tmp_path, monkeypatch, capsys):
+    """Killed between copying model.zip and the statistics, the folder held a model and statistics of different
+    steps under the old run.json, and evaluate scored it without a word."""
+    conf, run = ppo_run[0], _copy(ppo_run[1], tmp_path)
+    replace = os.replace
+
+    def killed_at_the_statistics(src, dst):
+        if Path(dst).name == VECNORMALIZE:
+            raise KeyboardInterrupt
+        replace(src, dst)
+
+    monkeypatch.setattr(checkpoint_module.os, "replace", killed_at_the_statistics)
+    with pytest.raises(KeyboardInterrupt):
+        record = json.loads((run / RUN_JSON).read_text())
+        checkpoint_module.publish_checkpoint(run / "checkpoints" / "192", run, {key: record[key] for key in ("seed", "vec_env")})
+    monkeypatch.setattr(checkpoint_module.os, "replace", replace)
+    assert main(["evaluate", "--controller", str(run / MODEL), "--days", "1", "--no-reference"]) == 2
+    assert "was left while its final model was being written: resume the run" in capsys.readouterr().err
+    assert main(["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(run), "--resume"]) == 0
+    assert "publishing" not in json.loads((run / RUN_JSON).read_text())
+    assert main(["evaluate", "--controller", str(run / MODEL), "--days", "1", "--no-reference"]) == 0

@@ -53,11 +53,23 @@ def test_argparse_errors_exit_2():
     assert exc.value.code == 2
 
 
-@pytest.mark.parametrize("command", [["evaluate", "--controller", "naive", "--days", "1"], ["train", "--algo", "ppo"]])
-def test_a_negative_seed_is_refused_by_the_parser(command, capsys):
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+@pytest.mark.parametrize(
+    "command",
+    [["evaluate", "--controller", "naive", "--days", "1"], ["train", "--algo", "ppo"], ["fit-forecast", "--out", "x"],
+     ["plot", "--controller", "naive", "--day", "2024-06-01", "--out", "x.png"]],
+)  # fmt: skip
+def test_a_seed_outside_numpys_range_is_refused_by_the_parser(command, seed, capsys):
+    """A seed above 2**32 - 1 gave evaluate a ScenarioError traceback, and plot wrote its image anyway."""
     with pytest.raises(SystemExit) as exc:
-        main([*command, "--seed=-1"])
-    assert exc.value.code == 2 and "--seed" in capsys.readouterr().err
+        main([*command, f"--seed={seed}"])
+    assert exc.value.code == 2 and "--seed" in (err := capsys.readouterr().err) and "[0, 4294967295]" in err
+
+
+def test_evaluate_refuses_a_json_path_that_is_a_directory_before_running(tmp_path, capsys):
+    """It failed with IsADirectoryError after the whole evaluation, losing the results."""
+    assert main(["evaluate", "--controller", "optimal", "--days", "1", "--json", str(tmp_path)]) == 2
+    assert f"{tmp_path} is a directory" in capsys.readouterr().err
 
 
 def test_evaluate_checks_its_seed_and_days():
@@ -237,3 +249,11 @@ def test_building_the_parser_loads_no_training_stack():
     code = "import sys; from sb3_microgrid.cli import build_parser; build_parser(); print(sorted(m for m in ('torch', 'stable_baselines3', 'sb3_contrib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_per_day_figures_of_multi_day_episodes_are_per_day():
+    """A row is an episode: with horizon_days 3 the "Rs/day" figures were three days' costs."""
+    one = evaluate("naive", scenario={"base": "campus", "horizon_days": 1}, split="validation", days=["2023-01-01", "2023-01-02", "2023-01-03"], reference=False)
+    three = evaluate("naive", scenario={"base": "campus", "horizon_days": 3}, split="validation", days=["2023-01-01"], reference=False)
+    assert three.days["cost"].iloc[0] == pytest.approx(one.days["cost"].sum(), rel=1e-3)  # the same three days, one episode
+    assert three.summary["cost_per_day"] == pytest.approx(one.summary["cost_per_day"], rel=1e-3)

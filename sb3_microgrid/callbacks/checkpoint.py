@@ -38,6 +38,8 @@ MODEL = "model.zip"
 VECNORMALIZE = "model_vecnormalize.pkl"
 REPLAY_BUFFER = "model_replay_buffer.pkl"
 RUN_JSON = "run.json"
+#: ``run.json`` key of a run folder whose final model is being written (:func:`publish_checkpoint`)
+PUBLISHING = "publishing"
 
 
 class CheckpointError(Exception):
@@ -183,6 +185,8 @@ def read_run_json(directory: Path) -> dict[str, Any]:
     for key, kind in (("seed", int), ("vec_env", str)):
         if key in record and (not isinstance(record[key], kind) or isinstance(record[key], bool)):
             raise CheckpointError(f"{path}: '{key}' must be {'an integer' if kind is int else 'a string'}, got {record[key]!r}")
+    if record.get(PUBLISHING, False) is not False and record[PUBLISHING] is not True:
+        raise CheckpointError(f"{path}: '{PUBLISHING}' must be true or absent, got {record[PUBLISHING]!r}")
     return record
 
 
@@ -291,6 +295,8 @@ def publish_checkpoint(directory: Path, destination: Path, settings: dict[str, A
     same names, each file atomically and ``run.json`` last, with the run's ``settings``: the final model of a run."""
     record = read_run_json(directory)
     names = [name for name in (MODEL, VECNORMALIZE) if name in record.get("files", {})]
+    # Marked first: killed among the copies, the folder would hold a model and statistics of different sets.
+    write_run_json(destination, record["algo"], settings={**(settings or {}), PUBLISHING: True})
     for name in names:
         tmp = destination / (name + ".tmp")
         shutil.copyfile(directory / name, tmp)
