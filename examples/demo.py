@@ -19,7 +19,8 @@ import torch
 
 from sb3_microgrid import MicrogridEnv, training
 from sb3_microgrid.baselines import SB3Controller, make_controller
-from sb3_microgrid.cli import format_table
+from sb3_microgrid.cli import format_table, positive_int, seed_int
+from sb3_microgrid.common.json_values import plain
 from sb3_microgrid.evaluation import evaluate, run_day, split_dates
 from sb3_microgrid.forecasting import CorrectedForecastController, fit_corrector
 from sb3_microgrid.plotting import plot_dispatch
@@ -45,11 +46,11 @@ def train(timesteps: int, out: Path, seed: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corrector-days", type=int, default=4096, help="training days the forecast corrector is fitted on")
-    parser.add_argument("--timesteps", type=int, default=200_000, help="PPO steps")
-    parser.add_argument("--days", type=int, default=30, help="first N days of the test year")
+    parser.add_argument("--corrector-days", type=positive_int, default=4096, help="training days the forecast corrector is fitted on")
+    parser.add_argument("--timesteps", type=positive_int, default=200_000, help="PPO steps")
+    parser.add_argument("--days", type=positive_int, default=30, help="first N days of the test year")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)  # small networks on 2 cores: one thread is several times faster
     scenario = load_scenario("campus")
@@ -74,7 +75,7 @@ def main() -> None:
     print(f"Campus scenario, first {args.days} test days (2024), mean per day, scored by the env:")
     print(format_table(summaries, reference=True))
     summary_path = args.out / "summary.json"
-    summary_path.write_text(json.dumps([{"controller": name, **summary} for name, summary in summaries.items()], indent=2))
+    summary_path.write_text(json.dumps(plain([{"controller": name, **summary} for name, summary in summaries.items()]), indent=2, allow_nan=False))
     print(f"Wrote {summary_path} (one object per controller).")
 
     day = split_dates(scenario, "test", args.days)[-1]

@@ -100,7 +100,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     _add_trust_module(p)
     p.add_argument("--split", default="test", choices=SPLITS, help="days to run on (default: test)")
-    p.add_argument("--seed", type=_seed, default=0, help="day i of the split is reset with seed + i (forecast noise; default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="day i of the split is reset with seed + i (forecast noise; default: 0)")
 
 
 def _add_trust_module(p: argparse.ArgumentParser) -> None:
@@ -117,7 +117,7 @@ def _add_evaluate(subparsers: Any) -> None:
         description="Run each controller on the days of a split, scored by the env, and print a KPI table.", epilog=JSON_HELP,
     )
     _add_run_args(p)
-    p.add_argument("--days", type=_positive_int, default=None, metavar="N", help="only the first N days of the split (default: all)")
+    p.add_argument("--days", type=positive_int, default=None, metavar="N", help="only the first N days of the split (default: all)")
     p.add_argument("--no-reference", dest="reference", action="store_false", help="skip the naive and optimal references (and the gap closed)")
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the summary and per-day KPIs")
     p.set_defaults(func=_evaluate)
@@ -336,9 +336,10 @@ def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-_positive_int = _int_at_least(1)
+#: argparse types, also for the examples' own command lines
+positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
-_seed = _int_at_least(0, SEED_MAX)
+seed_int = _int_at_least(0, SEED_MAX)
 
 
 def _date(text: str) -> str:
@@ -402,8 +403,8 @@ def _add_fit_forecast(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("--scenario", default="campus", help="preset name or scenario YAML path (default: campus)")
     p.add_argument("--base", default="mpc", help="the baseline that plans on the corrected forecasts: mpc (default), planner or rule")
-    p.add_argument("--days", type=_positive_int, default=4096, metavar="N", help="training days to fit on (default: 4096; the validation curve is flat from 256)")
-    p.add_argument("--seed", type=_seed, default=0, help="fit seed: the training-day draws and their forecast noise")
+    p.add_argument("--days", type=positive_int, default=4096, metavar="N", help="training days to fit on (default: 4096; the validation curve is flat from 256)")
+    p.add_argument("--seed", type=seed_int, default=0, help="fit seed: the training-day draws and their forecast noise")
     p.add_argument("--validation-days", type=_non_negative_int, default=30, metavar="N", help="first N validation days to score on (0: skip; default: 30)")
     p.add_argument(
         "--scenarios", type=_non_negative_int, default=0, metavar="K",
@@ -460,14 +461,14 @@ def _add_train(subparsers: Any) -> None:
     p.add_argument("--algo", required=True, metavar="ALGO", help="a registered algorithm (sb3_microgrid.algos.ALGOS: ppo, sac, twin_ppo, tqc, ...)")
     p.add_argument("--conf", required=True, type=Path, metavar="FILE.yml", help="zoo-format hyperparameter file")
     p.add_argument("--env", default=None, help="section of the file to read (default: its only one)")
-    p.add_argument("--timesteps", type=_positive_int, default=None, metavar="N", help="total steps (default: the file's n_timesteps)")
-    p.add_argument("--seed", type=_seed, default=None, help="seed of the envs and the algorithm (default: 0; with --resume, the run's)")
+    p.add_argument("--timesteps", type=positive_int, default=None, metavar="N", help="total steps (default: the file's n_timesteps)")
+    p.add_argument("--seed", type=seed_int, default=None, help="seed of the envs and the algorithm (default: 0; with --resume, the run's)")
     p.add_argument("--run-dir", type=Path, default=None, help="output folder (default: runs/<algo>_<env>_<seed>)")
     p.add_argument(
         "--resume", action="store_true",
         help="continue from the newest complete checkpoint in the run folder (same --algo and --conf as the run; --seed and --vec-env are the run's)",
     )  # fmt: skip
-    p.add_argument("--save-freq", type=_positive_int, default=50_000, metavar="N", help="steps between checkpoints (default: 50000)")
+    p.add_argument("--save-freq", type=positive_int, default=50_000, metavar="N", help="steps between checkpoints (default: 50000)")
     p.add_argument("--vec-env", default=None, help="vectorisation: microgrid, dummy or subproc (default: microgrid; with --resume, the run's)")
     p.add_argument(
         "--trust-module", action="append", default=[], metavar="MODULE",
@@ -516,15 +517,15 @@ def _add_adapt(subparsers: Any) -> None:
         help="fine-tuning env steps, in whole PPO rollouts (0: the model as it is, zero-shot, for the site)",
     )  # fmt: skip
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="run folder to write (must not hold a model)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the envs and of PPO (default: 0)")
-    p.add_argument("--n-envs", type=_positive_int, default=8, metavar="K", help="microgrids stepped together (default: 8, as hyperparams/ppo.yml)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the envs and of PPO (default: 0)")
+    p.add_argument("--n-envs", type=positive_int, default=8, metavar="K", help="microgrids stepped together (default: 8, as hyperparams/ppo.yml)")
     p.add_argument(
         "--eval-days", type=_non_negative_int, default=0, metavar="D",
         help="select the weights on the site's first D validation days, D at most the validation split's days (365 for "
         "one-day episodes); default: 0, no selection, the last weights are written",
     )  # fmt: skip
     p.add_argument(
-        "--eval-freq", type=_positive_int, default=None, metavar="N",
+        "--eval-freq", type=positive_int, default=None, metavar="N",
         help="env steps between validation scores, at most 40,000,000 (default: 50,000); needs --eval-days",
     )  # fmt: skip
     p.set_defaults(func=_adapt)
@@ -580,7 +581,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _port(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be a TCP port in [1, 65535], got {value}")
     return value

@@ -33,7 +33,7 @@ import yaml
 from gymnasium.envs.registration import registry
 from stable_baselines3.common.buffers import ReplayBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
@@ -84,10 +84,18 @@ REFUSED_KEYS = {
 }
 #: Constants allowed in a Python string (YAML's scalar types).
 LITERALS = (str, int, float, bool, type(None))
-#: Keys that may be the zoo's linear schedule ``lin_<start>``.
-SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
-#: Keys of a ``net_arch`` dict: actor, on-policy critic, off-policy critic.
-NET_ARCH_KEYS = ("pi", "vf", "qf")
+#: Keys that may be the zoo's linear schedule ``lin_<start>`` (the zoo's own list, ARS's ``delta_std`` included).
+SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf", "delta_std")
+#: Keys of a ``net_arch`` dict: actor and value function for on-policy (``ActorCriticPolicy``, a missing key is an
+#: empty network), actor and Q-function for off-policy policies (SB3's ``get_actor_critic_arch`` needs both).
+ON_POLICY_NET_ARCH_KEYS = ("pi", "vf")
+OFF_POLICY_NET_ARCH_KEYS = ("pi", "qf")
+#: ``env_kwargs`` a file may not hold, and why.
+REFUSED_ENV_KWARGS = {
+    "split": "training uses the train split only (validation and test days are held out for evaluation)",
+    "seed": "set by the command line (--seed), not the file",
+    "data": "loaded data is passed in code, not a file",
+}
 
 
 class HyperparamsError(ValueError):
@@ -136,6 +144,9 @@ class Range:
 #: The most envs a file may ask for: a typo (``n_envs: 80000``) should be an error naming the key, not a machine
 #: out of memory or a rollout that never ends. Four times the largest vec env measured (docs/results.md: 1,024).
 MAX_ENVS = 4096
+#: The largest replay buffer a file may ask for: a typo (``buffer_size: 1e12``) should be an error naming the key,
+#: not a MemoryError when SB3 allocates it. A hundred times the largest shipped buffer (hyperparams/: 1e6).
+MAX_BUFFER_SIZE = 100_000_000
 #: Ranges of common numeric keys, wherever they appear (zoo keys and algorithm arguments).
 RANGES = {
     "n_envs": Range(1, MAX_ENVS, integer=True),
@@ -153,7 +164,7 @@ RANGES = {
     "n_steps": Range(1, integer=True),
     "batch_size": Range(1, integer=True),
     "n_epochs": Range(1, integer=True),
-    "buffer_size": Range(1, integer=True),
+    "buffer_size": Range(1, MAX_BUFFER_SIZE, integer=True),
     "learning_starts": Range(0, integer=True),
     "tau": Range(0, 1, low_open=True),
     "gradient_steps": Range(-1, integer=True),
@@ -162,6 +173,17 @@ RANGES = {
     "target_policy_noise": Range(0),
     "target_noise_clip": Range(0),
     "sde_sample_freq": Range(-1, integer=True),
+    "n_delta": Range(1, integer=True),
+    "n_top": Range(1, integer=True, optional=True),
+    "n_eval_episodes": Range(1, integer=True),
+    "delta_std": Range(0, low_open=True),
+}
+#: Ranges of ``normalize``'s ``VecNormalize`` arguments (its booleans are checked as booleans).
+NORMALIZE_RANGES = {
+    "clip_obs": Range(0, low_open=True),
+    "clip_reward": Range(0, low_open=True),
+    "epsilon": Range(0, low_open=True),
+    "gamma": Range(0, 1),
 }
 
 
@@ -487,6 +509,9 @@ def _resolve(env_id: str, section: dict[str, Any], algo_class: type, trusted: tu
         _check_policy_kwargs(section["policy_kwargs"], algo_class.policy_aliases.get(hp.policy, hp.policy))
     hp.normalize = _normalize(section.pop("normalize", False))
     hp.env_kwargs = section.pop("env_kwargs", {})
+    for key, why in REFUSED_ENV_KWARGS.items():
+        if key in hp.env_kwargs:
+            raise HyperparamsError(f"env_kwargs.{key}: {why}")
     hp.env_wrappers = resolve_entries(section.pop("env_wrapper", None), "env_wrapper", trusted)
     hp.vec_env_wrappers = resolve_entries(section.pop("vec_env_wrapper", None), "vec_env_wrapper", trusted)
     hp.callbacks = resolve_entries(section.pop("callback", None), "callback", trusted)
@@ -505,6 +530,10 @@ def _resolve(env_id: str, section: dict[str, Any], algo_class: type, trusted: tu
             raise HyperparamsError(f"{key}: expected a class name, got {section[key]!r}")
     if "train_freq" in section:
         section["train_freq"] = _train_freq(section["train_freq"])
+    if section.get("n_top") is not None and "n_delta" in params:  # ARS ranks the best n_top of its n_delta directions
+        n_delta = section.get("n_delta", params["n_delta"].default)
+        if section["n_top"] > n_delta:
+            raise HyperparamsError(f"n_top: {section['n_top']} is out of range; allowed: an integer in [1, n_delta = {n_delta}]")
     hp.algo_kwargs = section
     return hp
 
@@ -568,14 +597,25 @@ def _check_policy_kwargs(kwargs: dict[str, Any], policy_class: type) -> None:
         if not isinstance(kwargs[key], type):  # a YAML mapping holds no classes: only the string form names one
             raise HyperparamsError(f"policy_kwargs.{key}: expected a class, got {kwargs[key]!r}; write policy_kwargs as a string, \"dict({key}=...)\"")
     if "net_arch" in kwargs:
-        arch = kwargs["net_arch"]
-        layers = list(arch.items()) if isinstance(arch, dict) else [("", arch)]
-        for name, sizes in layers:
-            ok = (name == "" or name in NET_ARCH_KEYS) and isinstance(sizes, list)
-            if not ok or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes):
-                raise HyperparamsError(
-                    f"policy_kwargs.net_arch: expected a list of layer sizes >= 1 or dict(pi=[...], vf=[...]) (keys {list(NET_ARCH_KEYS)}), got {arch!r}"
-                )
+        _check_net_arch(kwargs["net_arch"], policy_class)
+
+
+def _check_net_arch(arch: Any, policy_class: type) -> None:
+    """``net_arch``: a list of layer sizes, or a dict of them with the keys the policy reads (SB3 ignores others)."""
+    if issubclass(policy_class, ActorCriticPolicy):
+        allowed, required = ON_POLICY_NET_ARCH_KEYS, ()
+    elif "dict" in str(_constructor_signature(policy_class)["net_arch"].annotation):  # SAC, TD3, TQC, CrossQ
+        allowed = required = OFF_POLICY_NET_ARCH_KEYS
+    else:  # DQN, ARS: a list only
+        allowed = required = ()
+    if isinstance(arch, dict):
+        layers = arch.values() if allowed and set(required) <= arch.keys() <= set(allowed) else [None]
+    else:
+        layers = [arch]
+    if not all(isinstance(sizes, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes) for sizes in layers):
+        form = f" or dict({', '.join(f'{k}=[...]' for k in allowed)})" if allowed else ""
+        need = " (both keys needed)" if required else ""
+        raise HyperparamsError(f"policy_kwargs.net_arch: expected a list of layer sizes >= 1{form}{need} for {policy_class.__name__}, got {arch!r}")
 
 
 def _normalize(value: Any) -> dict[str, Any] | None:
@@ -586,4 +626,10 @@ def _normalize(value: Any) -> dict[str, Any] | None:
         raise HyperparamsError(f"normalize: expected true, false or a mapping of VecNormalize arguments, got {value!r}")
     kwargs = _kwargs(value, "normalize")
     _check_call(VecNormalize, (None,), kwargs, "normalize")
+    params = _constructor_signature(VecNormalize)
+    for key, number in kwargs.items():
+        if key in NORMALIZE_RANGES:
+            kwargs[key] = NORMALIZE_RANGES[key].check(f"normalize.{key}", number)
+        elif isinstance(params[key].default, bool) and not isinstance(number, bool):
+            raise HyperparamsError(f"normalize.{key}: expected true or false, got {number!r}")
     return kwargs

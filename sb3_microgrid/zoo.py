@@ -454,7 +454,9 @@ def _check_conf_file(conf: str | None, cls: type, env: str, gym_packages: list[s
     copy.write_bytes(_read_once(conf))
     try:
         load_hyperparams(copy, cls, env, trust_modules=gym_packages)
-        return copy, _read_section(copy, env)[1]
+        section = _read_section(copy, env)[1]
+        _check_zoo_strings(section, f"{copy} [{env}]")
+        return copy, section
     except HyperparamsError as err:
         raise HyperparamsError(str(err).replace(str(copy), conf)) from None
 
@@ -492,6 +494,28 @@ def _check_trial(args: argparse.Namespace, cls: type, section: dict[str, Any]) -
     except (KeyError, TypeError, ValueError) as err:
         raise HyperparamsError(f"{where}: parameters {sorted(params)} are not a {base} trial's: {type(err).__name__}: {err}") from None
     resolve_section({**section, **values}, cls, args.env, args.gym_packages, source=where)
+    _check_zoo_strings(values, where)
+
+
+#: Keys ``sb3-microgrid train`` parses from a string but rl_zoo3 2.9 passes on as the string itself (it evaluates
+#: only ``policy_kwargs``, ``replay_buffer_class``, ``replay_buffer_kwargs``): the algorithm fails later with
+#: ``TypeError: 'str' object is not callable``. With the YAML form each takes instead (none for a class).
+ZOO_UNEVALUATED_KEYS = {
+    "rollout_buffer_class": "the zoo cannot name a class here; use sb3-microgrid train",
+    "rollout_buffer_kwargs": "write it as a YAML mapping, {key: value}",
+}
+
+
+def _check_zoo_strings(section: dict[str, Any], where: str) -> None:
+    """Refuse the string forms of :data:`ZOO_UNEVALUATED_KEYS`, so the zoo and ``sb3-microgrid train`` agree.
+
+    :param section: the settings the zoo will read
+    :param where: where they come from, for error messages
+    :raises HyperparamsError: naming ``where`` and the key
+    """
+    for key, instead in ZOO_UNEVALUATED_KEYS.items():
+        if isinstance(section.get(key), str):
+            raise HyperparamsError(f"{where}: {key}: rl_zoo3 does not evaluate this string (it fails with 'str' object is not callable); {instead}")
 
 
 def _check_saved_run(args: argparse.Namespace, cls: type) -> None:

@@ -1,6 +1,9 @@
 """The command line: evaluate (table, JSON), plot (PNG), and usage errors exiting with code 2."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,3 +260,11 @@ def test_per_day_figures_of_multi_day_episodes_are_per_day():
     three = evaluate("naive", scenario={"base": "campus", "horizon_days": 3}, split="validation", days=["2023-01-01"], reference=False)
     assert three.days["cost"].iloc[0] == pytest.approx(one.days["cost"].sum(), rel=1e-3)  # the same three days, one episode
     assert three.summary["cost_per_day"] == pytest.approx(one.summary["cost_per_day"], rel=1e-3)
+
+
+@pytest.mark.parametrize(("argv", "message"), [(["--days", "0"], "--days: must be >= 1"), (["--timesteps", "0"], "--timesteps: must be >= 1"), (["--seed", "-1"], "--seed: must be in [0, 4294967295]")])
+def test_the_demo_checks_its_arguments_before_training(argv, message):
+    """--days 0 or --timesteps 0 failed with tracebacks after (or during) training."""
+    demo = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
+    result = subprocess.run([sys.executable, str(demo), *argv], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr

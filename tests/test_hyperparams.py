@@ -243,6 +243,20 @@ def test_dotted_names_must_be_trusted_classes_of_the_expected_kind(tmp_path, mon
         ('policy_kwargs: "dict(net_arch=dict(pi=[0]))"', "policy_kwargs.net_arch: expected a list of layer sizes"),
         ("policy_kwargs: {activation_fn: nn.Tanh}", r"policy_kwargs\.activation_fn: expected a class, got 'nn\.Tanh'; write policy_kwargs as a string"),
         ("env_kwargs: abc", "env_kwargs: expected a mapping"),
+        # the held-out days, the run's seed and code-only arguments are not the file's
+        ("env_kwargs: {split: test}", "env_kwargs.split: training uses the train split only"),
+        ("env_kwargs: {split: validation}", "env_kwargs.split: training uses the train split only"),
+        ("env_kwargs: {seed: 3}", r"env_kwargs.seed: set by the command line \(--seed\)"),
+        ("env_kwargs: {data: foo}", "env_kwargs.data: loaded data is passed in code"),
+        # VecNormalize's numbers and booleans
+        ("normalize: \"{'norm_obs': True, 'clip_obs': -1.0}\"", r"normalize.clip_obs: -1.0 is out of range; allowed: a number in \(0, inf\)"),
+        ('normalize: "dict(clip_reward=0)"', "normalize.clip_reward: 0 is out of range"),
+        ('normalize: "dict(epsilon=-1e-8)"', "normalize.epsilon: -1e-08 is out of range"),
+        ('normalize: "dict(gamma=1.5)"', r"normalize.gamma: 1.5 is out of range; allowed: a number in \[0, 1\]"),
+        ("normalize: {norm_obs: 'yes'}", "normalize.norm_obs: expected true or false, got 'yes'"),
+        ("normalize: {norm_reward: 1}", "normalize.norm_reward: expected true or false"),
+        # an on-policy net_arch: pi and vf (qf would leave a linear value function)
+        ('policy_kwargs: "dict(net_arch=dict(pi=[64], qf=[64]))"', r"net_arch: expected .* or dict\(pi=\[\.\.\.\], vf=\[\.\.\.\]\) for ActorCriticPolicy"),
         ("callback: [5]", "callback: each entry is a dotted class name or a one-key mapping"),
         ("callback: [{a: 1, b: 2}]", "callback: each entry is a dotted class name or a one-key mapping"),
         ("callback: [{sb3_microgrid.callbacks.MicrogridMetricsCallback: [1]}]", "callback.sb3_microgrid.callbacks.MicrogridMetricsCallback: expected a mapping"),
@@ -266,12 +280,48 @@ def test_malformed_values_name_their_key(tmp_path, settings, match):
         ("train_freq: 0", "train_freq: 0 is out of range"),
         ("noise_std: 0.1", "noise_type: None unknown"),
         ("buffer_size: 0", "buffer_size: 0 is out of range"),
+        ("buffer_size: !!float 1e12", r"buffer_size: 1000000000000.0 is out of range; allowed: an integer in \[1, 1e\+08\]"),
+        ('policy_kwargs: "dict(net_arch=dict(pi=[64], vf=[64]))"', r"net_arch: expected .* dict\(pi=\[\.\.\.\], qf=\[\.\.\.\]\) \(both keys needed\) for SACPolicy"),
+        ('policy_kwargs: "dict(net_arch=dict(pi=[64]))"', r"\(both keys needed\) for SACPolicy"),
         ("replay_buffer_class: stable_baselines3.common.buffers.RolloutBuffer", "replay_buffer_class: .* is not a subclass of ReplayBuffer"),
     ],
 )
 def test_off_policy_values_name_their_key(tmp_path, settings, match):
     with pytest.raises(HyperparamsError, match=match):
         load_hyperparams(write(tmp_path, settings), SAC)
+
+
+@pytest.mark.parametrize(
+    "settings,match",
+    [
+        ("n_delta: 0", r"n_delta: 0 is out of range; allowed: an integer in \[1, inf\)"),  # would never finish
+        ("n_eval_episodes: 0", "n_eval_episodes: 0 is out of range"),  # would never finish
+        ("delta_std: -0.5", r"delta_std: -0.5 is out of range; allowed: a number in \(0, inf\)"),
+        ("delta_std: lin_-0.5", "delta_std: -0.5 is out of range"),
+        ("n_delta: 2\nn_top: 3", r"n_top: 3 is out of range; allowed: an integer in \[1, n_delta = 2\]"),
+        ("n_top: 9", r"n_top: 9 is out of range; allowed: an integer in \[1, n_delta = 8\]"),  # ARS's default n_delta
+        ("n_top: 0", "n_top: 0 is out of range"),
+    ],
+)
+def test_ars_values_name_their_key(tmp_path, settings, match):
+    with pytest.raises(HyperparamsError, match=match):
+        load_hyperparams(write(tmp_path, "policy: LinearPolicy\n" + settings), ALGOS["ars"])
+
+
+def test_net_arch_dicts_with_the_policy_keys_load(tmp_path):
+    for algo, arch in (("ppo", "dict(pi=[8], vf=[8])"), ("ppo", "dict(pi=[8])"), ("sac", "dict(pi=[8], qf=[8])"), ("ars", "[8]")):
+        hp = load_hyperparams(write(tmp_path, f'policy_kwargs: "dict(net_arch={arch})"'), ALGOS[algo])
+        assert hp.algo_kwargs["policy_kwargs"]["net_arch"] == eval(arch)  # noqa: S307 - a literal of this test
+    with pytest.raises(HyperparamsError, match=r"net_arch: expected a list of layer sizes >= 1 for ARSPolicy, got \{'pi': \[8\]\}"):
+        load_hyperparams(write(tmp_path, 'policy_kwargs: "dict(net_arch=dict(pi=[8]))"'), ALGOS["ars"])  # ARS: a list only
+
+
+def test_ars_delta_std_schedule_trains(tmp_path):
+    # the zoo's lin_<start> for delta_std, as for learning_rate: ARS asserted on the string before
+    path = write(tmp_path, "n_envs: 1\npolicy: LinearPolicy\nn_delta: 1\nn_eval_episodes: 1\ndelta_std: lin_0.05\n")
+    hp = load_hyperparams(path, ALGOS["ars"])
+    assert hp.algo_kwargs["delta_std"](1.0) == pytest.approx(0.05)
+    assert main(["train", "--algo", "ars", "--conf", str(path), "--run-dir", str(tmp_path / "run"), "--timesteps", "48"]) == 0
 
 
 def test_off_policy_special_forms_are_converted(tmp_path):

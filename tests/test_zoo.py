@@ -96,11 +96,11 @@ def test_registering_again_does_not_keep_an_earlier_file_policy_kwargs(tmp_path)
 def test_the_zoo_evaluation_env_gets_the_file_env_kwargs(tmp_path):
     # rl_zoo3 2.9 copies the training env's arguments for its evaluation env before it reads the file's
     conf = tmp_path / "conf.yml"
-    conf.write_text("Microgrid-v0:\n  env_kwargs:\n    scenario: {base: campus, reward: {exogenous_baseline: true}}\n    split: train\n")
+    conf.write_text("Microgrid-v0:\n  env_kwargs:\n    scenario: {base: campus, reward: {exogenous_baseline: true}}\n")
     argv = ["--env", "Microgrid-v0", "--conf-file", str(conf)]
     parser = argparse.ArgumentParser()
     parser.add_argument("--eval-env-kwargs", type=str, nargs="+", action=StoreDict)  # as rl_zoo3.train reads it
-    expected = {"scenario": {"base": "campus", "reward": {"exogenous_baseline": True}}, "split": "train"}
+    expected = {"scenario": {"base": "campus", "reward": {"exogenous_baseline": True}}}
     assert parser.parse_args(eval_env_arguments(argv)).eval_env_kwargs == expected
     # the user's own stay, however spelt: the zoo's parser takes --eval-env and --env-kw for the whole names
     for given in (["--eval-env-kwargs", "split:'validation'"], ["--env-kwargs=split:'test'"], ["--eval-env", "split:'validation'"],
@@ -191,6 +191,19 @@ def test_train_checks_the_file_the_zoo_reads_whatever_the_option_spelling(zoo_ca
     # without --env the zoo reads the section of its default env, CartPole-v1: the check reads that one too
     (tmp_path / "two.yml").write_text(TINY + f'CartPole-v1:\n  normalize: "{TOUCH} or True"\n'.replace("MARKER", str(tmp_path / "pwned")))
     _refused(zoo_calls, tmp_path, ["train", "--algo", "ppo", "--conf-file", str(tmp_path / "two.yml")], "[CartPole-v1]", "normalize")
+
+
+@pytest.mark.parametrize(("field", "instead"), [('rollout_buffer_class: "stable_baselines3.common.buffers.RolloutBuffer"', "use sb3-microgrid train"),
+    ('rollout_buffer_kwargs: "dict()"', "write it as a YAML mapping")])  # fmt: skip
+def test_train_refuses_the_strings_the_zoo_passes_on_unevaluated(zoo_reads, tmp_path, field, instead):
+    # sb3-microgrid train parses them; rl_zoo3 2.9 hands the string to the algorithm ('str' object is not callable)
+    conf = tmp_path / "conf.yml"
+    conf.write_text(TINY + f"  {field}\n")
+    named = (str(conf), field.partition(":")[0], "rl_zoo3 does not evaluate this string", instead)
+    _refused(zoo_reads.calls, tmp_path, _train_argv("ppo", conf, tmp_path), *named)
+    conf.write_text(TINY + "  rollout_buffer_kwargs: {}\n")  # the YAML mapping the zoo passes as it is
+    main(_train_argv("ppo", conf, tmp_path))
+    assert zoo_reads.read[-1]["rollout_buffer_kwargs"] == {}
 
 
 @pytest.mark.parametrize("name", ["evil_conf.py", "evil_conf"])
