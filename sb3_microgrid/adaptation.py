@@ -24,6 +24,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 from .algos import ALGOS, load
 from .baselines.sb3_model import statistics_for
 from .callbacks.checkpoint import MODEL, VECNORMALIZE, write_run_json
+from .common.json_values import plain
 from .common.safe_pickle import load_vecnormalize
 from .envs import MicrogridVecEnv
 from .envs.multi_site import MultiSiteVecEnv
@@ -160,7 +161,7 @@ def adapt(
     With ``eval_days``, a :class:`~sb3_microgrid.validation.ValidationCallback` scores the policy on the site's first
     ``eval_days`` validation days before training, after the first update at least ``eval_freq`` steps after the
     previous score, and at the end; the weights and ``VecNormalize`` statistics of the best score are written, not the
-    last ones. ``run.json`` then has ``"validation": {"days", "eval_freq", "selected_steps", "selected_gap_closed",
+    last ones. ``run.json`` then has ``"validation": {"days", "eval_freq", "selected_steps", "selected_gap_closed" (null where undefined), "selected_cost_per_day",
     "scores"}`` and ``out/validation.json`` every score (``{"best", "history"}``). With ``timesteps = 0`` the model
     is scored once and written unchanged.
 
@@ -211,7 +212,8 @@ def adapt(
         assert validation.best is not None
         record["validation"] = {
             "days": eval_days, "eval_freq": eval_freq, "selected_steps": int(validation.best["steps"]),
-            "selected_gap_closed": validation.best["gap_closed"], "scores": len(validation.history),
+            "selected_gap_closed": plain(validation.best["gap_closed"]), "selected_cost_per_day": validation.best["cost_per_day"],
+            "scores": len(validation.history),
         }  # fmt: skip
     save_run(out, tuned, **record)
     return tuned

@@ -315,6 +315,11 @@ def _check_image_format(path: Path) -> None:
         raise UsageError(f"--out {path}: the suffix must be an image format matplotlib writes: {', '.join('.' + f for f in sorted(formats))}")
 
 
+def _gap_text(gap: float | None, spec: str) -> str:
+    """A gap closed as text; undefined (NaN, or ``null`` in a file) where naive and the optimum cost the same."""
+    return "undefined (naive and the optimum cost the same)" if gap is None or math.isnan(gap) else format(gap, spec)
+
+
 def _check_writable(path: Path) -> None:
     """Fail before a long run, not after it, if ``path`` cannot be written."""
     if not path.parent.is_dir():
@@ -439,8 +444,7 @@ def _fit_forecast(args: argparse.Namespace) -> int:
         controller = CorrectedForecastController(args.base, corrector, scenarios=args.scenarios)
         summary = evaluate(controller, scenario=_scenario(args.scenario), split="validation", days=args.validation_days, seed=0).summary
         info["validation"] = {key: summary[key] for key in ("days", "gap_closed", "cost_per_day", "safety_violations", "unmet_ev_kwh_per_day")}
-        gap = "undefined (naive and the optimum cost the same)" if math.isnan(summary["gap_closed"]) else f"{summary['gap_closed']:.3f}"
-        print(f"validation, first {summary['days']} days: gap closed {gap}, Rs {summary['cost_per_day']:,.0f}/day")
+        print(f"validation, first {summary['days']} days: gap closed {_gap_text(summary['gap_closed'], '.3f')}, Rs {summary['cost_per_day']:,.0f}/day")
     try:
         path = corrector.save(args.out, args.base, args.scenarios)
     except OSError as err:
@@ -544,7 +548,7 @@ def _adapt(args: argparse.Namespace) -> int:
     selected = ""
     if args.eval_days:
         chosen = json.loads((args.out / "run.json").read_text())["validation"]
-        selected = f", the weights of step {chosen['selected_steps']:,} (gap closed {chosen['selected_gap_closed']:.1%} on {args.eval_days} validation days)"
+        selected = f", the weights of step {chosen['selected_steps']:,} (gap closed {_gap_text(chosen['selected_gap_closed'], '.1%')} on {args.eval_days} validation days)"
     print(f"wrote {args.out / 'model.zip'} ({model.num_timesteps:,} steps on {args.site}{selected}); score it with "
           f"sb3-microgrid evaluate --controller {args.out / 'model.zip'}")  # fmt: skip
     return 0

@@ -13,7 +13,6 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 from torch.nn.utils import parameters_to_vector
 
-import sb3_microgrid.validation
 from sb3_microgrid.adaptation import adapt, multi_site_env, save_run, site_interface
 from sb3_microgrid.algos import identify
 from sb3_microgrid.cli import main
@@ -348,13 +347,16 @@ def test_adapt_refuses_a_bad_seed_an_output_file_and_save_run_an_unregistered_cl
 
 
 def test_adapt_writes_the_weights_and_statistics_of_the_best_validation_score(meta_run, tmp_path, monkeypatch):
-    real, scored = sb3_microgrid.validation.gap_closed, []
+    real, scored = ValidationCallback._summary, []
 
-    def rigged(*args):  # the real gap, the second score (after the first 96 steps) made the best by far
-        scored.append(None)
-        return real(*args) + (10.0 if len(scored) == 2 else 0.0)
+    def rigged(self, controller):  # the real cost, the policy's second score (after the first 96 steps) made the best by far
+        summary = dict(real(self, controller))
+        if controller.name == "validation":  # not the naive and optimal references
+            scored.append(None)
+            summary["cost_per_day"] -= 1e6 if len(scored) == 2 else 0.0
+        return summary
 
-    monkeypatch.setattr(sb3_microgrid.validation, "gap_closed", rigged)
+    monkeypatch.setattr(ValidationCallback, "_summary", rigged)
     snapshots, score = [], ValidationCallback._score
 
     def spy(self):  # what each score saw: the policy's weights and the observation statistics
@@ -368,9 +370,12 @@ def test_adapt_writes_the_weights_and_statistics_of_the_best_validation_score(me
     record = json.loads((out / "run.json").read_text())
     history = json.loads((out / "validation.json").read_text())["history"]
     assert [row["steps"] for row in history] == [0, 96, 192, 288, 384] == [steps for steps, _, _ in snapshots]
-    best = max(range(len(history)), key=lambda i: history[i]["gap_closed"])
+    best = min(range(len(history)), key=lambda i: history[i]["cost_per_day"])
     assert best == 1 and record["num_timesteps"] == 384
-    assert record["validation"] == {"days": 2, "eval_freq": 96, "selected_steps": 96, "selected_gap_closed": history[1]["gap_closed"], "scores": 5}
+    assert record["validation"] == {
+        "days": 2, "eval_freq": 96, "selected_steps": 96, "selected_gap_closed": history[1]["gap_closed"],
+        "selected_cost_per_day": history[1]["cost_per_day"], "scores": 5,
+    }  # fmt: skip
     saved = PPO.load(out / "model.zip", device="cpu").policy.state_dict()
     _, chosen, chosen_mean = snapshots[best]
     _, last, last_mean = snapshots[-1]
