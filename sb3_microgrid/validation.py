@@ -34,6 +34,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from .baselines import Controller, NaiveController, OptimalController, SB3Controller
 from .common.json_values import plain, refuse_constant
 from .evaluation import evaluate, gap_closed
+from .scenario import SEED_MAX, check_range
 
 VALIDATION_JSON = "validation.json"
 #: the best-scoring weights (``<prefix><steps>.zip``) and normalisation statistics (``.npz``) beside validation.json
@@ -81,6 +82,7 @@ class ValidationCallback(BaseCallback):
             raise ValueError(f"days must be an integer >= 1, got {days!r}")
         if isinstance(eval_freq, bool) or not isinstance(eval_freq, int) or eval_freq < 1:
             raise ValueError(f"eval_freq must be an integer >= 1, got {eval_freq!r}")
+        check_range("seed", seed, 0, SEED_MAX, integer=True)  # here, not at training start after the run folder is made
         if max_minutes is not None and not (isinstance(max_minutes, (int, float)) and max_minutes > 0):
             raise ValueError(f"max_minutes must be a number > 0 or None, got {max_minutes!r}")
         self.days, self.eval_freq, self.seed, self.max_minutes = days, eval_freq, seed, max_minutes

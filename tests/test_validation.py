@@ -111,7 +111,7 @@ def test_training_stops_on_the_budget():
     assert model.num_timesteps < 10_000 and callback.training_minutes >= 1e-9
 
 
-@pytest.mark.parametrize("kwargs", [{"days": 0}, {"eval_freq": 2.5}, {"max_minutes": -1}])
+@pytest.mark.parametrize("kwargs", [{"days": 0}, {"eval_freq": 2.5}, {"max_minutes": -1}, {"seed": -1}, {"seed": 2**32}])
 def test_arguments_are_checked(kwargs):
     with pytest.raises(ValueError):
         ValidationCallback(**kwargs)
