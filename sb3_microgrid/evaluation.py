@@ -51,8 +51,8 @@ def _select_dates(env: MicrogridEnv, days: int | Sequence[str] | None) -> list[s
     if days is None:
         return every
     if isinstance(days, int):
-        if days < 1:
-            raise ValueError(f"days must be >= 1, got {days}")
+        if not 1 <= days <= len(every):  # more would silently score fewer days than asked
+            raise ValueError(f"days must be in [1, {len(every)}] (the start days of split {env.core.split!r}), got {days}")
         return every[:days]
     if len(days) == 0:
         raise ValueError("days must be a number >= 1, a non-empty list of dates or None (every day of the split), got an empty list")

@@ -80,6 +80,8 @@ def test_evaluate_checks_its_seed_and_days():
         evaluate("naive", days=1, seed=-1, reference=False)
     with pytest.raises(ValueError, match="non-empty list of dates"):
         evaluate("naive", days=[], reference=False)
+    with pytest.raises(ValueError, match=r"days must be in \[1, 366\] \(the start days of split 'test'\), got 367"):
+        evaluate("naive", days=367, reference=False)  # scored the 366 there are, without a word
 
 
 @pytest.mark.parametrize("controllers", [["naive"], ["naive", "optimal"]])

@@ -299,6 +299,7 @@ SERIES_ERRORS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], str, str]
     "exchange_price in Rs/MWh": (_with("exchange_price", 3, 5200.0), "exchange_price", "[0, 100]"),
     "emission_factor in g/kWh": (_with("emission_factor", 3, 711.7), "emission_factor", "[0, 2]"),
     "non-numeric": (_with("exchange_price", 7, "abc"), "exchange_price", "not numeric"),
+    "boolean": (lambda df: df.assign(load_kw=df["load_kw"] > 100.0), "load_kw", "boolean column"),  # read as 0/1 kW before
     "holiday not 0/1": (_with("is_holiday", 7, 2), "is_holiday", "0 or 1"),
     "unparsable time": (_with("time", 4, "yesterday"), "time", "cannot parse"),
     "no time column": (lambda df: df.drop(columns="time"), "time", "not found"),
@@ -425,3 +426,10 @@ def test_env_keeps_valid_data_given_in_code(small: MicrogridData) -> None:
     expected = _session_arrays(small, env.scenario, len(small.series) // 24)
     for name, array in expected.items():
         np.testing.assert_array_equal(getattr(env.core.site, name), array)
+
+
+def test_a_boolean_holiday_column_is_a_flag(small: MicrogridData, tmp_path: Path) -> None:
+    frame = small.series.reset_index()
+    flagged = frame.assign(is_holiday=frame["is_holiday"].astype(bool))
+    loaded = load_series(_write(flagged, tmp_path / "series", "parquet", index=False))
+    np.testing.assert_array_equal(loaded["is_holiday"].to_numpy(), small.series["is_holiday"].to_numpy())

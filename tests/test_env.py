@@ -206,6 +206,16 @@ def test_set_difficulty_validates_and_applies_at_next_reset():
     assert prices.std() == pytest.approx(0.5 * base.core.episode.import_price[0].std(), rel=1e-6)
 
 
+def test_set_difficulty_takes_numpy_numbers_as_python_ones():
+    """A curriculum interpolating with numpy gave float32 and int64 values, which the range checks refused."""
+    env = MicrogridEnv()
+    merged = env.set_difficulty(renewable_noise=np.float32(0.25), ev_count=np.int64(3))
+    assert (merged.renewable_noise, merged.ev_count) == (pytest.approx(0.25), 3)
+    assert type(merged.renewable_noise) is float and type(merged.ev_count) is int
+    with pytest.raises(ValueError, match="renewable_noise"):
+        env.set_difficulty(renewable_noise=np.float32(-1.0))
+
+
 @pytest.mark.parametrize("kind", ["dummy", "subproc", "vecnormalize", "microgrid"])
 def test_set_difficulty_through_env_method(kind):
     if kind == "microgrid":

@@ -103,7 +103,7 @@ def _parse_times(values: pd.Series | pd.Index, column: str, column_map: Mapping[
 
 
 def _numeric(
-    values: pd.Series, column: str, column_map: Mapping[str, str] | None, labels: pd.Index
+    values: pd.Series, column: str, column_map: Mapping[str, str] | None, labels: pd.Index, flag: bool = False
 ) -> np.ndarray:
     """Finite float values of a column.
 
@@ -111,7 +111,10 @@ def _numeric(
     :param column: our column name, for messages
     :param column_map: user name -> our name, for messages
     :param labels: row labels (timestamps or row numbers) for messages
+    :param flag: a 0/1 column, which may be boolean
     """
+    if not flag and pd.api.types.is_bool_dtype(values):  # to_numeric keeps True/False, which would read as 1 and 0 kW
+        raise DataValidationError(f"{_name(column, column_map)} is not numeric: a boolean column, first value {values.iloc[0]!r}")
     coerced = pd.to_numeric(values, errors="coerce")
     bad = np.flatnonzero(coerced.isna().to_numpy() & values.notna().to_numpy())
     if bad.size:
@@ -230,7 +233,7 @@ def _validate_series(df: pd.DataFrame, column_map: Mapping[str, str] | None) -> 
         columns[column] = _numeric(df[column], column, column_map, times)
         _check_range(columns[column], *SERIES_RANGES[column], column, column_map, times)
     if "is_holiday" in df.columns:
-        holiday = _numeric(df["is_holiday"], "is_holiday", column_map, times)
+        holiday = _numeric(df["is_holiday"], "is_holiday", column_map, times, flag=True)
         bad = np.flatnonzero((holiday != 0) & (holiday != 1))
         if bad.size:
             raise DataValidationError(

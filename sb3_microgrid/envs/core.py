@@ -169,6 +169,8 @@ class MicrogridCore:
         unknown = sorted(set(params) - set(allowed))
         if unknown:
             raise ScenarioError(f"unknown difficulty parameter(s) {unknown}; allowed: {allowed}")
+        # numpy scalars (a curriculum's interpolation) as Python numbers: the range checks and YAML take those
+        params = {key: value.item() if isinstance(value, np.generic) else value for key, value in params.items()}
         merged = dataclasses.replace(self._pending[index] or self.difficulty[index], **params)
         lo = merged.soc_min if merged.soc_min is not None else self.scenario.battery.soc_min
         hi = merged.soc_max if merged.soc_max is not None else self.scenario.battery.soc_max
