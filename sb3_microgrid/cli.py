@@ -491,6 +491,10 @@ def _train(args: argparse.Namespace) -> int:
     if not args.conf.exists():
         raise UsageError(f"no hyperparameter file at {args.conf}")
     run_dir = args.run_dir or Path("runs") / f"{args.algo}_{args.env or args.conf.stem}_{args.seed or 0}"
+    if args.resume and args.run_dir is None and args.seed is None and not run_dir.exists():
+        # the default folder carries the seed, which --resume would otherwise take from the run it cannot find
+        others = sorted(str(p) for p in run_dir.parent.glob(f"{run_dir.name[: -len('_0')]}_*") if p.is_dir())
+        raise UsageError(f"no run at {run_dir} to resume: name the run's --seed or --run-dir" + (f" (runs of this file: {', '.join(others)})" if others else ""))
     try:
         train(args.algo, args.conf, run_dir, timesteps=args.timesteps, seed=args.seed, resume=args.resume,
               save_freq=args.save_freq, vec_env=args.vec_env, env_id=args.env, trust_modules=args.trust_module)  # fmt: skip

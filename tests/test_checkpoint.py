@@ -413,3 +413,15 @@ def test_a_run_killed_while_publishing_its_final_model_is_refused_then_resumes(p
     assert main(["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(run), "--resume"]) == 0
     assert "publishing" not in json.loads((run / RUN_JSON).read_text())
     assert main(["evaluate", "--controller", str(run / MODEL), "--days", "1", "--no-reference"]) == 0
+
+
+def test_resume_without_seed_or_run_dir_names_the_runs_of_the_file(tmp_path, monkeypatch, capsys):
+    """The default folder carries the seed: a seed-3 run resumed without --seed was looked for in the _0 folder."""
+    monkeypatch.chdir(tmp_path)
+    conf = _conf(tmp_path, PPO_CONF)
+    assert main(["train", "--algo", "ppo", "--conf", str(conf), "--seed", "3", "--timesteps", "64"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--algo", "ppo", "--conf", str(conf), "--resume", "--timesteps", "128"]) == 2
+    err = capsys.readouterr().err
+    assert f"no run at runs/ppo_{conf.stem}_0 to resume: name the run's --seed or --run-dir (runs of this file: runs/ppo_{conf.stem}_3)" in err
+    assert main(["train", "--algo", "ppo", "--conf", str(conf), "--resume", "--seed", "3", "--timesteps", "128"]) == 0
