@@ -181,11 +181,11 @@ def test_save_refuses_a_base_that_does_not_plan_on_forecasts(corrector, tmp_path
 @pytest.mark.parametrize(
     "scenario, message",
     [
-        ({"forecast": {"forecast_steps": 12}}, "observation layout"),
+        ({"forecast": {"forecast_steps": 12}}, "fitted on the window"),
         ({"forecast": {"load_noise": 0.2}}, "other forecast errors"),
         ("campus_tod", "other forecast errors"),
     ],
-    ids=["layout", "noise", "tariff"],
+    ids=["window", "noise", "tariff"],
 )
 def test_a_corrector_of_other_forecasts_is_refused_at_reset(corrector, scenario, message):
     env = MicrogridEnv(scenario=scenario)
@@ -262,3 +262,17 @@ def test_mpc_on_corrected_forecasts_beats_mpc_on_validation_days():
     plain = evaluate("mpc", scenario="campus", split="validation", days=20, seed=0).summary
     assert learned["gap_closed"] > plain["gap_closed"] + 0.02
     assert learned["safety_violations"] == 0 and learned["unmet_ev_kwh_per_day"] <= plain["unmet_ev_kwh_per_day"] + 1e-9
+
+
+@pytest.mark.parametrize("base", ["rule", "mpc"])
+def test_a_corrector_fitted_under_the_aggregate_ev_interface_serves_a_per_port_base(base):
+    """The base acts per port, on the ports twin, whose static block differs: the whole-layout check refused it
+    always. The corrector reads only the window, which the twin shares."""
+    aggregate = {"base": "campus", "ev": {"dispatch": "aggregate"}}
+    corrector = fit_corrector(aggregate, days=4)
+    corrected = evaluate(CorrectedForecastController(base, corrector), scenario=aggregate, split="validation", days=2, reference=False)
+    plain = evaluate(base, scenario=aggregate, split="validation", days=2, reference=False)
+    assert corrected.summary["safety_violations"] == 0 and corrected.summary["cost_per_day"] != plain.summary["cost_per_day"]
+    other = observation_layout(load_scenario({"base": "campus", "forecast": {"forecast_steps": 12}}))
+    with pytest.raises(ValueError, match=r"fitted on the window .* the env has"):
+        corrector.check(load_scenario("campus"), other)

@@ -12,7 +12,9 @@ of ``T`` steps of length ``dt``:
   energy_k`` when it leaves inside the horizon, ``<= energy_k`` otherwise;
 * demand charge ``peak_day >= imp_t / pf`` for the steps of that day, ``peak_day >=`` the peak already
   reached that day;
-* end-of-horizon rule ``E_T - E_ref = surplus - shortfall``.
+* end-of-horizon rule ``E_T - E_ref = surplus - shortfall``, at the end of every horizon;
+* load shed only beyond what the import limit carries with the renewables (:func:`shed_limit`), as the env's
+  supervisor sheds only as its last resort.
 
 Objective: energy (import at the import price plus the carbon price on import emissions, export at
 the export price), demand charge on each day's peak above what that day already paid, linear wear on
@@ -56,8 +58,8 @@ class DispatchProblem:
     :param session_end: (K,) step at which it leaves (may exceed T: no deadline in the horizon)
     :param session_energy: (K,) kWh it still asks for
     :param session_delivered: (K,) kWh it has already received (what V2G may give back)
-    :param terminal: whether the horizon ends the episode (apply the end-of-horizon rule)
-    :param energy_ref: stored energy the end is compared with (kWh)
+    :param energy_ref: stored energy the end of the horizon is compared with (kWh): the end-of-horizon rule
+        applies at every horizon's end, the episode's or not, so stored energy keeps its value there
     :param shortfall_price: Rs per kWh stored below ``energy_ref`` at the end
     :param surplus_price: Rs per kWh stored above ``energy_ref`` at the end
     """
@@ -78,7 +80,6 @@ class DispatchProblem:
     session_end: np.ndarray
     session_energy: np.ndarray
     session_delivered: np.ndarray
-    terminal: bool
     energy_ref: float = 0.0
     shortfall_price: float = 0.0
     surplus_price: float = 0.0
@@ -224,8 +225,16 @@ def _series_entries(program: DispatchProgram, problem: DispatchProblem) -> tuple
     cost[block("import")] = (problem.import_price + sc.reward.carbon_price_inr_per_kg * problem.emission) * dt
     b_eq[:T] = problem.load_kw - problem.renewable_kw  # the balance rows come first
     bounds[block("curtail"), 1] = problem.renewable_kw
-    bounds[block("shed"), 1] = problem.load_kw
+    bounds[block("shed"), 1] = shed_limit(problem)
     return cost, b_eq, bounds
+
+
+def shed_limit(problem: DispatchProblem) -> np.ndarray:
+    """(T,) the most load the LP may shed at each step: what the import limit cannot carry with the renewables
+    (0 at almost every step). The env sheds only as the supervisor's last resort; an LP free to shed the whole
+    load would buy energy or a lower peak at the unserved penalty, which no controller can, and stop being a lower
+    bound of the env's cost."""
+    return np.maximum(problem.load_kw - problem.renewable_kw - problem.scenario.grid.import_limit_kw, 0.0)
 
 
 def dispatch_program(problem: DispatchProblem) -> DispatchProgram:
@@ -268,9 +277,8 @@ def dispatch_program(problem: DispatchProblem) -> DispatchProgram:
     day_rate = np.zeros(n_days)
     day_rate[pb.day] = pb.demand_rate
     cost[PEAK : PEAK + n_days] = day_rate
-    if pb.terminal:
-        cost[SHORT] = pb.shortfall_price
-        cost[SURPLUS] = -pb.surplus_price
+    cost[SHORT] = pb.shortfall_price
+    cost[SURPLUS] = -pb.surplus_price
 
     eq_rows, eq_cols, eq_vals, b_eq = [], [], [], []
 
@@ -309,10 +317,9 @@ def dispatch_program(problem: DispatchProblem) -> DispatchProgram:
     b_eq.append(pb.session_energy[inside])
     n_eq += inside.size
     # End of horizon: E_T-1 - surplus + shortfall = E_ref.
-    if pb.terminal:
-        add(np.array([n_eq] * 3), np.array([E + T - 1, SURPLUS, SHORT]), np.array([1.0, -1.0, 1.0]), eq)
-        b_eq.append(np.array([pb.energy_ref]))
-        n_eq += 1
+    add(np.array([n_eq] * 3), np.array([E + T - 1, SURPLUS, SHORT]), np.array([1.0, -1.0, 1.0]), eq)
+    b_eq.append(np.array([pb.energy_ref]))
+    n_eq += 1
 
     ub_rows, ub_cols, ub_vals, b_ub = [], [], [], []
     ub = (ub_rows, ub_cols, ub_vals)
@@ -359,8 +366,6 @@ def dispatch_program(problem: DispatchProblem) -> DispatchProgram:
     hi[X : X + n_x] = ev.port_power_kw
     hi[Y : Y + n_y] = ev.port_power_kw
     lo[PEAK : PEAK + n_days] = pb.peak_so_far
-    if not pb.terminal:
-        hi[SHORT] = hi[SURPLUS] = 0.0
 
     a_eq = sp.csr_array((np.concatenate(eq_vals), (np.concatenate(eq_rows), np.concatenate(eq_cols))), shape=(n_eq, n_var))
     a_ub = sp.csr_array((np.concatenate(ub_vals), (np.concatenate(ub_rows), np.concatenate(ub_cols))), shape=(n_ub, n_var))

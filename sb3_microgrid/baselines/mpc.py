@@ -84,16 +84,16 @@ class MPCController:
         ep, t = core.episode, core.t
         window = self.window(obs)
         h = env.obs_layout.history_steps
-        fc = {name: values[h:] for name, values in window.items()}
-        horizon = min(fc["load"].size, ep.n_steps - t)
-        self._price_max = max(self._price_max, float(fc["price"][:horizon].max()), float(window["price"][:h].max(initial=0.0)))
+        horizon = min(window["load"].size - h, ep.n_steps - t)
+        # with the carbon price, as the env's end-of-horizon price has it
+        dear = window["price"] + sc.reward.carbon_price_inr_per_kg * window["emission"]
+        self._price_max = max(self._price_max, float(dear[h : h + horizon].max()), float(dear[:h].max(initial=0.0)))
         spd = sc.steps_per_day
         day = (t + np.arange(horizon)) // spd - t // spd
         peak_so_far = np.zeros(int(day.max()) + 1)
         peak_so_far[0] = core.day_peak_kva[0]
         connected = np.flatnonzero(core.connected[0] > 0)
         capacity = core.capacity[0]
-        terminal = t + horizon == ep.n_steps
         return DispatchProblem(
             scenario=sc,
             **self.forecasts(window, horizon),
@@ -109,7 +109,6 @@ class MPCController:
             session_end=core.deadline[0, connected] - t,
             session_energy=np.maximum(core.remaining[0, connected], 0.0),
             session_delivered=np.maximum(core.delivered[0, connected], 0.0),
-            terminal=terminal,
             energy_ref=float(core.start_energy[0]),
             shortfall_price=(self._price_max + sc.battery.wear_cost_inr_per_kwh) / sc.battery.charge_efficiency,
             surplus_price=float(ep.surplus_price[0]),

@@ -40,7 +40,6 @@ def episode_problem(env: MicrogridEnv) -> DispatchProblem:
         session_end=end,
         session_energy=energy,
         session_delivered=np.zeros(ports.size),
-        terminal=True,
         energy_ref=float(core.start_energy[0]),
         shortfall_price=float(ep.shortfall_price[0]),
         surplus_price=float(ep.surplus_price[0]),

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..baselines import Controller, make_controller
-from ..envs import MicrogridEnv
+from ..envs import MicrogridEnv, ObservationLayout
 from ..scenario import SEED_MAX, check_range
 from .correction import BASES, ForecastCorrector, check_scenarios
 
@@ -16,8 +16,9 @@ from .correction import BASES, ForecastCorrector, check_scenarios
 class CorrectedForecastController:
     """``base`` acting on observations whose forecast rows the corrector has corrected with what the
     previous observation revealed; the first step of an episode, with no previous observation, is left as it is.
-    ``reset`` refuses an env whose layout or forecast errors (:func:`~.correction.noise_signature`) differ from
-    the fit's.
+    ``reset`` refuses an env whose observation window (series, history and forecast steps) or forecast errors
+    (:func:`~.correction.noise_signature`) differ from the fit's; the rest of the observation may differ (a fit
+    under the aggregate EV interface serves a per-port base on the ports twin).
 
     With ``scenarios`` MPC hedges against the error that remains: at every step it draws that many residual
     vectors of the corrector (:attr:`~.correction.ForecastCorrector.residuals`, all leads and series of one
@@ -46,7 +47,7 @@ class CorrectedForecastController:
         self.ev_dispatch = getattr(self.base, "ev_dispatch", None)
         self.corrector = corrector
         self.name = name or f"{self.base.name}+corrected forecasts" + (f", {scenarios} scenarios" if scenarios else "")
-        self._layout = corrector.layout
+        self._layout: ObservationLayout | None = None  # the env's, at reset: only the window is the corrector's
         self._previous: np.ndarray | None = None
 
     @classmethod
@@ -57,6 +58,7 @@ class CorrectedForecastController:
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
         self.corrector.check(env.scenario, env.obs_layout)
+        self._layout = env.obs_layout
         self._previous = None
         # the draws depend on the episode's first observation (its day and forecast noise), not on what ran before
         digest = np.frombuffer(hashlib.blake2b(np.ascontiguousarray(obs).tobytes(), digest_size=8).digest(), dtype=np.uint32)

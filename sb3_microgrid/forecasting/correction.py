@@ -113,6 +113,11 @@ def noise_signature(scenario: Scenario) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _window_of(layout: ObservationLayout) -> tuple[tuple[str, ...], int, int]:
+    """What of an observation layout a corrector reads: the window's series and its history and forecast steps."""
+    return layout.window_names, layout.history_steps, layout.forecast_steps
+
+
 @dataclass
 class ForecastCorrector:
     """Per series, a linear map from the revealed errors to the relative error of each current forecast.
@@ -199,9 +204,12 @@ class ForecastCorrector:
         return cls(layout, weights, signature, dict(fit_info, samples=samples, ridge=ridge))
 
     def check(self, scenario: Scenario, layout: ObservationLayout) -> None:
-        """Refuse an env whose observation or forecast errors differ from those it was fitted on."""
-        if layout != self.layout:
-            raise ValueError(f"the corrector was fitted on observation layout {self.layout}, the env has {layout}")
+        """Refuse an env whose observation window or forecast errors differ from those it was fitted on. The rest of
+        the observation may differ: a corrector fitted under the aggregate EV interface serves a per-port base on
+        the ports twin, whose window is the same."""
+        fitted, given = _window_of(self.layout), _window_of(layout)
+        if given != fitted:
+            raise ValueError(f"the corrector was fitted on the window (series, history steps, forecast steps) {fitted}, the env has {given}")
         env = noise_signature(scenario)
         differ = {key: (self.signature.get(key), env[key]) for key in env if self.signature.get(key) != env[key]}
         if differ:
