@@ -100,7 +100,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     _add_trust_module(p)
     p.add_argument("--split", default="test", choices=SPLITS, help="days to run on (default: test)")
-    p.add_argument("--seed", type=seed_int, default=0, help="day i of the split is reset with seed + i (forecast noise; default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="day i of the split is reset with seed * 2**20 + i (forecast noise; seeds share no draw; default: 0)")
 
 
 def _add_trust_module(p: argparse.ArgumentParser) -> None:
@@ -178,7 +178,7 @@ def _add_plot(subparsers: Any) -> None:
     _add_run_args(p)
     p.add_argument(
         "--day", required=True, type=_date, metavar="YYYY-MM-DD",
-        help="the episode's first day, a day of the split; reset with the seed evaluate gives it (--seed + its position in the split)",
+        help="the episode's first day, a day of the split; reset with the seed evaluate gives it (from --seed and its position in the split)",
     )
     p.add_argument("--out", required=True, type=Path, metavar="PNG", help="image to write (format from the suffix)")
     p.set_defaults(func=_plot)
@@ -186,7 +186,7 @@ def _add_plot(subparsers: Any) -> None:
 
 def _plot(args: argparse.Namespace) -> int:
     from .envs import MicrogridEnv
-    from .evaluation import run_day, split_dates
+    from .evaluation import day_seed, run_day, split_dates
     from .plotting import plot_dispatch
 
     _check_writable(args.out)
@@ -198,7 +198,7 @@ def _plot(args: argparse.Namespace) -> int:
     controllers = _controllers(args, scenario)
     env = MicrogridEnv(scenario=scenario, split=args.split)
     # the seed evaluate gives this day, so the plot shows the episode it scored
-    seed = args.seed + dates.index(args.day)
+    seed = day_seed(args.seed, dates.index(args.day))
     traces = {label: run_day(controller, env, args.day, seed)[1] for label, controller in controllers.items()}
     out = plot_dispatch(traces, scenario, args.out, title=f"{scenario.name}, {args.day} ({args.split} split, reset seed {seed})")
     print(f"wrote {out}")

@@ -1,7 +1,7 @@
 """One evaluation for every controller: the env itself scores it, day by day, beside the references.
 
-Each day of the split is an episode started with ``reset(seed=seed + i, options={"day": day})``, so
-every controller sees the same days and the same forecast noise. The LP's schedule is replayed through
+Each day of the split is an episode started with ``reset(seed=day_seed(seed, i), options={"day": day})``, so
+every controller sees the same days and the same forecast noise, and two evaluation seeds share no noise draw. The LP's schedule is replayed through
 the env like any other controller; no figure here comes from a controller's own accounting.
 """
 
@@ -21,6 +21,9 @@ from .envs import STEP_KEYS, MicrogridEnv
 from .envs.kpi import DAY_COLUMNS
 from .scenario import SEED_MAX, Scenario, check_range, load_scenario
 
+
+#: More days than any split has: the days of two evaluation seeds never share a reset seed (:func:`day_seed`).
+DAY_SEED_STRIDE = 2**20
 
 @dataclass
 class Evaluation:
@@ -106,7 +109,7 @@ def evaluate(
     :param days: all days of the split (``None``), its first ``days`` days, or a list of dates: the start days of
         the episodes (of ``horizon_days`` days each; the summary's ``*_per_day`` figures divide by it, the rows of
         ``Evaluation.days`` are whole episodes)
-    :param seed: day ``i`` is reset with ``seed + i`` (forecast noise), the same for every controller
+    :param seed: day ``i`` is reset with :func:`day_seed` ``(seed, i)`` (forecast noise), the same for every controller
     :param reference: also run ``naive`` and ``optimal`` on the same days for the gap closed
     """
     check_range("seed", seed, 0, SEED_MAX, integer=True)
@@ -154,9 +157,18 @@ def gap_closed(cost: Any, cost_naive: Any, cost_optimal: Any) -> Any:
         return np.where(np.abs(span) > 1e-9, (np.asarray(cost_naive, dtype=float) - np.asarray(cost, dtype=float)) / span, np.nan)
 
 
+def day_seed(seed: int, i: int) -> int:
+    """The reset seed of the ``i``-th day of an evaluation with ``seed``: ``seed * DAY_SEED_STRIDE + i``.
+
+    Seed 0 resets day ``i`` with ``i``. With ``seed + i``, as before, seeds 0 to 4 shared 362 of the test
+    year's 366 noise draws, shifted by a day or more, and their spread understated the noise's.
+    """
+    return seed * DAY_SEED_STRIDE + i
+
+
 def _run(controller: Controller, env: MicrogridEnv, dates: list[str], seed: int) -> pd.DataFrame:
     rows = []
     for i, day in enumerate(dates):
-        metrics, _ = run_day(controller, env, day, seed + i)
+        metrics, _ = run_day(controller, env, day, day_seed(seed, i))
         rows.append({"date": day, **{DAY_COLUMNS[k]: metrics[k] for k in DAY_COLUMNS}})
     return pd.DataFrame(rows).set_index("date")

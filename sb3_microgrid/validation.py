@@ -58,7 +58,7 @@ class ValidationCallback(BaseCallback):
 
     :param days: the first ``days`` days of the validation split
     :param eval_freq: env steps between scores (checked after each update)
-    :param seed: day ``i`` is reset with ``seed + i``, as ``evaluate`` does
+    :param seed: the evaluation seed of the validation days, as ``evaluate`` takes it
     :param max_minutes: stop training after this many minutes of training, the scoring time not counted
         (``None``: no limit); a resumed run counts the minutes its ``validation.json`` records
     :param restore_best: at the end, load the best-scoring parameters and statistics into the model

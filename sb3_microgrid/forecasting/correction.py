@@ -98,8 +98,8 @@ def divide_out(windows: np.ndarray, predicted: np.ndarray, history_steps: int) -
 #: Baselines that plan on the observation's forecasts, the only ones a corrector file may name.
 BASES = ("mpc", "planner", "rule")
 #: Fit seed ``s`` seeds its microgrid ``i`` with ``FIT_SEED_STRIDE * (s + 1) + i``: the streams of two fit seeds
-#: never overlap (``MicrogridVecEnv`` seeds microgrid ``i`` with ``seed + i``), nor those of evaluation days
-#: (``evaluate`` seeds day ``i`` with ``seed + i``, small numbers).
+#: never overlap (``MicrogridVecEnv`` seeds microgrid ``i`` with ``seed + i``). Fitted on training days, they share
+#: no day with an evaluation (validation and test days), whatever its seeds.
 FIT_SEED_STRIDE = 1_000_000
 _FORMAT = 1
 
