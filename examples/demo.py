@@ -21,7 +21,7 @@ from sb3_microgrid import MicrogridEnv, training
 from sb3_microgrid.baselines import SB3Controller, make_controller
 from sb3_microgrid.cli import format_table, positive_int, seed_int
 from sb3_microgrid.common.json_values import plain
-from sb3_microgrid.evaluation import evaluate, run_day, split_dates
+from sb3_microgrid.evaluation import day_seed, evaluate, run_day, split_dates
 from sb3_microgrid.forecasting import CorrectedForecastController, fit_corrector
 from sb3_microgrid.plotting import plot_dispatch
 from sb3_microgrid.scenario import load_scenario
@@ -84,8 +84,8 @@ def main() -> None:
         ("MPC on forecast scenarios", lambda: CorrectedForecastController("mpc", corrector, scenarios=SCENARIOS, seed=args.seed)),
         ("optimal", lambda: make_controller("optimal")),
     )
-    # evaluate() runs day i with seed + i: the same forecast noise here as in the table
-    traces = {name: run_day(make(), env, day, args.seed + args.days - 1)[1] for name, make in makers}
+    # the reset seed evaluate() gave this day: the same forecast noise here as in the table
+    traces = {name: run_day(make(), env, day, day_seed(args.seed, args.days - 1))[1] for name, make in makers}
     figure = plot_dispatch(traces, scenario, args.out / f"dispatch_{day}.png", title=f"Campus, {day}")
     print(f"\nDispatch of {day}, the learned controller beside the optimum: {figure}")
 

@@ -162,7 +162,8 @@ def adapt(
     ``eval_days`` validation days before training, after the first update at least ``eval_freq`` steps after the
     previous score, and at the end; the weights and ``VecNormalize`` statistics of the best score are written, not the
     last ones. ``run.json`` then has ``"validation": {"days", "eval_freq", "selected_steps", "selected_gap_closed" (null where undefined), "selected_cost_per_day",
-    "scores"}`` and ``out/validation.json`` every score (``{"best", "history"}``). With ``timesteps = 0`` the model
+    "scores"}`` and ``out/validation.json`` every score (:class:`~sb3_microgrid.validation.ValidationCallback`'s file,
+    with the best weights beside it). With ``timesteps = 0`` the model
     is scored once and written unchanged.
 
     :param model: the model's ``.zip`` (PPO or Reptile; statistics found beside it)

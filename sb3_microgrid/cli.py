@@ -214,10 +214,14 @@ def _scenario(name: str | dict[str, Any]) -> Scenario:
 
 
 def _run_scenario(args: argparse.Namespace) -> Scenario:
-    """``--scenario``, else the site the controllers given record (:func:`_recorded_site`), else campus. Controllers
-    that record different sites need ``--scenario``."""
+    """``--scenario``, else the site the controllers given record (:func:`_recorded_site`; a saved model that records
+    none was made for campus), else campus. Controllers made for different sites need ``--scenario``; sites that
+    differ only in their reward settings (which evaluation does not score) are one site."""
+    import dataclasses
+
     from .baselines import CONTROLLERS
     from .export import scenario_fingerprint
+    from .scenario import RewardConfig
 
     if args.scenario is not None:
         return _scenario(args.scenario)
@@ -230,7 +234,7 @@ def _run_scenario(args: argparse.Namespace) -> Scenario:
         except ValueError as err:
             raise UsageError(str(err)) from None
         if site is not None:
-            recorded[scenario_fingerprint(site)] = site
+            recorded.setdefault(scenario_fingerprint(dataclasses.replace(site, reward=RewardConfig())), site)
     if len(recorded) > 1:
         names = sorted(site.name for site in recorded.values())
         raise UsageError(f"the controllers were made for different sites ({', '.join(names)}); name one with --scenario")
@@ -240,7 +244,7 @@ def _run_scenario(args: argparse.Namespace) -> Scenario:
 def _recorded_site(name: str) -> Scenario | None:
     """The site a controller given by name records: an export folder's ``scenario.yaml`` (the site it was exported
     for), or for a saved model the scenario its run records (:func:`~sb3_microgrid.baselines.sb3_model.recorded_scenario`:
-    ``run.json``, else the training file's ``env_kwargs``); ``None`` for anything else.
+    ``run.json``, else the training file's ``env_kwargs``; campus if it records none); ``None`` for anything else.
 
     :raises ValueError: for a folder, record or recorded scenario that cannot be read
     """
@@ -251,9 +255,9 @@ def _recorded_site(name: str) -> Scenario | None:
     if (Path(name) / MANIFEST).is_file():
         return load_scenario(Path(name) / read_manifest(name)["scenario"]["file"])
     path = model_spec(name)[0]
-    spec = recorded_scenario(path) if path.endswith(".zip") else None
-    if spec is None:
+    if not path.endswith(".zip"):
         return None
+    spec = recorded_scenario(path) or "campus"  # a run that names no scenario trained on the default
     try:
         return load_scenario(spec)
     except ScenarioError as err:

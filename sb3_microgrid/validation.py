@@ -34,6 +34,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from .baselines import Controller, NaiveController, OptimalController, SB3Controller
 from .common.json_values import plain, refuse_constant
 from .evaluation import evaluate, gap_closed
+from .exploration.param_noise import unperturbed
 from .scenario import SEED_MAX, check_range
 
 VALIDATION_JSON = "validation.json"
@@ -166,6 +167,11 @@ class ValidationCallback(BaseCallback):
         return evaluate(controller, scenario=self._scenario, split="validation", days=self.days, seed=self.seed, reference=False).summary
 
     def _score(self) -> None:
+        # a ParameterNoiseCallback's perturbation (on from rollout start) is exploration, not a candidate
+        with unperturbed(self.model.policy):
+            self._score_clean()
+
+    def _score_clean(self) -> None:
         began = time.perf_counter()
         summary = self._summary(self.controller())
         row = {
@@ -230,9 +236,12 @@ class ValidationCallback(BaseCallback):
         if self.restore_best and record["best"] is not None:
             if record["best_file"] is None or not (path.parent / record["best_file"]).is_file():
                 raise ValidationFileError(f"{path}: the best weights {record['best_file']!r} are not in {path.parent}")
-        self.history, self.best, self._best_file, self._best_state = record["history"], record["best"], record["best_file"], None
-        done = [row["minutes"] for row in self.history if row["steps"] <= self.num_timesteps]
-        return max(done, default=0.0)
+        # Scores after the checkpoint resumed from belong to a continuation that no longer exists; its best, whose
+        # weights are saved, stays a candidate.
+        best = record["best"]
+        self.history = [row for row in record["history"] if row["steps"] <= self.num_timesteps or row is best]
+        self.best, self._best_file, self._best_state = best, record["best_file"], None
+        return max((row["minutes"] for row in self.history if row["steps"] <= self.num_timesteps), default=0.0)
 
     def _load_best(self, path: Path) -> tuple[Any, Any]:
         """The parameters and statistics saved in ``path`` (and its ``.npz``)."""

@@ -57,6 +57,11 @@ def test_the_optimum_sheds_no_load_by_choice():
         assert metrics["unserved_kwh"] == 0 and cost == pytest.approx(optimal.schedule.cost, rel=1e-9)
         for controller in (NaiveController(), RuleController()):
             assert day_cost(controller, scenario, "2024-01-01")[0] >= cost - 1e-6 * cost
+    # where the import limit forces shedding, with the battery at its floor (self-discharge forces a charge), both
+    # LPs stay feasible and shed what the supervisor sheds
+    forced = {"grid": {"import_limit_kw": 60.0}, "battery": {"initial_soc": 0.0}}
+    naive = day_cost(NaiveController(), forced, "2024-01-01")[0]
+    assert day_cost(OptimalController(), forced, "2024-01-01")[0] <= naive and day_cost(MPCController(), forced, "2024-01-01")[0] <= naive
 
 
 def test_mpc_values_the_energy_left_at_the_end_of_a_window_short_of_the_episode():

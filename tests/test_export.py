@@ -240,12 +240,15 @@ def test_evaluate_scores_an_export_on_its_own_site_by_default(ppo, tmp_path, cap
 
 def test_evaluate_scores_a_trained_model_on_its_training_files_scenario_by_default(tmp_path, capsys):
     """The run's ``env_kwargs`` scenario is where evaluate, plot and export put the model; a ToD run was scored on campus."""
-    conf = tmp_path / "tod.yml"
-    conf.write_text(yaml.safe_dump({"Microgrid-v0": {
-        "n_envs": 1, "n_timesteps": 16, "policy": "MlpPolicy", "n_steps": 16, "batch_size": 16, "n_epochs": 1,
-        "env_kwargs": {"scenario": "campus_tod"},
-    }}))  # fmt: skip
-    training.train("ppo", conf, tmp_path / "run", save_freq=10**9, progress_bar=False)
+    def run(name, **section):
+        conf = tmp_path / f"{name}.yml"
+        conf.write_text(yaml.safe_dump({"Microgrid-v0": {
+            "n_envs": 1, "n_timesteps": 16, "policy": "MlpPolicy", "n_steps": 16, "batch_size": 16, "n_epochs": 1, **section,
+        }}))  # fmt: skip
+        training.train("ppo", conf, tmp_path / name, save_freq=10**9, progress_bar=False)
+        return conf
+
+    conf = run("run", env_kwargs={"scenario": "campus_tod"})
     model = str(tmp_path / "run" / "model.zip")
     assert main(["evaluate", "--controller", model, "--days", "1", "--no-reference"]) == 0
     assert capsys.readouterr().out.startswith("scenario campus_tod,")
@@ -256,6 +259,15 @@ def test_evaluate_scores_a_trained_model_on_its_training_files_scenario_by_defau
     assert main(["evaluate", "--controller", model, "--days", "1", "--no-reference"]) == 2
     assert "the scenario" in (err := capsys.readouterr().err) and "no_such_site" in err and "--scenario" in err
     assert main(["evaluate", "--controller", model, "--scenario", "campus", "--days", "1", "--no-reference"]) == 0
+    assert capsys.readouterr().out.startswith("scenario campus,")
+    # a run whose file names no scenario trained on campus: beside the ToD run it is another site ...
+    (tmp_path / "run" / "config.yml").write_text(conf.read_text())
+    run("plain")
+    run("rewarded", env_kwargs={"scenario": {"base": "campus", "reward": {"exogenous_baseline": True}}})
+    assert main(["evaluate", "--controller", model, "--controller", str(tmp_path / "plain" / "model.zip"), "--days", "1", "--no-reference"]) == 2
+    assert "made for different sites (campus, campus_tod)" in capsys.readouterr().err
+    # ... and the same site as one trained on campus with other reward settings, which evaluation does not score
+    assert main(["evaluate", "--controller", str(tmp_path / "plain" / "model.zip"), "--controller", str(tmp_path / "rewarded" / "model.zip"), "--days", "1", "--no-reference"]) == 0
     assert capsys.readouterr().out.startswith("scenario campus,")
 
 

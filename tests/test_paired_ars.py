@@ -30,11 +30,15 @@ def test_the_two_candidates_of_a_pair_see_the_same_days():
 
 
 def test_a_pair_differs_only_by_its_decisions():
+    """Changing the minus candidates' weights changes their returns alone: the plus candidates' days and returns are
+    those of the same update with every candidate equal."""
     model = _model()
+    same = _evaluate(model, th.zeros(model.pop_size, model.n_params))
     weights = th.zeros(model.pop_size, model.n_params)
     weights[model.n_delta :] = 0.05  # the minus candidates act differently
-    returns = _evaluate(model, weights)
-    assert np.all(returns[: model.n_delta] != returns[model.n_delta :])
+    returns = _evaluate(model, weights)  # the same update index, so the same pair seeds
+    np.testing.assert_array_equal(returns[: model.n_delta], same[: model.n_delta])
+    assert np.all(returns[model.n_delta :] != same[model.n_delta :])
 
 
 def test_n_top_keeps_the_pairs_whose_decisions_mattered_most_and_the_step_uses_the_paired_std():

@@ -115,3 +115,39 @@ def test_training_stops_on_the_budget():
 def test_arguments_are_checked(kwargs):
     with pytest.raises(ValueError):
         ValidationCallback(**kwargs)
+
+
+def test_a_run_resumed_from_an_earlier_checkpoint_drops_the_scores_after_it(tmp_path):
+    """The killed run scored up to 576 steps, its last checkpoint was at 384: the rows after 384 belong to a
+    continuation that no longer exists (they came back as duplicate, out-of-order steps); its best stays a candidate."""
+    env = VecNormalize(MicrogridVecEnv(4, seed=0), gamma=1.0)
+    model = PPO("MlpPolicy", env, n_steps=48, batch_size=96, n_epochs=1, learning_rate=3e-3, seed=0, device="cpu")
+    model.learn(192 * 3, callback=ValidationCallback(days=2, eval_freq=192, log_path=str(tmp_path), restore_best=False))
+    before = json.loads((tmp_path / "validation.json").read_text(), parse_constant=refuse_constant)
+    assert before["best"]["steps"] <= 384  # so the abandoned rows are not the best's
+    model.num_timesteps = 384  # as if resumed from the checkpoint at 384
+    model.learn(192, callback=ValidationCallback(days=2, eval_freq=192, log_path=str(tmp_path)), reset_num_timesteps=False)
+    after = json.loads((tmp_path / "validation.json").read_text(), parse_constant=refuse_constant)
+    kept = [row for row in before["history"] if row["steps"] <= 384 or row == before["best"]]
+    assert after["history"][: len(kept)] == kept and [row["steps"] for row in after["history"][len(kept) :]] == [576]
+
+
+def test_scores_are_of_the_clean_weights_under_parameter_noise(monkeypatch):
+    """The noise callback perturbs the actor at rollout start, before the validation callback scores there."""
+    import torch as th
+    from stable_baselines3.common.callbacks import CallbackList
+
+    from sb3_microgrid.exploration import ParameterNoiseCallback
+
+    noise, clean = ParameterNoiseCallback(), []
+    real = ValidationCallback._summary
+
+    def spy(self, controller):
+        if controller.name == "validation" and noise.perturbed:
+            clean.append(all(th.equal(p, c) for p, c in zip(noise._params, noise._clean)))
+        return real(self, controller)
+
+    monkeypatch.setattr(ValidationCallback, "_summary", spy)
+    model = PPO("MlpPolicy", MicrogridVecEnv(2, seed=0), n_steps=48, batch_size=96, n_epochs=1, seed=0, device="cpu")
+    model.learn(96 * 3, callback=CallbackList([noise, ValidationCallback(days=1, eval_freq=96)]))
+    assert clean and all(clean)

@@ -33,7 +33,7 @@ def perfect_forecasts(name: str) -> dict:
 
 
 def day_costs(controller, scenario, dates: list[str], seed: int) -> dict[str, float]:
-    """Mean per-day cost and its components over ``dates`` (day ``i`` reset with ``seed + i``, as ``evaluate``)."""
+    """Mean per-day cost and its components over ``dates`` (day ``i`` reset with ``seed + i``: as ``evaluate`` for seed 0, the only seed this probe ran with)."""
     env = MicrogridEnv(scenario=load_scenario(scenario), split="validation")
     steps = pd.concat([run_day(controller, env, day, seed + i)[1] for i, day in enumerate(dates)])
     row = {"cost": steps["cost"].sum() / len(dates)}

@@ -230,11 +230,13 @@ def _series_entries(program: DispatchProgram, problem: DispatchProblem) -> tuple
 
 
 def shed_limit(problem: DispatchProblem) -> np.ndarray:
-    """(T,) the most load the LP may shed at each step: what the import limit cannot carry with the renewables
-    (0 at almost every step). The env sheds only as the supervisor's last resort; an LP free to shed the whole
-    load would buy energy or a lower peak at the unserved penalty, which no controller can, and stop being a lower
-    bound of the env's cost."""
-    return np.maximum(problem.load_kw - problem.renewable_kw - problem.scenario.grid.import_limit_kw, 0.0)
+    """(T,) the most load the LP may shed at each step: what the import limit cannot carry with the renewables, plus
+    the charge self-discharge can force to hold the battery at its floor (0 at almost every step). The env sheds
+    only as the supervisor's last resort; an LP free to shed the whole load would buy energy or a lower peak at the
+    unserved penalty, which no controller can, and stop being a lower bound of the env's cost."""
+    battery = problem.scenario.battery
+    forced = battery.self_discharge_per_hour * problem.e_max / battery.charge_efficiency
+    return np.maximum(problem.load_kw - problem.renewable_kw - problem.scenario.grid.import_limit_kw + forced, 0.0)
 
 
 def dispatch_program(problem: DispatchProblem) -> DispatchProgram:
