@@ -1,8 +1,9 @@
 """One evaluation for every controller: the env itself scores it, day by day, beside the references.
 
 Each day of the split is an episode started with ``reset(seed=day_seed(seed, i), options={"day": day})``, so
-every controller sees the same days and the same forecast noise, and two evaluation seeds share no noise draw. The LP's schedule is replayed through
-the env like any other controller; no figure here comes from a controller's own accounting.
+every controller sees the same days and the same forecast noise, and two evaluation seeds share no noise draw.
+The LP's schedule is replayed through the env like any other controller; no figure here comes from a
+controller's own accounting.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .scenario import SEED_MAX, Scenario, check_range, load_scenario
 
 #: More days than any split has: the days of two evaluation seeds never share a reset seed (:func:`day_seed`).
 DAY_SEED_STRIDE = 2**20
+
 
 @dataclass
 class Evaluation:

@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env

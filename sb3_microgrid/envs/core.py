@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 
 from ..data import MicrogridData
-from ..scenario import Difficulty, Scenario, ScenarioError
+from ..scenario import WINDOW_SERIES, Difficulty, Scenario, ScenarioError
 from . import kernel
 from .degradation import stress_for_soh
 from .dispatch import FLEET_FEATURES
 from .episode import Episode, build_episode, noise_shape
 from .layout import SITE_CONTEXT, ObservationLayout, action_size
-from .site import TIME_FEATURES, WINDOW_SERIES, SiteArrays, build_site, episode_starts, site_context
+from .site import SiteArrays, build_site, episode_starts, site_context
+from .time_features import TIME_FEATURES
 
 COST_COMPONENTS = ("energy", "demand", "degradation", "ev", "carbon", "unserved", "terminal")
 #: Keys of the per-step info (besides the ``cost_<component>`` ones), all floats.

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ..data import DataValidationError, MicrogridData, generate, load_data, site_profile, split_days, validate_series, validate_sessions
-from ..scenario import WINDOW_SERIES, Scenario, ScenarioError, WindConfig
-from .time_features import TIME_FEATURES, time_features
+from ..scenario import Scenario, ScenarioError, WindConfig
+from .time_features import time_features
 
 #: Demand charge (Rs/kVA/month) that ``site_demand_charge`` is a multiple of: the campus preset's.
 REFERENCE_DEMAND_CHARGE = 350.0
