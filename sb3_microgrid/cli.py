@@ -468,7 +468,7 @@ def _add_train(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("--algo", required=True, metavar="ALGO", help="a registered algorithm (sb3_microgrid.algos.ALGOS: ppo, sac, twin_ppo, tqc, ...)")
     p.add_argument("--conf", required=True, type=Path, metavar="FILE.yml", help="zoo-format hyperparameter file")
-    p.add_argument("--env", default=None, help="section of the file to read (default: its only one)")
+    p.add_argument("--env", default=None, help="section of the file to read (default: its only one; with --resume, the run's)")
     p.add_argument("--timesteps", type=positive_int, default=None, metavar="N", help="total steps (default: the file's n_timesteps)")
     p.add_argument("--seed", type=seed_int, default=None, help="seed of the envs and the algorithm (default: 0; with --resume, the run's)")
     p.add_argument("--run-dir", type=Path, default=None, help="output folder (default: runs/<algo>_<env>_<seed>)")

@@ -2,10 +2,11 @@
 
 Files written under ``run_dir``:
 
-- ``run.json``: the run's record, ``{"algo": <name in ALGOS>, "seed": <int>, "vec_env": <name>}`` from the
-  start; at the end also ``"num_timesteps": <int>`` and ``"files": {"model.zip": <bytes>,
+- ``run.json``: the run's record, ``{"algo": <name in ALGOS>, "seed": <int>, "vec_env": <name>, "env": <the
+  file's section>}`` from the start; at the end also ``"num_timesteps": <int>`` and ``"files": {"model.zip": <bytes>,
   "model_vecnormalize.pkl": <bytes>}`` (the statistics only when the configuration normalises). ``algo`` is
-  the class to load ``model.zip`` with; ``--resume`` continues with the recorded algorithm, seed and vec env.
+  the class to load ``model.zip`` with; ``--resume`` continues with the recorded algorithm, seed, vec env and
+  section, and evaluation reads the recorded section of ``config.yml``.
 - ``config.yml``: a copy of the hyperparameter file; ``--resume`` requires the same file.
 - ``checkpoints/<steps>/``: one complete checkpoint set per save, written atomically (a ``<steps>.tmp/``
   folder renamed when complete): ``model.zip`` (after the update of those steps),
@@ -39,8 +40,9 @@ from .hyperparams import Hyperparams, HyperparamsError, load_hyperparams
 
 #: Vectorisations of the training env (:func:`make_env`), also the command line's choices.
 VEC_ENVS = ("microgrid", "dummy", "subproc")
-#: The settings a run records in its ``run.json`` besides the algorithm, with their defaults for a new run.
-RUN_SETTINGS = {"seed": 0, "vec_env": "microgrid"}
+#: The settings a run records in its ``run.json`` besides the algorithm, with their defaults for a new run
+#: (``env``, the file's section: its only one when not given).
+RUN_SETTINGS = {"seed": 0, "vec_env": "microgrid", "env": None}
 
 
 def make_env(hp: Hyperparams, seed: int, vec_env: str = "microgrid") -> VecEnv:
@@ -125,7 +127,7 @@ def train(
     :param seed: seed of the envs and the algorithm (default: 0, or the run's when resuming)
     :param resume: continue from the newest complete checkpoint set in ``run_dir`` (its model,
         normalisation statistics and replay buffer), up to the same total; ``algo`` and ``conf`` must be
-        the run's, and so must ``seed`` and ``vec_env`` if given (the run's are used when they are not)
+        the run's, and so must ``seed``, ``vec_env`` and ``env_id`` if given (the run's are used when they are not)
     :param save_freq: steps between checkpoints (summed over envs)
     :param vec_env: ``microgrid`` (the vectorized core, the default for a new run), ``dummy`` or ``subproc``
     :param env_id: the YAML section to read (default: its only one)
@@ -136,13 +138,14 @@ def train(
     """
     torch.set_num_threads(1)  # small networks on few cores: one thread is several times faster
     cls = algorithm(algo)
-    given = {"seed": seed, "vec_env": vec_env}
+    given = {"seed": seed, "vec_env": vec_env, "env": env_id}
     if resume:  # refuse before reading or writing anything
         previous, settings = _resumable(algo, conf, Path(run_dir), given)
     else:
         previous, settings = None, _with_defaults(given)
     seed, vec_env = settings["seed"], settings["vec_env"]
-    hp = load_hyperparams(conf, cls, env_id, trust_modules)
+    hp = load_hyperparams(conf, cls, settings["env"], trust_modules)
+    settings["env"] = hp.env_id  # the section read, so that a resumed run and evaluation read it again
     total = int(timesteps if timesteps is not None else hp.n_timesteps)
     if total <= 0:
         raise HyperparamsError(f"{conf}: n_timesteps must be > 0 (or pass timesteps)")
@@ -190,8 +193,8 @@ def _with_defaults(given: dict[str, Any]) -> dict[str, Any]:
 def _resumable(algo: str, conf: str | Path, run_dir: Path, given: dict[str, Any]) -> tuple[Path | None, dict[str, Any]]:
     """The newest complete checkpoint set of the run in ``run_dir`` (``None``, with a warning, for a run
     killed before its first checkpoint) and the run's settings (:data:`RUN_SETTINGS`), once its record shows
-    that ``algo``, ``conf`` and each setting given (not ``None``) are the run's: resuming with another seed or
-    vec env would continue one run as another. A run recorded before its settings were takes the given ones
+    that ``algo``, ``conf`` and each setting given (not ``None``) are the run's: resuming with another seed, vec
+    env or section would continue one run as another. A run recorded before its settings were takes the given ones
     (the defaults if none), with a warning."""
     if not (run_dir / RUN_JSON).exists():
         raise CheckpointError(f"--resume: {run_dir} has no {RUN_JSON}; not a run folder of sb3-microgrid train")
@@ -204,7 +207,8 @@ def _resumable(algo: str, conf: str | Path, run_dir: Path, given: dict[str, Any]
         if given[key] is not None and given[key] != record[key]:
             raise CheckpointError(f"--resume: {run_dir} was trained with {option} {record[key]}; it cannot be resumed with {option} {given[key]} (leave {option} out to resume with the run's)")
         settings[key] = record[key]
-    unrecorded = [key for key in RUN_SETTINGS if key not in record]
+    # an unrecorded section is taken on faith only when named: without one, the file must have a single section
+    unrecorded = [key for key in RUN_SETTINGS if key not in record and settings[key] is not None]
     if unrecorded:
         taken = ", ".join(f"{key} {settings[key]}" for key in unrecorded)
         warnings.warn(f"--resume: {run_dir / RUN_JSON} records no {' or '.join(unrecorded)} (written by an older version); resuming with {taken}", stacklevel=3)

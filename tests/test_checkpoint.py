@@ -22,6 +22,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.vec_env import VecNormalize
 
+from sb3_microgrid.baselines import sb3_model
 from sb3_microgrid.callbacks import checkpoint as checkpoint_module
 from sb3_microgrid.callbacks.checkpoint import MODEL, REPLAY_BUFFER, RUN_JSON, VECNORMALIZE, CheckpointError, CheckpointSetCallback, checkpoint_problem, checkpoints, load_checkpoint, write_run_json
 from sb3_microgrid.cli import main
@@ -322,6 +323,40 @@ def test_resume_takes_the_run_seed_and_vec_env_when_not_given(tmp_path, monkeypa
     (run / RUN_JSON).write_text(json.dumps({k: v for k, v in record.items() if k not in ("seed", "vec_env")}))  # an older run's record
     with pytest.warns(UserWarning, match="records no seed or vec_env .*; resuming with seed 5, vec_env microgrid"):
         train("ppo", conf, run, timesteps=192, seed=5, resume=True, progress_bar=False)
+
+
+GOAL_SECTION = """
+MicrogridGoal-v0:
+  n_envs: 1
+  n_timesteps: 64
+  policy: 'MultiInputPolicy'
+  env_kwargs: "dict(scenario='campus_tod')"
+"""
+
+
+def test_a_two_section_run_records_its_section_for_resume_and_evaluation(tmp_path, capsys):
+    """The section read is recorded: a resume without --env reads it again, one with the other section is
+    refused, and evaluation reads the run's settings (normalisation, scenario) from that section."""
+    conf, run = _conf(tmp_path, PPO_CONF + GOAL_SECTION), tmp_path / "run"
+    assert main(["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(run), "--env", "Microgrid-v0", "--timesteps", "64"]) == 0
+    assert json.loads((run / RUN_JSON).read_text())["env"] == "Microgrid-v0"
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    resume = ["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(run), "--resume", "--timesteps", "128"]
+    assert main([*resume, "--env", "MicrogridGoal-v0"]) == 2
+    assert f"{run} was trained with --env Microgrid-v0; it cannot be resumed with --env MicrogridGoal-v0" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert main(resume) == 0
+    assert json.loads((run / RUN_JSON).read_text())["num_timesteps"] == 128
+    assert sb3_model.run_settings(run / MODEL)["n_steps"] == 32  # the recorded section's, not None
+    assert sb3_model.trained_with_normalization(run / MODEL) is True
+    assert sb3_model.recorded_scenario(run / MODEL) is None  # the other section's campus_tod is not this run's
+    # a record that names no section (an older run) resumes a two-section file only with --env
+    record = json.loads((run / RUN_JSON).read_text())
+    (run / RUN_JSON).write_text(json.dumps({k: v for k, v in record.items() if k != "env"}))
+    assert main([*resume[:-1], "192"]) == 2
+    assert "sections" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="records no env .*; resuming with env Microgrid-v0"):
+        train("ppo", conf, run, timesteps=192, env_id="Microgrid-v0", resume=True, progress_bar=False)
 
 
 def test_a_run_with_optimize_memory_usage_warns_and_is_not_resumed(tmp_path, capsys):

@@ -105,7 +105,11 @@ def load_statistics(stats: Path, env: gym.Env, name: str) -> VecNormalize:
 def run_settings(path: str | Path) -> dict[str, Any] | None:
     """The hyperparameters the model at ``path`` was trained with, if a run configuration is found:
     ``config.yml`` in ``DIR/STEM/``, ``DIR/*/`` (rl_zoo3's saved hyperparameters), ``DIR``, its parent or
-    grandparent (``sb3-microgrid train``'s copy of the hyperparameter file, read at its only env section)."""
+    grandparent (``sb3-microgrid train``'s copy of the hyperparameter file, read at the section its ``run.json``
+    records, else at its only one).
+
+    :raises ValueError: if the run record is malformed
+    """
     folder, stem = Path(path).parent, Path(path).stem
     configs = [folder / stem / "config.yml", *sorted(folder.glob("*/config.yml"))]
     configs += [folder / "config.yml", folder.parent / "config.yml", folder.parent.parent / "config.yml"]
@@ -120,7 +124,7 @@ def run_settings(path: str | Path) -> dict[str, Any] | None:
             continue
         if "normalize" in content or "n_timesteps" in content:  # rl_zoo3's flat saved hyperparameters
             return content
-        section = next(iter(content.values())) if len(content) == 1 else None
+        section = next(iter(content.values())) if len(content) == 1 else content.get((run_record(path) or {}).get("env"))
         if isinstance(section, dict):
             return section
     return None

@@ -153,7 +153,7 @@ def write_run_json(
     directory: Path, algo: str, num_timesteps: int | None = None, files: list[str] | None = None, settings: dict[str, Any] | None = None
 ) -> None:
     """Write ``directory/run.json`` atomically: ``{"algo": algo}``, with the run's ``settings`` (``seed``,
-    ``vec_env``), ``num_timesteps`` and the byte count of each of ``files`` (names in ``directory``) when given."""
+    ``vec_env``, ``env``), ``num_timesteps`` and the byte count of each of ``files`` (names in ``directory``) when given."""
     record: dict[str, Any] = {"algo": algo, **(settings or {})}
     if num_timesteps is not None:
         record["num_timesteps"] = int(num_timesteps)
@@ -166,7 +166,7 @@ def write_run_json(
 
 def read_run_json(directory: Path) -> dict[str, Any]:
     """``directory/run.json``, checked: an object with a string ``algo`` (and, if present, ``files``
-    mapping names to byte counts, an integer ``seed`` and a string ``vec_env``).
+    mapping names to byte counts, an integer ``seed`` and strings ``vec_env`` and ``env``).
 
     :raises CheckpointError: naming the file, if it is missing or malformed
     """
@@ -182,7 +182,7 @@ def read_run_json(directory: Path) -> dict[str, Any]:
     files = record.get("files", {})
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in files.items()):
         raise CheckpointError(f"{path}: 'files' must map file names to byte counts, got {files!r}")
-    for key, kind in (("seed", int), ("vec_env", str)):
+    for key, kind in (("seed", int), ("vec_env", str), ("env", str)):
         if key in record and (not isinstance(record[key], kind) or isinstance(record[key], bool)):
             raise CheckpointError(f"{path}: '{key}' must be {'an integer' if kind is int else 'a string'}, got {record[key]!r}")
     if record.get(PUBLISHING, False) is not False and record[PUBLISHING] is not True:
