@@ -111,6 +111,17 @@ def test_goals_are_percent_of_naive_operation():
     assert observations[-1]["achieved_goal"][0] > 1.0  # random dispatch costs more than naive
 
 
+def test_under_the_aggregate_ev_interface_naive_runs_on_the_ports_twin():
+    """Naive acts per port, so the units of an aggregate env are naive operation on its ports twin: the same
+    totals as the per-port env's, where the aggregate env used to raise from inside the naive controller."""
+    aggregate = goal_env(scenario={"name": "campus", "ev": {"dispatch": "aggregate"}})
+    assert aggregate.action_space.shape == (2,)
+    play(aggregate, np.zeros((aggregate.scenario.episode_steps, 2), dtype=np.float32))
+    ports = goal_env()
+    play(ports, np.zeros((ports.scenario.episode_steps, *ports.action_space.shape), dtype=np.float32))
+    assert np.array_equal(aggregate.naive_totals, ports.naive_totals)
+
+
 def test_emptying_the_battery_does_not_meet_a_co2_budget():
     """Discharging all day cuts the day's imports, but the energy must be bought back: the CO2 rule."""
     env = goal_env()
