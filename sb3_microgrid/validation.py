@@ -6,7 +6,9 @@ will be evaluated as (a policy trained on a wrapper with ``controller_for``, suc
 :class:`~sb3_microgrid.wrappers.ResidualWrapper`, is scored with its base controller, in-process or in a
 ``SubprocVecEnv``). The best score is the lowest cost per day; the gap closed, reported beside it, uses the
 naive and optimal costs of the same days, computed once (it is undefined, ``null`` in the file, where the two
-coincide). At the end of training it puts back the best-scoring parameters and normalisation statistics, so
+coincide). A training env of several sites (:class:`~sb3_microgrid.envs.MultiSiteVecEnv`, as Reptile and pooled
+training use) is scored on the validation days of every site, pooled: the mean cost and unmet EV energy per
+site-day, the violations summed, and the gap closed of the pooled costs. At the end of training it puts back the best-scoring parameters and normalisation statistics, so
 the saved model is the one chosen on validation days; the test year stays unseen.
 
 ``validation.json`` (strict JSON) is rewritten after every score, and the best weights are kept beside it
@@ -96,7 +98,10 @@ class ValidationCallback(BaseCallback):
 
     # ---- events ---------------------------------------------------------------------------------
     def _on_training_start(self) -> None:
-        self._scenario = self.training_env.get_attr("scenario", [0])[0]
+        self._sites: list[Any] = []  # each distinct scenario of the training env, in env order
+        for scenario in self.training_env.get_attr("scenario"):
+            if scenario not in self._sites:
+                self._sites.append(scenario)
         folder = self.log_path or (self.logger.get_dir() if self.logger is not None else None)
         self._folder = None if folder is None else Path(folder)
         earlier = 0.0
@@ -163,8 +168,11 @@ class ValidationCallback(BaseCallback):
         setattr(built, slots[0], controller)
         return built
 
-    def _summary(self, controller: Controller) -> dict[str, Any]:
-        return evaluate(controller, scenario=self._scenario, split="validation", days=self.days, seed=self.seed, reference=False).summary
+    def _summary(self, controller: Controller) -> dict[str, float]:
+        """The controller's validation KPIs, pooled over the sites (each scores the same number of days)."""
+        summaries = [evaluate(controller, scenario=site, split="validation", days=self.days, seed=self.seed, reference=False).summary for site in self._sites]
+        pooled = {key: float(np.mean([s[key] for s in summaries])) for key in ("cost_per_day", "unmet_ev_kwh_per_day")}
+        return {**pooled, "safety_violations": float(sum(s["safety_violations"] for s in summaries))}
 
     def _score(self) -> None:
         # a ParameterNoiseCallback's perturbation (on from rollout start) is exploration, not a candidate

@@ -20,6 +20,7 @@ from sb3_microgrid.envs import MicrogridVecEnv
 from sb3_microgrid.envs.multi_site import MultiSiteVecEnv, SiteInterfaceError
 from sb3_microgrid.reptile import Reptile
 from sb3_microgrid.sites import HeldOutSiteError, SITE_PRESETS, preset_site, sample_sites, training_sites
+from sb3_microgrid.evaluation import evaluate
 from sb3_microgrid.validation import ValidationCallback
 
 SITES = [site_interface(s) for s in training_sites(3, 0)]
@@ -344,6 +345,24 @@ def test_adapt_refuses_a_bad_seed_an_output_file_and_save_run_an_unregistered_cl
     with pytest.raises(ValueError, match="not Unregistered"):
         save_run(tmp_path / "b", Unregistered("MlpPolicy", MicrogridVecEnv(1), n_steps=8, batch_size=8, device="cpu"))
     assert not (tmp_path / "b").exists()
+
+
+def test_validation_of_a_multi_site_run_pools_the_validation_days_of_every_site():
+    """Reptile's meta-weights are scored on every training site, not on the first alone: the row is the mean
+    cost and unmet energy per site-day, the violations summed, and the gap of the pooled costs."""
+    model = reptile()
+    callback = ValidationCallback(days=1, eval_freq=10**9)
+    model.learn(1, callback=callback)
+    assert [s.name for s in callback._sites] == [s.name for s in SITES[:2]]
+    # at the end the model holds the best row's weights: each site scores them again
+    per_site = [evaluate(callback.controller(), scenario=s, split="validation", days=1).summary for s in SITES[:2]]
+    assert per_site[0]["cost_per_day"] != per_site[1]["cost_per_day"]
+    pooled = {key: np.mean([s[key] for s in per_site]) for key in ("cost_naive_per_day", "cost_optimal_per_day", "cost_per_day")}
+    best = callback.best
+    expected_gap = (pooled["cost_naive_per_day"] - best["cost_per_day"]) / (pooled["cost_naive_per_day"] - pooled["cost_optimal_per_day"])
+    assert best["gap_closed"] == pytest.approx(expected_gap)
+    assert best["cost_per_day"] == pytest.approx(pooled["cost_per_day"])
+    assert best["safety_violations"] == sum(s["safety_violations"] for s in per_site)
 
 
 def test_adapt_writes_the_weights_and_statistics_of_the_best_validation_score(meta_run, tmp_path, monkeypatch):
