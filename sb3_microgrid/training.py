@@ -15,6 +15,8 @@ Files written under ``run_dir``:
   :mod:`sb3_microgrid.callbacks.checkpoint`.
 - ``model.zip`` and ``model_vecnormalize.pkl``: the final set's model and statistics (the names
   ``SB3Controller`` and ``sb3-microgrid evaluate`` look for); ``tb/``: TensorBoard logs.
+- ``validation.json`` and ``validation_best_*``: a ``ValidationCallback``'s scores and best weights, unless the
+  file gives it another ``log_path``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from .callbacks.checkpoint import RUN_JSON, CheckpointError, CheckpointSetCallba
 from .algos import ALGOS, algorithm
 from .envs import MicrogridVecEnv
 from .hyperparams import Hyperparams, HyperparamsError, load_hyperparams
+from .validation import ValidationCallback
 
 #: Vectorisations of the training env (:func:`make_env`), also the command line's choices.
 VEC_ENVS = ("microgrid", "dummy", "subproc")
@@ -161,6 +164,9 @@ def train(
     else:
         model = load_checkpoint(previous, cls, env, seed, tensorboard_log=str(run_dir / "tb"))
     callbacks: list[BaseCallback] = [_built(f"callback {cls_.__name__}", conf, lambda: cls_(**kwargs)) for cls_, kwargs in hp.callbacks]
+    for callback in callbacks:
+        if isinstance(callback, ValidationCallback) and callback.log_path is None:
+            callback.log_path = str(run_dir)  # beside model.zip, where export and a resumed run look for validation.json
     callbacks.append(CheckpointSetCallback(save_freq, save_path, algo))  # last: after other callbacks' rollout-start work
     if previous is None:
         save_path.mkdir(parents=True, exist_ok=True)

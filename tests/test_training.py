@@ -93,6 +93,20 @@ def test_train_checkpoints_and_resumes(tmp_path):
     assert main(["evaluate", "--controller", str(run / "model.zip"), "--days", "1", "--no-reference"]) == 0
 
 
+def test_a_validation_callback_of_the_file_writes_its_scores_into_the_run_folder(tmp_path):
+    """Where export and --resume look for them, not in the logger's tb/ folder; a log_path the file gives stays."""
+    conf = tmp_path / "val.yml"
+    conf.write_text(SMALL + "  callback:\n    - sb3_microgrid.validation.ValidationCallback: {days: 1, eval_freq: 128}\n")
+    run = tmp_path / "run"
+    train("ppo", conf, run, timesteps=256, save_freq=128, progress_bar=False)
+    assert (run / "validation.json").is_file() and list(run.glob("validation_best_*.zip"))
+    assert not list((run / "tb").rglob("validation.json"))
+    elsewhere = tmp_path / "elsewhere"
+    conf.write_text(conf.read_text().replace("eval_freq: 128}", f"eval_freq: 128, log_path: {elsewhere}}}"))
+    train("ppo", conf, tmp_path / "run2", timesteps=128, save_freq=128, progress_bar=False)
+    assert (elsewhere / "validation.json").is_file() and not (tmp_path / "run2" / "validation.json").exists()
+
+
 @pytest.mark.parametrize("name,file", [("sac", "sac"), ("td3", "td3"), ("per_sac", "sac")])
 def test_off_policy_files_train_from_the_cli_and_resume_with_their_buffer(tmp_path, name, file):
     """The shipped SAC/TD3 files, shrunk: gradient steps happen, the replay buffer is checkpointed and
