@@ -94,13 +94,11 @@ def site_env(site: Scenario, n_envs: int, seed: int, statistics: str | Path | No
     return env
 
 
-def fine_tuning_model(source: BaseAlgorithm, env: VecEnv, seed: int) -> PPO:
-    """A new PPO on ``env`` with ``source``'s settings and weights and a fresh optimizer (as Reptile's inner loops start).
+def check_adaptable(source: BaseAlgorithm, env: VecEnv) -> None:
+    """Refuse a model :func:`fine_tuning_model` cannot fine-tune on ``env``.
 
-    :param source: a model of :data:`ADAPTABLE`
-    :param env: the site's env (:func:`site_env`)
-    :param seed: seed of the fine-tuning
-    :raises ValueError: if ``source`` is of another algorithm, or observes or acts otherwise than ``env``
+    :raises ValueError: if ``source`` is of another algorithm than :data:`ADAPTABLE`, or observes or acts otherwise
+        than ``env``
     """
     if type(source) not in ADAPTABLE:
         raise ValueError(f"adapt fine-tunes {', '.join(c.__name__ for c in ADAPTABLE)} models, not {type(source).__name__}")
@@ -111,6 +109,17 @@ def fine_tuning_model(source: BaseAlgorithm, env: VecEnv, seed: int) -> PPO:
             f"{env.observation_space.shape} and {env.action_space.shape} (or another observation layout): adapt fine-tunes "
             "models trained across sites (sb3_microgrid.adaptation.multi_site_env)"
         )
+
+
+def fine_tuning_model(source: BaseAlgorithm, env: VecEnv, seed: int) -> PPO:
+    """A new PPO on ``env`` with ``source``'s settings and weights and a fresh optimizer (as Reptile's inner loops start).
+
+    :param source: a model of :data:`ADAPTABLE`
+    :param env: the site's env (:func:`site_env`)
+    :param seed: seed of the fine-tuning
+    :raises ValueError: if ``source`` is of another algorithm, or observes or acts otherwise than ``env``
+    """
+    check_adaptable(source, env)
     kwargs = {p: getattr(source, p) if hasattr(source, p) else getattr(source, "_" + p) for p in constructor_parameters(PPO) - _NOT_COPIED}
     model = PPO(type(source.policy), env, seed=seed, device="cpu", **kwargs)
     model.policy.load_state_dict(source.policy.state_dict())
@@ -202,7 +211,9 @@ def adapt(
     if statistics is None and normalised:
         raise ValueError(f"{model} was trained on normalised observations but no VecNormalize statistics were found beside it")
     # loaded to train on: a schedule that names something refused is an error, not an inert stand-in
-    tuned = fine_tuning_model(load(model, prediction=False), site_env(scenario, n_envs, seed, statistics), seed)
+    source = load(model, prediction=False)
+    check_adaptable(source, MicrogridVecEnv(1, scenario=scenario))  # before the statistics meet the site's observation
+    tuned = fine_tuning_model(source, site_env(scenario, n_envs, seed, statistics), seed)
     validation = ValidationCallback(days=eval_days, eval_freq=eval_freq, log_path=str(out)) if eval_days else None
     if timesteps > 0:
         tuned.learn(timesteps, callback=validation, progress_bar=progress_bar)

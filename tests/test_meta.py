@@ -324,6 +324,13 @@ def test_adapt_refuses_bad_inputs_before_training(meta_run, tmp_path, capsys):
     PPO("MlpPolicy", MicrogridVecEnv(1), device="cpu").save(campus)
     assert main(["adapt", "--model", str(campus), "--site", "factory", "--timesteps", "10", "--out", str(tmp_path / "y")]) == 2
     assert "models trained across sites" in one_line_error(capsys)
+    # the same with its VecNormalize statistics beside it: refused by name before they meet the site's observation
+    normalised = tmp_path / "normalised"
+    normalised.mkdir()
+    PPO("MlpPolicy", MicrogridVecEnv(1), device="cpu").save(normalised / "model.zip")
+    VecNormalize(MicrogridVecEnv(1)).save(str(normalised / "model_vecnormalize.pkl"))
+    assert main(["adapt", "--model", str(normalised / "model.zip"), "--site", "factory", "--timesteps", "10", "--out", str(tmp_path / "z")]) == 2
+    assert "models trained across sites" in one_line_error(capsys)
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "model.zip").write_bytes(b"")
     assert main([*argv, "--site", "factory", "--timesteps", "10"]) == 2
