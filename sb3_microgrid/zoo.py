@@ -62,7 +62,7 @@ def zoo_arguments(command: str, argv: list[str]) -> argparse.Namespace:
     (``--conf`` is ``--conf-file``). The zoo's other options are left to the zoo.
 
     :param command: ``train`` (``--algo``, ``--env``, ``--conf-file``, ``--gym-packages``, the trial options
-        ``--storage``, ``--study-name``, ``--trial-id`` and ``--env-kwargs``, ``--eval-env-kwargs``) or ``enjoy``
+        ``--storage``, ``--study-name``, ``--trial-id``) or ``enjoy``
         (``--algo``, ``--env``, ``--gym-packages`` and the options that choose the run folder: ``-f``, ``--exp-id``,
         ``--load-*``)
     :param argv: the zoo's arguments
@@ -82,8 +82,6 @@ def zoo_arguments(command: str, argv: list[str]) -> argparse.Namespace:
         parser.add_argument("--storage")
         parser.add_argument("--study-name")
         parser.add_argument("--trial-id", type=int)
-        parser.add_argument("--env-kwargs", nargs="+")
-        parser.add_argument("--eval-env-kwargs", nargs="+")
     return parser.parse_known_args(argv)[0]
 
 
@@ -106,29 +104,6 @@ def file_policy_kwargs(argv: list[str]) -> dict[str, Any]:
     """
     kwargs = _file_section(argv).get("policy_kwargs", {})
     return parse_python(kwargs, "policy_kwargs", trusted_modules(zoo_arguments("train", argv).gym_packages)) if isinstance(kwargs, str) else dict(kwargs)
-
-
-def eval_env_arguments(argv: list[str]) -> list[str]:
-    """``--eval-env-kwargs`` carrying the file's ``env_kwargs``, for a zoo command that passes neither
-    ``--env-kwargs`` nor ``--eval-env-kwargs``. rl_zoo3 2.9 means its evaluation env (``-optimize`` trials,
-    ``--eval-freq``) to take the training env's arguments, but copies them before reading the file's, so it
-    would score another scenario than the one trained on (``reward: {exogenous_baseline: true}``, ``campus_tod``).
-    The user's options are found as the zoo finds them (``--eval-env`` abbreviates ``--eval-env-kwargs``).
-
-    :param argv: the zoo's arguments
-    :raises ValueError: for an ``env_kwargs`` value that has no Python expression (:func:`python_expr`), or a key
-        that is not a Python name (the zoo reads ``key:expression`` up to the first ``:`` and evaluates the rest)
-    """
-    given = zoo_arguments("train", argv)
-    if given.env_kwargs is not None or given.eval_env_kwargs is not None:
-        return []
-    kwargs = _file_section(argv).get("env_kwargs")
-    if not isinstance(kwargs, dict) or not kwargs:
-        return []
-    for key in kwargs:
-        if not isinstance(key, str) or not key.isidentifier():
-            raise ValueError(f"{key!r} is not an argument name")
-    return ["--eval-env-kwargs", *(f"{key}:{python_expr(value)}" for key, value in kwargs.items())]
 
 
 def keep_policy_kwargs(sample: Callable[..., dict[str, Any]], kept: dict[str, Any]) -> Callable[..., dict[str, Any]]:
@@ -558,18 +533,14 @@ def main(argv: list[str] | None = None) -> None:
         copy = check_inputs(command, rest, Path(private))
         checked = rest if copy is None else [*rest, "--conf-file", str(copy)]  # the last --conf-file wins
         register(checked)
-        try:
-            extra = eval_env_arguments(checked) if command == "train" else []
-        except ValueError as err:
-            raise SystemExit(f"sb3-microgrid-zoo: env_kwargs: {err}; pass --eval-env-kwargs yourself") from None
-        sys.argv = [f"rl_zoo3.{command}", *rest, *extra]  # the user's --conf-file: the run's args.yml records it
+        sys.argv = [f"rl_zoo3.{command}", *rest]  # the user's --conf-file: the run's args.yml records it
         if command == "train":
             from rl_zoo3.train import train
 
             parsed = zoo_arguments("train", rest)
             if parsed.storage and not parsed.storage.endswith(".log"):
                 create_tables(parsed.storage)
-            with _zoo_reads_copy(parsed.conf_file, copy):
+            with _zoo_reads_copy(parsed.conf_file, copy), _evaluation_env_as_trained():
                 train()
         else:
             from rl_zoo3.enjoy import enjoy
@@ -607,6 +578,30 @@ def _zoo_reads_copy(conf: str | None, copy: Path | None) -> Iterator[None]:
         yield
     finally:
         ExperimentManager.read_hyperparameters = read  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def _evaluation_env_as_trained() -> Iterator[None]:
+    """Within the block, the zoo's evaluation env (``--eval-freq``, ``-optimize`` trials) takes the training env's
+    final arguments (the file's ``env_kwargs``, with ``--hyperparams env_kwargs:...`` or ``--env-kwargs`` over
+    them) unless ``--eval-env-kwargs`` was given. rl_zoo3 2.9 means it to, but copies them before it reads the
+    file and ``--hyperparams``, so it would score another scenario than the one trained on."""
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    preprocess = ExperimentManager._preprocess_hyperparams
+
+    @functools.wraps(preprocess)
+    def preprocess_then_copy(self: ExperimentManager, *args: Any, **kwargs: Any) -> Any:
+        result = preprocess(self, *args, **kwargs)  # sets env_kwargs from the hyperparameters read
+        if self._eval_env_kwargs_args is None:
+            self.eval_env_kwargs = self.env_kwargs
+        return result
+
+    ExperimentManager._preprocess_hyperparams = preprocess_then_copy  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ExperimentManager._preprocess_hyperparams = preprocess  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -19,13 +19,12 @@ import rl_zoo3.train
 import yaml
 from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
-from rl_zoo3.utils import StoreDict
 
 from sb3_microgrid.algos import ALGOS
 from sb3_microgrid.envs import MicrogridEnv
 from sb3_microgrid.hyperparams import constructor_parameters
 from sb3_microgrid.policies import ForecastAttentionExtractor
-from sb3_microgrid.zoo import SavedRunLoader, check_inputs, eval_env_arguments, main, register, study_storage, zoo_base
+from sb3_microgrid.zoo import SavedRunLoader, check_inputs, main, register, study_storage, zoo_base
 
 HYPERPARAMS = Path(__file__).parent.parent / "hyperparams"
 
@@ -93,20 +92,30 @@ def test_registering_again_does_not_keep_an_earlier_file_policy_kwargs(tmp_path)
     assert "features_extractor_class" not in sampled["policy_kwargs"]
 
 
-def test_the_zoo_evaluation_env_gets_the_file_env_kwargs(tmp_path):
-    # rl_zoo3 2.9 copies the training env's arguments for its evaluation env before it reads the file's
+@pytest.mark.parametrize(("extra", "expected"), [
+    ([], {"scenario": {"base": "campus", "reward": {"exogenous_baseline": True}}}),
+    (["--hyperparams", "env_kwargs:dict(scenario='campus_tod')"], {"scenario": "campus_tod"}),
+    (["--env-kwargs", "scenario:'campus_tod'"], {"scenario": "campus_tod"}),
+    (["--eval-env-kwargs", "split:'validation'"], {"split": "validation"}),
+])  # fmt: skip
+def test_the_zoo_evaluation_env_scores_the_scenario_trained_on(tmp_path, monkeypatch, extra, expected):
+    # rl_zoo3 2.9 copies the training env's arguments for its evaluation env before it reads the file and --hyperparams
+    from rl_zoo3.exp_manager import ExperimentManager
+
     conf = tmp_path / "conf.yml"
-    conf.write_text("Microgrid-v0:\n  env_kwargs:\n    scenario: {base: campus, reward: {exogenous_baseline: true}}\n")
-    argv = ["--env", "Microgrid-v0", "--conf-file", str(conf)]
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--eval-env-kwargs", type=str, nargs="+", action=StoreDict)  # as rl_zoo3.train reads it
-    expected = {"scenario": {"base": "campus", "reward": {"exogenous_baseline": True}}}
-    assert parser.parse_args(eval_env_arguments(argv)).eval_env_kwargs == expected
-    # the user's own stay, however spelt: the zoo's parser takes --eval-env and --env-kw for the whole names
-    for given in (["--eval-env-kwargs", "split:'validation'"], ["--env-kwargs=split:'test'"], ["--eval-env", "split:'validation'"],
-                  ["--env-kw", "split:'test'"], ["--eval-env-kwargs=split:'validation'", "seed:3"]):  # fmt: skip
-        assert eval_env_arguments([*argv, *given]) == [], given
-    assert eval_env_arguments(["--env", "Microgrid-v0"]) == []
+    conf.write_text(TINY + "  env_kwargs:\n    scenario: {base: campus, reward: {exogenous_baseline: true}}\n")
+    seen = []
+
+    def stop(self, *args, **kwargs):  # the arguments both envs get, then no training
+        seen.append((self.env_kwargs, self.eval_env_kwargs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ExperimentManager, "create_log_folder", stop)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    with pytest.raises(KeyboardInterrupt):
+        main([*_train_argv("ppo", conf, tmp_path, "--num-threads", "1", "--eval-freq", "32"), *extra])
+    (trained, evaluated), = seen
+    assert evaluated == expected and (extra[:1] == ["--eval-env-kwargs"] or trained == expected)
 
 
 # ---- files that would make the zoo run code are refused before the zoo runs --------------------------------
