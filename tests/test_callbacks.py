@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import yaml
+from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -341,6 +342,17 @@ def test_metrics_logged(kind):
     assert last["microgrid/episodes"] == 2
     # the reward is -cost / 1000 per step: per 1000 steps, -cost / 24 for one-day episodes
     assert last["microgrid/return_per_1k_steps"] == pytest.approx(-last["microgrid/cost"] / T, rel=1e-5)
+    assert last["microgrid/action_std"] == pytest.approx(last["train/std"], rel=0.05)
+
+
+def test_metrics_of_a_recurrent_policy():
+    """RecurrentPPO's distribution needs its LSTM states: the state-independent std is read from the policy."""
+    model = RecurrentPPO("MlpLstmPolicy", MicrogridVecEnv(2, seed=0), n_steps=T, batch_size=2 * T, n_epochs=1, seed=0, device="cpu",
+                         policy_kwargs={"lstm_hidden_size": 8, "net_arch": [8]})  # fmt: skip
+    capture = capture_logger(model)
+    model.learn(2 * 2 * T, callback=MicrogridMetricsCallback())
+    last = capture.dumps[-1]
+    assert all(math.isfinite(last[k]) for k in METRIC_KEYS)
     assert last["microgrid/action_std"] == pytest.approx(last["train/std"], rel=0.05)
 
 

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import torch as th
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import DiagGaussianDistribution, StateDependentNoiseDistribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -122,7 +123,10 @@ class MicrogridMetricsCallback(BaseCallback):
     def _policy_and_value(self) -> None:
         buffer = self.model.rollout_buffer
         policy = self.model.policy
-        if isinstance(policy.action_dist, (DiagGaussianDistribution, StateDependentNoiseDistribution)):
+        if isinstance(policy.action_dist, DiagGaussianDistribution):
+            # state-independent: no observation needed, so recurrent policies (whose distribution needs their LSTM states) log it too
+            self.logger.record("microgrid/action_std", float(policy.log_std.detach().exp().mean()))
+        elif isinstance(policy.action_dist, StateDependentNoiseDistribution) and not isinstance(policy, RecurrentActorCriticPolicy):
             with th.no_grad():
                 std = policy.get_distribution(rollout_observations(buffer)).distribution.stddev
             self.logger.record("microgrid/action_std", float(std.mean()))
