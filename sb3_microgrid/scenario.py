@@ -489,7 +489,8 @@ def _from_yaml(path: Path, chain: tuple[Path, ...]) -> Scenario:
     try:
         with open(path, encoding="utf-8") as fh:
             raw = yaml.safe_load(fh) or {}
-    except (OSError, ValueError, yaml.YAMLError) as err:  # ValueError: not UTF-8, or an integer of over 4300 digits
+    # ValueError: not UTF-8, or an integer of over 4300 digits; RecursionError: nested too deeply
+    except (OSError, ValueError, yaml.YAMLError, RecursionError) as err:
         raise ScenarioError(f"{path}: cannot read the scenario file ({err})") from err
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}: the top level of a scenario file must be a mapping")

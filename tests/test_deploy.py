@@ -141,6 +141,14 @@ def _delay_departure(raw):
     raw["evs"][0]["departure"] = raw["evs"][0]["departure"].replace(tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))
 
 
+def _departure_in_year_1(raw):
+    """Every time with an offset; the first car's departure at 0001-01-01 in India, before datetime's range in UTC."""
+    raw["timestamp"] = raw["timestamp"].replace(tzinfo=dt.timezone.utc)
+    for ev in raw["evs"]:
+        ev["departure"] = ev["departure"].replace(tzinfo=dt.timezone.utc)
+    raw["evs"][0]["departure"] = dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))
+
+
 BAD_VALUES = {
     "NaN SoC": (_set("battery.soc", math.nan), "battery.soc"),
     "missing SoC": (_set("battery.soc", None), "battery.soc"),
@@ -162,6 +170,10 @@ BAD_VALUES = {
     "missing departure": (_set("evs.0.departure", None), "evs[0].departure"),
     "departure with an offset, timestamp without": (_delay_departure, "evs[0].departure"),
     "horizon not containing the timestamp": (lambda raw: raw.update(horizon_start=raw["timestamp"].date() - dt.timedelta(days=3)), "horizon_start"),
+    # the horizon's end, a day on, would be beyond datetime's year 9999
+    "timestamp in year 9999": (lambda raw: raw.update(timestamp=raw["timestamp"].replace(year=9999, month=12, day=31), horizon_start=None), "timestamp"),
+    "horizon_start in year 9999": (_set("horizon_start", dt.date(9999, 12, 31)), "horizon_start"),
+    "departure in year 1": (_departure_in_year_1, "evs[0].departure"),
 }
 
 
@@ -209,6 +221,32 @@ def test_fallback_at_a_known_need_charges_within_it(controller, request_with_car
     for car in raw["evs"]:
         assert decision.charger_kw[car["charger"]] == pytest.approx(min(ev.port_power_kw, car["energy_wanted_kwh"] / (ev.charger_efficiency * dt_h)))
     assert decision.battery_kw == 0.0
+
+
+@pytest.mark.parametrize("step_hours", [1.0, 0.5])
+def test_a_timestamp_just_before_midnight_is_the_next_days_first_step(request_with_cars, step_hours):
+    """Within the placement slack (1 ms) of midnight, a timestamp is the first step of the next day, which is then
+    the default horizon_start: step 0, not a step past the horizon's end."""
+    raw, env = request_with_cars
+    scenario = env.scenario.replace(step_hours=step_hours)
+    layout = env.obs_layout
+    last = dt.datetime(2024, 3, 12, 23, 59, 59, 999_500)
+    for stamp, step, start in (
+        (last, 0, dt.datetime(2024, 3, 13)),
+        (last - dt.timedelta(hours=step_hours), scenario.steps_per_day - 1, dt.datetime(2024, 3, 13) - dt.timedelta(hours=step_hours)),
+    ):
+        checker = Checker(site_ranges(scenario))
+        state = read_state(Measurements.model_validate({**raw, "timestamp": stamp, "horizon_start": None}), scenario, layout, checker)
+        assert (state.step, state.step_start, checker.issues) == (step, start, [])
+
+
+@pytest.mark.parametrize("max_age_s", [math.nan, math.inf, -60.0, 0, True, "60", pytest.param(10**400, id="beyond_float")])
+def test_max_age_must_be_a_finite_positive_number(exported_policy, max_age_s):
+    """NaN disabled the staleness check (no age compares above it), a negative age made every request stale."""
+    policy = OnnxPolicy(exported_policy)
+    with pytest.raises(ValueError, match=re.escape(f"max_age_s must be a finite number of seconds > 0, or None (one step); got {max_age_s!r}")):
+        SiteController(policy, load_scenario("campus"), max_age_s=max_age_s)
+    assert SiteController(policy, load_scenario("campus"), max_age_s=np.float64(0.5)).max_age_s == 0.5
 
 
 def test_stale_or_future_timestamp_gives_the_fallback(exported_policy, request_with_cars):

@@ -4,11 +4,13 @@ manifest; the command line; bad inputs; and a runtime that needs neither torch n
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
 import gymnasium as gym
 import numpy as np
+import onnx
 import pytest
 import torch as th
 import yaml
@@ -23,6 +25,7 @@ from sb3_microgrid.cli import main
 from sb3_microgrid.envs import ActionLayout, MicrogridEnv, MicrogridVecEnv, ObservationLayout
 from sb3_microgrid.evaluation import evaluate
 from sb3_microgrid.export import ManifestError, ObservationShapeError, OnnxPolicy, RecurrentPolicyError, scenario_fingerprint
+from sb3_microgrid.export import onnx_export
 from sb3_microgrid.export.onnx_export import ExportError, export_model
 from sb3_microgrid.scenario import Scenario, load_scenario
 from sb3_microgrid.wrappers.residual import ResidualController
@@ -358,6 +361,61 @@ def test_bad_inputs_exit_2_naming_the_problem(ppo, tmp_path, capsys, args, messa
     assert err.startswith("sb3-microgrid export: error:") and message in err and "Traceback" not in err
 
 
+def _previous_export(ppo, tmp_path):
+    """A copy of the module's export, to export into again, and its files."""
+    out = tmp_path / "out"
+    shutil.copytree(ppo[1], out)
+    return out, {f.name: f.read_bytes() for f in out.iterdir()}
+
+
+def _deep(file):
+    file.write_text("[" * 100_000 + "]" * 100_000)
+
+
+@pytest.mark.parametrize(
+    "name, write, message",
+    [
+        ("eval.json", lambda f: f.write_text('{"summary": {"split": "test", "gap_closed": NaN, "cost_per_day": 1.0}}'), "NaN is not a JSON value"),
+        ("eval.json", _deep, "maximum recursion depth exceeded"),
+        ("validation.json", lambda f: f.write_text('{"best": {"steps": 48, "gap_closed": Infinity}}'), "Infinity is not a JSON value"),
+        ("validation.json", _deep, "maximum recursion depth exceeded"),
+    ],
+    ids=["NaN KPI", "deep KPIs", "infinite validation KPI", "deep validation record"],
+)
+def test_a_bad_kpi_file_is_named_and_leaves_the_previous_export(ppo, tmp_path, capsys, name, write, message):
+    """NaN passed the KPI readers and failed the manifest's strict JSON, after the graph and scenario were written
+    beside the previous manifest: the folder was no export any more (its scenario no longer the manifest's)."""
+    run = tmp_path / "run"
+    shutil.copytree(ppo[0].parent, run)
+    write(run / name)
+    out, before = _previous_export(ppo, tmp_path)
+    kpis = ["--kpis", str(run / name)] if name == "eval.json" else []
+    assert main(["export", f"{run / 'model.zip'}:ppo", "--out", str(out), "--scenario", "campus_tod", *kpis]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / name} is not" in err and message in err and "Traceback" not in err
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+
+def test_a_failed_check_leaves_the_previous_export(ppo, tmp_path, monkeypatch):
+    """The new files are checked in a folder of their own and replace the previous export only once they pass: a
+    failure leaves neither a manifest of files that failed nor a mix of two exports."""
+    out, before = _previous_export(ppo, tmp_path)
+
+    def fail(*args):
+        raise ExportError("the exported graph's actions differ")
+
+    monkeypatch.setattr(onnx_export, "_check_graph", fail)
+    with pytest.raises(ExportError, match="differ"):
+        export_model(ppo[0], out, scenario="campus_tod")
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    with pytest.raises(ExportError, match="differ"):
+        export_model(ppo[0], tmp_path / "new")
+    assert list((tmp_path / "new").iterdir()) == []
+    monkeypatch.undo()
+    assert export_model(ppo[0], out, scenario="campus_tod")["scenario"]["name"] == "campus_tod"
+    assert sorted(f.name for f in out.iterdir()) == sorted(before)
+
+
 def test_a_normalised_run_without_its_statistics_is_refused(ppo, tmp_path):
     path, _ = ppo
     (tmp_path / "run").mkdir()
@@ -416,7 +474,18 @@ def test_a_controller_for_another_layout_is_refused_at_reset(ppo):
     OnnxController(ppo[1]).reset(env, env.reset(seed=0)[0])
 
 
-def test_a_folder_that_is_not_an_export_is_refused(ppo, tmp_path):
+def _float64_graph(folder, manifest) -> None:
+    """A graph of the manifest's names and shapes whose input and output are float64: it loads, and every act fails."""
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["obs", "w"], ["action"])], "float64",
+        [onnx.helper.make_tensor_value_info("obs", onnx.TensorProto.DOUBLE, ["batch", 206])],
+        [onnx.helper.make_tensor_value_info("action", onnx.TensorProto.DOUBLE, ["batch", 13])],
+        [onnx.numpy_helper.from_array(np.zeros((206, 13)), "w")],
+    )  # fmt: skip
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), folder / "policy.onnx")
+
+
+def test_a_folder_that_is_not_an_export_is_refused(ppo, tmp_path, capsys):
     def broken(edit):
         folder = tmp_path / f"broken{len(list(tmp_path.iterdir()))}"
         folder.mkdir()
@@ -450,10 +519,19 @@ def test_a_folder_that_is_not_an_export_is_refused(ppo, tmp_path):
         ("not a graph onnxruntime can load", broken(lambda f, m: (f / "policy.onnx").write_bytes(b"junk"))),
         ("the layout's size", broken(lambda f, m: m["onnx"]["inputs"][0].update(shape=["batch", 205]))),
         ("declares", broken(lambda f, m: (m["observation"]["layout"].update(history_steps=7), m["onnx"]["inputs"][0].update(shape=["batch", 201])))),
+        ("onnx.outputs must be a list of objects with a string name, a shape and dtype 'float32'", broken(lambda f, m: m["onnx"]["outputs"][0].update(dtype="float64"))),
+        ("onnx.inputs must be a list of objects with a string name, a shape and dtype 'float32'", broken(lambda f, m: m["onnx"]["inputs"][0].pop("dtype"))),
+        ("has inputs and outputs {'obs': {'shape': ['batch', 206], 'type': 'tensor(double)'}", broken(_float64_graph)),
+        ("declares {'obs': {'shape': ['batch', 206], 'type': 'tensor(float)'}", broken(_float64_graph)),
     ]
+    deep = broken(lambda f, m: None)
+    (deep / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    cases.append((f"{deep / 'manifest.json'} is not readable JSON: maximum recursion depth exceeded", deep))
     for message, folder in cases:
         with pytest.raises(ManifestError, match=re.escape(message)):
             OnnxPolicy(folder)
+    assert main(["evaluate", "--controller", str(deep), "--days", "1", "--no-reference"]) == 2
+    assert "maximum recursion depth exceeded" in capsys.readouterr().err
     with pytest.raises(ValueError, match="controller folder: its base controller or algorithm and statistics are in its files"):
         make_controller(str(ppo[1]), vecnormalize="stats.pkl")
 

@@ -175,6 +175,9 @@ def test_unreadable_yaml_is_a_scenario_error(tmp_path):
     path.write_text("battery: [capacity_kwh: 1\n")
     with pytest.raises(ScenarioError, match="broken.yaml: cannot read"):
         load_scenario(path)
+    path.write_text("[" * 20_000 + "]" * 20_000)  # nested beyond Python's recursion limit
+    with pytest.raises(ScenarioError, match="broken.yaml: cannot read the scenario file .*recursion"):
+        load_scenario(path)
 
 
 def test_data_paths_resolve_against_the_scenario_file_like_base(tmp_path, monkeypatch):

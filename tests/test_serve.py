@@ -4,6 +4,7 @@ HTTP for a simulated test day, scores as the exported policy in-process."""
 
 import json
 import math
+import shutil
 import socket
 import subprocess
 import sys
@@ -96,9 +97,22 @@ def test_request_off_the_schema_is_422_naming_the_field(client, body, case):
     assert any(e["field"] == field and message in e["message"] for e in errors), errors
 
 
-def test_body_that_is_not_json_is_422(client):
-    response = client.post("/decide", content=b"{not json", headers={"content-type": "application/json"})
-    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "body"
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"{not json", "JSON decode error"),
+        # Python's JSON reader fails on these with other errors than a decode error; FastAPI answered 400 {"detail"}
+        (b"[" * 100_000 + b"]" * 100_000, "RecursionError"),
+        (b'{"timestamp": "\xff"}', "UnicodeDecodeError"),
+    ],
+    ids=["not JSON", "nested too deeply", "not UTF-8"],
+)
+def test_body_that_is_not_json_is_422(client, content, message):
+    response = client.post("/decide", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == "body" and message in error["message"]
+    assert client.get("/nowhere").status_code == 404  # other HTTP errors keep FastAPI's answer
 
 
 @pytest.mark.parametrize(
@@ -156,9 +170,18 @@ def test_health_and_manifest(client, exported_policy):
     assert client.get("/manifest").json() == OnnxPolicy(exported_policy).manifest
 
 
-def test_serve_refuses_a_folder_it_cannot_run(tmp_path, capsys):
+def test_serve_refuses_a_folder_it_cannot_run(exported_policy, tmp_path, capsys):
     assert main(["serve", str(tmp_path), "--port", "8000"]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+    # nested beyond Python's recursion limit: a named error, not a RecursionError's traceback
+    deep = tmp_path / "deep"
+    shutil.copytree(exported_policy, deep)
+    (deep / "scenario.yaml").write_text("[" * 20_000 + "]" * 20_000)
+    assert main(["serve", str(deep), "--port", "8000"]) == 2
+    assert "scenario.yaml: cannot read the scenario file (maximum recursion depth exceeded" in capsys.readouterr().err
+    (deep / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["serve", str(deep), "--port", "8000"]) == 2
+    assert "manifest.json is not readable JSON: maximum recursion depth exceeded" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["serve", str(tmp_path), "--port", "70000"])
     with pytest.raises(SystemExit):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -60,11 +61,12 @@ class SiteController:
 
     :param policy: the exported policy (its ``manifest`` gives the observation layout and window scales)
     :param scenario: the site the policy was exported for
-    :param max_age_s: how far a request's timestamp may lie from the clock (s); ``None``: one step
+    :param max_age_s: how far a request's timestamp may lie from the clock (s, a finite number > 0); ``None``: one step
     :param clock: the server's clock (an aware time); ``None`` skips the staleness check, for a replayed or
         simulated day
     :raises ManifestError: for a policy the controller cannot run on measurements (recurrent, residual, or an
         observation it cannot build)
+    :raises ValueError: for a ``max_age_s`` that is not a finite number > 0
     """
 
     def __init__(
@@ -93,6 +95,10 @@ class SiteController:
         self.policy = policy
         self.scenario = scenario
         self.layout = self.builder.layout
+        # NaN would disable the staleness check (no age exceeds it), a negative age would make every request stale
+        allowed = isinstance(max_age_s, (int, float)) and not isinstance(max_age_s, bool) and 0 < max_age_s <= sys.float_info.max
+        if max_age_s is not None and not allowed:
+            raise ValueError(f"max_age_s must be a finite number of seconds > 0, or None (one step); got {max_age_s!r}")
         self.max_age_s = scenario.step_hours * 3600.0 if max_age_s is None else float(max_age_s)
         self.clock = clock
         self._ranges = site_ranges(scenario)

@@ -1,9 +1,9 @@
 """The site controller over HTTP (FastAPI): ``POST /decide``, ``GET /health``, ``GET /manifest``.
 
 A request that does not match the measurement schema (a wrong type, a missing field, an unknown one, JSON that
-does not parse) gets HTTP 422 with ``{"errors": [{"field", "message"}]}``. A well-formed request always gets 200
-and setpoints: bad values, and failures of the policy, give the fallback with the problems named
-(:class:`~sb3_microgrid.deploy.SiteController` never raises), so the API never answers 500.
+does not parse, is nested too deeply or is not UTF-8) gets HTTP 422 with ``{"errors": [{"field", "message"}]}``. A
+well-formed request always gets 200 and setpoints: bad values, and failures of the policy, give the fallback with the
+problems named (:class:`~sb3_microgrid.deploy.SiteController` never raises), so the API never answers 500.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .controller import SiteController, utc_now
 from .schema import Decision, Measurements
@@ -41,6 +43,16 @@ def create_app(controller: SiteController) -> FastAPI:
         # JSON that does not parse is located by its character position: the whole body is at fault.
         errors = [{"field": "body" if e["type"] == "json_invalid" else field_path(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
         return JSONResponse(status_code=422, content={"errors": errors})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def unreadable_body(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI answers 400, chained to the reader's error, for a body Python's JSON reader fails on other than by a
+        # decode error (nested too deeply, not UTF-8): as for any JSON that does not parse, the whole body is at fault.
+        # Other HTTP errors (404, 405) keep FastAPI's answer.
+        cause = exc.__cause__
+        if exc.status_code != 400 or cause is None:
+            return await http_exception_handler(request, exc)
+        return JSONResponse(status_code=422, content={"errors": [{"field": "body", "message": f"{exc.detail}: {type(cause).__name__}: {cause}"}]})
 
     @app.post("/decide", response_model=Decision)
     async def decide(measurements: Measurements) -> Decision:

@@ -21,6 +21,9 @@ from .schema import Measurements, SeriesRow
 ROW_FIELDS = ("load_kw", "pv_kw", "wind_kw", "price_inr_per_kwh", "emission_kg_per_kwh")
 #: Slack when placing a timestamp in its step: a step start written to the microsecond is in that step.
 _PLACEMENT_SLACK = dt.timedelta(milliseconds=1)
+#: Years a timestamp, horizon_start or departure may lie in: the horizon's end (up to ten years, horizon_days 3650,
+#: after its start) and a departure at the timestamp's offset stay within datetime's years 1 to 9999.
+YEARS = (1900, 9988)
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,8 @@ class EVState:
 class SiteState:
     """The checked measurements of one request (``None`` or NaN where a value failed its check)."""
 
-    step_start: dt.datetime
+    #: ``None`` when the timestamp or ``horizon_start`` is outside :data:`YEARS`
+    step_start: dt.datetime | None
     #: the step's index in the policy's horizon (0 at ``horizon_start`` midnight)
     step: int | None
     holiday: bool
@@ -65,6 +69,14 @@ def _wall_clock(value: dt.datetime, reference: dt.datetime, path: str, checker: 
     return value.replace(tzinfo=None)
 
 
+def _in_years(path: str, value: dt.date, checker: Checker) -> bool:
+    """Whether the year of ``value`` (a date or a time) is in :data:`YEARS`; the problem recorded if not."""
+    if YEARS[0] <= value.year <= YEARS[1]:
+        return True
+    checker.add(path, f"{path} = {value.isoformat()} is outside the allowed years [{YEARS[0]}, {YEARS[1]}]")
+    return False
+
+
 def check_timestamp(stamp: dt.datetime, now: dt.datetime, max_age_s: float, checker: Checker) -> None:
     """Record a timestamp further than ``max_age_s`` from the clock, either way: stale data, or a clock that is off.
 
@@ -88,21 +100,26 @@ def read_state(m: Measurements, scenario: Scenario, layout: ObservationLayout, c
     :param checker: collects the problems
     """
     stamp = m.timestamp
-    site_time = stamp.replace(tzinfo=None)
-    step_length = dt.timedelta(hours=scenario.step_hours)
-    midnight = dt.datetime.combine(site_time.date(), dt.time())
-    in_day = (site_time - midnight + _PLACEMENT_SLACK) // step_length
-    step_start = midnight + in_day * step_length
-    first_day = m.horizon_start if m.horizon_start is not None else site_time.date()
-    step: int | None = (site_time.date() - first_day).days * scenario.steps_per_day + in_day
-    if not 0 <= step < scenario.episode_steps:
-        checker.add(
-            "horizon_start",
-            f"horizon_start = {first_day} does not contain timestamp = {stamp.isoformat()}; allowed: one of the "
-            f"{scenario.horizon_days} day(s) up to the timestamp's (scenario horizon_days)",
-        )
-        step = None
-    horizon_end = dt.datetime.combine(first_day, dt.time()) + dt.timedelta(days=scenario.horizon_days)
+    step_start = step = horizon_end = None
+    # Both checked (a list: no short circuit), so that both are named. Unplaced, the step and the cars' hours left are
+    # unknown.
+    if all([_in_years("timestamp", stamp, checker), m.horizon_start is None or _in_years("horizon_start", m.horizon_start, checker)]):
+        site_time = stamp.replace(tzinfo=None)
+        step_length = dt.timedelta(hours=scenario.step_hours)
+        midnight = dt.datetime.combine(site_time.date(), dt.time())
+        step_start = midnight + (site_time - midnight + _PLACEMENT_SLACK) // step_length * step_length
+        # Counted from the step's start: the slack may carry a timestamp into the next day's first step.
+        first_day = m.horizon_start if m.horizon_start is not None else step_start.date()
+        first_midnight = dt.datetime.combine(first_day, dt.time())
+        step = (step_start - first_midnight) // step_length
+        if not 0 <= step < scenario.episode_steps:
+            checker.add(
+                "horizon_start",
+                f"horizon_start = {first_day} does not contain timestamp = {stamp.isoformat()}; allowed: one of the "
+                f"{scenario.horizon_days} day(s) up to the timestamp's (scenario horizon_days)",
+            )
+            step = None
+        horizon_end = first_midnight + dt.timedelta(days=scenario.horizon_days)
 
     n_ports = scenario.ev.n_ports
     evs, seen = [], set()
@@ -118,9 +135,9 @@ def read_state(m: Measurements, scenario: Scenario, layout: ObservationLayout, c
         hours_left = None
         if ev.departure is None:
             checker.add(f"{path}.departure", f"{path}.departure is missing (null); allowed: a time (ISO 8601)")
-        else:
+        elif _in_years(f"{path}.departure", ev.departure, checker):
             departure = _wall_clock(ev.departure, stamp, f"{path}.departure", checker)
-            if departure is not None:
+            if departure is not None and step_start is not None:
                 # The env's cars leave within the horizon and after the current step at the earliest; a site's car
                 # staying past its announced time is read as leaving at the end of this step.
                 left = min(departure, horizon_end) - step_start

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import platform
+import tempfile
 import warnings
 from collections.abc import Sequence
 from importlib import metadata
@@ -30,10 +31,11 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from ..algos import ALGOS, load
 from ..baselines.sb3_model import load_statistics, recorded_scenario, run_env_wrappers, statistics_for
+from ..common.json_values import refuse_constant
 from ..envs import MicrogridEnv
 from ..envs.layout import SITE_CONTEXT
 from ..scenario import Scenario, ScenarioError, load_scenario
-from .onnx_policy import ACTION, EPISODE_START, FORMAT, MANIFEST, OBS, STATE_C, STATE_C_OUT, STATE_H, STATE_H_OUT, ManifestError, OnnxPolicy, read_manifest, scenario_fingerprint
+from .onnx_policy import ACTION, DTYPE, EPISODE_START, FORMAT, MANIFEST, OBS, STATE_C, STATE_C_OUT, STATE_H, STATE_H_OUT, OnnxPolicy, read_manifest, scenario_fingerprint
 
 POLICY_FILE = "policy.onnx"
 SCENARIO_FILE = "scenario.yaml"
@@ -111,7 +113,8 @@ def export_model(
     """Write ``policy.onnx``, ``manifest.json`` and ``scenario.yaml`` of the model at ``path`` into ``out``.
 
     :param path: the model's ``.zip``
-    :param out: the export folder (created; files of these names in it are replaced)
+    :param out: the export folder (created; files of these names in it are replaced once the new ones pass the check,
+        so a failed export leaves a previous one intact)
     :param algo: its registered algorithm name; ``None`` finds it as evaluation does (:func:`~sb3_microgrid.algos.identify`)
     :param vecnormalize: its ``VecNormalize`` statistics; ``None`` finds them as evaluation does
     :param scenario: the scenario it acts in (preset name or YAML path); ``None``: the site recorded in the
@@ -158,50 +161,55 @@ def export_model(
     _check_fits(model, env, path, site)
     normalizer = None if stats is None else load_statistics(stats, env, path.stem)
 
+    validation_kpis = _validation_kpis(path)
     out.mkdir(parents=True, exist_ok=True)
-    recurrent = isinstance(model.policy, RecurrentActorCriticPolicy)
-    io = _write_graph(model, normalizer, out / POLICY_FILE, recurrent)
-    site.to_yaml(out / SCENARIO_FILE)
-    manifest = {
-        "format": FORMAT,
-        "algorithm": name,
-        "policy_class": f"{type(model.policy).__module__}.{type(model.policy).__qualname__}",
-        "recurrent": recurrent,
-        "observation": {
-            "layout": env.observation_space.layout.to_dict(),
-            "window_scale": window_scale,
-            **context,
-            "size": int(model.observation_space.shape[0]),
-            "normalization": None if normalizer is None or not normalizer.norm_obs else {
-                "folded": True, "source": stats.name, "epsilon": float(normalizer.epsilon), "clip_obs": float(normalizer.clip_obs),
+    # Written and checked in a folder of their own, the files replace those of a previous export only once they pass:
+    # a failure leaves the folder as it was.
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out) as staging:
+        staged = Path(staging)
+        recurrent = isinstance(model.policy, RecurrentActorCriticPolicy)
+        io = _write_graph(model, normalizer, staged / POLICY_FILE, recurrent)
+        site.to_yaml(staged / SCENARIO_FILE)
+        manifest = {
+            "format": FORMAT,
+            "algorithm": name,
+            "policy_class": f"{type(model.policy).__module__}.{type(model.policy).__qualname__}",
+            "recurrent": recurrent,
+            "observation": {
+                "layout": env.observation_space.layout.to_dict(),
+                "window_scale": window_scale,
+                **context,
+                "size": int(model.observation_space.shape[0]),
+                "normalization": None if normalizer is None or not normalizer.norm_obs else {
+                    "folded": True, "source": stats.name, "epsilon": float(normalizer.epsilon), "clip_obs": float(normalizer.clip_obs),
+                },
+            },  # fmt: skip
+            "action": {
+                "size": int(model.action_space.shape[0]),
+                "low": model.action_space.low.tolist(),
+                "high": model.action_space.high.tolist(),
+                # the env's entries; a run's env wrappers (below) turn the policy's output into them
+                "env": action_layout.to_dict(),
+                "is_env_action": not wrappers,
             },
-        },  # fmt: skip
-        "action": {
-            "size": int(model.action_space.shape[0]),
-            "low": model.action_space.low.tolist(),
-            "high": model.action_space.high.tolist(),
-            # the env's entries; a run's env wrappers (below) turn the policy's output into them
-            "env": action_layout.to_dict(),
-            "is_env_action": not wrappers,
-        },
-        "env_wrappers": [{f"{cls.__module__}.{cls.__qualname__}": kwargs} for cls, kwargs in wrappers],
-        "scenario": {"name": site.name, "file": SCENARIO_FILE, "sha256": scenario_fingerprint(site)},
-        "training": {"num_timesteps": int(model.num_timesteps), "source": str(path)},
-        "kpis": {"validation": _validation_kpis(path), "test": test_kpis},
-        "onnx": {"file": POLICY_FILE, "opset": OPSET, **io},
-        "versions": _versions(),
-    }
-    if recurrent:
-        lstm = model.policy.lstm_actor
-        manifest["lstm"] = {"layers": lstm.num_layers, "hidden_size": lstm.hidden_size}
-    write = lambda: (out / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")  # noqa: E731
-    write()  # OnnxPolicy reads the folder as a site will
-    try:
-        manifest["check"] = _check_graph(model, normalizer, env, out)
-    except (ExportError, ManifestError):
-        (out / MANIFEST).unlink()  # not an export folder then
-        raise
-    write()
+            "env_wrappers": [{f"{cls.__module__}.{cls.__qualname__}": kwargs} for cls, kwargs in wrappers],
+            "scenario": {"name": site.name, "file": SCENARIO_FILE, "sha256": scenario_fingerprint(site)},
+            "training": {"num_timesteps": int(model.num_timesteps), "source": str(path)},
+            "kpis": {"validation": validation_kpis, "test": test_kpis},
+            "onnx": {"file": POLICY_FILE, "opset": OPSET, **io},
+            "versions": _versions(),
+        }
+        if recurrent:
+            lstm = model.policy.lstm_actor
+            manifest["lstm"] = {"layers": lstm.num_layers, "hidden_size": lstm.hidden_size}
+        write = lambda: (staged / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")  # noqa: E731
+        write()  # OnnxPolicy reads the folder as a site will
+        manifest["check"] = _check_graph(model, normalizer, env, staged)
+        write()
+        # The manifest goes first and comes last: a folder interrupted in between is no export, not a mix of two.
+        (out / MANIFEST).unlink(missing_ok=True)
+        for file in (POLICY_FILE, SCENARIO_FILE, MANIFEST):
+            (staged / file).replace(out / file)
     return read_manifest(out)
 
 
@@ -283,7 +291,7 @@ def _write_graph(model: BaseAlgorithm, normalizer: VecNormalize | None, file: Pa
         raise ExportError(f"the policy {type(policy).__name__} cannot be written as ONNX: {err}") from None
     finally:
         th.backends.mha.set_fastpath_enabled(fastpath)
-    describe = lambda names: [{"name": n, "shape": shapes[n], "dtype": "float32"} for n in names]  # noqa: E731
+    describe = lambda names: [{"name": n, "shape": shapes[n], "dtype": DTYPE} for n in names]  # noqa: E731
     return {"inputs": describe(inputs), "outputs": describe(outputs)}
 
 
@@ -294,8 +302,8 @@ def _validation_kpis(path: Path) -> dict[str, Any] | None:
         file = folder / "validation.json"
         if file.is_file():
             try:
-                return json.loads(file.read_text())["best"]
-            except (OSError, ValueError, KeyError, TypeError) as err:
+                return json.loads(file.read_text(), parse_constant=refuse_constant)["best"]
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:  # RecursionError: nested too deeply
                 raise ExportError(f"{file} is not a validation record of ValidationCallback: {type(err).__name__}: {err}") from None
     return None
 
@@ -303,11 +311,11 @@ def _validation_kpis(path: Path) -> dict[str, Any] | None:
 def _read_kpis(file: Path) -> dict[str, Any]:
     """The summary of one controller in an ``sb3-microgrid evaluate --json`` file, of the test split."""
     try:
-        summary = json.loads(file.read_text())["summary"]
+        summary = json.loads(file.read_text(), parse_constant=refuse_constant)["summary"]
         split = summary["split"]
     except FileNotFoundError:
         raise FileNotFoundError(f"no KPI file at {file}") from None
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:  # RecursionError: nested too deeply
         raise ExportError(f"{file} is not the --json output of sb3-microgrid evaluate for one controller: {type(err).__name__}: {err}") from None
     if split != "test":
         raise ExportError(f"{file} scores the {split!r} split; the manifest's test KPIs need the 'test' split")

@@ -28,6 +28,8 @@ FORMAT = 1
 OBS, ACTION = "obs", "action"
 STATE_H, STATE_C, EPISODE_START = "lstm_h", "lstm_c", "episode_start"
 STATE_H_OUT, STATE_C_OUT = "lstm_h_out", "lstm_c_out"
+#: The dtype of every input and output (the manifest's ``dtype``: the runtime feeds float32), as onnxruntime names it.
+DTYPE, ORT_TYPE = "float32", "tensor(float)"
 
 
 class ManifestError(ValueError):
@@ -66,10 +68,11 @@ class OnnxPolicy:
             self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types; name the file
             raise ManifestError(f"{graph} is not a graph onnxruntime can load: {type(err).__name__}: {err}") from None
-        declared = {io["name"]: io["shape"] for io in self.manifest["onnx"]["inputs"] + self.manifest["onnx"]["outputs"]}
-        found = {node.name: list(node.shape) for node in self.session.get_inputs() + self.session.get_outputs()}
+        # read_manifest checked that every declared dtype is DTYPE
+        declared = {io["name"]: {"shape": io["shape"], "type": ORT_TYPE} for io in self.manifest["onnx"]["inputs"] + self.manifest["onnx"]["outputs"]}
+        found = {node.name: {"shape": list(node.shape), "type": node.type} for node in self.session.get_inputs() + self.session.get_outputs()}
         if found != declared:
-            raise ManifestError(f"{graph} has inputs and outputs {found}, but {self.path / MANIFEST} declares {declared}")
+            raise ManifestError(f"{graph} has inputs and outputs {found}, but {self.path / MANIFEST} declares {declared} (dtype {DTYPE!r} is {ORT_TYPE})")
         self.layout = ObservationLayout.from_dict(self.manifest["observation"]["layout"])
         self.obs_dim = self.layout.size
         self.action_dim = int(self.manifest["action"]["size"])
@@ -167,7 +170,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         manifest = json.loads(file.read_text(), parse_constant=refuse_constant)
     except FileNotFoundError:
         raise ManifestError(f"{path} is not an export folder: no {MANIFEST}") from None
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: nested too deeply
         raise ManifestError(f"{file} is not readable JSON: {err}") from None
     # the type first: true == 1 in Python
     if not isinstance(manifest, dict) or type(manifest.get("format")) is not int or manifest["format"] != FORMAT:
@@ -190,8 +193,10 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     shapes = {}
     for name in ("onnx.inputs", "onnx.outputs"):
         entries = field(name)
-        if not isinstance(entries, list) or not all(isinstance(io, dict) and isinstance(io.get("name"), str) and "shape" in io for io in entries):
-            raise ManifestError(f"{file}: {name} must be a list of objects with a string name and a shape, got {entries!r:.100}")
+        if not isinstance(entries, list) or not all(
+            isinstance(io, dict) and isinstance(io.get("name"), str) and "shape" in io and io.get("dtype") == DTYPE for io in entries
+        ):
+            raise ManifestError(f"{file}: {name} must be a list of objects with a string name, a shape and dtype {DTYPE!r}, got {entries!r:.100}")
         shapes.update((io["name"], io["shape"]) for io in entries)
     names = list(shapes)
     wanted = [OBS, ACTION] + ([STATE_H, STATE_C, EPISODE_START, STATE_H_OUT, STATE_C_OUT] if recurrent else [])
