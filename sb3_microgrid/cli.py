@@ -135,7 +135,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         for label, controller in controllers.items()
     }
     first = next(iter(results.values())).summary
-    print(f"scenario {first['scenario']}, split {first['split']}, {first['days']} days, seed {args.seed}")
+    # a file that derives from a preset keeps the preset's name unless it gives its own: say which file it was
+    source = f" (from {args.scenario})" if args.scenario not in (None, first["scenario"]) else ""
+    print(f"scenario {first['scenario']}{source}, split {first['split']}, {first['days']} days, seed {args.seed}")
     print(format_table({label: ev.summary for label, ev in results.items()}, args.reference))
     if args.json is not None:
         if len(results) == 1:
@@ -471,7 +473,7 @@ def _add_train(subparsers: Any) -> None:
     p.add_argument("--env", default=None, help="section of the file to read (default: its only one; with --resume, the run's)")
     p.add_argument("--timesteps", type=positive_int, default=None, metavar="N", help="total steps (default: the file's n_timesteps)")
     p.add_argument("--seed", type=seed_int, default=None, help="seed of the envs and the algorithm (default: 0; with --resume, the run's)")
-    p.add_argument("--run-dir", type=Path, default=None, help="output folder (default: runs/<algo>_<env>_<seed>)")
+    p.add_argument("--run-dir", type=Path, default=None, help="output folder (default: runs/<algo>_<section or file stem>_<seed>)")
     p.add_argument(
         "--resume", action="store_true",
         help="continue from the newest complete checkpoint in the run folder (same --algo and --conf as the run; --seed and --vec-env are the run's)",

@@ -27,6 +27,15 @@ def test_evaluate_writes_json_and_prints_table(tmp_path, capsys):
     assert "naive" in table and "cost (Rs/day)" in table and "gap closed" not in table
 
 
+def test_evaluate_names_the_scenario_file_beside_the_name_it_inherits(tmp_path, capsys):
+    mine = tmp_path / "my.yaml"
+    mine.write_text("base: campus\nbattery: {capacity_kwh: 1500}\n")
+    assert main(["evaluate", "--controller", "naive", "--days", "1", "--no-reference", "--scenario", str(mine)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"scenario campus (from {mine}), split test")
+    assert main(["evaluate", "--controller", "naive", "--days", "1", "--no-reference", "--scenario", "campus"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("scenario campus, split test")
+
+
 def test_evaluate_several_controllers_writes_a_list(tmp_path, capsys):
     out = tmp_path / "both.json"
     assert main(["evaluate", "--controller", "naive,optimal", "--days", "1", "--no-reference", "--json", str(out)]) == 0

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch as th
-from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from sb3_microgrid import MicrogridVecEnv
 from sb3_microgrid.paired_ars import PairedARS
@@ -88,6 +88,24 @@ def test_a_loaded_model_continues_the_pair_seeds_of_an_uninterrupted_run(tmp_pat
     assert resumed == seeds[2 * 4 :] and len(set(resumed)) == 2  # update 3's pair seeds, one per pair
 
 
+def test_a_resumed_run_shows_callbacks_its_whole_total(tmp_path):
+    """SB3's progress bar counts to locals()['total_timesteps'] minus the steps done: the total including the earlier
+    steps (sb3-contrib's ARS hands callbacks the remaining steps only, so a resumed bar read 0% of 0)."""
+    model = PairedARS("LinearPolicy", MicrogridVecEnv(1, scenario="campus", seed=0), n_delta=2, n_top=2, n_eval_episodes=1, seed=0, device="cpu")
+    model.learn(2 * 2 * 24)
+    seen = []
+
+    class Totals(BaseCallback):
+        def _on_training_start(self) -> None:
+            seen.append((self.locals["total_timesteps"], self.model.num_timesteps))
+
+        def _on_step(self) -> bool:
+            return True
+
+    model.learn(2 * 2 * 24, callback=Totals(), reset_num_timesteps=False)
+    assert seen == [(2 * 2 * 2 * 24, 2 * 2 * 24)]
+
+
 def test_the_first_update_gets_the_schedule_value_after_its_steps():
     from sb3_microgrid.schedules import WarmupSchedule
 
@@ -117,7 +135,6 @@ def test_uneven_episodes_per_env_are_counted_exactly():
 
 
 def test_callbacks_are_called_once_per_vector_step():
-    from stable_baselines3.common.callbacks import BaseCallback
 
     class Count(BaseCallback):
         def _on_step(self):

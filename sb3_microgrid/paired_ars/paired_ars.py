@@ -161,12 +161,14 @@ class PairedARS(ARS):
         """ARS's ``learn``, except that a callback returning ``False`` stops training after the current
         update, as in SB3's other algorithms (ARS ignores it), and that with ``reset_num_timesteps=False``
         the progress of the schedules runs to the total including the earlier steps, as in SB3's other
-        algorithms (ARS divides by ``total_timesteps`` alone). Arguments as :meth:`sb3_contrib.ARS.learn`."""
-        total_steps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        algorithms (ARS divides by ``total_timesteps`` alone), so the progress bar of a resumed run counts to its total
+        too. Arguments as :meth:`sb3_contrib.ARS.learn`."""
+        # the total including earlier steps, under the name callbacks read from locals() (ProgressBarCallback)
+        total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         self._continue_training = True
         callback.on_training_start(locals(), globals())
-        while self.num_timesteps < total_steps and self._continue_training:
-            self._update_current_progress_remaining(self.num_timesteps, total_steps)
+        while self.num_timesteps < total_timesteps and self._continue_training:
+            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
             self._do_one_update(callback, async_eval)
             if log_interval is not None and self._n_updates % log_interval == 0:
                 self.dump_logs()
