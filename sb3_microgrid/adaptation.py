@@ -97,6 +97,8 @@ def site_env(site: Scenario, n_envs: int, seed: int, statistics: str | Path | No
 def check_adaptable(source: BaseAlgorithm, env: VecEnv) -> None:
     """Refuse a model :func:`fine_tuning_model` cannot fine-tune on ``env``.
 
+    :param source: the model to fine-tune
+    :param env: the site's env (its spaces and observation layout; any ``VecEnv`` of the site)
     :raises ValueError: if ``source`` is of another algorithm than :data:`ADAPTABLE`, or observes or acts otherwise
         than ``env``
     """

@@ -470,7 +470,7 @@ def _add_train(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("--algo", required=True, metavar="ALGO", help="a registered algorithm (sb3_microgrid.algos.ALGOS: ppo, sac, twin_ppo, tqc, ...)")
     p.add_argument("--conf", required=True, type=Path, metavar="FILE.yml", help="zoo-format hyperparameter file")
-    p.add_argument("--env", default=None, help="section of the file to read (default: its only one; with --resume, the run's)")
+    p.add_argument("--env", default=None, help="section of the file to read, also in the default --run-dir (default: its only one; with --resume, the run's)")
     p.add_argument("--timesteps", type=positive_int, default=None, metavar="N", help="total steps (default: the file's n_timesteps)")
     p.add_argument("--seed", type=seed_int, default=None, help="seed of the envs and the algorithm (default: 0; with --resume, the run's)")
     p.add_argument("--run-dir", type=Path, default=None, help="output folder (default: runs/<algo>_<section or file stem>_<seed>)")
@@ -497,10 +497,11 @@ def _train(args: argparse.Namespace) -> int:
     if not args.conf.exists():
         raise UsageError(f"no hyperparameter file at {args.conf}")
     run_dir = args.run_dir or Path("runs") / f"{args.algo}_{args.env or args.conf.stem}_{args.seed or 0}"
-    if args.resume and args.run_dir is None and args.seed is None and not run_dir.exists():
-        # the default folder carries the seed, which --resume would otherwise take from the run it cannot find
-        others = sorted(str(p) for p in run_dir.parent.glob(f"{run_dir.name[: -len('_0')]}_*") if p.is_dir())
-        raise UsageError(f"no run at {run_dir} to resume: name the run's --seed or --run-dir" + (f" (runs of this file: {', '.join(others)})" if others else ""))
+    if args.resume and args.run_dir is None and not run_dir.exists():
+        # the default folder carries the section and the seed, which --resume would otherwise take from the run it cannot find
+        conf = args.conf.read_bytes()
+        others = sorted(str(p.parent) for p in run_dir.parent.glob(f"{args.algo}_*/config.yml") if p.read_bytes() == conf)
+        raise UsageError(f"no run at {run_dir} to resume: name the run's --run-dir, or its --env and --seed" + (f" (runs of this file: {', '.join(others)})" if others else ""))
     try:
         train(args.algo, args.conf, run_dir, timesteps=args.timesteps, seed=args.seed, resume=args.resume,
               save_freq=args.save_freq, vec_env=args.vec_env, env_id=args.env, trust_modules=args.trust_module)  # fmt: skip

@@ -32,7 +32,7 @@ import numpy as np
 
 from .baselines.lp import solve_dispatch
 from .baselines.base import PORTS
-from .baselines.naive import NaiveController
+from .baselines.naive import naive_action
 from .baselines.optimal import episode_problem
 from .data import MicrogridData
 from .envs import STEP_KEYS, MicrogridCore, MicrogridEnv
@@ -90,10 +90,9 @@ class MicrogridGoalEnv(MicrogridEnv):
         super().__init__(scenario=scenario, split=split, data=data, **env_kwargs)
         # The naive twin: same site and day, driven by naive's constant action, for the units; naive acts per
         # EV port, so under the aggregate EV interface it runs on the ports twin, as evaluate runs it.
-        self._twin = MicrogridCore(self.scenario.replace(ev__dispatch=PORTS), 1, split, data)
-        naive = NaiveController()
-        naive.reset(self.with_dispatch(PORTS), None)
-        self._naive_action = naive.act(None)[None, :]
+        ports = self.scenario.replace(ev__dispatch=PORTS)
+        self._twin = MicrogridCore(ports, 1, split, data)
+        self._naive_action = naive_action(ports)[None, :]
         goal = gym.spaces.Box(
             np.array([-np.inf, -np.inf, 0.0], dtype=np.float32), np.array([np.inf, np.inf, 1.0], dtype=np.float32), dtype=np.float32
         )

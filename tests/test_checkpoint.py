@@ -347,9 +347,15 @@ def test_a_two_section_run_records_its_section_for_resume_and_evaluation(tmp_pat
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     assert main(resume) == 0
     assert json.loads((run / RUN_JSON).read_text())["num_timesteps"] == 128
-    assert sb3_model.run_settings(run / MODEL)["n_steps"] == 32  # the recorded section's, not None
+    checkpoint = run / "checkpoints" / "128" / MODEL  # its set's run.json records no settings: the run folder's does
+    for model in (run / MODEL, checkpoint):
+        assert sb3_model.run_settings(model)["n_steps"] == 32  # the recorded section's, not None
+        assert sb3_model.recorded_scenario(model) is None  # the other section's campus_tod is not this run's
     assert sb3_model.trained_with_normalization(run / MODEL) is True
-    assert sb3_model.recorded_scenario(run / MODEL) is None  # the other section's campus_tod is not this run's
+    (run / "config.yml").write_text(GOAL_SECTION + GOAL_SECTION.replace("MicrogridGoal-v0", "CartPole-v1"))
+    with pytest.raises(ValueError, match="records the section 'Microgrid-v0', which .* does not have"):
+        sb3_model.run_settings(checkpoint)
+    (run / "config.yml").write_text(PPO_CONF + GOAL_SECTION)
     # a record that names no section (an older run) resumes a two-section file only with --env
     record = json.loads((run / RUN_JSON).read_text())
     (run / RUN_JSON).write_text(json.dumps({k: v for k, v in record.items() if k != "env"}))
@@ -458,5 +464,13 @@ def test_resume_without_seed_or_run_dir_names_the_runs_of_the_file(tmp_path, mon
     capsys.readouterr()
     assert main(["train", "--algo", "ppo", "--conf", str(conf), "--resume", "--timesteps", "128"]) == 2
     err = capsys.readouterr().err
-    assert f"no run at runs/ppo_{conf.stem}_0 to resume: name the run's --seed or --run-dir (runs of this file: runs/ppo_{conf.stem}_3)" in err
+    assert f"no run at runs/ppo_{conf.stem}_0 to resume: name the run's --run-dir, or its --env and --seed (runs of this file: runs/ppo_{conf.stem}_3)" in err
     assert main(["train", "--algo", "ppo", "--conf", str(conf), "--resume", "--seed", "3", "--timesteps", "128"]) == 0
+    # the default folder carries the section named with --env too; a run of another file is not listed
+    two = tmp_path / "two.yml"
+    two.write_text(PPO_CONF + GOAL_SECTION)
+    assert main(["train", "--algo", "ppo", "--conf", str(two), "--env", "Microgrid-v0", "--seed", "3", "--timesteps", "64"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--algo", "ppo", "--conf", str(two), "--resume", "--seed", "3", "--timesteps", "128"]) == 2
+    assert "no run at runs/ppo_two_3 to resume: name the run's --run-dir, or its --env and --seed (runs of this file: runs/ppo_Microgrid-v0_3)" in capsys.readouterr().err
+    assert main(["train", "--algo", "ppo", "--conf", str(two), "--resume", "--env", "Microgrid-v0", "--seed", "3", "--timesteps", "128"]) == 0

@@ -170,6 +170,24 @@ def test_health_and_manifest(client, exported_policy):
     assert client.get("/manifest").json() == OnnxPolicy(exported_policy).manifest
 
 
+def test_a_deeply_nested_manifest_that_loads_is_served_not_500(exported_policy, tmp_path):
+    """Nesting Python's JSON reader takes (under its recursion limit) but pydantic's serializer refused gave a 500."""
+    deep = tmp_path / "deep"
+    shutil.copytree(exported_policy, deep)
+    manifest = json.loads((deep / "manifest.json").read_text())
+    nested: list = []
+    for _ in range(300):
+        nested = [nested]
+    manifest["kpis"]["validation"] = {"nested": nested}
+    manifest["algorithm"] = nested  # not read by the controller; /health shows it
+    (deep / "manifest.json").write_text(json.dumps(manifest))
+    client = TestClient(create_app(SiteController.from_export(deep, clock=None)), raise_server_exceptions=False)
+    response = client.get("/manifest")
+    assert response.status_code == 200 and response.json() == manifest
+    response = client.get("/health")
+    assert response.status_code == 200 and response.json()["algorithm"] == nested
+
+
 def test_serve_refuses_a_folder_it_cannot_run(exported_policy, tmp_path, capsys):
     assert main(["serve", str(tmp_path), "--port", "8000"]) == 2
     assert "no manifest.json" in capsys.readouterr().err

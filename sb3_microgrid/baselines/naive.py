@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..envs import MicrogridEnv
-from .base import PORTS, check_ports, port_actions
+from ..scenario import Scenario
+from .base import PORTS, check_ports
+
+
+def naive_action(scenario: Scenario) -> np.ndarray:
+    """Naive's constant action under the per-port EV interface: the battery idle, every port at its full power
+    (+1 in both port encodings, with or without V2G).
+
+    :param scenario: the site (its ``ev.n_ports``)
+    """
+    return np.r_[0.0, np.ones(scenario.ev.n_ports)]
 
 
 class NaiveController:
@@ -17,8 +27,7 @@ class NaiveController:
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
         check_ports(env, self.name)
-        ports = env.scenario.ev.n_ports
-        self._action = np.r_[0.0, port_actions(np.full(ports, env.scenario.ev.port_power_kw), env)]
+        self._action = naive_action(env.scenario)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self._action

@@ -35,7 +35,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from ..algos import load, run_record
-from ..callbacks.checkpoint import VECNORMALIZE
+from ..callbacks.checkpoint import RUN_JSON, VECNORMALIZE, CheckpointError, read_run_json
 from ..common.safe_pickle import UnsafePickleError, load_vecnormalize
 from ..envs import MicrogridEnv
 from ..hyperparams import HyperparamsError, parse_python, resolve_entries, trusted_modules
@@ -105,8 +105,8 @@ def load_statistics(stats: Path, env: gym.Env, name: str) -> VecNormalize:
 def run_settings(path: str | Path) -> dict[str, Any] | None:
     """The hyperparameters the model at ``path`` was trained with, if a run configuration is found:
     ``config.yml`` in ``DIR/STEM/``, ``DIR/*/`` (rl_zoo3's saved hyperparameters), ``DIR``, its parent or
-    grandparent (``sb3-microgrid train``'s copy of the hyperparameter file, read at the section its ``run.json``
-    records, else at its only one).
+    grandparent (``sb3-microgrid train``'s copy of the hyperparameter file, read at the section the ``run.json``
+    beside it records, else at its only one).
 
     :raises ValueError: if the run record is malformed
     """
@@ -124,10 +124,27 @@ def run_settings(path: str | Path) -> dict[str, Any] | None:
             continue
         if "normalize" in content or "n_timesteps" in content:  # rl_zoo3's flat saved hyperparameters
             return content
-        section = next(iter(content.values())) if len(content) == 1 else content.get((run_record(path) or {}).get("env"))
+        section = next(iter(content.values())) if len(content) == 1 else _recorded_section(config, content)
         if isinstance(section, dict):
             return section
     return None
+
+
+def _recorded_section(config: Path, content: dict[str, Any]) -> Any:
+    """The section of a ``config.yml`` of several sections that the ``run.json`` beside it records (``sb3-microgrid
+    train`` writes both in the run folder; a checkpoint set's own ``run.json`` records no settings), else ``None``.
+
+    :raises ValueError: if the record is malformed or names a section the file does not have
+    """
+    if not (config.parent / RUN_JSON).is_file():
+        return None
+    try:
+        name = read_run_json(config.parent).get("env")
+    except CheckpointError as err:
+        raise ValueError(str(err)) from None
+    if name is not None and name not in content:
+        raise ValueError(f"{config.parent / RUN_JSON} records the section {name!r}, which {config} does not have (sections: {sorted(content)})")
+    return None if name is None else content[name]
 
 
 def recorded_scenario(path: str | Path) -> str | dict[str, Any] | None:

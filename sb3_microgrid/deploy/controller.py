@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import numbers
 import sys
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -96,7 +97,7 @@ class SiteController:
         self.scenario = scenario
         self.layout = self.builder.layout
         # NaN would disable the staleness check (no age exceeds it), a negative age would make every request stale
-        allowed = isinstance(max_age_s, (int, float)) and not isinstance(max_age_s, bool) and 0 < max_age_s <= sys.float_info.max
+        allowed = isinstance(max_age_s, numbers.Real) and not isinstance(max_age_s, bool) and 0 < max_age_s <= sys.float_info.max
         if max_age_s is not None and not allowed:
             raise ValueError(f"max_age_s must be a finite number of seconds > 0, or None (one step); got {max_age_s!r}")
         self.max_age_s = scenario.step_hours * 3600.0 if max_age_s is None else float(max_age_s)

@@ -59,15 +59,17 @@ def create_app(controller: SiteController) -> FastAPI:
         """Setpoints for the step the measurements describe."""
         return controller.decide(measurements)
 
+    # The manifest's values are written as read (json, as the manifest file is): pydantic's serializer refuses nesting
+    # that the reader takes, which would answer 500.
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health() -> JSONResponse:
         """Up, which policy, and how many decisions were the fallback's."""
-        return {"status": "ok", "algorithm": controller.manifest.get("algorithm"), "decisions": controller.decisions, "fallbacks": controller.fallbacks}
+        return JSONResponse({"status": "ok", "algorithm": controller.manifest.get("algorithm"), "decisions": controller.decisions, "fallbacks": controller.fallbacks})
 
     @app.get("/manifest")
-    async def manifest() -> dict[str, Any]:
+    async def manifest() -> JSONResponse:
         """The export's manifest."""
-        return controller.manifest
+        return JSONResponse(controller.manifest)
 
     return app
 
