@@ -1,12 +1,15 @@
 """Truth checks of the baselines: the LP is a lower bound for the env's own accounting, its replay
 reproduces its cost, it respects every hard limit, and MPC with perfect forecasts finds the optimum."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_microgrid.baselines import MPCController, NaiveController, OptimalController, RuleController, make_controller
+from sb3_microgrid.baselines.lp import solve_dispatch
 from sb3_microgrid.baselines.optimal import episode_problem, episode_sessions
 from sb3_microgrid.envs import MicrogridEnv
 from sb3_microgrid.evaluation import evaluate, run_day
@@ -138,6 +141,22 @@ def test_lp_schedule_respects_every_hard_limit():
         assert (np.abs(s.ev_kw[~present]) <= tol).all()
 
 
+def test_a_demand_charge_already_paid_is_not_in_the_schedules_cost():
+    """The env charges a day's peak only above what that day has already paid (the MPC's case mid-day). With the
+    peak paid at the most any import can reach, the demand charge is a constant: the plan's cost must equal that of
+    the same day with no demand charge at all, the LP's objective less what was paid."""
+    env = MicrogridEnv(scenario="campus", split="test")
+    env.reset(seed=0, options={"day": TEST_DAYS[0]})
+    problem = episode_problem(env)
+    grid = env.scenario.grid
+    assert (problem.demand_rate > 0).all()  # a demand charge that, were it counted, would show
+    ceiling = grid.import_limit_kw / grid.power_factor  # no import's kVA exceeds it
+    paid = solve_dispatch(replace(problem, peak_so_far=np.full_like(problem.peak_so_far, ceiling)))
+    free = solve_dispatch(replace(problem, demand_rate=np.zeros_like(problem.demand_rate)))
+    assert (paid.grid_import_kw / grid.power_factor <= ceiling + 1e-6).all()
+    assert paid.cost == pytest.approx(free.cost, rel=1e-7)
+
+
 def test_mpc_with_perfect_forecasts_matches_the_optimum():
     for day in TEST_DAYS[::2]:
         optimal, *_ = day_cost(OptimalController(), PERFECT, day)
@@ -160,6 +179,22 @@ def test_evaluate_scores_through_the_env_with_gap_closed(tmp_path):
     assert '"gap_closed"' in path.read_text()
     with pytest.raises(ValueError, match="unknown controller"):
         make_controller("nope")
+
+
+def test_gap_closed_is_a_ratio_of_mean_costs_in_the_summary_and_of_each_days_costs_per_day():
+    """The summary's gap closed is that of the mean costs, (naive - cost) / (naive - optimal) of the means, not the
+    mean of the days' ratios (a day with a small span would weigh as much as one with a large); each row's is of
+    that day's own costs."""
+    result = evaluate("rule", days=4)
+    days = result.days
+    cost, naive, optimal = days["cost"].to_numpy(), days["cost_naive"].to_numpy(), days["cost_optimal"].to_numpy()
+    assert ((optimal < cost) & (cost < naive)).all()  # the rule controller lies between the two every day
+    per_day = (naive - cost) / (naive - optimal)
+    np.testing.assert_allclose(days["gap_closed"], per_day, rtol=1e-12)
+    of_means = (naive.mean() - cost.mean()) / (naive.mean() - optimal.mean())
+    assert result.summary["gap_closed"] == pytest.approx(of_means, rel=1e-12)
+    # the two readings differ on these days, so the check above tells them apart
+    assert abs(per_day.mean() - of_means) > 1e-3 and np.ptp(per_day) > 1e-2
 
 
 def test_a_saved_sb3_model_is_a_controller(tmp_path):

@@ -16,6 +16,7 @@ from sb3_microgrid.forecasting import (
     CorrectedForecastController,
     ForecastCorrector,
     collect_windows,
+    divide_out,
     fit_corrector,
     noise_signature,
     revealed_errors,
@@ -40,6 +41,20 @@ def test_revealed_errors_are_the_revisions():
     revealed = revealed_errors(previous, current, h)[0, :, 0]
     assert revealed[0] == pytest.approx(err_prev[0])  # lead-0 forecast of t-1 against its measurement
     np.testing.assert_allclose(revealed[1:], (1 + err_prev[1:]) / (1 + err_now[:-1]) - 1)
+
+
+def test_a_predicted_error_beyond_half_never_scales_a_forecast_more_than_the_bound_allows():
+    """A predicted relative error is bounded to +-0.5: dividing by ``1 + error`` then scales a forecast by a factor
+    in [1/1.5, 1/0.5] = [2/3, 2], never flips its sign (error -2) nor multiplies it tenfold (error -0.9)."""
+    h = 2
+    predicted = np.array([-2.0, -0.9, -0.5, -0.2, 0.0, 0.3, 0.5, 3.0])
+    windows = np.arange(1.0, h + predicted.size + 1)[None, :, None]  # (1, H + F, 1), all positive
+    out = divide_out(windows, predicted[None, :, None], h)
+    np.testing.assert_array_equal(out[:, :h], windows[:, :h])  # the history rows are measurements: untouched
+    factor = (out[:, h:] / windows[:, h:])[0, :, 0]
+    assert (factor >= 1 / 1.5 - 1e-12).all() and (factor <= 2.0 + 1e-12).all()
+    # inside the bound the error is divided out as predicted; beyond it, as the bound
+    np.testing.assert_allclose(factor, 1 / (1 + np.array([-0.5, -0.5, -0.5, -0.2, 0.0, 0.3, 0.5, 0.5])), rtol=1e-12)
 
 
 def test_perfect_forecasts_reveal_nothing_and_stay_as_they_are(corrector):

@@ -140,6 +140,29 @@ def test_untrusted_modules_are_refused_before_import(tmp_path, userpkg, settings
     assert not userpkg.exists()  # userpkg/__init__.py never ran
 
 
+def test_a_package_whose_name_only_begins_like_a_trusted_one_is_refused_before_import(tmp_path, monkeypatch):
+    """Trust is by dotted module path: ``sb3_microgrid_x`` is not under ``sb3_microgrid``, nor ``userpkgx`` under a
+    trusted ``userpkg``. A check on the bare string prefix would import the look-alike and run its code."""
+    marker = tmp_path / "imported"
+    for name in ("sb3_microgrid_x", "userpkgx"):
+        pkg = tmp_path / name
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+        (pkg / "cbs.py").write_text(
+            "from stable_baselines3.common.callbacks import BaseCallback\n\n"
+            "class StartCallback(BaseCallback):\n    def _on_step(self):\n        return True\n"
+        )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        for name, trust in (("sb3_microgrid_x", []), ("userpkgx", ["userpkg"])):
+            with pytest.raises(HyperparamsError, match=rf"callback: '{name}\.cbs\.StartCallback' is not in a trusted package"):
+                load_hyperparams(write(tmp_path, f"callback: {name}.cbs.StartCallback"), PPO, trust_modules=trust)
+            assert not marker.exists(), f"{name} was imported"
+    finally:
+        for name in [m for m in sys.modules if m.split(".")[0] in ("sb3_microgrid_x", "userpkgx")]:
+            del sys.modules[name]
+
+
 def test_a_module_trusted_by_name_is_imported_and_its_callback_runs(tmp_path, userpkg):
     conf = tmp_path / "conf.yml"
     conf.write_text(TINY_PPO + "  callback: userpkg.cbs.StartCallback\n")

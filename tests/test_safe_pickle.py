@@ -177,6 +177,26 @@ def test_a_name_under_an_untrusted_or_private_module_is_refused_before_importing
     assert "torch.utils.model_dump.__main__" not in sys.modules
 
 
+def test_a_class_of_a_module_whose_name_only_begins_like_a_trusted_one_is_refused(monkeypatch):
+    """Trust is by dotted module path: ``sb3_microgrid_x`` is not under ``sb3_microgrid``, even once imported and
+    holding a class of a kind SB3 files hold (a space), nor ``gymnasium.spaces_x`` under ``gymnasium.spaces``. A bare
+    string prefix check would resolve them."""
+    import sys
+    import types
+
+    def space_class_in(name: str) -> type:
+        module = types.ModuleType(name)
+        module.LookAlikeBox = type("LookAlikeBox", (Box,), {"__module__": name})
+        monkeypatch.setitem(sys.modules, name, module)
+        return module.LookAlikeBox
+
+    inside = space_class_in("sb3_microgrid.lookalike")
+    assert loads(pickle.dumps(inside)) is inside  # the control: the same class under the trusted package is resolved
+    for name in ("sb3_microgrid_x", "gymnasium.spaces_x"):
+        with pytest.raises(UnsafePickleError, match=rf"refused {name}\.LookAlikeBox"):
+            loads(pickle.dumps(space_class_in(name)))
+
+
 def test_a_model_loaded_to_train_refuses_a_closure_schedule(tmp_path):
     PPO("MlpPolicy", MicrogridEnv(), learning_rate=lambda progress: 3e-4 * progress, n_steps=16, batch_size=16, seed=0).save(tmp_path / "model.zip")
     with pytest.raises(UnsafePickleError, match="attribute 'learning_rate'"):

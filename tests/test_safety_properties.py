@@ -154,3 +154,21 @@ def test_a_forced_charge_the_import_limit_cannot_carry_sheds_no_more_than_the_lo
     assert info["unserved_kwh"] == pytest.approx(info["load_kwh"]) and info["load_kwh"] > 0
     assert info["grid_import_kwh"] == pytest.approx(100.0) and info["battery_kwh"] == pytest.approx(100.0)
     assert info["safety_violations"] == 1
+
+
+def test_supervisor_export_limit_lifts_a_full_battery_only_to_its_bound_then_the_v2g_ports():
+    """A full battery (no room to charge) cannot absorb the surplus of V2G discharge under a zero export limit:
+    the battery is lifted to its upper bound and no further, the ports take the rest (less discharge), and the
+    grid export ends exactly at the limit."""
+    battery_hi, export_limit = 0.0, 0.0
+    ports = dict(v2g=True, ev_lo=np.array([-11.0, -11.0]), ev_hi=np.array([11.0, 11.0]), connected=np.array([1.0, 1.0]))
+    # battery asks for -50 kW, both ports for -11 kW: 72 kW to export with no load and no renewables
+    bat, ev, curtailed, unserved, intervened = _project(
+        [-0.5, -1.0, -1.0], battery_hi=battery_hi, load_kw=0.0, renewable_kw=0.0, export_limit_kw=export_limit, **ports
+    )
+    assert curtailed == 0.0 and unserved == 0.0
+    assert -50.0 <= bat <= battery_hi + 1e-9  # raised, never past the bound
+    assert bat == pytest.approx(battery_hi)  # the battery takes all it can before the ports are touched
+    assert (ev >= -11.0).all() and (ev <= 11.0).all() and ev.sum() > -22.0  # the ports discharge less
+    export = -(bat + ev.sum())  # no load, no renewables: the grid takes what the battery and cars give
+    assert export == pytest.approx(export_limit, abs=1e-9) and intervened

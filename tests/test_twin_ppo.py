@@ -108,6 +108,53 @@ def test_value_clipping_is_per_head():
     assert logged["train/value_loss"] == pytest.approx((expected[1] + expected[2]) / 2, rel=1e-4)
 
 
+def test_one_update_applies_the_clipped_gradient_of_the_ppo_loss_with_the_heads_mean_value_loss():
+    """The gradient the optimizer steps with is that of PPO's loss written out here, on normalised advantages, with the
+    value loss the mean of the two heads' MSEs (on PPO's scale), clipped to ``max_grad_norm``. One epoch of one
+    minibatch of the whole rollout, so no sampling order enters."""
+    max_grad_norm, vf_coef, ent_coef, clip = 0.5, 0.5, 0.01, 0.2
+    model = make_model(n_epochs=1, batch_size=N_STEPS, max_grad_norm=max_grad_norm, vf_coef=vf_coef, ent_coef=ent_coef, clip_range=clip, target_kl=None)
+    policy = model.policy
+    params = list(policy.parameters())
+    start, applied = {}, []
+    train, step = model.train, policy.optimizer.step
+
+    def snapshot_then_train() -> None:
+        start.update({name: p.detach().clone() for name, p in policy.named_parameters()})
+        train()
+
+    def record_then_step(*args, **kwargs):
+        applied.append([p.grad.detach().clone() for p in params])
+        return step(*args, **kwargs)
+
+    model.train, policy.optimizer.step = snapshot_then_train, record_then_step
+    model.learn(N_STEPS)
+    assert len(applied) == 1
+
+    # the reference: the loss from the rollout, on the parameters train() started from
+    with th.no_grad():
+        for name, p in policy.named_parameters():
+            p.copy_(start[name])
+    policy.zero_grad()
+    data = next(model.rollout_buffer.get())
+    values, log_prob, entropy = policy.evaluate_actions(data.observations, data.actions)
+    advantages = (data.advantages - data.advantages.mean()) / (data.advantages.std() + 1e-8)
+    ratio = th.exp(log_prob - data.old_log_prob)
+    policy_loss = -th.min(advantages * ratio, advantages * th.clamp(ratio, 1 - clip, 1 + clip)).mean()
+    head_mse = [((data.returns - values[:, k]) ** 2).mean() for k in (0, 1)]
+    loss = policy_loss - ent_coef * entropy.mean() + vf_coef * (head_mse[0] + head_mse[1]) / 2
+    loss.backward()
+    gradient = [p.grad.detach().clone() for p in params]
+    norm = th.sqrt(sum((g**2).sum() for g in gradient)).item()
+    assert norm > 2 * max_grad_norm  # the clip is active, so leaving it out would show
+    expected = [g * max_grad_norm / (norm + 1e-6) for g in gradient]
+    assert all(th.linalg.norm(g) > 0 for g in expected)  # every tensor, the actor's too, has a gradient to compare
+
+    # tensor by tensor: the value heads' gradients dwarf the actor's, so a change to the actor's would vanish in a total
+    for name, got, want in zip((n for n, _ in policy.named_parameters()), applied[0], expected):
+        assert th.linalg.norm(got - want) <= 1e-4 * th.linalg.norm(want) + 1e-9, name
+
+
 def test_kl_is_measured_against_the_behaviour_policy():
     # Parameter noise acts with perturbed weights and restores the clean ones before train(). With a zero learning
     # rate the update changes nothing, so the KL is that of the perturbation alone (0 if measured from the weights
