@@ -2,6 +2,7 @@
 validation days during training. Exploratory: not a published table.
 
 python benchmarks/probes/residual_probe.py --base planner --steps 1000000 --out benchmarks/probes/results/residual_planner.json
+python benchmarks/probes/residual_probe.py --base rule --battery-only --scale 0.5 --zero-head --critic-warmup 200000 ...
 """
 
 from __future__ import annotations
@@ -50,6 +51,31 @@ class ValidationScore(BaseCallback):
         return True
 
 
+class CriticWarmup(BaseCallback):
+    """Train only the critic for the first ``steps``: the actor (its own MLP, action head and log std) is frozen,
+    so PPO's first updates fit the value of the base controller instead of moving the policy on an untrained critic."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def _actor(self) -> list[torch.nn.Parameter]:
+        policy = self.model.policy
+        return [*policy.mlp_extractor.policy_net.parameters(), *policy.action_net.parameters(), policy.log_std]
+
+    def _on_training_start(self) -> None:
+        for parameter in self._actor():
+            parameter.requires_grad_(False)
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps >= self.steps:
+            for parameter in self._actor():
+                parameter.requires_grad_(True)
+
+    def _on_step(self) -> bool:
+        return True
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", default="planner")
@@ -63,6 +89,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--battery-only", action="store_true")
+    ap.add_argument("--zero-head", action="store_true", help="action head initialised to zero: the policy's mean starts at the base exactly")
+    ap.add_argument("--critic-warmup", type=int, default=0, help="env steps during which only the critic learns")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -73,8 +101,14 @@ def main() -> None:
     model = PPO("MlpPolicy", venv, n_steps=256, batch_size=1024, n_epochs=10, gamma=1.0, gae_lambda=1.0, ent_coef=0.0,
                 clip_range=0.1, learning_rate=args.lr, seed=args.seed, device="cpu",
                 policy_kwargs={"log_std_init": args.log_std})
+    if args.zero_head:
+        torch.nn.init.zeros_(model.policy.action_net.weight)
+        torch.nn.init.zeros_(model.policy.action_net.bias)
     log: list = []
-    model.learn(args.steps, callback=ValidationScore(args.every, args.days, args.base, args.scale, args.scenario, log, args.battery_only))
+    callbacks = [ValidationScore(args.every, args.days, args.base, args.scale, args.scenario, log, args.battery_only)]
+    if args.critic_warmup:
+        callbacks.append(CriticWarmup(args.critic_warmup))
+    model.learn(args.steps, callback=callbacks)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "curve": log}, indent=2))
 
