@@ -37,7 +37,7 @@ KPI_ROWS = (
 REFERENCE_ROWS = (
     ("naive cost (Rs/day)", "cost_naive_per_day", "{:,.0f}"),
     ("optimal cost (Rs/day)", "cost_optimal_per_day", "{:,.0f}"),
-    ("gap closed", "gap_closed", "{:.1%}"),
+    ("gap closed", "gap_closed", "{:.3f}"),  # a fraction of the gap, as every doc gives it
 )
 
 JSON_HELP = (
@@ -559,7 +559,7 @@ def _adapt(args: argparse.Namespace) -> int:
     selected = ""
     if args.eval_days:
         chosen = json.loads((args.out / "run.json").read_text())["validation"]
-        selected = f", the weights of step {chosen['selected_steps']:,} (gap closed {_gap_text(chosen['selected_gap_closed'], '.1%')} on {args.eval_days} validation days)"
+        selected = f", the weights of step {chosen['selected_steps']:,} (gap closed {_gap_text(chosen['selected_gap_closed'], '.3f')} on {args.eval_days} validation days)"
     print(f"wrote {args.out / 'model.zip'} ({model.num_timesteps:,} steps on {args.site}{selected}); score it with "
           f"sb3-microgrid evaluate --controller {args.out / 'model.zip'}")  # fmt: skip
     return 0

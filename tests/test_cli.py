@@ -46,6 +46,12 @@ def test_evaluate_several_controllers_writes_a_list(tmp_path, capsys):
     assert "naive" in header and "optimal" in header
 
 
+def test_the_table_gives_the_gap_closed_as_a_fraction_as_the_docs_do(capsys):
+    assert main(["evaluate", "--controller", "naive,optimal", "--days", "1"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("gap closed"))
+    assert row.split()[-2:] == ["0.000", "1.000"]
+
+
 def test_unknown_controller_exits_2(capsys):
     assert main(["evaluate", "--controller", "nosuchthing", "--days", "1"]) == 2
     err = capsys.readouterr().err
