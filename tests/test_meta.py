@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -71,6 +72,24 @@ def test_multi_site_env_is_its_sites_side_by_side():
     assert [d.ev_count for d in env.env_method("set_difficulty", ev_count=1, indices=[3])] == [1]
     env.reset()  # a difficulty applies at the next reset, to the microgrid named only
     assert [d.ev_count for d in env.get_attr("difficulty")] == [None, None, None, 1]
+
+
+@pytest.mark.parametrize("shape", [(3, 2), (7, 2), (4, 3), (4,), ()])
+def test_a_bad_action_or_day_leaves_every_site_where_it_was(shape):
+    """Each site checked only its own slice: a short action stepped the first site and then raised, leaving the
+    sites a step apart, and a bad day for a later site had already reset the earlier ones."""
+    env = MultiSiteVecEnv(SITES[:2], 2, seed=7)
+    env.reset()
+    env.step(np.zeros((4, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match=re.escape(f"actions must have shape (4, 2), got shape {shape}")):
+        env.step(np.zeros(shape, dtype=np.float32))
+    assert [site.core.t for site in env.site_envs] == [1, 1]
+    dates = [site.core.episode_dates() for site in env.site_envs]
+    env.set_options([{"day": "2016-03-01"}] * 3 + [{"day": "2099-01-01"}])
+    with pytest.raises(ValueError, match="2099-01-01 is not a start day"):
+        env.reset()
+    assert [site.core.t for site in env.site_envs] == [1, 1]
+    assert [site.core.episode_dates() for site in env.site_envs] == dates
 
 
 def test_multi_site_env_refuses_sites_of_different_interfaces_naming_them():

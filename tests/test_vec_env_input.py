@@ -26,10 +26,14 @@ def test_wrong_action_shape_raises_and_leaves_the_state(venv, shape):
     assert venv.core.t == 1
 
 
-def test_non_numeric_action_raises(venv):
+@pytest.mark.parametrize("action", [np.full((4, 13), "x"), np.full((4, 13), "0.5"), np.full((4, 13), 0.5 + 1j), np.ones((4, 13), dtype=bool),
+                                    np.full((4, 13), None)], ids=["text", "numeric text", "complex", "bool", "object"])  # fmt: skip
+def test_non_numeric_action_raises(venv, action):
+    """numpy would parse '0.5', read True as 1 and drop an imaginary part without a word."""
     venv.reset()
-    with pytest.raises(ValueError, match=r"action must be an array of numbers of shape \(4, 13\)"):
-        venv.step(np.full((4, 13), "x"))
+    with pytest.raises(ValueError, match=rf"action must be an array of real numbers of shape \(4, 13\), got dtype {action.dtype}"):
+        venv.step(action)
+    assert venv.core.t == 0
 
 
 @pytest.mark.parametrize("n_envs", [0, -1, 2.5, "4", True, None])
@@ -87,3 +91,13 @@ def test_unknown_reset_options_are_named_by_both_faces():
     with pytest.raises(ValueError, match="unknown reset option"):
         venv.reset()
     assert venv.reset().shape[0] == 2  # the bad option applied to one reset only
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_list_of_options_of_the_wrong_length_is_refused_when_set(n):
+    """A short list failed inside the reset after microgrid 0's draws; a long one was cut without a word."""
+    venv = MicrogridVecEnv(2, seed=0)
+    with pytest.raises(ValueError, match=f"a list of 2 dicts \\(one per microgrid\\), got a list of {n}"):
+        venv.set_options([{"day": "2016-03-01"}] * n)
+    venv.reset()
+    assert len(venv.reset_infos) == 2

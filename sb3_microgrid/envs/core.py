@@ -204,6 +204,8 @@ class MicrogridCore:
         :param days: optional start date per microgrid (``None`` entries draw at random)
         """
         # Every requested day is checked before any state changes, so a bad one leaves the core as it was.
+        if len(rngs) != self.n or (days is not None and len(days) != self.n):
+            raise ValueError(f"reset needs one generator and (if any) one day per microgrid ({self.n}), got {len(rngs)} and {None if days is None else len(days)}")
         chosen = [None] * self.n if days is None else [None if day is None else self.day_index(day) for day in days]
         shape = noise_shape(self.scenario)
         start = np.empty(self.n, dtype=np.int64)
@@ -259,10 +261,11 @@ class MicrogridCore:
         ep = self.episode
         if ep is None or self.t >= ep.n_steps:
             raise RuntimeError("the episode has ended (or never started): call reset() before step()")
-        try:
-            action = np.asarray(action, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"action must be an array of numbers of shape {self.action_shape}: {err}") from err
+        action = np.asarray(action)
+        # numbers only: numpy would parse strings, read booleans as 0/1 and drop the imaginary part of complex numbers
+        if action.dtype.kind not in "iuf":
+            raise ValueError(f"action must be an array of real numbers of shape {self.action_shape}, got dtype {action.dtype}")
+        action = action.astype(np.float64, copy=False)
         # The compiled step reads A entries per microgrid whatever it is given: check before it.
         if action.shape != self.action_shape:
             raise ValueError(f"action must have shape {self.action_shape}, got shape {action.shape}")

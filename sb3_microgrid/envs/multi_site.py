@@ -20,7 +20,7 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from ..scenario import Scenario
-from .vec_env import MicrogridVecEnv
+from .vec_env import MicrogridVecEnv, check_options
 
 
 class SiteInterfaceError(ValueError):
@@ -85,6 +85,9 @@ class MultiSiteVecEnv(VecEnv):
     # ---- VecEnv API ---------------------------------------------------------------------------
     def reset(self) -> VecEnvObs:
         try:
+            # every site's days checked before any site resets: a bad one leaves all of them as they were
+            for env, part in zip(self.site_envs, self._parts):
+                env.requested_days(self._options[part])
             for env, part in zip(self.site_envs, self._parts):
                 env._seeds, env._options = self._seeds[part], self._options[part]
             obs = np.concatenate([env.reset() for env in self.site_envs])
@@ -95,6 +98,11 @@ class MultiSiteVecEnv(VecEnv):
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
+        # checked whole before any site steps: a site's own check would leave the sites before it a step ahead
+        actions = np.asarray(actions)
+        expected = (self.num_envs, *self.action_space.shape)
+        if actions.shape != expected:
+            raise ValueError(f"actions must have shape {expected}, got shape {actions.shape}")
         self._actions = actions
 
     def step_wait(self) -> VecEnvStepReturn:
@@ -111,8 +119,7 @@ class MultiSiteVecEnv(VecEnv):
         :param options: e.g. ``{"day": "2016-03-01"}``
         :raises ValueError: for a list whose length is not ``num_envs``
         """
-        if isinstance(options, list) and len(options) != self.num_envs:
-            raise ValueError(f"options must be a dict or a list of {self.num_envs} dicts (one per microgrid), got a list of {len(options)}")
+        check_options(options, self.num_envs)
         super().set_options(options)
 
     def close(self) -> None:

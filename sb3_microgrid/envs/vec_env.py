@@ -18,6 +18,16 @@ from .core import STEP_KEYS, MicrogridCore, reset_day
 from .microgrid_env import action_space, observation_space
 
 
+def check_options(options: list[dict] | dict | None, num_envs: int) -> None:
+    """Refuse a list of reset options whose length is not ``num_envs``: a short one would fail inside the reset, a
+    long one would be cut without a word.
+
+    :raises ValueError: naming both lengths
+    """
+    if isinstance(options, list) and len(options) != num_envs:
+        raise ValueError(f"options must be a dict or a list of {num_envs} dicts (one per microgrid), got a list of {len(options)}")
+
+
 class MicrogridVecEnv(VecEnv):
     """N microgrids of one scenario stepped together.
 
@@ -59,13 +69,36 @@ class MicrogridVecEnv(VecEnv):
             if seed is not None or self._rngs[i] is None:
                 self._rngs[i] = seeding.np_random(seed)[0]
         try:
-            days = [reset_day(opts or None) for opts in self._options]
-            obs = self._reset_core(days if any(d is not None for d in days) else None)
+            obs = self._reset_core(self.requested_days(self._options))
         finally:
             # Options (and seeds) apply to one reset, failed or not: a bad day must not make every later reset fail.
             self._reset_seeds()
             self._reset_options()
         return obs
+
+    def requested_days(self, options: list[dict | None]) -> list[str | None] | None:
+        """The start day each microgrid's reset options ask for (``None`` entries draw one), each checked against
+        the split; ``None`` when none asks for a day.
+
+        :param options: one entry per microgrid, as :meth:`set_options` leaves them
+        :raises ValueError: for options that are not a mapping, an unknown key, or a day that is not a start day
+        """
+        days = [reset_day(opts or None) for opts in options]
+        if all(day is None for day in days):
+            return None
+        for day in days:
+            if day is not None:
+                self.core.day_index(day)
+        return days
+
+    def set_options(self, options: list[dict] | dict | None = None) -> None:
+        """Options for the next reset: one dict for every microgrid, or a list of one per microgrid.
+
+        :param options: e.g. ``{"day": "2016-03-01"}``
+        :raises ValueError: for a list whose length is not ``num_envs``
+        """
+        check_options(options, self.num_envs)
+        super().set_options(options)
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
