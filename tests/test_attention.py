@@ -12,6 +12,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_microgrid.envs import MicrogridEnv, ObservationLayout
 from sb3_microgrid.policies import ForecastAttentionExtractor
+from sb3_microgrid.wrappers import ResidualWrapper
 
 TINY = dict(embed_dim=16, n_heads=2, features_dim=32)
 FAKE = ObservationLayout(static_names=("a", "b", "c", "d"), window_names=("x", "y", "z"), history_steps=2, forecast_steps=3)
@@ -146,6 +147,36 @@ def test_invalid_configurations(env):
         ForecastAttentionExtractor(bare, layout=FAKE)
     with pytest.raises(ValueError, match="differs"):
         ForecastAttentionExtractor(fake_space(), layout=ObservationLayout(("a",), ("x", "y", "z", "w"), 2, 2))
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("n_heads", 0), ("n_heads", -2), ("embed_dim", 0), ("n_layers", 0), ("ff_dim", 0), ("static_dim", 0),
+     ("features_dim", 0), ("dropout", -0.1), ("dropout", float("nan")), ("n_heads", 2.0)],
+)
+def test_sizes_are_checked_before_use(name, value):
+    with pytest.raises(ValueError, match=rf"{name}.*[\[(]"):
+        ForecastAttentionExtractor(fake_space(), **(TINY | {name: value}))
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        ObservationLayout(("a", "b"), (), 0, 0),  # what ResidualWrapper(features=[...]) and CalibrationWrapper give
+        ObservationLayout(("a",), ("x", "y"), 3, 0),  # history only: no current-step row
+        ObservationLayout(("a",), (), 0, 4),  # steps but no series
+    ],
+)
+def test_a_layout_without_a_forecast_window_is_refused_at_construction(layout):
+    with pytest.raises(ValueError, match="no forecast window to attend over"):
+        ForecastAttentionExtractor(fake_space(layout), **TINY)
+
+
+def test_a_residual_wrapper_with_features_is_refused_at_construction():
+    wrapped = ResidualWrapper(MicrogridEnv(seed=0), "rule", features=["hour_sin", "hour_cos"])
+    with pytest.raises(ValueError, match="no forecast window to attend over"):
+        ForecastAttentionExtractor(wrapped.observation_space, **TINY)
+
 
 
 def extractors(model) -> list[ForecastAttentionExtractor]:

@@ -2,6 +2,8 @@
 not uniform, weights not perturbed or not restored, σ fixed, a constant or absent bonus)."""
 
 import copy
+import math
+import re
 from collections.abc import Callable
 
 import gymnasium as gym
@@ -174,6 +176,46 @@ def test_off_policy_epsilon_zero_keeps_the_policy_action():
     # TD3 without action noise is deterministic: a single repeated action per observation, far from uniform.
     with pytest.raises(AssertionError):
         assert_uniform(np.array(received.actions))
+
+
+class BoxActionEnv(gym.Env):
+    """A constant observation and an asymmetric action Box (float32, or ``dtype``); reward 0."""
+
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+
+    def __init__(self, dtype: type = np.float32) -> None:
+        self.action_space = gym.spaces.Box(np.array([-2, 0, 5]), np.array([1, 3, 6]), dtype=dtype)
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
+@pytest.mark.parametrize("algo", [EpsilonSAC, EpsilonTD3])
+def test_off_policy_epsilon_draws_are_uniform_in_the_bounds_and_follow_the_space_seed(algo):
+    n_envs, calls = 64, 20
+    model = algo("MlpPolicy", DummyVecEnv([BoxActionEnv] * n_envs), epsilon=1.0, learning_starts=0, buffer_size=100, policy_kwargs=dict(net_arch=[8]), seed=0)
+    model._last_obs = model.env.reset()
+    space = model.action_space
+    space.seed(123)
+    drawn = [model._sample_action(0, None, n_envs) for _ in range(calls)]
+    actions = np.concatenate([action for action, _ in drawn])
+    # Reproducible from the space's seed: the same values as one space.sample() per replaced env, in env order.
+    reference = copy.deepcopy(space)
+    reference.seed(123)
+    expected = np.array([reference.sample() for _ in range(n_envs * calls)])
+    np.testing.assert_array_equal(np.concatenate([buffer_action for _, buffer_action in drawn]), model.policy.scale_action(expected))
+    np.testing.assert_allclose(actions, expected, atol=1e-6)
+    assert np.all(actions >= space.low - 1e-6) and np.all(actions <= space.high + 1e-6)
+    for j in range(3):
+        assert stats.kstest(actions[:, j], stats.uniform(space.low[j], space.high[j] - space.low[j]).cdf).pvalue > 1e-3
+
+
+def test_off_policy_epsilon_refuses_an_integer_action_box():
+    with pytest.raises(ValueError, match="bounded float Box"):
+        EpsilonSAC("MlpPolicy", DummyVecEnv([lambda: BoxActionEnv(np.int64)]), buffer_size=100, policy_kwargs=dict(net_arch=[8]))
 
 
 # ---- parameter-space noise ---------------------------------------------------------------------
@@ -358,6 +400,31 @@ def test_rnd_bonus_falls_on_seen_observations_and_stays_high_on_novel_ones():
     assert late_seen < 0.05 * early_seen
     assert late_novel > 20 * late_seen
     assert np.mean(bonuses[-20:]) < 0.05 * np.mean(bonuses[:8])
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("buffer_size", 0), ("buffer_size", 2.5), ("batch_size", 0), ("batch_size", -1), ("embedding_dim", 0),
+        ("beta", math.nan), ("beta", -0.1), ("beta", math.inf), ("gamma", math.nan), ("gamma", 1.5), ("gamma", -0.1),
+        ("obs_clip", -1.0), ("obs_clip", 0.0), ("obs_clip", math.inf), ("obs_clip", math.nan), ("beta_decay_steps", -1),
+        ("learning_rate", math.nan), ("learning_rate", 0.0), ("learning_rate", math.inf), ("train_freq", 0),
+        ("gradient_steps", 0), ("hidden_sizes", [64, 0]), ("hidden_sizes", 64), ("seed", -1),
+    ],
+)
+def test_rnd_arguments_are_checked_at_construction(name, value):
+    # The error names the argument and its allowed range.
+    with pytest.raises(ValueError, match=rf"{re.escape(name)}.*(range|in|of) .*[\[(]"):
+        RNDRewardWrapper(DummyVecEnv([lambda: SeenPointsEnv(0)]), **{name: value})
+
+
+def test_rnd_beta_and_its_decay_are_checked_when_set():
+    env = RNDRewardWrapper(DummyVecEnv([lambda: SeenPointsEnv(0)]), seed=0)
+    for name, value in (("beta", math.nan), ("beta", -1.0), ("beta_decay_steps", -5)):
+        with pytest.raises(ValueError, match=name):
+            setattr(env, name, value)
+    env.beta, env.beta_decay_steps = 0.2, 10
+    assert env.current_beta == pytest.approx(0.2)
 
 
 def test_rnd_beta_zero_gives_the_env_reward_and_beta_decays():

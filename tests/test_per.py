@@ -220,6 +220,35 @@ def test_new_transitions_get_max_priority() -> None:
     np.testing.assert_array_equal(buffer.tree[np.array([4, 5])], buffer.max_priority)
 
 
+def test_add_gives_the_new_leaves_the_max_priority_across_the_wrap_as_per_env_updates_did(rng: np.random.Generator) -> None:
+    buffer = make_buffer(buffer_size=15, n_envs=3)  # 5 positions of 3 envs
+    reference = SumTree(15)  # the former add: one update_one per env
+
+    def add(steps: int) -> None:
+        for _ in range(steps):
+            first = buffer.pos * buffer.n_envs
+            fill(buffer, 1)
+            for env in range(buffer.n_envs):
+                reference.update_one(first + env, buffer.max_priority)
+
+    add(3)
+    for raise_to, steps in ((3.0, 1), (8.0, 3)):
+        indices, errors = rng.choice(15, size=6, replace=False), rng.uniform(0, raise_to, size=6)
+        errors[0] = raise_to  # raises the maximum
+        buffer.update_priorities(indices, errors)
+        reference.update(indices, buffer.tree[indices])
+        add(steps)  # the last round writes positions 4, 0, 1: it wraps around the end of the buffer
+    assert buffer.pos == 2 and buffer.full
+    np.testing.assert_array_equal(buffer.tree[np.r_[12:15, 0:6]], buffer.max_priority)  # positions 4, 0, 1, all envs
+    assert buffer.max_priority == pytest.approx(8.0**0.6)
+    # identical trees, hence identical sampling probabilities and identical stratified samples
+    np.testing.assert_array_equal(buffer.tree.nodes, reference.nodes)
+    np.testing.assert_array_equal(
+        buffer.tree.sample_stratified(64, np.random.default_rng(0)), reference.sample_stratified(64, np.random.default_rng(0))
+    )
+
+
+
 def test_two_envs_map_samples_to_their_transitions() -> None:
     buffer = make_buffer(buffer_size=20, n_envs=2)
     fill(buffer, 13)  # wraps around: 10 positions of 2 envs

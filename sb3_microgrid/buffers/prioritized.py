@@ -164,10 +164,10 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         done: np.ndarray,
         infos: list[dict[str, Any]],
     ) -> None:
+        # the leaves of the row about to be written, before super().add() advances (and maybe wraps) pos
         first_leaf = self.pos * self.n_envs
         super().add(obs, next_obs, action, reward, done, infos)
-        for env_idx in range(self.n_envs):
-            self.tree.update_one(first_leaf + env_idx, self.max_priority)
+        self.tree.update(first_leaf + np.arange(self.n_envs), np.full(self.n_envs, self.max_priority))
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> PrioritizedReplayBufferSamples:  # type: ignore[override]
         """

@@ -23,6 +23,10 @@ class EpsilonOffPolicyMixin:
     action over the Box. The replacement is made on the scaled ``buffer_action`` and the env's action is derived
     from it, exactly as SB3 does, so the replay buffer stores what the env executed.
 
+    The uniform actions of a step are one vectorised draw from the action space's own generator, which
+    ``model.set_random_seed()`` seeds: the same values, in env order, as one ``action_space.sample()`` per replaced
+    env. The action space must therefore be a bounded float ``Box``.
+
     :param epsilon: probability in [0, 1] of a uniform action; settable (``model.epsilon = x``) at any time, as
         off-policy updates do not depend on the behaviour policy's probabilities
     """
@@ -32,6 +36,10 @@ class EpsilonOffPolicyMixin:
 
     def __init__(self, *args: Any, epsilon: float = 0.1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Unset while SB3's load() builds the model without an env; the saved space was checked when first built.
+        space = getattr(self, "action_space", None)
+        if space is not None and not (isinstance(space, spaces.Box) and space.dtype.kind == "f" and space.is_bounded("both")):
+            raise ValueError(f"epsilon-random actions are uniform draws over the action space, which must be a bounded float Box, got {space}")
         self.epsilon = epsilon
 
     @property
@@ -48,7 +56,8 @@ class EpsilonOffPolicyMixin:
         if not take.any():
             return action, buffer_action
         buffer_action = buffer_action.copy()
-        # action_space.sample() uses the space's generator, which model.set_random_seed() seeds.
-        uniform = np.array([self.action_space.sample() for _ in range(int(take.sum()))])
+        # One draw for all replaced envs from the space's seeded generator: the values of a space.sample() per env.
+        space = self.action_space
+        uniform = space.np_random.uniform(space.low, space.high, size=(int(take.sum()), *space.shape)).astype(space.dtype)
         buffer_action[take] = self.policy.scale_action(uniform)
         return self.policy.unscale_action(buffer_action), buffer_action

@@ -4,6 +4,7 @@ unlike those seen so far and falling as they become familiar."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 from torch import nn
+
+from ..scenario import SEED_MAX, check_range
 
 
 class RNDRewardWrapper(VecEnvWrapper):
@@ -35,24 +38,29 @@ class RNDRewardWrapper(VecEnvWrapper):
     The reward returned is ``r_ext + beta_t · r_int`` with ``beta_t = beta · max(0, 1 − t / beta_decay_steps)``
     (``t`` counts env steps seen by the wrapper, summed over envs; ``beta_decay_steps = 0`` keeps ``beta``).
     Each info gets ``info["extrinsic_reward"] = r_ext`` (the reward this wrapper received) and
-    ``info["rnd_intrinsic"] = r_int`` (before ``beta_t``). ``beta`` and ``beta_decay_steps`` are plain attributes;
-    reach the wrapper with ``stable_baselines3.common.vec_env.unwrap_vec_wrapper(env, RNDRewardWrapper)``, since
+    ``info["rnd_intrinsic"] = r_int`` (before ``beta_t``). ``beta`` and ``beta_decay_steps`` are settable attributes,
+    checked like the constructor's arguments; reach the wrapper with ``stable_baselines3.common.vec_env.unwrap_vec_wrapper(env, RNDRewardWrapper)``, since
     ``VecEnv.set_attr`` forwards to the inner envs.
 
+    Every numeric argument is checked (a ``ValueError`` names it and its allowed range): a zero size, a NaN weight
+    or a non-positive clip would otherwise crash deep inside ``step()`` or silently feed NaN or a constant bonus to
+    the learner.
+
     :param venv: the env; its observation space must be a ``Box``
-    :param beta: weight of the intrinsic reward; 0.5 is the paper's 1 : 2 weighting of intrinsic to extrinsic
-        advantages, for extrinsic rewards of unit scale
-    :param beta_decay_steps: env steps over which ``beta`` falls linearly to 0; 0 for no decay
-    :param hidden_sizes: hidden layers of the target and predictor MLPs
-    :param embedding_dim: output size of the target and predictor
-    :param learning_rate: predictor Adam learning rate
-    :param train_freq: ``step()`` calls between predictor updates
-    :param gradient_steps: Adam steps per update
-    :param batch_size: minibatch size
-    :param buffer_size: number of recent next-observations kept to train on
-    :param gamma: discount of the intrinsic return whose std normalises the bonus
-    :param obs_clip: clip of the normalised observation
-    :param seed: seed of the networks' initialisation and of minibatch sampling (the global torch RNG is untouched)
+    :param beta: weight of the intrinsic reward, finite and ``>= 0``; 0.5 is the paper's 1 : 2 weighting of
+        intrinsic to extrinsic advantages, for extrinsic rewards of unit scale
+    :param beta_decay_steps: env steps (an integer ``>= 0``) over which ``beta`` falls linearly to 0; 0 for no decay
+    :param hidden_sizes: hidden layer widths (integers ``>= 1``) of the target and predictor MLPs
+    :param embedding_dim: output size (``>= 1``) of the target and predictor
+    :param learning_rate: predictor Adam learning rate, finite and ``> 0``
+    :param train_freq: ``step()`` calls (``>= 1``) between predictor updates
+    :param gradient_steps: Adam steps (``>= 1``) per update
+    :param batch_size: minibatch size (``>= 1``)
+    :param buffer_size: number (``>= 1``) of recent next-observations kept to train on
+    :param gamma: discount in ``[0, 1]`` of the intrinsic return whose std normalises the bonus
+    :param obs_clip: clip of the normalised observation, finite and ``> 0``
+    :param seed: seed in ``[0, 2**32 - 1]`` of the networks' initialisation and of minibatch sampling (the global
+        torch RNG is untouched)
     :param device: torch device of the networks
     """
 
@@ -76,8 +84,22 @@ class RNDRewardWrapper(VecEnvWrapper):
         super().__init__(venv)
         if not isinstance(self.observation_space, spaces.Box):
             raise ValueError(f"RNDRewardWrapper needs a Box observation space, got {self.observation_space}")
-        if train_freq < 1 or gradient_steps < 1:
-            raise ValueError("train_freq and gradient_steps must be at least 1")
+        hidden_sizes = [64, 64] if hidden_sizes is None else hidden_sizes
+        if not isinstance(hidden_sizes, (list, tuple)):
+            raise ValueError(f"hidden_sizes must be a list of integers in [1, inf], got {hidden_sizes!r}")
+        for i, width in enumerate(hidden_sizes):
+            check_range(f"hidden_sizes[{i}]", width, 1, math.inf, integer=True)
+        sizes = {
+            "embedding_dim": embedding_dim, "train_freq": train_freq, "gradient_steps": gradient_steps,
+            "batch_size": batch_size, "buffer_size": buffer_size,
+        }
+        for name, value in sizes.items():
+            check_range(name, value, 1, math.inf, integer=True)
+        check_range("learning_rate", learning_rate, 0, math.inf, lo_open=True)
+        check_range("gamma", gamma, 0, 1)
+        check_range("obs_clip", obs_clip, 0, math.inf, lo_open=True)
+        if seed is not None:
+            check_range("seed", seed, 0, SEED_MAX, integer=True)
         self.beta = beta
         self.beta_decay_steps = beta_decay_steps
         self.train_freq = train_freq
@@ -87,7 +109,6 @@ class RNDRewardWrapper(VecEnvWrapper):
         self.obs_clip = obs_clip
         self.device = th.device(device)
         obs_dim = int(np.prod(self.observation_space.shape))
-        hidden_sizes = [64, 64] if hidden_sizes is None else hidden_sizes
         with th.random.fork_rng(devices=[]):
             if seed is not None:
                 th.manual_seed(seed)
@@ -106,9 +127,29 @@ class RNDRewardWrapper(VecEnvWrapper):
         self.last_loss: float | None = None
 
     @property
+    def beta(self) -> float:
+        """Weight of the intrinsic reward before the decay."""
+        return self._beta
+
+    @beta.setter
+    def beta(self, value: float) -> None:
+        check_range("beta", value, 0, math.inf)
+        self._beta = float(value)
+
+    @property
+    def beta_decay_steps(self) -> int:
+        """Env steps over which ``beta`` falls to 0; 0 for no decay."""
+        return self._beta_decay_steps
+
+    @beta_decay_steps.setter
+    def beta_decay_steps(self, value: int) -> None:
+        check_range("beta_decay_steps", value, 0, math.inf, integer=True)
+        self._beta_decay_steps = value
+
+    @property
     def current_beta(self) -> float:
         """``beta`` after the linear decay."""
-        if self.beta_decay_steps <= 0:
+        if self.beta_decay_steps == 0:
             return self.beta
         return self.beta * max(0.0, 1.0 - self.num_timesteps / self.beta_decay_steps)
 

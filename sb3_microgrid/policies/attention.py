@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -10,6 +11,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from ..envs.layout import ObservationLayout
+from ..scenario import check_range
 
 
 def resolve_layout(
@@ -50,14 +52,18 @@ class ForecastAttentionExtractor(BaseFeaturesExtractor):
     and the current step's token (row ``history_steps``), concatenated with the static encoding and
     projected to ``features_dim`` with a ReLU.
 
+    The layout must have a forecast window (``forecast_steps >= 1`` and at least one window series): the current
+    step's token is its first forecast row. A layout without one (``ResidualWrapper(features=[...])``,
+    ``CalibrationWrapper``) is refused with a ``ValueError`` at construction; use the default MLP extractor there.
+
     :param observation_space: the env's flat ``Box``; its ``.layout`` says where the window is
-    :param embed_dim: width of a step's token
-    :param n_heads: attention heads; must divide ``embed_dim``
-    :param n_layers: Transformer encoder blocks
-    :param ff_dim: hidden width of the position-wise feed-forward; ``None`` means ``4 * embed_dim``
-    :param dropout: dropout inside the encoder blocks
-    :param static_dim: output width of the static block's MLP
-    :param features_dim: number of features given to the policy and value heads
+    :param embed_dim: width (``>= 1``) of a step's token
+    :param n_heads: attention heads (``>= 1``); must divide ``embed_dim``
+    :param n_layers: Transformer encoder blocks (``>= 1``)
+    :param ff_dim: hidden width (``>= 1``) of the position-wise feed-forward; ``None`` means ``4 * embed_dim``
+    :param dropout: dropout in ``[0, 1]`` inside the encoder blocks
+    :param static_dim: output width (``>= 1``) of the static block's MLP
+    :param features_dim: number (``>= 1``) of features given to the policy and value heads
     :param layout: only for a space without ``.layout``: an :class:`ObservationLayout` or its ``to_dict()``
     """
 
@@ -73,11 +79,26 @@ class ForecastAttentionExtractor(BaseFeaturesExtractor):
         features_dim: int = 128,
         layout: ObservationLayout | dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(observation_space, features_dim)
+        sizes = {"embed_dim": embed_dim, "n_heads": n_heads, "n_layers": n_layers, "static_dim": static_dim, "features_dim": features_dim}
+        for name, value in sizes.items():
+            check_range(name, value, 1, math.inf, integer=True)
+        if ff_dim is not None:
+            check_range("ff_dim", ff_dim, 1, math.inf, integer=True)
+        check_range("dropout", dropout, 0, 1)
         if embed_dim % n_heads != 0:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by n_heads ({n_heads}): each head takes embed_dim // n_heads")
-        self.layout = resolve_layout(observation_space, layout)
-        steps, series = self.layout.window_shape
+        found = resolve_layout(observation_space, layout)
+        steps, series = found.window_shape
+        if found.forecast_steps < 1 or series < 1:
+            # forward() reads the current step's token at row history_steps, the first forecast row
+            raise ValueError(
+                f"the observation layout has no forecast window to attend over (forecast_steps = {found.forecast_steps}, "
+                f"window_shape {found.window_shape}; ForecastAttentionExtractor needs forecast_steps in [1, inf] and at "
+                "least one window series): use the default MLP features extractor for this observation, as for "
+                "ResidualWrapper(features=[...]) or CalibrationWrapper"
+            )
+        super().__init__(observation_space, features_dim)
+        self.layout = found
         self.step_embed = nn.Linear(series, embed_dim)
         # Random (not zero) start: with equal position embeddings attention and mean pooling cannot
         # tell history from forecast rows.
