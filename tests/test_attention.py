@@ -152,11 +152,16 @@ def test_invalid_configurations(env):
 @pytest.mark.parametrize(
     "name, value",
     [("n_heads", 0), ("n_heads", -2), ("embed_dim", 0), ("n_layers", 0), ("ff_dim", 0), ("static_dim", 0),
-     ("features_dim", 0), ("dropout", -0.1), ("dropout", float("nan")), ("n_heads", 2.0)],
+     ("features_dim", 0), ("dropout", -0.1), ("dropout", float("nan")), ("n_heads", 2.5), ("n_heads", True)],
 )
 def test_sizes_are_checked_before_use(name, value):
     with pytest.raises(ValueError, match=rf"{name}.*[\[(]"):
         ForecastAttentionExtractor(fake_space(), **(TINY | {name: value}))
+
+
+def test_sizes_may_be_numpy_numbers_or_whole_floats_as_yaml_gives_them():
+    extractor = ForecastAttentionExtractor(fake_space(), **(TINY | {"n_heads": np.int64(2), "features_dim": 16.0, "dropout": np.float32(0.0)}))
+    assert extractor.features_dim == 16 and isinstance(extractor.features_dim, int)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +181,6 @@ def test_a_residual_wrapper_with_features_is_refused_at_construction():
     wrapped = ResidualWrapper(MicrogridEnv(seed=0), "rule", features=["hour_sin", "hour_cos"])
     with pytest.raises(ValueError, match="no forecast window to attend over"):
         ForecastAttentionExtractor(wrapped.observation_space, **TINY)
-
 
 
 def extractors(model) -> list[ForecastAttentionExtractor]:

@@ -418,6 +418,13 @@ def test_rnd_arguments_are_checked_at_construction(name, value):
         RNDRewardWrapper(DummyVecEnv([lambda: SeenPointsEnv(0)]), **{name: value})
 
 
+def test_rnd_arguments_may_be_numpy_numbers_or_whole_floats_as_yaml_gives_them():
+    env = RNDRewardWrapper(DummyVecEnv([lambda: SeenPointsEnv(0)]), beta=np.float32(0.5), beta_decay_steps=1e6, buffer_size=np.int64(64), seed=np.int64(0))
+    assert (env.beta, env.beta_decay_steps, env._buffer.shape[0]) == (0.5, 1_000_000, 64)
+    with pytest.raises(ValueError, match="beta_decay_steps must be an integer"):
+        env.beta_decay_steps = 1.5
+
+
 def test_rnd_beta_and_its_decay_are_checked_when_set():
     env = RNDRewardWrapper(DummyVecEnv([lambda: SeenPointsEnv(0)]), seed=0)
     for name, value in (("beta", math.nan), ("beta", -1.0), ("beta_decay_steps", -5)):

@@ -84,6 +84,8 @@ def test_a_bad_action_or_day_leaves_every_site_where_it_was(shape):
     with pytest.raises(ValueError, match=re.escape(f"actions must have shape (4, 2), got shape {shape}")):
         env.step(np.zeros(shape, dtype=np.float32))
     assert [site.core.t for site in env.site_envs] == [1, 1]
+    with pytest.raises(ValueError, match=re.escape("actions must have shape (4, 2): setting an array element")):
+        env.step([[0.0, 0.0]] * 3 + [[0.0]])  # ragged
     dates = [site.core.episode_dates() for site in env.site_envs]
     env.set_options([{"day": "2016-03-01"}] * 3 + [{"day": "2099-01-01"}])
     with pytest.raises(ValueError, match="2099-01-01 is not a start day"):

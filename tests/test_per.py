@@ -248,7 +248,6 @@ def test_add_gives_the_new_leaves_the_max_priority_across_the_wrap_as_per_env_up
     )
 
 
-
 def test_two_envs_map_samples_to_their_transitions() -> None:
     buffer = make_buffer(buffer_size=20, n_envs=2)
     fill(buffer, 13)  # wraps around: 10 positions of 2 envs

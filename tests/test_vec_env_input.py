@@ -26,6 +26,12 @@ def test_wrong_action_shape_raises_and_leaves_the_state(venv, shape):
     assert venv.core.t == 1
 
 
+def test_a_ragged_action_list_names_the_shape(venv):
+    venv.reset()
+    with pytest.raises(ValueError, match=r"action must be an array of real numbers of shape \(4, 13\): setting an array element"):
+        venv.step([[0.0] * 13] * 3 + [[0.0] * 12])
+
+
 @pytest.mark.parametrize("action", [np.full((4, 13), "x"), np.full((4, 13), "0.5"), np.full((4, 13), 0.5 + 1j), np.ones((4, 13), dtype=bool),
                                     np.full((4, 13), None)], ids=["text", "numeric text", "complex", "bool", "object"])  # fmt: skip
 def test_non_numeric_action_raises(venv, action):

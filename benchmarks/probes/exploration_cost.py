@@ -5,7 +5,7 @@ validation days; Rs per day by cost component against the base on the same days 
 A policy-gradient learner explores this way (PPO's Gaussian policy; ``ppo.yml``'s ``log_std_init`` -1.5 is a standard
 deviation of 0.22), so its training returns are those of its mean action plus this noise.
 
-python benchmarks/probes/exploration_cost.py --base rule --out benchmarks/probes/results/exploration_cost_rule.json
+python benchmarks/probes/exploration_cost.py --base rule --out benchmarks/probes/results/exploration_cost_rule_campus.json
 """
 
 from __future__ import annotations

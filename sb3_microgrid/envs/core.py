@@ -261,7 +261,10 @@ class MicrogridCore:
         ep = self.episode
         if ep is None or self.t >= ep.n_steps:
             raise RuntimeError("the episode has ended (or never started): call reset() before step()")
-        action = np.asarray(action)
+        try:
+            action = np.asarray(action)
+        except ValueError as err:  # a ragged list
+            raise ValueError(f"action must be an array of real numbers of shape {self.action_shape}: {err}") from None
         # numbers only: numpy would parse strings, read booleans as 0/1 and drop the imaginary part of complex numbers
         if action.dtype.kind not in "iuf":
             raise ValueError(f"action must be an array of real numbers of shape {self.action_shape}, got dtype {action.dtype}")

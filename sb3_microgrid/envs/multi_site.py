@@ -99,8 +99,11 @@ class MultiSiteVecEnv(VecEnv):
 
     def step_async(self, actions: np.ndarray) -> None:
         # checked whole before any site steps: a site's own check would leave the sites before it a step ahead
-        actions = np.asarray(actions)
         expected = (self.num_envs, *self.action_space.shape)
+        try:
+            actions = np.asarray(actions)
+        except ValueError as err:  # a ragged list
+            raise ValueError(f"actions must have shape {expected}: {err}") from None
         if actions.shape != expected:
             raise ValueError(f"actions must have shape {expected}, got shape {actions.shape}")
         self._actions = actions

@@ -16,7 +16,8 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 from torch import nn
 
-from ..scenario import SEED_MAX, check_range
+from ..common.arguments import checked_number
+from ..scenario import SEED_MAX
 
 
 class RNDRewardWrapper(VecEnvWrapper):
@@ -39,8 +40,9 @@ class RNDRewardWrapper(VecEnvWrapper):
     (``t`` counts env steps seen by the wrapper, summed over envs; ``beta_decay_steps = 0`` keeps ``beta``).
     Each info gets ``info["extrinsic_reward"] = r_ext`` (the reward this wrapper received) and
     ``info["rnd_intrinsic"] = r_int`` (before ``beta_t``). ``beta`` and ``beta_decay_steps`` are settable attributes,
-    checked like the constructor's arguments; reach the wrapper with ``stable_baselines3.common.vec_env.unwrap_vec_wrapper(env, RNDRewardWrapper)``, since
-    ``VecEnv.set_attr`` forwards to the inner envs.
+    checked like the constructor's arguments; reach the wrapper with
+    ``stable_baselines3.common.vec_env.unwrap_vec_wrapper(env, RNDRewardWrapper)``, since ``VecEnv.set_attr`` forwards
+    to the inner envs.
 
     Every numeric argument is checked (a ``ValueError`` names it and its allowed range): a zero size, a NaN weight
     or a non-positive clip would otherwise crash deep inside ``step()`` or silently feed NaN or a constant bonus to
@@ -87,19 +89,17 @@ class RNDRewardWrapper(VecEnvWrapper):
         hidden_sizes = [64, 64] if hidden_sizes is None else hidden_sizes
         if not isinstance(hidden_sizes, (list, tuple)):
             raise ValueError(f"hidden_sizes must be a list of integers in [1, inf], got {hidden_sizes!r}")
-        for i, width in enumerate(hidden_sizes):
-            check_range(f"hidden_sizes[{i}]", width, 1, math.inf, integer=True)
-        sizes = {
-            "embedding_dim": embedding_dim, "train_freq": train_freq, "gradient_steps": gradient_steps,
-            "batch_size": batch_size, "buffer_size": buffer_size,
-        }
-        for name, value in sizes.items():
-            check_range(name, value, 1, math.inf, integer=True)
-        check_range("learning_rate", learning_rate, 0, math.inf, lo_open=True)
-        check_range("gamma", gamma, 0, 1)
-        check_range("obs_clip", obs_clip, 0, math.inf, lo_open=True)
+        hidden_sizes = [checked_number(f"hidden_sizes[{i}]", width, 1, math.inf, integer=True) for i, width in enumerate(hidden_sizes)]
+        embedding_dim, train_freq, gradient_steps, batch_size, buffer_size = (
+            checked_number(name, value, 1, math.inf, integer=True)
+            for name, value in (("embedding_dim", embedding_dim), ("train_freq", train_freq), ("gradient_steps", gradient_steps),
+                                ("batch_size", batch_size), ("buffer_size", buffer_size))
+        )  # fmt: skip
+        learning_rate = checked_number("learning_rate", learning_rate, 0, math.inf, lo_open=True)
+        gamma = checked_number("gamma", gamma, 0, 1)
+        obs_clip = checked_number("obs_clip", obs_clip, 0, math.inf, lo_open=True)
         if seed is not None:
-            check_range("seed", seed, 0, SEED_MAX, integer=True)
+            seed = checked_number("seed", seed, 0, SEED_MAX, integer=True)
         self.beta = beta
         self.beta_decay_steps = beta_decay_steps
         self.train_freq = train_freq
@@ -133,8 +133,7 @@ class RNDRewardWrapper(VecEnvWrapper):
 
     @beta.setter
     def beta(self, value: float) -> None:
-        check_range("beta", value, 0, math.inf)
-        self._beta = float(value)
+        self._beta = checked_number("beta", value, 0, math.inf)
 
     @property
     def beta_decay_steps(self) -> int:
@@ -143,8 +142,7 @@ class RNDRewardWrapper(VecEnvWrapper):
 
     @beta_decay_steps.setter
     def beta_decay_steps(self, value: int) -> None:
-        check_range("beta_decay_steps", value, 0, math.inf, integer=True)
-        self._beta_decay_steps = value
+        self._beta_decay_steps = checked_number("beta_decay_steps", value, 0, math.inf, integer=True)
 
     @property
     def current_beta(self) -> float:

@@ -11,7 +11,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from ..envs.layout import ObservationLayout
-from ..scenario import check_range
+from ..common.arguments import checked_number
 
 
 def resolve_layout(
@@ -79,12 +79,14 @@ class ForecastAttentionExtractor(BaseFeaturesExtractor):
         features_dim: int = 128,
         layout: ObservationLayout | dict[str, Any] | None = None,
     ) -> None:
-        sizes = {"embed_dim": embed_dim, "n_heads": n_heads, "n_layers": n_layers, "static_dim": static_dim, "features_dim": features_dim}
-        for name, value in sizes.items():
-            check_range(name, value, 1, math.inf, integer=True)
+        embed_dim, n_heads, n_layers, static_dim, features_dim = (
+            checked_number(name, value, 1, math.inf, integer=True)
+            for name, value in (("embed_dim", embed_dim), ("n_heads", n_heads), ("n_layers", n_layers), ("static_dim", static_dim),
+                                ("features_dim", features_dim))
+        )  # fmt: skip
         if ff_dim is not None:
-            check_range("ff_dim", ff_dim, 1, math.inf, integer=True)
-        check_range("dropout", dropout, 0, 1)
+            ff_dim = checked_number("ff_dim", ff_dim, 1, math.inf, integer=True)
+        dropout = checked_number("dropout", dropout, 0, 1)
         if embed_dim % n_heads != 0:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by n_heads ({n_heads}): each head takes embed_dim // n_heads")
         found = resolve_layout(observation_space, layout)
