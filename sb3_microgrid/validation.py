@@ -8,8 +8,9 @@ will be evaluated as (a policy trained on a wrapper with ``controller_for``, suc
 naive and optimal costs of the same days, computed once (it is undefined, ``null`` in the file, where the two
 coincide). A training env of several sites (:class:`~sb3_microgrid.envs.MultiSiteVecEnv`, as Reptile and pooled
 training use) is scored on the validation days of every site, pooled: the mean cost and unmet EV energy per
-site-day, the violations summed, and the gap closed of the pooled costs. At the end of training it puts back the best-scoring parameters and normalisation statistics, so
-the saved model is the one chosen on validation days; the test year stays unseen.
+site-day, the violations summed, and the gap closed of the pooled costs. At the end of training it puts back the
+best-scoring parameters and normalisation statistics, so the saved model is the one chosen on validation days; the
+test year stays unseen.
 
 ``validation.json`` (strict JSON) is rewritten after every score, and the best weights are kept beside it
 (``validation_best_<steps>.zip`` and ``.npz``), so a run resumed from a checkpoint (``num_timesteps > 0`` at
