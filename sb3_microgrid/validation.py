@@ -35,6 +35,7 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from .baselines import Controller, NaiveController, OptimalController, SB3Controller
+from .common.files import write_atomically
 from .common.json_values import plain, refuse_constant
 from .evaluation import evaluate, gap_closed
 from .exploration.param_noise import unperturbed
@@ -214,7 +215,7 @@ class ValidationCallback(BaseCallback):
             return
         self._folder.mkdir(parents=True, exist_ok=True)
         record = {"days": self.days, "seed": self.seed, "best": self.best, "best_file": self._best_file, "history": self.history}
-        _replace(self._folder / VALIDATION_JSON, json.dumps(plain(record), indent=2, allow_nan=False).encode())
+        write_atomically(self._folder / VALIDATION_JSON, json.dumps(plain(record), indent=2, allow_nan=False).encode())
 
     def _save_best(self) -> None:
         """The best's weights (and statistics) beside validation.json, each file atomically, before the json names them."""
@@ -277,12 +278,6 @@ def _remote_has(venv: VecEnv, name: str) -> bool:
         return bool(venv.env_method("has_wrapper_attr", name, indices=[0])[0])
     except AttributeError:
         return False
-
-
-def _replace(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _rms_arrays(rms: Any) -> dict[str, np.ndarray]:

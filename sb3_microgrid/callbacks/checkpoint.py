@@ -31,6 +31,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from ..common.files import write_atomically
 from ..common.safe_pickle import load_replay_buffer, load_vecnormalize, read_model
 from ..exploration.param_noise import unperturbed
 
@@ -159,9 +160,7 @@ def write_run_json(
         record["num_timesteps"] = int(num_timesteps)
     if files is not None:
         record["files"] = {name: (directory / name).stat().st_size for name in files}
-    tmp = directory / (RUN_JSON + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, directory / RUN_JSON)
+    write_atomically(directory / RUN_JSON, (json.dumps(record, indent=2) + "\n").encode())
 
 
 def read_run_json(directory: Path) -> dict[str, Any]:
