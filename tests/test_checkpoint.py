@@ -334,6 +334,17 @@ MicrogridGoal-v0:
 """
 
 
+@pytest.mark.parametrize(("key", "value", "named"), [
+    ("env", 5, "'env' must be a string"), ("vec_env", 1, "'vec_env' must be a string"),
+    ("seed", "0", "'seed' must be an integer"), ("seed", True, "'seed' must be an integer"),
+    ("publishing", "yes", "'publishing' must be true or absent"),
+])  # fmt: skip
+def test_a_run_record_of_the_wrong_types_is_refused_naming_the_key(tmp_path, key, value, named):
+    (tmp_path / RUN_JSON).write_text(json.dumps({"algo": "ppo", key: value}))
+    with pytest.raises(CheckpointError, match=re.escape(f"{tmp_path / RUN_JSON}: {named}")):
+        checkpoint_module.read_run_json(tmp_path)
+
+
 def test_a_two_section_run_records_its_section_for_resume_and_evaluation(tmp_path, capsys):
     """The section read is recorded: a resume without --env reads it again, one with the other section is
     refused, and evaluation reads the run's settings (normalisation, scenario) from that section."""
