@@ -10,8 +10,8 @@ Files written under ``run_dir``:
 - ``config.yml``: a copy of the hyperparameter file; ``--resume`` requires the same file.
 - ``checkpoints/<steps>/``: one complete checkpoint set per save, written atomically (a ``<steps>.tmp/``
   folder renamed when complete): ``model.zip`` (after the update of those steps),
-  ``model_vecnormalize.pkl``, ``model_replay_buffer.pkl`` (off-policy; only the newest set keeps it) and
-  its own ``run.json`` as above, listing every file of the set with its size. See
+  ``model_vecnormalize.pkl``, ``model_replay_buffer.pkl`` (off-policy; only the newest set keeps it),
+  ``callbacks.json`` (what the callbacks adapted, which ``--resume`` loads back into them) and its own ``run.json`` as above, listing every file of the set with its size. See
   :mod:`sb3_microgrid.callbacks.checkpoint`.
 - ``model.zip`` and ``model_vecnormalize.pkl``: the final set's model and statistics (the names
   ``SB3Controller`` and ``sb3-microgrid evaluate`` look for); ``tb/``: TensorBoard logs.
@@ -35,7 +35,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
-from .callbacks.checkpoint import RUN_JSON, CheckpointError, CheckpointSetCallback, checkpoints, latest_checkpoint, load_checkpoint, publish_checkpoint, read_run_json, write_run_json
+from .callbacks.checkpoint import RUN_JSON, CheckpointError, CheckpointSetCallback, checkpoints, latest_checkpoint, load_checkpoint, publish_checkpoint, read_run_json, restore_callbacks, write_run_json
 from .algos import ALGOS, algorithm
 from .envs import MicrogridVecEnv
 from .hyperparams import Hyperparams, HyperparamsError, load_hyperparams
@@ -167,7 +167,9 @@ def train(
     for callback in callbacks:
         if isinstance(callback, ValidationCallback) and callback.log_path is None:
             callback.log_path = str(run_dir)  # beside model.zip, where export and a resumed run look for validation.json
-    callbacks.append(CheckpointSetCallback(save_freq, save_path, algo))  # last: after other callbacks' rollout-start work
+    if previous is not None:
+        restore_callbacks(previous, callbacks)  # what they adapted: a noise scale, a curriculum level
+    callbacks.append(CheckpointSetCallback(save_freq, save_path, algo, callbacks))  # last: after other callbacks' rollout-start work
     if previous is None:
         save_path.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(conf, run_dir / "config.yml")

@@ -107,7 +107,7 @@ def _killed_run(algo: str, conf: Path, run: Path, save_freq: int, resume: bool, 
         checkpoint_module.write_run_json = lambda directory, *a: die() if writing(directory / RUN_JSON) else write_manifest(directory, *a)
     elif kill == "after_commit":  # the set renamed into place, older replay buffers not yet deleted
         save_set = checkpoint_module.save_checkpoint
-        checkpoint_module.save_checkpoint = lambda model, directory, name: die() if save_set(model, directory, name).name == str(arg) else directory
+        checkpoint_module.save_checkpoint = lambda model, directory, *rest: die() if save_set(model, directory, *rest).name == str(arg) else directory
     train(algo, conf, run, save_freq=save_freq, resume=resume, progress_bar=False)
 
 
@@ -485,3 +485,100 @@ def test_resume_without_seed_or_run_dir_names_the_runs_of_the_file(tmp_path, mon
     assert main(["train", "--algo", "ppo", "--conf", str(two), "--resume", "--seed", "3", "--timesteps", "128"]) == 2
     assert "no run at runs/ppo_two_3 to resume: name the run's --run-dir, or its --env and --seed (runs of this file: runs/ppo_Microgrid-v0_3)" in capsys.readouterr().err
     assert main(["train", "--algo", "ppo", "--conf", str(two), "--resume", "--env", "Microgrid-v0", "--seed", "3", "--timesteps", "128"]) == 0
+
+
+# Callbacks whose adapted state a resumed run needs: a parameter-noise scale, a plateau's best return and count.
+STATEFUL_CONF = PPO_CONF + """  callback:
+    - sb3_microgrid.exploration.ParameterNoiseCallback: {initial_sigma: 0.05}
+    - sb3_microgrid.callbacks.ReduceLROnPlateau: {mode: rollout, patience: 2}
+    - sb3_microgrid.callbacks.MicrogridMetricsCallback
+"""
+
+
+def _started_with(monkeypatch) -> dict:
+    """Record each stateful callback's state when training starts."""
+    from sb3_microgrid.callbacks import ReduceLROnPlateau
+    from sb3_microgrid.exploration import ParameterNoiseCallback
+
+    seen: dict = {}
+    for cls in (ParameterNoiseCallback, ReduceLROnPlateau):
+        def start(self, original=cls._on_training_start, name=cls.__name__) -> None:
+            seen[name] = self.state_dict()
+            original(self)
+
+        monkeypatch.setattr(cls, "_on_training_start", start)
+    return seen
+
+
+def test_a_resumed_run_takes_back_what_its_callbacks_adapted(tmp_path, monkeypatch):
+    """σ of parameter noise and the plateau's best return and count are in each set; --resume loads them back,
+    where the callbacks used to start afresh (σ from initial_sigma, a plateau from -inf)."""
+    conf, run = _conf(tmp_path, STATEFUL_CONF), tmp_path / "run"
+    train("ppo", conf, run, timesteps=256, save_freq=128, progress_bar=False)
+    saved = json.loads((run / "checkpoints" / "256" / checkpoint_module.CALLBACKS).read_text())
+    assert [entry["callback"] for entry in saved] == ["ParameterNoiseCallback", "ReduceLROnPlateau"]
+    noise, plateau = (entry["state"] for entry in saved)
+    assert noise["sigma"] != 0.05 and plateau["best"] is not None  # adapted over the 4 rollouts
+    assert checkpoint_module.CALLBACKS in json.loads((run / "checkpoints" / "256" / RUN_JSON).read_text())["files"]
+    seen = _started_with(monkeypatch)
+    train("ppo", conf, run, timesteps=320, resume=True, save_freq=128, progress_bar=False)
+    assert seen == {"ParameterNoiseCallback": noise, "ReduceLROnPlateau": plateau}
+
+
+def _tamper(run: Path, content: str) -> Path:
+    """Replace the newest set's callbacks.json, its size recorded as the writer would."""
+    newest = run / "checkpoints" / "256"
+    (newest / checkpoint_module.CALLBACKS).write_text(content)
+    record = json.loads((newest / RUN_JSON).read_text())
+    write_run_json(newest, "ppo", record["num_timesteps"], sorted(record["files"]))
+    return newest / checkpoint_module.CALLBACKS
+
+
+@pytest.mark.parametrize(("content", "named"), [
+    ('[{"callback": "ParameterNoiseCallback", "state": {"sigma": -1}}, {"callback": "ReduceLROnPlateau", "state": {"best": null, "bad_checks": 0, "reductions": 0}}]',
+     "the state of ParameterNoiseCallback is not valid: sigma = -1 is outside the allowed range (0.0, inf]"),
+    ('[{"callback": "ParameterNoiseCallback", "state": {"sigma": NaN}}]', "is not readable JSON: NaN is not a JSON value"),
+    ('[{"callback": "ParameterNoiseCallback", "state": {"sigma": 0.1}}, {"callback": "ReduceLROnPlateau", "state": {"best": 1.0, "bad_checks": 9, "reductions": 0}}]',
+     "the state of ReduceLROnPlateau is not valid: bad_checks = 9 is outside the allowed range [0, 2]"),
+    ('[{"callback": "ParameterNoiseCallback", "state": {"sigma": 0.1}}, {"callback": "ReduceLROnPlateau", "state": {"best": 1.0}}]',
+     "the state of ReduceLROnPlateau is not valid: 'bad_checks'"),
+    ('[{"callback": "ReduceLROnPlateau", "state": {}}]', "holds the states of ['ReduceLROnPlateau'], the run's callbacks that keep state are"),
+    ('{"sigma": 0.1}', "expected a list of"),
+])  # fmt: skip
+def test_resume_refuses_callback_states_that_do_not_fit_naming_the_file(tmp_path, content, named):
+    conf, run = _conf(tmp_path, STATEFUL_CONF), tmp_path / "run"
+    train("ppo", conf, run, timesteps=256, save_freq=256, progress_bar=False)
+    path = _tamper(run, content)
+    with pytest.raises(CheckpointError, match=re.escape(f"{path}") + ".*" + re.escape(named)):
+        train("ppo", conf, run, timesteps=320, resume=True, progress_bar=False)
+
+
+def test_a_set_without_callback_states_resumes_with_fresh_callbacks_and_a_warning(tmp_path):
+    """A set of an older version holds no callbacks.json."""
+    conf, run = _conf(tmp_path, STATEFUL_CONF), tmp_path / "run"
+    train("ppo", conf, run, timesteps=256, save_freq=256, progress_bar=False)
+    newest = run / "checkpoints" / "256"
+    (newest / checkpoint_module.CALLBACKS).unlink()
+    record = json.loads((newest / RUN_JSON).read_text())
+    write_run_json(newest, "ppo", record["num_timesteps"], sorted(set(record["files"]) - {checkpoint_module.CALLBACKS}))
+    with pytest.warns(UserWarning, match="holds no callbacks.json .*: ParameterNoiseCallback, ReduceLROnPlateau start"):
+        model = train("ppo", conf, run, timesteps=320, resume=True, progress_bar=False)
+    assert model.num_timesteps == 320
+
+
+def test_stateful_callbacks_are_found_inside_lists_and_evaluation_callbacks():
+    """A curriculum or plateau in performance mode sits inside an EvalCallback: its state is saved too."""
+    from stable_baselines3.common.callbacks import CallbackList, EvalCallback
+
+    from sb3_microgrid.callbacks import CurriculumCallback, MicrogridMetricsCallback, ReduceLROnPlateau
+
+    curriculum = CurriculumCallback({"ev_count": 2}, {"ev_count": 8}, n_levels=3, mode="performance", threshold=-5.0)
+    plateau = ReduceLROnPlateau()
+    evaluation = EvalCallback(MicrogridVecEnv(1), callback_on_new_best=plateau, callback_after_eval=curriculum)
+    assert checkpoint_module.stateful_callbacks([MicrogridMetricsCallback(), CallbackList([evaluation])]) == [plateau, curriculum]
+    curriculum.load_state_dict({"level": 2})
+    assert curriculum.state_dict() == {"level": 2}
+    with pytest.raises(ValueError, match=re.escape("level = 3 is outside the allowed range [0, 2]")):
+        curriculum.load_state_dict({"level": 3})
+    with pytest.raises(ValueError, match="level must be an integer"):
+        curriculum.load_state_dict({"level": True})

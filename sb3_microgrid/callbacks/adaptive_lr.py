@@ -9,6 +9,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import FloatSchedule
 
+from ..common.arguments import checked_number
 from ..schedules import ScaledSchedule, finite
 
 
@@ -89,6 +90,21 @@ class ReduceLROnPlateau(BaseCallback):
             raise ValueError("ReduceLROnPlateau(mode='eval') must be the callback_after_eval of an EvalCallback")
         self.schedule = lr_scale_schedule(self.model)
         self.schedule.bound(min_value=self.min_lr)
+
+    def state_dict(self) -> dict[str, float | int | None]:
+        """What a resumed run needs (the rate's scale is in the model's schedule, saved with it): the best value
+        (``None`` before the first check) and the checks since. Saved in checkpoint sets (``sb3-microgrid train``)."""
+        return {"best": None if self.best == -math.inf else self.best, "bad_checks": self.bad_checks, "reductions": self.reductions}
+
+    def load_state_dict(self, state: dict[str, float | int | None]) -> None:
+        """Take back a :meth:`state_dict`.
+
+        :raises ValueError: naming the entry and its allowed range
+        """
+        best = state["best"]
+        self.best = -math.inf if best is None else checked_number("best", best, -math.inf, math.inf)
+        self.bad_checks = checked_number("bad_checks", state["bad_checks"], 0, self.patience, integer=True)
+        self.reductions = checked_number("reductions", state["reductions"], 0, math.inf, integer=True)
 
     def _on_step(self) -> bool:
         if self.mode == "eval":

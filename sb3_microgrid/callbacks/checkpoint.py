@@ -6,6 +6,8 @@ A checkpoint is a *set*, one folder per step count ``<save_path>/<steps>/``:
   a ``ParameterNoiseCallback`` perturbs the actor);
 - ``model_vecnormalize.pkl``: the ``VecNormalize`` statistics, when the env has them;
 - ``model_replay_buffer.pkl``: the replay buffer, for off-policy algorithms (only the newest set keeps it);
+- ``callbacks.json``: what the run's callbacks have adapted (a parameter-noise scale, a curriculum level, a plateau's
+  best value), when any of them keeps such state (:func:`stateful_callbacks`);
 - ``run.json``: ``{"algo": <name>, "num_timesteps": <steps>, "files": {<file name>: <bytes>, ...}}``, the
   manifest, written last. A run folder's own ``run.json`` also records the run's ``seed`` and ``vec_env``
   (``sb3-microgrid train``), which a resumed run must share.
@@ -22,22 +24,25 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback, EventCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from ..common.files import write_atomically
+from ..common.json_values import refuse_constant
 from ..common.safe_pickle import load_replay_buffer, load_vecnormalize, read_model
 from ..exploration.param_noise import unperturbed
 
 MODEL = "model.zip"
 VECNORMALIZE = "model_vecnormalize.pkl"
 REPLAY_BUFFER = "model_replay_buffer.pkl"
+CALLBACKS = "callbacks.json"
 RUN_JSON = "run.json"
 #: ``run.json`` key of a run folder whose final model is being written (:func:`publish_checkpoint`)
 PUBLISHING = "publishing"
@@ -62,16 +67,19 @@ class CheckpointSetCallback(BaseCallback):
         boundary at or after each multiple of it
     :param save_path: folder of the sets
     :param algo: the algorithm's name, recorded in each set's ``run.json``
+    :param callbacks: the run's other callbacks; the state of those that keep one (:func:`stateful_callbacks`)
+        goes into each set, for :func:`restore_callbacks`
     :param verbose: 1 to print each set written
     """
 
-    def __init__(self, save_freq: int, save_path: str | Path, algo: str, verbose: int = 0) -> None:
+    def __init__(self, save_freq: int, save_path: str | Path, algo: str, callbacks: Sequence[BaseCallback] = (), verbose: int = 0) -> None:
         super().__init__(verbose)
         if save_freq < 1:
             raise ValueError(f"save_freq must be >= 1, got {save_freq}")
         self.save_freq = save_freq
         self.save_path = Path(save_path)
         self.algo = algo
+        self.stateful = stateful_callbacks(callbacks)
         self._saved_at = 0
         self._next_save = save_freq
 
@@ -94,7 +102,7 @@ class CheckpointSetCallback(BaseCallback):
             self._save()
 
     def _save(self) -> None:
-        path = save_checkpoint(self.model, self.save_path / str(self.num_timesteps), self.algo)
+        path = save_checkpoint(self.model, self.save_path / str(self.num_timesteps), self.algo, self.stateful)
         # A replay buffer can be hundreds of MB: keep only the newest, dropped once a newer set is complete.
         for _, other in checkpoints(self.save_path):
             if other != path:
@@ -105,12 +113,13 @@ class CheckpointSetCallback(BaseCallback):
             print(f"Saved checkpoint {path}")
 
 
-def save_checkpoint(model: BaseAlgorithm, directory: Path, algo: str) -> Path:
+def save_checkpoint(model: BaseAlgorithm, directory: Path, algo: str, callbacks: Sequence[BaseCallback] = ()) -> Path:
     """Write ``model``'s set into ``directory`` (replacing it), all files or none.
 
     :param model: the model; its ``VecNormalize`` statistics and (off-policy) replay buffer go with it
     :param directory: the set's folder, ``<save_path>/<steps>``
     :param algo: the algorithm's name for ``run.json``
+    :param callbacks: callbacks whose ``state_dict()`` goes into ``callbacks.json`` (none: no file)
     :return: ``directory``
     """
     tmp = directory.with_name(directory.name + ".tmp")
@@ -124,6 +133,9 @@ def save_checkpoint(model: BaseAlgorithm, directory: Path, algo: str) -> Path:
         vec_normalize.save(str(tmp / VECNORMALIZE))
     if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
         model.save_replay_buffer(tmp / REPLAY_BUFFER)
+    if callbacks:
+        states = [{"callback": type(callback).__name__, "state": callback.state_dict()} for callback in callbacks]
+        (tmp / CALLBACKS).write_text(json.dumps(states, allow_nan=False, indent=1))
     write_run_json(tmp, algo, model.num_timesteps, sorted(p.name for p in tmp.iterdir()))
     # On disk before the rename makes the set visible, and the rename on disk before the caller prunes
     # older sets: after a power cut the newest visible set is complete, or an older one still is.
@@ -287,6 +299,58 @@ def _restart_episodes(model: BaseAlgorithm, env: VecEnv) -> None:
     if vec_normalize is not None:
         vec_normalize.training = training
         model._last_original_obs = vec_normalize.get_original_obs()
+
+
+def stateful_callbacks(callbacks: Sequence[BaseCallback]) -> list[BaseCallback]:
+    """The callbacks among ``callbacks`` and those they hold (a ``CallbackList``'s, an event callback's such as
+    an ``EvalCallback``'s ``callback_on_new_best`` and ``callback_after_eval``) that keep state a resumed run needs, in order: those
+    with ``state_dict()`` (JSON values) and ``load_state_dict(state)``."""
+
+    def walk(callback: BaseCallback) -> Iterator[BaseCallback]:
+        if callable(getattr(callback, "state_dict", None)) and callable(getattr(callback, "load_state_dict", None)):
+            yield callback
+        children = list(callback.callbacks) if isinstance(callback, CallbackList) else []
+        if isinstance(callback, EvalCallback) and callback.callback_on_new_best is not None:
+            children.append(callback.callback_on_new_best)
+        if isinstance(callback, EventCallback) and callback.callback is not None:  # an EvalCallback's callback_after_eval
+            children.append(callback.callback)
+        for child in children:
+            yield from walk(child)
+
+    return [found for callback in callbacks for found in walk(callback)]
+
+
+def restore_callbacks(directory: Path, callbacks: Sequence[BaseCallback]) -> None:
+    """Load into the run's ``callbacks`` the states a set's ``callbacks.json`` holds. A set of an older version,
+    without the file, leaves them as built, with a warning.
+
+    :param directory: a complete set
+    :param callbacks: the run's callbacks, built from the same file as the set's
+    :raises CheckpointError: naming the file, if it is not a list of ``{"callback": <class name>, "state": {...}}``
+        matching the stateful callbacks in order, or if a callback refuses its state
+    """
+    stateful = stateful_callbacks(callbacks)
+    path = directory / CALLBACKS
+    if CALLBACKS not in read_run_json(directory).get("files", {}):
+        if stateful:
+            names = ", ".join(type(callback).__name__ for callback in stateful)
+            warnings.warn(f"{directory} holds no {CALLBACKS} (written by an older version): {names} start(s) afresh", stacklevel=2)
+        return
+    try:
+        states = json.loads(path.read_text(), parse_constant=refuse_constant)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise CheckpointError(f"{path} is not readable JSON: {str(err)[:200]}") from None
+    expected = [type(callback).__name__ for callback in stateful]
+    if not isinstance(states, list) or not all(isinstance(entry, dict) and isinstance(entry.get("state"), dict) for entry in states):
+        raise CheckpointError(f"{path}: expected a list of {{'callback': <class name>, 'state': {{...}}}} objects")
+    found = [entry.get("callback") for entry in states]
+    if found != expected:
+        raise CheckpointError(f"{path} holds the states of {found}, the run's callbacks that keep state are {expected}: resume with the run's config.yml")
+    for callback, entry in zip(stateful, states):
+        try:
+            callback.load_state_dict(entry["state"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{path}: the state of {type(callback).__name__} is not valid: {err}") from None
 
 
 def publish_checkpoint(directory: Path, destination: Path, settings: dict[str, Any] | None = None) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+from ..common.arguments import checked_number
 from ..scenario import Difficulty, Scenario
 from ..schedules import finite
 
@@ -104,6 +105,18 @@ class CurriculumCallback(BaseCallback):
                 value = a + (b - a) * level / last
                 out[key] = round(value) if key in _INT_FIELDS else float(value)
         return out
+
+    def state_dict(self) -> dict[str, int]:
+        """The level, which a resumed run in ``"performance"`` mode cannot recompute (in ``"progress"`` mode it
+        follows the steps). Saved in checkpoint sets (``sb3-microgrid train``)."""
+        return {"level": self.level}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Take back a :meth:`state_dict`.
+
+        :raises ValueError: for a level outside ``[0, n_levels - 1]``
+        """
+        self.level = checked_number("level", state["level"], 0, self.n_levels - 1, integer=True)
 
     def _on_training_start(self) -> None:
         if self.mode == "progress":

@@ -7,6 +7,7 @@ policy during a rollout do so inside :func:`unperturbed`, which takes the pertur
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections import deque
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 
+from ..common.arguments import checked_number
 from ..schedules import finite
 
 Obs = np.ndarray | dict[str, np.ndarray]
@@ -156,6 +158,18 @@ class ParameterNoiseCallback(BaseCallback):
         names = self.module_names or actor_module_names(policy)
         self._params = [param for name in names for param in policy.get_submodule(name).parameters()]
         self._recent: deque[Obs] = deque(maxlen=max(1, self.n_recent_obs // self.model.n_envs))
+
+    def state_dict(self) -> dict[str, float]:
+        """The adapted σ, which a resumed run would otherwise restart from ``initial_sigma``. Saved in checkpoint
+        sets (``sb3-microgrid train``); the noise draw itself is not: a resumed run draws anew."""
+        return {"sigma": self.sigma}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        """Take back a :meth:`state_dict`.
+
+        :raises ValueError: for a σ that is not a finite number > 0
+        """
+        self.sigma = checked_number("sigma", state["sigma"], 0.0, math.inf, lo_open=True)
 
     def _on_training_start(self) -> None:
         _noise_of[self.model.policy] = self
