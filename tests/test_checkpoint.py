@@ -582,3 +582,32 @@ def test_stateful_callbacks_are_found_inside_lists_and_evaluation_callbacks():
         curriculum.load_state_dict({"level": 3})
     with pytest.raises(ValueError, match="level must be an integer"):
         curriculum.load_state_dict({"level": True})
+
+
+RND_CONF = PPO_CONF + """  vec_env_wrapper:
+    - sb3_microgrid.exploration.RNDRewardWrapper: {beta: 0.5, seed: 0, batch_size: 16}
+"""
+
+
+def test_a_resumed_run_keeps_its_rnd_predictor_and_statistics(tmp_path, capsys):
+    """An RNDRewardWrapper rebuilt afresh on resume would find every state novel again: each set holds it."""
+    from stable_baselines3.common.vec_env import unwrap_vec_wrapper
+
+    from sb3_microgrid.exploration import RNDRewardWrapper
+
+    conf, run = _conf(tmp_path, RND_CONF), tmp_path / "run"
+    train("ppo", conf, run, timesteps=256, save_freq=128, progress_bar=False)
+    assert checkpoint_module.RND in json.loads((run / "checkpoints" / "256" / RUN_JSON).read_text())["files"]
+    model = train("ppo", conf, run, timesteps=320, resume=True, progress_bar=False)
+    rnd = unwrap_vec_wrapper(model.get_env(), RNDRewardWrapper)
+    assert rnd.num_timesteps == 320 and rnd.obs_rms.count > 320  # not 64 steps of a fresh wrapper
+    newest = run / "checkpoints" / "320"
+    (newest / checkpoint_module.RND).write_bytes(b"not a torch file")
+    record = json.loads((newest / RUN_JSON).read_text())
+    write_run_json(newest, "ppo", record["num_timesteps"], sorted(record["files"]))
+    resume = ["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(run), "--resume", "--timesteps", "384"]
+    assert main(resume) == 2
+    assert f"{newest / checkpoint_module.RND} is not an RNDRewardWrapper file" in capsys.readouterr().err
+    (run / "config.yml").write_text(PPO_CONF)
+    with pytest.raises(CheckpointError, match="has rnd.pt but the configuration has no RNDRewardWrapper"):
+        train("ppo", _conf(tmp_path, PPO_CONF), run, timesteps=384, resume=True, progress_bar=False)

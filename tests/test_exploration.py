@@ -488,3 +488,26 @@ def test_rnd_under_ppo_with_vecnormalize(vecnormalize):
     model.learn(256, callback=probe)
     assert rnd.n_calls == 64
     assert all(not th.equal(a, b) for a, b in zip(predictor, rnd.predictor.parameters()))
+
+
+def test_rnd_load_refuses_a_file_that_does_not_fit_naming_it(tmp_path):
+    """Another number of envs, other network sizes or a non-finite statistic: an error naming the file and the
+    entry, before anything is set (the wrapper keeps its own state)."""
+    env = RNDRewardWrapper(MicrogridVecEnv(2, seed=0), seed=0)
+    env.reset()
+    env.step(np.zeros((2, ACTION_DIM), dtype=np.float32))
+    env.save(tmp_path / "rnd.pt")
+    for other, named in ((RNDRewardWrapper(MicrogridVecEnv(3, seed=0), seed=0), "intrinsic_return must be finite of shape (3,)"),
+                         (RNDRewardWrapper(MicrogridVecEnv(2, seed=0), embedding_dim=8, seed=0), "must be a finite tensor of shape")):
+        before = other.prediction_error(np.zeros((1, *other.observation_space.shape), dtype=np.float32))
+        with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'rnd.pt'} does not fit this RNDRewardWrapper") + ".*" + re.escape(named)):
+            other.load(tmp_path / "rnd.pt")
+        np.testing.assert_array_equal(other.prediction_error(np.zeros((1, *other.observation_space.shape), dtype=np.float32)), before)
+    state = th.load(tmp_path / "rnd.pt", weights_only=True)
+    state["obs_var"][0] = float("nan")
+    th.save(state, tmp_path / "nan.pt")
+    with pytest.raises(ValueError, match="obs_var must be finite"):
+        env.load(tmp_path / "nan.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.pt is not an RNDRewardWrapper file"):
+        env.load(tmp_path / "junk.pt")

@@ -6,6 +6,7 @@ A checkpoint is a *set*, one folder per step count ``<save_path>/<steps>/``:
   a ``ParameterNoiseCallback`` perturbs the actor);
 - ``model_vecnormalize.pkl``: the ``VecNormalize`` statistics, when the env has them;
 - ``model_replay_buffer.pkl``: the replay buffer, for off-policy algorithms (only the newest set keeps it);
+- ``rnd.pt``: the ``RNDRewardWrapper``'s networks and statistics, when the env has one;
 - ``callbacks.json``: what the run's callbacks have adapted (a parameter-noise scale, a curriculum level, a plateau's
   best value), when any of them keeps such state (:func:`stateful_callbacks`);
 - ``run.json``: ``{"algo": <name>, "num_timesteps": <steps>, "files": {<file name>: <bytes>, ...}}``, the
@@ -32,17 +33,19 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback, EventCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize, unwrap_vec_wrapper
 
 from ..common.files import write_atomically
 from ..common.json_values import refuse_constant
 from ..common.safe_pickle import load_replay_buffer, load_vecnormalize, read_model
 from ..exploration.param_noise import unperturbed
+from ..exploration.rnd import RNDRewardWrapper
 
 MODEL = "model.zip"
 VECNORMALIZE = "model_vecnormalize.pkl"
 REPLAY_BUFFER = "model_replay_buffer.pkl"
 CALLBACKS = "callbacks.json"
+RND = "rnd.pt"
 RUN_JSON = "run.json"
 #: ``run.json`` key of a run folder whose final model is being written (:func:`publish_checkpoint`)
 PUBLISHING = "publishing"
@@ -133,6 +136,9 @@ def save_checkpoint(model: BaseAlgorithm, directory: Path, algo: str, callbacks:
         vec_normalize.save(str(tmp / VECNORMALIZE))
     if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
         model.save_replay_buffer(tmp / REPLAY_BUFFER)
+    rnd = unwrap_vec_wrapper(model.get_env(), RNDRewardWrapper)
+    if rnd is not None:  # its predictor and statistics: rebuilt afresh, the bonus would jump back to novel
+        rnd.save(tmp / RND)
     if callbacks:
         states = [{"callback": type(callback).__name__, "state": callback.state_dict()} for callback in callbacks]
         (tmp / CALLBACKS).write_text(json.dumps(states, allow_nan=False, indent=1))
@@ -256,7 +262,8 @@ def load_checkpoint(directory: Path, cls: type[BaseAlgorithm], env: VecEnv, seed
     :param seed: the run's seed; the envs are reseeded with ``seed + steps`` so a resumed run does not
         replay the days its start saw
     :param kwargs: further ``cls.load`` arguments (``tensorboard_log``, ...)
-    :raises CheckpointError: naming the file, if a file the env or algorithm needs is not in the set, or if
+    :raises CheckpointError: naming the file, if a file the env or algorithm needs is not in the set, if the set's
+        ``rnd.pt`` does not fit the env's ``RNDRewardWrapper`` (or the env has none), or if
         the model uses SB3's ``optimize_memory_usage=True``: that replay buffer keeps a transition's next
         observation only as the observation of the next slot, and the resumed run writes the first observation
         of a new episode there, so the last transition saved mid-episode would get a wrong next observation
@@ -270,6 +277,16 @@ def load_checkpoint(directory: Path, cls: type[BaseAlgorithm], env: VecEnv, seed
         raise CheckpointError(f"{directory} has no {REPLAY_BUFFER}: {cls.__name__} would resume with an empty buffer")
     if isinstance(env, VecNormalize):
         env = load_vecnormalize(directory / VECNORMALIZE, env.venv)
+    rnd = unwrap_vec_wrapper(env, RNDRewardWrapper)
+    if rnd is None and RND in files:
+        raise CheckpointError(f"{directory} has {RND} but the configuration has no RNDRewardWrapper: resume with the run's config.yml")
+    if rnd is not None and RND not in files:
+        warnings.warn(f"{directory} holds no {RND} (written by an older version): the RNDRewardWrapper starts afresh", stacklevel=2)
+    elif rnd is not None:
+        try:
+            rnd.load(directory / RND)
+        except ValueError as err:
+            raise CheckpointError(str(err)) from None
     # read once, every pickled attribute safely and none replaced: training goes on with them
     saved = read_model(directory / MODEL, prediction=False)
     saved.check_for(cls)

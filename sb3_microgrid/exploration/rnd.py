@@ -234,17 +234,44 @@ class RNDRewardWrapper(VecEnvWrapper):
 
     def load(self, path: str | Path) -> None:
         """Restore what :meth:`save` wrote into this wrapper, which must have the same network sizes and number of
-        envs.
+        envs. The file is read with ``weights_only=True`` (no code runs) and every entry is checked before any is set.
 
         :param path: file written by :meth:`save`
+        :raises ValueError: naming the file, for one that is not such a file or does not fit this wrapper
         """
-        state = th.load(path, map_location=self.device, weights_only=True)
-        self.target.load_state_dict(state["target"])
-        self.predictor.load_state_dict(state["predictor"])
+        try:
+            state = th.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:  # torch raises many kinds on a damaged or foreign file
+            raise ValueError(f"{path} is not an RNDRewardWrapper file: {str(err)[:200]}") from None
+        obs_dim, n_envs = self.obs_rms.mean.shape, (self.num_envs,)
+        shapes = {"obs_mean": obs_dim, "obs_var": obs_dim, "return_mean": (), "return_var": (), "intrinsic_return": n_envs}
+        try:
+            arrays = {key: state[key].cpu().numpy().astype(np.float64) for key in shapes}
+            for key, shape in shapes.items():
+                if arrays[key].shape != shape or not np.isfinite(arrays[key]).all():
+                    raise ValueError(f"{key} must be finite of shape {shape} (this wrapper's), got shape {arrays[key].shape}")
+            counts = {key: checked_number(key, state[key], 0, math.inf) for key in ("obs_count", "return_count")}
+            steps = {key: checked_number(key, state[key], 0, math.inf, integer=True) for key in ("n_calls", "num_timesteps")}
+            target, predictor = self._checked_weights(self.target, state["target"]), self._checked_weights(self.predictor, state["predictor"])
+            optimizer = th.optim.Adam(self.predictor.parameters())
+            optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+            raise ValueError(f"{path} does not fit this RNDRewardWrapper: {str(err)[:300]}") from None
+        self.target.load_state_dict(target)
+        self.predictor.load_state_dict(predictor)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.obs_rms.mean, self.obs_rms.var = state["obs_mean"].cpu().numpy(), state["obs_var"].cpu().numpy()
-        self.obs_rms.count = state["obs_count"]
-        self.return_rms.mean, self.return_rms.var = state["return_mean"].cpu().numpy(), state["return_var"].cpu().numpy()
-        self.return_rms.count = state["return_count"]
-        self._intrinsic_return = state["intrinsic_return"].cpu().numpy()
-        self.n_calls, self.num_timesteps = state["n_calls"], state["num_timesteps"]
+        self.obs_rms.mean, self.obs_rms.var, self.obs_rms.count = arrays["obs_mean"], arrays["obs_var"], counts["obs_count"]
+        self.return_rms.mean, self.return_rms.var, self.return_rms.count = arrays["return_mean"], arrays["return_var"], counts["return_count"]
+        self._intrinsic_return = arrays["intrinsic_return"]
+        self.n_calls, self.num_timesteps = steps["n_calls"], steps["num_timesteps"]
+
+    @staticmethod
+    def _checked_weights(network: nn.Module, weights: dict[str, th.Tensor]) -> dict[str, th.Tensor]:
+        """``weights`` if they are ``network``'s entries with its shapes, finite."""
+        own = network.state_dict()
+        if not isinstance(weights, dict) or set(weights) != set(own):
+            raise ValueError(f"the network's entries must be {sorted(own)}")
+        for key, value in weights.items():
+            if not isinstance(value, th.Tensor) or value.shape != own[key].shape or not th.isfinite(value).all():
+                raise ValueError(f"{key} must be a finite tensor of shape {tuple(own[key].shape)}")
+        return weights
