@@ -38,6 +38,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
 
+from .common.yaml_files import load_yaml
 from .schedules import finite
 
 #: Packages a file may name classes from without ``--trust-module`` (their submodules too).
@@ -458,7 +459,8 @@ def _settings(section: Any) -> dict[str, Any]:
 def _read_section(path: str | Path, env_id: str | None) -> tuple[str, dict[str, Any]]:
     """The env id and settings of one section; a file that is no mapping of sections is an error."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        with open(path, encoding="utf-8") as fh:
+            raw = load_yaml(fh)
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
         raise HyperparamsError(f"{path}: cannot read a YAML file: {err}") from None
     if not isinstance(raw, dict) or not raw or not all(isinstance(k, str) for k in raw):

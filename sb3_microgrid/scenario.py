@@ -18,6 +18,8 @@ from typing import Any, ClassVar, Mapping
 
 import yaml
 
+from .common.yaml_files import load_yaml
+
 INF = math.inf
 # The series are hourly, so finer steps only interpolate them, while the site arrays grow with the steps:
 # ten years at 5-minute steps hold about 150 MB per env process, at 1-minute steps about 720 MB.
@@ -80,7 +82,8 @@ class _Validated:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
-            if "range" in f.metadata and value is not None:
+            # None is a value only where the field allows it (its default); a YAML key left blank is None
+            if "range" in f.metadata and (value is not None or f.default is not None):
                 check_range(self._path(f.name), value, *f.metadata["range"], integer=f.type in ("int", "int | None"))
             elif isinstance(f.default, bool) and not isinstance(value, bool):
                 raise ScenarioError(f"{self._path(f.name)} must be true or false, got {value!r}")
@@ -488,7 +491,7 @@ def _from_yaml(path: Path, chain: tuple[Path, ...]) -> Scenario:
         raise ScenarioError(f"base: the scenario files form a cycle: {cycle}")
     try:
         with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
+            raw = load_yaml(fh) or {}
     # ValueError: not UTF-8, or an integer of over 4300 digits; RecursionError: nested too deeply
     except (OSError, ValueError, yaml.YAMLError, RecursionError) as err:
         raise ScenarioError(f"{path}: cannot read the scenario file ({err})") from err

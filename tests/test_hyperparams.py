@@ -365,6 +365,9 @@ def test_off_policy_special_forms_are_converted(tmp_path):
         ("Microgrid-v0: {a: [}\n", "cannot read a YAML file"),
         ("Microgrid-v0: !!python/object/apply:os.system ['touch pwned']\n", "cannot read a YAML file"),
         ("A: {}\nB: {}\n", r"holds sections \['A', 'B'\]; say which env to train"),
+        # PyYAML would keep the last of a repeated key (or section) without a word
+        ("Microgrid-v0:\n  learning_rate: 0.001\n  learning_rate: 0.1\n", r"(?s)cannot read a YAML file.*found the key 'learning_rate' twice.*line 3"),
+        ("Microgrid-v0: {}\nMicrogrid-v0: {n_envs: 2}\n", "found the key 'Microgrid-v0' twice"),
     ],
 )
 def test_malformed_files_are_named(tmp_path, monkeypatch, text, match):

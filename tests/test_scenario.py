@@ -1,5 +1,6 @@
 """Scenario configuration: presets, YAML, validation errors that name the field and the range."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +178,34 @@ def test_unreadable_yaml_is_a_scenario_error(tmp_path):
         load_scenario(path)
     path.write_text("[" * 20_000 + "]" * 20_000)  # nested beyond Python's recursion limit
     with pytest.raises(ScenarioError, match="broken.yaml: cannot read the scenario file .*recursion"):
+        load_scenario(path)
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    ("grid: {import_limit_kw: }", "grid.import_limit_kw must be a number in (0, 10000000.0], got None"),
+    ("difficulty: {price_volatility: }", "difficulty.price_volatility must be a number in [0, 3], got None"),
+    ("data: {seed: }", "data.seed must be an integer in [0, 4294967295], got None"),
+    ("battery: {capacity_kwh: }", "battery.capacity_kwh must be a number"),
+])  # fmt: skip
+def test_a_blank_value_is_refused_where_the_field_has_no_none(tmp_path, text, named):
+    """A key left blank reads as None: it passed every range check, so an import limit of None switched the limit
+    off, a None volatility gave NaN rewards and a None data seed other data in every process."""
+    path = tmp_path / "s.yaml"
+    path.write_text(f"base: campus\n{text}\n")
+    with pytest.raises(ScenarioError, match=re.escape(named)):
+        load_scenario(path)
+    env = MicrogridEnv(scenario="campus")
+    with pytest.raises(ScenarioError, match=re.escape("difficulty.renewable_noise must be a number")):
+        env.set_difficulty(renewable_noise=None)
+    path.write_text("base: campus\ndifficulty: {ev_count: }\n")  # None where None means all sessions
+    assert load_scenario(path).difficulty.ev_count is None
+
+
+def test_a_key_repeated_in_a_scenario_file_is_refused_naming_it(tmp_path):
+    """PyYAML keeps the last of a repeated key without a word: 3000 kWh here."""
+    path = tmp_path / "s.yaml"
+    path.write_text("base: campus\nbattery: {capacity_kwh: 1500, capacity_kwh: 3000}\n")
+    with pytest.raises(ScenarioError, match=r"(?s)s.yaml: cannot read the scenario file .*found the key 'capacity_kwh' twice.*line 2, column 31"):
         load_scenario(path)
 
 
