@@ -329,6 +329,55 @@ def test_mapped_column_error_names_both_names(small: MicrogridData) -> None:
         validate_series(theirs, column_map={"Load (kW)": "load_kw"})
 
 
+@pytest.mark.parametrize("case", ["file", "frame", "sessions"])
+def test_column_map_giving_two_columns_one_name(small: MicrogridData, tmp_path: Path, case: str) -> None:
+    """Mapping 'Load' onto a file that also has 'load_kw' failed deep inside with a TypeError."""
+    if case == "file":
+        path = _write(small.series.assign(Load=400.0), tmp_path / "series", "csv")
+        with pytest.raises(DataValidationError, match="columns 'load_kw', 'Load' are all named 'load_kw'"):
+            load_series(path, column_map={"Load": "load_kw"})
+    elif case == "frame":  # two of the user's columns mapped to one name
+        with pytest.raises(DataValidationError, match="columns 'L1', 'L2' are all named 'load_kw'"):
+            validate_series(small.series.drop(columns="load_kw").assign(L1=1.0, L2=2.0), column_map={"L1": "load_kw", "L2": "load_kw"})
+    else:
+        with pytest.raises(DataValidationError, match="columns 'port', 'Charger' are all named 'port'"):
+            validate_sessions(small.sessions.assign(Charger=0), N_PORTS, column_map={"Charger": "port"})
+
+
+def _object_cell(value: object) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Mutation putting ``value`` in row 3 of ``load_kw`` as an object column."""
+
+    def mutate(df: pd.DataFrame) -> pd.DataFrame:
+        df["load_kw"] = df["load_kw"].astype(object)
+        df.iloc[3, df.columns.get_loc("load_kw")] = value
+        return df
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda df: df.assign(load_kw=df["load_kw"].astype(complex)),  # imaginary part dropped
+        lambda df: df.assign(load_kw=df["load_kw"] + 1j),
+        _object_cell(True),  # read as 1 kW
+        _object_cell(np.True_),
+        _object_cell(300 + 5j),
+    ],
+    ids=["complex column", "complex values", "True in object column", "numpy True in object column", "complex in object column"],
+)
+def test_non_real_values_in_a_frame_are_rejected(small: MicrogridData, mutate: Callable[[pd.DataFrame], pd.DataFrame]) -> None:
+    """Data given in code were cast silently: the imaginary part dropped, True read as 1 kW."""
+    with pytest.raises(DataValidationError, match="'load_kw' is not numeric: .* not real numbers"):
+        validate_series(mutate(small.series.copy()))
+
+
+def test_boolean_values_in_an_object_holiday_column_are_flags(small: MicrogridData) -> None:
+    flags = small.series["is_holiday"].astype(bool).astype(object)
+    validated = validate_series(small.series.assign(is_holiday=flags))
+    np.testing.assert_array_equal(validated["is_holiday"].to_numpy(), small.series["is_holiday"].to_numpy())
+
+
 def test_timezone_aware_index_is_rejected(small: MicrogridData) -> None:
     with pytest.raises(DataValidationError, match="'time'.*timezone-aware"):
         validate_series(small.series.tz_localize("Asia/Kolkata"))
@@ -377,6 +426,24 @@ def test_session_errors(small: MicrogridData, tmp_path: Path, fmt: str, case: st
 def test_validate_sessions_accepts_good_data(small: MicrogridData) -> None:
     shuffled = small.sessions.sample(frac=1.0, random_state=0)
     pd.testing.assert_frame_equal(validate_sessions(shuffled, N_PORTS), small.sessions)
+
+
+@pytest.mark.parametrize(("port", "dtype"), [(1e19, np.float64), (2**62, np.int64), (2**64 - 1, np.uint64)])
+def test_port_beyond_exact_integers_is_rejected_without_n_ports(small: MicrogridData, port: int | float, dtype: type) -> None:
+    """With no n_ports (data given in code) port 1e19 was accepted and returned as -9223372036854775808."""
+    sessions = small.sessions.astype({"port": dtype})
+    sessions.loc[2, "port"] = port
+    with pytest.raises(DataValidationError, match=r"'port' has 1 values outside the allowed range \[0, 9.0072e\+15\)"):
+        validate_sessions(sessions, None)
+
+
+def test_non_real_session_values_are_rejected(small: MicrogridData) -> None:
+    energy = small.sessions["energy_kwh"].astype(object)
+    energy.iloc[1] = True
+    with pytest.raises(DataValidationError, match="'energy_kwh' is not numeric"):
+        validate_sessions(small.sessions.assign(energy_kwh=energy), None)
+    with pytest.raises(DataValidationError, match="'port' is not numeric"):
+        validate_sessions(small.sessions.assign(port=small.sessions["port"].astype(complex)), None)
 
 
 def test_sessions_outside_series_days(small: MicrogridData, tmp_path: Path) -> None:

@@ -38,6 +38,9 @@ SERIES_RANGES: dict[str, tuple[float, float]] = {
     "emission_factor": (0.0, 2.0),  # kg CO2/kWh: above the dirtiest lignite plants (about 1.4)
 }
 SESSION_ENERGY_MAX_KWH = 1000.0  # above any EV battery (large trucks carry about 1 MWh)
+# Bound on ``port`` even without n_ports: ports are checked as floats, which hold whole numbers exactly only below
+# 2**53, and int64 overflows at 2**63 (1e19 became -9223372036854775808).
+PORT_LIMIT = 2**53
 ONE_HOUR = np.timedelta64(1, "h")
 
 
@@ -46,12 +49,20 @@ class DataValidationError(ValueError):
 
 
 def _rename(df: pd.DataFrame, column_map: Mapping[str, str] | None) -> pd.DataFrame:
-    """Copy of ``df`` with the user's column names replaced by ours.
+    """Copy of ``df`` with the user's column names replaced by ours; two columns may not end up with one name.
 
     :param df: user frame
     :param column_map: user name -> our name; keys absent from ``df`` are ignored
     """
-    return df.rename(columns=dict(column_map or {}))
+    renamed = df.rename(columns=dict(column_map or {}))
+    clashing = renamed.columns[renamed.columns.duplicated()]
+    if len(clashing):  # df[name] would give a frame, which fails deep inside with a TypeError
+        theirs = df.columns[renamed.columns == clashing[0]]
+        raise DataValidationError(
+            f"columns {', '.join(map(repr, theirs))} are all named {clashing[0]!r} after column_map; "
+            "keep one of them (drop the others or map them to other names)"
+        )
+    return renamed
 
 
 def _name(column: str, column_map: Mapping[str, str] | None) -> str:
@@ -116,10 +127,15 @@ def _numeric(
     if not flag and pd.api.types.is_bool_dtype(values):  # to_numeric keeps True/False, which would read as 1 and 0 kW
         raise DataValidationError(f"{_name(column, column_map)} is not numeric: a boolean column, first value {values.iloc[0]!r}")
     coerced = pd.to_numeric(values, errors="coerce")
-    bad = np.flatnonzero(coerced.isna().to_numpy() & values.notna().to_numpy())
+    not_numbers = coerced.isna().to_numpy() & values.notna().to_numpy()
+    # to_numeric reads a True cell as 1 and keeps complex values, whose imaginary part the float cast below drops
+    if values.dtype.kind in "cO":
+        kinds = (complex, np.complexfloating) + (() if flag else (bool, np.bool_))
+        not_numbers |= values.map(lambda v: isinstance(v, kinds)).to_numpy(dtype=bool)
+    bad = np.flatnonzero(not_numbers)
     if bad.size:
         raise DataValidationError(
-            f"{_name(column, column_map)} is not numeric: {bad.size} values are not numbers, "
+            f"{_name(column, column_map)} is not numeric: {bad.size} values are not real numbers, "
             f"first {values.iloc[bad[0]]!r} at {labels[bad[0]]}"
         )
     array = coerced.to_numpy(dtype=float, na_value=np.nan)
@@ -284,7 +300,7 @@ def _validate_sessions(
     """Canonical copy of a sessions frame already in our column names.
 
     :param df: one row per session
-    :param n_ports: number of ports; None skips the upper bound on ``port``
+    :param n_ports: number of ports; None bounds ``port`` by ``PORT_LIMIT`` only
     :param column_map: user name -> our name, for messages
     """
     _require(df, SESSION_COLUMNS, column_map)
@@ -296,7 +312,7 @@ def _validate_sessions(
             f"{_name('port', column_map)} must hold whole numbers; {not_whole.size} do not, "
             f"first {port[not_whole[0]]:g} at {rows[not_whole[0]]}"
         )
-    _check_range(port, 0, np.inf if n_ports is None else n_ports, "port", column_map, rows, high_open=True)
+    _check_range(port, 0, PORT_LIMIT if n_ports is None else n_ports, "port", column_map, rows, high_open=True)
     energy = _numeric(df["energy_kwh"], "energy_kwh", column_map, rows)
     _check_range(energy, 0.0, SESSION_ENERGY_MAX_KWH, "energy_kwh", column_map, rows, low_open=True)
     arrival = _parse_times(df["arrival"], "arrival", column_map)
@@ -330,7 +346,7 @@ def validate_sessions(
     """Check EV sessions and return a canonical copy sorted by arrival then port, with a RangeIndex.
 
     :param df: one row per session with the ``SESSION_COLUMNS``
-    :param n_ports: number of ports; ``port`` must lie in [0, n_ports); None skips the upper bound
+    :param n_ports: number of ports; ``port`` must lie in [0, n_ports); None bounds it by ``PORT_LIMIT`` only
     :param column_map: user column name -> our name
     """
     return _validate_sessions(_rename(df, column_map), n_ports, column_map)
@@ -343,7 +359,7 @@ def load_sessions(
 
     :param path: file path
     :param column_map: user column name -> our name
-    :param n_ports: number of ports; None skips the upper bound on ``port``
+    :param n_ports: number of ports; None bounds ``port`` by ``PORT_LIMIT`` only
     """
     return _validate_sessions(_rename(_read_table(path), column_map), n_ports, column_map)
 
