@@ -470,3 +470,55 @@ def test_a_layout_read_from_a_file_is_checked(change, message):
         ObservationLayout.from_dict({**layout.to_dict(), **change})
     with pytest.raises(ValueError, match="must be an object"):
         ObservationLayout.from_dict([layout.to_dict()])
+
+
+EXACT_FORECASTS = {"base": "campus", "forecast": {"load_noise": 0.0, "price_noise": 0.0, "emission_noise": 0.0}, "difficulty": {"renewable_noise": 0.0}}
+
+
+@pytest.mark.parametrize(("split", "last_day"), [("train", "2022-12-31"), ("validation", "2023-12-31")])
+def test_forecasts_never_read_the_next_splits_data(split, last_day):
+    """The forecasts of a split's last day read the next split's first hours (a training episode saw validation
+    load and prices, a validation episode test data); they now read the split's last day again, as the data's end
+    is padded. Split ``all`` still reads on."""
+    env = MicrogridEnv(scenario=EXACT_FORECASTS, split=split, seed=0)
+    env.reset(options={"day": last_day})
+    lay, ep = env.obs_layout, env.core.episode
+    h, spd = lay.history_steps, env.scenario.steps_per_day
+    beyond = ep.window_mean[0, h + spd :]  # targets from the next midnight on
+    same_hours_again = ep.window_mean[0, h : h + len(beyond)]
+    np.testing.assert_array_equal(beyond, same_hours_again)
+    everything = MicrogridEnv(scenario=EXACT_FORECASTS, split="all", seed=0)
+    everything.reset(options={"day": last_day})
+    following = everything.core.episode.window_mean[0, h + spd :]
+    assert not np.allclose(following, same_hours_again)  # the real next day: what the split's episodes no longer see
+    np.testing.assert_array_equal(everything.core.episode.window_mean[0, : h + spd], ep.window_mean[0, : h + spd])
+
+
+def test_a_step_of_a_seventh_of_an_hour_keeps_the_tariff_and_calendar():
+    """pd.Timedelta(hours=1/7) rounds to whole nanoseconds: the first step of an hour fell 5 ns into the hour before
+    (the 17:00 step paid the solar-hours rate, a Saturday's midnight step was a weekday)."""
+    from sb3_microgrid.envs.site import build_site
+    from sb3_microgrid.envs.time_features import TIME_FEATURES
+    from sb3_microgrid.scenario import load_scenario
+
+    scenario = load_scenario({"base": "campus_tod", "step_hours": 1 / 7, "data": {"years": 3}})
+    site, grid = build_site(scenario), scenario.grid
+    saturday = int(np.flatnonzero(site.dates.day_of_week == 5)[0])
+    first = site.day_start[saturday]
+    for hour, factor in ((17, grid.peak_multiplier), (23, 1.0), (9, grid.solar_multiplier)):
+        assert site.energy_price[first + 7 * hour] == pytest.approx(grid.normal_rate_inr_per_kwh * factor), hour
+    assert (site.time_features[first : first + 3, TIME_FEATURES.index("weekend")] == 1.0).all()
+
+
+def test_data_whose_training_days_have_no_load_are_refused():
+    """The observation divides every load by the training days' mean load: zero gave loads of 3e11."""
+    import pandas as pd
+
+    from sb3_microgrid.data import DataValidationError, MicrogridData, generate_sessions, split_days
+
+    index = pd.date_range("2021-03-01", periods=24 * 40, freq="h", name="time")
+    series = pd.DataFrame({"pv_cf": 0.2, "wind_speed": 5.0, "load_kw": 300.0, "exchange_price": 5.0, "emission_factor": 0.7, "is_holiday": 0}, index=index)
+    series.loc[series.index < "2021-04-02", "load_kw"] = 0.0  # the training days: 80 % of 40
+    data = MicrogridData(series, generate_sessions(split_days(index, "all"), 12))
+    with pytest.raises(DataValidationError, match=re.escape("load_kw: the mean load of the training days is 0.0 kW; it must be > 0 kW")):
+        MicrogridEnv(scenario="campus", split="test", data=data)

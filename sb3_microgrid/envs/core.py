@@ -216,7 +216,9 @@ class MicrogridCore:
             rng.standard_normal(out=noise[i])
             if self._pending[i] is not None:
                 self.difficulty[i], self._pending[i] = self._pending[i], None
-        ep = build_episode(self.site, self.scenario, start, self.difficulty, noise)
+        # split "all" runs across the splits' ends, and its forecasts with it
+        split_end = None if self.split == "all" else self.site.split_end[start]
+        ep = build_episode(self.site, self.scenario, start, self.difficulty, noise, split_end)
         self.episode = ep
         bat = self.scenario.battery
         st = self.state

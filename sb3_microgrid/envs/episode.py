@@ -86,13 +86,18 @@ def forecast_error(white: np.ndarray, rho: float, truth: np.ndarray, sigma: np.n
     return out
 
 
-@njit(cache=True)
-def gather_rows(source: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
-    """``out[m] = source[first[m] : first[m] + length]`` for a 2-D ``source``."""
-    out = np.empty((first.size, length, source.shape[1]))
-    for m in range(first.size):
-        out[m] = source[first[m] : first[m] + length]
-    return out
+def within_split(first: np.ndarray, length: int, split_end: np.ndarray | None, steps_per_day: int) -> np.ndarray:
+    """Absolute steps ``first[m] + arange(length)``, where those at or after ``split_end[m]`` are moved to the same
+    step of the split's last day: the copy of the last day that pads the data's end, at every split's end.
+
+    :param split_end: (M,) day-aligned absolute steps; ``None``: no bound but the data's padded end
+    :return: (M, length) step indices
+    """
+    rows = first[:, None] + np.arange(length)[None, :]
+    if split_end is None:
+        return rows
+    end = split_end[:, None]
+    return np.where(rows < end, rows, end - steps_per_day + (rows - end) % steps_per_day)
 
 
 def noise_shape(scenario: Scenario) -> tuple[int, int, int]:
@@ -107,6 +112,7 @@ def build_episode(
     start_day: np.ndarray,
     difficulty: Sequence[Difficulty],
     noise: np.ndarray | None = None,
+    split_end: np.ndarray | None = None,
 ) -> Episode:
     """Exogenous arrays of M episodes.
 
@@ -116,6 +122,9 @@ def build_episode(
     :param difficulty: one :class:`Difficulty` per episode
     :param noise: (M, H + T + F, F, S) standard-normal draws for the forecast errors; ``None`` for
         perfect forecasts
+    :param split_end: (M,) absolute step where each episode's split ends (``SiteArrays.split_end`` of its first day):
+        forecasts of later steps read the split's last day again, as at the data's end, so that no episode sees
+        another split's data; ``None`` for none (split ``all``)
     """
     start_day = np.asarray(start_day, dtype=np.int64)
     m = start_day.size
@@ -133,7 +142,7 @@ def build_episode(
     days_before = -(-fc.history_steps // spd)
     n_ext = days_before + hd + -(-fc.forecast_steps // spd)
     ext_start = a0 - days_before * spd
-    ext = site.energy_price[ext_start[:, None] + np.arange(n_ext * spd)[None, :]].reshape(m, n_ext, spd)
+    ext = site.energy_price[within_split(ext_start, n_ext * spd, split_end, spd)].reshape(m, n_ext, spd)
     day_mean = ext.mean(axis=2, keepdims=True)
     scaled = day_mean + volatility[:, None, None] * (ext - day_mean)
     if grid.tariff == "exchange":
@@ -148,7 +157,7 @@ def build_episode(
     # Window: targets from H steps before the start to F - 1 steps after the last step.
     span = fc.history_steps + T + fc.forecast_steps
     offset = days_before * spd - fc.history_steps
-    window_mean = gather_rows(site.window_truth, a0 - fc.history_steps, span)
+    window_mean = site.window_truth[within_split(a0 - fc.history_steps, span, split_end, spd)]
     window_mean[:, :, WINDOW_SERIES.index("price")] = price_ext[:, offset : offset + span] / site.window_scale[3]
     sigma = np.stack(
         [renewable_noise, renewable_noise, *(np.full(m, s) for s in (fc.load_noise, price_noise, fc.emission_noise))], axis=1
@@ -170,7 +179,7 @@ def build_episode(
         import_price=import_price,
         emission=emission,
         demand_rate=site.demand_rate[steps],
-        time_features=gather_rows(site.time_features, a0, T),
+        time_features=site.time_features[steps],
         window_mean=window_mean,
         window_error=window_error,
         arrival_energy=arrival_energy,

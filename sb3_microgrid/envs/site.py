@@ -40,6 +40,7 @@ class SiteArrays:
 
     dates: pd.DatetimeIndex  # one per (unpadded) day
     day_start: np.ndarray  # (D,) absolute step of each day's midnight
+    split_end: np.ndarray  # (D,) absolute step where the split of each day (train, validation, test) ends
     pv_kw: np.ndarray
     wind_kw: np.ndarray
     load_kw: np.ndarray
@@ -145,34 +146,43 @@ def build_site(scenario: Scenario, data: MicrogridData | None = None) -> SiteArr
     wind_cf = wind_power_fraction(padded(series["wind_speed"].to_numpy(), True), scenario.wind)
     load = padded(series["load_kw"].to_numpy(), True)
     emission = padded(series["emission_factor"].to_numpy(), False)
-    step_times = pd.date_range(series.index[0], periods=n_days * spd, freq=pd.Timedelta(hours=scenario.step_hours))
-    hours = pad((step_times.hour + step_times.minute / 60.0).to_numpy())
+    # From the step's index, not from timestamps: a step of 1/7 h is no whole number of nanoseconds, and the
+    # rounding put the first step of an hour (or of a day) into the one before
+    dates = pd.DatetimeIndex(series.index[::24]).normalize()
+    hours = pad(np.tile(np.arange(spd) / per_hour, n_days))
+
+    def daily(values: np.ndarray) -> np.ndarray:
+        return pad(np.repeat(np.asarray(values, dtype=np.float64), spd))
+
     if grid.tariff == "exchange":
         energy_price = padded(np.minimum(series["exchange_price"].to_numpy(), grid.exchange_price_cap), False)
     else:
         energy_price = tod_rate(hours, scenario)
-    days_in_month = pad(step_times.days_in_month.to_numpy())
-    weekend = pad((step_times.day_of_week >= 5).astype(float))
+    days_in_month = daily(dates.days_in_month)
+    weekend = daily(dates.day_of_week >= 5)
     holiday = padded(series["is_holiday"].to_numpy(), False)
     # Normalise by the training years' mean so no statistic of the test year reaches the observation.
     train_days = split_days(pd.DatetimeIndex(series.index[::24]), "train")
     train_hours = series.index.normalize().isin(train_days)
-    load_scale = max(float(series["load_kw"][train_hours].mean()), 1e-9)
+    load_scale = float(series["load_kw"][train_hours].mean())
+    if not load_scale > 0.0:  # every load of the observation and every size of the site context is divided by it
+        raise DataValidationError(f"load_kw: the mean load of the training days is {load_scale} kW; it must be > 0 kW (it normalises the observation)")
     price_scale = grid.exchange_price_cap + grid.network_charge_inr_per_kwh if grid.tariff == "exchange" else grid.normal_rate_inr_per_kwh * grid.peak_multiplier
     window_scale = np.array([1.0, 1.0, load_scale, price_scale, 1.0])
     window_truth = np.stack([pv_cf, wind_cf, load / load_scale, np.zeros_like(load), emission], axis=1)
 
     sessions = _session_arrays(data, scenario, n_days)
     return SiteArrays(
-        dates=pd.DatetimeIndex(series.index[::24]).normalize(),
+        dates=dates,
         day_start=(pad_front + np.arange(n_days)) * spd,
+        split_end=(pad_front + _split_run_end(dates)) * spd,
         pv_kw=pv_cf * scenario.pv.capacity_kwp,
         wind_kw=wind_cf * scenario.wind.rated_kw,
         load_kw=load,
         energy_price=energy_price,
         emission=emission,
         demand_rate=grid.demand_charge_inr_per_kva_month / days_in_month,
-        time_features=time_features(hours, pad(step_times.day_of_year.to_numpy()), weekend, holiday),
+        time_features=time_features(hours, daily(dates.day_of_year), weekend, holiday),
         window_truth=window_truth,
         window_scale=window_scale,
         mean_load_kw=load_scale,
@@ -180,6 +190,19 @@ def build_site(scenario: Scenario, data: MicrogridData | None = None) -> SiteArr
         mean_wind_kw=float(wind_power_fraction(series["wind_speed"][train_hours].to_numpy(), scenario.wind).mean()) * scenario.wind.rated_kw,
         **sessions,
     )
+
+
+def _split_run_end(dates: pd.DatetimeIndex) -> np.ndarray:
+    """Per day, the index of the first day after its split's run of days (the day the next split begins, or the
+    number of days): a day's forecasts read no further, so no episode sees another split's data."""
+    label = np.zeros(len(dates), dtype=np.int64)
+    for code, split in enumerate(("validation", "test"), start=1):
+        try:
+            label[dates.isin(split_days(dates, split))] = code
+        except ValueError:  # a split of no days (short data): an env of that split refuses to start
+            continue
+    starts = np.flatnonzero(np.diff(label)) + 1  # first day of each later run
+    return np.append(starts, len(dates))[np.searchsorted(starts, np.arange(len(dates)), side="right")]
 
 
 def site_context(scenario: Scenario, site: SiteArrays) -> np.ndarray:
