@@ -469,3 +469,22 @@ def test_export_takes_the_site_from_the_adapted_run(meta_run, tmp_path):
     assert main(["export", str(out / "model.zip"), "--out", str(tmp_path / "export")]) == 0
     manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
     assert manifest["scenario"]["name"] == "factory"
+
+
+def test_callbacks_that_act_between_a_rollout_and_its_update_refuse_reptile_and_the_metrics_run(monkeypatch):
+    """One Reptile rollout spans every site's inner updates: parameter noise trained perturbed weights and then
+    undid the meta-update, the KL monitor and value replay raised on a buffer the updates had flattened (so did
+    the metrics callback, which every shipped file names)."""
+    from sb3_microgrid.callbacks import AuxiliaryValueReplayCallback, KLMonitorCallback, MicrogridMetricsCallback
+    from sb3_microgrid.exploration import ParameterNoiseCallback
+
+    for callback in (ParameterNoiseCallback(), KLMonitorCallback(), AuxiliaryValueReplayCallback()):
+        with pytest.raises(TypeError, match=f"{type(callback).__name__} cannot run under Reptile"):
+            reptile().learn(2 * UPDATE, callback=callback)
+    from stable_baselines3.common.logger import Logger
+
+    recorded = {}
+    monkeypatch.setattr(Logger, "record", lambda self, key, value, exclude=None: recorded.__setitem__(key, value))
+    model = reptile()
+    model.learn(2 * 2 * UPDATE, callback=[MicrogridMetricsCallback()])
+    assert model._n_meta_updates == 2 and "microgrid/return_per_1k_steps" in recorded and "microgrid/value_mc_rmse" not in recorded

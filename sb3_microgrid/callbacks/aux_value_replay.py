@@ -14,6 +14,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecNormalize
 
 from ..buffers import SumTree, priorities_from_errors, sample_prioritized
+from ..reptile import refuse_reptile
 from ..schedules import finite
 from ..twin_ppo import TwinValueActorCriticPolicy
 
@@ -205,6 +206,7 @@ class AuxiliaryValueReplayCallback(BaseCallback):
         self._next_raw_obs: np.ndarray | None = None
 
     def _init_callback(self) -> None:
+        refuse_reptile(self.model, "AuxiliaryValueReplayCallback")
         if not isinstance(self.model, OnPolicyAlgorithm) or not isinstance(self.model.policy, ActorCriticPolicy):
             raise TypeError(
                 f"AuxiliaryValueReplayCallback needs an on-policy actor-critic algorithm (PPO, TwinValuePPO, A2C), got {type(self.model).__name__}"

@@ -10,6 +10,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.type_aliases import PyTorchObs
 
 from ..exploration.param_noise import unperturbed
+from ..reptile import refuse_reptile
 from ..schedules import finite
 from .adaptive_lr import lr_scale_schedule
 
@@ -69,6 +70,7 @@ class KLMonitorCallback(BaseCallback):
         self._snapshot: tuple[PyTorchObs, th.distributions.Normal] | None = None
 
     def _init_callback(self) -> None:
+        refuse_reptile(self.model, "KLMonitorCallback")
         if not isinstance(self.model, OnPolicyAlgorithm):
             raise TypeError(f"KLMonitorCallback needs an on-policy algorithm (PPO, A2C), got {type(self.model).__name__}")
         if not isinstance(self.model.policy.action_dist, (DiagGaussianDistribution, StateDependentNoiseDistribution)):

@@ -53,7 +53,8 @@ class MicrogridMetricsCallback(BaseCallback):
       steps whose episode finished inside the rollout. SB3's ``train/explained_variance`` instead
       compares the values with the GAE(λ) returns, which bootstrap from the same values. The buffer
       holds rewards as the agent saw them (normalised under ``VecNormalize(norm_reward=True)``, and
-      with SB3's time-limit bootstrap added at truncations, which ``Microgrid-v0`` never has).
+      with SB3's time-limit bootstrap added at truncations, which ``Microgrid-v0`` never has). Under ``Reptile``,
+      whose rollout ends after the outer update has consumed the buffer, the three value figures are not logged.
     - ``time/steps_per_s``: env steps per second over the window (collection and updates), and
       ``time/wall_clock_s``: seconds since training started.
 
@@ -130,6 +131,8 @@ class MicrogridMetricsCallback(BaseCallback):
             with th.no_grad():
                 std = policy.get_distribution(rollout_observations(buffer)).distribution.stddev
             self.logger.record("microgrid/action_std", float(std.mean()))
+        if buffer.generator_ready:
+            return  # already consumed by an update (Reptile ends its rollout after them): no per-step rows to read
         # the last step of an episode is followed by an episode start, the next row's or (last row) the env's
         next_starts = np.concatenate([buffer.episode_starts[1:], self.model._last_episode_starts[None]]).astype(bool)
         returns, complete = monte_carlo_returns(buffer.rewards, next_starts, self.model.gamma)

@@ -24,6 +24,7 @@ from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 
 from ..common.arguments import checked_number
+from ..reptile import refuse_reptile
 from ..schedules import finite
 
 Obs = np.ndarray | dict[str, np.ndarray]
@@ -151,6 +152,7 @@ class ParameterNoiseCallback(BaseCallback):
         self._drawn_at = 0
 
     def _init_callback(self) -> None:
+        refuse_reptile(self.model, "ParameterNoiseCallback")
         policy = self.model.policy
         if isinstance(policy, ActorCriticPolicy) and not isinstance(policy.action_dist, (DiagGaussianDistribution, StateDependentNoiseDistribution)):
             raise TypeError(f"ParameterNoiseCallback needs a Gaussian action distribution, got {type(policy.action_dist).__name__}")

@@ -30,7 +30,10 @@ Design decisions (docs/meta_learning.md):
   after the outer update. A callback that stops training stops it mid-iteration and θ is restored (with no
   optimizer moments). A callback's ``n_calls`` counts inner steps of one site's microgrids, not of the whole env,
   and SB3's callbacks that act in ``on_step`` (``EvalCallback``, ``CheckpointCallback``) see a site's θ_i: the
-  package's ``ValidationCallback`` and ``CheckpointSetCallback`` act at rollout start, on θ.
+  package's ``ValidationCallback`` and ``CheckpointSetCallback`` act at rollout start, on θ. Callbacks that act
+  between a rollout's collection and its update (``ParameterNoiseCallback``, ``KLMonitorCallback``,
+  ``AuxiliaryValueReplayCallback``) refuse Reptile (:func:`refuse_reptile`): here that span holds every site's inner
+  updates, which would train perturbed weights, measure the KL of no update, or pile up every site's steps.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch as th
 from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback, ProgressBarCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.policies import BasePolicy
@@ -99,6 +103,19 @@ class _Site:
     env: VecEnv
     last_obs: np.ndarray | None = None
     last_episode_starts: np.ndarray | None = None
+
+
+def refuse_reptile(model: BaseAlgorithm, callback: str) -> None:
+    """Refuse a callback that acts between a rollout's collection and its update on a :class:`Reptile` model (module
+    docstring, "Callbacks").
+
+    :raises TypeError: naming the callback, if ``model`` is a ``Reptile``
+    """
+    if isinstance(model, Reptile):
+        raise TypeError(
+            f"{callback} cannot run under Reptile: its rollout (from on_rollout_start to on_rollout_end) spans every "
+            "site's inner PPO updates, where the callback expects one update after it (docs/meta_learning.md)"
+        )
 
 
 class _InnerLoopCallback(BaseCallback):
