@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -208,6 +209,41 @@ def test_a_corrector_of_other_forecasts_is_refused_at_reset(corrector, scenario,
     obs, _ = env.reset(seed=0)
     with pytest.raises(ValueError, match=message):
         controller.reset(env, obs)
+
+
+def test_a_corrector_is_refused_once_a_curriculum_changed_the_renewable_noise(corrector):
+    """The check read the scenario's difficulty, not the one set_difficulty put in use: a corrector fitted at noise
+    0.2 kept correcting at 1.5."""
+    env = MicrogridEnv(scenario="campus")
+    controller = CorrectedForecastController("planner", corrector)
+    obs, _ = env.reset(seed=0)
+    controller.reset(env, obs)
+    env.set_difficulty(renewable_noise=1.5)
+    obs, _ = env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"other forecast errors.*'renewable_noise': \(0\.2, 1\.5\)"):
+        controller.reset(env, obs)
+
+
+def test_a_fit_on_a_history_with_gaps_or_wrong_shapes_is_refused_naming_the_batch():
+    """A NaN counted as 'no error' and shrank the weights (by half with half the truths missing), without a word."""
+    windows, previous, truth, lay = collect_windows("campus", 64, seed=0)
+    signature = noise_signature(load_scenario("campus"))
+    gappy = truth.copy()
+    gappy[5, 0, 2] = np.nan
+    cases = [((windows, previous, gappy), "batch 1 truth holds values that are not finite"),
+             ((windows, previous, truth[:, :-1]), "batch 1 truth must have shape (samples, "),
+             ((windows.astype(str), previous, truth), "batch 1 windows must be an array of numbers")]  # fmt: skip
+    for batch, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            ForecastCorrector.fit([(windows, previous, truth), batch], lay, signature)
+        fitted = ForecastCorrector.fit([(windows, previous, truth)], lay, signature)
+        with pytest.raises(ValueError, match=re.escape(message.replace("batch 1", "batch 0"))):
+            fitted.fit_residuals([batch], 10)
+    for ridge in (-1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="ridge"):
+            ForecastCorrector.fit([(windows, previous, truth)], lay, signature, ridge=ridge)
+    with pytest.raises(ValueError, match="no samples to draw residuals from"):
+        fitted.fit_residuals([], 10)
 
 
 def test_fit_recovers_known_persistence():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from numbers import Integral
 from typing import Any, NamedTuple
@@ -13,6 +14,28 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_microgrid.buffers.sum_tree import SumTree
+from sb3_microgrid.common.arguments import checked_number
+
+
+def checked_priority_arguments(alpha: float, beta: float, beta_final: float, epsilon: float) -> tuple[float, float, float, float]:
+    """
+    The prioritized-replay arguments as Python numbers, if they are in range: a negative ``alpha`` would silently
+    favour the items of *smallest* error, a ``beta`` outside ``[0, 1]`` over- or mis-corrects the sampling bias, and
+    a non-finite value or an ``epsilon <= 0`` gives NaN priorities or weights.
+
+    :param alpha: prioritization exponent, finite and ``>= 0``
+    :param beta: initial importance-sampling exponent, in ``[0, 1]``
+    :param beta_final: final importance-sampling exponent, in ``[0, 1]``
+    :param epsilon: added to ``|delta|``, finite and ``> 0``
+    :return: ``(alpha, beta, beta_final, epsilon)``
+    :raises ValueError: naming the first argument out of range and its allowed range
+    """
+    return (
+        checked_number("alpha", alpha, 0, math.inf),
+        checked_number("beta", beta, 0, 1),
+        checked_number("beta_final", beta_final, 0, 1),
+        checked_number("epsilon", epsilon, 0, math.inf, lo_open=True),
+    )
 
 
 def priorities_from_errors(errors: np.ndarray | th.Tensor, alpha: float, epsilon: float) -> np.ndarray:
@@ -88,12 +111,13 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     :param optimize_memory_usage: Not supported (must be ``False``)
     :param handle_timeout_termination: Handle timeout termination (due to timelimit) separately and treat the task
         as infinite horizon task.
-    :param alpha: Prioritization exponent (0: uniform sampling)
-    :param beta: Initial importance-sampling exponent
-    :param beta_final: Importance-sampling exponent at the end of the annealing
-    :param beta_steps: Number of ``sample()`` calls over which ``beta`` is annealed; ``None`` to drive it with
-        :meth:`set_progress` instead
-    :param epsilon: Added to ``|delta|`` so that no transition gets a zero priority
+    :param alpha: Prioritization exponent (0: uniform sampling), finite and ``>= 0``
+    :param beta: Initial importance-sampling exponent, in ``[0, 1]``
+    :param beta_final: Importance-sampling exponent at the end of the annealing, in ``[0, 1]``
+    :param beta_steps: Number of ``sample()`` calls over which ``beta`` is annealed (an integer ``>= 1``); ``None``
+        to drive it with :meth:`set_progress` instead
+    :param epsilon: Added to ``|delta|`` so that no transition gets a zero priority, finite and ``> 0``
+    :raises ValueError: for an argument out of its range (see :func:`checked_priority_arguments`)
     """
 
     def __init__(
@@ -114,8 +138,10 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         if optimize_memory_usage:
             # the memory-efficient layout makes the transition at `pos` invalid, which the sum tree cannot exclude
             raise ValueError("PrioritizedReplayBuffer does not support optimize_memory_usage=True")
-        if beta_steps is not None and beta_steps < 1:
-            raise ValueError(f"beta_steps must be positive or None, got {beta_steps}")
+        alpha, beta, beta_final, epsilon = checked_priority_arguments(alpha, beta, beta_final, epsilon)
+        if beta_steps is not None:
+            # a count of sample() calls: a NaN one (which `< 1` lets through) makes the annealed beta NaN
+            beta_steps = checked_number("beta_steps", beta_steps, 1, math.inf, integer=True)
         super().__init__(buffer_size, observation_space, action_space, device, n_envs, False, handle_timeout_termination)
         self.alpha = alpha
         self.beta_initial = beta

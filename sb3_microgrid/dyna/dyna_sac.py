@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -100,8 +101,9 @@ class DynaSAC(SAC):
     noise) comes from its own generator seeded with ``seed``, so the world model never draws from the global
     numpy or torch streams: with ``real_ratio=1`` the model is still fitted and rolled out but SAC trains exactly
     as plain ``SAC`` with the same seed. ``use_sde``, n-step returns and ``optimize_memory_usage`` are not
-    supported. The world model (weights, optimizer, standardisation statistics) is saved with the algorithm; the
-    model buffer is not (it is refilled at the next rollout, batches being all real until then).
+    supported. The world model (weights, optimizer, standardisation statistics) and its generator are saved with the
+    algorithm, and ``load`` leaves the generator in its saved state; the model buffer is not saved (it is refilled at
+    the next rollout, batches being all real until then).
 
     Parameters are those of :class:`~stable_baselines3.SAC`, plus:
 
@@ -236,8 +238,13 @@ class DynaSAC(SAC):
         self._clock_index = self._termination_index()
         if self.dyna_rng is None:
             self.dyna_rng = np.random.default_rng(self.seed)
+            init_rng = self.dyna_rng
+        else:
+            # load() restored the saved generator and will replace this network's weights with the saved ones:
+            # drawing them from a copy leaves the stream where the saved run left it, as an uninterrupted run's
+            init_rng = copy.deepcopy(self.dyna_rng)
         obs_dim, action_dim = self.observation_space.shape[0], self.action_space.shape[0]
-        self.world_model = WorldModel(obs_dim, action_dim, self.dyna_rng, device=self.device, **self.world_model_kwargs)
+        self.world_model = WorldModel(obs_dim, action_dim, init_rng, device=self.device, **self.world_model_kwargs)
         self.model_buffer = ModelReplayBuffer(
             self.model_buffer_size, self.observation_space, self.action_space, device=self.device, handle_timeout_termination=False
         )

@@ -57,7 +57,7 @@ class CorrectedForecastController:
         return cls(base, corrector, scenarios=scenarios)
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
-        self.corrector.check(env.scenario, env.obs_layout)
+        self.corrector.check(env.scenario, env.obs_layout, env.difficulty)
         self._layout = env.obs_layout
         self._previous = None
         # the draws depend on the episode's first observation (its day and forecast noise), not on what ran before

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..common.json_values import plain, refuse_constant
 from ..envs import MicrogridVecEnv, ObservationLayout, observation_layout
-from ..scenario import Scenario, check_range, load_scenario
+from ..scenario import Difficulty, Scenario, check_range, load_scenario
 
 #: File in a corrector folder (:meth:`ForecastCorrector.save`).
 CORRECTOR_FILE = "forecast_corrector.json"
@@ -95,6 +95,28 @@ def divide_out(windows: np.ndarray, predicted: np.ndarray, history_steps: int) -
     return out
 
 
+def _checked_batches(batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], layout: ObservationLayout) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``batches``, each checked against ``layout`` (a site's own history may have gaps: a NaN would count as no error
+    and shrink the fit without a word). The arrays are passed on as they are (the env's are float32).
+
+    :raises ValueError: naming the batch and the array, for a wrong shape or a value that is not finite
+    """
+    h, f, s = layout.history_steps, layout.forecast_steps, len(layout.window_names)
+    for i, batch in enumerate(batches):
+        if len(batch) != 3:
+            raise ValueError(f"batch {i}: expected (windows, previous, truth), got {len(batch)} arrays")
+        arrays = [np.asarray(a) for a in batch]
+        n = arrays[0].shape[0] if arrays[0].ndim else 0
+        for array, name, shape in zip(arrays, ("windows", "previous", "truth"), ((n, h + f, s), (n, h + f, s), (n, f, s))):
+            if array.dtype.kind not in "iuf":
+                raise ValueError(f"batch {i} {name} must be an array of numbers, got dtype {array.dtype}")
+            if array.shape != shape:
+                raise ValueError(f"batch {i} {name} must have shape (samples, {', '.join(map(str, shape[1:]))}) of the layout, got {array.shape}")
+            if not np.isfinite(array).all():
+                raise ValueError(f"batch {i} {name} holds values that are not finite: leave out the steps with gaps")
+        yield arrays[0], arrays[1], arrays[2]
+
+
 #: Baselines that plan on the observation's forecasts, the only ones a corrector file may name.
 BASES = ("mpc", "planner", "rule")
 #: Fit seed ``s`` seeds its microgrid ``i`` with ``FIT_SEED_STRIDE * (s + 1) + i``: the streams of two fit seeds
@@ -104,12 +126,17 @@ FIT_SEED_STRIDE = 1_000_000
 _FORMAT = 1
 
 
-def noise_signature(scenario: Scenario) -> dict[str, Any]:
+def noise_signature(scenario: Scenario, difficulty: Difficulty | None = None) -> dict[str, Any]:
     """What the forecast errors depend on besides the layout: the forecast settings, the step, the tariff (a
-    ToD price is published, so exact) and the renewable noise of the scenario's difficulty."""
+    ToD price is published, so exact) and the renewable noise of the difficulty.
+
+    :param difficulty: the difficulty in use (an env's after ``set_difficulty``, e.g. by a curriculum); default the
+        scenario's
+    """
+    difficulty = scenario.difficulty if difficulty is None else difficulty
     return {
         "forecast": asdict(scenario.forecast), "step_hours": scenario.step_hours,
-        "tariff": scenario.grid.tariff, "renewable_noise": scenario.difficulty.renewable_noise,
+        "tariff": scenario.grid.tariff, "renewable_noise": difficulty.renewable_noise,
     }  # fmt: skip
 
 
@@ -165,7 +192,11 @@ class ForecastCorrector:
         """
         check_range("samples", samples, 1, math.inf, integer=True)
         h = self.layout.history_steps
-        every = np.concatenate([_relative(truth, self.correct(previous, windows)[:, h:]) for windows, previous, truth in batches])
+        # all of them before the draw (memory of every batch, about 2 MB a day at campus's layout)
+        every = [_relative(truth, self.correct(previous, windows)[:, h:]) for windows, previous, truth in _checked_batches(batches, self.layout)]
+        if not every:
+            raise ValueError("no samples to draw residuals from")
+        every = np.concatenate(every)
         keep = np.random.default_rng(seed).permutation(every.shape[0])[:samples]
         self.set_residuals(every[np.sort(keep)])
 
@@ -184,9 +215,10 @@ class ForecastCorrector:
         :param fit_info: recorded in :attr:`fit_info`, with the number of samples and ``ridge``
         :return: the fitted corrector
         """
+        check_range("ridge", ridge, 0, 1e3)
         h, f, s = layout.history_steps, layout.forecast_steps, len(layout.window_names)
         gram, cross, samples = np.zeros((s, f, f)), np.zeros((s, f, f)), 0
-        for windows, previous, truth in batches:
+        for windows, previous, truth in _checked_batches(batches, layout):
             x = revealed_errors(previous, windows, h).astype(np.float64)
             y = _relative(windows[:, h:], truth).astype(np.float64)
             gram += np.einsum("nks,njs->skj", x, x)
@@ -203,14 +235,18 @@ class ForecastCorrector:
             raise ValueError(f"ridge {ridge} leaves the normal equations of series {singular} singular (too few revealed errors): use ridge > 0") from None
         return cls(layout, weights, signature, dict(fit_info, samples=samples, ridge=ridge))
 
-    def check(self, scenario: Scenario, layout: ObservationLayout) -> None:
+    def check(self, scenario: Scenario, layout: ObservationLayout, difficulty: Difficulty | None = None) -> None:
         """Refuse an env whose observation window or forecast errors differ from those it was fitted on. The rest of
         the observation may differ: a corrector fitted under the aggregate EV interface serves a per-port base on
-        the ports twin, whose window is the same."""
+        the ports twin, whose window is the same.
+
+        :param difficulty: the env's difficulty in use (``MicrogridEnv.difficulty``), which a curriculum changes;
+            default the scenario's
+        """
         fitted, given = _window_of(self.layout), _window_of(layout)
         if given != fitted:
             raise ValueError(f"the corrector was fitted on the window (series, history steps, forecast steps) {fitted}, the env has {given}")
-        env = noise_signature(scenario)
+        env = noise_signature(scenario, difficulty)
         differ = {key: (self.signature.get(key), env[key]) for key in env if self.signature.get(key) != env[key]}
         if differ:
             raise ValueError(f"the corrector was fitted on other forecast errors; (fitted, env): {differ}")
@@ -365,8 +401,6 @@ def fit_corrector(
         raise ValueError(f"days must be a positive integer, got {days!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if isinstance(ridge, bool) or not (isinstance(ridge, (int, float)) and 0.0 <= ridge <= 1e3):
-        raise ValueError(f"ridge must be a number in [0, 1000], got {ridge!r}")
     check_range("residual_days", residual_days, 0, days, integer=True)
     check_range("residual_samples", residual_samples, 1, 65_536, integer=True)
     sc = load_scenario(scenario)

@@ -102,7 +102,7 @@ class CalibratedController:
         # the residual policy's view without a base action: the named static features alone
         self.view = ResidualObservation(env.obs_layout, 0, self.features)
         self.corrector = corrector_for(env.scenario, self.fit_days, self.fit_seed)
-        self.corrector.check(env.scenario, env.obs_layout)
+        self.corrector.check(env.scenario, env.obs_layout, env.difficulty)
 
     @property
     def policy_layout(self) -> ObservationLayout:
