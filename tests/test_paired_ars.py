@@ -153,6 +153,19 @@ def test_async_evaluation_is_refused():
         model.evaluate_candidates(th.zeros(model.pop_size, model.n_params), CallbackList([]), object())
 
 
+def test_reward_normalisation_is_refused():
+    """The candidates act with frozen statistics, so the reward scale never moved from its start: the rewards were
+    only clipped (about 4 % of a random policy's steps at -10)."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = VecNormalize(MicrogridVecEnv(2, seed=0), norm_reward=True)
+    model = PairedARS("LinearPolicy", env, n_delta=2, n_top=2, n_eval_episodes=2, seed=0, device="cpu")
+    with pytest.raises(ValueError, match=r"PairedARS needs VecNormalize\(norm_reward=False\)"):
+        model.learn(96)
+    assert model.num_timesteps == 0
+    PairedARS("LinearPolicy", VecNormalize(MicrogridVecEnv(2, seed=0), norm_reward=False), n_delta=2, n_top=2, n_eval_episodes=2, seed=0, device="cpu").learn(96)
+
+
 def test_save_and_load_round_trip(tmp_path):
     model = _model()
     model.learn(2 * model.pop_size * 24)

@@ -16,6 +16,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_microgrid import MicrogridEnv
 from sb3_microgrid.buffers import PrioritizedReplayBuffer, SumTree, sum_tree
+from sb3_microgrid.callbacks import AuxiliaryValueReplayCallback
 from sb3_microgrid.common.safe_pickle import loads
 from sb3_microgrid.per_sac import PerSAC
 from sb3_microgrid.per_td3 import PerTD3
@@ -274,6 +275,56 @@ def test_two_envs_map_samples_to_their_transitions() -> None:
 def test_optimize_memory_usage_is_refused() -> None:
     with pytest.raises(ValueError, match="optimize_memory_usage"):
         make_buffer(optimize_memory_usage=True, handle_timeout_termination=False)
+
+
+BAD_PRIORITY_ARGUMENTS = [
+    ("alpha", -1.0, r"alpha = -1.0 is outside the allowed range \[0, inf\]"),  # would favour the smallest errors
+    ("alpha", math.inf, r"alpha = inf is outside"),
+    ("alpha", True, r"alpha must be a number in \[0, inf\]"),
+    ("beta", math.nan, r"beta = nan is outside the allowed range \[0, 1\]"),  # NaN weights, NaN networks
+    ("beta", 1.5, r"beta = 1.5 is outside the allowed range \[0, 1\]"),
+    ("beta_final", -0.1, r"beta_final = -0.1 is outside the allowed range \[0, 1\]"),
+    ("epsilon", 0.0, r"epsilon = 0.0 is outside the allowed range \(0, inf\]"),  # a zero error: a zero priority
+    ("epsilon", -1e-6, r"epsilon = -1e-06 is outside"),  # NaN priorities
+    ("epsilon", math.nan, r"epsilon = nan is outside"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "message"), BAD_PRIORITY_ARGUMENTS)
+def test_bad_priority_arguments_are_refused_at_construction(name: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_buffer(**{name: value})
+    with pytest.raises(ValueError, match=message):  # not a NaN deep inside training
+        PerSAC("MlpPolicy", MicrogridEnv(seed=0), **tiny(replay_buffer_kwargs={name: value}))
+
+
+@pytest.mark.parametrize(("name", "value", "message"), BAD_PRIORITY_ARGUMENTS)
+def test_the_auxiliary_value_replay_refuses_the_same_priority_arguments(name: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        AuxiliaryValueReplayCallback(**{name: value})
+
+
+def test_priority_arguments_at_their_limits_are_taken_as_python_numbers() -> None:
+    edges = dict(alpha=np.float32(0.0), beta=np.float64(0.0), beta_final=1, epsilon=1e-300)
+    buffer = make_buffer(**edges, beta_steps=np.int64(10))
+    assert (buffer.alpha, buffer.beta_initial, buffer.beta_final, buffer.epsilon, buffer.beta_steps) == (0.0, 0.0, 1, 1e-300, 10)
+    assert type(buffer.alpha) is float and type(buffer.beta_steps) is int
+    AuxiliaryValueReplayCallback(**edges)  # the same ranges
+
+
+@pytest.mark.parametrize(("value", "message"), [(0, r"\[1, inf\]"), (math.nan, "must be an integer"), (2.5, "must be an integer")])
+def test_bad_beta_steps_are_refused(value: float, message: str) -> None:
+    # a NaN count passed `beta_steps < 1` and made every annealed beta NaN
+    with pytest.raises(ValueError, match=f"beta_steps.*{message}"):
+        make_buffer(beta_steps=value)
+
+
+@pytest.mark.parametrize("algo", [PerSAC, PerTD3])
+@pytest.mark.parametrize("replay_buffer_kwargs", [None, {"n_steps": 3, "gamma": 0.99}])
+def test_n_step_returns_are_refused(algo, replay_buffer_kwargs) -> None:
+    # SB3 ignores n_steps with a custom buffer class (1-step targets) and suggests replay_buffer_kwargs the buffer lacks
+    with pytest.raises(ValueError, match=rf"{algo.__name__} needs n_steps=1 \(n-step returns are not supported\), got 3"):
+        algo("MlpPolicy", MicrogridEnv(seed=0), n_steps=3, **tiny(replay_buffer_kwargs=replay_buffer_kwargs))
 
 
 def test_per_sac_learn_updates_priorities() -> None:

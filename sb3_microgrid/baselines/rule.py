@@ -31,30 +31,41 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..common.arguments import checked_number
 from ..envs import MicrogridEnv
 from ..envs.kernel import EV_HOURS_SCALE
 from .base import PORTS, battery_action, check_ports, port_actions
+
+#: The largest ``grid.import_limit_kw`` a scenario allows: a higher peak target would mean nothing.
+MAX_PEAK_TARGET_KW = 1e7
 
 
 @dataclass
 class RuleController:
     """Transparent rule-based dispatch (the module docstring gives the rules and their order).
 
-    :param cheap_quantile: a step is cheap when its forecast price is at or below this quantile of the
-        forecast window's prices (steps after the episode's end included: the window rolls on)
-    :param dear_quantile: a step is dear when its forecast price is at or above this quantile
-    :param target_soc: state of charge that arbitrage fills the battery to in cheap steps; ``None``: the
-        battery's ``soc_max``
-    :param peak_target_kw: grid import (kW) the battery holds the site under; ``None``: ``peak_factor``
-        times the day's highest forecast net load (load minus PV and wind) seen so far, restarted at
-        midnight. Scaling the peak rather than the mean adapts to days whose peak-to-mean ratio differs
-        (sunny days, weekends). It needs a window of a day (the presets' 24 h) to see the day's peak
-        before the cheap hours: with a shorter one, give ``peak_target_kw``
-    :param peak_factor: fraction of the day's forecast peak kept as the target. The cap limits both the
-        shaving and the midday refill; 0.9 shaves the top tenth of the peak and still leaves room to refill
-        for arbitrage (lower factors save demand charge but lose more arbitrage than they save)
-    :param must_charge_laxity_steps: EVs with at most this many steps of laxity charge at full power. One
-        step is the least that still finishes every car: laxity falls by one step per step waited
+    :param cheap_quantile: in [0, 1]; a step is cheap when its forecast price is at or below this quantile
+        of the forecast window's prices (steps after the episode's end included: the window rolls on)
+    :param dear_quantile: in [``cheap_quantile``, 1]; a step is dear when its forecast price is at or above
+        this quantile
+    :param target_soc: in [0, 1]; state of charge that arbitrage fills the battery to in cheap steps, held
+        within the episode's SoC bounds; ``None``: the battery's ``soc_max``
+    :param peak_target_kw: in [0, 1e7]; grid import (kW) the battery holds the site under (1e7 is the
+        largest import limit a scenario allows: a target at the site's limit is no cap); ``None``:
+        ``peak_factor`` times the day's highest forecast net load (load minus PV and wind) seen so far,
+        restarted at midnight. Scaling the peak rather than the mean adapts to days whose peak-to-mean
+        ratio differs (sunny days, weekends). It needs a window of a day (the presets' 24 h) to see the
+        day's peak before the cheap hours: with a shorter one, give ``peak_target_kw``
+    :param peak_factor: in [0, 2]; fraction of the day's forecast peak kept as the target. The cap limits
+        both the shaving and the midday refill; 0.9 shaves the top tenth of the peak and still leaves room
+        to refill for arbitrage (lower factors save demand charge but lose more arbitrage than they save).
+        0 holds the import at the day's peak so far; above 1 the cap only lets the refill and the EVs raise
+        the day's peak (for a low demand rate), by up to the peak itself at 2; for no cap at all give a
+        ``peak_target_kw`` at the import limit
+    :param must_charge_laxity_steps: an integer in [1, 10**6]; EVs with at most this many steps of laxity
+        charge at full power. One step is the least that still finishes every car: laxity falls by one step
+        per step waited, so with less a car can miss its last chance. Any value above the longest stay in
+        steps charges every car at full power on arrival, as ``naive`` does; 10**6 steps outlasts any stay
     """
 
     cheap_quantile: float = 0.3
@@ -62,14 +73,24 @@ class RuleController:
     target_soc: float | None = None
     peak_target_kw: float | None = None
     peak_factor: float = 0.9
-    must_charge_laxity_steps: float = 1.0
+    must_charge_laxity_steps: int = 1
 
     name: ClassVar[str] = "rule"
     ev_dispatch: ClassVar[str] = PORTS
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.cheap_quantile <= self.dear_quantile <= 1.0:
+        # Checked here: a NaN or out-of-range value would otherwise surface as unmet EV energy, supervisor
+        # interventions or a silent clip many steps into an episode.
+        self.cheap_quantile = checked_number("cheap_quantile", self.cheap_quantile, 0.0, 1.0)
+        self.dear_quantile = checked_number("dear_quantile", self.dear_quantile, 0.0, 1.0)
+        if self.cheap_quantile > self.dear_quantile:
             raise ValueError(f"need 0 <= cheap_quantile <= dear_quantile <= 1, got {self.cheap_quantile}, {self.dear_quantile}")
+        if self.target_soc is not None:
+            self.target_soc = checked_number("target_soc", self.target_soc, 0.0, 1.0)
+        if self.peak_target_kw is not None:
+            self.peak_target_kw = checked_number("peak_target_kw", self.peak_target_kw, 0.0, MAX_PEAK_TARGET_KW)
+        self.peak_factor = checked_number("peak_factor", self.peak_factor, 0.0, 2.0)
+        self.must_charge_laxity_steps = checked_number("must_charge_laxity_steps", self.must_charge_laxity_steps, 1, 10**6, integer=True)
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
         """Read the scenario and the observation layout, and record the episode's starting energy.

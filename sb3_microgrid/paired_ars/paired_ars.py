@@ -8,7 +8,7 @@ return difference is the effect of ``±δ`` alone: common random numbers. The pa
 algorithm's ``seed`` and the update's index, so a loaded model goes on with the days an uninterrupted run
 would see. With ``VecNormalize``, all candidates of an update act on the same statistics, updated
 afterwards with the observations they saw (ARS updates them as it goes, so that two candidates of a pair
-would see different inputs for the same state).
+would see different inputs for the same state); reward normalisation is refused, as its scale would stay frozen.
 
 The update is ARS's, ``sum((r+ − r−) δ)`` over the ``n_top`` kept pairs divided by ``n_top`` times the std of
 their returns, with each return taken against its pair's mean (``±`` half the pair's difference). Each pair runs
@@ -163,6 +163,11 @@ class PairedARS(ARS):
         the progress of the schedules runs to the total including the earlier steps, as in SB3's other
         algorithms (ARS divides by ``total_timesteps`` alone), so the progress bar of a resumed run counts to its total
         too. Arguments as :meth:`sb3_contrib.ARS.learn`."""
+        normalizer = self._vec_normalize_env
+        if normalizer is not None and normalizer.norm_reward:
+            # the candidates act with frozen statistics (evaluate_candidates), so the reward scale would never move
+            # from its start and the rewards would only be clipped; ARS scales its step by the returns' std anyway
+            raise ValueError("PairedARS needs VecNormalize(norm_reward=False): it scales its step by the spread of the returns itself")
         # the total including earlier steps, under the name callbacks read from locals() (ProgressBarCallback)
         total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         self._continue_training = True
