@@ -9,6 +9,7 @@ controller's own accounting.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -94,7 +95,7 @@ def run_day(controller: Controller, env: MicrogridEnv, day: str, seed: int) -> t
 
 
 def evaluate(
-    controller: Controller | str,
+    controller: Controller | str | os.PathLike[str],
     scenario: str | Scenario | dict | None = "campus",
     split: str = "test",
     days: int | Sequence[str] | None = None,
@@ -103,9 +104,9 @@ def evaluate(
 ) -> Evaluation:
     """Run a controller on the days of a split and score it with the env.
 
-    :param controller: a :class:`~sb3_microgrid.baselines.Controller`, or a name accepted by
-        :func:`~sb3_microgrid.baselines.make_controller` (``naive``, ``rule``, ``mpc``, ``optimal`` or
-        the path of a saved SB3 model)
+    :param controller: a :class:`~sb3_microgrid.baselines.Controller`, or a name or path (a string or an
+        ``os.PathLike``) accepted by :func:`~sb3_microgrid.baselines.make_controller` (``naive``, ``rule``,
+        ``mpc``, ``optimal`` or the path of a saved SB3 model)
     :param scenario: preset name, YAML path, mapping or :class:`~sb3_microgrid.scenario.Scenario`
     :param split: ``"train"``, ``"validation"``, ``"test"`` or ``"all"``
     :param days: all days of the split (``None``), its first ``days`` days, or a list of dates: the start days of
@@ -116,7 +117,7 @@ def evaluate(
     """
     check_range("seed", seed, 0, SEED_MAX, integer=True)
     scenario = load_scenario(scenario)
-    if isinstance(controller, str):
+    if isinstance(controller, (str, os.PathLike)):
         controller = make_controller(controller)
     env = MicrogridEnv(scenario=scenario, split=split)
     dates = _select_dates(env, days)

@@ -8,7 +8,7 @@ import pytest
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from sb3_microgrid.baselines import MPCController, NaiveController, OptimalController, RuleController, make_controller
+from sb3_microgrid.baselines import MPCController, NaiveController, OptimalController, RuleController, SB3Controller, make_controller
 from sb3_microgrid.baselines.lp import solve_dispatch
 from sb3_microgrid.baselines.optimal import episode_problem, episode_sessions
 from sb3_microgrid.envs import MicrogridEnv
@@ -206,6 +206,29 @@ def test_a_saved_sb3_model_is_a_controller(tmp_path):
     result = evaluate(controller, days=2, reference=False)
     assert result.summary["controller"] == "agent" and result.summary["safety_violations"] == 0
     assert controller._normalizer is not None and controller._normalizer.training is False
+
+
+def test_a_model_path_may_be_a_pathlike(tmp_path):
+    venv = VecNormalize(DummyVecEnv([MicrogridEnv]))
+    PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu").learn(64).save(tmp_path / "agent.zip")
+    venv.save(str(tmp_path / "agent_vecnormalize.pkl"))
+    path = tmp_path / "agent.zip"
+    assert isinstance(make_controller(path), SB3Controller)
+    by_path = evaluate(path, days=2, reference=False)
+    by_string = evaluate(str(path), days=2, reference=False)
+    assert by_path.summary == by_string.summary
+
+
+@pytest.mark.parametrize("name, accepted", [("mpc", "it accepts none"), ("rule", "'peak_factor'"), ("planner", "'n_levels'")])
+def test_an_unknown_keyword_names_the_controller_and_what_it_accepts(name, accepted):
+    with pytest.raises(ValueError, match=rf"controller '{name}' got the keywords \['foo'\]; .*{accepted}"):
+        make_controller(name, foo=1)
+
+
+@pytest.mark.parametrize("name", [5, b"rule", None])
+def test_a_controller_name_is_a_string_or_a_path(name):
+    with pytest.raises(ValueError, match="str or os.PathLike"):
+        make_controller(name)
 
 
 def test_a_model_refuses_an_env_with_another_layout(tmp_path):

@@ -184,7 +184,7 @@ def test_save_load_round_trips_the_world_model(tmp_path: Path) -> None:
     model.save(tmp_path / "dyna")
     loaded = DynaSAC.load(tmp_path / "dyna", env=MicrogridEnv(seed=0))
     assert loaded.world_model.fitted and loaded._last_model_update is None  # refits at its first training call
-    # building the network that the saved weights replace drew nothing: a resumed run draws what an uninterrupted one would
+    # building the network that the saved weights replace drew nothing: a resumed run continues the saved stream
     assert loaded.dyna_rng.bit_generator.state == saved_rng_state
     buffer = model.replay_buffer
     obs, actions = buffer.observations[:100, 0], buffer.actions[:100, 0]

@@ -1,5 +1,6 @@
 """Prioritized replay: the sum tree is exact, sampling follows the priorities, weights and indexing are right,
-PerSAC/PerTD3 really use and update the priorities, and save/load keeps everything."""
+PerSAC/PerTD3 really use and update the priorities, save/load keeps everything, and arguments out of range (or
+n-step returns) are refused at construction."""
 
 import math
 import pickle
@@ -309,7 +310,7 @@ def test_priority_arguments_at_their_limits_are_taken_as_python_numbers() -> Non
     buffer = make_buffer(**edges, beta_steps=np.int64(10))
     assert (buffer.alpha, buffer.beta_initial, buffer.beta_final, buffer.epsilon, buffer.beta_steps) == (0.0, 0.0, 1, 1e-300, 10)
     assert type(buffer.alpha) is float and type(buffer.beta_steps) is int
-    AuxiliaryValueReplayCallback(**edges)  # the same ranges
+    AuxiliaryValueReplayCallback(**{name: float(value) for name, value in edges.items()})  # the same ranges
 
 
 @pytest.mark.parametrize(("value", "message"), [(0, r"\[1, inf\]"), (math.nan, "must be an integer"), (2.5, "must be an integer")])

@@ -69,3 +69,41 @@ def test_plan_rejects_a_degenerate_grid():
     reader.reset(obs)
     with pytest.raises(ValueError, match="n_levels"):
         plan(reader.inputs(obs, venv.core), venv.scenario, n_levels=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"n_levels": 1}, "n_levels"),
+        ({"n_levels": 2.5}, "n_levels"),  # was a numba TypingError at the first step
+        ({"n_levels": 10**6}, "n_levels"),  # planned for minutes a step
+        ({"n_levels": True}, "n_levels"),
+        ({"n_caps": 0}, "n_caps"),
+        ({"n_caps": 101}, "n_caps"),
+        ({"n_caps": "12"}, "n_caps"),
+        ({"perfect_forecasts": "no"}, "perfect_forecasts"),
+    ],
+)
+def test_controller_checks_its_arguments_at_construction(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        PlannerController(**kwargs)
+
+
+def test_whole_numbers_of_any_type_are_plain_ints():
+    planner = PlannerController(n_levels=np.int64(2), n_caps=100.0, perfect_forecasts=np.True_)
+    assert (planner.n_levels, planner.n_caps, planner.perfect_forecasts) == (2, 100, True)
+    assert type(planner.n_levels) is int and type(planner.n_caps) is int and planner.perfect_forecasts is True
+
+
+def test_plan_checks_its_grid_like_the_controller():
+    venv = MicrogridVecEnv(1, scenario="campus", split="test", seed=0)
+    obs = venv.reset()
+    reader = ObservationReader(venv.scenario, venv.obs_layout, venv.core.site.window_scale)
+    reader.reset(obs)
+    inputs = reader.inputs(obs, venv.core)
+    with pytest.raises(ValueError, match=r"n_levels must be an integer in \[2, 1000\]"):
+        plan(inputs, venv.scenario, n_levels=2.5)
+    with pytest.raises(ValueError, match=r"n_caps = 101 is outside the allowed range \[1, 100\]"):
+        plan(inputs, venv.scenario, n_caps=101)
+    battery, _ = plan(inputs, venv.scenario, n_levels=np.int64(81), n_caps=12.0)
+    assert battery[0] == plan(inputs, venv.scenario)[0][0]

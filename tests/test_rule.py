@@ -155,3 +155,32 @@ def test_cheaper_than_naive_on_test_days():
 def test_quantiles_are_validated():
     with pytest.raises(ValueError, match="cheap_quantile"):
         RuleController(cheap_quantile=0.8, dear_quantile=0.2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"cheap_quantile": float("nan")}, "cheap_quantile"),
+        ({"dear_quantile": "0.7"}, "dear_quantile"),
+        ({"target_soc": float("nan")}, "target_soc"),
+        ({"target_soc": 5.0}, "target_soc"),  # was clipped to soc_max without a word
+        ({"peak_target_kw": float("nan")}, "peak_target_kw"),
+        ({"peak_target_kw": -1.0}, "peak_target_kw"),
+        ({"peak_target_kw": 10**400}, "peak_target_kw"),
+        ({"peak_factor": -1.0}, "peak_factor"),
+        ({"peak_factor": float("inf")}, "peak_factor"),
+        ({"must_charge_laxity_steps": -100}, "must_charge_laxity_steps"),
+        ({"must_charge_laxity_steps": 0}, "must_charge_laxity_steps"),  # leaves EV energy unmet
+        ({"must_charge_laxity_steps": 1.5}, "must_charge_laxity_steps"),
+        ({"must_charge_laxity_steps": True}, "must_charge_laxity_steps"),
+    ],
+)
+def test_every_parameter_is_checked_at_construction(kwargs, name):
+    with pytest.raises(ValueError, match=rf"{name}.*\["):  # the name and its allowed range
+        RuleController(**kwargs)
+
+
+def test_numpy_numbers_and_whole_floats_are_accepted_as_plain_numbers():
+    rule = RuleController(target_soc=np.float32(0.5), peak_target_kw=np.int64(900), peak_factor=np.float64(1.0), must_charge_laxity_steps=2.0)
+    assert (rule.target_soc, rule.peak_target_kw, rule.peak_factor, rule.must_charge_laxity_steps) == (0.5, 900, 1.0, 2)
+    assert type(rule.must_charge_laxity_steps) is int and type(rule.target_soc) is float

@@ -9,6 +9,8 @@ and a baseline on learnt forecast corrections (``sb3-microgrid fit-forecast``).
 
 from __future__ import annotations
 
+import inspect
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,19 +37,32 @@ CONTROLLERS = {
 }
 
 
-def make_controller(name: str, trust_modules: Sequence[str] = (), **kwargs: Any) -> Controller:
+def make_controller(name: str | os.PathLike[str], trust_modules: Sequence[str] = (), **kwargs: Any) -> Controller:
     """A controller by name (``naive``, ``rule``, ``mpc``, ``optimal``, ...), the path of a saved SB3
     model, optionally followed by ``:ALGO``, its registered algorithm name (``run/model.zip:twin_ppo``), or
     an export folder (with ``manifest.json``, :class:`OnnxController`), or a forecast-corrector folder (with
     ``forecast_corrector.json``, :class:`~sb3_microgrid.forecasting.CorrectedForecastController`).
 
-    :param name: controller name, ``.zip`` path, ``PATH.zip:ALGO``, export folder or forecast-corrector folder
+    :param name: controller name, ``.zip`` path, ``PATH.zip:ALGO``, export folder or forecast-corrector folder; a
+        path may be a string or an ``os.PathLike`` (``pathlib.Path``)
     :param trust_modules: the user's own modules the run's ``env_wrapper`` entries may come from, as when
         it was trained (``--trust-module``)
     :param kwargs: passed to the controller's constructor
+    :raises ValueError: for an unknown name, or a keyword the named controller does not accept
     """
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str):
+        raise ValueError(f"a controller is given by a name or a path (str or os.PathLike), got {name!r}")
     if name in CONTROLLERS:
-        return CONTROLLERS[name](**kwargs)
+        cls = CONTROLLERS[name]
+        try:
+            inspect.signature(cls).bind(**kwargs)
+        except TypeError:  # the constructor's own message names neither the controller nor what it takes
+            accepted = sorted(inspect.signature(cls).parameters)
+            allowed = f"it accepts {accepted}" if accepted else "it accepts none"
+            raise ValueError(f"controller {name!r} got the keywords {sorted(kwargs)}; {allowed}") from None
+        return cls(**kwargs)
     from ..forecasting import CORRECTOR_FILE, CorrectedForecastController  # here: forecasting builds its base from this module
 
     corrector, export = (Path(name) / CORRECTOR_FILE).is_file(), (Path(name) / MANIFEST).is_file()

@@ -28,15 +28,19 @@ entry point a ``VecEnv`` wrapper uses; :class:`PlannerController` is the control
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from numba import njit
 
+from ..common.arguments import checked_number
 from ..envs import MicrogridEnv
 from ..envs.layout import ObservationLayout
 from ..scenario import Scenario
 from .base import PORTS, battery_action, check_ports, port_actions
+
+#: Upper bounds of ``n_levels`` and ``n_caps`` (:func:`checked_grid` gives the reasons).
+MAX_LEVELS, MAX_CAPS = 1000, 100
 
 
 @dataclass(frozen=True)
@@ -87,17 +91,33 @@ def planner_params(scenario: Scenario) -> np.ndarray:
     ])  # fmt: skip
 
 
+def checked_grid(n_levels: Any, n_caps: Any) -> tuple[int, int]:
+    """``n_levels`` and ``n_caps`` as Python ints, if each is an integer in its range.
+
+    :param n_levels: stored-energy levels of the recursion, an integer in [2, 1000]: two are the SoC bounds,
+        and 1000 put them a thousandth of the SoC window apart, finer than any forecast. A step's time grows
+        with the square of the levels (a campus step: 4 ms at 81, 0.6 s at 1000, 3 s at 2000)
+    :param n_caps: candidate import caps of the day per stage, an integer in [1, 100]: the fine stage spans
+        two coarse spacings, so 100 resolve the cap to about 1/5000 of its range; the time grows linearly
+    :raises ValueError: naming the argument and its range
+    """
+    return (
+        checked_number("n_levels", n_levels, 2, MAX_LEVELS, integer=True),
+        checked_number("n_caps", n_caps, 1, MAX_CAPS, integer=True),
+    )
+
+
 def plan(inputs: PlannerInputs, scenario: Scenario, n_levels: int = 81, n_caps: int = 12) -> tuple[np.ndarray, np.ndarray]:
     """Battery and port powers (kW, + charging) for the current step of N microgrids.
 
     :param inputs: forecasts and state (:class:`PlannerInputs`)
     :param scenario: battery, grid and EV parameters
-    :param n_levels: stored-energy levels of the recursion (>= 2)
-    :param n_caps: candidate import caps of the day (>= 1)
+    :param n_levels: stored-energy levels of the recursion, an integer in [2, 1000] (:func:`checked_grid`)
+    :param n_caps: candidate import caps of the day, an integer in [1, 100] (:func:`checked_grid`)
     :return: battery power (N,) and port powers (N, P)
     """
-    if n_levels < 2 or n_caps < 1:
-        raise ValueError(f"need n_levels >= 2 and n_caps >= 1, got {n_levels}, {n_caps}")
+    # Checked here too: a VecEnv wrapper calls plan() directly (a float n_levels would be a numba TypingError).
+    n_levels, n_caps = checked_grid(n_levels, n_caps)
     x = inputs
     n, p = x.ev_need_kwh.shape
     battery = np.zeros(n)
@@ -260,8 +280,8 @@ def _plan_cap(
 class PlannerController:
     """The dynamic-programming planner (module docstring) on the observation's own forecasts.
 
-    :param n_levels: stored-energy levels of the recursion
-    :param n_caps: candidate import caps of the day
+    :param n_levels: stored-energy levels of the recursion, an integer in [2, 1000] (:func:`checked_grid`)
+    :param n_caps: candidate import caps of the day, an integer in [1, 100] (:func:`checked_grid`)
     :param perfect_forecasts: plan on the episode's true series instead of the observation's forecasts
         (future EV arrivals stay unknown); an upper reference for the planner itself
     """
@@ -272,6 +292,13 @@ class PlannerController:
 
     name: ClassVar[str] = "planner"
     ev_dispatch: ClassVar[str] = PORTS
+
+    def __post_init__(self) -> None:
+        # Checked here, not at the first step of an evaluation (or after minutes of planning at 10**6 levels).
+        self.n_levels, self.n_caps = checked_grid(self.n_levels, self.n_caps)
+        if not isinstance(self.perfect_forecasts, (bool, np.bool_)):  # "no" would be true
+            raise ValueError(f"perfect_forecasts must be true or false, got {self.perfect_forecasts!r}")
+        self.perfect_forecasts = bool(self.perfect_forecasts)
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
         check_ports(env, self.name)

@@ -34,10 +34,11 @@ import numpy as np
 from ..common.arguments import checked_number
 from ..envs import MicrogridEnv
 from ..envs.kernel import EV_HOURS_SCALE
+from ..scenario import GridConfig
 from .base import PORTS, battery_action, check_ports, port_actions
 
 #: The largest ``grid.import_limit_kw`` a scenario allows: a higher peak target would mean nothing.
-MAX_PEAK_TARGET_KW = 1e7
+MAX_PEAK_TARGET_KW = GridConfig.__dataclass_fields__["import_limit_kw"].metadata["range"][1]
 
 
 @dataclass
@@ -51,7 +52,7 @@ class RuleController:
     :param target_soc: in [0, 1]; state of charge that arbitrage fills the battery to in cheap steps, held
         within the episode's SoC bounds; ``None``: the battery's ``soc_max``
     :param peak_target_kw: in [0, 1e7]; grid import (kW) the battery holds the site under (1e7 is the
-        largest import limit a scenario allows: a target at the site's limit is no cap); ``None``:
+        largest import limit a scenario allows; a target at the site's own limit is no cap); ``None``:
         ``peak_factor`` times the day's highest forecast net load (load minus PV and wind) seen so far,
         restarted at midnight. Scaling the peak rather than the mean adapts to days whose peak-to-mean
         ratio differs (sunny days, weekends). It needs a window of a day (the presets' 24 h) to see the

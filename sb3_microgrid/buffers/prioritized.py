@@ -20,8 +20,8 @@ from sb3_microgrid.common.arguments import checked_number
 def checked_priority_arguments(alpha: float, beta: float, beta_final: float, epsilon: float) -> tuple[float, float, float, float]:
     """
     The prioritized-replay arguments as Python numbers, if they are in range: a negative ``alpha`` would silently
-    favour the items of *smallest* error, a ``beta`` outside ``[0, 1]`` over- or mis-corrects the sampling bias, and
-    a non-finite value or an ``epsilon <= 0`` gives NaN priorities or weights.
+    favour the items of *smallest* error, a ``beta`` outside ``[0, 1]`` over- or mis-corrects the sampling bias, a
+    non-finite value gives NaN priorities or weights, and an ``epsilon <= 0`` zero or NaN priorities.
 
     :param alpha: prioritization exponent, finite and ``>= 0``
     :param beta: initial importance-sampling exponent, in ``[0, 1]``

@@ -241,7 +241,7 @@ class DynaSAC(SAC):
             init_rng = self.dyna_rng
         else:
             # load() restored the saved generator and will replace this network's weights with the saved ones:
-            # drawing them from a copy leaves the stream where the saved run left it, as an uninterrupted run's
+            # drawing them from a copy leaves the stream where the saved run left it
             init_rng = copy.deepcopy(self.dyna_rng)
         obs_dim, action_dim = self.observation_space.shape[0], self.action_space.shape[0]
         self.world_model = WorldModel(obs_dim, action_dim, init_rng, device=self.device, **self.world_model_kwargs)
