@@ -301,7 +301,7 @@ def test_bad_priority_arguments_are_refused_at_construction(name: str, value: ob
 
 @pytest.mark.parametrize(("name", "value", "message"), BAD_PRIORITY_ARGUMENTS)
 def test_the_auxiliary_value_replay_refuses_the_same_priority_arguments(name: str, value: object, message: str) -> None:
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=message):  # one check, one message
         AuxiliaryValueReplayCallback(**{name: value})
 
 
@@ -310,7 +310,8 @@ def test_priority_arguments_at_their_limits_are_taken_as_python_numbers() -> Non
     buffer = make_buffer(**edges, beta_steps=np.int64(10))
     assert (buffer.alpha, buffer.beta_initial, buffer.beta_final, buffer.epsilon, buffer.beta_steps) == (0.0, 0.0, 1, 1e-300, 10)
     assert type(buffer.alpha) is float and type(buffer.beta_steps) is int
-    AuxiliaryValueReplayCallback(**{name: float(value) for name, value in edges.items()})  # the same ranges
+    aux = AuxiliaryValueReplayCallback(**edges)  # the same ranges, numpy numbers too
+    assert (aux.alpha, aux.beta, aux.beta_final, aux.epsilon) == (0.0, 0.0, 1, 1e-300) and type(aux.alpha) is float
 
 
 @pytest.mark.parametrize(("value", "message"), [(0, r"\[1, inf\]"), (math.nan, "must be an integer"), (2.5, "must be an integer")])

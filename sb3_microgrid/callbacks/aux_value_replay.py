@@ -14,6 +14,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecNormalize
 
 from ..buffers import SumTree, priorities_from_errors, sample_prioritized
+from ..buffers.prioritized import checked_priority_arguments
 from ..reptile import refuse_reptile
 from ..schedules import finite
 from ..twin_ppo import TwinValueActorCriticPolicy
@@ -179,12 +180,7 @@ class AuxiliaryValueReplayCallback(BaseCallback):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if finite(learning_rate, "learning_rate") < 0.0:
             raise ValueError(f"learning_rate must be >= 0, got {learning_rate}")
-        if finite(alpha, "alpha") < 0.0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}")
-        if not 0.0 <= finite(beta, "beta") <= 1.0 or not 0.0 <= finite(beta_final, "beta_final") <= 1.0:
-            raise ValueError(f"beta and beta_final must be in [0, 1], got beta={beta}, beta_final={beta_final}")
-        if finite(epsilon, "epsilon") <= 0.0:
-            raise ValueError(f"epsilon must be > 0, got {epsilon}")
+        alpha, beta, beta_final, epsilon = checked_priority_arguments(alpha, beta, beta_final, epsilon)
         if max_grad_norm is not None and finite(max_grad_norm, "max_grad_norm") <= 0.0:
             raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm}")
         self.gradient_steps = gradient_steps
