@@ -21,6 +21,7 @@ Files written under ``run_dir``:
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
@@ -35,12 +36,15 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
-from .callbacks.checkpoint import RUN_JSON, CheckpointError, CheckpointSetCallback, checkpoints, latest_checkpoint, load_checkpoint, publish_checkpoint, read_run_json, restore_callbacks, write_run_json
+from .callbacks.checkpoint import RUN_JSON, CheckpointError, CheckpointSetCallback, checkpoints, latest_checkpoint, load_checkpoint, publish_model, read_run_json, restore_callbacks, write_run_json
 from .algos import ALGOS, algorithm
+from .common.files import write_atomically
 from .envs import MicrogridVecEnv
 from .hyperparams import Hyperparams, HyperparamsError, load_hyperparams
 from .validation import ValidationCallback
 
+#: ``run.json`` key of the run's total steps: ``--resume`` goes on to it unless given ``--timesteps``.
+TOTAL = "timesteps"
 #: Vectorisations of the training env (:func:`make_env`), also the command line's choices.
 VEC_ENVS = ("microgrid", "dummy", "subproc")
 #: The settings a run records in its ``run.json`` besides the algorithm, with their defaults for a new run
@@ -149,9 +153,12 @@ def train(
     seed, vec_env = settings["seed"], settings["vec_env"]
     hp = load_hyperparams(conf, cls, settings["env"], trust_modules)
     settings["env"] = hp.env_id  # the section read, so that a resumed run and evaluation read it again
-    total = int(timesteps if timesteps is not None else hp.n_timesteps)
+    # a resumed run goes on to the total the run was started (or last resumed) with, unless given another
+    recorded_total = settings.pop(TOTAL, None)
+    total = int(timesteps if timesteps is not None else recorded_total if recorded_total is not None else hp.n_timesteps)
     if total <= 0:
         raise HyperparamsError(f"{conf}: n_timesteps must be > 0 (or pass timesteps)")
+    settings[TOTAL] = total
     run_dir = Path(run_dir)
     save_path = run_dir / "checkpoints"
     if previous is None and not resume and (checkpoints(save_path) or (run_dir / "model.zip").exists()):
@@ -174,12 +181,24 @@ def train(
         save_path.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(conf, run_dir / "config.yml")
         write_run_json(run_dir, algo, settings=settings)
-    remaining = total - model.num_timesteps
-    if remaining > 0:
-        model.learn(remaining, callback=CallbackList(callbacks), progress_bar=progress_bar, reset_num_timesteps=previous is None, tb_log_name=algo)
-    # The callback saved a set at the end of learn(): the final model is that set's.
-    publish_checkpoint(latest_checkpoint(save_path)[1], run_dir, settings)
+    elif recorded_total != total:  # a new total, for the resumes after this one
+        write_atomically(run_dir / RUN_JSON, (json.dumps({**read_run_json(run_dir), TOTAL: total}, indent=2) + "\n").encode())
+    # Also with no steps left (a run killed while publishing): the callbacks' end of training puts the best back.
+    model.learn(max(total - model.num_timesteps, 0), callback=_FinalSetFirst(callbacks), progress_bar=progress_bar, reset_num_timesteps=previous is None, tb_log_name=algo)
+    publish_model(model, run_dir, algo, settings)
     return model
+
+
+class _FinalSetFirst(CallbackList):
+    """The run's callbacks, the :class:`CheckpointSetCallback` last, except at the end of training, where it writes
+    its final set first: before a ``ValidationCallback`` puts the best weights back, so that the set holds the weights
+    training reached (a resumed run goes on from them) while the published model is the validation choice."""
+
+    def _on_training_end(self) -> None:
+        *others, checkpoint = self.callbacks
+        checkpoint.on_training_end()
+        for callback in others:
+            callback.on_training_end()
 
 
 def _built(what: str, conf: str | Path, build: Callable[[], Any]) -> Any:
@@ -215,6 +234,8 @@ def _resumable(algo: str, conf: str | Path, run_dir: Path, given: dict[str, Any]
         if given[key] is not None and given[key] != record[key]:
             raise CheckpointError(f"--resume: {run_dir} was trained with {option} {record[key]}; it cannot be resumed with {option} {given[key]} (leave {option} out to resume with the run's)")
         settings[key] = record[key]
+    if TOTAL in record:
+        settings[TOTAL] = record[TOTAL]
     # an unrecorded section is taken on faith only when named: without one, the file must have a single section
     unrecorded = [key for key in RUN_SETTINGS if key not in record and settings[key] is not None]
     if unrecorded:

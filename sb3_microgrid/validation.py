@@ -128,15 +128,21 @@ class ValidationCallback(BaseCallback):
         if not self.history or self.history[-1]["steps"] != self.num_timesteps:
             self._score()
         if self.restore_best:
-            if self._best_state is None and self._best_file is not None:  # the best predates the resume
-                self._best_state = self._load_best(self._folder / self._best_file)
-            if self._best_state is not None:
-                parameters, statistics = self._best_state
-                self.model.set_parameters(parameters, exact_match=True, device=self.model.device)
-                normalizer = self.model.get_vec_normalize_env()
-                if normalizer is not None and statistics is not None:
-                    normalizer.obs_rms, normalizer.ret_rms = copy.deepcopy(statistics)
+            self.restore()
         self._write()
+
+    def restore(self) -> None:
+        """Load the best-scoring parameters and normalisation statistics into the model (what ``restore_best`` does at
+        the end of training). ``sb3-microgrid train`` calls it itself once the final checkpoint holds the weights
+        training reached, so that a resumed run goes on from those and the published model is the best."""
+        if self._best_state is None and self._best_file is not None:  # the best predates the resume
+            self._best_state = self._load_best(self._folder / self._best_file)
+        if self._best_state is not None:
+            parameters, statistics = self._best_state
+            self.model.set_parameters(parameters, exact_match=True, device=self.model.device)
+            normalizer = self.model.get_vec_normalize_env()
+            if normalizer is not None and statistics is not None:
+                normalizer.obs_rms, normalizer.ret_rms = copy.deepcopy(statistics)
 
     # ---- scoring --------------------------------------------------------------------------------
     @property

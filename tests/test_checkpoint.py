@@ -456,9 +456,8 @@ def test_a_run_killed_while_publishing_its_final_model_is_refused_then_resumes(p
         replace(src, dst)
 
     monkeypatch.setattr(checkpoint_module.os, "replace", killed_at_the_statistics)
-    with pytest.raises(KeyboardInterrupt):
-        record = json.loads((run / RUN_JSON).read_text())
-        checkpoint_module.publish_checkpoint(run / "checkpoints" / "192", run, {key: record[key] for key in ("seed", "vec_env")})
+    with pytest.raises(KeyboardInterrupt):  # a finished run resumed: nothing to train, the model published again
+        train("ppo", conf, run, resume=True, progress_bar=False)
     monkeypatch.setattr(checkpoint_module.os, "replace", replace)
     assert main(["evaluate", "--controller", str(run / MODEL), "--days", "1", "--no-reference"]) == 2
     assert "was left while its final model was being written: resume the run" in capsys.readouterr().err
@@ -611,3 +610,34 @@ def test_a_resumed_run_keeps_its_rnd_predictor_and_statistics(tmp_path, capsys):
     (run / "config.yml").write_text(PPO_CONF)
     with pytest.raises(CheckpointError, match="has rnd.pt but the configuration has no RNDRewardWrapper"):
         train("ppo", _conf(tmp_path, PPO_CONF), run, timesteps=384, resume=True, progress_bar=False)
+
+
+def test_resume_goes_on_to_the_total_the_run_was_started_with(tmp_path):
+    """run.json recorded no total: a run started with --timesteps 128 and resumed went on to the file's n_timesteps."""
+    conf, run = _conf(tmp_path, PPO_CONF), tmp_path / "run"  # the file says 512
+    train("ppo", conf, run, timesteps=128, save_freq=64, progress_bar=False)
+    assert json.loads((run / RUN_JSON).read_text())["timesteps"] == 128
+    assert train("ppo", conf, run, resume=True, progress_bar=False).num_timesteps == 128
+    assert train("ppo", conf, run, timesteps=192, resume=True, progress_bar=False).num_timesteps == 192  # a new total
+    assert json.loads((run / RUN_JSON).read_text())["timesteps"] == 192
+    assert train("ppo", conf, run, resume=True, progress_bar=False).num_timesteps == 192
+
+
+VALIDATED_CONF = PPO_CONF.replace("n_epochs: 1", "n_epochs: 4\n  learning_rate: 0.01") + """  callback:
+    - sb3_microgrid.validation.ValidationCallback: {days: 1, eval_freq: 64}
+"""
+
+
+def test_the_final_set_holds_the_weights_training_reached_and_the_run_publishes_the_best(tmp_path):
+    """The ValidationCallback put the best weights back before the final set was written: a resumed run went on from
+    the best weights and statistics while counting from the last step."""
+    conf, run = _conf(tmp_path, VALIDATED_CONF), tmp_path / "run"
+    train("ppo", conf, run, timesteps=256, save_freq=128, progress_bar=False)
+    validation = json.loads((run / "validation.json").read_text())
+    assert validation["best"]["steps"] < 256  # else the two would be the same weights
+    best = PPO.load(run / validation["best_file"], device="cpu").policy.state_dict()
+    published = PPO.load(run / MODEL, device="cpu").policy.state_dict()
+    final = PPO.load(run / "checkpoints" / "256" / MODEL, device="cpu").policy.state_dict()
+    assert all(th.equal(published[k], v) for k, v in best.items())
+    assert not all(th.equal(final[k], v) for k, v in best.items())
+    assert load_from_pkl(run / "checkpoints" / "256" / VECNORMALIZE).obs_rms.count == pytest.approx(2 + 256, abs=1e-3)

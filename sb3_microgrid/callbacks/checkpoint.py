@@ -47,7 +47,7 @@ REPLAY_BUFFER = "model_replay_buffer.pkl"
 CALLBACKS = "callbacks.json"
 RND = "rnd.pt"
 RUN_JSON = "run.json"
-#: ``run.json`` key of a run folder whose final model is being written (:func:`publish_checkpoint`)
+#: ``run.json`` key of a run folder whose final model is being written (:func:`publish_model`)
 PUBLISHING = "publishing"
 
 
@@ -183,7 +183,7 @@ def write_run_json(
 
 def read_run_json(directory: Path) -> dict[str, Any]:
     """``directory/run.json``, checked: an object with a string ``algo`` (and, if present, ``files``
-    mapping names to byte counts, an integer ``seed`` and strings ``vec_env`` and ``env``).
+    mapping names to byte counts, an integer ``seed``, strings ``vec_env`` and ``env`` and a total ``timesteps`` >= 1).
 
     :raises CheckpointError: naming the file, if it is missing or malformed
     """
@@ -199,9 +199,11 @@ def read_run_json(directory: Path) -> dict[str, Any]:
     files = record.get("files", {})
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in files.items()):
         raise CheckpointError(f"{path}: 'files' must map file names to byte counts, got {files!r}")
-    for key, kind in (("seed", int), ("vec_env", str), ("env", str)):
+    for key, kind in (("seed", int), ("vec_env", str), ("env", str), ("timesteps", int)):
         if key in record and (not isinstance(record[key], kind) or isinstance(record[key], bool)):
             raise CheckpointError(f"{path}: '{key}' must be {'an integer' if kind is int else 'a string'}, got {record[key]!r}")
+    if record.get("timesteps", 1) < 1:
+        raise CheckpointError(f"{path}: 'timesteps' must be >= 1, got {record['timesteps']}")
     if record.get(PUBLISHING, False) is not False and record[PUBLISHING] is not True:
         raise CheckpointError(f"{path}: '{PUBLISHING}' must be true or absent, got {record[PUBLISHING]!r}")
     return record
@@ -370,15 +372,21 @@ def restore_callbacks(directory: Path, callbacks: Sequence[BaseCallback]) -> Non
             raise CheckpointError(f"{path}: the state of {type(callback).__name__} is not valid: {err}") from None
 
 
-def publish_checkpoint(directory: Path, destination: Path, settings: dict[str, Any] | None = None) -> None:
-    """Copy a complete set's model and statistics (not its replay buffer) into ``destination`` under the
-    same names, each file atomically and ``run.json`` last, with the run's ``settings``: the final model of a run."""
-    record = read_run_json(directory)
-    names = [name for name in (MODEL, VECNORMALIZE) if name in record.get("files", {})]
-    # Marked first: killed among the copies, the folder would hold a model and statistics of different sets.
-    write_run_json(destination, record["algo"], settings={**(settings or {}), PUBLISHING: True})
-    for name in names:
-        tmp = destination / (name + ".tmp")
-        shutil.copyfile(directory / name, tmp)
-        os.replace(tmp, destination / name)
-    write_run_json(destination, record["algo"], record.get("num_timesteps"), names, settings)
+def publish_model(model: BaseAlgorithm, destination: Path, algo: str, settings: dict[str, Any] | None = None) -> None:
+    """Write ``model`` and its normalisation statistics (not its replay buffer) into ``destination`` as ``model.zip``
+    and ``model_vecnormalize.pkl``, each file atomically and ``run.json`` last, with the run's ``settings``: the final
+    model of a run (a ``ValidationCallback``'s choice when it put the best weights back)."""
+    vec_normalize = model.get_vec_normalize_env()
+    # Marked first: killed among the writes, the folder would hold a model and statistics of different steps.
+    write_run_json(destination, algo, settings={**(settings or {}), PUBLISHING: True})
+    tmp = destination / "model.tmp.zip"
+    with unperturbed(model.policy):
+        model.save(tmp)
+    os.replace(tmp, destination / MODEL)
+    names = [MODEL]
+    if vec_normalize is not None:
+        tmp = destination / (VECNORMALIZE + ".tmp")
+        vec_normalize.save(str(tmp))
+        os.replace(tmp, destination / VECNORMALIZE)
+        names.append(VECNORMALIZE)
+    write_run_json(destination, algo, model.num_timesteps, names, settings)
