@@ -13,7 +13,8 @@ Files written under ``run_dir``:
   ``model_vecnormalize.pkl``, ``model_replay_buffer.pkl`` (off-policy; only the newest set keeps it),
   ``callbacks.json`` (what the callbacks adapted, which ``--resume`` loads back into them) and its own ``run.json`` as above, listing every file of the set with its size. See
   :mod:`sb3_microgrid.callbacks.checkpoint`.
-- ``model.zip`` and ``model_vecnormalize.pkl``: the final set's model and statistics (the names
+- ``model.zip`` and ``model_vecnormalize.pkl``: the run's model and statistics at the end, a ``ValidationCallback``'s
+  best when the file names one (the names
   ``SB3Controller`` and ``sb3-microgrid evaluate`` look for); ``tb/``: TensorBoard logs.
 - ``validation.json`` and ``validation_best_*``: a ``ValidationCallback``'s scores and best weights, unless the
   file gives it another ``log_path``.
