@@ -50,6 +50,7 @@ import torch as th
 import yaml
 
 from .algos import ALGOS
+from .common.yaml_files import SavedRunLoader
 from .hyperparams import HyperparamsError, _read_section, load_hyperparams, parse_python, resolve_section, trusted_modules
 
 if TYPE_CHECKING:
@@ -312,29 +313,6 @@ def _without_null_noise(values: dict[str, Any]) -> dict[str, Any]:
         values.pop("noise_type")
         values.pop("noise_std", None)
     return values
-
-
-class SavedRunLoader(yaml.SafeLoader):
-    """``yaml.safe_load`` plus the one Python tag rl_zoo3 writes into a run's ``config.yml`` and ``args.yml``: its
-    ``yaml.dump`` of an ``OrderedDict``, ``!!python/object/apply:collections.OrderedDict [[[key, value], ...]]``,
-    read as a dict. Any other Python tag (``!!python/object/apply:os.system``, ``!!python/name:...``) stays a
-    ``yaml.YAMLError``, as under ``safe_load``; nothing is imported or called."""
-
-
-def _ordered_dict(loader: SavedRunLoader, node: yaml.Node) -> dict[str, Any]:
-    """The zoo's ``OrderedDict`` tag as a dict, its items constructed by ``loader`` (safe constructors only).
-
-    :param loader: the loader reading the file
-    :param node: the tagged node: a sequence holding one list of ``[name, value]`` pairs
-    """
-    args = loader.construct_sequence(node, deep=True) if isinstance(node, yaml.SequenceNode) else None
-    items = args[0] if args and len(args) == 1 and isinstance(args[0], list) else None
-    if items is None or not all(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) for item in items):
-        raise yaml.constructor.ConstructorError(None, None, "expected an OrderedDict as rl_zoo3 writes it: [[[name, value], ...]]", node.start_mark)
-    return dict(items)
-
-
-SavedRunLoader.add_constructor("tag:yaml.org,2002:python/object/apply:collections.OrderedDict", _ordered_dict)
 
 
 def read_saved_run_file(path: Path) -> dict[str, Any]:

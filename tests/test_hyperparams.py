@@ -414,3 +414,21 @@ def test_a_value_the_constructors_refuse_is_named_and_writes_nothing(tmp_path, c
     path = write(tmp_path, "n_envs: 1\nenv_kwargs: {scenario: {base: campus, battery: {capacity_kwh: -5}}}")
     assert main(["train", "--algo", "ppo", "--conf", str(path), "--run-dir", str(tmp_path / "run"), "--timesteps", "24"]) == 2
     assert "env_kwargs" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def _alias_bomb(depth: int) -> str:
+    """About 60 bytes a level; each level lists the previous one ten times: 10**depth values."""
+    levels = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, depth)]
+    return "Microgrid-v0:\n" + "".join(f"  x{line}\n" for line in levels) + f"  n_envs: *a{depth - 1}\n"
+
+
+def test_an_alias_bomb_is_refused_before_any_walk_over_it(tmp_path):
+    """564 bytes of nested aliases held the checker for minutes (its error message built the value's whole repr);
+    anchors and merge keys as zoo files use them still read."""
+    path = tmp_path / "bomb.yml"
+    path.write_text(_alias_bomb(9))
+    with pytest.raises(HyperparamsError, match="expands to more than 100,000 values"):
+        load_hyperparams(path, PPO)
+    path.write_text("defaults: &defaults\n  n_envs: 2\n  policy: MlpPolicy\nMicrogrid-v0:\n  <<: *defaults\n  n_steps: 64\n")
+    hp = load_hyperparams(path, PPO, "Microgrid-v0")
+    assert hp.n_envs == 2 and hp.algo_kwargs["n_steps"] == 64

@@ -228,3 +228,14 @@ def test_a_run_recorded_as_unnormalised_takes_no_stray_statistics(saved, tmp_pat
     assert find_vecnormalize(tmp_path / "model.zip") == tmp_path / "vecnormalize.pkl"
     (tmp_path / "run.json").write_text(json.dumps({"algo": "ppo", "files": {"model.zip": 1}}))
     assert SB3Controller(tmp_path / "model.zip")._stats_path is None
+
+
+def test_a_crafted_config_beside_a_model_is_skipped_not_a_crash(tmp_path):
+    """config.yml was read with a loader of its own whose OrderedDict tag raised IndexError on `[]`: evaluate, plot
+    and export crashed; it is now the zoo launcher's checked loader."""
+    from sb3_microgrid.baselines.sb3_model import run_settings
+
+    (tmp_path / "config.yml").write_text("!!python/object/apply:collections.OrderedDict []\n")
+    assert run_settings(tmp_path / "model.zip") is None
+    (tmp_path / "config.yml").write_text("!!python/object/apply:collections.OrderedDict [[[normalize, true], [n_timesteps, 10]]]\n")
+    assert run_settings(tmp_path / "model.zip") == {"normalize": True, "n_timesteps": 10}

@@ -37,6 +37,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from ..algos import load, run_record
 from ..callbacks.checkpoint import RUN_JSON, VECNORMALIZE, CheckpointError, read_run_json
 from ..common.safe_pickle import UnsafePickleError, load_vecnormalize
+from ..common.yaml_files import SavedRunLoader
 from ..envs import MicrogridEnv
 from ..hyperparams import HyperparamsError, parse_python, resolve_entries, trusted_modules
 
@@ -45,16 +46,6 @@ _CHECKPOINT = re.compile(r"^(?P<prefix>.*)_(?P<steps>\d+)_steps$")
 
 class NormalizationWarning(UserWarning):
     """A model trained on normalised observations is evaluated without its statistics."""
-
-
-class _ZooConfigLoader(yaml.SafeLoader):
-    """Safe YAML plus the ``OrderedDict`` tag rl_zoo3 writes its ``config.yml`` with (no code runs)."""
-
-
-_ZooConfigLoader.add_constructor(
-    "tag:yaml.org,2002:python/object/apply:collections.OrderedDict",
-    lambda loader, node: dict(loader.construct_sequence(node, deep=True)[0]),
-)
 
 
 def find_vecnormalize(path: str | Path) -> Path | None:
@@ -117,8 +108,8 @@ def run_settings(path: str | Path) -> dict[str, Any] | None:
         if not config.is_file():
             continue
         try:
-            content = yaml.load(config.read_text(), Loader=_ZooConfigLoader)
-        except yaml.YAMLError:
+            content = yaml.load(config.read_text(), Loader=SavedRunLoader)  # noqa: S506 - a SafeLoader subclass
+        except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: not UTF-8, or an integer of over 4300 digits
             continue
         if not isinstance(content, dict):
             continue
