@@ -42,10 +42,13 @@ from .algos import ALGOS, algorithm
 from .common.files import write_atomically
 from .envs import MicrogridVecEnv
 from .hyperparams import Hyperparams, HyperparamsError, load_hyperparams
+from .scenario import PRESETS, load_scenario, to_dict
 from .validation import ValidationCallback
 
 #: ``run.json`` key of the run's total steps: ``--resume`` goes on to it unless given ``--timesteps``.
 TOTAL = "timesteps"
+#: ``run.json`` key of the whole scenario of a run whose file names a scenario file or mapping (evaluation reads it).
+SCENARIO = "scenario"
 #: Vectorisations of the training env (:func:`make_env`), also the command line's choices.
 VEC_ENVS = ("microgrid", "dummy", "subproc")
 #: The settings a run records in its ``run.json`` besides the algorithm, with their defaults for a new run
@@ -147,6 +150,8 @@ def train(
     torch.set_num_threads(1)  # small networks on few cores: one thread is several times faster
     cls = algorithm(algo)
     given = {"seed": seed, "vec_env": vec_env, "env": env_id}
+    if Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise CheckpointError(f"the run folder {run_dir} is a file; choose a folder")
     if resume:  # refuse before reading or writing anything
         previous, settings = _resumable(algo, conf, Path(run_dir), given)
     else:
@@ -160,6 +165,7 @@ def train(
     if total <= 0:
         raise HyperparamsError(f"{conf}: n_timesteps must be > 0 (or pass timesteps)")
     settings[TOTAL] = total
+    _record_scenario(hp, conf, settings)
     run_dir = Path(run_dir)
     save_path = run_dir / "checkpoints"
     if previous is None and not resume and (checkpoints(save_path) or (run_dir / "model.zip").exists()):
@@ -188,6 +194,23 @@ def train(
     model.learn(max(total - model.num_timesteps, 0), callback=_FinalSetFirst(callbacks), progress_bar=progress_bar, reset_num_timesteps=previous is None, tb_log_name=algo)
     publish_model(model, run_dir, algo, settings)
     return model
+
+
+def _record_scenario(hp: Hyperparams, conf: str | Path, settings: dict[str, Any]) -> None:
+    """Put into ``settings`` (the run's record) the whole scenario the file's ``env_kwargs`` names, when it is a file
+    or a mapping rather than a preset: a scenario file may change after the run started, and a relative path reads
+    another file from another folder. A resumed run's recorded scenario must still be the file's.
+
+    :raises CheckpointError: if a resumed run's scenario file now describes another scenario
+    """
+    spec = hp.env_kwargs.get("scenario")
+    recorded = settings.pop(SCENARIO, None)
+    if spec is None or (isinstance(spec, str) and spec in PRESETS):
+        return
+    scenario = _built("env_kwargs scenario", conf, lambda: load_scenario(spec))
+    if recorded is not None and _built(f"the scenario {RUN_JSON} records", conf, lambda: load_scenario(recorded)) != scenario:
+        raise CheckpointError(f"--resume: the scenario {spec!r} is not the one the run was trained on (its {RUN_JSON} records it whole): restore the file, or start a new run")
+    settings[SCENARIO] = to_dict(scenario)
 
 
 class _FinalSetFirst(CallbackList):
@@ -235,8 +258,9 @@ def _resumable(algo: str, conf: str | Path, run_dir: Path, given: dict[str, Any]
         if given[key] is not None and given[key] != record[key]:
             raise CheckpointError(f"--resume: {run_dir} was trained with {option} {record[key]}; it cannot be resumed with {option} {given[key]} (leave {option} out to resume with the run's)")
         settings[key] = record[key]
-    if TOTAL in record:
-        settings[TOTAL] = record[TOTAL]
+    for key in (TOTAL, SCENARIO):
+        if key in record:
+            settings[key] = record[key]
     # an unrecorded section is taken on faith only when named: without one, the file must have a single section
     unrecorded = [key for key in RUN_SETTINGS if key not in record and settings[key] is not None]
     if unrecorded:

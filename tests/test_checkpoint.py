@@ -641,3 +641,28 @@ def test_the_final_set_holds_the_weights_training_reached_and_the_run_publishes_
     assert all(th.equal(published[k], v) for k, v in best.items())
     assert not all(th.equal(final[k], v) for k, v in best.items())
     assert load_from_pkl(run / "checkpoints" / "256" / VECNORMALIZE).obs_rms.count == pytest.approx(2 + 256, abs=1e-3)
+
+
+def test_a_run_records_its_scenario_file_whole_and_resume_refuses_a_changed_one(tmp_path, monkeypatch, capsys):
+    """The run kept only the file's path: a battery changed in the file after the start was trained on when
+    resumed and scored by evaluate without a word, and the relative path found no file from another folder."""
+    site = tmp_path / "y"
+    site.mkdir()
+    (site / "site.yaml").write_text("base: campus\nbattery: {capacity_kwh: 1500}\n")
+    conf = _conf(tmp_path, PPO_CONF.replace("n_timesteps: 512", "n_timesteps: 512\n  env_kwargs: {scenario: y/site.yaml}"))
+    monkeypatch.chdir(tmp_path)
+    train("ppo", conf, tmp_path / "run", timesteps=64, save_freq=64, progress_bar=False)
+    recorded = json.loads((tmp_path / "run" / RUN_JSON).read_text())["scenario"]
+    assert recorded["battery"]["capacity_kwh"] == 1500
+    monkeypatch.chdir(site)  # evaluate from elsewhere: the record, not the path
+    assert sb3_model.recorded_scenario(tmp_path / "run" / MODEL) == recorded
+    monkeypatch.chdir(tmp_path)
+    (site / "site.yaml").write_text("base: campus\nbattery: {capacity_kwh: 5000}\n")
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    with pytest.raises(CheckpointError, match="the scenario 'y/site.yaml' is not the one the run was trained on"):
+        train("ppo", conf, tmp_path / "run", timesteps=128, resume=True, progress_bar=False)
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
+    (site / "site.yaml").write_text("base: campus\nbattery: {capacity_kwh: 1500}\n")
+    assert train("ppo", conf, tmp_path / "run", timesteps=128, resume=True, progress_bar=False).num_timesteps == 128
+    assert main(["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(conf), "--timesteps", "64"]) == 2
+    assert "is a file; choose a folder" in capsys.readouterr().err
