@@ -31,10 +31,12 @@ import gymnasium as gym
 import torch as th
 import yaml
 from gymnasium.envs.registration import registry
-from stable_baselines3.common.buffers import ReplayBuffer, RolloutBuffer
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.buffers import DictReplayBuffer, DictRolloutBuffer, ReplayBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, NatureCNN
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
 
@@ -59,6 +61,16 @@ CLASS_KEYS: dict[str, type] = {
     "replay_buffer_class": ReplayBuffer,
     "rollout_buffer_class": RolloutBuffer,
 }
+#: Methods a class must implement to do its key's job: ``nn.Module`` and ``Optimizer`` are not marked abstract, but
+#: ``activation_fn=nn.Module`` fails at the first forward pass and ``optimizer_class=th.optim.Optimizer`` at the first step.
+REQUIRED_METHODS = {th.nn.Module: "forward", th.optim.Optimizer: "step"}
+#: Classes of the right kind that SB3 still cannot use, and why (an optimizer whose ``step()`` needs a closure is
+#: refused by its signature: SB3 calls ``optimizer.step()`` without one).
+REFUSED_CLASSES = {th.optim.SparseAdam: "it takes sparse gradients only, and SB3's networks have dense ones"}
+#: The observations of this package's envs, known from the section's env id before any env is built.
+ENV_OBSERVATIONS = {"Microgrid-v0": "Box vector", "MicrogridGoal-v0": "Dict"}
+#: Classes that work with one kind of observation only, and that kind: SB3 asserts it only once it builds the model.
+OBSERVATION_CLASSES = {DictReplayBuffer: "Dict", DictRolloutBuffer: "Dict", CombinedExtractor: "Dict", NatureCNN: "image"}
 #: Module aliases the zoo's files use inside ``policy_kwargs`` strings.
 ALIASES = {"nn": "torch.nn", "th": "torch", "torch": "torch"}
 #: Bare class names the zoo's ``eval`` namespace provides (``replay_buffer_class: HerReplayBuffer``).
@@ -91,6 +103,11 @@ SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf", "delta_std")
 #: empty network), actor and Q-function for off-policy policies (SB3's ``get_actor_critic_arch`` needs both).
 ON_POLICY_NET_ARCH_KEYS = ("pi", "vf")
 OFF_POLICY_NET_ARCH_KEYS = ("pi", "qf")
+#: Algorithm arguments to which infinity means something (DynaSAC: keep every imagined transition). Every other
+#: number an algorithm gets, nested ones included, must be finite: NaN and inf train NaN weights or fail deep in torch.
+INFINITE_KEYS = ("max_disagreement",)
+#: Algorithms that normalise advantages per minibatch: a minibatch of one has no spread (PPO asserts, RecurrentPPO gives NaN).
+MINIBATCH_ADVANTAGES = (PPO, RecurrentPPO)
 #: ``env_kwargs`` a file may not hold, and why.
 REFUSED_ENV_KWARGS = {
     "split": "training uses the train split only (validation and test days are held out for evaluation)",
@@ -139,7 +156,7 @@ class Range:
         inside = (self.low < number if self.low_open else self.low <= number) and (number < self.high if self.high_open else number <= self.high)
         if not inside or (self.integer and not number.is_integer()):
             raise HyperparamsError(f"{key}: {value!r} is out of range; allowed: {self}")
-        return int(number) if self.integer else value
+        return (value if isinstance(value, int) else int(number)) if self.integer else value  # an int as given: a float rounds above 2**53
 
 
 #: The most envs a file may ask for: a typo (``n_envs: 80000``) should be an error naming the key, not a machine
@@ -148,19 +165,26 @@ MAX_ENVS = 4096
 #: The largest replay buffer a file may ask for: a typo (``buffer_size: 1e12``) should be an error naming the key,
 #: not a MemoryError when SB3 allocates it. A hundred times the largest shipped buffer (hyperparams/: 1e6).
 MAX_BUFFER_SIZE = 100_000_000
-#: Ranges of common numeric keys, wherever they appear (zoo keys and algorithm arguments).
+#: The largest ``vf_coef``/``ent_coef``: they weigh a loss term against the policy's (PPO's is of order 1, SAC's in
+#: reward units). The zoo's files use at most 0.87 and 0.1; far above 100 the policy term is lost, and 1.0e+308
+#: overflows the loss to inf.
+MAX_LOSS_COEF = 100
+#: The largest learning rate: the zoo's files use at most 0.03 (ARS); Adam moves each weight by about the rate every
+#: step, so above 1 one update outweighs the weights themselves (and 1.0e+300 overflows torch's optimizer).
+MAX_LEARNING_RATE = 1
+#: Ranges of common numeric keys, wherever they appear (zoo keys, algorithm arguments and ``policy_kwargs``).
 RANGES = {
     "n_envs": Range(1, MAX_ENVS, integer=True),
     "n_timesteps": Range(0, integer=True),
     "noise_std": Range(0),
-    "learning_rate": Range(0, low_open=True),
+    "learning_rate": Range(0, MAX_LEARNING_RATE, low_open=True),
     "gamma": Range(0, 1, low_open=True),
     "gae_lambda": Range(0, 1),
     "clip_range": Range(0, low_open=True),
     "clip_range_vf": Range(0, low_open=True, optional=True),
     "target_kl": Range(0, low_open=True, optional=True),
-    "ent_coef": Range(0),
-    "vf_coef": Range(0),
+    "ent_coef": Range(0, MAX_LOSS_COEF),
+    "vf_coef": Range(0, MAX_LOSS_COEF),
     "max_grad_norm": Range(0, low_open=True),
     "n_steps": Range(1, integer=True),
     "batch_size": Range(1, integer=True),
@@ -178,6 +202,10 @@ RANGES = {
     "n_top": Range(1, integer=True, optional=True),
     "n_eval_episodes": Range(1, integer=True),
     "delta_std": Range(0, low_open=True),
+    "stats_window_size": Range(1, integer=True),  # episodes averaged in the logs: none would log NaN, < 0 fails in SB3
+    "top_quantiles_to_drop_per_net": Range(0, integer=True),  # and < n_quantiles: _check_across_keys
+    "n_quantiles": Range(1, integer=True),  # TQC's policy_kwargs
+    "n_critics": Range(1, integer=True),  # policy_kwargs of SAC, TD3, TQC, CrossQ
 }
 #: Ranges of ``normalize``'s ``VecNormalize`` arguments (its booleans are checked as booleans).
 NORMALIZE_RANGES = {
@@ -226,7 +254,27 @@ def resolve_class(dotted: str, where: str, slot: str | None, trusted: Sequence[s
         raise HyperparamsError(f"{where}: {dotted!r} is not a subclass of {base.__name__}")
     if _trusted_root(obj.__module__, trusted) is None and obj.__module__ not in PATCHING_MODULES:  # re-exported from an untrusted package
         raise HyperparamsError(f"{where}: {dotted!r} is defined in {obj.__module__!r}, not in a trusted package {list(trusted)}")
+    why = _unusable(obj)
+    if why is not None:
+        raise HyperparamsError(f"{where}: {dotted!r} cannot be used: {why}; {slot} takes a concrete subclass of {base.__name__}")
     return obj
+
+
+def _unusable(cls: type) -> str | None:
+    """Why ``cls``, of the kind its key expects, still cannot do the key's job (``None`` if it can).
+
+    :param cls: the resolved class
+    """
+    if inspect.isabstract(cls):
+        return f"it is abstract (no {', '.join(sorted(cls.__abstractmethods__))})"
+    for base, method in REQUIRED_METHODS.items():
+        if issubclass(cls, base) and getattr(cls, method) is getattr(base, method):
+            return f"it is abstract (no {method}())"
+    if issubclass(cls, th.optim.Optimizer):
+        closure = inspect.signature(cls.step).parameters.get("closure")
+        if closure is not None and closure.default is inspect.Parameter.empty:
+            return "its step() needs a closure, and SB3 calls step() without one"
+    return next((why for refused, why in REFUSED_CLASSES.items() if issubclass(cls, refused)), None)
 
 
 def _trusted_root(dotted: str, trusted: Sequence[str]) -> str | None:
@@ -461,7 +509,7 @@ def _read_section(path: str | Path, env_id: str | None) -> tuple[str, dict[str, 
     try:
         with open(path, encoding="utf-8") as fh:
             raw = load_yaml(fh)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError) as err:  # ValueError: an int of over 4300 digits
         raise HyperparamsError(f"{path}: cannot read a YAML file: {err}") from None
     if not isinstance(raw, dict) or not raw or not all(isinstance(k, str) for k in raw):
         raise HyperparamsError(f"{path}: expected a mapping from env ids to their settings (Microgrid-v0: {{...}}), got {raw!r:.80}")
@@ -502,13 +550,15 @@ def _resolve(env_id: str, section: dict[str, Any], algo_class: type, trusted: tu
             section[key] = _kwargs(value, key)
         elif key in params and isinstance(params[key].default, bool) and not isinstance(value, bool):
             raise HyperparamsError(f"{key}: expected true or false, got {value!r}")
+        if key not in ZOO_KEYS:
+            _check_finite(key, section[key])
 
     hp = Hyperparams(env_id=env_id)
     hp.n_envs = section.pop("n_envs", 1)
     hp.n_timesteps = section.pop("n_timesteps", 0)
     hp.policy = _policy(section.pop("policy", "MlpPolicy"), algo_class, trusted)
     if "policy_kwargs" in section:
-        _check_policy_kwargs(section["policy_kwargs"], algo_class.policy_aliases.get(hp.policy, hp.policy))
+        _check_policy_kwargs(section["policy_kwargs"], _policy_class(hp, algo_class))
     hp.normalize = _normalize(section.pop("normalize", False))
     hp.env_kwargs = section.pop("env_kwargs", {})
     for key, why in REFUSED_ENV_KWARGS.items():
@@ -537,7 +587,86 @@ def _resolve(env_id: str, section: dict[str, Any], algo_class: type, trusted: tu
         if section["n_top"] > n_delta:
             raise HyperparamsError(f"n_top: {section['n_top']} is out of range; allowed: an integer in [1, n_delta = {n_delta}]")
     hp.algo_kwargs = section
+    _check_across_keys(hp, algo_class, params)
+    _check_observations(hp, algo_class)
     return hp
+
+
+def _check_finite(where: str, value: Any) -> None:
+    """Every number in an algorithm argument, nested in lists and mappings too, finite (:data:`INFINITE_KEYS` may be inf).
+
+    :param where: the key's place in the file, for error messages (``policy_kwargs.log_std_init``)
+    :param value: the argument
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(f"{where}.{key}", item)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_finite(f"{where}[{i}]", item)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and not (value == math.inf and where in INFINITE_KEYS):
+        Range().check(where, value)
+
+
+def _check_across_keys(hp: Hyperparams, algo_class: type, params: dict[str, inspect.Parameter]) -> None:
+    """Rules between keys that SB3 checks only when it builds or trains the model (an ``AssertionError``, or NaN).
+
+    :param hp: the section, resolved
+    :param algo_class: the algorithm it is for
+    :param params: the algorithm's constructor parameters (their defaults stand for keys the file leaves out)
+    """
+    kwargs = hp.algo_kwargs
+
+    def setting(key: str) -> Any:
+        return kwargs.get(key, params[key].default)
+
+    if "normalize_advantage" in params and setting("normalize_advantage"):  # the advantages of one step have no spread
+        if setting("n_steps") * hp.n_envs < 2:
+            raise HyperparamsError(f"n_steps: {setting('n_steps')} is out of range with n_envs = {hp.n_envs}; allowed: n_steps * n_envs >= 2 (normalize_advantage is true)")
+        if issubclass(algo_class, MINIBATCH_ADVANTAGES) and setting("batch_size") < 2:
+            raise HyperparamsError(f"batch_size: {setting('batch_size')} is out of range; allowed: an integer in [2, inf) (normalize_advantage is true)")
+    train_freq = kwargs.get("train_freq")
+    if isinstance(train_freq, tuple) and train_freq[1] == "episode" and hp.n_envs > 1:  # SB3 counts episodes of one env only
+        raise HyperparamsError(f"train_freq: [{train_freq[0]}, episode] needs n_envs = 1, got n_envs = {hp.n_envs}; use [n, step]")
+    if "top_quantiles_to_drop_per_net" in params:  # TQC keeps n_quantiles - top_quantiles_to_drop_per_net per critic
+        n_quantiles = (kwargs.get("policy_kwargs") or {}).get("n_quantiles", _default(_policy_class(hp, algo_class), "n_quantiles"))
+        if n_quantiles is not None and setting("top_quantiles_to_drop_per_net") >= n_quantiles:
+            raise HyperparamsError(
+                f"top_quantiles_to_drop_per_net: {setting('top_quantiles_to_drop_per_net')} is out of range; "
+                f"allowed: an integer in [0, n_quantiles = {n_quantiles})"
+            )
+
+
+def _check_observations(hp: Hyperparams, algo_class: type) -> None:
+    """Classes that need another kind of observation than the env's (:data:`OBSERVATION_CLASSES`), refused before
+    anything is built: the env's kind is known for this package's envs, unless wrappers may change it.
+
+    :param hp: the section, resolved
+    :param algo_class: the algorithm it is for
+    """
+    observes = ENV_OBSERVATIONS.get(hp.env_id)
+    if observes is None or hp.env_wrappers or hp.vec_env_wrappers:
+        return
+    policy_class = _policy_class(hp, algo_class)
+    where, extractor = "policy_kwargs.features_extractor_class", (hp.algo_kwargs.get("policy_kwargs") or {}).get("features_extractor_class")
+    if extractor is None:  # the policy's own (NatureCNN for CnnPolicy, CombinedExtractor for MultiInputPolicy)
+        where, extractor = f"policy: {policy_class.__name__}'s features extractor", _default(policy_class, "features_extractor_class")
+    used = {where: extractor, "replay_buffer_class": hp.algo_kwargs.get("replay_buffer_class"), "rollout_buffer_class": hp.algo_kwargs.get("rollout_buffer_class")}
+    for where, cls in used.items():
+        for kind, needs in OBSERVATION_CLASSES.items():
+            if isinstance(cls, type) and issubclass(cls, kind) and needs != observes:
+                raise HyperparamsError(f"{where}: {cls.__name__} needs {needs} observations, but {hp.env_id} observes a {observes}")
+
+
+def _policy_class(hp: Hyperparams, algo_class: type) -> type:
+    """The policy class of a resolved section (its alias looked up)."""
+    return algo_class.policy_aliases.get(hp.policy, hp.policy)
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default of ``cls``'s constructor argument ``name`` (``None`` if it takes none)."""
+    param = _constructor_signature(cls).get(name)
+    return None if param is None else param.default
 
 
 def _auto_ent_coef(key: str, value: Any, params: dict[str, inspect.Parameter]) -> bool:
@@ -546,11 +675,11 @@ def _auto_ent_coef(key: str, value: Any, params: dict[str, inspect.Parameter]) -
         return False
     prefix, _, initial = value.partition("_")
     try:
-        valid = prefix == "auto" and (value == "auto" or 0 < float(initial) < math.inf)  # SB3 asserts a positive initial value
+        valid = prefix == "auto" and (value == "auto" or 0 < float(initial) <= MAX_LOSS_COEF)  # SB3 asserts a positive initial value
     except ValueError:
         valid = False
     if not valid:
-        raise HyperparamsError(f"ent_coef: {value!r} is neither a number >= 0 nor auto / auto_<initial value > 0>")
+        raise HyperparamsError(f"ent_coef: {value!r} is neither {RANGES['ent_coef']} nor auto / auto_<initial value in (0, {MAX_LOSS_COEF}]>")
     return True
 
 
@@ -576,7 +705,7 @@ def _train_freq(value: Any) -> int | tuple[int, str]:
 
 
 def _policy(value: Any, algo_class: type, trusted: Sequence[str]) -> str | type:
-    """An alias the algorithm knows (``MlpPolicy``) or a dotted ``BasePolicy`` subclass."""
+    """An alias the algorithm knows (``MlpPolicy``) or a dotted subclass of one of its policies (``ActorCriticPolicy``)."""
     if isinstance(value, str) and "." not in value:
         if value not in algo_class.policy_aliases:
             raise HyperparamsError(
@@ -586,11 +715,16 @@ def _policy(value: Any, algo_class: type, trusted: Sequence[str]) -> str | type:
         return value
     if not isinstance(value, str):
         raise HyperparamsError(f"policy: expected a policy name, got {value!r}")
-    return resolve_class(value, "policy", "policy", trusted)
+    cls = resolve_class(value, "policy", "policy", trusted)
+    policies = set(algo_class.policy_aliases.values())  # e.g. ActorCriticPolicy and its Cnn and MultiInput subclasses
+    if not issubclass(cls, tuple(policies)):
+        bases = sorted(p.__name__ for p in policies if not any(p is not q and issubclass(p, q) for q in policies))
+        raise HyperparamsError(f"policy: {value!r} is not a policy of {algo_class.__name__}; allowed: its aliases or a subclass of {' or '.join(bases)}")
+    return cls
 
 
 def _check_policy_kwargs(kwargs: dict[str, Any], policy_class: type) -> None:
-    """Keys the policy's constructor takes; classes where it takes classes; ``net_arch`` layer sizes."""
+    """Keys the policy's constructor takes; classes where it takes classes; ranges (:data:`RANGES`); ``net_arch`` layer sizes."""
     allowed = constructor_parameters(policy_class) - {"self", "observation_space", "action_space", "lr_schedule"}
     unknown = sorted(kwargs.keys() - allowed)
     if unknown:
@@ -598,6 +732,8 @@ def _check_policy_kwargs(kwargs: dict[str, Any], policy_class: type) -> None:
     for key in kwargs.keys() & CLASS_KEYS.keys():
         if not isinstance(kwargs[key], type):  # a YAML mapping holds no classes: only the string form names one
             raise HyperparamsError(f"policy_kwargs.{key}: expected a class, got {kwargs[key]!r}; write policy_kwargs as a string, \"dict({key}=...)\"")
+    for key in kwargs.keys() & RANGES.keys():
+        kwargs[key] = RANGES[key].check(f"policy_kwargs.{key}", kwargs[key])
     if "net_arch" in kwargs:
         _check_net_arch(kwargs["net_arch"], policy_class)
 

@@ -12,6 +12,7 @@ A linear schedule is SB3's ``LinearSchedule(start, end, end_fraction)``
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, Union
 
 from stable_baselines3.common import utils as sb3_utils
@@ -26,7 +27,11 @@ def finite(value: Any, name: str) -> float:
     (YAML 1.1) reads ``1e-3`` and ``1.0e9`` as strings, a float needing a dot and a signed exponent."""
     if isinstance(value, str):
         raise TypeError(f"{name} must be a number, got the string {value!r} (in YAML write 0.001 or 1.0e-3, 1.0e+9)")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if isinstance(value, int) and abs(value) > sys.float_info.max:  # float() and math.isfinite() raise OverflowError
+        raise ValueError(f"{name} must be a finite number, got an integer of about 1e{math.log10(abs(value)):.0f}, beyond the float range")
+    if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 

@@ -2,6 +2,7 @@
 packages (or modules trusted on the command line) that subclass what their key expects, refused before
 anything is imported; every malformed value is a ``HyperparamsError`` naming its key."""
 
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -296,8 +297,9 @@ def test_malformed_values_name_their_key(tmp_path, settings, match):
 @pytest.mark.parametrize(
     "settings,match",
     [
-        ("ent_coef: auto_x", "ent_coef: 'auto_x' is neither a number >= 0 nor auto"),
+        ("ent_coef: auto_x", r"ent_coef: 'auto_x' is neither a number in \[0, 100\] nor auto / auto_<initial value in \(0, 100\]>"),
         ("ent_coef: auto_0", "ent_coef: 'auto_0' is neither"),
+        ("ent_coef: auto_1000", "ent_coef: 'auto_1000' is neither"),  # the initial value is bounded as a fixed one
         ("tau: 0", "tau: 0 is out of range"),
         ("train_freq: [1, day]", r"train_freq: expected n or \[n, step\|episode\]"),
         ("train_freq: 0", "train_freq: 0 is out of range"),
@@ -408,6 +410,84 @@ def test_the_section_name_must_be_a_registered_env_id(tmp_path, section):
     finally:
         sys.path.remove(str(tmp_path))
     assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+# ---- values SB3 would fail on deep inside, train NaN weights with, or run differently ------------------------
+BIG = "1" + "0" * 400  # an int beyond the float range: math.isfinite raised OverflowError inside the checker
+
+
+@pytest.mark.parametrize(
+    "algo,settings,match",
+    [
+        # numbers beyond the float range, NaN and inf in any algorithm argument, nested ones too
+        ("ppo", f"n_steps: {BIG}", r"n_steps must be a finite number, got an integer of about 1e400, beyond the float range; allowed: an integer in \[1, inf\)"),
+        ("ppo", f"policy_kwargs: {{log_std_init: {BIG}}}", "policy_kwargs.log_std_init must be a finite number, got an integer of about 1e400"),
+        ("ppo", "n_steps: 1" + "0" * 5000, "cannot read a YAML file: Exceeds the limit"),  # over Python's int-from-string limit
+        ("ars", "alive_bonus_offset: .nan", r"alive_bonus_offset must be a finite number, got nan; allowed: a number in \(-inf, inf\)"),
+        ("sac", "target_entropy: .nan", "target_entropy must be a finite number, got nan"),
+        ("sac", "target_entropy: .inf", "target_entropy must be a finite number, got inf"),
+        ("ppo", "policy_kwargs: {log_std_init: .nan}", "policy_kwargs.log_std_init must be a finite number, got nan"),
+        ("ppo", 'policy_kwargs: "dict(log_std_init=1e999)"', "policy_kwargs.log_std_init must be a finite number, got inf"),
+        ("ppo", "policy_kwargs: {optimizer_kwargs: {betas: [0.9, .nan]}}", r"policy_kwargs\.optimizer_kwargs\.betas\[1\] must be a finite number"),
+        ("a2c", "rms_prop_eps: .nan", "rms_prop_eps must be a finite number"),
+        # coefficients and learning rates far beyond any use overflow the loss or the optimizer
+        ("ppo", "vf_coef: 1.0e+308", r"vf_coef: 1e\+308 is out of range; allowed: a number in \[0, 100\]"),
+        ("ppo", "ent_coef: 1.0e+308", r"ent_coef: 1e\+308 is out of range; allowed: a number in \[0, 100\]"),
+        ("sac", "ent_coef: 101", "ent_coef: 101 is out of range"),
+        ("ppo", "learning_rate: 1.0e+300", r"learning_rate: 1e\+300 is out of range; allowed: a number in \(0, 1\]"),
+        ("sac", "learning_rate: lin_2", "learning_rate: 2.0 is out of range"),
+        ("ppo", "stats_window_size: -1", r"stats_window_size: -1 is out of range; allowed: an integer in \[1, inf\)"),
+        ("sac", "stats_window_size: 0", "stats_window_size: 0 is out of range"),
+        # rules between keys
+        ("ppo", "n_envs: 1\nn_steps: 1", r"n_steps: 1 is out of range with n_envs = 1; allowed: n_steps \* n_envs >= 2 \(normalize_advantage is true\)"),
+        ("a2c", "n_envs: 1\nn_steps: 1\nnormalize_advantage: true", "n_steps: 1 is out of range with n_envs = 1"),
+        ("ppo", "n_steps: 8\nbatch_size: 1", r"batch_size: 1 is out of range; allowed: an integer in \[2, inf\)"),
+        ("ppo_lstm", "policy: MlpLstmPolicy\nn_steps: 8\nbatch_size: 1", "batch_size: 1 is out of range"),  # NaN advantages, no assert
+        ("sac", "n_envs: 2\ntrain_freq: [1, episode]", r"train_freq: \[1, episode\] needs n_envs = 1, got n_envs = 2"),
+        ("tqc", "top_quantiles_to_drop_per_net: 100", r"top_quantiles_to_drop_per_net: 100 is out of range; allowed: an integer in \[0, n_quantiles = 25\)"),
+        ("tqc", "top_quantiles_to_drop_per_net: 5\npolicy_kwargs: {n_quantiles: 5}", r"an integer in \[0, n_quantiles = 5\)"),
+        ("tqc", "policy_kwargs: {n_quantiles: 0}", "policy_kwargs.n_quantiles: 0 is out of range"),
+        ("sac", "policy_kwargs: {n_critics: 0}", "policy_kwargs.n_critics: 0 is out of range"),
+        # a class of the right base that the algorithm, the env or SB3's train loop cannot use
+        ("ppo", "policy: stable_baselines3.sac.policies.SACPolicy", r"policy: .*SACPolicy' is not a policy of PPO; allowed: its aliases or a subclass of ActorCriticPolicy"),
+        ("sac", "policy: stable_baselines3.common.policies.ActorCriticPolicy", "is not a policy of SAC; allowed: its aliases or a subclass of SACPolicy"),
+        ("sac", "replay_buffer_class: stable_baselines3.HerReplayBuffer", "replay_buffer_class: HerReplayBuffer needs Dict observations, but Microgrid-v0 observes a Box vector"),
+        ("sac", "replay_buffer_class: HerReplayBuffer", "replay_buffer_class: HerReplayBuffer needs Dict observations"),
+        ("sac", "replay_buffer_class: stable_baselines3.common.buffers.DictReplayBuffer", "replay_buffer_class: DictReplayBuffer needs Dict observations"),
+        ("ppo", "rollout_buffer_class: stable_baselines3.common.buffers.DictRolloutBuffer", "rollout_buffer_class: DictRolloutBuffer needs Dict observations"),
+        ("ppo", 'policy_kwargs: "dict(features_extractor_class=stable_baselines3.common.torch_layers.NatureCNN)"', "features_extractor_class: NatureCNN needs image observations"),
+        ("ppo", "policy: CnnPolicy", "policy: ActorCriticCnnPolicy's features extractor: NatureCNN needs image observations"),
+        ("sac", "policy: MultiInputPolicy", "policy: MultiInputPolicy's features extractor: CombinedExtractor needs Dict observations"),
+        ("ppo", 'policy_kwargs: "dict(optimizer_class=torch.optim.LBFGS)"', r"'torch\.optim\.LBFGS' cannot be used: its step\(\) needs a closure"),
+        ("ppo", 'policy_kwargs: "dict(optimizer_class=torch.optim.SparseAdam)"', "'torch.optim.SparseAdam' cannot be used: it takes sparse gradients only"),
+        ("ppo", 'policy_kwargs: "dict(optimizer_class=torch.optim.Optimizer)"', r"cannot be used: it is abstract \(no step\(\)\); optimizer_class takes a concrete subclass of Optimizer"),
+        ("ppo", 'policy_kwargs: "dict(activation_fn=nn.Module)"', r"activation_fn: 'torch\.nn\.Module' cannot be used: it is abstract \(no forward\(\)\)"),
+        ("ppo", 'policy_kwargs: "dict(activation_fn=nn.ModuleList)"', r"cannot be used: it is abstract \(no forward\(\)\)"),
+        ("ppo", 'policy_kwargs: "dict(features_extractor_class=stable_baselines3.common.torch_layers.BaseFeaturesExtractor)"', "it is abstract"),
+        ("ppo", "callback: stable_baselines3.common.callbacks.BaseCallback", r"callback: .* cannot be used: it is abstract \(no _on_step\)"),
+    ],
+)
+def test_train_refuses_what_sb3_would_fail_on_before_writing_anything(tmp_path, capsys, algo, settings, match):
+    path = write(tmp_path, settings)
+    assert main(["train", "--algo", algo, "--conf", str(path), "--run-dir", str(tmp_path / "run"), "--timesteps", "64"]) == 2
+    assert re.search(match, capsys.readouterr().err) and not (tmp_path / "run").exists()
+
+
+def test_values_next_to_the_new_limits_load(tmp_path):
+    load = lambda algo, settings, env="Microgrid-v0": load_hyperparams(write(tmp_path, settings, env), ALGOS[algo])  # noqa: E731
+    assert load("dyna_sac", "max_disagreement: .inf").algo_kwargs["max_disagreement"] == float("inf")  # keeps every imagined transition
+    assert load("ppo", "learning_rate: 1\nvf_coef: 100\nent_coef: 100\nn_envs: 2\nn_steps: 1\nbatch_size: 2").algo_kwargs["n_steps"] == 1
+    assert load("sac", "ent_coef: auto_100\nstats_window_size: 1").algo_kwargs["ent_coef"] == "auto_100"
+    assert load("a2c", "n_envs: 1\nn_steps: 1").algo_kwargs["n_steps"] == 1  # A2C does not normalise advantages by default
+    assert load("trpo", "n_steps: 8\nbatch_size: 1").algo_kwargs["batch_size"] == 1  # TRPO normalises over the whole rollout
+    assert load("tqc", "top_quantiles_to_drop_per_net: 24").algo_kwargs["top_quantiles_to_drop_per_net"] == 24
+    assert load("tqc", "top_quantiles_to_drop_per_net: 30\npolicy_kwargs: {n_quantiles: 35}").algo_kwargs["top_quantiles_to_drop_per_net"] == 30
+    # a wrapper may change the observations: the env's kind is then unknown before it is built
+    wrapped = load("sac", "replay_buffer_class: HerReplayBuffer\nenv_wrapper: [{gymnasium.wrappers.TimeLimit: {max_episode_steps: 24}}]")
+    assert wrapped.algo_kwargs["replay_buffer_class"] is HerReplayBuffer
+    assert load("ppo", "policy: MultiInputPolicy", env="MicrogridGoal-v0").policy == "MultiInputPolicy"
+    # an integer comes back as written, not rounded through a float
+    assert load("ppo", f"n_timesteps: {2**53 + 1}").n_timesteps == 2**53 + 1
 
 
 def test_a_value_the_constructors_refuse_is_named_and_writes_nothing(tmp_path, capsys):
