@@ -95,7 +95,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scenario", default=None,
         help="preset name or scenario YAML path (default: the site the controllers were made for: an export folder's "
-        "scenario.yaml; for a saved model, the scenario its run.json records (`sb3-microgrid adapt`), else its training "
+        "scenario.yaml; for a saved model, the scenario its run.json records (`sb3-microgrid adapt`, and `train` for a scenario file), else its training "
         "file's env_kwargs scenario; else campus)",
     )  # fmt: skip
     _add_trust_module(p)

@@ -3,10 +3,12 @@
 Files written under ``run_dir``:
 
 - ``run.json``: the run's record, ``{"algo": <name in ALGOS>, "seed": <int>, "vec_env": <name>, "env": <the
-  file's section>}`` from the start; at the end also ``"num_timesteps": <int>`` and ``"files": {"model.zip": <bytes>,
-  "model_vecnormalize.pkl": <bytes>}`` (the statistics only when the configuration normalises). ``algo`` is
-  the class to load ``model.zip`` with; ``--resume`` continues with the recorded algorithm, seed, vec env and
-  section, and evaluation reads the recorded section of ``config.yml``.
+  file's section>, "timesteps": <the run's total>}`` from the start, with ``"scenario": {...}`` (the whole scenario)
+  when the file names a scenario file or mapping; at the end also ``"num_timesteps": <int>`` and ``"files":
+  {"model.zip": <bytes>, "model_vecnormalize.pkl": <bytes>}`` (the statistics only when the configuration
+  normalises). ``algo`` is the class to load ``model.zip`` with; ``--resume`` continues with the recorded algorithm,
+  seed, vec env, section and total (and refuses a scenario file that changed), and evaluation reads the recorded
+  scenario and section of ``config.yml``.
 - ``config.yml``: a copy of the hyperparameter file; ``--resume`` requires the same file.
 - ``checkpoints/<steps>/``: one complete checkpoint set per save, written atomically (a ``<steps>.tmp/``
   folder renamed when complete): ``model.zip`` (after the update of those steps),
@@ -22,7 +24,6 @@ Files written under ``run_dir``:
 
 from __future__ import annotations
 
-import json
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
@@ -39,7 +40,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 from .callbacks.checkpoint import RUN_JSON, CheckpointError, CheckpointSetCallback, checkpoints, latest_checkpoint, load_checkpoint, publish_model, read_run_json, restore_callbacks, write_run_json
 from .algos import ALGOS, algorithm
-from .common.files import write_atomically
 from .envs import MicrogridVecEnv
 from .hyperparams import Hyperparams, HyperparamsError, load_hyperparams
 from .scenario import PRESETS, load_scenario, to_dict
@@ -183,15 +183,22 @@ def train(
             callback.log_path = str(run_dir)  # beside model.zip, where export and a resumed run look for validation.json
     if previous is not None:
         restore_callbacks(previous, callbacks)  # what they adapted: a noise scale, a curriculum level
-    callbacks.append(CheckpointSetCallback(save_freq, save_path, algo, callbacks))  # last: after other callbacks' rollout-start work
+    callbacks.append(CheckpointSetCallback(save_freq, save_path, algo, callbacks=callbacks))  # last: after other callbacks' rollout-start work
     if previous is None:
         save_path.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(conf, run_dir / "config.yml")
         write_run_json(run_dir, algo, settings=settings)
     elif recorded_total != total:  # a new total, for the resumes after this one
-        write_atomically(run_dir / RUN_JSON, (json.dumps({**read_run_json(run_dir), TOTAL: total}, indent=2) + "\n").encode())
-    # Also with no steps left (a run killed while publishing): the callbacks' end of training puts the best back.
-    model.learn(max(total - model.num_timesteps, 0), callback=_FinalSetFirst(callbacks), progress_bar=progress_bar, reset_num_timesteps=previous is None, tb_log_name=algo)
+        record = read_run_json(run_dir)
+        write_run_json(run_dir, algo, record.get("num_timesteps"), list(record["files"]) if "files" in record else None, settings)
+    # The final set must hold the weights training reached (a resumed run goes on from them): the best goes back after.
+    selecting = [callback for callback in callbacks if isinstance(callback, ValidationCallback) and callback.restore_best]
+    for callback in selecting:
+        callback.restore_at_end = False
+    # Also with no steps left (a run killed while publishing), so that the callbacks take up their state.
+    model.learn(max(total - model.num_timesteps, 0), callback=CallbackList(callbacks), progress_bar=progress_bar, reset_num_timesteps=previous is None, tb_log_name=algo)
+    for callback in selecting:
+        callback.restore()
     publish_model(model, run_dir, algo, settings)
     return model
 
@@ -211,18 +218,6 @@ def _record_scenario(hp: Hyperparams, conf: str | Path, settings: dict[str, Any]
     if recorded is not None and _built(f"the scenario {RUN_JSON} records", conf, lambda: load_scenario(recorded)) != scenario:
         raise CheckpointError(f"--resume: the scenario {spec!r} is not the one the run was trained on (its {RUN_JSON} records it whole): restore the file, or start a new run")
     settings[SCENARIO] = to_dict(scenario)
-
-
-class _FinalSetFirst(CallbackList):
-    """The run's callbacks, the :class:`CheckpointSetCallback` last, except at the end of training, where it writes
-    its final set first: before a ``ValidationCallback`` puts the best weights back, so that the set holds the weights
-    training reached (a resumed run goes on from them) while the published model is the validation choice."""
-
-    def _on_training_end(self) -> None:
-        *others, checkpoint = self.callbacks
-        checkpoint.on_training_end()
-        for callback in others:
-            callback.on_training_end()
 
 
 def _built(what: str, conf: str | Path, build: Callable[[], Any]) -> Any:

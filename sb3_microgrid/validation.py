@@ -92,6 +92,10 @@ class ValidationCallback(BaseCallback):
             raise ValueError(f"max_minutes must be a number > 0 or None, got {max_minutes!r}")
         self.days, self.eval_freq, self.seed, self.max_minutes = days, eval_freq, seed, max_minutes
         self.restore_best, self.log_path = restore_best, log_path
+        #: with ``restore_best``, whether the callback puts the best back at the end of training itself; a caller that
+        #: must first save the weights training reached sets it to ``False`` and calls :meth:`restore` after
+        #: ``learn()`` (``sb3-microgrid train``, whose final checkpoint set holds them)
+        self.restore_at_end = True
         self.history: list[dict[str, float]] = []
         self.best: dict[str, float] | None = None
         self._best_state: tuple[Any, Any] | None = None
@@ -127,14 +131,15 @@ class ValidationCallback(BaseCallback):
     def _on_training_end(self) -> None:
         if not self.history or self.history[-1]["steps"] != self.num_timesteps:
             self._score()
-        if self.restore_best:
+        if self.restore_best and self.restore_at_end:
             self.restore()
         self._write()
 
     def restore(self) -> None:
         """Load the best-scoring parameters and normalisation statistics into the model (what ``restore_best`` does at
-        the end of training). ``sb3-microgrid train`` calls it itself once the final checkpoint holds the weights
-        training reached, so that a resumed run goes on from those and the published model is the best."""
+        the end of training, unless :attr:`restore_at_end` is ``False``). ``sb3-microgrid train`` calls it after
+        ``learn()``, once the final checkpoint set holds the weights training reached: a resumed run goes on from
+        those, and the published model is the best."""
         if self._best_state is None and self._best_file is not None:  # the best predates the resume
             self._best_state = self._load_best(self._folder / self._best_file)
         if self._best_state is not None:

@@ -50,7 +50,7 @@ import torch as th
 import yaml
 
 from .algos import ALGOS
-from .common.yaml_files import SavedRunLoader
+from .common.yaml_files import SavedRunLoader, load_yaml
 from .hyperparams import HyperparamsError, _read_section, load_hyperparams, parse_python, resolve_section, trusted_modules
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def _file_section(argv: list[str]) -> dict[str, Any]:
     args = zoo_arguments("train", argv)
     if not args.conf_file or not Path(args.conf_file).exists():
         return {}
-    return (yaml.safe_load(Path(args.conf_file).read_text()) or {}).get(args.env) or {}
+    return (load_yaml(Path(args.conf_file).read_text()) or {}).get(args.env) or {}
 
 
 def file_policy_kwargs(argv: list[str]) -> dict[str, Any]:

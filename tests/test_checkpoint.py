@@ -666,3 +666,25 @@ def test_a_run_records_its_scenario_file_whole_and_resume_refuses_a_changed_one(
     assert train("ppo", conf, tmp_path / "run", timesteps=128, resume=True, progress_bar=False).num_timesteps == 128
     assert main(["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(conf), "--timesteps", "64"]) == 2
     assert "is a file; choose a folder" in capsys.readouterr().err
+
+
+def test_the_final_set_holds_the_last_value_fit_of_the_auxiliary_replay(tmp_path):
+    """With the final set written first at the end of training, it missed AuxiliaryValueReplayCallback's last fit,
+    which no resume can redo (its store is not saved): without a ValidationCallback, set and model are the same."""
+    conf = _conf(tmp_path, PPO_CONF + "  callback:\n    - sb3_microgrid.callbacks.AuxiliaryValueReplayCallback: {gradient_steps: 4}\n")
+    train("ppo", conf, tmp_path / "run", timesteps=128, save_freq=64, progress_bar=False)
+    final = PPO.load(tmp_path / "run" / "checkpoints" / "128" / MODEL, device="cpu").policy.state_dict()
+    published = PPO.load(tmp_path / "run" / MODEL, device="cpu").policy.state_dict()
+    assert all(th.equal(published[k], v) for k, v in final.items())
+
+
+def test_a_checkpoint_set_is_scored_on_the_scenario_its_run_records(tmp_path, monkeypatch):
+    """The scenario was read from the run folder's run.json for the published model only: a set fell back to the
+    file's relative path."""
+    (tmp_path / "site.yaml").write_text("base: campus\nbattery: {capacity_kwh: 1500}\n")
+    conf = _conf(tmp_path, PPO_CONF.replace("n_timesteps: 512", "n_timesteps: 512\n  env_kwargs: {scenario: site.yaml}"))
+    monkeypatch.chdir(tmp_path)
+    train("ppo", conf, tmp_path / "run", timesteps=64, save_freq=64, progress_bar=False)
+    monkeypatch.chdir(tmp_path / "run")
+    scenario = sb3_model.recorded_scenario(tmp_path / "run" / "checkpoints" / "64" / MODEL)
+    assert scenario == json.loads((tmp_path / "run" / RUN_JSON).read_text())["scenario"] and scenario["battery"]["capacity_kwh"] == 1500

@@ -171,7 +171,7 @@ def test_quantiles_are_validated():
         ({"peak_factor": float("inf")}, "peak_factor"),
         ({"must_charge_laxity_steps": -100}, "must_charge_laxity_steps"),
         ({"must_charge_laxity_steps": 0}, "must_charge_laxity_steps"),  # leaves EV energy unmet
-        ({"must_charge_laxity_steps": 1.5}, "must_charge_laxity_steps"),
+        ({"must_charge_laxity_steps": 0.5}, "must_charge_laxity_steps"),
         ({"must_charge_laxity_steps": True}, "must_charge_laxity_steps"),
     ],
 )
@@ -181,6 +181,6 @@ def test_every_parameter_is_checked_at_construction(kwargs, name):
 
 
 def test_numpy_numbers_and_whole_floats_are_accepted_as_plain_numbers():
-    rule = RuleController(target_soc=np.float32(0.5), peak_target_kw=np.int64(900), peak_factor=np.float64(1.0), must_charge_laxity_steps=2.0)
-    assert (rule.target_soc, rule.peak_target_kw, rule.peak_factor, rule.must_charge_laxity_steps) == (0.5, 900, 1.0, 2)
-    assert type(rule.must_charge_laxity_steps) is int and type(rule.target_soc) is float
+    rule = RuleController(target_soc=np.float32(0.5), peak_target_kw=np.int64(900), peak_factor=np.float64(1.0), must_charge_laxity_steps=np.float64(1.5))
+    assert (rule.target_soc, rule.peak_target_kw, rule.peak_factor, rule.must_charge_laxity_steps) == (0.5, 900, 1.0, 1.5)
+    assert type(rule.must_charge_laxity_steps) is float and type(rule.target_soc) is float  # laxity is continuous

@@ -239,3 +239,16 @@ def test_a_crafted_config_beside_a_model_is_skipped_not_a_crash(tmp_path):
     assert run_settings(tmp_path / "model.zip") is None
     (tmp_path / "config.yml").write_text("!!python/object/apply:collections.OrderedDict [[[normalize, true], [n_timesteps, 10]]]\n")
     assert run_settings(tmp_path / "model.zip") == {"normalize": True, "n_timesteps": 10}
+
+
+def test_an_older_runs_config_with_a_repeated_key_is_still_read():
+    """The saved-run reader refused repeated keys, so an older run's config.yml was skipped and the run scored on
+    the default scenario without a word; only files a user writes now are read strictly."""
+    import tempfile
+    from pathlib import Path
+
+    from sb3_microgrid.baselines.sb3_model import run_settings
+
+    folder = Path(tempfile.mkdtemp())
+    (folder / "config.yml").write_text("Microgrid-v0:\n  n_epochs: 2\n  n_epochs: 3\n  env_kwargs: {scenario: campus_tod}\n")
+    assert run_settings(folder / "model.zip") == {"n_epochs": 3, "env_kwargs": {"scenario": "campus_tod"}}

@@ -63,8 +63,8 @@ class RuleController:
         0 holds the import at the day's peak so far; above 1 the cap only lets the refill and the EVs raise
         the day's peak (for a low demand rate), by up to the peak itself at 2; for no cap at all give a
         ``peak_target_kw`` at the import limit
-    :param must_charge_laxity_steps: an integer in [1, 10**6]; EVs with at most this many steps of laxity
-        charge at full power. One step is the least that still finishes every car: laxity falls by one step
+    :param must_charge_laxity_steps: in [1, 10**6] (laxity is continuous: 1.5 steps is a threshold too); EVs
+        with at most this many steps of laxity charge at full power. One step is the least that still finishes every car: laxity falls by one step
         per step waited, so with less a car can miss its last chance. Any value above the longest stay in
         steps charges every car at full power on arrival, as ``naive`` does; 10**6 steps outlasts any stay
     """
@@ -74,7 +74,7 @@ class RuleController:
     target_soc: float | None = None
     peak_target_kw: float | None = None
     peak_factor: float = 0.9
-    must_charge_laxity_steps: int = 1
+    must_charge_laxity_steps: float = 1.0
 
     name: ClassVar[str] = "rule"
     ev_dispatch: ClassVar[str] = PORTS
@@ -91,7 +91,7 @@ class RuleController:
         if self.peak_target_kw is not None:
             self.peak_target_kw = checked_number("peak_target_kw", self.peak_target_kw, 0.0, MAX_PEAK_TARGET_KW)
         self.peak_factor = checked_number("peak_factor", self.peak_factor, 0.0, 2.0)
-        self.must_charge_laxity_steps = checked_number("must_charge_laxity_steps", self.must_charge_laxity_steps, 1, 10**6, integer=True)
+        self.must_charge_laxity_steps = checked_number("must_charge_laxity_steps", self.must_charge_laxity_steps, 1, 10**6)
 
     def reset(self, env: MicrogridEnv, obs: np.ndarray) -> None:
         """Read the scenario and the observation layout, and record the episode's starting energy.

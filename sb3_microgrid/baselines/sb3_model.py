@@ -139,13 +139,21 @@ def _recorded_section(config: Path, content: dict[str, Any]) -> Any:
 
 
 def recorded_scenario(path: str | Path) -> str | dict[str, Any] | None:
-    """The site the model at ``path`` was made for, as its run records it: the ``scenario`` of the run's
-    ``run.json`` (``sb3-microgrid adapt`` writes it), else the ``env_kwargs`` scenario of its hyperparameters
-    (:func:`run_settings`), else ``None``.
+    """The site the model at ``path`` was made for, as its run records it: the whole ``scenario`` of the run's
+    ``run.json`` (``sb3-microgrid adapt`` writes it, and ``sb3-microgrid train`` for a scenario file or mapping; for a
+    checkpoint set, its run folder's), else the ``env_kwargs`` scenario of its hyperparameters (:func:`run_settings`),
+    else ``None``.
 
     :raises ValueError: if the run record is malformed
     """
     record = run_record(path) or {}
+    model = Path(path)
+    if "scenario" not in record and model.parent.parent.name == "checkpoints" and (model.parents[2] / RUN_JSON).is_file():
+        # a checkpoint set's own run.json records no settings: its run folder's does (sb3-microgrid train)
+        try:
+            record = read_run_json(model.parents[2])
+        except CheckpointError as err:
+            raise ValueError(str(err)) from None
     return record.get("scenario") or ((run_settings(path) or {}).get("env_kwargs") or {}).get("scenario")
 
 

@@ -70,12 +70,12 @@ class CheckpointSetCallback(BaseCallback):
         boundary at or after each multiple of it
     :param save_path: folder of the sets
     :param algo: the algorithm's name, recorded in each set's ``run.json``
+    :param verbose: 1 to print each set written
     :param callbacks: the run's other callbacks; the state of those that keep one (:func:`stateful_callbacks`)
         goes into each set, for :func:`restore_callbacks`
-    :param verbose: 1 to print each set written
     """
 
-    def __init__(self, save_freq: int, save_path: str | Path, algo: str, callbacks: Sequence[BaseCallback] = (), verbose: int = 0) -> None:
+    def __init__(self, save_freq: int, save_path: str | Path, algo: str, verbose: int = 0, callbacks: Sequence[BaseCallback] = ()) -> None:
         super().__init__(verbose)
         if save_freq < 1:
             raise ValueError(f"save_freq must be >= 1, got {save_freq}")

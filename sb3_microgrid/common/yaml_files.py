@@ -16,15 +16,20 @@ import yaml
 MAX_VALUES = 100_000
 
 
-class StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key repeated in one mapping and a document that aliases expand beyond
-    :data:`MAX_VALUES` values (a ``yaml.YAMLError`` naming the key and line, or the limit). Anchors and merge keys
-    (``<<: *defaults``), which zoo files use, are read as usual."""
+class CappedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a document that aliases expand beyond :data:`MAX_VALUES` values (a
+    ``yaml.YAMLError`` naming the limit). Anchors and merge keys (``<<: *defaults``), which zoo files use, are read as
+    usual."""
 
     def compose_document(self) -> yaml.Node:
         node = super().compose_document()
         _check_expansion(node)
         return node
+
+
+class StrictLoader(CappedLoader):
+    """:class:`CappedLoader` that also refuses a key repeated in one mapping (a ``yaml.YAMLError`` naming the key and
+    its line): for the files a user writes."""
 
 
 def _check_expansion(root: yaml.Node) -> None:
@@ -69,8 +74,9 @@ def load_yaml(stream: str | IO[str]) -> Any:
     return yaml.load(stream, Loader=StrictLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
-class SavedRunLoader(StrictLoader):
-    """:class:`StrictLoader` plus the one Python tag rl_zoo3 writes into a run's ``config.yml`` and ``args.yml``: its
+class SavedRunLoader(CappedLoader):
+    """:class:`CappedLoader` (a file a run wrote, perhaps an older version's: repeated keys are read as PyYAML reads
+    them) plus the one Python tag rl_zoo3 writes into a run's ``config.yml`` and ``args.yml``: its
     ``yaml.dump`` of an ``OrderedDict``, ``!!python/object/apply:collections.OrderedDict [[[key, value], ...]]``,
     read as a dict. Any other Python tag (``!!python/object/apply:os.system``, ``!!python/name:...``) stays a
     ``yaml.YAMLError``, as under ``safe_load``; nothing is imported or called."""

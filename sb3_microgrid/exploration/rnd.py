@@ -253,13 +253,11 @@ class RNDRewardWrapper(VecEnvWrapper):
             counts = {key: checked_number(key, state[key], 0, math.inf) for key in ("obs_count", "return_count")}
             steps = {key: checked_number(key, state[key], 0, math.inf, integer=True) for key in ("n_calls", "num_timesteps")}
             target, predictor = self._checked_weights(self.target, state["target"]), self._checked_weights(self.predictor, state["predictor"])
-            optimizer = th.optim.Adam(self.predictor.parameters())
-            optimizer.load_state_dict(state["optimizer"])
+            self.optimizer.load_state_dict(state["optimizer"])  # last of the checks: it refuses before setting anything
         except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
             raise ValueError(f"{path} does not fit this RNDRewardWrapper: {str(err)[:300]}") from None
         self.target.load_state_dict(target)
         self.predictor.load_state_dict(predictor)
-        self.optimizer.load_state_dict(state["optimizer"])
         self.obs_rms.mean, self.obs_rms.var, self.obs_rms.count = arrays["obs_mean"], arrays["obs_var"], counts["obs_count"]
         self.return_rms.mean, self.return_rms.var, self.return_rms.count = arrays["return_mean"], arrays["return_var"], counts["return_count"]
         self._intrinsic_return = arrays["intrinsic_return"]
