@@ -125,7 +125,7 @@ SETTINGS = {
     "trpo": {"n_steps": 48, "batch_size": 48},
     "ppo_lstm": {"policy": "MlpLstmPolicy", "n_steps": 48, "batch_size": 48, "n_epochs": 1, "policy_kwargs": {"net_arch": [16], "lstm_hidden_size": 8}},
     "ars": {"policy": "LinearPolicy", "n_delta": 2, "n_top": 1, "policy_kwargs": None},
-    "paired_ars": {"policy": "LinearPolicy", "n_delta": 2, "n_top": 1, "policy_kwargs": None},
+    "paired_ars": {"policy": "LinearPolicy", "n_delta": 2, "n_top": 1, "policy_kwargs": None, "normalize": {"norm_obs": True, "norm_reward": False}},
     "dyna_sac": {"model_train_freq": 48, "rollout_batch_size": 32, "model_buffer_size": 1000, "model_train_samples": 100,
                  "model_fit_kwargs": {"max_epochs": 2}},  # fmt: skip
 }

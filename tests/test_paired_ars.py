@@ -158,8 +158,10 @@ def test_reward_normalisation_is_refused():
     only clipped (about 4 % of a random policy's steps at -10)."""
     from stable_baselines3.common.vec_env import VecNormalize
 
-    env = VecNormalize(MicrogridVecEnv(2, seed=0), norm_reward=True)
-    model = PairedARS("LinearPolicy", env, n_delta=2, n_top=2, n_eval_episodes=2, seed=0, device="cpu")
+    with pytest.raises(ValueError, match=r"PairedARS needs VecNormalize\(norm_reward=False\)"):
+        PairedARS("LinearPolicy", VecNormalize(MicrogridVecEnv(2, seed=0), norm_reward=True), n_delta=2, n_top=2, n_eval_episodes=2, seed=0, device="cpu")
+    model = PairedARS("LinearPolicy", MicrogridVecEnv(2, seed=0), n_delta=2, n_top=2, n_eval_episodes=2, seed=0, device="cpu")
+    model.set_env(VecNormalize(MicrogridVecEnv(2, seed=0), norm_reward=True))
     with pytest.raises(ValueError, match=r"PairedARS needs VecNormalize\(norm_reward=False\)"):
         model.learn(96)
     assert model.num_timesteps == 0
@@ -183,3 +185,14 @@ def test_a_callback_returning_false_stops_training():
     model = _model(n_envs=2, n_delta=2)
     model.learn(10**6, callback=StopTrainingOnMaxEpisodes(max_episodes=1))
     assert model.num_timesteps == model.pop_size * 2 * 24  # one update, then stop
+
+
+def test_train_refuses_reward_normalisation_before_writing_the_run_folder(tmp_path):
+    from sb3_microgrid.hyperparams import HyperparamsError
+    from sb3_microgrid.training import train
+
+    conf = tmp_path / "ars.yml"
+    conf.write_text("Microgrid-v0:\n  policy: LinearPolicy\n  n_delta: 2\n  normalize: true\n")
+    with pytest.raises(HyperparamsError, match=r"the algorithm's arguments: ValueError: PairedARS needs VecNormalize\(norm_reward=False\)"):
+        train("paired_ars", conf, tmp_path / "run", timesteps=96, progress_bar=False)
+    assert not (tmp_path / "run").exists()

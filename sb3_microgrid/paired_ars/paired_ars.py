@@ -163,11 +163,7 @@ class PairedARS(ARS):
         the progress of the schedules runs to the total including the earlier steps, as in SB3's other
         algorithms (ARS divides by ``total_timesteps`` alone), so the progress bar of a resumed run counts to its total
         too. Arguments as :meth:`sb3_contrib.ARS.learn`."""
-        normalizer = self._vec_normalize_env
-        if normalizer is not None and normalizer.norm_reward:
-            # the candidates act with frozen statistics (evaluate_candidates), so the reward scale would never move
-            # from its start and the rewards would only be clipped; ARS scales its step by the returns' std anyway
-            raise ValueError("PairedARS needs VecNormalize(norm_reward=False): it scales its step by the spread of the returns itself")
+        self._check_normalizer()  # again: set_env may have brought another env since
         # the total including earlier steps, under the name callbacks read from locals() (ProgressBarCallback)
         total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         self._continue_training = True
@@ -181,9 +177,18 @@ class PairedARS(ARS):
         return self
 
     def _setup_model(self) -> None:
+        self._check_normalizer()  # at construction: sb3-microgrid train refuses the file before writing the run folder
         super()._setup_model()
         self._continue_training = True
         self._calls_left = 0
+
+    def _check_normalizer(self) -> None:
+        """Refuse ``VecNormalize(norm_reward=True)``: the candidates act with frozen statistics
+        (:meth:`evaluate_candidates`), so the reward scale would never move from its start and the rewards would only
+        be clipped; the step is scaled by the spread of the returns anyway."""
+        normalizer = self._vec_normalize_env
+        if normalizer is not None and normalizer.norm_reward:
+            raise ValueError("PairedARS needs VecNormalize(norm_reward=False): it scales its step by the spread of the returns itself")
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_continue_training", "_calls_left"]
