@@ -38,7 +38,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
-from .callbacks.checkpoint import RUN_JSON, CheckpointError, CheckpointSetCallback, checkpoints, latest_checkpoint, load_checkpoint, publish_model, read_run_json, restore_callbacks, write_run_json
+from .callbacks.checkpoint import PUBLISHING, RUN_JSON, CheckpointError, CheckpointSetCallback, checkpoints, latest_checkpoint, load_checkpoint, publish_model, read_run_json, restore_callbacks, write_run_json
 from .algos import ALGOS, algorithm
 from .envs import MicrogridVecEnv
 from .hyperparams import Hyperparams, HyperparamsError, load_hyperparams
@@ -190,7 +190,8 @@ def train(
         write_run_json(run_dir, algo, settings=settings)
     elif recorded_total != total:  # a new total, for the resumes after this one
         record = read_run_json(run_dir)
-        write_run_json(run_dir, algo, record.get("num_timesteps"), list(record["files"]) if "files" in record else None, settings)
+        marked = {**settings, PUBLISHING: True} if record.get(PUBLISHING) else settings  # still unfinished, until published
+        write_run_json(run_dir, algo, record.get("num_timesteps"), list(record["files"]) if "files" in record else None, marked)
     # The final set must hold the weights training reached (a resumed run goes on from them): the best goes back after.
     selecting = [callback for callback in callbacks if isinstance(callback, ValidationCallback) and callback.restore_best]
     for callback in selecting:

@@ -688,3 +688,20 @@ def test_a_checkpoint_set_is_scored_on_the_scenario_its_run_records(tmp_path, mo
     monkeypatch.chdir(tmp_path / "run")
     scenario = sb3_model.recorded_scenario(tmp_path / "run" / "checkpoints" / "64" / MODEL)
     assert scenario == json.loads((tmp_path / "run" / RUN_JSON).read_text())["scenario"] and scenario["battery"]["capacity_kwh"] == 1500
+
+
+def test_a_new_total_keeps_the_mark_of_a_run_left_while_publishing(ppo_run, tmp_path, monkeypatch):
+    """Resumed with another --timesteps, the run record is rewritten: it must keep saying that the folder's model and
+    statistics are not a finished pair until the run publishes again."""
+    conf, run = ppo_run[0], _copy(ppo_run[1], tmp_path)
+    record = json.loads((run / RUN_JSON).read_text())
+    (run / RUN_JSON).write_text(json.dumps({**record, "publishing": True}))
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "publish_model", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train("ppo", conf, run, timesteps=320, resume=True, progress_bar=False)
+    record = json.loads((run / RUN_JSON).read_text())
+    assert record["publishing"] is True and record["timesteps"] == 320
