@@ -462,3 +462,14 @@ def test_a_pickled_sum_tree_with_a_key_that_hides_a_method_is_refused_by_both_re
 def test_a_sum_tree_of_a_numpy_capacity_round_trips() -> None:
     tree = SumTree(np.int64(5))
     assert type(tree.capacity) is int and pickle.loads(pickle.dumps(tree)).capacity == 5
+
+
+def test_set_progress_refuses_a_fraction_that_is_not_a_finite_number() -> None:
+    """max(nan, 0.0) is nan in Python: the clip let it through and beta became NaN."""
+    buffer = make_buffer()
+    buffer.set_progress(2.0)
+    assert buffer.progress == 1.0
+    for bad in (math.nan, math.inf, "0.5"):
+        with pytest.raises(ValueError, match="fraction"):
+            buffer.set_progress(bad)
+    assert buffer.progress == 1.0

@@ -177,9 +177,10 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """
         Set the annealing progress of ``beta``.
 
-        :param fraction: 0 at the start of training (``beta``), 1 at the end (``beta_final``)
+        :param fraction: 0 at the start of training (``beta``), 1 at the end (``beta_final``); clipped to [0, 1]
+        :raises ValueError: for a fraction that is not a finite number (NaN would pass the clip and make ``beta`` NaN)
         """
-        self.progress = min(max(fraction, 0.0), 1.0)
+        self.progress = min(max(checked_number("fraction", fraction, -math.inf, math.inf), 0.0), 1.0)
 
     def add(
         self,
