@@ -73,7 +73,8 @@ def train_and_score(model: BaseAlgorithm, steps: int, scorer: DayScoreCallback, 
     model.learn(steps, callback=[*callbacks, scorer])
     train_seconds = time.perf_counter() - start - scorer.eval_seconds
     final = scorer.score(model, model.get_env())
-    curve = scorer.curve + [final] if not scorer.curve or scorer.curve[-1][0] != final[0] else scorer.curve
+    # a periodic score at the last step came before the gradient steps after it (off-policy): the final one replaces it
+    curve = [point for point in scorer.curve if point[0] != final[0]] + [final]
     return {**record, "curve": curve, "final_cost": final[1], "final_gap": final[2], "steps_per_s": steps / max(train_seconds, 1e-9)}
 
 

@@ -173,7 +173,7 @@ class BudgetValidation(ValidationCallback):
         if normalizer is not None:
             normalizer.obs_rms, normalizer.ret_rms = statistics
         try:
-            summary = evaluate(SB3Controller.from_model(self.model, normalizer), scenario=self._scenario, split="test", reference=False).summary
+            summary = evaluate(SB3Controller.from_model(self.model, normalizer), scenario=self._sites[0], split="test", reference=False).summary
         finally:
             self.model.set_parameters(current, exact_match=True, device=self.model.device)
             if normalizer is not None:

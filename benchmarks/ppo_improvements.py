@@ -135,13 +135,14 @@ def run(name: str, seed: int, steps: int, eval_every: int, days: int, test_refs:
     model, callbacks = build(name, seed, override)
     validation = ValidationCallback(days=days, eval_freq=eval_every)
     model.learn(steps, callback=[*callbacks, validation])
+    training_minutes = validation.training_minutes  # read now: the test-year score below is no training
     controller = SB3Controller.from_model(model, model.get_vec_normalize_env(), name=name)
     test = evaluate(controller, scenario=model.get_env().get_attr("scenario", [0])[0], split="test", seed=0, reference=False).summary
     record = {
         "config": name,
         "seed": seed,
         "steps": steps,
-        "steps_per_s": (model.num_timesteps - validation.history[0]["steps"]) / (60.0 * validation.training_minutes),
+        "steps_per_s": (model.num_timesteps - validation.history[0]["steps"]) / (60.0 * training_minutes),
         "validation": validation.history,
         "val_best": validation.best,
         "test_gap": float(gap_closed(test["cost_per_day"], test_refs["naive"], test_refs["optimal"])),

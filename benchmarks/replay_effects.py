@@ -19,12 +19,14 @@ Usage: python benchmarks/replay_effects.py [--arms sac,per_sac,dyna_sac,ppo,ppo_
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 from learning import DayScoreCallback, ci95, reference_costs, summarize, table, train_and_score
 from reporting import run_metadata, write_results
 
@@ -69,6 +71,16 @@ def _job(args: tuple) -> dict[str, Any]:
     return run(*args)
 
 
+def paired_value_error(runs: list[dict[str, Any]], arm: str, reference: str = "ppo") -> str:
+    """``arm``'s value RMSE minus ``reference``'s, paired by seed: mean ± 95 % CI, and the t-test's p-value (each
+    seed's two runs share its env streams, so the per-arm intervals overstate the uncertainty of the difference)."""
+    by = {(r["config"], r["seed"]): r["value_rmse"] for r in runs}
+    seeds = sorted(seed for config, seed in by if config == reference and (arm, seed) in by)
+    differences = [by[(arm, seed)] - by[(reference, seed)] for seed in seeds]
+    mean, half = ci95(differences)
+    return f"value RMSE of {arm} − {reference}, paired over {len(seeds)} seeds: {mean:+.3f} ± {half:.3f} (p = {stats.ttest_1samp(differences, 0.0).pvalue:.3f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arms", default="sac,per_sac,dyna_sac,ppo,ppo_aux", help=f"comma-separated, from {list(ARMS)}")
@@ -83,7 +95,11 @@ def main() -> None:
     parser.add_argument("--target-gap", type=float, default=-1.5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--name", default="replay_effects")
+    parser.add_argument("--paired-from", metavar="JSON", help="only print the paired value-error difference of a written run (results/replay_effects_ppo.json)")
     args = parser.parse_args()
+    if args.paired_from:
+        print(paired_value_error(json.loads(Path(args.paired_from).read_text())["runs"], "ppo_aux"))
+        return
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     arms = args.arms.split(",")
     unknown = sorted(set(arms) - set(ARMS))
@@ -119,6 +135,8 @@ def main() -> None:
         summary += rows
         extra = {"value_rmse": "value RMSE vs MC (±95 % CI)", "explained_variance": "explained variance (±95 % CI)"} if family == "on" else None
         lines += [*table(rows, args.target_gap, reference if reference in names else names[0], extra), ""]
+        if family == "on" and {"ppo", "ppo_aux"} <= set(names):
+            lines += [paired_value_error(runs, "ppo_aux"), ""]
     write_results(args.name, meta, {"summary": summary, "runs": runs}, lines)
 
 
