@@ -12,6 +12,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -127,11 +128,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
     if args.json is not None:
-        _check_writable(args.json)
+        _check_writable(args.json, "--json", args)
     scenario = _run_scenario(args)
+    dates = _split_days(args, scenario, args.days)
     controllers = _controllers(args, scenario)
     results = {
-        label: evaluate(controller, scenario=scenario, split=args.split, days=args.days, seed=args.seed, reference=args.reference)
+        label: evaluate(controller, scenario=scenario, split=args.split, days=dates, seed=args.seed, reference=args.reference)
         for label, controller in controllers.items()
     }
     first = next(iter(results.values())).summary
@@ -188,13 +190,13 @@ def _add_plot(subparsers: Any) -> None:
 
 def _plot(args: argparse.Namespace) -> int:
     from .envs import MicrogridEnv
-    from .evaluation import day_seed, run_day, split_dates
+    from .evaluation import day_seed, run_day
     from .plotting import plot_dispatch
 
-    _check_writable(args.out)
+    _check_writable(args.out, "--out", args)
     _check_image_format(args.out)
     scenario = _run_scenario(args)
-    dates = split_dates(scenario, args.split)
+    dates = _split_days(args, scenario)
     if args.day not in dates:
         raise UsageError(f"day {args.day} is not a start day of split {args.split!r} ({dates[0]} .. {dates[-1]})")
     controllers = _controllers(args, scenario)
@@ -215,6 +217,27 @@ def _scenario(name: str | dict[str, Any]) -> Scenario:
         raise UsageError(str(err)) from None
 
 
+def _controller_names(args: argparse.Namespace) -> list[str]:
+    """The controllers of ``--controller``, repeated or separated with commas, in order."""
+    return [name.strip() for value in args.controller for name in value.split(",") if name.strip()]
+
+
+def _split_days(args: argparse.Namespace, scenario: Scenario, days: int | None = None) -> list[str]:
+    """The start days of ``--split`` (the first ``days``), found before any controller runs: more days than the
+    split has, or a scenario whose ``horizon_days`` is longer than the split, is a usage error, not a traceback.
+
+    :param args: the parsed arguments (``--split``)
+    :param scenario: the scenario to run
+    :param days: ``--days``, or ``None`` for every start day
+    """
+    from .evaluation import split_dates
+
+    try:
+        return split_dates(scenario, args.split, days)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
 def _run_scenario(args: argparse.Namespace) -> Scenario:
     """``--scenario``, else the site the controllers given record (:func:`_recorded_site`; a saved model that records
     none was made for campus), else campus. Controllers made for different sites need ``--scenario``; sites that
@@ -228,8 +251,8 @@ def _run_scenario(args: argparse.Namespace) -> Scenario:
     if args.scenario is not None:
         return _scenario(args.scenario)
     recorded: dict[str, Scenario] = {}
-    for name in (n.strip() for value in args.controller for n in value.split(",")):
-        if not name or name in CONTROLLERS:
+    for name in _controller_names(args):
+        if name in CONTROLLERS:
             continue
         try:
             site = _recorded_site(name)
@@ -274,7 +297,7 @@ def _controllers(args: argparse.Namespace, scenario: Scenario) -> dict[str, Cont
     from .baselines.sb3_model import NormalizationWarning
     from .envs import MicrogridEnv
 
-    names = [name.strip() for value in args.controller for name in value.split(",") if name.strip()]
+    names = _controller_names(args)
     if not names:
         raise UsageError("no controller given")
     models = [name for name in names if name not in CONTROLLERS]
@@ -326,12 +349,61 @@ def _gap_text(gap: float | None, spec: str) -> str:
     return "undefined (naive and the optimum cost the same)" if gap is None or math.isnan(gap) else format(gap, spec)
 
 
-def _check_writable(path: Path) -> None:
-    """Fail before a long run, not after it, if ``path`` cannot be written."""
+def _check_writable(path: Path, option: str, args: argparse.Namespace) -> None:
+    """Fail before a long run, not after it, if ``path`` cannot be written or is a file the command reads
+    (:func:`_input_files`), which writing it would lose.
+
+    :param path: the output file
+    :param option: its option, to name in the error (``--json``)
+    :param args: the parsed arguments of evaluate or plot, whose input files ``path`` must not be
+    """
     if not path.parent.is_dir():
-        raise UsageError(f"no directory {path.parent} for {path}")
+        raise UsageError(f"no directory {path.parent} for {option} {path}")
     if path.is_dir():
-        raise UsageError(f"{path} is a directory; name a file in it")
+        raise UsageError(f"{option} {path} is a directory; name a file in it")
+    target = path.resolve()
+    for read in _input_files(args):
+        # resolved, so a symbolic link or another spelling of the input counts; samefile for a hard link
+        if target == read.resolve() or (path.exists() and read.exists() and os.path.samefile(path, read)):
+            raise UsageError(f"{option} {path} would overwrite {read}, a file this command reads; name another file")
+    existed = os.path.lexists(path)
+    try:
+        with path.open("ab"):  # append: an existing file keeps its content until the work is done
+            pass
+    except OSError as err:  # a read-only or virtual folder (/proc), a file without write permission, ...
+        raise UsageError(f"cannot write {option} {path}: {err.strerror or err}") from None
+    if not existed:  # leave no empty file behind if the run fails
+        path.unlink()
+
+
+def _input_files(args: argparse.Namespace) -> list[Path]:
+    """The files evaluate and plot read, which their output must not replace: a ``--scenario`` file and
+    ``--vecnormalize``; every file of a controller folder (an export, a forecast corrector); for a saved model, its zip,
+    the statistics found beside it and the run records it may be read with (``run.json`` and ``config.yml`` in its
+    folder, its ``STEM/`` and ``*/`` subfolders and the two folders above: ``algos.run_record``,
+    ``sb3_model.run_settings``).
+
+    :param args: the parsed arguments (``--controller``, ``--scenario``, ``--vecnormalize``)
+    """
+    from .baselines import CONTROLLERS, model_spec
+    from .baselines.sb3_model import find_vecnormalize
+    from .callbacks.checkpoint import RUN_JSON
+
+    files = [Path(p) for p in (args.scenario, args.vecnormalize) if p is not None and Path(p).is_file()]
+    for name in _controller_names(args):
+        if name in CONTROLLERS:
+            continue
+        if Path(name).is_dir():
+            files += [p for p in Path(name).iterdir() if p.is_file()]
+            continue
+        try:
+            model = Path(model_spec(name)[0])
+        except ValueError as err:  # PATH.zip:ALGO with an unknown ALGO
+            raise UsageError(str(err)) from None
+        folder = model.parent
+        files += [model, *filter(None, [find_vecnormalize(model)]), *folder.glob("*/config.yml")]
+        files += [d / record for d in (folder / model.stem, folder, folder.parent, folder.parent.parent) for record in (RUN_JSON, "config.yml")]
+    return files
 
 
 def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:

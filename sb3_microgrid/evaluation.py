@@ -9,6 +9,7 @@ controller's own accounting.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,20 +49,39 @@ class Evaluation:
 
 
 def split_dates(scenario: Scenario, split: str, days: int | Sequence[str] | None = None) -> list[str]:
-    """Episode start days of a split: all of them, the first ``days`` ones, or the dates given."""
+    """Episode start days of a split: all of them, the first ``days`` ones, or the dates given.
+
+    :raises ValueError: for ``days`` outside :data:`DAYS_ACCEPTED`, or a split shorter than the scenario's ``horizon_days``
+    """
     return _select_dates(MicrogridEnv(scenario=scenario, split=split), days)
+
+
+#: What ``days`` may be, for every error about it.
+DAYS_ACCEPTED = "a whole number >= 1, a non-empty list of dates or None (every day of the split)"
 
 
 def _select_dates(env: MicrogridEnv, days: int | Sequence[str] | None) -> list[str]:
     every = env.core.start_days
     if days is None:
         return every
-    if isinstance(days, int):
+    # a string is iterable (its characters) and a bool is an int: neither is what a caller means
+    if isinstance(days, (str, bytes)):
+        raise ValueError(f"days must be {DAYS_ACCEPTED}, got the string {days!r}: pass a list of dates, [{days!r}]")
+    if isinstance(days, numbers.Integral) and not isinstance(days, bool):  # numpy integers too
         if not 1 <= days <= len(every):  # more would silently score fewer days than asked
             raise ValueError(f"days must be in [1, {len(every)}] (the start days of split {env.core.split!r}), got {days}")
-        return every[:days]
-    if len(days) == 0:
-        raise ValueError("days must be a number >= 1, a non-empty list of dates or None (every day of the split), got an empty list")
+        return every[: int(days)]
+    try:
+        days = list(days)
+    except TypeError:
+        raise ValueError(f"days must be {DAYS_ACCEPTED}, got {days!r} ({type(days).__name__})") from None
+    if not days:
+        raise ValueError(f"days must be {DAYS_ACCEPTED}, got an empty list")
+    for i, day in enumerate(days):  # every date before any is run, not a failure after the days before it
+        try:
+            env.core.day_index(day)
+        except ValueError as err:
+            raise ValueError(f"days[{i}]: {err}") from None
     return [str(pd.Timestamp(d).date()) for d in days]
 
 
@@ -109,11 +129,14 @@ def evaluate(
         ``mpc``, ``optimal`` or the path of a saved SB3 model)
     :param scenario: preset name, YAML path, mapping or :class:`~sb3_microgrid.scenario.Scenario`
     :param split: ``"train"``, ``"validation"``, ``"test"`` or ``"all"``
-    :param days: all days of the split (``None``), its first ``days`` days, or a list of dates: the start days of
-        the episodes (of ``horizon_days`` days each; the summary's ``*_per_day`` figures divide by it, the rows of
-        ``Evaluation.days`` are whole episodes)
+    :param days: all days of the split (``None``), its first ``days`` days (an int or a numpy integer, not a bool),
+        or a list of dates (a single date is a list of one): the start days of the episodes (of ``horizon_days``
+        days each; the summary's ``*_per_day`` figures divide by it, the rows of ``Evaluation.days`` are whole
+        episodes); checked before any controller runs
     :param seed: day ``i`` is reset with :func:`day_seed` ``(seed, i)`` (forecast noise), the same for every controller
     :param reference: also run ``naive`` and ``optimal`` on the same days for the gap closed
+    :raises ValueError: for ``days`` outside :data:`DAYS_ACCEPTED`, a date that is not a start day of the split, or a
+        split shorter than the scenario's ``horizon_days``
     """
     check_range("seed", seed, 0, SEED_MAX, integer=True)
     scenario = load_scenario(scenario)

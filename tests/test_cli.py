@@ -296,3 +296,103 @@ def test_evaluation_seeds_share_no_noise_draw():
     assert len(seeds) == 5 * 366
     one, two = (evaluate("mpc", days=2, seed=s, reference=False).days["cost"].to_numpy() for s in (0, 1))
     assert not np.any(np.isclose(one, two))  # same days, other noise
+
+
+# ---- inputs refused before any work: outputs that are inputs or cannot be written, days the split lacks -----------------
+def no_controller_runs(monkeypatch):
+    import sb3_microgrid.evaluation
+
+    monkeypatch.setattr(sb3_microgrid.evaluation, "run_day", lambda *a, **k: pytest.fail("a controller ran"))
+
+
+def test_an_output_that_is_one_of_the_inputs_is_refused_before_running(tmp_path, capsys, monkeypatch):
+    """`evaluate --controller RUN/model.zip --json RUN/model.zip` wrote the JSON over the model it had scored."""
+    no_controller_runs(monkeypatch)
+    run, corrector, checkpoint = tmp_path / "run", tmp_path / "corrector", tmp_path / "run" / "checkpoints" / "100"
+    checkpoint.mkdir(parents=True)
+    corrector.mkdir()
+    files = [run / "model.zip", run / "model_vecnormalize.pkl", run / "run.json", run / "config.yml", checkpoint / "model.zip",
+             corrector / "forecast_corrector.json", tmp_path / "site.yaml"]  # fmt: skip
+    for path in files:
+        path.write_bytes(b"input " + path.name.encode())
+    (tmp_path / "link.json").symlink_to(run / "model.zip")
+    model = ["--controller", str(run / "model.zip")]
+    cases = [
+        (model, "--json", run / "model.zip"),
+        (model, "--json", run / "model_vecnormalize.pkl"),
+        (model, "--json", run / "run.json"),
+        (model, "--json", tmp_path / "link.json"),  # a link to the model
+        (["--controller", f"naive,{run / 'model.zip'}:ppo"], "--json", checkpoint / ".." / ".." / "config.yml"),
+        (["--controller", str(checkpoint / "model.zip")], "--json", run / "run.json"),  # a checkpoint's run record
+        (["--controller", str(corrector)], "--json", corrector / "forecast_corrector.json"),
+        (["--controller", "naive", "--scenario", str(tmp_path / "site.yaml")], "--json", tmp_path / "site.yaml"),
+        (model, "--out", run / "model.zip"),
+    ]
+    for controllers, option, out in cases:
+        argv = ["evaluate", "--days", "1"] if option == "--json" else ["plot", "--day", "2024-06-01"]
+        assert main([*argv, *controllers, option, str(out)]) == 2, out
+        err = one_line_error(capsys)
+        assert f"{option} {out} would overwrite" in err and "a file this command reads" in err
+    assert all(path.read_bytes() == b"input " + path.name.encode() for path in files)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate", "--days", "400"], "days must be in [1, 366] (the start days of split 'test'), got 400"),
+        (["evaluate", "--split", "validation", "--days", "366"], "days must be in [1, 365] (the start days of split 'validation'), got 366"),
+        (["evaluate", "--scenario", "{long}"], "split 'test' has 366 days, fewer than horizon_days = 400"),
+        (["plot", "--scenario", "{long}", "--day", "2024-01-02", "--out", "{tmp}/x.png"], "split 'test' has 366 days, fewer than horizon_days = 400"),
+    ],
+)  # fmt: skip
+def test_days_the_split_does_not_have_exit_2_before_running(argv, message, tmp_path, capsys, monkeypatch):
+    """Each was a ValueError traceback (exit 1); horizon_days 400 is within the scenario's own range."""
+    no_controller_runs(monkeypatch)
+    long = tmp_path / "long.yaml"
+    long.write_text("base: campus\nhorizon_days: 400\n")
+    argv = [arg.format(long=long, tmp=tmp_path) for arg in argv]
+    assert main([*argv, "--controller", "naive"]) == 2
+    assert message in one_line_error(capsys)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc, a folder no one can create files in")
+@pytest.mark.parametrize("argv", [["evaluate", "--days", "1", "--json", "/proc/x.json"], ["plot", "--day", "2024-06-01", "--out", "/proc/x.png"]])
+def test_an_output_that_cannot_be_written_exits_2_before_running(argv, capsys, monkeypatch):
+    """Both ran the whole evaluation or day, then failed with a FileNotFoundError traceback."""
+    no_controller_runs(monkeypatch)
+    assert main([*argv, "--controller", "naive"]) == 2
+    assert f"cannot write {argv[-2]} {argv[-1]}" in one_line_error(capsys)
+
+
+def test_checking_an_output_leaves_no_file_and_keeps_an_existing_ones_content(tmp_path, capsys):
+    new, old = tmp_path / "new.json", tmp_path / "old.json"
+    old.write_text("earlier results")
+    for out in (new, old):  # the run then fails on its controller
+        assert main(["evaluate", "--controller", "nosuchthing", "--days", "1", "--json", str(out)]) == 2
+        assert "nosuchthing" in one_line_error(capsys)
+    assert not new.exists() and old.read_text() == "earlier results"
+
+
+@pytest.mark.parametrize(
+    ("days", "message"),
+    [
+        ("2024-01-03", "got the string '2024-01-03': pass a list of dates, ['2024-01-03']"),  # was read character by character
+        (2.0, "got 2.0 (float)"),  # was a TypeError without the name days
+        (True, "got True (bool)"),  # was taken as 1
+        (np.int64(400), r"must be in [1, 366] (the start days of split 'test'), got 400"),
+        (["2024-01-03", "2019-01-01"], "days[1]: day 2019-01-01 is not a start day of split 'test'"),  # failed after the first day ran
+        (["2024-01-03", "soon"], "days[1]: day must be a date"),
+    ],
+)  # fmt: skip
+def test_evaluate_names_days_and_what_it_accepts(days, message, monkeypatch):
+    no_controller_runs(monkeypatch)
+    with pytest.raises(ValueError) as err:
+        evaluate("naive", days=days, reference=False)
+    assert message in str(err.value)
+    if not isinstance(days, (list, np.integer)):
+        assert "days must be a whole number >= 1, a non-empty list of dates or None" in str(err.value)
+
+
+def test_evaluate_takes_numpy_integers_as_a_number_of_days():
+    """np.int64(3) gave TypeError: object of type 'numpy.int64' has no len()."""
+    assert list(evaluate("naive", days=np.int64(2), reference=False).days.index) == ["2024-01-01", "2024-01-02"]
