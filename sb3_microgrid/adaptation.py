@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import inspect
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,17 +23,19 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from .algos import ALGOS, load
-from .baselines.sb3_model import statistics_for
-from .callbacks.checkpoint import MODEL, VECNORMALIZE, write_run_json
+from .baselines.sb3_model import load_statistics, statistics_for
+from .callbacks.checkpoint import MODEL, RUN_JSON, VECNORMALIZE, write_run_json
 from .common.json_values import plain
 from .common.safe_pickle import load_vecnormalize
-from .envs import MicrogridVecEnv
+from .envs import MicrogridEnv, MicrogridVecEnv
 from .envs.multi_site import MultiSiteVecEnv
+from .export import MANIFEST
+from .forecasting import CORRECTOR_FILE
 from .hyperparams import MAX_ENVS, constructor_parameters
 from .reptile import Reptile
 from .scenario import SEED_MAX, Scenario, ScenarioError, check_range, load_scenario, to_dict
 from .sites import SITE_PRESETS, check_not_held_out, preset_site
-from .validation import ValidationCallback
+from .validation import VALIDATION_JSON, ValidationCallback
 
 #: Scenario changes that give every site the same observation and action (docs/environment.md, sections 3 and 4),
 #: with the reward ``hyperparams/ppo.yml`` trains on (section 7; costs and evaluation are unchanged by it).
@@ -43,6 +46,10 @@ MAX_ADAPT_STEPS = 40_000_000
 DEFAULT_EVAL_FREQ: int = inspect.signature(ValidationCallback).parameters["eval_freq"].default
 #: Models ``adapt`` fine-tunes: their policy is PPO's actor-critic.
 ADAPTABLE = (PPO, Reptile)
+#: Files besides models (``*.zip``) that ``adapt``'s output folder may not hold: a run record (``run.json`` would be
+#: replaced by one that the folder's models are then evaluated with), an export or forecast corrector (a folder holds
+#: one controller), and the other files ``adapt`` writes (it would overwrite them).
+TAKEN_FILES = (RUN_JSON, MANIFEST, CORRECTOR_FILE, VECNORMALIZE, VALIDATION_JSON)
 #: PPO constructor arguments not copied from the model fine-tuned (:func:`fine_tuning_model`).
 _NOT_COPIED = {"self", "policy", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model"}
 
@@ -128,6 +135,42 @@ def fine_tuning_model(source: BaseAlgorithm, env: VecEnv, seed: int) -> PPO:
     return model
 
 
+def check_out_folder(out: str | Path) -> None:
+    """Refuse an output folder ``adapt`` cannot use, before any work (:func:`make_out_folder` then creates it).
+
+    :param out: the run folder to write (need not exist)
+    :raises ValueError: if ``out`` is a file or under one, or holds a model (any ``.zip``) or a file of
+        :data:`TAKEN_FILES`
+    """
+    out = Path(out)
+    try:
+        nearest = next(folder for folder in (out, *out.parents) if folder.exists())  # the root exists
+        if nearest == out and not out.is_dir():
+            raise ValueError(f"{out} exists and is not a folder; choose another folder")
+        if not nearest.is_dir():
+            raise ValueError(f"{out} is under {nearest}, which is not a folder; choose another folder")
+        taken = sorted(f.name for f in out.iterdir() if f.suffix.lower() == ".zip" or f.name in TAKEN_FILES) if out.is_dir() else []
+    except OSError as err:  # a folder that cannot be read
+        raise ValueError(f"cannot read {out}: {err.strerror or err}; choose another folder") from None
+    if taken:
+        raise ValueError(f"{out} already holds a model or another run's files ({', '.join(taken)}); choose another folder")
+
+
+def make_out_folder(out: str | Path) -> None:
+    """Create the run folder and check it is writable: before training, so that hours of it are not lost to a folder
+    written only at the end.
+
+    :param out: the run folder (created with its parents)
+    :raises ValueError: naming ``out`` and the reason, if it cannot be created or written
+    """
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot write {out}: {err.strerror or err}; choose another folder") from None
+
+
 def save_run(out: str | Path, model: BaseAlgorithm, **record: Any) -> Path:
     """Write ``out/model.zip``, ``out/model_vecnormalize.pkl`` (if the model normalises) and ``out/run.json``.
 
@@ -180,7 +223,7 @@ def adapt(
     :param model: the model's ``.zip`` (PPO or Reptile; statistics found beside it)
     :param site: a site preset's name or a scenario YAML file (:func:`resolve_site`)
     :param timesteps: fine-tuning env steps, ``0 <= timesteps <=`` :data:`MAX_ADAPT_STEPS`
-    :param out: run folder to write; must not hold a model yet
+    :param out: run folder to write; must not hold a model (any ``.zip``) or a file of :data:`TAKEN_FILES` yet
     :param seed: seed of the envs and of PPO, in ``[0,`` :data:`~sb3_microgrid.scenario.SEED_MAX` ``]``
     :param n_envs: microgrids stepped together (``hyperparams/ppo.yml``: 8), in ``[1,`` :data:`~sb3_microgrid.hyperparams.MAX_ENVS` ``]``
     :param progress_bar: show SB3's progress bar
@@ -189,8 +232,9 @@ def adapt(
     :param eval_freq: env steps between validation scores, in ``[1,`` :data:`MAX_ADAPT_STEPS` ``]`` (default
         :data:`DEFAULT_EVAL_FREQ`); only with ``eval_days``
     :raises ScenarioError: for an unknown site
-    :raises ValueError: for a step, env, seed, day or frequency count out of range, an output path that is a file or
-        holds a model, a model that cannot be adapted or whose normalisation statistics are missing
+    :raises ValueError: for a step, env, seed, day or frequency count out of range, an output path that is a file, is
+        under one, holds a model or another run's files (:func:`check_out_folder`) or cannot be written (checked before
+        training), a model that cannot be adapted or whose normalisation statistics are missing or do not fit the site
     :raises FileNotFoundError: if ``model`` does not exist
     """
     scenario = resolve_site(site)
@@ -203,10 +247,7 @@ def adapt(
     if eval_days:
         eval_freq = DEFAULT_EVAL_FREQ if eval_freq is None else eval_freq
         check_range("eval_freq", eval_freq, 1, MAX_ADAPT_STEPS, integer=True)
-    if Path(out).exists() and not Path(out).is_dir():
-        raise ValueError(f"{out} exists and is not a folder; choose another folder")
-    if (Path(out) / MODEL).exists():
-        raise ValueError(f"{out} already holds a model; choose another folder")
+    check_out_folder(out)
     if not Path(model).is_file():
         raise FileNotFoundError(f"no model file at {model}")
     statistics, normalised = statistics_for(model)
@@ -215,6 +256,9 @@ def adapt(
     # loaded to train on: a schedule that names something refused is an error, not an inert stand-in
     source = load(model, prediction=False)
     check_adaptable(source, MicrogridVecEnv(1, scenario=scenario))  # before the statistics meet the site's observation
+    if statistics is not None:  # another run's statistics beside the model: refused naming the file, as evaluate does
+        load_statistics(statistics, MicrogridEnv(scenario=scenario), str(model))
+    make_out_folder(out)
     tuned = fine_tuning_model(source, site_env(scenario, n_envs, seed, statistics), seed)
     validation = ValidationCallback(days=eval_days, eval_freq=eval_freq, log_path=str(out)) if eval_days else None
     if timesteps > 0:

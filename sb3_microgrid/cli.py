@@ -603,7 +603,7 @@ def _add_adapt(subparsers: Any) -> None:
         "--timesteps", required=True, type=_non_negative_int, metavar="N",
         help="fine-tuning env steps, in whole PPO rollouts (0: the model as it is, zero-shot, for the site)",
     )  # fmt: skip
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="run folder to write (must not hold a model)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="run folder to write (must not hold a model, an export, a corrector or another run's files; checked and created before training)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the envs and of PPO (default: 0)")
     p.add_argument("--n-envs", type=positive_int, default=8, metavar="K", help="microgrids stepped together (default: 8, as hyperparams/ppo.yml)")
     p.add_argument(

@@ -25,6 +25,7 @@ controller for its units, the dispatch LP to calibrate its budgets). In short:
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Sequence
 
 import gymnasium as gym
@@ -34,6 +35,7 @@ from .baselines.lp import solve_dispatch
 from .baselines.base import PORTS
 from .baselines.naive import naive_action
 from .baselines.optimal import episode_problem
+from .common.arguments import checked_number
 from .data import MicrogridData
 from .envs import STEP_KEYS, MicrogridCore, MicrogridEnv
 from .scenario import Scenario
@@ -44,20 +46,67 @@ Budget = tuple[float, float]
 BudgetRange = tuple[tuple[float, float], tuple[float, float]]
 
 
-def _check_budget(budget: Sequence[float]) -> Budget:
-    values = np.asarray(budget, dtype=np.float64)
-    if values.shape != (2,) or not np.isfinite(values).all():
+#: Most ``calibration_days``: a year of days covers every season, about 2.5 s of LP solves (6.5 ms a day on
+#: ``campus``), paid by every env of a VecEnv at construction; the whole train split (2,922 days) would take 20 s each.
+MAX_CALIBRATION_DAYS = 366
+
+
+def _two(value: Any) -> list[Any] | None:
+    """The items of ``value`` if it is a sequence or array of two (a string is not), else ``None``. Types are checked
+    before numpy sees the value: it turns strings, ragged lists and mappings into errors that do not name it."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()  # a 0-d array gives a scalar, refused below
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)) or len(value) != 2:
+        return None
+    return list(value)
+
+
+def _pair(value: Any) -> Budget | None:
+    """``value`` as two finite floats if it is two real numbers (not booleans), else ``None``."""
+    items = _two(value)
+    if items is None or not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in items):
+        return None
+    try:
+        pair = float(items[0]), float(items[1])
+    except OverflowError:  # an int too large for a float
+        return None
+    return pair if np.isfinite(pair).all() else None
+
+
+def _check_calibration_days(days: Any) -> int:
+    """``days`` as an ``int``.
+
+    :param days: calibration days (:meth:`MicrogridGoalEnv.calibrate_budget_range`)
+    :raises ValueError: naming ``calibration_days``, unless it is an integer in ``[1,`` :data:`MAX_CALIBRATION_DAYS` ``]``
+    """
+    return int(checked_number("calibration_days", days, 1, MAX_CALIBRATION_DAYS, integer=True))
+
+
+def _check_budget(budget: Any) -> Budget:
+    """``budget`` as ``(cost, co2)`` floats.
+
+    :param budget: ``(cost, co2)`` in percent above (+) or below (-) naive operation
+    :raises ValueError: naming ``budget``, unless it is two finite numbers
+    """
+    pair = _pair(budget)
+    if pair is None:
         raise ValueError(f"budget = {budget!r} must be two finite numbers: (cost, CO2) in percent above (+) or below (-) naive operation")
-    return float(values[0]), float(values[1])
+    return pair
 
 
-def _check_range(budget_range: Sequence[Sequence[float]]) -> BudgetRange:
-    values = np.asarray(budget_range, dtype=np.float64)
-    if values.shape != (2, 2) or not np.isfinite(values).all() or (values[:, 0] > values[:, 1]).any():
+def _check_range(budget_range: Any) -> BudgetRange:
+    """``budget_range`` as floats.
+
+    :param budget_range: ``((cost_low, cost_high), (co2_low, co2_high))`` in percent vs naive operation
+    :raises ValueError: naming ``budget_range``, unless it is two pairs of finite numbers, each low <= high
+    """
+    items = _two(budget_range)
+    pairs = [] if items is None else [pair for pair in map(_pair, items) if pair is not None]
+    if len(pairs) != 2 or any(low > high for low, high in pairs):
         raise ValueError(
             f"budget_range = {budget_range!r} must be ((cost_low, cost_high), (co2_low, co2_high)), finite, low <= high, in percent vs naive operation"
         )
-    return (float(values[0, 0]), float(values[0, 1])), (float(values[1, 0]), float(values[1, 1]))
+    return pairs[0], pairs[1]
 
 
 class MicrogridGoalEnv(MicrogridEnv):
@@ -72,7 +121,8 @@ class MicrogridGoalEnv(MicrogridEnv):
     :param budget_range: ``((cost_low, cost_high), (co2_low, co2_high))``, percent vs naive, from which
         each episode's budget is drawn uniformly; ``None`` calibrates it (:meth:`calibrate_budget_range`)
     :param budget: a fixed ``(cost, co2)`` budget for every episode instead of drawing one
-    :param calibration_days: days of ``split`` the calibration solves the optimum on
+    :param calibration_days: days of ``split`` the calibration solves the optimum on, in ``[1,``
+        :data:`MAX_CALIBRATION_DAYS` ``]``; checked also when ``budget_range`` is given
     :param env_kwargs: ``seed`` and ``render_mode``, as for :class:`~sb3_microgrid.envs.MicrogridEnv`
     """
 
@@ -87,6 +137,10 @@ class MicrogridGoalEnv(MicrogridEnv):
         calibration_days: int = 12,
         **env_kwargs: Any,
     ) -> None:
+        # checked before the env loads its data; calibration_days also when a range is given (not ignored silently)
+        fixed = None if budget is None else _check_budget(budget)
+        explicit = None if budget_range is None else _check_range(budget_range)
+        days = _check_calibration_days(calibration_days)
         super().__init__(scenario=scenario, split=split, data=data, **env_kwargs)
         # The naive twin: same site and day, driven by naive's constant action, for the units; naive acts per
         # EV port, so under the aggregate EV interface it runs on the ports twin, as evaluate runs it.
@@ -97,8 +151,8 @@ class MicrogridGoalEnv(MicrogridEnv):
             np.array([-np.inf, -np.inf, 0.0], dtype=np.float32), np.array([np.inf, np.inf, 1.0], dtype=np.float32), dtype=np.float32
         )
         self.observation_space = gym.spaces.Dict({"observation": self.observation_space, "achieved_goal": goal, "desired_goal": goal})
-        self._budget = None if budget is None else _check_budget(budget)
-        self.budget_range = _check_range(budget_range) if budget_range is not None else self.calibrate_budget_range(calibration_days)
+        self._budget = fixed
+        self.budget_range = explicit if explicit is not None else self.calibrate_budget_range(days)
         self._naive_path = np.ones((self.scenario.episode_steps + 1, 2))
         self._desired = np.array([0.0, 0.0, 1.0], dtype=np.float32)
 
@@ -126,13 +180,14 @@ class MicrogridGoalEnv(MicrogridEnv):
         over naive. Each component ranges from the best of those days (tight: out of reach on most
         days) to as far above naive (loose).
 
-        :param days: number of calibration days (at least 1)
+        :param days: number of calibration days, in ``[1,`` :data:`MAX_CALIBRATION_DAYS` ``]``; a split of fewer
+            days has each solved once
+        :raises ValueError: naming ``calibration_days`` and that range
         """
-        if days < 1:
-            raise ValueError(f"calibration_days must be >= 1, got {days}")
+        days = _check_calibration_days(days)
         every = self.core.start_days
         excess = []
-        for i in np.linspace(0, len(every) - 1, days).round().astype(int):
+        for i in np.unique(np.linspace(0, len(every) - 1, days).round().astype(int)):  # a short split's days once each
             day = every[i]
             naive = self._run_naive(day)[-1]
             self.core.reset([np.random.default_rng(0)], [day])
@@ -195,12 +250,16 @@ class MicrogridGoalEnv(MicrogridEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict]:
         """As ``Microgrid-v0``'s reset; ``options`` may also hold ``"budget": (cost, co2)`` for this
         episode. The info adds ``naive_cost`` (Rs), ``naive_emissions_kg`` and ``budget``."""
-        options = dict(options or {})
-        budget = options.pop("budget", None)
+        budget = None
+        if isinstance(options, dict):  # other options are left for Microgrid-v0's reset to refuse
+            options = dict(options)
+            budget = options.pop("budget", None)
+        # checked before the reset: a bad budget leaves the env on its episode
+        asked = None if budget is None else _check_budget(budget)
         obs, info = super().reset(seed=seed, options=options)
         self._naive_path = self._run_naive(info["date"])
-        if budget is not None:
-            chosen = _check_budget(budget)
+        if asked is not None:
+            chosen = asked
         elif self._budget is not None:
             chosen = self._budget
         else:

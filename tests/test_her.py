@@ -182,6 +182,45 @@ def test_budgets_are_drawn_in_the_range_or_fixed():
         MicrogridGoalEnv(calibration_days=0)
 
 
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"budget": ("a", "b")}, "budget = "), ({"budget": {"x": 1}}, "budget = "), ({"budget": (True, 1)}, "budget = "),
+        ({"budget": (10**400, 1)}, "budget = "), ({"budget": "12"}, "budget = "), ({"budget": np.array(3.0)}, "budget = "),
+        ({"budget_range": [[1, 2], [3]]}, "budget_range = "), ({"budget_range": "ab"}, "budget_range = "),
+        ({"budget_range": np.zeros((2, 2, 2))}, "budget_range = "), ({"budget_range": [[1, 2], ["3", 4]]}, "budget_range = "),
+        ({"calibration_days": 2.5}, r"calibration_days must be an integer in \[1, 366\]"),
+        ({"calibration_days": "3"}, r"calibration_days must be an integer in \[1, 366\]"),
+        ({"calibration_days": 367}, r"calibration_days = 367 is outside the allowed range \[1, 366\]"),
+        ({"budget_range": RANGE, "calibration_days": 0}, "calibration_days = 0 is outside"),  # checked though unused
+    ],
+)  # fmt: skip
+def test_bad_arguments_are_refused_naming_them_before_the_env_is_built(kwargs, name, monkeypatch):
+    """numpy's conversion errors (could not convert string to float, inhomogeneous shape) and TypeErrors named no
+    argument, and calibration_days had no upper bound: one LP solve per day at construction."""
+    monkeypatch.setattr(MicrogridEnv, "__init__", lambda *args, **kw: pytest.fail("built the env before checking"))
+    with pytest.raises(ValueError, match=name):
+        MicrogridGoalEnv(**kwargs)
+
+
+def test_arrays_and_whole_floats_are_taken():
+    env = goal_env(budget=np.array([1, -2], dtype=np.int64), budget_range=np.array(RANGE, dtype=np.float32))
+    assert env._budget == (1.0, -2.0) and env.budget_range == RANGE
+    assert type(env._budget[0]) is float and env.calibrate_budget_range(1.0) == env.calibrate_budget_range(1)
+
+
+def test_a_bad_reset_budget_is_refused_before_the_env_moves_on():
+    env = goal_env(budget=(0.5, 0.5))
+    env.reset(seed=0, options={"day": DAY})
+    env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+    state = env.np_random.bit_generator.state
+    for options, message in (({"budget": {"x": 1}}, "budget = "), ({"budget": (1.0,), "day": "2016-03-02"}, "budget = "), ([1], "must be a dict")):
+        with pytest.raises(ValueError, match=message):
+            env.reset(options=options)
+    assert env.core.t == 1 and env.core.episode_dates()[0] == DAY and env.np_random.bit_generator.state == state
+    assert env.reset(options={"budget": (1, 2)})[1]["budget"] == (1.0, 2.0)
+
+
 def test_default_range_comes_from_the_optimum_on_calibration_days():
     env = MicrogridGoalEnv(calibration_days=2)
     (c_lo, c_hi), (e_lo, e_hi) = env.budget_range

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -355,7 +357,7 @@ def test_adapt_refuses_bad_inputs_before_training(meta_run, tmp_path, capsys):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "model.zip").write_bytes(b"")
     assert main([*argv, "--site", "factory", "--timesteps", "10"]) == 2
-    assert "already holds a model" in one_line_error(capsys)
+    assert "already holds a model or another run's files (model.zip)" in one_line_error(capsys)
     assert not (tmp_path / "y").exists()
 
 
@@ -373,6 +375,52 @@ def test_adapt_refuses_a_bad_seed_an_output_file_and_save_run_an_unregistered_cl
     with pytest.raises(ValueError, match="not Unregistered"):
         save_run(tmp_path / "b", Unregistered("MlpPolicy", MicrogridVecEnv(1), n_steps=8, batch_size=8, device="cpu"))
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("held", ["pooled.zip", "run.json", "manifest.json", "forecast_corrector.json", "model_vecnormalize.pkl", "validation.json"])
+def test_adapt_refuses_a_folder_holding_another_model_or_run_before_any_work(meta_run, tmp_path, monkeypatch, capsys, held):
+    """Only model.zip was refused: adapting zoo/pooled.zip into zoo wrote a run.json that made evaluate score the
+    original pooled.zip on the site, and an export or forecast-corrector folder took a model beside it."""
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / held).write_bytes(meta_run.read_bytes() if held.endswith(".zip") else b"{}")
+    monkeypatch.setattr("sb3_microgrid.adaptation.load", lambda *args, **kwargs: pytest.fail("loaded the model before refusing"))
+    model = zoo / "pooled.zip" if held == "pooled.zip" else meta_run
+    assert main(["adapt", "--model", str(model), "--site", "clinic_200kw", "--timesteps", "0", "--out", str(zoo)]) == 2
+    assert f"{zoo} already holds a model or another run's files ({held})" in one_line_error(capsys)
+    assert [f.name for f in zoo.iterdir()] == [held]
+
+
+def test_adapt_creates_and_checks_the_output_folder_before_training(meta_run, tmp_path, monkeypatch, capsys):
+    """A folder under a file, or one that cannot be written, was found only when the model was saved after training."""
+    monkeypatch.setattr("sb3_microgrid.adaptation.fine_tuning_model", lambda *args: pytest.fail("trained before refusing"))
+    (tmp_path / "afile").write_text("")
+    argv = ["adapt", "--model", str(meta_run), "--site", "factory", "--timesteps", "48"]
+    assert main([*argv, "--out", str(tmp_path / "afile" / "x" / "y")]) == 2
+    assert f"is under {tmp_path / 'afile'}, which is not a folder" in one_line_error(capsys)
+    out, real = tmp_path / "locked", tempfile.TemporaryFile
+
+    def denied(*args, dir=None, **kwargs):  # as a read-only folder does (root writes to any)
+        if dir is not None and Path(dir) == out:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", denied)
+    assert main([*argv, "--out", str(out)]) == 2
+    assert f"cannot write {out}: Permission denied" in one_line_error(capsys)
+
+
+def test_adapt_refuses_statistics_that_do_not_fit_the_site_naming_the_file(meta_run, tmp_path, capsys):
+    """A per-site run's statistics beside a pooled model gave an AssertionError traceback from VecNormalize."""
+    pooled = tmp_path / "pooled"
+    pooled.mkdir()
+    (pooled / "model.zip").write_bytes(meta_run.read_bytes())
+    VecNormalize(MicrogridVecEnv(1)).save(str(pooled / "model_vecnormalize.pkl"))  # campus, per EV port
+    out = tmp_path / "out"
+    assert main(["adapt", "--model", str(pooled / "model.zip"), "--site", "factory", "--timesteps", "48", "--out", str(out)]) == 2
+    err = one_line_error(capsys)
+    assert f"cannot use VecNormalize statistics {pooled / 'model_vecnormalize.pkl'}" in err and "same shape" in err
+    assert not out.exists()
 
 
 def test_validation_of_a_multi_site_run_pools_the_validation_days_of_every_site():
