@@ -59,7 +59,8 @@ SEED_MAX = 2**32 - 1
 def check_range(path: str, value: Any, lo: float, hi: float, lo_open: bool = False, integer: bool = False) -> None:
     """Raise :class:`ScenarioError` naming ``path`` and the range ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``) unless
     ``value`` is a finite number in it (an integer with ``integer``)."""
-    allowed = f"{'(' if lo_open else '['}{lo}, {hi}]"
+    # an infinite end is never in the range: an open bracket, as the docs write it
+    allowed = f"{'(' if lo_open or lo == -INF else '['}{lo}, {hi}{')' if hi == INF else ']'}"
     if integer and (isinstance(value, bool) or not isinstance(value, int)):
         raise ScenarioError(f"{path} must be an integer in {allowed}, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):

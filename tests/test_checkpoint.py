@@ -535,7 +535,7 @@ def _tamper(run: Path, content: str) -> Path:
 
 @pytest.mark.parametrize(("content", "named"), [
     ('[{"callback": "ParameterNoiseCallback", "state": {"sigma": -1}}, {"callback": "ReduceLROnPlateau", "state": {"best": null, "bad_checks": 0, "reductions": 0}}]',
-     "the state of ParameterNoiseCallback is not valid: sigma = -1 is outside the allowed range (0.0, inf]"),
+     "the state of ParameterNoiseCallback is not valid: sigma = -1 is outside the allowed range (0.0, inf)"),
     ('[{"callback": "ParameterNoiseCallback", "state": {"sigma": NaN}}]', "is not readable JSON: NaN is not a JSON value"),
     ('[{"callback": "ParameterNoiseCallback", "state": {"sigma": 0.1}}, {"callback": "ReduceLROnPlateau", "state": {"best": 1.0, "bad_checks": 9, "reductions": 0}}]',
      "the state of ReduceLROnPlateau is not valid: bad_checks = 9 is outside the allowed range [0, 2]"),

@@ -279,13 +279,13 @@ def test_optimize_memory_usage_is_refused() -> None:
 
 
 BAD_PRIORITY_ARGUMENTS = [
-    ("alpha", -1.0, r"alpha = -1.0 is outside the allowed range \[0, inf\]"),  # would favour the smallest errors
+    ("alpha", -1.0, r"alpha = -1.0 is outside the allowed range \[0, inf\)"),  # would favour the smallest errors
     ("alpha", math.inf, r"alpha = inf is outside"),
-    ("alpha", True, r"alpha must be a number in \[0, inf\]"),
+    ("alpha", True, r"alpha must be a number in \[0, inf\)"),
     ("beta", math.nan, r"beta = nan is outside the allowed range \[0, 1\]"),  # NaN weights, NaN networks
     ("beta", 1.5, r"beta = 1.5 is outside the allowed range \[0, 1\]"),
     ("beta_final", -0.1, r"beta_final = -0.1 is outside the allowed range \[0, 1\]"),
-    ("epsilon", 0.0, r"epsilon = 0.0 is outside the allowed range \(0, inf\]"),  # a zero error: a zero priority
+    ("epsilon", 0.0, r"epsilon = 0.0 is outside the allowed range \(0, inf\)"),  # a zero error: a zero priority
     ("epsilon", -1e-6, r"epsilon = -1e-06 is outside"),  # NaN priorities
     ("epsilon", math.nan, r"epsilon = nan is outside"),
 ]
@@ -314,7 +314,7 @@ def test_priority_arguments_at_their_limits_are_taken_as_python_numbers() -> Non
     assert (aux.alpha, aux.beta, aux.beta_final, aux.epsilon) == (0.0, 0.0, 1, 1e-300) and type(aux.alpha) is float
 
 
-@pytest.mark.parametrize(("value", "message"), [(0, r"\[1, inf\]"), (math.nan, "must be an integer"), (2.5, "must be an integer")])
+@pytest.mark.parametrize(("value", "message"), [(0, r"\[1, inf\)"), (math.nan, "must be an integer"), (2.5, "must be an integer")])
 def test_bad_beta_steps_are_refused(value: float, message: str) -> None:
     # a NaN count passed `beta_steps < 1` and made every annealed beta NaN
     with pytest.raises(ValueError, match=f"beta_steps.*{message}"):

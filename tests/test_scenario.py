@@ -59,7 +59,7 @@ def test_presets_load_and_differ_in_tariff():
         ({"battery": {"degradation": {"k_sigma": 1e3}}}, f"{DEGRADATION}.k_sigma", "[0, 5]"),
         ({"battery": {"degradation": {"k_sigma": -1.0}}}, f"{DEGRADATION}.k_sigma", "[0, 5]"),
         ({"battery": {"degradation": {"k_delta2": 1e300}}}, f"{DEGRADATION}.k_delta2", "[-5, 0]"),
-        ({"battery": {"degradation": {"k_delta1": 0.0}}}, f"{DEGRADATION}.k_delta1", "(0, inf]"),
+        ({"battery": {"degradation": {"k_delta1": 0.0}}}, f"{DEGRADATION}.k_delta1", "(0, inf)"),
         ({"battery": {"degradation": {"k_delta3": -1.5e5}}}, f"{DEGRADATION}.k_delta1 + k_delta3", "> 0"),
         ({"battery": {"degradation": {"k_time": 1e-3}}}, f"{DEGRADATION}.k_time", "[0, 1e-08]"),
         ({"battery": {"degradation": {"alpha_sei": 0.9}}}, f"{DEGRADATION}.alpha_sei", "[0, 0.5]"),

@@ -16,7 +16,8 @@ A checkpoint is a *set*, one folder per step count ``<save_path>/<steps>/``:
 The set is written into ``<steps>.tmp/`` and renamed to ``<steps>/`` (``os.replace``), so a process killed
 while writing leaves no folder that looks complete; the byte counts in ``run.json`` then catch a file
 damaged later (a truncated copy). A set is complete when every file its manifest lists is there with its
-size. This guards against a killed process, not a power cut: nothing is fsynced.
+size. Every file and the folder are fsynced before the rename (:func:`save_checkpoint`), so after a power cut the
+newest visible set is complete.
 """
 
 from __future__ import annotations

@@ -192,7 +192,7 @@ class ForecastCorrector:
         """
         check_range("samples", samples, 1, math.inf, integer=True)
         h = self.layout.history_steps
-        # all of them before the draw (memory of every batch, about 2 MB a day at campus's layout)
+        # all of them before the draw (memory of every batch, about 22 KB a day at campus's layout)
         every = [_relative(truth, self.correct(previous, windows)[:, h:]) for windows, previous, truth in _checked_batches(batches, self.layout)]
         if not every:
             raise ValueError("no samples to draw residuals from")
