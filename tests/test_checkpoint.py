@@ -705,3 +705,20 @@ def test_a_new_total_keeps_the_mark_of_a_run_left_while_publishing(ppo_run, tmp_
         train("ppo", conf, run, timesteps=320, resume=True, progress_bar=False)
     record = json.loads((run / RUN_JSON).read_text())
     assert record["publishing"] is True and record["timesteps"] == 320
+
+
+def test_callback_states_named_for_other_callbacks_are_refused_even_when_they_would_load(tmp_path):
+    """Swapped names: each state would load into the other callback without a word."""
+    conf, run = _conf(tmp_path, STATEFUL_CONF), tmp_path / "run"
+    train("ppo", conf, run, timesteps=256, save_freq=256, progress_bar=False)
+    saved = json.loads((run / "checkpoints" / "256" / checkpoint_module.CALLBACKS).read_text())
+    swapped = [{**saved[0], "callback": saved[1]["callback"]}, {**saved[1], "callback": saved[0]["callback"]}]
+    _tamper(run, json.dumps(swapped))
+    with pytest.raises(CheckpointError, match="holds the states of"):
+        train("ppo", conf, run, timesteps=320, resume=True, progress_bar=False)
+
+
+def test_a_run_record_total_below_one_is_refused(tmp_path):
+    (tmp_path / RUN_JSON).write_text(json.dumps({"algo": "ppo", "timesteps": 0}))
+    with pytest.raises(CheckpointError, match="'timesteps' must be >= 1, got 0"):
+        checkpoint_module.read_run_json(tmp_path)

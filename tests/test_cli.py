@@ -327,6 +327,7 @@ def test_an_output_that_is_one_of_the_inputs_is_refused_before_running(tmp_path,
         (["--controller", str(corrector)], "--json", corrector / "forecast_corrector.json"),
         (["--controller", "naive", "--scenario", str(tmp_path / "site.yaml")], "--json", tmp_path / "site.yaml"),
         (model, "--out", run / "model.zip"),
+        (["--controller", str(checkpoint / "model.zip")], "--json", checkpoint / "run.json"),  # a run record not there yet
     ]
     for controllers, option, out in cases:
         argv = ["evaluate", "--days", "1"] if option == "--json" else ["plot", "--day", "2024-06-01"]

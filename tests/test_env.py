@@ -522,3 +522,18 @@ def test_data_whose_training_days_have_no_load_are_refused():
     data = MicrogridData(series, generate_sessions(split_days(index, "all"), 12))
     with pytest.raises(DataValidationError, match=re.escape("load_kw: the mean load of the training days is 0.0 kW; it must be > 0 kW")):
         MicrogridEnv(scenario="campus", split="test", data=data)
+
+
+def test_every_day_reads_its_own_split_up_to_its_end():
+    """The first day of a split must end its own split, not start it: searchsorted's side decides, and the wrong one
+    made the validation year's first episode read the last training day throughout."""
+    env = MicrogridEnv(scenario=EXACT_FORECASTS, split="validation", seed=0)
+    site = env.core.site
+    assert (site.split_end > site.day_start).all()
+    first = env.core.start_days[0]
+    env.reset(options={"day": first})
+    ep, everything = env.core.episode, MicrogridEnv(scenario=EXACT_FORECASTS, split="all", seed=0)
+    everything.reset(options={"day": first})
+    np.testing.assert_array_equal(ep.window_mean[0, : env.obs_layout.history_steps + env.scenario.steps_per_day],
+                                  everything.core.episode.window_mean[0, : env.obs_layout.history_steps + env.scenario.steps_per_day])
+    np.testing.assert_array_equal(ep.import_price, everything.core.episode.import_price)

@@ -511,3 +511,21 @@ def test_rnd_load_refuses_a_file_that_does_not_fit_naming_it(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match="junk.pt is not an RNDRewardWrapper file"):
         env.load(tmp_path / "junk.pt")
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    (lambda state: state["predictor"].__setitem__(next(iter(state["predictor"])), th.full_like(next(iter(state["predictor"].values())), float("nan"))), "must be a finite tensor"),
+    (lambda state: state.__setitem__("obs_count", -1.0), "obs_count"),
+])  # fmt: skip
+def test_rnd_load_refuses_non_finite_weights_and_negative_counts(tmp_path, change, named):
+    env = RNDRewardWrapper(MicrogridVecEnv(2, seed=0), seed=0)
+    env.reset()
+    env.save(tmp_path / "rnd.pt")
+    state = th.load(tmp_path / "rnd.pt", weights_only=True)
+    change(state)
+    th.save(state, tmp_path / "bad.pt")
+    obs = np.zeros((1, *env.observation_space.shape), dtype=np.float32)
+    before = env.prediction_error(obs)
+    with pytest.raises(ValueError, match=named):
+        env.load(tmp_path / "bad.pt")
+    np.testing.assert_array_equal(env.prediction_error(obs), before)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gymnasium
 import pytest
+import yaml
 import torch
 from stable_baselines3 import PPO, SAC, TD3, HerReplayBuffer
 
@@ -512,3 +513,16 @@ def test_an_alias_bomb_is_refused_before_any_walk_over_it(tmp_path):
     path.write_text("defaults: &defaults\n  n_envs: 2\n  policy: MlpPolicy\nMicrogrid-v0:\n  <<: *defaults\n  n_steps: 64\n")
     hp = load_hyperparams(path, PPO, "Microgrid-v0")
     assert hp.n_envs == 2 and hp.algo_kwargs["n_steps"] == 64
+
+
+def test_the_alias_cap_holds_just_above_it_and_for_saved_run_files():
+    """A million values (depth 6) is refused too, a document just under the cap reads, and a run's saved files (read
+    with their own loader) are capped the same way."""
+    from sb3_microgrid.common.yaml_files import MAX_VALUES, SavedRunLoader, load_yaml
+
+    with pytest.raises(yaml.YAMLError, match="expands to more than 100,000 values"):
+        load_yaml(_alias_bomb(6))
+    with pytest.raises(yaml.YAMLError, match="expands to more than 100,000 values"):
+        yaml.load(_alias_bomb(9), Loader=SavedRunLoader)  # noqa: S506
+    under = "a: &a [" + ", ".join(["1"] * 999) + "]\nb: [" + ", ".join(["*a"] * ((MAX_VALUES - 1010) // 1000)) + "]\n"
+    assert len(load_yaml(under)["b"]) == (MAX_VALUES - 1010) // 1000

@@ -172,6 +172,7 @@ def test_quantiles_are_validated():
         ({"must_charge_laxity_steps": -100}, "must_charge_laxity_steps"),
         ({"must_charge_laxity_steps": 0}, "must_charge_laxity_steps"),  # leaves EV energy unmet
         ({"must_charge_laxity_steps": 0.5}, "must_charge_laxity_steps"),
+        ({"peak_factor": 2.5}, "peak_factor"),
         ({"must_charge_laxity_steps": True}, "must_charge_laxity_steps"),
     ],
 )
