@@ -23,11 +23,10 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from .algos import ALGOS, load
-from .baselines.sb3_model import load_statistics, statistics_for
+from .baselines.sb3_model import statistics_for, statistics_of_model
 from .callbacks.checkpoint import MODEL, RUN_JSON, VECNORMALIZE, write_run_json
 from .common.json_values import plain
-from .common.safe_pickle import load_vecnormalize
-from .envs import MicrogridEnv, MicrogridVecEnv
+from .envs import MicrogridVecEnv
 from .envs.multi_site import MultiSiteVecEnv
 from .export import MANIFEST
 from .forecasting import CORRECTOR_FILE
@@ -85,18 +84,20 @@ def multi_site_env(sites: Sequence[Scenario], n_envs_per_site: int, seed: int, n
     return env if normalize is None else VecNormalize(env, **normalize)
 
 
-def site_env(site: Scenario, n_envs: int, seed: int, statistics: str | Path | None) -> VecEnv:
+def site_env(site: Scenario, n_envs: int, seed: int, statistics: str | Path | None, model: str | Path = "the model") -> VecEnv:
     """One site's training env for fine-tuning, normalised with a model's saved statistics (which keep updating).
 
     :param site: the site (with :data:`SITE_INTERFACE`)
     :param n_envs: microgrids
     :param seed: microgrid ``i`` is seeded with ``seed + i``
     :param statistics: the model's ``VecNormalize`` file, ``None`` if it was trained without
+    :param model: the model's file, for the error about statistics that do not fit the site
+    :raises ValueError: naming the files, if the statistics do not fit the site's observation
     """
     env: VecEnv = VecMonitor(MicrogridVecEnv(n_envs, scenario=site, seed=seed))
     if statistics is None:
         return env
-    env = load_vecnormalize(statistics, env)
+    env = statistics_of_model(statistics, env, str(model))
     env.training = True
     return env
 
@@ -256,10 +257,10 @@ def adapt(
     # loaded to train on: a schedule that names something refused is an error, not an inert stand-in
     source = load(model, prediction=False)
     check_adaptable(source, MicrogridVecEnv(1, scenario=scenario))  # before the statistics meet the site's observation
-    if statistics is not None:  # another run's statistics beside the model: refused naming the file, as evaluate does
-        load_statistics(statistics, MicrogridEnv(scenario=scenario), str(model))
+    # another run's statistics beside the model are refused here, naming the file, as evaluate does
+    env = site_env(scenario, n_envs, seed, statistics, model)
     make_out_folder(out)
-    tuned = fine_tuning_model(source, site_env(scenario, n_envs, seed, statistics), seed)
+    tuned = fine_tuning_model(source, env, seed)
     validation = ValidationCallback(days=eval_days, eval_freq=eval_freq, log_path=str(out)) if eval_days else None
     if timesteps > 0:
         tuned.learn(timesteps, callback=validation, progress_bar=progress_bar)

@@ -79,7 +79,7 @@ def _check_calibration_days(days: Any) -> int:
     :param days: calibration days (:meth:`MicrogridGoalEnv.calibrate_budget_range`)
     :raises ValueError: naming ``calibration_days``, unless it is an integer in ``[1,`` :data:`MAX_CALIBRATION_DAYS` ``]``
     """
-    return int(checked_number("calibration_days", days, 1, MAX_CALIBRATION_DAYS, integer=True))
+    return checked_number("calibration_days", days, 1, MAX_CALIBRATION_DAYS, integer=True)
 
 
 def _check_budget(budget: Any) -> Budget:

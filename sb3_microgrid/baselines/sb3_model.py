@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from ..algos import load, run_record
 from ..callbacks.checkpoint import RUN_JSON, VECNORMALIZE, CheckpointError, read_run_json
@@ -77,17 +77,26 @@ def statistics_for(path: str | Path, vecnormalize: str | Path | None = None) -> 
     return stats, normalised
 
 
+def statistics_of_model(stats: str | Path, venv: VecEnv, name: str) -> VecNormalize:
+    """``venv`` normalised with the statistics file ``stats`` of the model ``name`` (``load_vecnormalize``, read safely).
+
+    :raises ValueError: naming the file and the model, if the file cannot be used with ``venv`` (another run's
+        statistics, of another observation)
+    """
+    try:
+        return load_vecnormalize(stats, venv)
+    except UnsafePickleError as err:
+        raise UnsafePickleError(f"{err} (for model {name!r})") from None
+    except Exception as err:  # noqa: BLE001 - a pickle can fail in many ways; name the file
+        raise ValueError(f"cannot use VecNormalize statistics {stats} for model {name!r}: {type(err).__name__}: {err}") from None
+
+
 def load_statistics(stats: Path, env: gym.Env, name: str) -> VecNormalize:
     """The ``VecNormalize`` statistics file ``stats`` for acting on ``env`` (no updates, no reward scaling).
 
     :raises ValueError: naming the file and the model ``name``, if the file cannot be used with ``env``
     """
-    try:
-        normalizer = load_vecnormalize(stats, DummyVecEnv([lambda: env]))
-    except UnsafePickleError as err:
-        raise UnsafePickleError(f"{err} (for model {name!r})") from None
-    except Exception as err:  # noqa: BLE001 - a pickle can fail in many ways; name the file
-        raise ValueError(f"cannot use VecNormalize statistics {stats} for model {name!r}: {type(err).__name__}: {err}") from None
+    normalizer = statistics_of_model(stats, DummyVecEnv([lambda: env]), name)
     normalizer.training = False
     normalizer.norm_reward = False
     return normalizer

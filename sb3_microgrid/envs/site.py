@@ -162,7 +162,7 @@ def build_site(scenario: Scenario, data: MicrogridData | None = None) -> SiteArr
     weekend = daily(dates.day_of_week >= 5)
     holiday = padded(series["is_holiday"].to_numpy(), False)
     # Normalise by the training years' mean so no statistic of the test year reaches the observation.
-    train_days = split_days(pd.DatetimeIndex(series.index[::24]), "train")
+    train_days = split_days(dates, "train")
     train_hours = series.index.normalize().isin(train_days)
     load_scale = float(series["load_kw"][train_hours].mean())
     if not load_scale > 0.0:  # every load of the observation and every size of the site context is divided by it
