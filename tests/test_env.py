@@ -69,6 +69,15 @@ def test_registration_from_fresh_interpreter():
     assert out.stdout.strip().endswith("ok")
 
 
+def test_the_constructor_seed_serves_the_first_reset_only():
+    """gymnasium's contract: a seedless reset continues the stream, even after a seeded one."""
+    seeded, plain = MicrogridEnv(seed=0), MicrogridEnv()
+    dates = [[env.reset(seed=3)[1]["date"]] + [env.reset()[1]["date"] for _ in range(3)] for env in (seeded, plain)]
+    assert dates[0] == dates[1]
+    assert len(set(dates[0])) == 4
+    assert MicrogridEnv(seed=5).reset()[1] == MicrogridEnv().reset(seed=5)[1]
+
+
 def test_same_seed_same_episode():
     policy_rng = np.random.default_rng(0)
     actions = policy_rng.uniform(-1, 1, size=(24, 13))

@@ -32,14 +32,37 @@ def test_a_ragged_action_list_names_the_shape(venv):
         venv.step([[0.0] * 13] * 3 + [[0.0] * 12])
 
 
-@pytest.mark.parametrize("action", [np.full((4, 13), "x"), np.full((4, 13), "0.5"), np.full((4, 13), 0.5 + 1j), np.ones((4, 13), dtype=bool),
-                                    np.full((4, 13), None)], ids=["text", "numeric text", "complex", "bool", "object"])  # fmt: skip
+@pytest.mark.parametrize("action", [np.full((4, 13), "x"), np.full((4, 13), "0.5"), np.full((4, 13), 0.5 + 1j), np.ones((4, 13), dtype=bool)],
+                         ids=["text", "numeric text", "complex", "bool"])  # fmt: skip
 def test_non_numeric_action_raises(venv, action):
     """numpy would parse '0.5', read True as 1 and drop an imaginary part without a word."""
     venv.reset()
     with pytest.raises(ValueError, match=rf"action must be an array of real numbers of shape \(4, 13\), got dtype {action.dtype}"):
         venv.step(action)
     assert venv.core.t == 0
+
+
+@pytest.mark.parametrize("entry", [None, True, np.True_, np.array(True)], ids=["None", "True", "numpy True", "0-d bool"])
+def test_an_entry_that_is_not_a_real_number_raises(venv, entry):
+    """In a list of floats numpy reads True as 1.0 (a full charge) without a word: every entry is checked."""
+    venv.reset()
+    action = [[0.0] * 13 for _ in range(4)]
+    action[2][0] = entry
+    with pytest.raises(ValueError, match=r"action must be an array of real numbers of shape \(4, 13\), got an entry"):
+        venv.step(action)
+    with pytest.raises(ValueError, match=r"got an entry None"):
+        venv.step(np.full((4, 13), None))
+    assert venv.core.t == 0
+
+
+def test_huge_integers_are_projected_and_counted(venv):
+    """Python ints beyond int64 (numpy makes them objects) and beyond float range are out-of-box values, not errors."""
+    venv.reset()
+    action = [[0.0] * 13 for _ in range(4)]
+    action[1][0], action[2][0], action[3][0] = 10**20, 10**400, np.array(1.0)
+    _, _, _, infos = venv.step(action)
+    assert [info["safety_interventions"] for info in infos] == [0.0, 1.0, 1.0, 0.0]
+    assert infos[1]["battery_kwh"] == infos[2]["battery_kwh"] == infos[3]["battery_kwh"] > 0
 
 
 @pytest.mark.parametrize("n_envs", [0, -1, 2.5, "4", True, None])
@@ -55,7 +78,8 @@ def test_numpy_integer_n_envs_accepted():
 @pytest.mark.parametrize(
     ("day", "message"),
     [("1999-01-01", "not a start day of split 'train'"), ("garbage", "day must be a date"), ("", "day must be a date"),
-     ("NaT", "day must be a date"), (float("nan"), "day must be a date"), (pd.NaT, "day must be a date")],
+     ("NaT", "day must be a date"), (float("nan"), "day must be a date"), (pd.NaT, "day must be a date"),
+     ("2016-03-01T00:00+05:30", "day must be a local date without a time zone")],
 )  # fmt: skip
 def test_failed_set_options_day_does_not_stick(day, message):
     venv = MicrogridVecEnv(2, seed=0)

@@ -10,6 +10,8 @@ restarts; then arrivals of the next step and the observation. Episodes are built
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from typing import Sequence
 
 import numpy as np
@@ -86,6 +88,40 @@ def observation_layout(scenario: Scenario) -> ObservationLayout:
     static = (*TIME_FEATURES, "time_left", "soc", "soh", "day_peak", *ev, *(SITE_CONTEXT if scenario.observation.site_context else ()))
     f = scenario.forecast
     return ObservationLayout(static_names=static, window_names=WINDOW_SERIES, history_steps=f.history_steps, forecast_steps=f.forecast_steps)
+
+
+def _real(value: object, shape: tuple[int, ...]) -> float:
+    if isinstance(value, np.ndarray) and value.shape == ():  # a 0-d array in a list: its scalar
+        value = value[()]
+    # bool is an int to Python, and numpy reads True as 1.0 in a list of floats: refused, as the docs say
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"action must be an array of real numbers of shape {shape}, got an entry {value!r}")
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond the float range: out of the box, for the supervisor to project
+        return math.inf if value > 0 else -math.inf
+
+
+def real_action(action: object, shape: tuple[int, ...]) -> np.ndarray:
+    """``action`` as a float64 array, its entries checked to be real numbers (not its shape).
+
+    Numbers only: numpy would parse strings, read booleans as 0/1 and drop the imaginary part of complex numbers.
+    An array of a numeric dtype passes as it is; Python sequences and object arrays are checked entry by entry.
+
+    :param action: the action as given to ``step``
+    :param shape: the expected shape, for the error message
+    :raises ValueError: for an entry that is not a real number, or a ragged sequence
+    """
+    try:
+        array = np.asarray(action)
+    except ValueError as err:  # a ragged list
+        raise ValueError(f"action must be an array of real numbers of shape {shape}: {err}") from None
+    if array.dtype.kind not in "iufO":
+        raise ValueError(f"action must be an array of real numbers of shape {shape}, got dtype {array.dtype}")
+    if array.dtype.kind == "O" or isinstance(action, (list, tuple)):
+        entries = array if array.dtype.kind == "O" else np.asarray(action, dtype=object)
+        array = np.array([_real(value, shape) for value in entries.ravel()]).reshape(entries.shape)
+    return array.astype(np.float64, copy=False)
 
 
 class MicrogridCore:
@@ -190,6 +226,8 @@ class MicrogridCore:
             raise ValueError(f"day must be a date such as '2016-03-01', got {day!r}") from err
         if pd.isna(stamp):  # "", "NaT" and NaN parse to NaT, which has no date
             raise ValueError(f"day must be a date such as '2016-03-01', got {day!r}")
+        if stamp.tz is not None:  # the data's times are naive local times: an aware one would match no day
+            raise ValueError(f"day must be a local date without a time zone, such as '2016-03-01', got {day!r}")
         stamp = stamp.normalize()
         hits = np.flatnonzero(self.site.dates[self.starts] == stamp)
         if hits.size == 0:
@@ -263,14 +301,7 @@ class MicrogridCore:
         ep = self.episode
         if ep is None or self.t >= ep.n_steps:
             raise RuntimeError("the episode has ended (or never started): call reset() before step()")
-        try:
-            action = np.asarray(action)
-        except ValueError as err:  # a ragged list
-            raise ValueError(f"action must be an array of real numbers of shape {self.action_shape}: {err}") from None
-        # numbers only: numpy would parse strings, read booleans as 0/1 and drop the imaginary part of complex numbers
-        if action.dtype.kind not in "iuf":
-            raise ValueError(f"action must be an array of real numbers of shape {self.action_shape}, got dtype {action.dtype}")
-        action = action.astype(np.float64, copy=False)
+        action = real_action(action, self.action_shape)
         # The compiled step reads A entries per microgrid whatever it is given: check before it.
         if action.shape != self.action_shape:
             raise ValueError(f"action must have shape {self.action_shape}, got shape {action.shape}")

@@ -89,8 +89,10 @@ class MicrogridEnv(gym.Env):
         return self.core.set_difficulty(0, **params)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        if seed is None and self._default_seed is not None:
-            seed, self._default_seed = self._default_seed, None
+        # The constructor's seed stands in for the first reset's only: a later seedless reset continues the stream.
+        if self._default_seed is not None:
+            seed = self._default_seed if seed is None else seed
+            self._default_seed = None
         super().reset(seed=seed)
         day = reset_day(options)
         obs = self.core.reset([self.np_random], None if day is None else [day])
