@@ -230,3 +230,14 @@ def test_through_vecnormalize_and_a_policy_subclass():
     assert isinstance(model.policy.features_extractor, ForecastAttentionExtractor)
     model.learn(128)
     assert model.num_timesteps == 128
+
+
+def test_trpo_trains_through_the_extractor():
+    """TRPO differentiates the KL twice; the CPU flash attention kernel has no second derivative."""
+    from sb3_contrib import TRPO
+
+    kwargs = dict(features_extractor_class=ForecastAttentionExtractor, features_extractor_kwargs=dict(embed_dim=8, n_heads=2, features_dim=16))
+    model = TRPO("MlpPolicy", MicrogridEnv(seed=0), n_steps=32, batch_size=32, policy_kwargs=kwargs, seed=0)
+    before = [p.detach().clone() for p in model.policy.action_net.parameters()]
+    model.learn(32)
+    assert any(not th.equal(b, p) for b, p in zip(before, model.policy.action_net.parameters()))

@@ -102,6 +102,38 @@ def test_an_attribute_only_training_reads_is_replaced_for_prediction_and_refused
         model_objects(text, prediction=False)
 
 
+@pytest.mark.parametrize("algo", ["ars", "reptile"])
+def test_a_closure_schedule_of_ars_or_reptile_does_not_stop_prediction(tmp_path, algo):
+    """rl_zoo3's ``lin_`` schedules are closures: ARS's ``delta_std`` and Reptile's ``meta_step_size`` only train."""
+    from sb3_contrib import ARS
+
+    from sb3_microgrid.reptile import Reptile
+
+    schedule = lambda progress: 0.02 * progress  # noqa: E731 - a closure, pickled by value as rl_zoo3's are
+    if algo == "ars":
+        model = ARS("LinearPolicy", MicrogridEnv(), delta_std=schedule, n_delta=2, seed=0)
+    else:
+        model = Reptile("MlpPolicy", MicrogridEnv(), meta_step_size=schedule, inner_updates=1, n_steps=16, batch_size=16, seed=0)
+    model.save(tmp_path / "model.zip")
+    obs, _ = MicrogridEnv().reset(seed=0)
+    np.testing.assert_array_equal(load(tmp_path / "model.zip").predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+    with zipfile.ZipFile(tmp_path / "model.zip") as archive:
+        text = archive.read("data").decode()
+    with pytest.raises(UnsafePickleError, match="attribute '(delta_std_schedule|meta_step_size)"):
+        model_objects(text, prediction=False)
+
+
+def test_statistics_of_another_observation_layout_of_the_same_size_are_refused(tmp_path):
+    """``set_venv`` compares sizes only: 16 + 16 window rows have the size of campus's 8 + 24, not its layout."""
+    other = {"base": "campus", "forecast": {"history_steps": 16, "forecast_steps": 16}}
+    env = VecNormalize(DummyVecEnv([lambda: MicrogridEnv(other)]))
+    assert env.observation_space.shape == MicrogridEnv().observation_space.shape
+    env.save(tmp_path / "stats.pkl")
+    with pytest.raises(ValueError, match="stats.pkl holds statistics of another observation layout"):
+        load_vecnormalize(tmp_path / "stats.pkl", DummyVecEnv([MicrogridEnv]))
+    load_vecnormalize(tmp_path / "stats.pkl", DummyVecEnv([lambda: MicrogridEnv(other)]))
+
+
 def test_hostile_vecnormalize_statistics_are_refused(tmp_path):
     marker, stats = tmp_path / "ran", tmp_path / "model_vecnormalize.pkl"
     stats.write_bytes(pickle.dumps(_Touch(marker)))

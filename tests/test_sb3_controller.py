@@ -190,6 +190,11 @@ def zoo_config(normalize) -> str:
         ({"run.json": json.dumps({"algo": "ppo", "files": {"model.zip": 1}})}, False),
         ({"model/config.yml": zoo_config("{'norm_obs': True, 'norm_reward': False}")}, True),  # rl_zoo3
         ({"model/config.yml": zoo_config(False)}, False),
+        ({"model/config.yml": zoo_config(True), "other/config.yml": zoo_config(False)}, True),  # its own folder first
+        ({"a/config.yml": zoo_config(True), "b/config.yml": zoo_config(False)}, None),  # which one is its? none says
+        # another run's folder beside a model saved by hand (runs/twin.zip beside sb3-microgrid train's runs/<run>/)
+        ({"other/config.yml": zoo_config(False), "other/run.json": json.dumps({"algo": "ppo"})}, None),
+        ({"model/config.yml": zoo_config(False), "model/run.json": json.dumps({"algo": "ppo"})}, None),
         ({}, None),
     ],
 )

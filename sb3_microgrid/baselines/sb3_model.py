@@ -104,14 +104,18 @@ def load_statistics(stats: Path, env: gym.Env, name: str) -> VecNormalize:
 
 def run_settings(path: str | Path) -> dict[str, Any] | None:
     """The hyperparameters the model at ``path`` was trained with, if a run configuration is found:
-    ``config.yml`` in ``DIR/STEM/``, ``DIR/*/`` (rl_zoo3's saved hyperparameters), ``DIR``, its parent or
-    grandparent (``sb3-microgrid train``'s copy of the hyperparameter file, read at the section the ``run.json``
-    beside it records, else at its only one).
+    ``config.yml`` in ``DIR/STEM/`` or the only one of ``DIR/*/`` (rl_zoo3's saved hyperparameters), in ``DIR``, its
+    parent or grandparent (``sb3-microgrid train``'s copy of the hyperparameter file, read at the section the
+    ``run.json`` beside it records, else at its only one).
+
+    A folder beside the model with a ``run.json`` of its own is another run (``sb3-microgrid train`` puts its run
+    folders in ``runs/``, where a model saved by hand may sit too), and is never read for this one.
 
     :raises ValueError: if the run record is malformed
     """
     folder, stem = Path(path).parent, Path(path).stem
-    configs = [folder / stem / "config.yml", *sorted(folder.glob("*/config.yml"))]
+    nested = [config for config in sorted(folder.glob("*/config.yml")) if not (config.parent / RUN_JSON).exists()]
+    configs = [folder / stem / "config.yml"] if folder / stem / "config.yml" in nested else nested if len(nested) == 1 else []
     configs += [folder / "config.yml", folder.parent / "config.yml", folder.parent.parent / "config.yml"]
     for config in configs:
         if not config.is_file():

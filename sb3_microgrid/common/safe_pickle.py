@@ -120,6 +120,9 @@ PREDICTION_ONLY = {
     "clip_range": 0.0,
     "clip_range_vf": None,
     "exploration_schedule": ConstantSchedule(0.0),
+    "delta_std_schedule": ConstantSchedule(0.0),  # ARS, PairedARS
+    "meta_step_size": 0.0,  # Reptile
+    "meta_step_size_schedule": ConstantSchedule(0.0),
     "_last_obs": None,
     "_last_original_obs": None,
     "_last_episode_starts": None,
@@ -559,9 +562,14 @@ def load_vecnormalize(path: str | Path, venv: VecEnv) -> VecNormalize:
     """``VecNormalize.load`` without unpickling anything unsafe: the statistics in ``path`` around ``venv``.
 
     :raises UnsafePickleError: naming the file and what it names
-    :raises ValueError: if the file is not readable ``VecNormalize`` statistics
+    :raises ValueError: if the file is not readable ``VecNormalize`` statistics, or is of another observation layout
+        than ``venv``'s (when both spaces carry one, as the microgrid envs' do)
     """
     normalizer = load_file(path, "VecNormalize statistics", VecNormalize)
+    # set_venv checks the size only: statistics of another layout of the same size would scale the wrong entries
+    saved, given = (getattr(space, "layout", None) for space in (normalizer.observation_space, venv.observation_space))
+    if saved is not None and given is not None and saved != given:
+        raise ValueError(f"{path} holds statistics of another observation layout ({saved}) than the env's ({given})")
     normalizer.set_venv(venv)
     return normalizer
 

@@ -9,6 +9,7 @@ import gymnasium as gym
 import torch as th
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..envs.layout import ObservationLayout
 from ..common.arguments import checked_number
@@ -116,7 +117,9 @@ class ForecastAttentionExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
         window = self.layout.windows(observations)
-        tokens = self.encoder(self.step_embed(window) + self.position)
+        # The math kernel has a second derivative (TRPO's Hessian-vector products); the CPU flash kernel has none.
+        with sdpa_kernel(SDPBackend.MATH):
+            tokens = self.encoder(self.step_embed(window) + self.position)
         # The mean summarises the whole horizon; the current step's token keeps what matters now.
         pooled = th.cat([tokens.mean(dim=1), tokens[:, self.layout.history_steps]], dim=1)
         return self.head(th.cat([pooled, self.static_net(observations[:, self.layout.static])], dim=1))
