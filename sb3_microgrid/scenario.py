@@ -39,6 +39,9 @@ LOAD_PROFILES = ("campus", "office", "hospital", "industry")
 CLIMATES = ("pune", "jodhpur", "delhi", "chennai", "kolkata")
 
 
+#: Fields of ``data`` that hold file paths (made absolute when a scenario is built).
+DATA_PATHS = ("series_path", "sessions_path")
+
 #: Values of ``ev.dispatch``.
 EV_DISPATCH = ("ports", "aggregate")
 
@@ -219,7 +222,8 @@ class GridConfig(_Validated):
     peak_hours: tuple[int, int] = (17, 23)
     solar_hours: tuple[int, int] = (9, 17)
     export_price_inr_per_kwh: float = _f(3.0, 0, 100, doc="feed-in price (Rs/kWh)")
-    import_limit_kw: float = _f(1200.0, 0, 1e7, lo_open=True, doc="contracted import limit (kW)")
+    # at least 1 kW: it divides the day-peak observation, which a limit of 1e-300 kW made infinite
+    import_limit_kw: float = _f(1200.0, 1, 1e7, doc="contracted import limit (kW)")
     export_limit_kw: float = _f(300.0, 0, 1e7, doc="export limit (kW)")
     demand_charge_inr_per_kva_month: float = _f(350.0, 0, 1e5, doc="demand charge on the monthly peak (Rs/kVA/month)")
     power_factor: float = _f(0.95, 0.5, 1, doc="kVA = kW / power factor (utilities penalise a factor below about 0.9)")
@@ -370,8 +374,8 @@ class RewardConfig(_Validated):
 class DataConfig(_Validated):
     """Where the series come from: the synthetic generator (``series_path`` unset) or the user's files.
 
-    A relative path in a scenario file is resolved against that file's folder (as ``base`` is), in a mapping
-    against the working folder.
+    A relative path in a scenario file is resolved against that file's folder (as ``base`` is), in a mapping or a
+    :meth:`Scenario.replace` against the working folder, so a scenario built from either holds absolute paths.
     """
 
     _section: ClassVar[str] = "data"
@@ -379,7 +383,8 @@ class DataConfig(_Validated):
     seed: int = _f(0, 0, SEED_MAX, doc="seed of the synthetic data and of sessions generated for the user's series")
     years: int = _f(10, 1, 100, doc="years of synthetic data")
     start_year: int = _f(2015, 1900, 2200)
-    load_mean_kw: float = _f(316.0, 0, 1e7, lo_open=True, doc="mean building load of the synthetic data (kW)")
+    # at least 1 kW: the load observation and the site context divide by it, and 1e-200 kW made them infinite
+    load_mean_kw: float = _f(316.0, 1, 1e7, doc="mean building load of the synthetic data (kW)")
     load_profile: str = "campus"  # load kind of the synthetic data, one of LOAD_PROFILES
     climate: str = "pune"  # PV, wind and cooling climate of the synthetic data, one of CLIMATES
     series_path: str | None = None
@@ -514,7 +519,7 @@ def _with_base(raw: Mapping[str, Any], folder: Path, chain: tuple[Path, ...] = (
     base = raw.pop("base", None)
     data = raw.get("data")
     if isinstance(data, Mapping):  # anything else is reported by from_dict
-        raw["data"] = {k: _resolve(v, folder) if k in ("series_path", "sessions_path") else v for k, v in data.items()}
+        raw["data"] = {k: _resolve(v, folder) if k in DATA_PATHS else v for k, v in data.items()}
     if base is None:
         return from_dict(raw)
     if not isinstance(base, str) or not base:
@@ -529,9 +534,12 @@ def _with_base(raw: Mapping[str, Any], folder: Path, chain: tuple[Path, ...] = (
     return from_dict(_merge(to_dict(start), raw))
 
 
-def _resolve(value: Any, folder: Path) -> Any:
-    """A relative path string made absolute against ``folder``; anything else unchanged (validated later)."""
-    return str(folder / value) if isinstance(value, str) and value and not Path(value).is_absolute() else value
+def _resolve(value: Any, folder: Path | None) -> Any:
+    """A relative path string made absolute against ``folder`` (None: the working folder, asked only then); anything
+    else unchanged (validated later)."""
+    if not (isinstance(value, str) and value and not Path(value).is_absolute()):
+        return value
+    return str(folder / value if folder is not None else Path(value).absolute())
 
 
 def _preset(name: str, chain: tuple[Path, ...] = ()) -> Scenario:
@@ -593,7 +601,16 @@ def _build(cls: type, raw: Mapping[str, Any], path: str) -> Any:
 
 
 def from_dict(raw: Mapping[str, Any]) -> Scenario:
-    """Build and validate a :class:`Scenario` from a nested mapping (unknown keys are errors)."""
+    """Build and validate a :class:`Scenario` from a nested mapping (unknown keys are errors); relative data paths
+    are resolved against the working folder.
+
+    :param raw: nested mapping of fields, as :func:`to_dict` gives
+    """
+    data = raw.get("data")
+    if isinstance(data, Mapping):  # anything else is reported by _build
+        # a relative path kept as is was read against whatever folder the env was built in, and to_yaml wrote it
+        # relative, so the reloaded scenario read a file next to the YAML file instead
+        raw = {**raw, "data": {k: _resolve(v, None) if k in DATA_PATHS else v for k, v in data.items()}}
     return _build(Scenario, raw, "scenario")
 
 

@@ -56,7 +56,8 @@ MAX_PORTS = 40  # the observation has three entries and the action one per port
 PORT_POWERS_KW = (3.3, 7.4, 11.0, 22.0)
 TARIFFS = ("exchange", "tod")
 NETWORK_CHARGE_INR_PER_KWH = (3.0, 4.5)  # on top of the exchange price [est]; campus 3.6 [est]
-# ToD normal rate (Rs/kWh) [est] around the Delhi non-domestic rate of about Rs 8.50/kVAh (CALIBRATION.md).
+# ToD normal rate (Rs/kWh) [est] around the Delhi non-domestic rate of about Rs 8.50/kVAh (CALIBRATION.md), applied
+# per kWh as campus_tod's is (the env bills kWh).
 NORMAL_RATE_INR_PER_KWH = (6.5, 10.0)
 # Consumer rules 2023: peak at least 1.2x the normal rate, solar hours at least 20 % below it; the 2024 EV charging
 # guidelines use 0.7x in solar hours. The upper peak bound 1.3 is [est].

@@ -171,6 +171,18 @@ def test_sessions_follow_given_holidays() -> None:
         generate_sessions(days, N_PORTS, holidays=holidays.iloc[:2])
 
 
+def test_winter_break_across_new_year_flags_every_day() -> None:
+    """A break from 24 December to 2 January matched no day (MMDD >= 1224 and <= 102): only Christmas was flagged."""
+    site = SiteProfile(winter_break=((12, 24), (1, 2)))
+    flags = generate_series(years=2, start_year=2015, site=site)["is_holiday"].resample("D").max()
+    assert flags["2015-12-24":"2016-01-02"].eq(1).all() and flags["2015-01-01":"2015-01-02"].eq(1).all()
+    assert flags[["2015-01-03", "2015-12-23", "2016-01-04"]].eq(0).all()  # the days just outside the break
+    # a vacation across New Year lowers the load on those days too
+    vacation = SiteProfile(load_summer_vacation=((12, 20), (1, 10)), load_vacation_activity=0.1)
+    load = generate_series(years=1, site=vacation)["load_kw"]
+    assert load["2015-01-05":"2015-01-09"].mean() < 0.8 * load["2015-01-12":"2015-01-16"].mean()
+
+
 # Splits
 
 
@@ -342,6 +354,94 @@ def test_column_map_giving_two_columns_one_name(small: MicrogridData, tmp_path: 
     else:
         with pytest.raises(DataValidationError, match="columns 'port', 'Charger' are all named 'port'"):
             validate_sessions(small.sessions.assign(Charger=0), N_PORTS, column_map={"Charger": "port"})
+
+
+@pytest.mark.parametrize("case", ["ours", "theirs", "sessions", "frame"])
+def test_repeated_column_name_is_refused_naming_it(small: MicrogridData, tmp_path: Path, case: str) -> None:
+    """pandas read a second 'load_kw' header as 'load_kw.1' and dropped it: the first column won silently."""
+    if case == "frame":  # data given in code can carry the repeat itself
+        with pytest.raises(DataValidationError, match=r"repeated column names 'load_kw' \(2 columns\)"):
+            validate_series(pd.concat([small.series, small.series[["load_kw"]] * 1000], axis=1))
+        return
+    frame = small.sessions if case == "sessions" else small.series.reset_index()
+    name = {"ours": "load_kw", "theirs": "Load", "sessions": "port"}[case]
+    if case == "theirs":
+        frame = frame.rename(columns={"load_kw": "Load"})
+    text = frame.to_csv(index=False).splitlines()
+    path = tmp_path / "repeated.csv"
+    path.write_text("\n".join([f"{text[0]},{name}", *(f"{line},1" for line in text[1:])]) + "\n")
+    with pytest.raises(DataValidationError, match=rf"{path}: repeated column names '{name}' \(2 columns\)"):
+        if case == "sessions":
+            load_sessions(path, n_ports=N_PORTS)
+        else:
+            load_series(path, column_map={"Load": "load_kw"})
+
+
+def test_blank_header_cells_are_not_repeated_names(small: MicrogridData, tmp_path: Path) -> None:
+    """Unnamed columns (a written index, a trailing comma) read as distinct 'Unnamed: i' columns and are dropped."""
+    text = small.series.reset_index().to_csv(index=False).splitlines()
+    path = tmp_path / "blank.csv"
+    path.write_text("\n".join([f",{text[0]},", *(f"{i},{line}," for i, line in enumerate(text[1:]))]) + "\n")
+    pd.testing.assert_frame_equal(load_series(path), small.series, check_freq=False)
+
+
+@pytest.mark.parametrize("case", ["parquet", "frame"])
+def test_multi_level_column_headers_are_refused(small: MicrogridData, tmp_path: Path, case: str) -> None:
+    """Two header levels passed the column checks and crashed in pd.to_numeric with a raw TypeError."""
+    frame = small.series.copy()
+    frame.columns = pd.MultiIndex.from_product([frame.columns, ["value"]])
+    with pytest.raises(DataValidationError, match=r"the columns have 2 header levels \(first \('pv_cf', 'value'\)\); give a single flat row"):
+        if case == "parquet":
+            frame.to_parquet(tmp_path / "series.parquet")
+            load_series(tmp_path / "series.parquet")
+        else:
+            validate_series(frame)
+
+
+def test_rows_without_data_columns_name_the_missing_columns(small: MicrogridData, tmp_path: Path) -> None:
+    """A file holding only times has rows, yet was reported as 'the series has no rows'."""
+    path = tmp_path / "times.csv"
+    small.series.reset_index()[["time"]].to_csv(path, index=False)
+    with pytest.raises(DataValidationError, match="missing column 'pv_cf', .*column 'emission_factor'; required columns: .* found: none"):
+        load_series(path)
+
+
+def _pv_only_at(hour: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Mutation giving PV output in one hour of each day only."""
+    return lambda df: df.assign(pv_cf=np.where(df.index.hour == hour, 0.5, 0.0))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_utc_timestamps_are_refused_by_the_pv_hours(data: MicrogridData, tmp_path: Path, fmt: str) -> None:
+    """Naive UTC stamps (IST - 5.5 h; a logger's default) were accepted and every daily pattern shifted by 5.5 h."""
+    series = data.series.loc["2023"]
+    utc = series.copy()
+    utc[:] = np.roll(series.to_numpy(), -5, axis=0)  # the values under UTC hour labels
+    utc = utc.astype(series.dtypes.to_dict())
+    path = _write(utc.reset_index(), tmp_path / "utc", fmt, index=False)
+    message = (
+        r"column 'time' / column 'pv_cf': PV output is centred at 7.5\d h \(PV-weighted mean hour of day\), outside the "
+        r"allowed range \[9.5, 15\] around Indian solar noon .* tz-naive local time \(IST, UTC\+5:30\)"
+    )
+    with pytest.raises(DataValidationError, match=message):
+        load_series(path)
+    pd.testing.assert_frame_equal(load_series(_write(series, tmp_path / "ist", fmt)), series, check_freq=False)
+
+
+@pytest.mark.parametrize(("hour", "accepted"), [(8, False), (9, True), (14, True), (15, False)])
+def test_pv_hour_range_is_closed_at_mid_hour(small: MicrogridData, hour: int, accepted: bool) -> None:
+    """PV only in hour h is centred at h + 0.5: hours 9 and 14 lie in [9.5, 15], 8 and 15 do not."""
+    series = _pv_only_at(hour)(small.series)
+    if accepted:
+        validate_series(series)
+    else:
+        with pytest.raises(DataValidationError, match=rf"'pv_cf': PV output is centred at {hour + 0.5:.2f} h"):
+            validate_series(series)
+
+
+def test_series_without_pv_is_not_checked_for_its_hours(small: MicrogridData) -> None:
+    """No PV output (a site without panels, night-only data) tells nothing about the clock."""
+    validate_series(small.series.assign(pv_cf=0.0))
 
 
 def _object_cell(value: object) -> Callable[[pd.DataFrame], pd.DataFrame]:

@@ -82,6 +82,10 @@ def test_presets_load_and_differ_in_tariff():
         ({"battery": {"cycle_life": 1e300}}, "battery.cycle_life", "[1, 100000.0]"),
         ({"battery": {"charge_efficiency": 1e-306, "self_discharge_per_hour": 0.0}}, "battery.charge_efficiency", "[0.5, 1]"),
         ({"grid": {"power_factor": 1e-306}}, "grid.power_factor", "[0.5, 1]"),
+        # in range before, yet the day-peak, load and site-context observations divided by them became infinite
+        ({"grid": {"import_limit_kw": 1e-300}}, "grid.import_limit_kw", "allowed range [1, 10000000.0]"),
+        ({"grid": {"import_limit_kw": 0.5}}, "grid.import_limit_kw", "allowed range [1, 10000000.0]"),
+        ({"data": {"load_mean_kw": 1e-200}}, "data.load_mean_kw", "allowed range [1, 10000000.0]"),
         ({"reward": {"scale_inr": 1e-305}}, "reward.scale_inr", "[1, 1000000000.0]"),
         # integers beyond the largest float raised OverflowError
         ({"battery": {"capacity_kwh": 10**400}}, "battery.capacity_kwh", "allowed range (0, 10000000.0]"),
@@ -161,6 +165,54 @@ def test_edges_of_the_ranges_are_valid():
     assert load_scenario({"battery": {"degradation": extreme}}).battery.degradation.k_sigma == 5.0
 
 
+def test_observations_stay_finite_at_the_one_kw_floors():
+    """1 kW is the smallest import limit and synthetic mean load allowed: every observation stays finite there."""
+    scenario = {"grid": {"import_limit_kw": 1.0}, "data": {"load_mean_kw": 1.0, "years": 3}, "observation": {"site_context": True}}
+    env = MicrogridEnv(scenario, seed=0)
+    obs, _ = env.reset(seed=0)
+    assert np.isfinite(obs).all()
+    for _ in range(24):
+        obs, reward, *_ = env.step(np.ones(env.action_space.shape))
+        assert np.isfinite(obs).all() and np.isfinite(reward)
+
+
+def test_difficulty_soc_bounds_are_checked_when_the_scenario_loads():
+    """docs/environment.md said 'only at reset'; the scenario refuses them at load (as the docs now say)."""
+    with pytest.raises(ScenarioError, match=r"difficulty/battery soc_min \(0.95\) must be < soc_max \(0.9\)"):
+        load_scenario({"difficulty": {"soc_min": 0.95}})
+    docs = (Path(__file__).parents[1] / "docs" / "environment.md").read_text(encoding="utf-8")
+    assert "checked against the battery's when the scenario is loaded" in docs and "only at reset" not in docs
+
+
+def test_documented_kw_floors_match_the_scenario():
+    """The parameter table of docs/environment.md gives the 1 kW floors of import_limit_kw and load_mean_kw."""
+    table = (Path(__file__).parents[1] / "docs" / "environment.md").read_text(encoding="utf-8")
+    assert "| `grid.import_limit_kw`, `export_limit_kw` | 1200, 300 | [1, 1e7], [0, 1e7] |" in table
+    assert "[1900, 2200], [1, 1e7] | synthetic data; mean load (kW) |" in table
+
+
+def test_campus_tod_keeps_its_published_rate_and_says_it_is_applied_per_kwh():
+    """8.5 is Delhi's Rs/kVAh figure billed per kWh (about 5 % below the kVAh bill at pf 0.95); every published
+    campus_tod result depends on it, so the number stays and the comment says what it is."""
+    tod = load_scenario("campus_tod").grid
+    assert tod.normal_rate_inr_per_kwh == 8.5 and tod.power_factor == 0.95
+    text = (Path(__file__).parents[1] / "sb3_microgrid" / "scenarios" / "campus_tod.yaml").read_text(encoding="utf-8")
+    assert "applied per\n  # kWh" in text and "8.5 / 0.95 = 8.95" in text
+
+
+def test_relative_data_path_set_in_code_is_absolute_and_round_trips(tmp_path, monkeypatch):
+    """replace(data__series_path='s.csv') kept the path relative: to_yaml wrote it so, and the reloaded scenario
+    read sub/s.csv, next to the YAML file, instead of the working folder's s.csv."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    scenario = load_scenario("campus").replace(data__series_path="s.csv", data__sessions_path="e.csv")
+    assert (scenario.data.series_path, scenario.data.sessions_path) == (str(tmp_path / "s.csv"), str(tmp_path / "e.csv"))
+    scenario.to_yaml(tmp_path / "sub" / "s.yaml")
+    monkeypatch.chdir(tmp_path / "sub")  # the folder the reload happens in does not matter
+    assert load_scenario(tmp_path / "sub" / "s.yaml") == scenario
+    assert load_scenario("s.yaml").data.series_path == str(tmp_path / "s.csv")
+
+
 def test_base_cycle_is_named(tmp_path):
     (tmp_path / "a.yaml").write_text("base: b.yaml\n")
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
@@ -182,7 +234,7 @@ def test_unreadable_yaml_is_a_scenario_error(tmp_path):
 
 
 @pytest.mark.parametrize(("text", "named"), [
-    ("grid: {import_limit_kw: }", "grid.import_limit_kw must be a number in (0, 10000000.0], got None"),
+    ("grid: {import_limit_kw: }", "grid.import_limit_kw must be a number in [1, 10000000.0], got None"),
     ("difficulty: {price_volatility: }", "difficulty.price_volatility must be a number in [0, 3], got None"),
     ("data: {seed: }", "data.seed must be an integer in [0, 4294967295], got None"),
     ("battery: {capacity_kwh: }", "battery.capacity_kwh must be a number"),

@@ -15,7 +15,8 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from sb3_microgrid import sites
-from sb3_microgrid.data import CLIMATE_PARAMS, LOAD_PROFILE_PARAMS, MicrogridData, SiteProfile, generate_series, site_profile
+from sb3_microgrid.data import CLIMATE_PARAMS, LOAD_PROFILE_PARAMS, MicrogridData, SiteProfile, generate_series, load_series, site_profile
+from sb3_microgrid.data.io import PV_MEAN_HOUR_RANGE, _check_pv_hours
 from sb3_microgrid.envs.microgrid_env import MicrogridEnv
 from sb3_microgrid.envs.site import _load, scenario_data
 from sb3_microgrid.evaluation import evaluate
@@ -103,6 +104,40 @@ def test_climates_set_capacity_factor_and_solar_noon() -> None:
         assert series["pv_cf"].mean() == pytest.approx(site_profile(climate=climate).pv_capacity_factor, rel=0.005)
         noon[climate] = series["pv_cf"].groupby(series.index.hour).mean().idxmax()
     assert noon["kolkata"] < noon["pune"]  # 88.4 deg E against 73.9 deg E
+
+
+def test_site_profile_fields_override_the_presets() -> None:
+    """An explicit field that a preset also sets raised TypeError: replace() got multiple values for it."""
+    assert site_profile("hospital", "pune", ev_arrival_mean_h=7.0).ev_arrival_mean_h == 7.0
+    delhi = site_profile("industry", "delhi", pv_capacity_factor=0.2, ev_stay_median_h=6.0)
+    assert (delhi.pv_capacity_factor, delhi.ev_stay_median_h, delhi.latitude_deg) == (0.2, 6.0, 28.6)
+
+
+def test_emission_factor_is_national_whatever_the_climate() -> None:
+    """The 'national' factor followed the site's own sun and clearness: Kolkata's differed from Pune's by 0.067."""
+    pune = generate_series(years=1, start_year=2024, seed=0, site=site_profile("campus", "pune"))
+    for climate in CLIMATES[1:]:
+        other = generate_series(years=1, start_year=2024, seed=0, site=site_profile("office", climate))
+        np.testing.assert_array_equal(other["emission_factor"], pune["emission_factor"])
+        assert not np.array_equal(other["pv_cf"], pune["pv_cf"])  # the local PV still follows the climate
+
+
+@pytest.mark.parametrize("climate", CLIMATES)
+def test_every_shipped_site_written_out_loads_back(climate: str, tmp_path: Path) -> None:
+    """The check for naive UTC stamps (PV centred outside [9.5, 15] h) passes every load kind in every climate, and
+    every single day of ten years there."""
+    for kind in LOAD_PROFILES:
+        series = generate_series(years=1, start_year=2023, seed=0, site=site_profile(kind, climate))
+        series.to_csv(tmp_path / f"{kind}.csv")
+        pd.testing.assert_frame_equal(load_series(tmp_path / f"{kind}.csv"), series, check_freq=False)
+    series = generate_series(years=10, seed=1, site=site_profile("campus", climate))
+    pv = series["pv_cf"].to_numpy().reshape(-1, 24)
+    hours = series.index[:24]
+    for day in pv:
+        _check_pv_hours(hours, day, None)
+    centre = pv @ (np.arange(24) + 0.5) / pv.sum(axis=1)
+    low, high = PV_MEAN_HOUR_RANGE
+    assert low + 1.5 < centre.min() and centre.max() < high - 1.5  # well inside the range: 11.1-13.0 h
 
 
 def test_scenario_data_follow_the_site() -> None:

@@ -42,10 +42,29 @@ SESSION_ENERGY_MAX_KWH = 1000.0  # above any EV battery (large trucks carry abou
 # 2**53, and int64 overflows at 2**63 (1e19 became -9223372036854775808).
 PORT_LIMIT = 2**53
 ONE_HOUR = np.timedelta64(1, "h")
+# Allowed closed range of the PV-weighted mean hour of day (mid-hour, as a row covers [t, t + 1 h)). Solar noon lies
+# between about 11:10 and 13:00 IST anywhere in India, so data in local time are centred there (every shipped climate,
+# even on single days: 11.1-13.0 h), while naive UTC stamps put PV 5.5 h early. Generous, to pass odd panel azimuths.
+PV_MEAN_HOUR_RANGE = (9.5, 15.0)
 
 
 class DataValidationError(ValueError):
     """User data breaks a documented rule; the message names the column and the problem."""
+
+
+def _refuse_repeated(names: list[object], where: str) -> None:
+    """Raise naming every column name that occurs more than once.
+
+    :param names: column names in file order
+    :param where: prefix of the message (the file), or ""
+    """
+    repeated = {name: names.count(name) for name in names if names.count(name) > 1}
+    if repeated:
+        counted = ", ".join(f"{name!r} ({count} columns)" for name, count in repeated.items())
+        raise DataValidationError(
+            f"{where}repeated column names {counted}: every column needs its own name; keep one of them "
+            "(nothing is chosen silently)"
+        )
 
 
 def _rename(df: pd.DataFrame, column_map: Mapping[str, str] | None) -> pd.DataFrame:
@@ -54,6 +73,12 @@ def _rename(df: pd.DataFrame, column_map: Mapping[str, str] | None) -> pd.DataFr
     :param df: user frame
     :param column_map: user name -> our name; keys absent from ``df`` are ignored
     """
+    if df.columns.nlevels > 1:  # "load_kw" in df.columns held, yet df["load_kw"] was a frame: a raw TypeError later
+        raise DataValidationError(
+            f"the columns have {df.columns.nlevels} header levels (first {df.columns[0]!r}); give a single flat "
+            "row of column names, e.g. df.columns = df.columns.get_level_values(0)"
+        )
+    _refuse_repeated(list(df.columns), "")
     renamed = df.rename(columns=dict(column_map or {}))
     clashing = renamed.columns[renamed.columns.duplicated()]
     if len(clashing):  # df[name] would give a frame, which fails deep inside with a TypeError
@@ -84,9 +109,16 @@ def _read_table(path: str | os.PathLike) -> pd.DataFrame:
     if suffix not in (".csv", ".parquet"):
         raise DataValidationError(f"{os.fspath(path)}: unsupported file type {suffix!r}; use .csv or .parquet")
     try:
-        return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+        if suffix == ".parquet":  # pyarrow refuses a schema with a repeated name itself (a ValueError below)
+            return pd.read_parquet(path)
+        table = pd.read_csv(path)
+        # read_csv renames a repeated name to 'load_kw.1', which would then be dropped as another column
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as err:  # missing, a folder, not text, not a table (pandas and pyarrow errors are these)
         raise DataValidationError(f"{os.fspath(path)}: cannot read it as a {suffix} table ({type(err).__name__}: {str(err).strip()})") from err
+    # blank names are read as distinct 'Unnamed: i' columns (a written index), so only named columns must be unique
+    _refuse_repeated([name for name in header.iloc[0].tolist() if name.strip()], f"{os.fspath(path)}: ")
+    return table
 
 
 def _parse_times(values: pd.Series | pd.Index, column: str, column_map: Mapping[str, str] | None) -> pd.DatetimeIndex:
@@ -191,7 +223,7 @@ def _require(df: pd.DataFrame, required: tuple[str, ...], column_map: Mapping[st
     if missing:
         raise DataValidationError(
             f"missing {', '.join(_name(c, column_map) for c in missing)}; required columns: {', '.join(required)}; "
-            f"found: {', '.join(map(str, df.columns))} (map your names with column_map)"
+            f"found: {', '.join(map(str, df.columns)) or 'none'} (map your names with column_map)"
         )
 
 
@@ -226,6 +258,27 @@ def _check_hourly_days(times: pd.DatetimeIndex, column_map: Mapping[str, str] | 
         )
 
 
+def _check_pv_hours(times: pd.DatetimeIndex, pv: np.ndarray, column_map: Mapping[str, str] | None) -> None:
+    """Raise unless the PV output is centred near Indian solar noon, as it is in local time (IST); catches UTC stamps.
+
+    :param times: hourly timestamps of the series
+    :param pv: checked ``pv_cf`` values
+    :param column_map: user name -> our name, for messages
+    """
+    total = pv.sum()
+    if total <= 0:  # no PV: nothing to tell the clock by
+        return
+    mean_hour = float(np.dot(pv, times.hour.to_numpy() + 0.5) / total)
+    low, high = PV_MEAN_HOUR_RANGE
+    if not low <= mean_hour <= high:
+        raise DataValidationError(
+            f"{_name(TIME_COLUMN, column_map)} / {_name('pv_cf', column_map)}: PV output is centred at "
+            f"{mean_hour:.2f} h (PV-weighted mean hour of day), outside the allowed range [{low:g}, {high:g}] "
+            "around Indian solar noon (about 11:10-13:00 IST); times must be tz-naive local time (IST, UTC+5:30), "
+            "as docs/data_card.md says (naive UTC stamps put PV 5.5 h early: add 5 h 30 min to them)"
+        )
+
+
 def _validate_series(df: pd.DataFrame, column_map: Mapping[str, str] | None) -> pd.DataFrame:
     """Canonical copy of a series frame already in our column names.
 
@@ -241,7 +294,7 @@ def _validate_series(df: pd.DataFrame, column_map: Mapping[str, str] | None) -> 
             f"column {TIME_COLUMN!r} not found and the index is not a DatetimeIndex; "
             f"give hourly timestamps in a {TIME_COLUMN!r} column or as the index"
         )
-    if df.empty:
+    if len(df) == 0:  # not df.empty, which also holds for rows without columns: _require names those
         raise DataValidationError("the series has no rows")
     _require(df, REQUIRED_SERIES_COLUMNS, column_map)
     columns = {}
@@ -260,6 +313,7 @@ def _validate_series(df: pd.DataFrame, column_map: Mapping[str, str] | None) -> 
     else:
         columns["is_holiday"] = np.zeros(len(times), dtype=np.int8)
     _check_hourly_days(times, column_map)
+    _check_pv_hours(times, columns["pv_cf"], column_map)
     return pd.DataFrame(columns, index=times.rename(TIME_COLUMN))[list(SERIES_COLUMNS)]
 
 

@@ -147,6 +147,11 @@ class SiteProfile:
     ev_latest_departure_h: float = 23.0  # h, campus parking closes
 
 
+# Location and seasonal clearness of the national solar curve behind the grid emission factor: the factor is
+# all-India (CEA), so it must not follow the site's climate. Pune's (SiteProfile's defaults), so the campus data
+# stay bit for bit what they were.
+NATIONAL_SOLAR_REFERENCE = SiteProfile()
+
 # A winter break of Christmas Day alone adds no day to the fixed holidays: sites other than a campus have no break.
 NO_WINTER_BREAK = ((12, 25), (12, 25))
 
@@ -249,12 +254,13 @@ def site_profile(load_profile: str = "campus", climate: str = "pune", **fields: 
 
     :param load_profile: a key of ``LOAD_PROFILE_PARAMS``
     :param climate: a key of ``CLIMATE_PARAMS``
-    :param fields: further SiteProfile fields (for example ``load_mean_kw``)
+    :param fields: further SiteProfile fields (for example ``load_mean_kw``); they override the presets
     """
     for kind, value, presets in (("load_profile", load_profile, LOAD_PROFILE_PARAMS), ("climate", climate, CLIMATE_PARAMS)):
         if value not in presets:
             raise ValueError(f"unknown {kind} {value!r}; allowed: {', '.join(presets)}")
-    return replace(SiteProfile(), **LOAD_PROFILE_PARAMS[load_profile], **CLIMATE_PARAMS[climate], **fields)
+    # merged first, so an explicit field overrides a preset's (hospital's ev_arrival_mean_h) instead of a TypeError
+    return replace(SiteProfile(), **{**LOAD_PROFILE_PARAMS[load_profile], **CLIMATE_PARAMS[climate], **fields})
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing DataFrames with == has no single truth value
@@ -368,13 +374,17 @@ def _month_day(month: np.ndarray | int, day: np.ndarray | int) -> np.ndarray | i
 
 
 def _in_date_range(days: pd.DatetimeIndex, bounds: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
-    """Whether each day falls in an inclusive (month, day) range of the same year.
+    """Whether each day falls in an inclusive (month, day) range, every year; a range whose first day comes after
+    its last (24 December to 2 January) crosses New Year.
 
     :param days: midnight timestamps
     :param bounds: ((month, day), (month, day)) first and last day
     """
     code = _month_day(days.month.to_numpy(), days.day.to_numpy())
-    return (code >= _month_day(*bounds[0])) & (code <= _month_day(*bounds[1]))
+    first, last = _month_day(*bounds[0]), _month_day(*bounds[1])
+    if first > last:  # no day is both after 24 Dec and before 2 Jan: the break silently vanished
+        return (code >= first) | (code <= last)
+    return (code >= first) & (code <= last)
 
 
 def _holiday_flags(days: pd.DatetimeIndex, site: SiteProfile) -> np.ndarray:
@@ -548,14 +558,17 @@ def generate_series(
     holiday = _holiday_flags(index[::HOURS_PER_DAY], site)
     cos_zenith = _cos_zenith(index, site)
     clearness = _seasonal(_day_of_year(index), site.pv_monthly_clearness)
+    reference = NATIONAL_SOLAR_REFERENCE
+    national_solar = _cos_zenith(index, reference) * _seasonal(_day_of_year(index), reference.pv_monthly_clearness)
     return pd.DataFrame(
         {
             "pv_cf": _pv_cf(cos_zenith, clearness, _rng(seed, "pv"), site),
             "wind_speed": _wind_speed(index, _rng(seed, "wind"), site),
             "load_kw": _load_kw(index, holiday, _rng(seed, "load"), site),
             "exchange_price": _exchange_price(index, _rng(seed, "price"), site),
-            # National solar output is spread over the country, so it follows the seasonal clear sky, not local clouds.
-            "emission_factor": _emission_factor(index, cos_zenith * clearness, _rng(seed, "emission"), site),
+            # National solar output is spread over the country, so it follows the seasonal clear sky of a fixed
+            # reference, not the site's location or local clouds.
+            "emission_factor": _emission_factor(index, national_solar, _rng(seed, "emission"), site),
             "is_holiday": np.repeat(holiday, HOURS_PER_DAY).astype(np.int8),
         },
         index=index,
