@@ -436,16 +436,22 @@ def _date(text: str) -> str:
 def _add_export(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "export", help="write a saved model as an ONNX policy, its manifest and its scenario (docs/deploy.md)",
-        description="Write DIR/policy.onnx (the deterministic policy, observation normalisation folded in, actions clipped "
-        "to the action space), DIR/manifest.json and DIR/scenario.yaml for a saved model.",
+        description="Write DIR/policy.onnx (the deterministic policy, observation normalisation folded in, actions as predict "
+        "returns them: a squashed actor's (SAC, TQC, ...) unscaled to the action space, any other clipped to it), DIR/manifest.json "
+        "and DIR/scenario.yaml for a saved model.",
     )  # fmt: skip
     p.add_argument("model", metavar="MODEL.zip", help="a saved model, PATH.zip or PATH.zip:ALGO")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="export folder (created; its files of these names are replaced)")
     p.add_argument("--vecnormalize", type=Path, default=None, metavar="PATH.pkl", help="VecNormalize statistics (default: found beside the model)")
-    p.add_argument("--scenario", default=None, help="preset name or scenario YAML path (default: the run's env_kwargs scenario, else campus)")
+    p.add_argument(
+        "--scenario", default=None,
+        help="preset name or scenario YAML path (default: the site the run's run.json records, written by sb3-microgrid adapt "
+        "and by train with a scenario file, else the run's env_kwargs scenario, else campus)",
+    )  # fmt: skip
     p.add_argument(
         "--kpis", type=Path, default=None, metavar="EVAL.json",
-        help="`sb3-microgrid evaluate --json` output of this model on the test split, recorded as the manifest's test KPIs",
+        help="`sb3-microgrid evaluate --controller MODEL.zip --json` output of this model on the test split of the scenario exported, "
+        "recorded as the manifest's test KPIs",
     )  # fmt: skip
     _add_trust_module(p)
     p.set_defaults(func=_export)

@@ -5,6 +5,7 @@ Stable-Baselines3 nor the simulator."""
 
 import copy
 import datetime as dt
+from fractions import Fraction
 import json
 import logging
 import math
@@ -24,9 +25,11 @@ from sb3_microgrid.deploy import controller as controller_module
 from sb3_microgrid.deploy import supervision
 from sb3_microgrid.deploy.checks import Checker, site_ranges
 from sb3_microgrid.deploy.env_site import EnvSite
+from sb3_microgrid.deploy.observation import WINDOW_FIELDS
 from sb3_microgrid.envs import EPISODE_KEYS, MicrogridEnv, kernel
 from sb3_microgrid.evaluation import run_day
 from sb3_microgrid.export import ManifestError, OnnxPolicy, scenario_fingerprint
+from sb3_microgrid.scenario import MAX_STEPS_PER_HOUR
 
 #: A second site that moves every setting the observation depends on: ToD tariff, 30-minute steps, a two-day
 #: horizon, four V2G chargers and another window.
@@ -63,6 +66,27 @@ def test_observation_from_measurements_is_the_envs(scenario, days):
             cars += len(state.evs)
             obs, _, done, _, _ = env.step(rng.uniform(-1, 1, env.action_space.shape))
         assert cars > 0  # the EV features were compared too
+
+
+@pytest.mark.parametrize("per_hour", [n for n in range(1, MAX_STEPS_PER_HOUR + 1) if 60 % n], ids=lambda n: f"1/{n}h")
+def test_steps_that_start_between_whole_minutes_observe_as_the_env(per_hour):
+    """Every allowed step length whose steps do not all start on whole minutes (1/7, 1/8, 1/9, 1/11 h), on every step
+    of a day: the hour was read off the step start's clock without its seconds, and the step start placed by adding
+    rounded step lengths (at 1/7 h the 7th step began at 00:59:59.999998, hour 0.98): time features off by 4e-3."""
+    env = MicrogridEnv(scenario={"base": "campus", "step_hours": 1 / per_hour, "forecast": {"history_steps": 2, "forecast_steps": 3}}, split="test")
+    builder = ObservationBuilder(env.obs_layout, env.scenario, window_scale(env))
+    site, rng = EnvSite(env), np.random.default_rng(0)
+    obs, _ = env.reset(seed=0, options={"day": "2024-03-16"})
+    midnight, done = dt.datetime(2024, 3, 16), False
+    while not done:
+        t = env.core.t
+        state, issues = state_of(site.measurements(obs), env)
+        assert issues == [] and state.step == t
+        # the step's exact start (t / per_hour hours), to the microsecond
+        assert abs((state.step_start - midnight) / dt.timedelta(microseconds=1) - Fraction(t * 3_600_000_000, per_hour)) <= Fraction(1, 2)
+        np.testing.assert_allclose(builder.build(state), obs, rtol=1e-6, atol=1e-6, err_msg=f"step {t}")
+        obs, _, done, _, _ = env.step(rng.uniform(-1, 1, env.action_space.shape))
+    assert t == env.scenario.steps_per_day - 1
 
 
 def test_env_and_site_controller_run_one_supervisor():
@@ -212,6 +236,18 @@ def test_clean_request_of_that_step_is_the_policys(controller, request_with_cars
     assert not decision.fallback and decision.errors == []
 
 
+def test_the_step_start_keeps_the_timestamps_offset(controller, request_with_cars):
+    """A timestamp with an offset gets a step start at that offset (it was naive: another instant to a client or a
+    server in another zone); one without stays without."""
+    raw, _ = request_with_cars
+    india = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    aware = {**raw, "timestamp": raw["timestamp"].replace(minute=30, tzinfo=india), "evs": []}
+    decision = controller.decide(Measurements.model_validate(aware))
+    assert not decision.fallback and decision.step_start.utcoffset() == india.utcoffset(None)
+    assert decision.model_dump(mode="json")["step_start"] == raw["timestamp"].replace(tzinfo=india).isoformat() == "2024-03-12T11:00:00+05:30"
+    assert controller.decide(Measurements.model_validate(raw)).step_start == raw["timestamp"] == dt.datetime(2024, 3, 12, 11)
+
+
 def test_fallback_at_a_known_need_charges_within_it(controller, request_with_cars):
     raw, env = request_with_cars
     bad = copy.deepcopy(raw)
@@ -223,7 +259,7 @@ def test_fallback_at_a_known_need_charges_within_it(controller, request_with_car
     assert decision.battery_kw == 0.0
 
 
-@pytest.mark.parametrize("step_hours", [1.0, 0.5])
+@pytest.mark.parametrize("step_hours", [1.0, 0.5, 1 / 7])
 def test_a_timestamp_just_before_midnight_is_the_next_days_first_step(request_with_cars, step_hours):
     """Within the placement slack (1 ms) of midnight, a timestamp is the first step of the next day, which is then
     the default horizon_start: step 0, not a step past the horizon's end."""
@@ -321,6 +357,9 @@ def _changed(manifest, path: str, value):
         ("action.size", 5, "5 action entries"),
         ("observation.window_scale", KeyError, "window_scale"),
         ("observation.window_scale.load", 0.0, "window_scale['load']"),
+        # every observation inf, every decision the fallback
+        ("observation.window_scale.load", 1e-300, "observation.window_scale['load'] = 1e-300; allowed: a number in [2.939e-32, inf)"),
+        ("observation.window_scale.price", 2.9e-36, "observation.window_scale['price'] = 2.9e-36; allowed: a number in [2.939e-36, inf)"),
         ("observation.window_scale", [1, 2, 3], "observation.window_scale must be an object"),
         ("observation.site_context", "site_pv", "observation.site_context must be an object"),
         ("observation.layout.window_names", ["pv", "wind", "load", "price", "humidity"], "'humidity'"),
@@ -351,6 +390,30 @@ def test_an_edited_scenario_file_is_refused(exported_policy, tmp_path):
     manifest["scenario"]["sha256"] = scenario_fingerprint(written)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     assert SiteController.from_export(folder, clock=None).scenario == load_scenario("campus")
+
+
+def test_window_scales_and_site_context_keep_the_observation_within_float32(exported_policy, request_with_cars):
+    """At the lowest window scale allowed, an observation of the largest readings allowed is finite; a site context
+    value beyond float32's range (every observation inf) is refused naming it and the range."""
+    policy, (raw, env) = OnnxPolicy(exported_policy), request_with_cars
+    sc, f32 = env.scenario, float(np.finfo(np.float32).max)
+    largest = {"load_kw": 1e7, "pv_kw": 2 * sc.pv.capacity_kwp, "wind_kw": 2 * sc.wind.rated_kw, "price_inr_per_kwh": 1000.0, "emission_kg_per_kwh": 2.0}
+    installed = {"pv": sc.pv.capacity_kwp, "wind": sc.wind.rated_kw}
+    # just above the lowest allowed (float64 rounding aside)
+    lowest = {name: largest[field] / (installed.get(name, 1.0) * f32) * (1 + 1e-12) for name, field in WINDOW_FIELDS.items()}
+    maximal = copy.deepcopy(raw)
+    for row in maximal["history"] + maximal["forecast"]:
+        row.update(largest)
+    state, issues = state_of(Measurements.model_validate(maximal), env)
+    assert issues == [] and np.isfinite(ObservationBuilder(env.obs_layout, sc, lowest).build(state)).all()
+    with pytest.raises(ValueError, match=re.escape("window_scale['load']")):
+        ObservationBuilder(env.obs_layout, sc, {**lowest, "load": lowest["load"] * 0.999})
+    names = policy.manifest["observation"]["layout"]["static_names"]
+    context = _changed(policy.manifest, "observation.layout.static_names", [*names[:-1], "site_pv"])
+    for value in (1e39, -1e39, math.inf):
+        with pytest.raises(ManifestError, match=re.escape(f"observation.site_context['site_pv'] = {value!r}; allowed: a number in [-3.403e+38, 3.403e+38]")):
+            SiteController(_Policy(_changed(context, "observation.site_context", {"site_pv": value}), policy.act), load_scenario("campus"))
+    SiteController(_Policy(_changed(context, "observation.site_context", {"site_pv": 3e38}), policy.act), load_scenario("campus"))
 
 
 def test_layout_features_are_checked_against_the_site(exported_policy):

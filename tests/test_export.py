@@ -38,12 +38,12 @@ OFF_POLICY = {"buffer_size": 200, "learning_starts": 24, "batch_size": 16}
 CLIP_OBS = 5.0
 
 
-def train(name: str, folder, steps: int = 96, normalize: bool = True):
+def train(name: str, folder, steps: int = 96, normalize: bool = True, clip_obs: float = CLIP_OBS):
     """``name`` trained for ``steps`` steps on two campus microgrids (observations normalised and clipped at
-    ``CLIP_OBS``), saved as ``sb3-microgrid train`` saves a run: ``model.zip``, statistics and ``run.json``."""
+    ``clip_obs``), saved as ``sb3-microgrid train`` saves a run: ``model.zip``, statistics and ``run.json``."""
     env = MicrogridVecEnv(2, seed=0)
     if normalize:
-        env = VecNormalize(env, clip_obs=CLIP_OBS, norm_reward=False)
+        env = VecNormalize(env, clip_obs=clip_obs, norm_reward=False)
     if name in ON_POLICY:
         kwargs = {"n_steps": 24, **ON_POLICY[name]}
     else:
@@ -138,6 +138,23 @@ def test_the_normalisation_is_in_the_graph(ppo):
     np.testing.assert_allclose(OnnxPolicy(export).act(far), controller.model.predict(clipped, deterministic=True)[0], atol=1e-5, rtol=0)
 
 
+def test_an_infinite_clip_obs_exports_as_no_clipping(tmp_path):
+    """``VecNormalize(clip_obs=inf)``, SB3's way to clip nothing, failed the manifest's strict JSON with an error that
+    named no field: it is written as null, and the graph clips nothing, as the model."""
+    path = train("ppo", tmp_path / "run", clip_obs=np.inf)
+    manifest = export_model(path, tmp_path / "export")
+    assert manifest["observation"]["normalization"]["clip_obs"] is None
+    controller = SB3Controller(path)
+    env = MicrogridEnv(split="test")
+    obs = np.stack([env.reset(seed=seed)[0] for seed in range(8)])
+    controller.reset(env, obs[0])
+    far = obs[:1] + 1e3  # far beyond any clip: normalised values in the hundreds
+    assert np.max(np.abs(controller._normalizer.normalize_obs(far))) > 100
+    for batch in (obs, far):
+        expected, _ = controller.model.predict(controller._normalizer.normalize_obs(batch), deterministic=True)
+        np.testing.assert_allclose(OnnxPolicy(tmp_path / "export").act(batch), expected, atol=1e-5, rtol=0)
+
+
 def test_a_mean_outside_the_action_space_is_clipped_as_predict_clips_it(ppo, tmp_path):
     path, _ = ppo
     model = SB3Controller(path).model
@@ -170,10 +187,18 @@ def test_a_batch_and_a_single_observation_give_the_same_actions(ppo):
     assert np.all(np.abs(batch) <= 1.0)
 
 
-def test_a_recurrent_export_carries_and_resets_its_state(tmp_path):
-    path = train("ppo_lstm", tmp_path / "run", steps=48)
-    export_model(path, tmp_path / "export")
-    policy, model = OnnxPolicy(tmp_path / "export"), SB3Controller(path)
+@pytest.fixture(scope="module")
+def lstm(tmp_path_factory):
+    """A ppo_lstm run, and its export."""
+    root = tmp_path_factory.mktemp("ppo_lstm")
+    path = train("ppo_lstm", root / "run", steps=48)
+    export_model(path, root / "export")
+    return path, root / "export"
+
+
+def test_a_recurrent_export_carries_and_resets_its_state(lstm):
+    path, export = lstm
+    policy, model = OnnxPolicy(export), SB3Controller(path)
     env = MicrogridEnv(split="test")
     obs, _ = env.reset(seed=0)
     model.reset(env, obs)
@@ -190,6 +215,41 @@ def test_a_recurrent_export_carries_and_resets_its_state(tmp_path):
         policy.act(obs)
     with pytest.raises(ObservationShapeError, match="state must be"):
         policy.step(obs, policy.initial_state(2), np.ones(1))
+
+
+def test_a_recurrent_step_refuses_a_state_that_is_not_finite_and_starts_other_than_0_or_1(lstm):
+    """A NaN cell state or episode_start gave NaN actions, a NaN hidden state an arbitrary finite one, and an
+    episode_start of 2 or -1 scaled the state by 1 - episode_start: another action without a word."""
+    policy = OnnxPolicy(lstm[1])
+    obs = np.zeros((2, policy.obs_dim), dtype=np.float32)
+    h, c = policy.initial_state(2)
+    nan_h, big_c = h.copy(), c.astype(np.float64)
+    nan_h[0, 1, 3] = np.nan
+    big_c[0, 0, 0] = 1e300  # beyond float32: inf once cast
+    for state, message in (((nan_h, c), r"state[0] (h) must be finite numbers within float32's range (|x| <= 3.4e+38); not at (layer, row, unit) (0, 1, 3)"),
+                           ((h, big_c), r"state[1] (c) must be finite numbers within float32's range (|x| <= 3.4e+38); not at (layer, row, unit) (0, 0, 0)")):  # fmt: skip
+        with pytest.raises(ObservationShapeError, match=re.escape(message)):
+            policy.step(obs, state, np.ones(2))
+    for starts, message in (([1.0, np.nan], "got nan at index 1"), ([2.0, 0.0], "got 2.0 at index 0"), ([0.0, -1.0], "got -1.0 at index 1")):
+        with pytest.raises(ObservationShapeError, match=re.escape(f"episode_start must be 0 or 1 (1 resets the state); {message}")):
+            policy.step(obs, (h, c), np.array(starts))
+    action, _ = policy.step(obs, (h, c), np.array([True, False]))  # booleans, as predict takes them
+    assert np.isfinite(action).all()
+
+
+@pytest.mark.parametrize("field, value", [("layers", 2), ("hidden_size", 15), ("layers", 10**6)])
+def test_a_recurrent_manifest_whose_lstm_does_not_fit_the_graph_is_refused(lstm, tmp_path, field, value):
+    """It loaded, then initial_state built a state of the manifest's shape (10**6 layers: allocated first) and step
+    failed inside onnxruntime."""
+    folder = tmp_path / "export"
+    shutil.copytree(lstm[1], folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["lstm"][field] = value
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    layers, hidden = manifest["lstm"]["layers"], manifest["lstm"]["hidden_size"]
+    with pytest.raises(ManifestError, match=re.escape(f"lstm.layers = {layers} and lstm.hidden_size = {hidden} do not fit the graph's state")) as err:
+        OnnxPolicy(folder)
+    assert f"= [{layers}, 'batch', {hidden}]" in str(err.value) and "'lstm_h': [1, 'batch', 16]" in str(err.value)
 
 
 @pytest.mark.parametrize("features", [None, ["soc", "time_left"]], ids=["whole_observation", "features_only"])
@@ -330,6 +390,16 @@ def test_export_and_evaluate_from_the_command_line(ppo, tmp_path, capsys):
     assert json.loads(out.read_text())["summary"]["cost_per_day"] > 0
 
 
+def test_the_export_help_says_what_the_code_does(capsys):
+    """The help said the default scenario was the run's env_kwargs one (the site run.json records comes first) and
+    that actions were clipped (a squashed actor's are unscaled)."""
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default: the site the run's run.json records, written by sb3-microgrid adapt and by train with a scenario file, else the run's env_kwargs scenario, else campus" in text
+    assert "a squashed actor's (SAC, TQC, ...) unscaled to the action space, any other clipped to it" in text
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -341,6 +411,11 @@ def test_export_and_evaluate_from_the_command_line(ppo, tmp_path, capsys):
         (["{model}", "--vecnormalize", "missing.pkl"], "no VecNormalize statistics at missing.pkl"),
         (["{model}", "--kpis", "{bad}"], "is not the --json output of sb3-microgrid evaluate"),
         (["{model}", "--kpis", "{validation_kpis}"], "need the 'test' split"),
+        # another site's or controller's KPIs were recorded as this model's
+        (["{model}", "--kpis", "{other_site_kpis}"], "scores scenario 'campus_tod' (summary.scenario); the policy is exported for scenario 'campus'"),
+        (["{model}", "--kpis", "{no_site_kpis}"], "scores scenario None (summary.scenario)"),
+        (["{model}", "--kpis", "{rule_kpis}"], "scores controller 'rule' (summary.controller); the model exported is 'model'"),
+        (["{model}", "--kpis", "{rule_kpis}", "--scenario", "campus_tod"], "scores scenario 'campus' (summary.scenario); the policy is exported for scenario 'campus_tod'"),
         (["{model}:nope"], "unknown algorithm 'nope'"),
     ],
 )
@@ -350,9 +425,15 @@ def test_bad_inputs_exit_2_naming_the_problem(ppo, tmp_path, capsys, args, messa
     bad.write_text("not a zip")
     small = tmp_path / "small.yaml"
     small.write_text("base: campus\nev: {n_ports: 4}\n")
-    validation_kpis = tmp_path / "val.json"
-    validation_kpis.write_text(json.dumps({"summary": {"split": "validation"}}))
-    names = {"model": path, "bad": bad, "small": small, "validation_kpis": validation_kpis}
+    names = {"model": path, "bad": bad, "small": small}
+    for name, summary in (
+        ("validation_kpis", {"split": "validation"}),
+        ("other_site_kpis", {"controller": "model", "scenario": "campus_tod", "split": "test", "cost_per_day": 1.0}),
+        ("no_site_kpis", {"controller": "model", "split": "test", "cost_per_day": 1.0}),
+        ("rule_kpis", {"controller": "rule", "scenario": "campus", "split": "test", "cost_per_day": 1.0}),
+    ):
+        names[name] = tmp_path / f"{name}.json"
+        names[name].write_text(json.dumps({"controller": summary.get("controller"), "summary": summary}))
     argv = ["export", *(a.format(**names) for a in args)]
     if "--out" not in argv:
         argv += ["--out", str(tmp_path / "out")]

@@ -81,6 +81,12 @@ SCHEMA_ERRORS = {
     "load as a list": (_setter(("history", 2, "load_kw"), [1.0]), "history[2].load_kw", "valid number"),
     "charger as text": (_setter(("evs", 0, "charger"), "3"), "evs[0].charger", "valid integer"),
     "timestamp not a time": (_setter(("timestamp",), "yesterday"), "timestamp", "datetime"),
+    # Unix times, which pydantic's lax mode read as UTC and the controller then took for the site's wall clock
+    "timestamp in epoch seconds": (_setter(("timestamp",), 1710241200), "timestamp", "allowed: an ISO 8601 time as text"),
+    "timestamp in epoch milliseconds": (_setter(("timestamp",), 1710241200000), "timestamp", "a number is not read as a Unix time"),
+    "timestamp as digits": (_setter(("timestamp",), "1710241200"), "timestamp", "allowed: an ISO 8601 time as text"),
+    "departure in epoch seconds": (_setter(("evs", 0, "departure"), 1710262800.0), "evs[0].departure", "allowed: an ISO 8601 time as text"),
+    "horizon_start as digits": (_setter(("horizon_start",), "1710201600"), "horizon_start", "allowed: an ISO 8601 date as text"),
     "unknown field": (_setter(("battery", "temperature_c"), 25.0), "battery.temperature_c", "Extra inputs"),
     "forecast not a list": (_setter(("forecast",), {"load_kw": 1.0}), "forecast", "valid list"),
 }

@@ -9,7 +9,6 @@ sees).
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Callable
 
 import numpy as np
@@ -19,6 +18,7 @@ from ..envs import MicrogridEnv
 from ..envs.time_features import TIME_FEATURES
 from .observation import WINDOW_FIELDS
 from .schema import BatteryReading, Decision, EVReading, Measurements, SeriesRow, SiteReading
+from .site_state import step_time
 
 
 class EnvSite:
@@ -38,8 +38,7 @@ class EnvSite:
         env, core = self.env, self.env.core
         sc, ep, lay, site = env.scenario, core.episode, env.obs_layout, core.site
         t, h = core.t, lay.history_steps
-        first_day = ep.dates[0].to_pydatetime()
-        step = dt.timedelta(hours=sc.step_hours)
+        first_day, spd = ep.dates[0].to_pydatetime(), sc.steps_per_day
         capacity = {"pv": sc.pv.capacity_kwp, "wind": sc.wind.rated_kw}
         scale = dict(zip(lay.window_names, site.window_scale))
         unit = {name: capacity.get(name, 1.0) * scale[name] for name in lay.window_names}
@@ -60,13 +59,13 @@ class EnvSite:
         evs = [
             EVReading(
                 charger=int(p), energy_wanted_kwh=max(float(core.remaining[0, p]), 0.0), energy_delivered_kwh=max(float(core.delivered[0, p]), 0.0),
-                departure=first_day + int(core.deadline[0, p]) * step,
+                departure=step_time(first_day, int(core.deadline[0, p]), spd),
             )  # fmt: skip
             for p in np.flatnonzero(core.connected[0])
         ]
         tf = min(t, ep.n_steps - 1)
         return Measurements(
-            timestamp=first_day + t * step,
+            timestamp=step_time(first_day, t, spd),
             horizon_start=first_day.date(),
             holiday=bool(ep.time_features[0, tf, TIME_FEATURES.index("holiday")]),
             battery=BatteryReading(soc=float(core.energy[0] / core.capacity[0]), soh=float(core.soh[0])),

@@ -18,13 +18,15 @@ import numpy as np
 
 from ..envs.dispatch import EV_HOURS_SCALE, FLEET_FEATURES, fleet_features
 from ..envs.layout import SITE_CONTEXT, ObservationLayout
-from ..envs.time_features import TIME_FEATURES, time_features
+from ..envs.time_features import TIME_FEATURES, step_hours, time_features
 from ..scenario import Scenario
+from .checks import site_ranges
 from .site_state import ROW_FIELDS, SiteState
 from .supervision import read_cars
 
 _EV_FEATURE = re.compile(r"ev(\d+)_(connected|need_h|left_h)")
 _SITE_FEATURES = ("time_left", "soc", "soh", "day_peak")
+_F32_MAX = float(np.finfo(np.float32).max)
 #: Window column -> the row field it is read from.
 WINDOW_FIELDS = {"pv": "pv_kw", "wind": "wind_kw", "load": "load_kw", "price": "price_inr_per_kwh", "emission": "emission_kg_per_kwh"}
 
@@ -36,8 +38,10 @@ class ObservationBuilder:
     :param scenario: the site (installed PV and wind, port power, import limit, step length, horizon)
     :param window_scale: the divisor of each window column (from the export's manifest)
     :param site_context: the value of each site context feature the layout has (from the export's manifest)
-    :raises ValueError: naming the feature, for a layout this builder does not know how to fill, or naming the field,
-        for a ``window_scale`` or ``site_context`` that is not an object
+    :raises ValueError: naming the feature, for a layout this builder does not know how to fill, or naming the field
+        and the allowed range, for a ``window_scale`` or ``site_context`` that is not an object, or a value of it that
+        would make the observation overflow float32: a site context value beyond float32's range, a window scale
+        below ``largest allowed reading / (installed x float32's largest)``
     """
 
     def __init__(
@@ -57,22 +61,32 @@ class ObservationBuilder:
                 raise ValueError(f"the policy observes {name!r}, but the scenario has {n_ports} charger(s) (ev.n_ports)")
             if name in SITE_CONTEXT:
                 value = site_context.get(name)
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise ValueError(f"the policy observes {name!r}, but the manifest's observation.site_context gives {value!r}; export the model again")
+                # within float32's range, the observation's: beyond it every observation was inf, which the policy refuses
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= _F32_MAX:
+                    raise ValueError(
+                        f"the policy observes {name!r}, but the manifest's observation.site_context[{name!r}] = {value!r}; allowed: a number "
+                        f"in [{-_F32_MAX:.4g}, {_F32_MAX:.4g}] (float32's range); export the model again"
+                    )
                 self._context[name] = float(value)
             elif match is None and name not in TIME_FEATURES and name not in _SITE_FEATURES and name not in FLEET_FEATURES:
                 raise ValueError(f"the policy observes {name!r}, a feature the site controller cannot build from measurements")
         self._fleet = any(name in FLEET_FEATURES for name in layout.static_names)
         installed = {"pv": scenario.pv.capacity_kwp, "wind": scenario.wind.rated_kw}
+        ranges = site_ranges(scenario)
         divisors = []
         for name in layout.window_names:
             if name not in WINDOW_FIELDS:
                 raise ValueError(f"the policy's window has a column {name!r} the site controller cannot build; known: {sorted(WINDOW_FIELDS)}")
-            scale = window_scale.get(name)
-            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-                raise ValueError(f"window_scale[{name!r}] must be a number > 0, got {scale!r}")
-            # No PV or wind installed: nothing to measure, the column is 0.
-            divisors.append(installed.get(name, 1.0) * scale or math.inf)
+            scale, unit, field = window_scale.get(name), installed.get(name, 1.0), WINDOW_FIELDS[name]
+            # The largest reading a request may give stays within float32: a tiny scale (1e-300) made every observation
+            # inf, and every decision the fallback. No PV or wind installed: nothing to measure, the column is 0.
+            lowest = ranges[field].hi / (unit * _F32_MAX) if unit > 0 else math.ulp(0.0)
+            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not lowest <= scale < math.inf:
+                raise ValueError(
+                    f"observation.window_scale[{name!r}] = {scale!r}; allowed: a number in [{lowest:.4g}, inf) "
+                    f"(below it, the largest allowed {field} of {ranges[field].hi:g} would overflow float32)"
+                )
+            divisors.append(unit * scale or math.inf)
         self._columns = [ROW_FIELDS.index(WINDOW_FIELDS[name]) for name in layout.window_names]
         self._divisors = np.array(divisors)
         ev = scenario.ev
@@ -80,11 +94,12 @@ class ObservationBuilder:
 
     def build(self, state: SiteState) -> np.ndarray:
         """The ``(obs_dim,)`` float32 observation of a state whose every value passed its check."""
-        start = state.step_start
+        start, spd = state.step_start, self.scenario.steps_per_day
+        # The hour from the step's index in the day, as the env's: read off the step start's clock, without its
+        # seconds, it was off by up to a minute at 1/7 or 1/8 h
         clock = time_features(
-            np.array([start.hour + start.minute / 60.0]), np.array([float(start.timetuple().tm_yday)]),
-            np.array([float(start.weekday() >= 5)]), np.array([float(state.holiday)]),
-        )[0]  # fmt: skip
+            np.atleast_1d(step_hours(state.step % spd, spd)), np.array([float(start.timetuple().tm_yday)]), np.array([float(start.weekday() >= 5)]), np.array([float(state.holiday)])
+        )[0]
         features = dict(zip(TIME_FEATURES, clock))
         features["time_left"] = 1.0 - state.step / self.scenario.episode_steps
         features["soc"], features["soh"] = state.soc, state.soh

@@ -9,11 +9,41 @@ and names the field. Every power is kW, every energy kWh, positive when charging
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated, Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 #: A measured or forecast number: required, but ``null`` (missing) or NaN are allowed and answered with the fallback.
 Reading = StrictFloat | None
+
+
+def _iso_8601(kind: str, example: str) -> Callable[[Any], Any]:
+    """A check that lets through only text (ISO 8601, parsed by pydantic), a ``date``/``datetime`` object or ``None``:
+    pydantic's lax mode reads a number, or text of digits, as a Unix time in UTC, which the controller then took for
+    the site's wall clock. Strict mode would not do: FastAPI validates the parsed JSON in Python mode, where it
+    refuses ISO text too.
+
+    :param kind: ``time`` or ``date``, for the message
+    :param example: an ISO 8601 value of that kind, for the message
+    """
+
+    def check(value: Any) -> Any:
+        if value is None or isinstance(value, dt.date):
+            return value
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                return value
+        raise ValueError(f"allowed: an ISO 8601 {kind} as text ({example}), got {value!r:.40}; a number is not read as a Unix time")
+
+    return check
+
+
+#: A time of the site (ISO 8601 text, or a ``datetime``); never a number.
+IsoTime = Annotated[dt.datetime, BeforeValidator(_iso_8601("time", "2024-03-12T11:00:00, or 2024-03-12T11:00:00+05:30 with an offset"))]
+#: A day (ISO 8601 text, or a ``date``); never a number.
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_8601("date", "2024-03-12"))]
 
 
 class _Model(BaseModel):
@@ -40,7 +70,7 @@ class EVReading(_Model):
 
     charger: StrictInt = Field(description="charger (port) index, 0 .. ev.n_ports - 1 of the scenario")
     energy_wanted_kwh: Reading = Field(description="energy the car still wants, into its battery (kWh)")
-    departure: dt.datetime | None = Field(description="when the car leaves, site time as the timestamp")
+    departure: IsoTime | None = Field(description="when the car leaves, site time as the timestamp")
     energy_delivered_kwh: Reading = Field(0.0, description="energy delivered into the car in this session (kWh); bounds V2G")
 
 
@@ -57,8 +87,8 @@ class SeriesRow(_Model):
 class Measurements(_Model):
     """One decision's request: the state of the site at the start of a step."""
 
-    timestamp: dt.datetime = Field(description="time of the measurements, site time (ISO 8601); decides the step it falls in")
-    horizon_start: dt.date | None = Field(
+    timestamp: IsoTime = Field(description="time of the measurements, site time (ISO 8601); decides the step it falls in")
+    horizon_start: IsoDate | None = Field(
         None, description="first day of the planning horizon the policy was trained on (scenario horizon_days); default: the timestamp's day"
     )
     holiday: StrictBool = Field(False, description="the day is a holiday")
@@ -81,7 +111,9 @@ class Decision(_Model):
     """Setpoints for the step, after the safety supervisor."""
 
     timestamp: dt.datetime = Field(description="the request's timestamp")
-    step_start: dt.datetime | None = Field(description="start of the step decided (null when the timestamp could not be placed)")
+    step_start: dt.datetime | None = Field(
+        description="start of the step decided, at the timestamp's UTC offset (without one if it has none); null when the timestamp could not be placed"
+    )
     battery_kw: float = Field(description="battery power, AC side (kW; + charging, - discharging)")
     charger_kw: list[float] = Field(description="power of each charger, bus side (kW; + charging the car, - V2G), index = charger")
     curtail_kw: float = Field(description="PV and wind to curtail to keep the export limit (kW)")

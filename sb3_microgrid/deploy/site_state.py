@@ -21,6 +21,7 @@ from .schema import Measurements, SeriesRow
 ROW_FIELDS = ("load_kw", "pv_kw", "wind_kw", "price_inr_per_kwh", "emission_kg_per_kwh")
 #: Slack when placing a timestamp in its step: a step start written to the microsecond is in that step.
 _PLACEMENT_SLACK = dt.timedelta(milliseconds=1)
+_DAY = dt.timedelta(days=1)
 #: Years a timestamp, horizon_start or departure may lie in: the horizon's end (up to ten years, horizon_days 3650,
 #: after its start) and a departure at the timestamp's offset stay within datetime's years 1 to 9999.
 YEARS = (1900, 9988)
@@ -41,9 +42,11 @@ class EVState:
 class SiteState:
     """The checked measurements of one request (``None`` or NaN where a value failed its check)."""
 
-    #: ``None`` when the timestamp or ``horizon_start`` is outside :data:`YEARS`
+    #: at the timestamp's UTC offset (naive if it has none); ``None`` when the timestamp or ``horizon_start`` is outside
+    #: :data:`YEARS`
     step_start: dt.datetime | None
-    #: the step's index in the policy's horizon (0 at ``horizon_start`` midnight)
+    #: the step's index in the policy's horizon (0 at ``horizon_start`` midnight; ``step % steps_per_day`` is its index
+    #: in the day)
     step: int | None
     holiday: bool
     soc: float | None
@@ -57,6 +60,19 @@ class SiteState:
     history: np.ndarray
     #: (forecast_steps, len(ROW_FIELDS)) forecast rows, this step first
     forecast: np.ndarray
+
+
+def step_time(midnight: dt.datetime, index: int, steps_per_day: int) -> dt.datetime:
+    """The start of step ``index`` counted from ``midnight`` (an index past the day is in a later day), on the exact
+    grid of ``steps_per_day`` steps a day, rounded to the microsecond once: ``index`` rounded step lengths added up
+    drift (at 1/7 h, the 7th step started at 00:59:59.999998).
+
+    :param midnight: the first step's start
+    :param index: the step's index from ``midnight``
+    :param steps_per_day: the scenario's ``steps_per_day``
+    """
+    days, index = divmod(index, steps_per_day)
+    return midnight + dt.timedelta(days=days) + _DAY * index / steps_per_day
 
 
 def _wall_clock(value: dt.datetime, reference: dt.datetime, path: str, checker: Checker) -> dt.datetime | None:
@@ -100,18 +116,21 @@ def read_state(m: Measurements, scenario: Scenario, layout: ObservationLayout, c
     :param checker: collects the problems
     """
     stamp = m.timestamp
-    step_start = step = horizon_end = None
+    step_start = start = step = horizon_end = None
     # Both checked (a list: no short circuit), so that both are named. Unplaced, the step and the cars' hours left are
     # unknown.
     if all([_in_years("timestamp", stamp, checker), m.horizon_start is None or _in_years("horizon_start", m.horizon_start, checker)]):
-        site_time = stamp.replace(tzinfo=None)
-        step_length = dt.timedelta(hours=scenario.step_hours)
+        site_time, spd = stamp.replace(tzinfo=None), scenario.steps_per_day
         midnight = dt.datetime.combine(site_time.date(), dt.time())
-        step_start = midnight + (site_time - midnight + _PLACEMENT_SLACK) // step_length * step_length
-        # Counted from the step's start: the slack may carry a timestamp into the next day's first step.
-        first_day = m.horizon_start if m.horizon_start is not None else step_start.date()
+        # In integers (microseconds x steps per day): a step of 1/7 h is no whole number of microseconds. The slack may
+        # carry a timestamp into the next day's first step (index spd).
+        index = (site_time - midnight + _PLACEMENT_SLACK) * spd // _DAY
+        start = step_time(midnight, index, spd)
+        first_day = m.horizon_start if m.horizon_start is not None else start.date()
         first_midnight = dt.datetime.combine(first_day, dt.time())
-        step = (step_start - first_midnight) // step_length
+        step = (midnight - first_midnight).days * spd + index
+        # at the request's offset: a naive step start is another instant to a client or server in another zone
+        step_start = start.replace(tzinfo=stamp.tzinfo)
         if not 0 <= step < scenario.episode_steps:
             checker.add(
                 "horizon_start",
@@ -137,10 +156,10 @@ def read_state(m: Measurements, scenario: Scenario, layout: ObservationLayout, c
             checker.add(f"{path}.departure", f"{path}.departure is missing (null); allowed: a time (ISO 8601)")
         elif _in_years(f"{path}.departure", ev.departure, checker):
             departure = _wall_clock(ev.departure, stamp, f"{path}.departure", checker)
-            if departure is not None and step_start is not None:
+            if departure is not None and start is not None:
                 # The env's cars leave within the horizon and after the current step at the earliest; a site's car
                 # staying past its announced time is read as leaving at the end of this step.
-                left = min(departure, horizon_end) - step_start
+                left = min(departure, horizon_end) - start
                 hours_left = max(left / dt.timedelta(hours=1), scenario.step_hours)
         evs.append(
             EVState(

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..data import DataValidationError, MicrogridData, generate, load_data, site_profile, split_days, validate_series, validate_sessions
 from ..scenario import Scenario, ScenarioError, WindConfig
-from .time_features import time_features
+from .time_features import step_hours, time_features
 
 #: Demand charge (Rs/kVA/month) that ``site_demand_charge`` is a multiple of: the campus preset's.
 REFERENCE_DEMAND_CHARGE = 350.0
@@ -149,7 +149,7 @@ def build_site(scenario: Scenario, data: MicrogridData | None = None) -> SiteArr
     # From the step's index, not from timestamps: a step of 1/7 h is no whole number of nanoseconds, and the
     # rounding put the first step of an hour (or of a day) into the one before
     dates = pd.DatetimeIndex(series.index[::24]).normalize()
-    hours = pad(np.tile(np.arange(spd) / per_hour, n_days))
+    hours = pad(np.tile(step_hours(np.arange(spd), spd), n_days))
 
     def daily(values: np.ndarray) -> np.ndarray:
         return pad(np.repeat(np.asarray(values, dtype=np.float64), spd))

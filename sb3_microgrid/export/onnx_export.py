@@ -67,7 +67,7 @@ class _Deterministic(th.nn.Module):
             rms = normalizer.obs_rms
             self.register_buffer("mean", th.as_tensor(np.asarray(rms.mean, dtype=np.float64)))
             self.register_buffer("std", th.as_tensor(np.sqrt(np.asarray(rms.var, dtype=np.float64) + normalizer.epsilon)))
-            self.clip_obs = float(normalizer.clip_obs)
+            self.clip_obs = _clip_obs(normalizer)
         space = policy.action_space
         self.register_buffer("low", th.as_tensor(space.low, dtype=th.float32))
         self.register_buffer("high", th.as_tensor(space.high, dtype=th.float32))
@@ -76,7 +76,8 @@ class _Deterministic(th.nn.Module):
         """``VecNormalize.normalize_obs``: in float64, then float32 as the policy receives it."""
         if not self.normalize:
             return obs
-        return th.clamp((obs.double() - self.mean) / self.std, -self.clip_obs, self.clip_obs).float()
+        normalised = (obs.double() - self.mean) / self.std
+        return (normalised if self.clip_obs is None else th.clamp(normalised, -self.clip_obs, self.clip_obs)).float()
 
     def finish(self, actions: th.Tensor) -> th.Tensor:
         """What ``predict`` does to a Box action: unscale a squashed one, clip any other. The reshape states the
@@ -90,6 +91,16 @@ class _Deterministic(th.nn.Module):
 
     def forward(self, obs: th.Tensor) -> th.Tensor:
         return self.finish(self.policy._predict(self.observe(obs), deterministic=True))
+
+
+def _clip_obs(normalizer: VecNormalize) -> float | None:
+    """``normalizer.clip_obs``, ``None`` for infinity: no clipping, as the manifest writes it (strict JSON has no
+    infinity, and VecNormalize takes ``clip_obs=inf``).
+
+    :param normalizer: the statistics the model acts with
+    """
+    clip = float(normalizer.clip_obs)
+    return None if clip == np.inf else clip
 
 
 class _Recurrent(_Deterministic):
@@ -120,8 +131,8 @@ def export_model(
     :param scenario: the scenario it acts in (preset name or YAML path); ``None``: the site recorded in the
         run's ``run.json`` (``sb3-microgrid adapt``), else the run's ``env_kwargs`` scenario, else ``campus``
     :param trust_modules: the user's own modules the run's ``env_wrapper`` entries may come from
-    :param kpis: ``sb3-microgrid evaluate --json`` output of this model on the test split, recorded as the
-        manifest's test KPIs (the validation KPIs are read from the run's ``validation.json``)
+    :param kpis: ``sb3-microgrid evaluate --json`` output of this model on the test split of the scenario exported,
+        recorded as the manifest's test KPIs (the validation KPIs are read from the run's ``validation.json``)
     :return: the manifest, as read back from ``out``
     :raises FileNotFoundError: if the model or a given file does not exist
     :raises ExportError: (a ``ValueError``) naming the problem, for a model, scenario, statistics or folder
@@ -132,7 +143,6 @@ def export_model(
         raise FileNotFoundError(f"no model file at {path}")
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} is a file, not a folder")
-    test_kpis = _read_kpis(Path(kpis)) if kpis is not None else None
     model = load(path, algo)
     name = algo if algo is not None else next(n for n, cls in ALGOS.items() if type(model) is cls)
     if not isinstance(model.observation_space, spaces.Box) or not isinstance(model.action_space, spaces.Box):
@@ -149,6 +159,8 @@ def export_model(
         site = load_scenario(scenario_spec)
     except ScenarioError as err:
         raise ExportError(f"the scenario of {path} ({scenario_spec!r}): {err}") from None
+    # evaluate names a model by its file's stem (SB3Controller)
+    test_kpis = _read_kpis(Path(kpis), site.name, path.stem) if kpis is not None else None
     env = MicrogridEnv(scenario=site, split="test")
     action_layout = env.action_layout
     # The divisors of the window's columns (the load's is a statistic of the training data, not of the scenario):
@@ -181,7 +193,7 @@ def export_model(
                 **context,
                 "size": int(model.observation_space.shape[0]),
                 "normalization": None if normalizer is None or not normalizer.norm_obs else {
-                    "folded": True, "source": stats.name, "epsilon": float(normalizer.epsilon), "clip_obs": float(normalizer.clip_obs),
+                    "folded": True, "source": stats.name, "epsilon": float(normalizer.epsilon), "clip_obs": _clip_obs(normalizer),
                 },
             },  # fmt: skip
             "action": {
@@ -308,8 +320,15 @@ def _validation_kpis(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def _read_kpis(file: Path) -> dict[str, Any]:
-    """The summary of one controller in an ``sb3-microgrid evaluate --json`` file, of the test split."""
+def _read_kpis(file: Path, scenario: str, controller: str) -> dict[str, Any]:
+    """The summary of one controller in an ``sb3-microgrid evaluate --json`` file, of the test split, checked to be the
+    model's on the scenario exported: another controller's or site's KPIs would be recorded as this policy's.
+
+    :param file: the ``--json`` file
+    :param scenario: the name of the scenario exported (the summary's ``scenario``)
+    :param controller: the model's name in evaluate (its file's stem), checked where the summary records a ``controller``
+    :raises ExportError: naming the file and the field
+    """
     try:
         summary = json.loads(file.read_text(), parse_constant=refuse_constant)["summary"]
         split = summary["split"]
@@ -319,6 +338,16 @@ def _read_kpis(file: Path) -> dict[str, Any]:
         raise ExportError(f"{file} is not the --json output of sb3-microgrid evaluate for one controller: {type(err).__name__}: {err}") from None
     if split != "test":
         raise ExportError(f"{file} scores the {split!r} split; the manifest's test KPIs need the 'test' split")
+    if summary.get("scenario") != scenario:
+        raise ExportError(
+            f"{file} scores scenario {summary.get('scenario')!r} (summary.scenario); the policy is exported for scenario {scenario!r}: "
+            "evaluate it there (sb3-microgrid evaluate --controller MODEL.zip --scenario ... --json)"
+        )
+    if "controller" in summary and summary["controller"] != controller:
+        raise ExportError(
+            f"{file} scores controller {summary['controller']!r} (summary.controller); the model exported is {controller!r} "
+            "(evaluate names a model by its file's stem): evaluate this model (sb3-microgrid evaluate --controller MODEL.zip --json)"
+        )
     return summary
 
 

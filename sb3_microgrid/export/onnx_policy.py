@@ -30,6 +30,7 @@ STATE_H, STATE_C, EPISODE_START = "lstm_h", "lstm_c", "episode_start"
 STATE_H_OUT, STATE_C_OUT = "lstm_h_out", "lstm_c_out"
 #: The dtype of every input and output (the manifest's ``dtype``: the runtime feeds float32), as onnxruntime names it.
 DTYPE, ORT_TYPE = "float32", "tensor(float)"
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 class ManifestError(ValueError):
@@ -105,14 +106,17 @@ class OnnxPolicy:
         :param obs: shape ``(obs_dim,)`` or ``(n, obs_dim)``
         :param state: ``(h, c)``, each of shape ``(layers, n, hidden_size)`` (:meth:`initial_state` for new episodes)
         :param episode_start: shape ``(n,)``: 1 where an episode starts at ``obs`` (its state is reset)
-        :raises ObservationShapeError: for an observation of another shape or not finite (as :meth:`act`), or a
-            state or ``episode_start`` that does not fit it
+        :raises ObservationShapeError: for an observation of another shape or not finite (as :meth:`act`), a state or
+            ``episode_start`` that does not fit it, a state that is not finite in float32 (a NaN cell gave NaN actions,
+            a NaN hidden state an arbitrary one), or an ``episode_start`` other than 0 or 1 (it scales the state by
+            ``1 - episode_start``)
         """
         if not self.recurrent:
             raise RecurrentPolicyError(f"{self.path} is a feed-forward policy: act with act(obs)")
         batch, single = self._batch(obs)
         n = batch.shape[0]
-        h, c = (np.asarray(s, dtype=np.float32) for s in state)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: reported below
+            h, c = (np.asarray(s, dtype=np.float32) for s in state)
         starts = np.asarray(episode_start, dtype=np.float32).reshape(-1)
         expected = self.initial_state(n)[0].shape
         if h.shape != expected or c.shape != expected or starts.shape != (n,):
@@ -120,6 +124,13 @@ class OnnxPolicy:
                 f"state must be two arrays of shape {expected} and episode_start of shape ({n},) for {n} observation(s); "
                 f"got {h.shape}, {c.shape} and {starts.shape}"
             )
+        for name, values in (("state[0] (h)", h), ("state[1] (c)", c)):
+            where = _not_finite(values)
+            if where:
+                raise ObservationShapeError(f"{name} must be finite numbers within float32's range (|x| <= {_F32_MAX:.3g}); not at (layer, row, unit) {where}")
+        bad = np.flatnonzero((starts != 0) & (starts != 1))
+        if len(bad):
+            raise ObservationShapeError(f"episode_start must be 0 or 1 (1 resets the state); got {starts[bad[0]]} at index {int(bad[0])}")
         action, h, c = self.session.run([ACTION, STATE_H_OUT, STATE_C_OUT], {OBS: batch, STATE_H: h, STATE_C: c, EPISODE_START: starts})
         return (action[0] if single else action), (h, c)
 
@@ -135,15 +146,21 @@ class OnnxPolicy:
             raise ObservationShapeError(f"observations must have shape ({self.obs_dim},) or (n, {self.obs_dim}), got {obs.shape}")
         with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: reported below by its index
             batch = np.atleast_2d(obs).astype(np.float32, copy=False)
-        bad = np.argwhere(~np.isfinite(batch))
-        if len(bad):
-            where = [int(i[1]) if obs.ndim == 1 else tuple(i.tolist()) for i in bad[:5]]
-            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        where = _not_finite(batch[0] if obs.ndim == 1 else batch)
+        if where:
             raise ObservationShapeError(
-                f"observations must be finite numbers within float32's range (|x| <= {np.finfo(np.float32).max:.3g}); "
-                f"not at {'index' if obs.ndim == 1 else '(row, index)'} {', '.join(map(str, where))}{more}"
+                f"observations must be finite numbers within float32's range (|x| <= {_F32_MAX:.3g}); "
+                f"not at {'index' if obs.ndim == 1 else '(row, index)'} {where}"
             )
         return batch, obs.ndim == 1
+
+
+def _not_finite(values: np.ndarray) -> str:
+    """The indices of the first five values that are not finite, and how many more (``""`` if all are finite)."""
+    bad = np.argwhere(~np.isfinite(values))
+    where = [int(i[0]) if values.ndim == 1 else tuple(i.tolist()) for i in bad[:5]]
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return f"{', '.join(map(str, where))}{more}"
 
 
 def scenario_fingerprint(scenario: Scenario | Mapping[str, Any]) -> str:
@@ -207,6 +224,16 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"{file}: onnx {OBS} must have shape ['batch', {layout.size}] (the layout's size) and {ACTION} ['batch', {size}] "
             f"(action.size), got {shapes[OBS]} and {shapes[ACTION]}"
         )
+    if recurrent:
+        # initial_state builds the state from lstm.*: one that does not fit the graph failed inside onnxruntime
+        state = [layers, "batch", hidden]
+        found = {name: shapes[name] for name in (STATE_H, STATE_C, STATE_H_OUT, STATE_C_OUT, EPISODE_START)}
+        if found != {STATE_H: state, STATE_C: state, STATE_H_OUT: state, STATE_C_OUT: state, EPISODE_START: ["batch"]}:
+            raise ManifestError(
+                f"{file}: lstm.layers = {layers} and lstm.hidden_size = {hidden} do not fit the graph's state: onnx {STATE_H}, {STATE_C}, "
+                f"{STATE_H_OUT} and {STATE_C_OUT} must have shape [lstm.layers, 'batch', lstm.hidden_size] = {state} and "
+                f"{EPISODE_START} ['batch']; got {found}"
+            )
     for name in ("onnx.file", "scenario.file"):
         named = field(name)
         # a plain name: a manifest must not reach files outside its folder
