@@ -13,7 +13,7 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -91,16 +91,10 @@ def run_day(controller: Controller, env: MicrogridEnv, day: str, seed: int) -> t
 
     A controller whose actions are per EV port (the baselines) runs on the ports twin of an aggregate
     ``env`` (:func:`~sb3_microgrid.baselines.env_for`): the same day, noise and physics."""
-    env = env_for(controller, env)
-    obs, _ = env.reset(seed=seed, options={"day": day})
-    controller.reset(env, obs)
-    core, rows, done = env.core, [], False
-    while not done:
-        t = core.t
-        action = np.asarray(controller.act(obs), dtype=np.float64)
-        obs, _, terminated, truncated, info = env.step(action)
-        done = terminated or truncated
-        ep = core.episode
+    rows = []
+
+    def record(played: MicrogridEnv, t: int, action: np.ndarray, info: dict[str, Any]) -> None:
+        ep = played.core.episode
         rows.append(
             {
                 "step": t,
@@ -111,7 +105,27 @@ def run_day(controller: Controller, env: MicrogridEnv, day: str, seed: int) -> t
                 "action_battery": action[0],
             }
         )
-    return info["episode_metrics"], pd.DataFrame(rows)
+
+    return _play(controller, env, day, seed, record), pd.DataFrame(rows)
+
+
+def _play(
+    controller: Controller, env: MicrogridEnv, day: str, seed: int, record: Callable[[MicrogridEnv, int, np.ndarray, dict[str, Any]], None] | None = None
+) -> dict[str, float]:
+    """The episode metrics of ``controller`` from ``day`` (as :func:`run_day`), calling ``record(env, step, action,
+    info)`` after each step when given: scoring alone builds no trace (it was 40 % of naive's time a day)."""
+    env = env_for(controller, env)
+    obs, _ = env.reset(seed=seed, options={"day": day})
+    controller.reset(env, obs)
+    done = False
+    while not done:
+        t = env.core.t
+        action = np.asarray(controller.act(obs), dtype=np.float64)
+        obs, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+        if record is not None:
+            record(env, t, action, info)
+    return info["episode_metrics"]
 
 
 def evaluate(
@@ -195,6 +209,6 @@ def day_seed(seed: int, i: int) -> int:
 def _run(controller: Controller, env: MicrogridEnv, dates: list[str], seed: int) -> pd.DataFrame:
     rows = []
     for i, day in enumerate(dates):
-        metrics, _ = run_day(controller, env, day, day_seed(seed, i))
+        metrics = _play(controller, env, day, day_seed(seed, i))
         rows.append({"date": day, **{DAY_COLUMNS[k]: metrics[k] for k in DAY_COLUMNS}})
     return pd.DataFrame(rows).set_index("date")

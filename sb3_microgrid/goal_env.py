@@ -38,7 +38,7 @@ from .baselines.optimal import episode_problem
 from .common.arguments import checked_number
 from .data import MicrogridData
 from .envs import STEP_KEYS, MicrogridCore, MicrogridEnv
-from .scenario import Scenario
+from .scenario import Difficulty, Scenario
 
 _COST, _CO2 = STEP_KEYS.index("cost"), STEP_KEYS.index("emissions_kg")
 
@@ -49,6 +49,8 @@ BudgetRange = tuple[tuple[float, float], tuple[float, float]]
 #: Most ``calibration_days``: a year of days covers every season, about 2.5 s of LP solves (6.5 ms a day on
 #: ``campus``), paid by every env of a VecEnv at construction; the whole train split (2,922 days) would take 20 s each.
 MAX_CALIBRATION_DAYS = 366
+#: Naive paths a goal env keeps, by (day, difficulty): about 4 MB at a day of 24 steps.
+NAIVE_PATHS_KEPT = 10_000
 
 
 def _two(value: Any) -> list[Any] | None:
@@ -154,11 +156,23 @@ class MicrogridGoalEnv(MicrogridEnv):
         self._budget = fixed
         self.budget_range = explicit if explicit is not None else self.calibrate_budget_range(days)
         self._naive_path = np.ones((self.scenario.episode_steps + 1, 2))
+        self._naive_paths: dict[tuple[str, Difficulty], np.ndarray] = {}
         self._desired = np.array([0.0, 0.0, 1.0], dtype=np.float32)
 
     # ---- units --------------------------------------------------------------------------------
     def _run_naive(self, day: str) -> np.ndarray:
-        """Naive operation's running (cost, kg CO2) totals on ``day``: (T + 1, 2), row 0 zeros."""
+        """Naive operation's running (cost, kg CO2) totals on ``day``: (T + 1, 2), row 0 zeros. They depend on the day
+        and the difficulty alone, so each is run once (up to :data:`NAIVE_PATHS_KEPT` of them: a difficulty drawn
+        anew each episode would grow the store without end)."""
+        key = (day, self.core.difficulty[0])
+        if key not in self._naive_paths:
+            if len(self._naive_paths) >= NAIVE_PATHS_KEPT:
+                self._naive_paths.clear()
+            self._naive_paths[key] = self._naive_totals(day)
+        return self._naive_paths[key]
+
+    def _naive_totals(self, day: str) -> np.ndarray:
+        """:meth:`_run_naive`'s totals, run on the twin."""
         self._twin.difficulty[0] = self.core.difficulty[0]
         # physics ignores the forecast noise, so any generator gives the same totals
         self._twin.reset([np.random.default_rng(0)], [day])

@@ -211,7 +211,7 @@ def test_a_layout_mismatch_exits_2_before_running_anything(tmp_path, capsys, mon
 def test_plot_refuses_an_unknown_image_format_before_running_anything(tmp_path, capsys, monkeypatch):
     import sb3_microgrid.evaluation
 
-    monkeypatch.setattr(sb3_microgrid.evaluation, "run_day", lambda *a, **k: pytest.fail("a controller ran"))
+    monkeypatch.setattr(sb3_microgrid.evaluation, "_play", lambda *a, **k: pytest.fail("a controller ran"))
     assert main(["plot", "--controller", "naive", "--day", "2024-06-01", "--out", str(tmp_path / "p.xyz")]) == 2
     err = one_line_error(capsys)
     assert "p.xyz" in err and ".png" in err
@@ -302,7 +302,7 @@ def test_evaluation_seeds_share_no_noise_draw():
 def no_controller_runs(monkeypatch):
     import sb3_microgrid.evaluation
 
-    monkeypatch.setattr(sb3_microgrid.evaluation, "run_day", lambda *a, **k: pytest.fail("a controller ran"))
+    monkeypatch.setattr(sb3_microgrid.evaluation, "_play", lambda *a, **k: pytest.fail("a controller ran"))
 
 
 def test_an_output_that_is_one_of_the_inputs_is_refused_before_running(tmp_path, capsys, monkeypatch):

@@ -111,6 +111,19 @@ def test_goals_are_percent_of_naive_operation():
     assert observations[-1]["achieved_goal"][0] > 1.0  # random dispatch costs more than naive
 
 
+def test_naive_totals_are_run_once_per_day_and_difficulty(monkeypatch):
+    env = goal_env()
+    env.reset(seed=0, options={"day": DAY})
+    first = env.naive_totals.copy()
+    monkeypatch.setattr(env._twin, "step", lambda *a: pytest.fail("naive ran again"))
+    env.reset(seed=1, options={"day": DAY})
+    assert np.array_equal(env.naive_totals, first)
+    monkeypatch.undo()
+    env.set_difficulty(price_volatility=0.5)  # another difficulty: naive runs again, and costs otherwise
+    env.reset(seed=0, options={"day": DAY})
+    assert not np.array_equal(env.naive_totals, first)
+
+
 def test_under_the_aggregate_ev_interface_naive_runs_on_the_ports_twin():
     """Naive acts per port, so the units of an aggregate env are naive operation on its ports twin: the same
     totals as the per-port env's, where the aggregate env used to raise from inside the naive controller."""

@@ -419,7 +419,7 @@ def test_adapt_refuses_statistics_that_do_not_fit_the_site_naming_the_file(meta_
     out = tmp_path / "out"
     assert main(["adapt", "--model", str(pooled / "model.zip"), "--site", "factory", "--timesteps", "48", "--out", str(out)]) == 2
     err = one_line_error(capsys)
-    assert f"cannot use VecNormalize statistics {pooled / 'model_vecnormalize.pkl'}" in err and "same shape" in err
+    assert f"cannot use VecNormalize statistics {pooled / 'model_vecnormalize.pkl'}" in err and "another observation layout" in err
     assert not out.exists()
 
 
