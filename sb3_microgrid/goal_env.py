@@ -154,9 +154,9 @@ class MicrogridGoalEnv(MicrogridEnv):
         )
         self.observation_space = gym.spaces.Dict({"observation": self.observation_space, "achieved_goal": goal, "desired_goal": goal})
         self._budget = fixed
+        self._naive_paths: dict[tuple[str, Difficulty], np.ndarray] = {}
         self.budget_range = explicit if explicit is not None else self.calibrate_budget_range(days)
         self._naive_path = np.ones((self.scenario.episode_steps + 1, 2))
-        self._naive_paths: dict[tuple[str, Difficulty], np.ndarray] = {}
         self._desired = np.array([0.0, 0.0, 1.0], dtype=np.float32)
 
     # ---- units --------------------------------------------------------------------------------
