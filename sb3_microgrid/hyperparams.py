@@ -38,7 +38,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, NatureCNN
 from stable_baselines3.common.utils import LinearSchedule
-from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
+from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize, VecTransposeImage
 
 from .common.yaml_files import load_yaml
 from .schedules import finite
@@ -70,7 +70,9 @@ REFUSED_CLASSES = {th.optim.SparseAdam: "it takes sparse gradients only, and SB3
 #: The observations of this package's envs, known from the section's env id before any env is built.
 ENV_OBSERVATIONS = {"Microgrid-v0": "Box vector", "MicrogridGoal-v0": "Dict"}
 #: Classes that work with one kind of observation only, and that kind: SB3 asserts it only once it builds the model.
-OBSERVATION_CLASSES = {DictReplayBuffer: "Dict", DictRolloutBuffer: "Dict", CombinedExtractor: "Dict", NatureCNN: "image"}
+OBSERVATION_CLASSES = {
+    DictReplayBuffer: "Dict", DictRolloutBuffer: "Dict", CombinedExtractor: "Dict", NatureCNN: "image", VecTransposeImage: "image",
+}  # fmt: skip
 #: Module aliases the zoo's files use inside ``policy_kwargs`` strings.
 ALIASES = {"nn": "torch.nn", "th": "torch", "torch": "torch"}
 #: Bare class names the zoo's ``eval`` namespace provides (``replay_buffer_class: HerReplayBuffer``).
@@ -206,7 +208,16 @@ RANGES = {
     "top_quantiles_to_drop_per_net": Range(0, integer=True),  # and < n_quantiles: _check_across_keys
     "n_quantiles": Range(1, integer=True),  # TQC's policy_kwargs
     "n_critics": Range(1, integer=True),  # policy_kwargs of SAC, TD3, TQC, CrossQ
+    # TRPO: a shrinking factor of 2 grows the step at each failed line search, no critic update leaves V untrained
+    "n_critic_updates": Range(1, integer=True),
+    "line_search_shrinking_factor": Range(0, 1, low_open=True, high_open=True),
+    "line_search_max_iter": Range(1, integer=True),
+    "cg_max_steps": Range(1, integer=True),
+    "cg_damping": Range(0),
+    "sub_sampling_factor": Range(1, integer=True),
 }
+#: Ranges of ``env_wrapper``/``vec_env_wrapper``/``callback`` arguments (only names whose meaning is not in doubt).
+ENTRY_RANGES = {"n_stack": Range(1, integer=True)}  # VecFrameStack: 0 frames is an observation of size 0
 #: Ranges of ``normalize``'s ``VecNormalize`` arguments (its booleans are checked as booleans).
 NORMALIZE_RANGES = {
     "clip_obs": Range(0, low_open=True),
@@ -420,6 +431,8 @@ def resolve_entries(value: Any, key: str, trusted: Sequence[str] = TRUSTED_MODUL
             raise HyperparamsError(f"{key}: expected a dotted class name, got {path!r}")
         cls = resolve_class(path, key, key, trusted)
         kwargs = _kwargs(kwargs, f"{key}.{path}")
+        for name in kwargs.keys() & ENTRY_RANGES.keys():
+            kwargs[name] = ENTRY_RANGES[name].check(f"{key}.{path}.{name}", kwargs[name])
         _check_call(cls, () if key == "callback" else (None,), kwargs, f"{key}.{path}")  # wrappers take the env first
         out.append((cls, kwargs))
     return out
@@ -645,17 +658,25 @@ def _check_observations(hp: Hyperparams, algo_class: type) -> None:
     :param algo_class: the algorithm it is for
     """
     observes = ENV_OBSERVATIONS.get(hp.env_id)
-    if observes is None or hp.env_wrappers or hp.vec_env_wrappers:
+    if observes is None or hp.env_wrappers:
         return
-    policy_class = _policy_class(hp, algo_class)
-    where, extractor = "policy_kwargs.features_extractor_class", (hp.algo_kwargs.get("policy_kwargs") or {}).get("features_extractor_class")
-    if extractor is None:  # the policy's own (NatureCNN for CnnPolicy, CombinedExtractor for MultiInputPolicy)
-        where, extractor = f"policy: {policy_class.__name__}'s features extractor", _default(policy_class, "features_extractor_class")
-    used = {where: extractor, "replay_buffer_class": hp.algo_kwargs.get("replay_buffer_class"), "rollout_buffer_class": hp.algo_kwargs.get("rollout_buffer_class")}
+    if hp.vec_env_wrappers:  # the first sees the env's observations; what the rest and the model see, it decides
+        used = {"vec_env_wrapper": hp.vec_env_wrappers[0][0]}
+    else:
+        used = _observing_classes(hp, algo_class)
     for where, cls in used.items():
         for kind, needs in OBSERVATION_CLASSES.items():
             if isinstance(cls, type) and issubclass(cls, kind) and needs != observes:
                 raise HyperparamsError(f"{where}: {cls.__name__} needs {needs} observations, but {hp.env_id} observes a {observes}")
+
+
+def _observing_classes(hp: Hyperparams, algo_class: type) -> dict[str, Any]:
+    """The classes of a section that read the env's observations, by the key (or the policy) that names them."""
+    policy_class = _policy_class(hp, algo_class)
+    where, extractor = "policy_kwargs.features_extractor_class", (hp.algo_kwargs.get("policy_kwargs") or {}).get("features_extractor_class")
+    if extractor is None:  # the policy's own (NatureCNN for CnnPolicy, CombinedExtractor for MultiInputPolicy)
+        where, extractor = f"policy: {policy_class.__name__}'s features extractor", _default(policy_class, "features_extractor_class")
+    return {where: extractor, "replay_buffer_class": hp.algo_kwargs.get("replay_buffer_class"), "rollout_buffer_class": hp.algo_kwargs.get("rollout_buffer_class")}
 
 
 def _policy_class(hp: Hyperparams, algo_class: type) -> type:

@@ -459,6 +459,12 @@ BIG = "1" + "0" * 400  # an int beyond the float range: math.isfinite raised Ove
         ("ppo", 'policy_kwargs: "dict(features_extractor_class=stable_baselines3.common.torch_layers.NatureCNN)"', "features_extractor_class: NatureCNN needs image observations"),
         ("ppo", "policy: CnnPolicy", "policy: ActorCriticCnnPolicy's features extractor: NatureCNN needs image observations"),
         ("sac", "policy: MultiInputPolicy", "policy: MultiInputPolicy's features extractor: CombinedExtractor needs Dict observations"),
+        ("ppo", "vec_env_wrapper: stable_baselines3.common.vec_env.VecTransposeImage", "vec_env_wrapper: VecTransposeImage needs image observations"),
+        ("ppo", "vec_env_wrapper: [{stable_baselines3.common.vec_env.VecFrameStack: {n_stack: 0}}]",
+         r"VecFrameStack\.n_stack: 0 is out of range; allowed: an integer in \[1, inf\)"),  # fmt: skip
+        ("trpo", "line_search_shrinking_factor: 2.0", r"line_search_shrinking_factor: 2\.0 is out of range; allowed: a number in \(0, 1\)"),
+        ("trpo", "n_critic_updates: 0", r"n_critic_updates: 0 is out of range; allowed: an integer in \[1, inf\)"),
+        ("trpo", "cg_max_steps: 0", "cg_max_steps: 0 is out of range"),
         ("ppo", 'policy_kwargs: "dict(optimizer_class=torch.optim.LBFGS)"', r"'torch\.optim\.LBFGS' cannot be used: its step\(\) needs a closure"),
         ("ppo", 'policy_kwargs: "dict(optimizer_class=torch.optim.SparseAdam)"', "'torch.optim.SparseAdam' cannot be used: it takes sparse gradients only"),
         ("ppo", 'policy_kwargs: "dict(optimizer_class=torch.optim.Optimizer)"', r"cannot be used: it is abstract \(no step\(\)\); optimizer_class takes a concrete subclass of Optimizer"),
