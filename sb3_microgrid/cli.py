@@ -95,7 +95,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--scenario", default=None,
-        help="preset name or scenario YAML path (default: the site the controllers were made for: an export folder's "
+        help="preset name (campus, campus_tod, or a site preset of adapt --site), or scenario YAML path (default: the site the controllers were made for: an export folder's "
         "scenario.yaml; for a saved model, the scenario its run.json records (`sb3-microgrid adapt`, and `train` for a scenario file), else its training "
         "file's env_kwargs scenario; else campus)",
     )  # fmt: skip
@@ -211,7 +211,14 @@ def _plot(args: argparse.Namespace) -> int:
 
 # ---- shared -----------------------------------------------------------------------------------
 def _scenario(name: str | dict[str, Any]) -> Scenario:
+    """A scenario preset, a site preset (with the site interface, as ``adapt`` trains on it) or a YAML file."""
+    from .sites import SITE_PRESETS
+
     try:
+        if isinstance(name, str) and name in SITE_PRESETS:
+            from .adaptation import resolve_site
+
+            return resolve_site(name)
         return load_scenario(name)
     except ScenarioError as err:
         raise UsageError(str(err)) from None
@@ -445,7 +452,7 @@ def _add_export(subparsers: Any) -> None:
     p.add_argument("--vecnormalize", type=Path, default=None, metavar="PATH.pkl", help="VecNormalize statistics (default: found beside the model)")
     p.add_argument(
         "--scenario", default=None,
-        help="preset name or scenario YAML path (default: the site the run's run.json records, written by sb3-microgrid adapt "
+        help="preset name (campus, campus_tod, or a site preset of adapt --site), or scenario YAML path (default: the site the run's run.json records, written by sb3-microgrid adapt "
         "and by train with a scenario file, else the run's env_kwargs scenario, else campus)",
     )  # fmt: skip
     p.add_argument(
@@ -490,7 +497,7 @@ def _add_fit_forecast(subparsers: Any) -> None:
         "training days), write DIR/forecast_corrector.json, and score BASE on the corrected forecasts on validation days. "
         "`sb3-microgrid evaluate --controller DIR` then runs it.",
     )  # fmt: skip
-    p.add_argument("--scenario", default="campus", help="preset name or scenario YAML path (default: campus)")
+    p.add_argument("--scenario", default="campus", help="preset name (campus, campus_tod, or a site preset of adapt --site), or scenario YAML path (default: campus)")
     p.add_argument("--base", default="mpc", help="the baseline that plans on the corrected forecasts: mpc (default), planner or rule")
     p.add_argument("--days", type=positive_int, default=4096, metavar="N", help="training days to fit on (default: 4096; the validation curve is flat from 256)")
     p.add_argument("--seed", type=seed_int, default=0, help="fit seed: the training-day draws and their forecast noise")

@@ -397,3 +397,14 @@ def test_evaluate_names_days_and_what_it_accepts(days, message, monkeypatch):
 def test_evaluate_takes_numpy_integers_as_a_number_of_days():
     """np.int64(3) gave TypeError: object of type 'numpy.int64' has no len()."""
     assert list(evaluate("naive", days=np.int64(2), reference=False).days.index) == ["2024-01-01", "2024-01-02"]
+
+
+def test_evaluate_names_a_site_preset_as_adapt_does(tmp_path):
+    """Baselines on a held-out site needed a YAML file of it; its name now does, with adapt's site interface."""
+    from sb3_microgrid.adaptation import resolve_site
+
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--controller", "naive", "--scenario", "clinic_200kw", "--days", "1", "--no-reference", "--json", str(out)]) == 0
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["scenario"] == resolve_site("clinic_200kw").name == "clinic_200kw"
+    assert summary["cost_per_day"] == pytest.approx(evaluate("naive", resolve_site("clinic_200kw"), days=1, reference=False).summary["cost_per_day"])
