@@ -479,7 +479,8 @@ def _export(args: argparse.Namespace) -> int:
     _refuse_other_controller(args.out, CORRECTOR_FILE)
     try:
         path, algo = model_spec(args.model)
-        manifest = export_model(path, args.out, algo=algo, vecnormalize=args.vecnormalize, scenario=args.scenario,
+        scenario = None if args.scenario is None else _scenario(args.scenario)
+        manifest = export_model(path, args.out, algo=algo, vecnormalize=args.vecnormalize, scenario=scenario,
                                 trust_modules=args.trust_module, kpis=args.kpis)  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None

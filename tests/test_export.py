@@ -14,7 +14,7 @@ import onnx
 import pytest
 import torch as th
 import yaml
-from stable_baselines3 import SAC
+from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_microgrid import training
@@ -626,3 +626,13 @@ def test_the_runtime_imports_neither_torch_nor_stable_baselines3():
 def test_the_runtime_imports_no_gymnasium():
     code = "import sys; import sb3_microgrid.export.onnx_policy; print('gymnasium' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_export_takes_a_site_preset_by_name(tmp_path):
+    """`--scenario clinic_200kw` is the preset as adapt builds it (the site interface), for a model of that interface."""
+    from sb3_microgrid.adaptation import resolve_site
+
+    site = resolve_site("clinic_200kw")
+    PPO("MlpPolicy", MicrogridEnv(site), n_steps=16, batch_size=16, seed=0, device="cpu").save(tmp_path / "model.zip")
+    assert main(["export", str(tmp_path / "model.zip"), "--scenario", "clinic_200kw", "--out", str(tmp_path / "out")]) == 0
+    assert load_scenario(tmp_path / "out" / "scenario.yaml") == site

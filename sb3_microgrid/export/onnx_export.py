@@ -117,7 +117,7 @@ def export_model(
     out: str | Path,
     algo: str | None = None,
     vecnormalize: str | Path | None = None,
-    scenario: str | Path | None = None,
+    scenario: str | Path | Scenario | None = None,
     trust_modules: Sequence[str] = (),
     kpis: str | Path | None = None,
 ) -> dict[str, Any]:
@@ -128,7 +128,7 @@ def export_model(
         so a failed export leaves a previous one intact)
     :param algo: its registered algorithm name; ``None`` finds it as evaluation does (:func:`~sb3_microgrid.algos.identify`)
     :param vecnormalize: its ``VecNormalize`` statistics; ``None`` finds them as evaluation does
-    :param scenario: the scenario it acts in (preset name or YAML path); ``None``: the site recorded in the
+    :param scenario: the scenario it acts in (preset name, YAML path or :class:`Scenario`); ``None``: the site recorded in the
         run's ``run.json`` (``sb3-microgrid adapt``), else the run's ``env_kwargs`` scenario, else ``campus``
     :param trust_modules: the user's own modules the run's ``env_wrapper`` entries may come from
     :param kpis: ``sb3-microgrid evaluate --json`` output of this model on the test split of the scenario exported,
