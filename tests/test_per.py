@@ -426,6 +426,45 @@ def test_a_pickled_sum_tree_must_fit_what_its_compiled_loops_trust(field, value,
         loads(payload)  # the restricted reader runs the same check
 
 
+def nodes_with(index: int, value: float) -> np.ndarray:
+    tree = SumTree(5)
+    tree.update(np.arange(5), np.arange(1.0, 6.0))
+    tree.nodes[index] = value
+    return tree.nodes
+
+
+@pytest.mark.parametrize(
+    "nodes, message",
+    [
+        (nodes_with(9, np.nan), "priorities must be finite and >= 0"),
+        (nodes_with(9, -1.0), "priorities must be finite and >= 0"),
+        (nodes_with(1, np.inf), "priorities must be finite and >= 0"),
+        (nodes_with(14, 1.0), "0 past its capacity"),  # leaf 6 of capacity 5: drawn though no item is there
+        (nodes_with(1, 1e6), "the sum of their two children"),  # the root: every draw lands on the last item
+        (nodes_with(3, 0.0), "the sum of their two children"),
+    ],
+)
+def test_a_pickled_sum_tree_must_hold_the_priorities_its_updates_keep(nodes, message) -> None:
+    tree = SumTree(5)
+    tree.nodes = nodes
+    with pytest.raises(ValueError, match=message):
+        loads(pickle.dumps(tree))
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [("alpha", -1.0, "alpha"), ("beta_initial", np.nan, "beta"), ("beta_final", 2.0, "beta_final"), ("epsilon", 0.0, "epsilon"),
+     ("beta_steps", 0, "beta_steps"), ("max_priority", np.inf, "max_priority"), ("progress", np.nan, "progress")],
+)  # fmt: skip
+def test_a_pickled_prioritized_buffer_checks_its_arguments_as_the_constructor_does(field, value, message) -> None:
+    """A resumed run trained on them: a NaN beta made the networks NaN, alpha -1 reversed the prioritisation."""
+    buffer = make_buffer(16)
+    fill(buffer, 5)
+    setattr(buffer, field, value)
+    with pytest.raises(ValueError, match=f"a pickled PrioritizedReplayBuffer: {message}"):
+        loads(pickle.dumps(buffer))
+
+
 def test_a_pickled_prioritized_buffer_round_trips_and_its_tree_must_fit_its_storage() -> None:
     buffer = make_buffer(16, n_envs=2)
     fill(buffer, 5)

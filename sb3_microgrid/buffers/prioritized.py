@@ -159,13 +159,22 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore a pickled buffer whose sum tree has one leaf per stored transition: a tree of another size would
-        sample or update the wrong transitions (the tree checks its own layout against its capacity).
+        sample or update the wrong transitions (the tree checks its own layout against its capacity). Its arguments are
+        checked as the constructor checks them: a resumed run would otherwise train with a NaN or negative exponent.
 
-        :raises ValueError: if the tree does not fit ``buffer_size * n_envs``
+        :raises ValueError: if the tree does not fit ``buffer_size * n_envs``, or naming an argument out of its range
         """
         tree, buffer_size, n_envs = state.get("tree"), state.get("buffer_size"), state.get("n_envs")
         if not (isinstance(buffer_size, Integral) and isinstance(n_envs, Integral) and isinstance(tree, SumTree) and tree.capacity == buffer_size * n_envs):
             raise ValueError(f"a pickled PrioritizedReplayBuffer's tree must be a SumTree of capacity buffer_size * n_envs ({buffer_size!r} * {n_envs!r})")
+        try:
+            checked_priority_arguments(state.get("alpha"), state.get("beta_initial"), state.get("beta_final"), state.get("epsilon"))
+            if state.get("beta_steps") is not None:
+                checked_number("beta_steps", state["beta_steps"], 1, math.inf, integer=True)
+            checked_number("max_priority", state.get("max_priority"), 0, math.inf, lo_open=True)
+            checked_number("progress", state.get("progress"), 0, 1)
+        except ValueError as err:
+            raise ValueError(f"a pickled PrioritizedReplayBuffer: {err}") from None
         self.__dict__.update(state)
 
     @property

@@ -122,6 +122,13 @@ class SumTree:
             raise ValueError("a pickled SumTree's nodes must be a writable contiguous array")
         self.capacity, self.size, self.nodes = capacity, _leaves(capacity), nodes
         self._check_layout()
+        # What the updates keep true, which sampling trusts: a NaN or negative priority, or a parent that is not the
+        # sum of its children (the updates re-sum parents exactly), would draw items out of proportion or none at all.
+        leaves = nodes[self.size :]
+        if not (np.isfinite(nodes[1:]).all() and (leaves >= 0).all() and not leaves[capacity:].any()):
+            raise ValueError("a pickled SumTree's priorities must be finite and >= 0, and 0 past its capacity")
+        if not np.array_equal(nodes[1 : self.size], nodes[2 : 2 * self.size : 2] + nodes[3 : 2 * self.size : 2]):
+            raise ValueError("a pickled SumTree's inner nodes must each be the sum of their two children")
 
     @property
     def total(self) -> float:
