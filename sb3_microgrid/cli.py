@@ -130,6 +130,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json is not None:
         _check_writable(args.json, "--json", args)
     scenario = _run_scenario(args)
+    if args.json is not None:
+        _refuse_inputs(args.json, "--json", _data_files(scenario))
     dates = _split_days(args, scenario, args.days)
     controllers = _controllers(args, scenario)
     results = {
@@ -195,7 +197,7 @@ def _plot(args: argparse.Namespace) -> int:
 
     _check_writable(args.out, "--out", args)
     _check_image_format(args.out)
-    scenario = _run_scenario(args)
+    scenario = _run_scenario(args)  # its data files are .csv or .parquet, which _check_image_format refused
     dates = _split_days(args, scenario)
     if args.day not in dates:
         raise UsageError(f"day {args.day} is not a start day of split {args.split!r} ({dates[0]} .. {dates[-1]})")
@@ -368,11 +370,7 @@ def _check_writable(path: Path, option: str, args: argparse.Namespace) -> None:
         raise UsageError(f"no directory {path.parent} for {option} {path}")
     if path.is_dir():
         raise UsageError(f"{option} {path} is a directory; name a file in it")
-    target = path.resolve()
-    for read in _input_files(args):
-        # resolved, so a symbolic link or another spelling of the input counts; samefile for a hard link
-        if target == read.resolve() or (path.exists() and read.exists() and os.path.samefile(path, read)):
-            raise UsageError(f"{option} {path} would overwrite {read}, a file this command reads; name another file")
+    _refuse_inputs(path, option, _input_files(args))
     existed = os.path.lexists(path)
     try:
         with path.open("ab"):  # append: an existing file keeps its content until the work is done
@@ -381,6 +379,26 @@ def _check_writable(path: Path, option: str, args: argparse.Namespace) -> None:
         raise UsageError(f"cannot write {option} {path}: {err.strerror or err}") from None
     if not existed:  # leave no empty file behind if the run fails
         path.unlink()
+
+
+def _refuse_inputs(path: Path, option: str, inputs: list[Path]) -> None:
+    """Refuse an output ``path`` that is one of ``inputs`` (resolved, so a symbolic link or another spelling of the
+    input counts; ``samefile`` for a hard link).
+
+    :param path: the output file
+    :param option: its option, to name in the error (``--json``)
+    :param inputs: the files the command reads
+    """
+    target = path.resolve()
+    for read in inputs:
+        if target == read.resolve() or (path.exists() and read.exists() and os.path.samefile(path, read)):
+            raise UsageError(f"{option} {path} would overwrite {read}, a file this command reads; name another file")
+
+
+def _data_files(scenario: Scenario) -> list[Path]:
+    """The user's data files ``scenario`` reads (its series and sessions), known once the scenario is: checked after
+    :func:`_check_writable`, which runs before anything is loaded."""
+    return [Path(p) for p in (scenario.data.series_path, scenario.data.sessions_path) if p is not None]
 
 
 def _input_files(args: argparse.Namespace) -> list[Path]:

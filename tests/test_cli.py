@@ -408,3 +408,19 @@ def test_evaluate_names_a_site_preset_as_adapt_does(tmp_path):
     summary = json.loads(out.read_text())["summary"]
     assert summary["scenario"] == resolve_site("clinic_200kw").name == "clinic_200kw"
     assert summary["cost_per_day"] == pytest.approx(evaluate("naive", resolve_site("clinic_200kw"), days=1, reference=False).summary["cost_per_day"])
+
+
+def test_an_output_that_is_the_scenarios_data_file_is_refused_before_running(tmp_path, capsys, monkeypatch):
+    """The user's series named by the scenario is read too: `--json series.csv` wrote the results over it."""
+    from sb3_microgrid.envs.site import scenario_data
+    from sb3_microgrid.scenario import load_scenario
+
+    no_controller_runs(monkeypatch)
+    series = tmp_path / "series.csv"
+    scenario_data(load_scenario("campus")).series.to_csv(series)
+    (tmp_path / "site.yaml").write_text(f"base: campus\ndata:\n  series_path: {series}\n")
+    before = series.read_bytes()
+    for out in (series, tmp_path / "." / "series.csv"):
+        assert main(["evaluate", "--days", "1", "--json", str(out), "--controller", "naive", "--scenario", str(tmp_path / "site.yaml")]) == 2
+        assert f"would overwrite {series}, a file this command reads" in one_line_error(capsys)
+    assert series.read_bytes() == before
