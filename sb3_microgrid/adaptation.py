@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import inspect
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 from .algos import ALGOS, load
 from .baselines.sb3_model import statistics_for, statistics_of_model
 from .callbacks.checkpoint import MODEL, RUN_JSON, VECNORMALIZE, write_run_json
+from .common.files import make_out_folder
 from .common.json_values import plain
 from .envs import MicrogridVecEnv
 from .envs.multi_site import MultiSiteVecEnv
@@ -137,7 +137,7 @@ def fine_tuning_model(source: BaseAlgorithm, env: VecEnv, seed: int) -> PPO:
 
 
 def check_out_folder(out: str | Path) -> None:
-    """Refuse an output folder ``adapt`` cannot use, before any work (:func:`make_out_folder` then creates it).
+    """Refuse an output folder ``adapt`` cannot use, before any work (:func:`~sb3_microgrid.common.files.make_out_folder` then creates it).
 
     :param out: the run folder to write (need not exist)
     :raises ValueError: if ``out`` is a file or under one, or holds a model (any ``.zip``) or a file of
@@ -155,21 +155,6 @@ def check_out_folder(out: str | Path) -> None:
         raise ValueError(f"cannot read {out}: {err.strerror or err}; choose another folder") from None
     if taken:
         raise ValueError(f"{out} already holds a model or another run's files ({', '.join(taken)}); choose another folder")
-
-
-def make_out_folder(out: str | Path) -> None:
-    """Create the run folder and check it is writable: before training, so that hours of it are not lost to a folder
-    written only at the end.
-
-    :param out: the run folder (created with its parents)
-    :raises ValueError: naming ``out`` and the reason, if it cannot be created or written
-    """
-    try:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as err:
-        raise ValueError(f"cannot write {out}: {err.strerror or err}; choose another folder") from None
 
 
 def save_run(out: str | Path, model: BaseAlgorithm, **record: Any) -> Path:

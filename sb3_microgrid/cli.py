@@ -144,10 +144,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"scenario {first['scenario']}{source}, split {first['split']}, {first['days']} days, seed {args.seed}")
     print(format_table({label: ev.summary for label, ev in results.items()}, args.reference))
     if args.json is not None:
-        if len(results) == 1:
-            next(iter(results.values())).to_json(args.json)
-        else:
-            args.json.write_text(json.dumps([ev.to_dict() for ev in results.values()], indent=2, allow_nan=False))
+        # the table's column title: every saved model is named "model" by its file, so the label tells them apart
+        entries = [{"label": label, **ev.to_dict()} for label, ev in results.items()]
+        args.json.write_text(json.dumps(entries[0] if len(entries) == 1 else entries, indent=2, allow_nan=False))
         print(f"wrote {args.json}")
     return 0
 
@@ -277,7 +276,8 @@ def _run_scenario(args: argparse.Namespace) -> Scenario:
 
 def _recorded_site(name: str) -> Scenario | None:
     """The site a controller given by name records: an export folder's ``scenario.yaml`` (the site it was exported
-    for), or for a saved model the scenario its run records (:func:`~sb3_microgrid.baselines.sb3_model.recorded_scenario`:
+    for), a forecast-corrector folder's fitted scenario (:func:`~sb3_microgrid.forecasting.fitted_scenario`; ``None``
+    for a file of an older version), or for a saved model the scenario its run records (:func:`~sb3_microgrid.baselines.sb3_model.recorded_scenario`:
     ``run.json``, else the training file's ``env_kwargs``; campus if it records none); ``None`` for anything else.
 
     :raises ValueError: for a folder, record or recorded scenario that cannot be read
@@ -285,9 +285,12 @@ def _recorded_site(name: str) -> Scenario | None:
     from .baselines import model_spec
     from .baselines.sb3_model import recorded_scenario
     from .export import MANIFEST, read_manifest
+    from .forecasting import CORRECTOR_FILE, fitted_scenario
 
     if (Path(name) / MANIFEST).is_file():
         return load_scenario(Path(name) / read_manifest(name)["scenario"]["file"])
+    if (Path(name) / CORRECTOR_FILE).is_file():
+        return fitted_scenario(name)
     path = model_spec(name)[0]
     if not path.endswith(".zip"):
         return None
@@ -302,7 +305,7 @@ def _controllers(args: argparse.Namespace, scenario: Scenario) -> dict[str, Cont
     """Build every controller of ``--controller`` and check each saved model against the scenario's env
     before running any, so a bad name, file or layout fails at once; titles made unique. ``--algo`` and
     ``--vecnormalize`` belong to a single saved model: with several, ``PATH.zip:ALGO`` names each one's."""
-    from .baselines import CONTROLLERS, make_controller
+    from .baselines import CONTROLLERS, env_for, make_controller
     from .baselines.sb3_model import NormalizationWarning
     from .envs import MicrogridEnv
 
@@ -335,10 +338,11 @@ def _controllers(args: argparse.Namespace, scenario: Scenario) -> dict[str, Cont
     saved = {label: c for (label, c), name in zip(controllers.items(), names) if name not in CONTROLLERS}
     if saved:
         env = MicrogridEnv(scenario=scenario, split=args.split)
-        obs, _ = env.reset(seed=args.seed)
         for label, controller in saved.items():
+            played = env_for(controller, env)  # a per-port base (a corrector's MPC) runs on an aggregate site's twin
+            obs, _ = played.reset(seed=args.seed)
             try:
-                controller.reset(env, obs)
+                controller.reset(played, obs)
             except ValueError as err:
                 raise UsageError(f"{label}: {err}") from None
     return controllers
@@ -518,7 +522,8 @@ def _add_fit_forecast(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("--scenario", default="campus", help="preset name (campus, campus_tod, or a site preset of adapt --site), or scenario YAML path (default: campus)")
     p.add_argument("--base", default="mpc", help="the baseline that plans on the corrected forecasts: mpc (default), planner or rule")
-    p.add_argument("--days", type=positive_int, default=4096, metavar="N", help="training days to fit on (default: 4096; the validation curve is flat from 256)")
+    p.add_argument("--days", type=positive_int, default=4096, metavar="N", help="training days to fit on, drawn with replacement and rounded up to a multiple of 64 (the microgrids stepped "
+                   "together; default: 4096; the validation curve is flat from 256)")
     p.add_argument("--seed", type=seed_int, default=0, help="fit seed: the training-day draws and their forecast noise")
     p.add_argument("--validation-days", type=_non_negative_int, default=30, metavar="N", help="first N validation days to score on (0: skip; default: 30)")
     p.add_argument(
@@ -532,7 +537,8 @@ def _add_fit_forecast(subparsers: Any) -> None:
 
 
 def _fit_forecast(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate
+    from .common.files import make_out_folder
+    from .evaluation import evaluate, split_dates
     from .export import MANIFEST
     from .forecasting import BASES, MAX_SCENARIOS, CorrectedForecastController, fit_corrector
 
@@ -547,12 +553,22 @@ def _fit_forecast(args: argparse.Namespace) -> int:
         raise UsageError(f"--scenarios must be in [0, {MAX_SCENARIOS}], got {args.scenarios}")
     if args.scenarios and not 1 <= args.residual_days <= args.days:
         raise UsageError(f"--residual-days must be in [1, --days = {args.days}] with --scenarios, got {args.residual_days}")
-    corrector = fit_corrector(_scenario(args.scenario), days=args.days, seed=args.seed, residual_days=args.residual_days if args.scenarios else 0)
+    scenario = _scenario(args.scenario)
+    if args.validation_days:  # checked before the fit, which it would otherwise follow by a traceback
+        try:
+            split_dates(scenario, "validation", args.validation_days)
+        except ValueError as err:
+            raise UsageError(f"--validation-days: {err}") from None
+    try:
+        make_out_folder(args.out)  # before the fit, so that its result is not lost to a folder that cannot be written
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    corrector = fit_corrector(scenario, days=args.days, seed=args.seed, residual_days=args.residual_days if args.scenarios else 0)
     info = corrector.fit_info
     print(f"fitted on {info['samples']} observations of {info['days']} training days (drawn with replacement) in {info['seconds']:.1f} s")
     if args.validation_days:
         controller = CorrectedForecastController(args.base, corrector, scenarios=args.scenarios)
-        summary = evaluate(controller, scenario=_scenario(args.scenario), split="validation", days=args.validation_days, seed=0).summary
+        summary = evaluate(controller, scenario=scenario, split="validation", days=args.validation_days, seed=0).summary
         info["validation"] = {key: summary[key] for key in ("days", "gap_closed", "cost_per_day", "safety_violations", "unmet_ev_kwh_per_day")}
         print(f"validation, first {summary['days']} days: gap closed {_gap_text(summary['gap_closed'], '.3f')}, Rs {summary['cost_per_day']:,.0f}/day")
     try:
@@ -596,7 +612,7 @@ def _add_train(subparsers: Any) -> None:
 def _train(args: argparse.Namespace) -> int:
     from .callbacks.checkpoint import CheckpointError
     from .hyperparams import HyperparamsError
-    from .training import train
+    from .training import last_checkpoint, train
 
     if not args.conf.exists():
         raise UsageError(f"no hyperparameter file at {args.conf}")
@@ -611,6 +627,11 @@ def _train(args: argparse.Namespace) -> int:
               save_freq=args.save_freq, vec_env=args.vec_env, env_id=args.env, trust_modules=args.trust_module)  # fmt: skip
     except (HyperparamsError, CheckpointError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
+    except KeyboardInterrupt:  # Ctrl-C: a line saying what is kept and how to go on, not a traceback from inside SB3
+        found = last_checkpoint(run_dir)
+        kept = f"the newest complete checkpoint is {found[1]} ({found[0]:,} steps)" if found else "no checkpoint was complete yet"
+        print(f"sb3-microgrid train: interrupted; {kept}; go on with the same command and --resume", file=sys.stderr)
+        return 130  # the shell's code for a process ended by SIGINT
     print(f"wrote {run_dir / 'model.zip'}")
     return 0
 

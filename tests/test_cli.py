@@ -424,3 +424,27 @@ def test_an_output_that_is_the_scenarios_data_file_is_refused_before_running(tmp
         assert main(["evaluate", "--days", "1", "--json", str(out), "--controller", "naive", "--scenario", str(tmp_path / "site.yaml")]) == 2
         assert f"would overwrite {series}, a file this command reads" in one_line_error(capsys)
     assert series.read_bytes() == before
+
+
+def test_evaluate_json_labels_each_controller_as_the_table_does(ppo_zip, tmp_path):
+    """Every saved model is named "model" by its file: the JSON entries told them apart by their order only."""
+    out = tmp_path / "e.json"
+    assert main(["evaluate", "--controller", f"naive,{ppo_zip},{ppo_zip}", "--days", "1", "--no-reference", "--json", str(out)]) == 0
+    entries = json.loads(out.read_text())
+    assert [e["label"] for e in entries] == ["naive", str(ppo_zip), f"{ppo_zip} (2)"]
+    assert main(["evaluate", "--controller", "rule", "--days", "1", "--no-reference", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["label"] == "rule"
+
+
+def test_ctrl_c_during_train_is_one_line_naming_the_checkpoint_to_resume_from(tmp_path, capsys, monkeypatch):
+    import sb3_microgrid.training
+
+    def interrupted(algo, conf, run_dir, **kwargs):
+        (Path(run_dir) / "checkpoints").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sb3_microgrid.training, "train", interrupted)
+    conf = Path(__file__).parents[1] / "hyperparams" / "ppo.yml"
+    assert main(["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted; no checkpoint was complete yet; go on with the same command and --resume" in err

@@ -19,6 +19,7 @@ from sb3_microgrid.forecasting import (
     collect_windows,
     divide_out,
     fit_corrector,
+    fitted_scenario,
     noise_signature,
     revealed_errors,
 )
@@ -327,3 +328,42 @@ def test_a_corrector_fitted_under_the_aggregate_ev_interface_serves_a_per_port_b
     other = observation_layout(load_scenario({"base": "campus", "forecast": {"forecast_steps": 12}}))
     with pytest.raises(ValueError, match=r"fitted on the window .* the env has"):
         corrector.check(load_scenario("campus"), other)
+
+
+def test_a_corrector_fitted_on_a_site_preset_is_evaluated_there_by_default(tmp_path, capsys):
+    """A site preset has the aggregate EV interface: the CLI's check reset the corrector's per-port MPC on the
+    aggregate env and refused it; and without --scenario the folder was scored on campus, not where it was fitted."""
+    out = tmp_path / "clinic"
+    assert main(["fit-forecast", "--scenario", "clinic_200kw", "--days", "4", "--validation-days", "0", "--out", str(out)]) == 0
+    site = fitted_scenario(out)
+    assert site.name == "clinic_200kw" and site.ev.dispatch == "aggregate"
+    capsys.readouterr()
+    for scenario in ([], ["--scenario", "clinic_200kw"]):
+        assert main(["evaluate", "--controller", str(out), *scenario, "--split", "validation", "--days", "1", "--no-reference", "--json", str(tmp_path / "e.json")]) == 0
+        assert capsys.readouterr().out.startswith("scenario clinic_200kw")
+        assert json.loads((tmp_path / "e.json").read_text())["summary"]["scenario"] == "clinic_200kw"
+
+
+def test_a_corrector_file_without_its_site_and_a_bad_site_record(tmp_path):
+    corrector = fit_corrector("campus", days=4)
+    corrector.save(tmp_path / "old", "mpc")
+    assert fitted_scenario(tmp_path / "old") is not None
+    corrector.fit_info.pop("site")
+    corrector.save(tmp_path / "old", "mpc")
+    assert fitted_scenario(tmp_path / "old") is None  # an older file: evaluate falls back to campus
+    corrector.fit_info["site"] = {"battery": {"capacity_kwh": -1}}
+    corrector.save(tmp_path / "bad", "mpc")
+    with pytest.raises(ValueError, match="field 'fit.site' is not a scenario: .*capacity_kwh"):
+        fitted_scenario(tmp_path / "bad")
+
+
+def test_fit_forecast_refuses_validation_days_and_an_output_folder_before_the_fit(tmp_path, capsys, monkeypatch):
+    """--validation-days 400 ended in a traceback after the fit, writing nothing; a folder under a file likewise."""
+    import sb3_microgrid.forecasting
+
+    monkeypatch.setattr(sb3_microgrid.forecasting, "fit_corrector", lambda *a, **k: pytest.fail("the fit ran"))
+    assert main(["fit-forecast", "--validation-days", "400", "--out", str(tmp_path / "a")]) == 2
+    assert "--validation-days: days must be in [1, 365] (the start days of split 'validation'), got 400" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["fit-forecast", "--out", str(tmp_path / "file" / "sub")]) == 2
+    assert f"cannot write {tmp_path / 'file' / 'sub'}" in capsys.readouterr().err

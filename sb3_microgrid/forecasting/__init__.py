@@ -1,7 +1,7 @@
 """Forecast correction learnt from the training years, and the controllers that plan on it."""
 
 from .controller import CorrectedForecastController
-from .correction import BASES, CORRECTOR_FILE, FIT_SEED_STRIDE, MAX_SCENARIOS, ForecastCorrector, collect_windows, divide_out, episode_batches, fit_corrector, noise_signature, revealed_errors
+from .correction import BASES, CORRECTOR_FILE, FIT_SEED_STRIDE, MAX_SCENARIOS, ForecastCorrector, collect_windows, divide_out, episode_batches, fit_corrector, fitted_scenario, noise_signature, revealed_errors
 
 __all__ = [
     "BASES",
@@ -14,6 +14,7 @@ __all__ = [
     "divide_out",
     "episode_batches",
     "fit_corrector",
+    "fitted_scenario",
     "noise_signature",
     "revealed_errors",
 ]

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..common.json_values import plain, refuse_constant
 from ..envs import MicrogridVecEnv, ObservationLayout, observation_layout
-from ..scenario import Difficulty, Scenario, check_range, load_scenario
+from ..scenario import Difficulty, Scenario, ScenarioError, check_range, from_dict, load_scenario, to_dict
 
 #: File in a corrector folder (:meth:`ForecastCorrector.save`).
 CORRECTOR_FILE = "forecast_corrector.json"
@@ -339,6 +339,25 @@ class ForecastCorrector:
         return corrector, record["base"], scenarios
 
 
+def fitted_scenario(folder: str | Path) -> Scenario | None:
+    """The scenario the corrector in ``folder`` was fitted on, as :func:`fit_corrector` records it (``fit.site``);
+    ``None`` for a file that records none (written by an older version, or fitted in code without it).
+
+    :raises ValueError: naming the file, for a file :meth:`ForecastCorrector.load` refuses or a recorded scenario that
+        is not valid
+    """
+    corrector, _, _ = ForecastCorrector.load(folder)
+    site = corrector.fit_info.get("site")
+    if site is None:
+        return None
+    try:
+        if not isinstance(site, dict):
+            raise ScenarioError(f"expected a mapping, got {type(site).__name__}")
+        return from_dict(site)
+    except ScenarioError as err:
+        raise ValueError(f"{Path(folder) / CORRECTOR_FILE}: field 'fit.site' is not a scenario: {err}") from None
+
+
 #: Most forecast scenarios a controller plans on (one LP block each).
 MAX_SCENARIOS = 256
 
@@ -405,7 +424,8 @@ def fit_corrector(
     check_range("residual_samples", residual_samples, 1, 65_536, integer=True)
     sc = load_scenario(scenario)
     start = time.perf_counter()
-    corrector = ForecastCorrector.fit(episode_batches(sc, days, seed), observation_layout(sc), noise_signature(sc), ridge, scenario=sc.name, seed=seed)
+    # the whole scenario (site), so that evaluate scores the folder where it was fitted; its name alone may be a preset's
+    corrector = ForecastCorrector.fit(episode_batches(sc, days, seed), observation_layout(sc), noise_signature(sc), ridge, scenario=sc.name, site=to_dict(sc), seed=seed)
     corrector.fit_info["days"] = corrector.fit_info["samples"] // (sc.episode_steps - 1)
     corrector.fit_info["env_steps"] = corrector.fit_info["days"] * sc.episode_steps
     if residual_days:
