@@ -27,6 +27,7 @@ from sb3_microgrid.data import (
     validate_sessions,
 )
 from sb3_microgrid.envs import MicrogridEnv
+from sb3_microgrid.data.io import PV_HOURS_MIN_DAYS
 from sb3_microgrid.envs.site import _session_arrays
 
 SITE = SiteProfile()
@@ -429,9 +430,9 @@ def test_utc_timestamps_are_refused_by_the_pv_hours(data: MicrogridData, tmp_pat
 
 
 @pytest.mark.parametrize(("hour", "accepted"), [(8, False), (9, True), (14, True), (15, False)])
-def test_pv_hour_range_is_closed_at_mid_hour(small: MicrogridData, hour: int, accepted: bool) -> None:
-    """PV only in hour h is centred at h + 0.5: hours 9 and 14 lie in [9.5, 15], 8 and 15 do not."""
-    series = _pv_only_at(hour)(small.series)
+def test_pv_hour_range_is_closed_at_mid_hour(data: MicrogridData, hour: int, accepted: bool) -> None:
+    """PV only in hour h is centred at h + 0.5: hours 9 and 14 lie in [9.5, 15], 8 and 15 do not (on a week)."""
+    series = _pv_only_at(hour)(data.series.iloc[: PV_HOURS_MIN_DAYS * 24])
     if accepted:
         validate_series(series)
     else:
@@ -442,6 +443,15 @@ def test_pv_hour_range_is_closed_at_mid_hour(small: MicrogridData, hour: int, ac
 def test_series_without_pv_is_not_checked_for_its_hours(small: MicrogridData) -> None:
     """No PV output (a site without panels, night-only data) tells nothing about the clock."""
     validate_series(small.series.assign(pv_cf=0.0))
+
+
+def test_fewer_days_of_pv_than_a_week_are_not_judged_by_their_hours(data: MicrogridData) -> None:
+    """A morning-only day of IST data (an afternoon storm) is centred before 9.5 h: on a few days it cannot tell."""
+    week = data.series.iloc[: PV_HOURS_MIN_DAYS * 24]
+    morning = week.assign(pv_cf=np.where(week.index.hour < 10, week["pv_cf"], 0.0))
+    validate_series(morning.iloc[: (PV_HOURS_MIN_DAYS - 1) * 24])
+    with pytest.raises(DataValidationError, match="PV output is centred at"):
+        validate_series(morning)
 
 
 def _object_cell(value: object) -> Callable[[pd.DataFrame], pd.DataFrame]:
@@ -600,3 +610,11 @@ def test_a_boolean_holiday_column_is_a_flag(small: MicrogridData, tmp_path: Path
     flagged = frame.assign(is_holiday=frame["is_holiday"].astype(bool))
     loaded = load_series(_write(flagged, tmp_path / "series", "parquet", index=False))
     np.testing.assert_array_equal(loaded["is_holiday"].to_numpy(), small.series["is_holiday"].to_numpy())
+
+
+def test_repeated_names_of_columns_the_loader_drops_are_not_refused(small: MicrogridData, tmp_path: Path) -> None:
+    """"Other columns are dropped" (the data card): two notes of one name are other columns too."""
+    text = small.series.reset_index().to_csv(index=False).splitlines()
+    path = tmp_path / "notes.csv"
+    path.write_text("\n".join([f"{text[0]},note,note", *(f"{line},a,b" for line in text[1:])]) + "\n")
+    pd.testing.assert_frame_equal(load_series(path), small.series, check_freq=False)

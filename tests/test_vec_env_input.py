@@ -131,3 +131,13 @@ def test_a_list_of_options_of_the_wrong_length_is_refused_when_set(n):
         venv.set_options([{"day": "2016-03-01"}] * n)
     venv.reset()
     assert len(venv.reset_infos) == 2
+
+
+def test_a_list_of_0d_tensors_or_arrays_is_an_action(venv):
+    """list(tensor) gives 0-d tensors: numpy read them before the entry check, and must still."""
+    import torch
+
+    venv.reset()
+    rows = [list(torch.full((13,), 0.5)), list(np.full(13, 0.5, dtype=np.float32)), [0.5] * 13, list(torch.zeros(13))]
+    _, _, _, infos = venv.step(rows)
+    assert infos[0]["battery_kwh"] == infos[1]["battery_kwh"] == infos[2]["battery_kwh"] > 0 == infos[3]["battery_kwh"]

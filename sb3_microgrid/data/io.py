@@ -25,6 +25,8 @@ from sb3_microgrid.data.synthetic import (
 )
 
 TIME_COLUMN = "time"
+#: The columns the loaders read (of series or sessions); any other column is dropped.
+READ_COLUMNS = frozenset((TIME_COLUMN, *SERIES_COLUMNS, *SESSION_COLUMNS))
 OPTIONAL_SERIES_COLUMNS = ("is_holiday",)  # absent -> 0 on every hour
 REQUIRED_SERIES_COLUMNS = tuple(c for c in SERIES_COLUMNS if c not in OPTIONAL_SERIES_COLUMNS)
 # Allowed closed ranges of the numeric series (docs/data_card.md): physically possible values, wide enough for any
@@ -46,6 +48,8 @@ ONE_HOUR = np.timedelta64(1, "h")
 # between about 11:10 and 13:00 IST anywhere in India, so data in local time are centred there (every shipped climate,
 # even on single days: 11.1-13.0 h), while naive UTC stamps put PV 5.5 h early. Generous, to pass odd panel azimuths.
 PV_MEAN_HOUR_RANGE = (9.5, 15.0)
+#: Days with PV output a series needs before its PV hours are judged (fewer: not checked).
+PV_HOURS_MIN_DAYS = 7
 
 
 class DataValidationError(ValueError):
@@ -62,32 +66,36 @@ def _refuse_repeated(names: list[object], where: str) -> None:
     if repeated:
         counted = ", ".join(f"{name!r} ({count} columns)" for name, count in repeated.items())
         raise DataValidationError(
-            f"{where}repeated column names {counted}: every column needs its own name; keep one of them "
+            f"{where}repeated column names {counted}: every column the loader reads needs its own name; keep one of them "
             "(nothing is chosen silently)"
         )
 
 
-def _rename(df: pd.DataFrame, column_map: Mapping[str, str] | None) -> pd.DataFrame:
-    """Copy of ``df`` with the user's column names replaced by ours; two columns may not end up with one name.
+def _rename(df: pd.DataFrame, column_map: Mapping[str, str] | None, where: str = "") -> pd.DataFrame:
+    """Copy of ``df`` with the user's column names replaced by ours; two columns the loader reads may not end up
+    with one name, and repeated names of other columns are dropped with them.
 
     :param df: user frame
     :param column_map: user name -> our name; keys absent from ``df`` are ignored
+    :param where: prefix of a repeated name's message (the file), or ""
     """
     if df.columns.nlevels > 1:  # "load_kw" in df.columns held, yet df["load_kw"] was a frame: a raw TypeError later
         raise DataValidationError(
             f"the columns have {df.columns.nlevels} header levels (first {df.columns[0]!r}); give a single flat "
             "row of column names, e.g. df.columns = df.columns.get_level_values(0)"
         )
-    _refuse_repeated(list(df.columns), "")
+    # Only names the loader reads must be unique (others are dropped): df[name] would give a frame, which fails deep
+    # inside with a TypeError, and read_csv's 'load_kw.1' would be dropped, the first column winning silently.
+    _refuse_repeated([name for name in df.columns if (column_map or {}).get(name, name) in READ_COLUMNS], where)
     renamed = df.rename(columns=dict(column_map or {}))
-    clashing = renamed.columns[renamed.columns.duplicated()]
-    if len(clashing):  # df[name] would give a frame, which fails deep inside with a TypeError
+    clashing = [name for name in renamed.columns[renamed.columns.duplicated()] if name in READ_COLUMNS]
+    if clashing:
         theirs = df.columns[renamed.columns == clashing[0]]
         raise DataValidationError(
             f"columns {', '.join(map(repr, theirs))} are all named {clashing[0]!r} after column_map; "
             "keep one of them (drop the others or map them to other names)"
         )
-    return renamed
+    return renamed.loc[:, ~renamed.columns.duplicated(keep=False)]  # repeated names the loader does not read
 
 
 def _name(column: str, column_map: Mapping[str, str] | None) -> str:
@@ -112,12 +120,12 @@ def _read_table(path: str | os.PathLike) -> pd.DataFrame:
         if suffix == ".parquet":  # pyarrow refuses a schema with a repeated name itself (a ValueError below)
             return pd.read_parquet(path)
         table = pd.read_csv(path)
-        # read_csv renames a repeated name to 'load_kw.1', which would then be dropped as another column
         header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as err:  # missing, a folder, not text, not a table (pandas and pyarrow errors are these)
         raise DataValidationError(f"{os.fspath(path)}: cannot read it as a {suffix} table ({type(err).__name__}: {str(err).strip()})") from err
-    # blank names are read as distinct 'Unnamed: i' columns (a written index), so only named columns must be unique
-    _refuse_repeated([name for name in header.iloc[0].tolist() if name.strip()], f"{os.fspath(path)}: ")
+    # read_csv renames a repeated 'load_kw' to 'load_kw.1', which would then be dropped as another column: the file's
+    # own names go back for _rename to judge. Blank ones stay 'Unnamed: i' (a written index).
+    table.columns = [name if name.strip() else read for name, read in zip(header.iloc[0].tolist(), table.columns)]
     return table
 
 
@@ -266,7 +274,9 @@ def _check_pv_hours(times: pd.DatetimeIndex, pv: np.ndarray, column_map: Mapping
     :param column_map: user name -> our name, for messages
     """
     total = pv.sum()
-    if total <= 0:  # no PV: nothing to tell the clock by
+    # No PV, nothing to tell the clock by; on a few days a morning-only day (a storm, a tripped inverter) could pass
+    # for UTC stamps: a week of sunshine is needed to judge.
+    if total <= 0 or np.unique(times[pv > 0].normalize()).size < PV_HOURS_MIN_DAYS:
         return
     mean_hour = float(np.dot(pv, times.hour.to_numpy() + 0.5) / total)
     low, high = PV_MEAN_HOUR_RANGE
@@ -336,7 +346,7 @@ def load_series(
     :param column_map: user column name -> our name
     :param time_column: timestamp column (after ``column_map``); a parquet DatetimeIndex is used when it is absent
     """
-    df = _rename(_read_table(path), column_map)
+    df = _rename(_read_table(path), column_map, f"{os.fspath(path)}: ")
     if time_column in df.columns:
         times = _parse_times(df[time_column], TIME_COLUMN, column_map)
         df = df.drop(columns=time_column).set_axis(times, axis=0)
@@ -415,7 +425,7 @@ def load_sessions(
     :param column_map: user column name -> our name
     :param n_ports: number of ports; None bounds ``port`` by ``PORT_LIMIT`` only
     """
-    return _validate_sessions(_rename(_read_table(path), column_map), n_ports, column_map)
+    return _validate_sessions(_rename(_read_table(path), column_map, f"{os.fspath(path)}: "), n_ports, column_map)
 
 
 def load_data(

@@ -91,8 +91,10 @@ def observation_layout(scenario: Scenario) -> ObservationLayout:
 
 
 def _real(value: object, shape: tuple[int, ...]) -> float:
-    if isinstance(value, np.ndarray) and value.shape == ():  # a 0-d array in a list: its scalar
-        value = value[()]
+    if not isinstance(value, numbers.Real):  # a 0-d array or tensor of a number (list(tensor)): its scalar
+        scalar = np.asarray(value)
+        if scalar.shape == () and scalar.dtype.kind in "iuf":
+            value = scalar[()]
     # bool is an int to Python, and numpy reads True as 1.0 in a list of floats: refused, as the docs say
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"action must be an array of real numbers of shape {shape}, got an entry {value!r}")
@@ -120,7 +122,9 @@ def real_action(action: object, shape: tuple[int, ...]) -> np.ndarray:
         raise ValueError(f"action must be an array of real numbers of shape {shape}, got dtype {array.dtype}")
     if array.dtype.kind == "O" or isinstance(action, (list, tuple)):
         entries = array if array.dtype.kind == "O" else np.asarray(action, dtype=object)
-        array = np.array([_real(value, shape) for value in entries.ravel()]).reshape(entries.shape)
+        # Python floats and ints numpy converted exactly (a list of them is the common case): no entry to check
+        if array.dtype.kind == "O" or not set(map(type, entries.ravel())) <= {float, int}:
+            array = np.array([_real(value, shape) for value in entries.ravel()]).reshape(entries.shape)
     return array.astype(np.float64, copy=False)
 
 
