@@ -42,8 +42,8 @@ REFERENCE_ROWS = (
 )
 
 JSON_HELP = (
-    "JSON written by --json: for one controller the object {controller, summary, days: [{date, cost, ...}]}; "
-    "for several, a list of such objects in the order the controllers were given."
+    "JSON written by --json: for one controller the object {label, controller, summary, days: [{date, cost, ...}]} "
+    "(label: the table's column title); for several, a list of such objects in the order the controllers were given."
 )
 
 
@@ -134,9 +134,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         _refuse_inputs(args.json, "--json", _data_files(scenario))
     dates = _split_days(args, scenario, args.days)
     controllers = _controllers(args, scenario)
+    # the names the controllers were made from (one label each, in order): a saved model's file is hashed for export --kpis
     results = {
-        label: evaluate(controller, scenario=scenario, split=args.split, days=dates, seed=args.seed, reference=args.reference)
-        for label, controller in controllers.items()
+        label: evaluate(controller, scenario=scenario, split=args.split, days=dates, seed=args.seed, reference=args.reference, source=name)
+        for (label, controller), name in zip(controllers.items(), _controller_names(args))
     }
     first = next(iter(results.values())).summary
     # a file that derives from a preset keeps the preset's name unless it gives its own: say which file it was
@@ -596,9 +597,10 @@ def _add_train(subparsers: Any) -> None:
     p.add_argument("--run-dir", type=Path, default=None, help="output folder (default: runs/<algo>_<section or file stem>_<seed>)")
     p.add_argument(
         "--resume", action="store_true",
-        help="continue from the newest complete checkpoint in the run folder (same --algo and --conf as the run; --seed and --vec-env are the run's)",
+        help="continue from the newest complete checkpoint in the run folder (same --algo and --conf as the run; --seed and --vec-env are "
+        "the run's, and so are its total and --save-freq unless given)",
     )  # fmt: skip
-    p.add_argument("--save-freq", type=positive_int, default=50_000, metavar="N", help="steps between checkpoints (default: 50000)")
+    p.add_argument("--save-freq", type=positive_int, default=None, metavar="N", help="steps between checkpoints (default: 50000; with --resume, the run's)")
     p.add_argument("--vec-env", default=None, help="vectorisation: microgrid, dummy or subproc (default: microgrid; with --resume, the run's)")
     p.add_argument(
         "--trust-module", action="append", default=[], metavar="MODULE",

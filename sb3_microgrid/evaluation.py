@@ -8,6 +8,7 @@ controller's own accounting.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import numbers
 import os
@@ -18,10 +19,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .baselines import Controller, NaiveController, OptimalController, env_for, make_controller
+from .baselines import CONTROLLERS, Controller, NaiveController, OptimalController, env_for, make_controller, model_spec
 from .common.json_values import plain
 from .envs import STEP_KEYS, MicrogridEnv
 from .envs.kpi import DAY_COLUMNS
+from .export import scenario_fingerprint
 from .scenario import SEED_MAX, Scenario, check_range, load_scenario
 
 
@@ -135,6 +137,7 @@ def evaluate(
     days: int | Sequence[str] | None = None,
     seed: int = 0,
     reference: bool = True,
+    source: str | os.PathLike[str] | None = None,
 ) -> Evaluation:
     """Run a controller on the days of a split and score it with the env.
 
@@ -149,13 +152,18 @@ def evaluate(
         episodes); checked before any controller runs
     :param seed: day ``i`` is reset with :func:`day_seed` ``(seed, i)`` (forecast noise), the same for every controller
     :param reference: also run ``naive`` and ``optimal`` on the same days for the gap closed
+    :param source: the name or path ``controller`` was made from (:func:`~sb3_microgrid.baselines.make_controller`),
+        when it is given as a controller; a controller given by name or path is its own. For a saved model, the summary's
+        ``model_sha256`` is its file's (:func:`model_sha256`), else ``None``
     :raises ValueError: for ``days`` outside :data:`DAYS_ACCEPTED`, a date that is not a start day of the split, or a
         split shorter than the scenario's ``horizon_days``
     """
     check_range("seed", seed, 0, SEED_MAX, integer=True)
     scenario = load_scenario(scenario)
     if isinstance(controller, (str, os.PathLike)):
-        controller = make_controller(controller)
+        source, controller = controller, make_controller(controller)
+    model_file = None if source is None else _saved_model(source)
+    model_hash = None if model_file is None else model_sha256(model_file)  # before the run, next to the file's loading
     env = MicrogridEnv(scenario=scenario, split=split)
     dates = _select_dates(env, days)
     frame = _run(controller, env, dates, seed)
@@ -168,6 +176,10 @@ def evaluate(
         "scenario": scenario.name,
         "split": split,
         "days": len(dates),
+        # What was scored, beyond its names (every run saves model.zip; a scenario built on a preset keeps its name):
+        # export --kpis compares them with the model and scenario it exports.
+        "scenario_fingerprint": scenario_fingerprint(scenario),
+        "model_sha256": model_hash,
         "cost_per_day": per_day(frame["cost"]),
         "emissions_kg_per_day": per_day(frame["emissions_kg"]),
         "safety_violations": float(frame["safety_violations"].sum()),
@@ -187,6 +199,28 @@ def evaluate(
         summary["cost_optimal_per_day"] = per_day(optimal["cost"])
         summary["gap_closed"] = float(gap_closed(frame["cost"].mean(), naive["cost"].mean(), optimal["cost"].mean()))
     return Evaluation(controller=controller.name, days=frame, summary=summary)
+
+
+def model_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a saved model's file, as the summary of its evaluation records it (``model_sha256``).
+
+    :param path: the model's ``.zip``
+    """
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _saved_model(source: str | os.PathLike[str]) -> Path | None:
+    """The saved model's file that a controller's name or path names, as :func:`~sb3_microgrid.baselines.make_controller`
+    reads it (``PATH.zip``, ``PATH.zip:ALGO``); ``None`` for a baseline's name or a controller folder (an export, a
+    forecast corrector).
+
+    :param source: the name or path the controller was made from
+    """
+    name = os.fspath(source)
+    if name in CONTROLLERS:
+        return None
+    path = Path(model_spec(name)[0])
+    return path if path.is_file() else None
 
 
 def gap_closed(cost: Any, cost_naive: Any, cost_optimal: Any) -> Any:

@@ -3,12 +3,13 @@
 Files written under ``run_dir``:
 
 - ``run.json``: the run's record, ``{"algo": <name in ALGOS>, "seed": <int>, "vec_env": <name>, "env": <the
-  file's section>, "timesteps": <the run's total>}`` from the start, with ``"scenario": {...}`` (the whole scenario)
-  when the file names a scenario file or mapping; at the end also ``"num_timesteps": <int>`` and ``"files":
-  {"model.zip": <bytes>, "model_vecnormalize.pkl": <bytes>}`` (the statistics only when the configuration
-  normalises). ``algo`` is the class to load ``model.zip`` with; ``--resume`` continues with the recorded algorithm,
-  seed, vec env, section and total (and refuses a scenario file that changed), and evaluation reads the recorded
-  scenario and section of ``config.yml``.
+  file's section>, "timesteps": <the run's total>, "save_freq": <steps between checkpoints>}`` from the start, with
+  ``"scenario": {...}`` (the whole scenario) when the file names a scenario file or mapping; at the end also
+  ``"num_timesteps": <int>`` and ``"files": {"model.zip": <bytes>, "model_vecnormalize.pkl": <bytes>}`` (the
+  statistics only when the configuration normalises). ``algo`` is the class to load ``model.zip`` with; ``--resume``
+  continues with the recorded algorithm, seed, vec env, section, total and save frequency (and refuses a scenario file
+  that changed, or a total below the steps done), and evaluation reads the recorded scenario and section of
+  ``config.yml``.
 - ``config.yml``: a copy of the hyperparameter file; ``--resume`` requires the same file.
 - ``checkpoints/<steps>/``: one complete checkpoint set per save, written atomically (a ``<steps>.tmp/``
   folder renamed when complete): ``model.zip`` (after the update of those steps),
@@ -47,6 +48,10 @@ from .validation import ValidationCallback
 
 #: ``run.json`` key of the run's total steps: ``--resume`` goes on to it unless given ``--timesteps``.
 TOTAL = "timesteps"
+#: ``run.json`` key of the steps between the run's checkpoints: ``--resume`` saves at it unless given ``--save-freq``.
+SAVE_FREQ = "save_freq"
+#: The steps between checkpoints of a new run, or of a resumed one whose ``run.json`` records none.
+DEFAULT_SAVE_FREQ = 50_000
 #: ``run.json`` key of the whole scenario of a run whose file names a scenario file or mapping (evaluation reads it).
 SCENARIO = "scenario"
 #: Vectorisations of the training env (:func:`make_env`), also the command line's choices.
@@ -122,7 +127,7 @@ def train(
     timesteps: int | None = None,
     seed: int | None = None,
     resume: bool = False,
-    save_freq: int = 50_000,
+    save_freq: int | None = None,
     vec_env: str | None = None,
     env_id: str | None = None,
     progress_bar: bool = True,
@@ -134,12 +139,14 @@ def train(
     :param algo: a name of :data:`sb3_microgrid.algos.ALGOS`
     :param conf: the YAML file (rl-baselines3-zoo format)
     :param run_dir: where checkpoints, the final model and TensorBoard logs go
-    :param timesteps: total steps (default: the file's ``n_timesteps``)
+    :param timesteps: total steps (default: the file's ``n_timesteps``, or the run's when resuming); when resuming, at
+        least the steps of the checkpoint resumed from
     :param seed: seed of the envs and the algorithm (default: 0, or the run's when resuming)
     :param resume: continue from the newest complete checkpoint set in ``run_dir`` (its model,
         normalisation statistics and replay buffer), up to the same total; ``algo`` and ``conf`` must be
         the run's, and so must ``seed``, ``vec_env`` and ``env_id`` if given (the run's are used when they are not)
-    :param save_freq: steps between checkpoints (summed over envs)
+    :param save_freq: steps between checkpoints (summed over envs); default: the run's when resuming (its ``run.json``),
+        else :data:`DEFAULT_SAVE_FREQ`. Given when resuming, it is recorded for later resumes, as ``timesteps`` is
     :param vec_env: ``microgrid`` (the vectorized core, the default for a new run), ``dummy`` or ``subproc``
     :param env_id: the YAML section to read (default: its only one)
     :param progress_bar: show SB3's progress bar
@@ -153,18 +160,27 @@ def train(
     if Path(run_dir).exists() and not Path(run_dir).is_dir():
         raise CheckpointError(f"the run folder {run_dir} is a file; choose a folder")
     if resume:  # refuse before reading or writing anything
-        previous, settings = _resumable(algo, conf, Path(run_dir), given)
+        found, settings = _resumable(algo, conf, Path(run_dir), given)
     else:
-        previous, settings = None, _with_defaults(given)
+        found, settings = None, _with_defaults(given)
+    done, previous = found if found is not None else (0, None)
     seed, vec_env = settings["seed"], settings["vec_env"]
     hp = load_hyperparams(conf, cls, settings["env"], trust_modules)
     settings["env"] = hp.env_id  # the section read, so that a resumed run and evaluation read it again
-    # a resumed run goes on to the total the run was started (or last resumed) with, unless given another
-    recorded_total = settings.pop(TOTAL, None)
-    total = int(timesteps if timesteps is not None else recorded_total if recorded_total is not None else hp.n_timesteps)
+    # a resumed run goes on to the total, and saves at the frequency, the run was started (or last resumed) with,
+    # unless given others
+    recorded_total, recorded_freq = settings.pop(TOTAL, None), settings.pop(SAVE_FREQ, None)
+    total = int(_given_or_recorded(timesteps, recorded_total, hp.n_timesteps))
     if total <= 0:
         raise HyperparamsError(f"{conf}: n_timesteps must be > 0 (or pass timesteps)")
-    settings[TOTAL] = total
+    # The run's own total may lie below its steps (the last rollout goes past it); another would be recorded as a total
+    # the run has already passed.
+    if total < done and total != recorded_total:
+        what = f"--timesteps {total}" if timesteps is not None else f"the file's n_timesteps {total} ({RUN_JSON} records no total; pass --timesteps)"
+        own = f" (left out, the run's own total {recorded_total})" if recorded_total is not None else ""
+        raise CheckpointError(f"--resume: {what} is below the {done} steps of {previous}, the checkpoint resumed from: --timesteps must be >= {done}{own}")
+    save_freq = int(_given_or_recorded(save_freq, recorded_freq, DEFAULT_SAVE_FREQ))
+    settings[TOTAL], settings[SAVE_FREQ] = total, save_freq
     _record_scenario(hp, conf, settings)
     run_dir = Path(run_dir)
     save_path = run_dir / "checkpoints"
@@ -188,7 +204,7 @@ def train(
         save_path.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(conf, run_dir / "config.yml")
         write_run_json(run_dir, algo, settings=settings)
-    elif recorded_total != total:  # a new total, for the resumes after this one
+    elif (recorded_total, recorded_freq) != (total, save_freq):  # a new total or frequency, for the resumes after this one
         record = read_run_json(run_dir)
         marked = {**settings, PUBLISHING: True} if record.get(PUBLISHING) else settings  # still unfinished, until published
         write_run_json(run_dir, algo, record.get("num_timesteps"), list(record["files"]) if "files" in record else None, marked)
@@ -232,14 +248,19 @@ def _built(what: str, conf: str | Path, build: Callable[[], Any]) -> Any:
         raise HyperparamsError(f"{conf}: {what}: {type(err).__name__}: {err}") from None
 
 
+def _given_or_recorded(given: int | None, recorded: int | None, default: int) -> int:
+    """``given``, else the run's ``recorded`` value (``None`` for a new run or one recorded without it), else ``default``."""
+    return given if given is not None else recorded if recorded is not None else default
+
+
 def _with_defaults(given: dict[str, Any]) -> dict[str, Any]:
     """Each of :data:`RUN_SETTINGS` as given, its default where it is ``None``."""
     return {key: default if given[key] is None else given[key] for key, default in RUN_SETTINGS.items()}
 
 
-def _resumable(algo: str, conf: str | Path, run_dir: Path, given: dict[str, Any]) -> tuple[Path | None, dict[str, Any]]:
-    """The newest complete checkpoint set of the run in ``run_dir`` (``None``, with a warning, for a run
-    killed before its first checkpoint) and the run's settings (:data:`RUN_SETTINGS`), once its record shows
+def _resumable(algo: str, conf: str | Path, run_dir: Path, given: dict[str, Any]) -> tuple[tuple[int, Path] | None, dict[str, Any]]:
+    """The newest complete checkpoint set ``(steps, folder)`` of the run in ``run_dir`` (``None``, with a warning, for a
+    run killed before its first checkpoint) and the run's settings (:data:`RUN_SETTINGS`), once its record shows
     that ``algo``, ``conf`` and each setting given (not ``None``) are the run's: resuming with another seed, vec
     env or section would continue one run as another. A run recorded before its settings were takes the given ones
     (the defaults if none), with a warning."""
@@ -254,7 +275,7 @@ def _resumable(algo: str, conf: str | Path, run_dir: Path, given: dict[str, Any]
         if given[key] is not None and given[key] != record[key]:
             raise CheckpointError(f"--resume: {run_dir} was trained with {option} {record[key]}; it cannot be resumed with {option} {given[key]} (leave {option} out to resume with the run's)")
         settings[key] = record[key]
-    for key in (TOTAL, SCENARIO):
+    for key in (TOTAL, SAVE_FREQ, SCENARIO):
         if key in record:
             settings[key] = record[key]
     # an unrecorded section is taken on faith only when named: without one, the file must have a single section
@@ -271,4 +292,4 @@ def _resumable(algo: str, conf: str | Path, run_dir: Path, given: dict[str, Any]
     saved = read_run_json(found[1])["algo"]  # a set copied from another run: a zip loads as a subclass or base without a word
     if saved != algo:
         raise CheckpointError(f"--resume: {found[1]} holds a {saved} model, but {run_dir} is a {algo} run; it cannot be resumed from that set")
-    return found[1], settings
+    return found, settings

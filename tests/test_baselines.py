@@ -1,6 +1,7 @@
 """Truth checks of the baselines: the LP is a lower bound for the env's own accounting, its replay
 reproduces its cost, it respects every hard limit, and MPC with perfect forecasts finds the optimum."""
 
+import hashlib
 from dataclasses import replace
 
 import numpy as np
@@ -13,6 +14,8 @@ from sb3_microgrid.baselines.lp import solve_dispatch
 from sb3_microgrid.baselines.optimal import episode_problem, episode_sessions
 from sb3_microgrid.envs import MicrogridEnv
 from sb3_microgrid.evaluation import evaluate, run_day
+from sb3_microgrid.export import scenario_fingerprint
+from sb3_microgrid.scenario import load_scenario
 
 TEST_DAYS = ["2024-01-09", "2024-02-20", "2024-04-02", "2024-05-14", "2024-06-25", "2024-08-06", "2024-09-17", "2024-10-29", "2024-12-10"]
 PERFECT = {"forecast": {"load_noise": 0.0, "price_noise": 0.0, "emission_noise": 0.0}, "difficulty": {"renewable_noise": 0.0}}
@@ -217,6 +220,24 @@ def test_a_model_path_may_be_a_pathlike(tmp_path):
     by_path = evaluate(path, days=2, reference=False)
     by_string = evaluate(str(path), days=2, reference=False)
     assert by_path.summary == by_string.summary
+
+
+def test_the_summary_identifies_the_model_file_and_the_scenario_scored(tmp_path):
+    """Its names could not: every run saves model.zip, and a scenario built on a preset keeps the preset's name. The
+    summary records the model zip's SHA-256 and the scenario's fingerprint, which export --kpis compares."""
+    venv = VecNormalize(DummyVecEnv([MicrogridEnv]))
+    PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu").learn(64).save(tmp_path / "model.zip")
+    venv.save(str(tmp_path / "model_vecnormalize.pkl"))
+    path, bigger = tmp_path / "model.zip", {"base": "campus", "battery": {"capacity_kwh": 1000}}
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    by_path = evaluate(path, scenario=bigger, days=1, reference=False).summary
+    assert by_path["model_sha256"] == sha and by_path["scenario"] == "campus"
+    assert by_path["scenario_fingerprint"] == scenario_fingerprint(load_scenario(bigger)) != scenario_fingerprint(load_scenario("campus"))
+    # a controller made beforehand (as the command line makes them) is identified by the name it was made from
+    assert evaluate(make_controller(f"{path}:ppo"), days=1, reference=False, source=f"{path}:ppo").summary["model_sha256"] == sha
+    assert evaluate(make_controller(str(path)), days=1, reference=False).summary["model_sha256"] is None
+    summary = evaluate("rule", days=1, reference=False).to_dict()["summary"]
+    assert summary["model_sha256"] is None and summary["scenario_fingerprint"] == scenario_fingerprint(load_scenario("campus"))
 
 
 @pytest.mark.parametrize("name, accepted", [("mpc", "it accepts none"), ("rule", "'peak_factor'"), ("planner", "'n_levels'")])

@@ -337,6 +337,8 @@ MicrogridGoal-v0:
 @pytest.mark.parametrize(("key", "value", "named"), [
     ("env", 5, "'env' must be a string"), ("vec_env", 1, "'vec_env' must be a string"),
     ("seed", "0", "'seed' must be an integer"), ("seed", True, "'seed' must be an integer"),
+    ("save_freq", "64", "'save_freq' must be an integer"), ("save_freq", 64.0, "'save_freq' must be an integer"),
+    ("save_freq", True, "'save_freq' must be an integer"),
     ("publishing", "yes", "'publishing' must be true or absent"),
 ])  # fmt: skip
 def test_a_run_record_of_the_wrong_types_is_refused_naming_the_key(tmp_path, key, value, named):
@@ -623,6 +625,47 @@ def test_resume_goes_on_to_the_total_the_run_was_started_with(tmp_path):
     assert train("ppo", conf, run, resume=True, progress_bar=False).num_timesteps == 192
 
 
+def _sets(run: Path) -> list[int]:
+    return sorted(steps for steps, _ in checkpoints(run / "checkpoints"))
+
+
+def test_resume_checkpoints_at_the_run_save_freq_unless_given_another(tmp_path):
+    """run.json did not record the save frequency: a run started with --save-freq 64 and resumed without it wrote no set
+    until the end (50,000 steps), so a second interruption lost everything since the first."""
+    conf = _conf(tmp_path, PPO_CONF)  # rollouts of 64 steps
+    train("ppo", conf, tmp_path / "new", timesteps=64, progress_bar=False)
+    assert json.loads((tmp_path / "new" / RUN_JSON).read_text())["save_freq"] == training.DEFAULT_SAVE_FREQ == 50_000
+    run = tmp_path / "run"
+    train("ppo", conf, run, timesteps=128, save_freq=64, progress_bar=False)
+    assert json.loads((run / RUN_JSON).read_text())["save_freq"] == 64
+    train("ppo", conf, run, timesteps=256, resume=True, progress_bar=False)
+    assert _sets(run) == [64, 128, 192, 256]
+    # given with --resume, another frequency is used and recorded for the resumes after it
+    train("ppo", conf, run, timesteps=512, save_freq=128, resume=True, progress_bar=False)
+    assert _sets(run) == [64, 128, 192, 256, 384, 512] and json.loads((run / RUN_JSON).read_text())["save_freq"] == 128
+    train("ppo", conf, run, timesteps=704, resume=True, progress_bar=False)
+    assert _sets(run)[6:] == [640, 704]  # at 640, a multiple of 128 (not 576), and at the end
+    assert json.loads((run / RUN_JSON).read_text())["save_freq"] == 128
+
+
+def test_resume_refuses_a_total_below_the_steps_done_and_writes_nothing(ppo_run, tmp_path, capsys):
+    """--timesteps 128 on a run of 256 steps was accepted: nothing trained, and run.json said timesteps 128 beside
+    num_timesteps 256."""
+    conf, run = ppo_run[0], _copy(ppo_run[1], tmp_path)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["train", "--algo", "ppo", "--conf", str(conf), "--run-dir", str(run), "--resume", "--timesteps", "128"]) == 2
+    err = capsys.readouterr().err
+    assert f"--timesteps 128 is below the 256 steps of {run / 'checkpoints' / '256'}, the checkpoint resumed from: --timesteps must be >= 256" in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # the run's own total may lie below its steps (its last rollout went past it): the same command resumes it
+    other = tmp_path / "other"
+    train("ppo", conf, other, timesteps=100, save_freq=64, progress_bar=False)
+    assert _sets(other) == [64, 128] and json.loads((other / RUN_JSON).read_text())["timesteps"] == 100
+    assert train("ppo", conf, other, timesteps=100, resume=True, progress_bar=False).num_timesteps == 128
+    with pytest.raises(CheckpointError, match=re.escape("--timesteps 120 is below the 128 steps of") + ".*" + re.escape(">= 128 (left out, the run's own total 100)")):
+        train("ppo", conf, other, timesteps=120, resume=True, progress_bar=False)
+
+
 VALIDATED_CONF = PPO_CONF.replace("n_epochs: 1", "n_epochs: 4\n  learning_rate: 0.01") + """  callback:
     - sb3_microgrid.validation.ValidationCallback: {days: 1, eval_freq: 64}
 """
@@ -718,7 +761,8 @@ def test_callback_states_named_for_other_callbacks_are_refused_even_when_they_wo
         train("ppo", conf, run, timesteps=320, resume=True, progress_bar=False)
 
 
-def test_a_run_record_total_below_one_is_refused(tmp_path):
-    (tmp_path / RUN_JSON).write_text(json.dumps({"algo": "ppo", "timesteps": 0}))
-    with pytest.raises(CheckpointError, match="'timesteps' must be >= 1, got 0"):
+@pytest.mark.parametrize("key", ["timesteps", "save_freq"])
+def test_a_run_record_total_or_save_freq_below_one_is_refused(tmp_path, key):
+    (tmp_path / RUN_JSON).write_text(json.dumps({"algo": "ppo", key: 0}))
+    with pytest.raises(CheckpointError, match=f"'{key}' must be >= 1, got 0"):
         checkpoint_module.read_run_json(tmp_path)

@@ -23,7 +23,7 @@ from sb3_microgrid.baselines import LayoutMismatchError, OnnxController, SB3Cont
 from sb3_microgrid.callbacks.checkpoint import write_run_json
 from sb3_microgrid.cli import main
 from sb3_microgrid.envs import ActionLayout, MicrogridEnv, MicrogridVecEnv, ObservationLayout
-from sb3_microgrid.evaluation import evaluate
+from sb3_microgrid.evaluation import evaluate, model_sha256
 from sb3_microgrid.export import ManifestError, ObservationShapeError, OnnxPolicy, RecurrentPolicyError, scenario_fingerprint
 from sb3_microgrid.export import onnx_export
 from sb3_microgrid.export.onnx_export import ExportError, export_model
@@ -339,7 +339,7 @@ def test_the_manifest_describes_the_policy(ppo, tmp_path):
     path, export = ppo
     (path.parent / "validation.json").write_text(json.dumps({"best": {"steps": 48.0, "gap_closed": 0.5}, "history": []}))
     evaluation = tmp_path / "test.json"
-    evaluate(make_controller(str(path)), days=1, reference=False).to_json(evaluation)
+    evaluate(make_controller(str(path)), days=1, reference=False, source=path).to_json(evaluation)  # as the command line does
     try:
         manifest = export_model(path, tmp_path / "export", kpis=evaluation)
     finally:
@@ -356,6 +356,7 @@ def test_the_manifest_describes_the_policy(ppo, tmp_path):
     assert Scenario.from_yaml(tmp_path / "export" / "scenario.yaml") == scenario
     assert manifest["kpis"]["validation"] == {"steps": 48.0, "gap_closed": 0.5}
     assert manifest["kpis"]["test"]["split"] == "test" and manifest["kpis"]["test"]["days"] == 1
+    assert manifest["kpis"]["test"]["model_sha256"] == model_sha256(path) and manifest["kpis"]["test"]["scenario_fingerprint"] == manifest["scenario"]["sha256"]
     assert set(manifest["versions"]) == {"sb3_microgrid", "stable_baselines3", "sb3_contrib", "torch", "onnx", "python"}
     assert manifest["onnx"]["inputs"] == [{"name": "obs", "shape": ["batch", 206], "dtype": "float32"}]
     assert manifest["onnx"]["outputs"] == [{"name": "action", "shape": ["batch", 13], "dtype": "float32"}]
@@ -411,11 +412,13 @@ def test_the_export_help_says_what_the_code_does(capsys):
         (["{model}", "--vecnormalize", "missing.pkl"], "no VecNormalize statistics at missing.pkl"),
         (["{model}", "--kpis", "{bad}"], "is not the --json output of sb3-microgrid evaluate"),
         (["{model}", "--kpis", "{validation_kpis}"], "need the 'test' split"),
-        # another site's or controller's KPIs were recorded as this model's
-        (["{model}", "--kpis", "{other_site_kpis}"], "scores scenario 'campus_tod' (summary.scenario); the policy is exported for scenario 'campus'"),
-        (["{model}", "--kpis", "{no_site_kpis}"], "scores scenario None (summary.scenario)"),
-        (["{model}", "--kpis", "{rule_kpis}"], "scores controller 'rule' (summary.controller); the model exported is 'model'"),
-        (["{model}", "--kpis", "{rule_kpis}", "--scenario", "campus_tod"], "scores scenario 'campus' (summary.scenario); the policy is exported for scenario 'campus_tod'"),
+        # another site's, run's or controller's KPIs were recorded as this model's (test_kpis_of_another_run_or_site_...)
+        (["{model}", "--kpis", "{other_site_kpis}"], "scores another scenario than the one exported: summary.scenario_fingerprint is"),
+        (["{model}", "--kpis", "{model_kpis}", "--scenario", "campus_tod"], "scores another scenario than the one exported: summary.scenario_fingerprint is"),
+        (["{model}", "--kpis", "{other_model_kpis}"], "scores another model file than"),
+        (["{model}", "--kpis", "{rule_kpis}"], "scores controller 'rule', not a saved model (summary.model_sha256 is null)"),
+        (["{model}", "--kpis", "{older_kpis}"], "records no summary.model_sha256 or summary.scenario_fingerprint (written by an older sb3-microgrid evaluate)"),
+        (["{model}", "--kpis", "{no_site_kpis}"], "records no summary.scenario_fingerprint"),
         (["{model}:nope"], "unknown algorithm 'nope'"),
     ],
 )
@@ -426,11 +429,18 @@ def test_bad_inputs_exit_2_naming_the_problem(ppo, tmp_path, capsys, args, messa
     small = tmp_path / "small.yaml"
     small.write_text("base: campus\nev: {n_ports: 4}\n")
     names = {"model": path, "bad": bad, "small": small}
+    campus = {"controller": "model", "scenario": "campus", "split": "test", "cost_per_day": 1.0}
+    model, site = {"model_sha256": model_sha256(path)}, {"scenario_fingerprint": scenario_fingerprint(load_scenario("campus"))}
+    # a scenario built on campus keeps its name
+    bigger = {"scenario_fingerprint": scenario_fingerprint(load_scenario({"base": "campus", "battery": {"capacity_kwh": 1000}}))}
     for name, summary in (
         ("validation_kpis", {"split": "validation"}),
-        ("other_site_kpis", {"controller": "model", "scenario": "campus_tod", "split": "test", "cost_per_day": 1.0}),
-        ("no_site_kpis", {"controller": "model", "split": "test", "cost_per_day": 1.0}),
-        ("rule_kpis", {"controller": "rule", "scenario": "campus", "split": "test", "cost_per_day": 1.0}),
+        ("model_kpis", {**campus, **model, **site}),
+        ("other_site_kpis", {**campus, **model, **bigger}),
+        ("other_model_kpis", {**campus, "model_sha256": "0" * 64, **site}),  # another run's model.zip
+        ("rule_kpis", {**campus, "controller": "rule", "model_sha256": None, **site}),
+        ("older_kpis", campus),
+        ("no_site_kpis", {**campus, **model}),
     ):
         names[name] = tmp_path / f"{name}.json"
         names[name].write_text(json.dumps({"controller": summary.get("controller"), "summary": summary}))
@@ -440,6 +450,35 @@ def test_bad_inputs_exit_2_naming_the_problem(ppo, tmp_path, capsys, args, messa
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("sb3-microgrid export: error:") and message in err and "Traceback" not in err
+
+
+def test_kpis_of_another_run_or_site_are_refused_and_the_export_left_alone(ppo, tmp_path):
+    """The check compared the model file's stem and the scenario's name: every run saves model.zip, and a scenario built
+    on a preset keeps the preset's name, so another run's or another site's KPIs were recorded as this policy's."""
+    path, _ = ppo
+    other = train("ppo", tmp_path / "other_run", steps=48)  # another run, also model.zip
+    assert other.name == path.name and model_sha256(other) != model_sha256(path)
+    bigger = load_scenario({"base": "campus", "battery": {"capacity_kwh": 1000}})
+    assert bigger.name == "campus"
+    kpis = {}
+    for name, model, scenario in (("other_run", other, "campus"), ("other_site", path, bigger), ("this", path, "campus")):
+        kpis[name] = tmp_path / f"{name}.json"
+        evaluate(model, scenario=scenario, days=1, reference=False).to_json(kpis[name])
+    out, before = _previous_export(ppo, tmp_path)
+    with pytest.raises(ExportError, match=re.escape(f"{kpis['other_run']} scores another model file than {path}: summary.model_sha256 is")):
+        export_model(path, out, kpis=kpis["other_run"])
+    with pytest.raises(ExportError, match=re.escape(f"{kpis['other_site']} scores another scenario than the one exported: summary.scenario_fingerprint")):
+        export_model(path, out, kpis=kpis["other_site"])
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert export_model(path, out, kpis=kpis["this"])["kpis"]["test"]["model_sha256"] == model_sha256(path)
+
+
+def test_evaluate_json_from_the_command_line_is_taken_by_export(ppo, tmp_path):
+    path, _ = ppo
+    kpis = tmp_path / "eval.json"
+    assert main(["evaluate", "--controller", str(path), "--days", "1", "--no-reference", "--json", str(kpis)]) == 0
+    assert json.loads(kpis.read_text())["summary"]["model_sha256"] == model_sha256(path)
+    assert main(["export", str(path), "--out", str(tmp_path / "out"), "--kpis", str(kpis)]) == 0
 
 
 def _previous_export(ppo, tmp_path):

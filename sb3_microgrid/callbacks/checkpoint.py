@@ -11,7 +11,8 @@ A checkpoint is a *set*, one folder per step count ``<save_path>/<steps>/``:
   best value), when any of them keeps such state (:func:`stateful_callbacks`);
 - ``run.json``: ``{"algo": <name>, "num_timesteps": <steps>, "files": {<file name>: <bytes>, ...}}``, the
   manifest, written last. A run folder's own ``run.json`` also records the run's ``seed`` and ``vec_env``
-  (``sb3-microgrid train``), which a resumed run must share.
+  (``sb3-microgrid train``), which a resumed run must share, and its ``timesteps`` and ``save_freq``, which it takes
+  unless given others.
 
 The set is written into ``<steps>.tmp/`` and renamed to ``<steps>/`` (``os.replace``), so a process killed
 while writing leaves no folder that looks complete; the byte counts in ``run.json`` then catch a file
@@ -184,7 +185,8 @@ def write_run_json(
 
 def read_run_json(directory: Path) -> dict[str, Any]:
     """``directory/run.json``, checked: an object with a string ``algo`` (and, if present, ``files``
-    mapping names to byte counts, an integer ``seed``, strings ``vec_env`` and ``env`` and a total ``timesteps`` >= 1).
+    mapping names to byte counts, an integer ``seed``, strings ``vec_env`` and ``env``, a total ``timesteps`` >= 1 and
+    a ``save_freq`` >= 1).
 
     :raises CheckpointError: naming the file, if it is missing or malformed
     """
@@ -200,11 +202,12 @@ def read_run_json(directory: Path) -> dict[str, Any]:
     files = record.get("files", {})
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in files.items()):
         raise CheckpointError(f"{path}: 'files' must map file names to byte counts, got {files!r}")
-    for key, kind in (("seed", int), ("vec_env", str), ("env", str), ("timesteps", int)):
+    for key, kind in (("seed", int), ("vec_env", str), ("env", str), ("timesteps", int), ("save_freq", int)):
         if key in record and (not isinstance(record[key], kind) or isinstance(record[key], bool)):
             raise CheckpointError(f"{path}: '{key}' must be {'an integer' if kind is int else 'a string'}, got {record[key]!r}")
-    if record.get("timesteps", 1) < 1:
-        raise CheckpointError(f"{path}: 'timesteps' must be >= 1, got {record['timesteps']}")
+    for key in ("timesteps", "save_freq"):  # a total of 0 trains nothing; a frequency of 0 would never advance
+        if record.get(key, 1) < 1:
+            raise CheckpointError(f"{path}: '{key}' must be >= 1, got {record[key]}")
     if record.get(PUBLISHING, False) is not False and record[PUBLISHING] is not True:
         raise CheckpointError(f"{path}: '{PUBLISHING}' must be true or absent, got {record[PUBLISHING]!r}")
     return record

@@ -33,6 +33,7 @@ from ..algos import ALGOS, load
 from ..baselines.sb3_model import load_statistics, recorded_scenario, run_env_wrappers, statistics_for
 from ..common.json_values import refuse_constant
 from ..envs import MicrogridEnv
+from ..evaluation import model_sha256
 from ..envs.layout import SITE_CONTEXT
 from ..scenario import Scenario, ScenarioError, load_scenario
 from .onnx_policy import ACTION, DTYPE, EPISODE_START, FORMAT, MANIFEST, OBS, STATE_C, STATE_C_OUT, STATE_H, STATE_H_OUT, OnnxPolicy, read_manifest, scenario_fingerprint
@@ -131,8 +132,9 @@ def export_model(
     :param scenario: the scenario it acts in (preset name, YAML path or :class:`Scenario`); ``None``: the site recorded in the
         run's ``run.json`` (``sb3-microgrid adapt``), else the run's ``env_kwargs`` scenario, else ``campus``
     :param trust_modules: the user's own modules the run's ``env_wrapper`` entries may come from
-    :param kpis: ``sb3-microgrid evaluate --json`` output of this model on the test split of the scenario exported,
-        recorded as the manifest's test KPIs (the validation KPIs are read from the run's ``validation.json``)
+    :param kpis: ``sb3-microgrid evaluate --json`` output of this model on the test split of the scenario exported
+        (its summary's ``model_sha256`` and ``scenario_fingerprint`` are compared with them), recorded as the manifest's
+        test KPIs (the validation KPIs are read from the run's ``validation.json``)
     :return: the manifest, as read back from ``out``
     :raises FileNotFoundError: if the model or a given file does not exist
     :raises ExportError: (a ``ValueError``) naming the problem, for a model, scenario, statistics or folder
@@ -159,8 +161,7 @@ def export_model(
         site = load_scenario(scenario_spec)
     except ScenarioError as err:
         raise ExportError(f"the scenario of {path} ({scenario_spec!r}): {err}") from None
-    # evaluate names a model by its file's stem (SB3Controller)
-    test_kpis = _read_kpis(Path(kpis), site.name, path.stem) if kpis is not None else None
+    test_kpis = _read_kpis(Path(kpis), site, path) if kpis is not None else None
     env = MicrogridEnv(scenario=site, split="test")
     action_layout = env.action_layout
     # The divisors of the window's columns (the load's is a statistic of the training data, not of the scenario):
@@ -320,13 +321,15 @@ def _validation_kpis(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def _read_kpis(file: Path, scenario: str, controller: str) -> dict[str, Any]:
+def _read_kpis(file: Path, scenario: Scenario, model: Path) -> dict[str, Any]:
     """The summary of one controller in an ``sb3-microgrid evaluate --json`` file, of the test split, checked to be the
-    model's on the scenario exported: another controller's or site's KPIs would be recorded as this policy's.
+    model's on the scenario exported: another controller's, run's or site's KPIs would be recorded as this policy's.
+    Names cannot tell: every run saves ``model.zip``, and a scenario built on a preset keeps the preset's name. The
+    summary's ``model_sha256`` and ``scenario_fingerprint`` (:func:`~sb3_microgrid.evaluation.evaluate`) can.
 
     :param file: the ``--json`` file
-    :param scenario: the name of the scenario exported (the summary's ``scenario``)
-    :param controller: the model's name in evaluate (its file's stem), checked where the summary records a ``controller``
+    :param scenario: the scenario exported (compared with ``summary.scenario_fingerprint``)
+    :param model: the model's zip (compared with ``summary.model_sha256``)
     :raises ExportError: naming the file and the field
     """
     try:
@@ -338,15 +341,25 @@ def _read_kpis(file: Path, scenario: str, controller: str) -> dict[str, Any]:
         raise ExportError(f"{file} is not the --json output of sb3-microgrid evaluate for one controller: {type(err).__name__}: {err}") from None
     if split != "test":
         raise ExportError(f"{file} scores the {split!r} split; the manifest's test KPIs need the 'test' split")
-    if summary.get("scenario") != scenario:
+    evaluate_it = f"sb3-microgrid evaluate --controller {model} --json EVAL.json (with export's --scenario, if given)"
+    # Refused, not taken with a warning: the names an older file records are what let another run's KPIs through.
+    missing = [f"summary.{key}" for key in ("model_sha256", "scenario_fingerprint") if key not in summary]
+    if missing:
+        raise ExportError(f"{file} records no {' or '.join(missing)} (written by an older sb3-microgrid evaluate), so what it scored cannot be checked: run {evaluate_it} again")
+    site_hash = scenario_fingerprint(scenario)
+    if summary["scenario_fingerprint"] != site_hash:
         raise ExportError(
-            f"{file} scores scenario {summary.get('scenario')!r} (summary.scenario); the policy is exported for scenario {scenario!r}: "
-            "evaluate it there (sb3-microgrid evaluate --controller MODEL.zip --scenario ... --json)"
+            f"{file} scores another scenario than the one exported: summary.scenario_fingerprint is {summary['scenario_fingerprint']!r:.80}, "
+            f"scenario {scenario.name!r} exported has {site_hash} (scenario_fingerprint, of every field: a scenario built on a preset keeps "
+            f"the preset's name, summary.scenario {summary.get('scenario')!r:.80}): run {evaluate_it}"
         )
-    if "controller" in summary and summary["controller"] != controller:
+    if summary["model_sha256"] is None:
+        raise ExportError(f"{file} scores controller {summary.get('controller')!r:.80}, not a saved model (summary.model_sha256 is null): run {evaluate_it}")
+    model_hash = model_sha256(model)
+    if summary["model_sha256"] != model_hash:
         raise ExportError(
-            f"{file} scores controller {summary['controller']!r} (summary.controller); the model exported is {controller!r} "
-            "(evaluate names a model by its file's stem): evaluate this model (sb3-microgrid evaluate --controller MODEL.zip --json)"
+            f"{file} scores another model file than {model}: summary.model_sha256 is {summary['model_sha256']!r:.80}, {model} has {model_hash} "
+            f"(every run saves model.zip: the name does not tell runs apart): run {evaluate_it}"
         )
     return summary
 
