@@ -70,8 +70,10 @@ REFUSED_CLASSES = {th.optim.SparseAdam: "it takes sparse gradients only, and SB3
 #: The observations of this package's envs, known from the section's env id before any env is built.
 ENV_OBSERVATIONS = {"Microgrid-v0": "Box vector", "MicrogridGoal-v0": "Dict"}
 #: Classes that work with one kind of observation only, and that kind: SB3 asserts it only once it builds the model.
+#: The first entry a class is a subclass of decides: the Dict buffers before the plain ones they derive from.
 OBSERVATION_CLASSES = {
     DictReplayBuffer: "Dict", DictRolloutBuffer: "Dict", CombinedExtractor: "Dict", NatureCNN: "image", VecTransposeImage: "image",
+    ReplayBuffer: "Box vector", RolloutBuffer: "Box vector",
 }  # fmt: skip
 #: Module aliases the zoo's files use inside ``policy_kwargs`` strings.
 ALIASES = {"nn": "torch.nn", "th": "torch", "torch": "torch"}
@@ -665,9 +667,9 @@ def _check_observations(hp: Hyperparams, algo_class: type) -> None:
     else:
         used = _observing_classes(hp, algo_class)
     for where, cls in used.items():
-        for kind, needs in OBSERVATION_CLASSES.items():
-            if isinstance(cls, type) and issubclass(cls, kind) and needs != observes:
-                raise HyperparamsError(f"{where}: {cls.__name__} needs {needs} observations, but {hp.env_id} observes a {observes}")
+        needs = next((needs for kind, needs in OBSERVATION_CLASSES.items() if isinstance(cls, type) and issubclass(cls, kind)), None)
+        if needs is not None and needs != observes:
+            raise HyperparamsError(f"{where}: {cls.__name__} needs {needs} observations, but {hp.env_id} observes a {observes}")
 
 
 def _observing_classes(hp: Hyperparams, algo_class: type) -> dict[str, Any]:

@@ -532,3 +532,15 @@ def test_the_alias_cap_holds_just_above_it_and_for_saved_run_files():
         yaml.load(_alias_bomb(9), Loader=SavedRunLoader)  # noqa: S506
     under = "a: &a [" + ", ".join(["1"] * 999) + "]\nb: [" + ", ".join(["*a"] * ((MAX_VALUES - 1010) // 1000)) + "]\n"
     assert len(load_yaml(under)["b"]) == (MAX_VALUES - 1010) // 1000
+
+
+@pytest.mark.parametrize(
+    "buffer", ["stable_baselines3.common.buffers.ReplayBuffer", "sb3_microgrid.buffers.PrioritizedReplayBuffer"]
+)
+def test_a_plain_replay_buffer_on_the_goal_env_is_refused_naming_the_observation(tmp_path, capsys, buffer):
+    """SB3 failed with a vague message on the Dict observations; the Dict buffers (HER) still load there."""
+    path = write(tmp_path, f"policy: MultiInputPolicy\nreplay_buffer_class: {buffer}", env="MicrogridGoal-v0")
+    assert main(["train", "--algo", "sac", "--conf", str(path), "--run-dir", str(tmp_path / "run"), "--timesteps", "64"]) == 2
+    assert f"replay_buffer_class: {buffer.rsplit('.', 1)[1]} needs Box vector observations, but MicrogridGoal-v0 observes a Dict" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    load_hyperparams(write(tmp_path, "policy: MultiInputPolicy\nreplay_buffer_class: HerReplayBuffer", env="MicrogridGoal-v0"), SAC)
