@@ -618,3 +618,13 @@ def test_repeated_names_of_columns_the_loader_drops_are_not_refused(small: Micro
     path = tmp_path / "notes.csv"
     path.write_text("\n".join([f"{text[0]},note,note", *(f"{line},a,b" for line in text[1:])]) + "\n")
     pd.testing.assert_frame_equal(load_series(path), small.series, check_freq=False)
+
+
+@pytest.mark.parametrize("kind", ["timedelta", "datetime"])
+def test_a_date_or_time_column_is_not_a_number(small: MicrogridData, kind: str) -> None:
+    """pandas reads them as nanoseconds: a duration of 300 ns passed as 300 kW, in range."""
+    values = pd.to_timedelta(small.series["load_kw"].round(), unit="ns")
+    if kind == "datetime":
+        values = pd.Timestamp("2020-01-01") + values
+    with pytest.raises(DataValidationError, match=rf"column 'load_kw' is not numeric: a {kind}64\[ns\] column"):
+        validate_series(small.series.assign(load_kw=values))

@@ -166,6 +166,8 @@ def _numeric(
     """
     if not flag and pd.api.types.is_bool_dtype(values):  # to_numeric keeps True/False, which would read as 1 and 0 kW
         raise DataValidationError(f"{_name(column, column_map)} is not numeric: a boolean column, first value {values.iloc[0]!r}")
+    if values.dtype.kind in "mM":  # to_numeric gives nanoseconds: a duration of 300 ns would read as 300 kW
+        raise DataValidationError(f"{_name(column, column_map)} is not numeric: a {values.dtype} column, first value {values.iloc[0]!r}")
     coerced = pd.to_numeric(values, errors="coerce")
     not_numbers = coerced.isna().to_numpy() & values.notna().to_numpy()
     # to_numeric reads a True cell as 1 and keeps complex values, whose imaginary part the float cast below drops
