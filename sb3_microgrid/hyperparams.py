@@ -640,6 +640,13 @@ def _check_across_keys(hp: Hyperparams, algo_class: type, params: dict[str, insp
             raise HyperparamsError(f"n_steps: {setting('n_steps')} is out of range with n_envs = {hp.n_envs}; allowed: n_steps * n_envs >= 2 (normalize_advantage is true)")
         if issubclass(algo_class, MINIBATCH_ADVANTAGES) and setting("batch_size") < 2:
             raise HyperparamsError(f"batch_size: {setting('batch_size')} is out of range; allowed: an integer in [2, inf) (normalize_advantage is true)")
+    normalize_gamma = (hp.normalize or {}).get("gamma")
+    if normalize_gamma is not None and "gamma" in kwargs and normalize_gamma != kwargs["gamma"]:
+        # VecNormalize takes the algorithm's gamma, as rl_zoo3 does: the file's other value would be replaced silently
+        raise HyperparamsError(
+            f"normalize.gamma: {normalize_gamma} differs from gamma: {kwargs['gamma']}, which VecNormalize discounts its reward "
+            "statistics with (as rl_zoo3 does); allowed: the same value, or leave normalize.gamma out"
+        )
     train_freq = kwargs.get("train_freq")
     if isinstance(train_freq, tuple) and train_freq[1] == "episode" and hp.n_envs > 1:  # SB3 counts episodes of one env only
         raise HyperparamsError(f"train_freq: [{train_freq[0]}, episode] needs n_envs = 1, got n_envs = {hp.n_envs}; use [n, step]")

@@ -444,6 +444,7 @@ BIG = "1" + "0" * 400  # an int beyond the float range: math.isfinite raised Ove
         ("a2c", "n_envs: 1\nn_steps: 1\nnormalize_advantage: true", "n_steps: 1 is out of range with n_envs = 1"),
         ("ppo", "n_steps: 8\nbatch_size: 1", r"batch_size: 1 is out of range; allowed: an integer in \[2, inf\)"),
         ("ppo_lstm", "policy: MlpLstmPolicy\nn_steps: 8\nbatch_size: 1", "batch_size: 1 is out of range"),  # NaN advantages, no assert
+        ("ppo", "gamma: 1.0\nnormalize: {gamma: 0.9}", r"normalize.gamma: 0.9 differs from gamma: 1.0, which VecNormalize discounts"),
         ("sac", "n_envs: 2\ntrain_freq: [1, episode]", r"train_freq: \[1, episode\] needs n_envs = 1, got n_envs = 2"),
         ("tqc", "top_quantiles_to_drop_per_net: 100", r"top_quantiles_to_drop_per_net: 100 is out of range; allowed: an integer in \[0, n_quantiles = 25\)"),
         ("tqc", "top_quantiles_to_drop_per_net: 5\npolicy_kwargs: {n_quantiles: 5}", r"an integer in \[0, n_quantiles = 5\)"),
