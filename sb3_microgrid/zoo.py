@@ -300,7 +300,33 @@ def write_trial(argv: list[str]) -> Path:
     except FileExistsError:
         raise SystemExit(f"sb3-microgrid-zoo best: {args.out} exists; choose another --out") from None
     print(f"trial {trial.number} (value {trial.value}) written to {args.out}")
+    _warn_of_reward_gamma(section, values)
     return args.out
+
+
+def _warn_of_reward_gamma(section: dict[str, Any], values: dict[str, Any]) -> None:
+    """Say so when the trial's rewards were normalised with another gamma than the file written trains with: rl_zoo3
+    builds a trial's ``VecNormalize`` with the file's gamma before it samples one, while training takes the file's
+    ``gamma``, now the trial's, for both (:func:`sb3_microgrid.training.make_env`, as rl_zoo3 does).
+
+    :param section: the ``--conf-file`` section the sweep ran with
+    :param values: the trial's converted values
+    """
+    normalize = section.get("normalize", False)
+    if isinstance(normalize, str):  # the zoo's Python string, which load_hyperparams has checked
+        normalize = parse_python(normalize, "normalize")
+    norm_reward = normalize.get("norm_reward", True) if isinstance(normalize, dict) else bool(normalize)
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    ran = section.get("gamma", inspect.signature(VecNormalize).parameters["gamma"].default)  # rl_zoo3 passes none then
+    written = values.get("gamma")
+    if norm_reward and written is not None and ran != written:
+        print(
+            f"sb3-microgrid-zoo best: WARNING: the trial normalised rewards with the file's gamma ({ran}), "
+            f"rl_zoo3's VecNormalize being built before gamma was sampled; the file written trains with the trial's gamma {written} "
+            "for both, so its reward scale differs from the trial's",
+            file=sys.stderr,
+        )
 
 
 def _without_null_noise(values: dict[str, Any]) -> dict[str, Any]:

@@ -250,6 +250,22 @@ def test_best_writes_the_trial_over_the_file_settings_and_it_loads(tmp_path):
     )
 
 
+def test_best_warns_when_the_trial_normalised_rewards_with_another_gamma(tmp_path, capsys):
+    """rl_zoo3 builds a trial's VecNormalize with the file's gamma before it samples one; the file written trains
+    with the sampled gamma for both, so its rewards are scaled otherwise than the trial's."""
+    conf = tmp_path / "twin_ppo.yml"
+    conf.write_text(TWIN_CONF.replace("  target_kl: 0.05", "  target_kl: 0.05\n  gamma: 1.0"))
+    study = make_study(tmp_path / "sweep.log", "twin_ppo", conf, [{}], [1.0])
+    gamma = HYPERPARAMS_CONVERTER["twin_ppo"](study.trials[0].params)["gamma"]
+    assert gamma != 1.0
+    best(tmp_path, "twin_ppo", conf, "tuned.yml")
+    err = capsys.readouterr().err
+    assert f"WARNING: the trial normalised rewards with the file's gamma (1.0)" in err and f"the trial's gamma {gamma}" in err
+    conf.write_text(TWIN_CONF.replace("'norm_reward': True", "'norm_reward': False"))  # no reward statistics: nothing to say
+    best(tmp_path, "twin_ppo", conf, "no_reward_norm.yml")
+    assert "WARNING" not in capsys.readouterr().err
+
+
 def test_best_keeps_the_file_action_noise_where_the_trial_sampled_none(tmp_path):
     # the zoo's TD3 sampler may sample noise_type None: the trial then ran with the file's action noise
     conf = tmp_path / "td3.yml"
