@@ -9,7 +9,8 @@ of ``T`` steps of length ``dt``:
   with ``imp <= import limit``, ``exp <= export limit``;
 * EV session ``k`` at its port from ``start_k`` to ``end_k`` (exclusive): charging ``x`` (and, with
   V2G, discharging ``y``) at most the port power; ``sum eta_ev dt x - dt / eta_ev y + unmet_k =
-  energy_k`` when it leaves inside the horizon, ``<= energy_k`` otherwise;
+  energy_k`` when it leaves inside the horizon, ``<= energy_k`` otherwise, with what the steps after the horizon
+  cannot deliver at full port power delivered inside it or counted in ``unmet_k``;
 * demand charge ``peak_day >= imp_t / pf`` for the steps of that day, ``peak_day >=`` the peak already
   reached that day;
 * end-of-horizon rule ``E_T - E_ref = surplus - shortfall``, at the end of every horizon;
@@ -275,7 +276,7 @@ def dispatch_program(problem: DispatchProblem) -> DispatchProgram:
     cost[EXP : EXP + T] = -grid.export_price_inr_per_kwh * dt
     cost[SHED : SHED + T] = rw.unserved_penalty_inr_per_kwh * dt
     leaves_inside = pb.session_end <= T
-    cost[UNMET : UNMET + K] = np.where(leaves_inside, ev.unmet_penalty_inr_per_kwh, 0.0)
+    cost[UNMET : UNMET + K] = ev.unmet_penalty_inr_per_kwh
     day_rate = np.zeros(n_days)
     day_rate[pb.day] = pb.demand_rate
     cost[PEAK : PEAK + n_days] = day_rate
@@ -357,6 +358,18 @@ def dispatch_program(problem: DispatchProblem) -> DispatchProgram:
     else:
         b_ub.append(pb.session_energy[outside])
         n_ub += outside.size
+    # Sessions leaving after the horizon: what the steps after it cannot deliver at full power is delivered inside it,
+    # or paid as unmet. Without it a plan waited for the departure to enter its window, and a car needing more than
+    # the rest of its stay can take was never filled (5-minute steps, a 2-hour window).
+    after = (pb.session_end[outside] - T) * ev.port_power_kw * ev.charger_efficiency * dt
+    row_need = np.full(K, -1)
+    row_need[outside] = n_ub + np.arange(outside.size)
+    add(row_need[entry_session[out_entries]], X + np.flatnonzero(out_entries), -ev.charger_efficiency * dt, ub)
+    if v2g:
+        add(row_need[entry_session[out_entries]], Y + np.flatnonzero(out_entries), dt / ev.charger_efficiency, ub)
+    add(row_need[outside], UNMET + outside, -1.0, ub)
+    b_ub.append(-np.maximum(pb.session_energy[outside] - after, 0.0))
+    n_ub += outside.size
 
     lo = np.zeros(n_var)
     hi = np.full(n_var, np.inf)
