@@ -165,3 +165,17 @@ def test_the_goal_env_is_refused():
     goal = MicrogridGoalEnv("campus", budget_range=((-5, 5), (-5, 5)), seed=0)
     with pytest.raises(TypeError, match="ResidualWrapper needs a Microgrid-v0 env .*MicrogridGoalEnv"):
         ResidualWrapper(goal, "rule")
+
+
+def test_the_wrappers_refuse_an_aggregate_env_their_per_port_base_cannot_act_in_when_built(monkeypatch):
+    """The base's check came at the first reset, after the wrapper was built and (calibration) a corrector fitted."""
+    import sb3_microgrid.wrappers.calibration as calibration
+    from sb3_microgrid.wrappers import CalibrationWrapper
+
+    aggregate = MicrogridEnv({"base": "campus", "ev": {"dispatch": "aggregate"}})
+    with pytest.raises(ValueError, match=r"ResidualWrapper: its base controller acts with ev.dispatch = 'ports', this env has 'aggregate'"):
+        ResidualWrapper(aggregate, "rule")
+    monkeypatch.setattr(calibration, "fit_corrector", lambda *a, **k: pytest.fail("the corrector was fitted"))
+    with pytest.raises(ValueError, match=r"CalibrationWrapper: its base controller acts with ev.dispatch = 'ports'"):
+        CalibrationWrapper(aggregate, "planner", fit_days=4)
+    ResidualWrapper(aggregate.with_dispatch("ports"), "rule").reset(seed=0)

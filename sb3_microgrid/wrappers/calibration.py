@@ -26,7 +26,7 @@ from ..envs import MicrogridEnv, ObservationLayout
 from ..envs.microgrid_env import observation_space
 from ..forecasting import BASES, ForecastCorrector, divide_out, fit_corrector
 from ..scenario import Scenario, check_range, to_dict
-from .policy_view import AgentPolicy, PolicyView, require_plain_microgrid
+from .policy_view import AgentPolicy, PolicyView, require_dispatch, require_plain_microgrid
 from .residual import ResidualObservation
 
 #: What the policy observes by default: when in the day it is and how much room the battery and the peak leave.
@@ -178,6 +178,8 @@ class CalibrationWrapper(gym.Wrapper):
     ) -> None:
         super().__init__(env)
         require_plain_microgrid(env, "CalibrationWrapper")
+        if isinstance(controller, str) and controller in BASES:  # before the fit; a bad name is CalibratedController's to name
+            require_dispatch(env, make_controller(controller), "CalibrationWrapper")
         settings = {"controller": controller, "fit_days": fit_days, "fit_seed": fit_seed, "features": features, "gain": gain, "bias": bias, "slope": slope}
         self._settings = settings
         self.calibrated = CalibratedController(AgentPolicy(), **settings)

@@ -22,6 +22,23 @@ def require_plain_microgrid(env: gym.Env, wrapper: str) -> None:
         raise TypeError(f"{wrapper} must wrap Microgrid-v0 with its own observation and action spaces; put wrappers that change them outside it")
 
 
+def require_dispatch(env: gym.Env, controller: object, wrapper: str) -> None:
+    """Refuse an env whose EV interface is not the one ``controller`` acts in (the baselines act per port): the
+    base's own check came only at the first reset, after the wrapper was built (and a corrector fitted).
+
+    :param env: the env to wrap
+    :param controller: the wrapper's base controller
+    :param wrapper: the wrapper's name, for the message
+    :raises ValueError: naming both interfaces and the env to wrap instead
+    """
+    dispatch, has = getattr(controller, "ev_dispatch", None), env.unwrapped.scenario.ev.dispatch
+    if dispatch is not None and dispatch != has:
+        raise ValueError(
+            f"{wrapper}: its base controller acts with ev.dispatch = {dispatch!r}, this env has {has!r}: wrap "
+            f"env.unwrapped.with_dispatch({dispatch!r}), the same days and noise"
+        )
+
+
 class PolicyView(gym.Wrapper):
     """``env`` with the observation space and layout of the policy's inputs (what the policy's checks and its
     ``VecNormalize`` statistics are matched against).

@@ -20,7 +20,7 @@ import numpy as np
 from ..baselines import CONTROLLERS, Controller, make_controller
 from ..envs import MicrogridEnv, ObservationLayout
 from ..envs.microgrid_env import observation_space
-from .policy_view import AgentPolicy, PolicyView, require_plain_microgrid
+from .policy_view import AgentPolicy, PolicyView, require_dispatch, require_plain_microgrid
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,7 @@ class ResidualWrapper(gym.Wrapper):
         require_plain_microgrid(env, "ResidualWrapper")
         self._settings = {"controller": controller, "scale": scale, "battery_only": battery_only, "features": features}
         self.residual = ResidualController(AgentPolicy(), **self._settings)
+        require_dispatch(env, self.residual.controller, "ResidualWrapper")
         self.residual.bind(env.unwrapped)
         if self.residual.battery_only:
             self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
