@@ -38,7 +38,8 @@ from .baselines import Controller, NaiveController, OptimalController, SB3Contro
 from .common.files import write_atomically
 from .common.json_values import plain, refuse_constant
 from .evaluation import evaluate, gap_closed
-from .exploration.param_noise import unperturbed
+from .callbacks.requirements import refuse_plain_ars
+from .exploration.param_noise import end_perturbation, unperturbed
 from .scenario import SEED_MAX, check_range
 
 VALIDATION_JSON = "validation.json"
@@ -103,6 +104,10 @@ class ValidationCallback(BaseCallback):
         self._folder: Path | None = None
 
     # ---- events ---------------------------------------------------------------------------------
+    def _init_callback(self) -> None:
+        if self.max_minutes is not None:
+            refuse_plain_ars(self.model, "ValidationCallback(max_minutes=...)", "its learn() ignores on_step()'s False, so training would not stop")
+
     def _on_training_start(self) -> None:
         self._sites: list[Any] = []  # each distinct scenario of the training env, in env order
         for scenario in self.training_env.get_attr("scenario"):
@@ -144,6 +149,9 @@ class ValidationCallback(BaseCallback):
             self._best_state = self._load_best(self._folder / self._best_file)
         if self._best_state is not None:
             parameters, statistics = self._best_state
+            # a training stopped mid-rollout leaves the actor perturbed: a noise callback after this one in the list
+            # would put its clean weights, the last rollout's, over the best actor
+            end_perturbation(self.model.policy)
             self.model.set_parameters(parameters, exact_match=True, device=self.model.device)
             normalizer = self.model.get_vec_normalize_env()
             if normalizer is not None and statistics is not None:

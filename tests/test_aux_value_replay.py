@@ -8,7 +8,7 @@ from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
 from torch import nn
 
 from sb3_microgrid import MicrogridEnv, MicrogridVecEnv
-from sb3_microgrid.callbacks import AuxiliaryValueReplayCallback
+from sb3_microgrid.callbacks import AuxiliaryValueReplayCallback, CurriculumCallback
 from sb3_microgrid.callbacks.aux_value_replay import ValueReplayStore, reward_scale
 from sb3_microgrid.callbacks.metrics import monte_carlo_returns
 from sb3_microgrid.policies import ForecastAttentionExtractor
@@ -224,6 +224,19 @@ def test_vec_normalize_entries_are_the_raw_data_as_it_arrived():
     raw_rewards = np.stack(recorder.rewards)
     rewards_to_go = np.flip(np.cumsum(np.flip(raw_rewards, axis=0), axis=0), axis=0)
     np.testing.assert_allclose(callback.store.targets[:n], rewards_to_go.ravel(), rtol=1e-5)
+
+
+def test_the_first_observation_is_the_one_after_a_later_callbacks_reset():
+    """A CurriculumCallback listed after it resets the env at training start: step 0 was stored with the observation of
+    the discarded first reset."""
+    recorder = RawRecorder(MicrogridVecEnv(N_ENVS, seed=0))
+    model = make_model(VecNormalize(recorder))
+    callback = AuxiliaryValueReplayCallback(gradient_steps=1, batch_size=16)
+    model.learn(T * N_ENVS, callback=[callback, CurriculumCallback({"ev_count": 0}, {"ev_count": None}, n_levels=2)])
+    first_reset, second_reset, *steps = recorder.observations
+    assert not np.array_equal(first_reset, second_reset)
+    n = T * N_ENVS
+    np.testing.assert_array_equal(callback.store.observations[:n], np.stack([second_reset, *steps[: T - 1]]).reshape(n, -1))
 
 
 # ---- the point of it: a better value function for the same policy ----------------------------------------------

@@ -187,6 +187,19 @@ def test_reduce_on_plateau_refuses_silent_setups():
         ReduceLROnPlateau(factor=1.5)
 
 
+@pytest.mark.parametrize("make", [MicrogridMetricsCallback, lambda: ReduceLROnPlateau(mode="rollout")], ids=["metrics", "plateau"])
+def test_plain_ars_is_refused_and_paired_ars_works(make):
+    """sb3-contrib's ARS calls on_step() without the step's rewards, dones and infos; PairedARS passes them."""
+    from sb3_contrib import ARS
+
+    from sb3_microgrid.paired_ars import PairedARS
+
+    kwargs = dict(n_delta=2, n_eval_episodes=1, seed=0, device="cpu")
+    with pytest.raises(TypeError, match="ARS.*paired_ars"):
+        ARS("LinearPolicy", VecMonitor(MicrogridVecEnv(2, seed=0)), **kwargs).learn(2 * T, callback=make())
+    PairedARS("LinearPolicy", VecMonitor(MicrogridVecEnv(2, seed=0)), **kwargs).learn(2 * T, callback=make())
+
+
 # ---- KL -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("learning_rate", [1e-2, 0.0])
 def test_kl_exact_of_each_update(learning_rate):
@@ -229,6 +242,20 @@ def test_kl_adaptive_lr_direction(learning_rate, target_kl, expected):
     seen = TrainLR()
     model.learn(4 * 2 * T, callback=CallbackList([KLMonitorCallback(target_kl=target_kl, factor=1.5, min_lr=1e-7, max_lr=2e-6 if learning_rate < 1e-5 else 1e-2), seen]))
     assert seen.lrs == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name", ["KLMonitorCallback", "AuxiliaryValueReplayCallback", "ParameterNoiseCallback"])
+def test_callbacks_that_read_the_distribution_refuse_a_recurrent_policy(name):
+    """RecurrentPPO passes the on-policy and Gaussian checks, but its distribution and values need LSTM states: the
+    callbacks crashed at the first rollout."""
+    from sb3_microgrid import callbacks, exploration
+
+    callback = getattr(callbacks, name, None) or getattr(exploration, name)
+    model = RecurrentPPO("MlpLstmPolicy", MicrogridVecEnv(2, seed=0), n_steps=T, batch_size=2 * T, n_epochs=1, seed=0, device="cpu",
+                         policy_kwargs={"lstm_hidden_size": 8, "net_arch": [8]})  # fmt: skip
+    with pytest.raises(TypeError, match=f"{name} cannot run with RecurrentPPO.*LSTM states"):
+        model.learn(2 * T, callback=callback())
+    assert model.num_timesteps == 0  # refused before the first step
 
 
 # ---- curriculum ---------------------------------------------------------------------------------
@@ -300,6 +327,21 @@ def test_curriculum_validation():
         CurriculumCallback({"ev_count": 1}, {"ev_count": 5}, mode="performance")
     with pytest.raises(ValueError, match="callback_after_eval"):
         ppo(MicrogridVecEnv(1, seed=0)).learn(T, callback=CurriculumCallback({"ev_count": 1}, {"ev_count": 5}, mode="performance", threshold=0.0))
+
+
+def test_curriculum_takes_each_sites_own_value_on_a_multi_site_env():
+    """None ("the scenario's own") was resolved from site 0 for every site."""
+    from sb3_microgrid.envs.multi_site import MultiSiteVecEnv
+
+    sites = [{"base": "campus", "name": name, "difficulty": {"renewable_noise": noise}} for name, noise in (("a", 0.05), ("b", 0.3))]
+    env = MultiSiteVecEnv(sites, n_envs_per_site=1, seed=0)
+    curriculum = CurriculumCallback({"renewable_noise": 0.0, "ev_count": 2}, {"renewable_noise": None, "ev_count": 4}, n_levels=2)
+    model = ppo(env, n_steps=T // 2)
+    capture = capture_logger(model)
+    model.learn(2 * T, callback=curriculum)
+    assert curriculum.level == 1
+    assert [d.renewable_noise for d in env.get_attr("difficulty")] == [0.05, 0.3]
+    assert "curriculum/renewable_noise" not in capture.dumps[-1] and capture.dumps[-1]["curriculum/ev_count"] == 4
 
 
 # ---- metrics ------------------------------------------------------------------------------------
@@ -391,6 +433,35 @@ def test_metrics_window_spans_rollouts_between_dumps():
     assert len(capture.dumps) == 1 and len(costs.costs) == 4
     assert capture.dumps[0]["microgrid/episodes"] == 4
     assert capture.dumps[0]["microgrid/cost"] == pytest.approx(np.mean(costs.costs))
+
+
+def test_metrics_keep_the_episodes_after_the_record_when_another_callback_dumps():
+    """log_interval=2: the first rollout's values are recorded, not dumped by SB3; an EvalCallback dumps them within the
+    second rollout, after the episodes of its first step ended. Those were dropped with the dumped window."""
+    model = ppo(MicrogridVecEnv(2, seed=0), n_steps=2 * T)  # each env ends an episode at steps T and 2T of a rollout
+    capture = capture_logger(model)
+    costs = EpisodeCosts()
+    evaluation = EvalCallback(MicrogridVecEnv(1, split="validation", seed=0), n_eval_episodes=1, eval_freq=3 * T, verbose=0)
+    model.learn(8 * T, callback=CallbackList([MicrogridMetricsCallback(), costs, evaluation]), log_interval=2)
+    logged = [dump["microgrid/episodes"] for dump in capture.dumps if "microgrid/episodes" in dump]
+    assert len(costs.costs) == 8 and sum(logged) == 8
+
+
+@pytest.mark.parametrize("order", ["recommended", "other"])
+def test_metrics_return_is_the_env_reward_without_the_rnd_bonus(order):
+    """Under RND the reward the agent gets (and VecNormalize's original reward in the recommended order) has the bonus."""
+    from sb3_microgrid.exploration import RNDRewardWrapper
+
+    if order == "recommended":
+        env = VecNormalize(RNDRewardWrapper(MicrogridVecEnv(2, seed=0), beta=0.5, seed=0), gamma=1.0)
+    else:
+        env = RNDRewardWrapper(VecNormalize(MicrogridVecEnv(2, seed=0), gamma=1.0), beta=0.5, seed=0)
+    model = ppo(env)
+    capture = capture_logger(model)
+    model.learn(2 * 2 * T, callback=MicrogridMetricsCallback())
+    last = capture.dumps[-1]
+    # the reward is -cost / 1000 per step: per 1000 steps, -cost / 24 for one-day episodes
+    assert last["microgrid/return_per_1k_steps"] == pytest.approx(-last["microgrid/cost"] / T, rel=1e-5)
 
 
 def test_callbacks_compose_from_yaml():

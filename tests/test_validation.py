@@ -4,6 +4,7 @@ import json
 
 import pytest
 from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
 
@@ -150,3 +151,44 @@ def test_scores_are_of_the_clean_weights_under_parameter_noise(monkeypatch):
     model = PPO("MlpPolicy", MicrogridVecEnv(2, seed=0), n_steps=48, batch_size=96, n_epochs=1, seed=0, device="cpu")
     model.learn(96 * 3, callback=CallbackList([noise, ValidationCallback(days=1, eval_freq=96)]))
     assert clean and all(clean)
+
+
+class StopAt(BaseCallback):
+    """Stops training at its ``n``-th step, inside a rollout (as ``max_minutes`` does)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def _on_step(self) -> bool:
+        return self.n_calls < self.n
+
+
+@pytest.mark.parametrize("validation_first", [True, False])
+def test_the_best_comes_back_whole_after_a_stop_under_parameter_noise(monkeypatch, validation_first):
+    """Stopped mid-rollout, the actor is perturbed; a noise callback after the validation one put the last rollout's
+    clean actor over the best one at training end."""
+    import itertools
+
+    import torch as th
+
+    from sb3_microgrid.exploration import ParameterNoiseCallback
+
+    costs = itertools.count()  # each score worse than the last: the best is the first, the initial weights
+    monkeypatch.setattr(ValidationCallback, "_summary", lambda self, controller: {"cost_per_day": float(next(costs)), "unmet_ev_kwh_per_day": 0.0, "safety_violations": 0.0})
+    validation, noise = ValidationCallback(days=1, eval_freq=48), ParameterNoiseCallback(initial_sigma=0.05)
+    model = PPO("MlpPolicy", MicrogridVecEnv(2, seed=0), n_steps=24, batch_size=48, n_epochs=1, learning_rate=1e-2, seed=0, device="cpu")
+    model.learn(10**4, callback=CallbackList([validation, noise, StopAt(24 + 12)] if validation_first else [noise, validation, StopAt(24 + 12)]))
+    assert validation.best["steps"] == 0 and model.num_timesteps == 72
+    best, now = validation._best_state[0]["policy"], model.policy.state_dict()
+    assert all(th.equal(best[key], now[key]) for key in best)
+
+
+def test_max_minutes_is_refused_under_plain_ars():
+    """sb3-contrib's ARS discards on_step()'s False: the budget would never stop it (PairedARS honours it)."""
+    from sb3_contrib import ARS
+
+    model = ARS("LinearPolicy", MicrogridVecEnv(2, seed=0), n_delta=2, n_eval_episodes=1, seed=0, device="cpu")
+    with pytest.raises(TypeError, match=r"ValidationCallback\(max_minutes=\.\.\.\).*ARS.*paired_ars"):
+        model.learn(96, callback=ValidationCallback(days=1, max_minutes=1.0))
+    assert model.num_timesteps == 0

@@ -11,6 +11,7 @@ from stable_baselines3.common.utils import FloatSchedule
 
 from ..common.arguments import checked_number
 from ..schedules import ScaledSchedule, finite
+from .requirements import refuse_plain_ars
 
 
 def lr_scale_schedule(model: BaseAlgorithm) -> ScaledSchedule:
@@ -88,6 +89,8 @@ class ReduceLROnPlateau(BaseCallback):
     def _init_callback(self) -> None:
         if self.mode == "eval" and not hasattr(self.parent, "last_mean_reward"):
             raise ValueError("ReduceLROnPlateau(mode='eval') must be the callback_after_eval of an EvalCallback")
+        if self.mode == "rollout":
+            refuse_plain_ars(self.model, "ReduceLROnPlateau(mode='rollout')", "its on_step() gets no dones in self.locals")
         self.schedule = lr_scale_schedule(self.model)
         self.schedule.bound(min_value=self.min_lr)
 

@@ -18,6 +18,7 @@ from ..buffers.prioritized import checked_priority_arguments
 from ..reptile import refuse_reptile
 from ..schedules import finite
 from ..twin_ppo import TwinValueActorCriticPolicy
+from .requirements import refuse_recurrent
 
 
 def value_parameters(policy: ActorCriticPolicy) -> list[th.nn.Parameter]:
@@ -207,6 +208,7 @@ class AuxiliaryValueReplayCallback(BaseCallback):
             raise TypeError(
                 f"AuxiliaryValueReplayCallback needs an on-policy actor-critic algorithm (PPO, TwinValuePPO, A2C), got {type(self.model).__name__}"
             )
+        refuse_recurrent(self.model, "AuxiliaryValueReplayCallback")
         if not isinstance(self.model.observation_space, spaces.Box):
             raise TypeError(f"AuxiliaryValueReplayCallback needs a Box observation space, got {self.model.observation_space}")
         if self._rng is None:
@@ -218,12 +220,12 @@ class AuxiliaryValueReplayCallback(BaseCallback):
             self.optimizer = th.optim.Adam(self._params, lr=self.learning_rate)
             self.store, self._new_rollout = None, None
 
-    def _on_training_start(self) -> None:
-        venv = self.model.get_vec_normalize_env()
-        # what the policy acts on first: the reset's observation, or the last one of a previous learn()
-        self._next_raw_obs = None if venv is None else venv.get_original_obs().copy()
-
     def _on_rollout_start(self) -> None:
+        venv = self.model.get_vec_normalize_env()
+        # what the policy acts on first: the last step's observation, or at the first rollout the reset's (or a
+        # previous learn()'s last); read here, not at training start, which a later callback's reset follows
+        # (CurriculumCallback)
+        self._next_raw_obs = None if venv is None else venv.get_original_obs().copy()
         self._raw = ([], [], [])
         self.fit()
 

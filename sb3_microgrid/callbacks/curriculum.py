@@ -7,6 +7,7 @@ import typing
 from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv
 
 from ..common.arguments import checked_number
 from ..scenario import Difficulty, Scenario
@@ -22,9 +23,11 @@ class CurriculumCallback(BaseCallback):
 
     Level ``i`` interpolates each parameter linearly at ``i / (n_levels - 1)``; integer parameters
     (``ev_count``) are rounded. ``None`` in ``start`` or ``end`` means the scenario's own value (its
-    ``difficulty`` section, or for ``soc_min`` / ``soc_max`` the battery's bounds); a parameter whose
-    own value is ``None`` too (``ev_count``: every session) keeps its ``start`` value until the last
-    level. The level is applied with ``training_env.env_method("set_difficulty", ...)``, which reaches
+    ``difficulty`` section, or for ``soc_min`` / ``soc_max`` the battery's bounds; on an env of several
+    sites, :class:`~sb3_microgrid.envs.MultiSiteVecEnv`, each site's own, and ``curriculum/<parameter>`` is
+    logged only where the sites agree); a parameter whose own value is ``None`` too (``ev_count``: every
+    session) keeps its ``start`` value until the last level. The level is applied with
+    ``training_env.env_method("set_difficulty", ...)``, which reaches
     the env through ``Monitor``, ``DummyVecEnv``, ``SubprocVecEnv`` and ``VecNormalize`` and is what
     ``MicrogridVecEnv`` accepts (``set_attr`` would only set an attribute on the outermost wrapper).
     A new level takes effect at each env's next reset, i.e. from the next episode. At the start of
@@ -87,18 +90,22 @@ class CurriculumCallback(BaseCallback):
     def _init_callback(self) -> None:
         if self.mode == "performance" and not (hasattr(self.parent, "last_mean_reward") and hasattr(self.parent, "eval_env")):
             raise ValueError("CurriculumCallback(mode='performance') must be the callback_after_eval of an EvalCallback")
-        scenario = self.training_env.get_attr("scenario", indices=[0])[0]
-        self._start = {k: _own(scenario, k, v) for k, v in self.start.items()}
-        self._end = {k: _own(scenario, k, v) for k, v in self.end.items()}
+        self._sites = _sites(self.training_env)
+        self._eval_sites = _sites(self.parent.eval_env) if self.mode == "performance" else []
 
-    def params(self, level: int) -> dict[str, Any]:
-        """The ``set_difficulty`` keyword arguments of a level (available once training has started)."""
+    def params(self, level: int, scenario: Scenario | None = None) -> dict[str, Any]:
+        """The ``set_difficulty`` keyword arguments of a level (available once training has started).
+
+        :param level: the level, in ``[0, n_levels - 1]``
+        :param scenario: the site whose own values a ``None`` takes; default the training env's first
+        """
         if not 0 <= level < self.n_levels:
             raise ValueError(f"level must be in [0, {self.n_levels - 1}], got {level}")
+        scenario = self._sites[0][0] if scenario is None else scenario
         last = self.n_levels - 1
         out: dict[str, Any] = {}
-        for key, a in self._start.items():
-            b = self._end[key]
+        for key, value in self.start.items():
+            a, b = _own(scenario, key, value), _own(scenario, key, self.end[key])
             if a is None or b is None:
                 out[key] = b if level == last else a
             else:
@@ -151,18 +158,33 @@ class CurriculumCallback(BaseCallback):
         return min(int(elapsed * self.n_levels), self.n_levels - 1)
 
     def _apply(self) -> None:
-        params = self.params(self.level)
-        self.training_env.env_method("set_difficulty", **params)
-        if self.mode == "performance":
-            self.parent.eval_env.env_method("set_difficulty", **params)
+        envs = [(self.training_env, self._sites)] + ([(self.parent.eval_env, self._eval_sites)] if self.mode == "performance" else [])
+        for venv, sites in envs:
+            for scenario, indices in sites:
+                venv.env_method("set_difficulty", indices=indices, **self.params(self.level, scenario))
         if self.verbose >= 1:
-            print(f"CurriculumCallback: level {self.level}/{self.n_levels - 1} {params}")
+            print(f"CurriculumCallback: level {self.level}/{self.n_levels - 1} {self.params(self.level)}")
 
     def _log(self) -> None:
         self.logger.record("curriculum/level", self.level)
-        for key, value in self.params(self.level).items():
-            if value is not None:
+        per_site = [self.params(self.level, scenario) for scenario, _ in self._sites]
+        for key, value in per_site[0].items():
+            # a value that differs between sites (a site's own) has no one figure
+            if value is not None and all(params[key] == value for params in per_site):
                 self.logger.record(f"curriculum/{key}", value)
+
+
+def _sites(venv: VecEnv) -> list[tuple[Scenario, list[int]]]:
+    """Each distinct scenario of ``venv`` (several on a :class:`~sb3_microgrid.envs.MultiSiteVecEnv`) with the
+    indices of its envs, in env order."""
+    sites: list[tuple[Scenario, list[int]]] = []
+    for i, scenario in enumerate(venv.get_attr("scenario")):
+        same = next((indices for known, indices in sites if known == scenario), None)
+        if same is None:
+            sites.append((scenario, [i]))
+        else:
+            same.append(i)
+    return sites
 
 
 def _own(scenario: Scenario, key: str, value: Any) -> Any:

@@ -13,6 +13,7 @@ from ..exploration.param_noise import unperturbed
 from ..reptile import refuse_reptile
 from ..schedules import finite
 from .adaptive_lr import lr_scale_schedule
+from .requirements import refuse_recurrent
 
 
 def rollout_observations(buffer: RolloutBuffer) -> PyTorchObs:
@@ -73,6 +74,7 @@ class KLMonitorCallback(BaseCallback):
         refuse_reptile(self.model, "KLMonitorCallback")
         if not isinstance(self.model, OnPolicyAlgorithm):
             raise TypeError(f"KLMonitorCallback needs an on-policy algorithm (PPO, A2C), got {type(self.model).__name__}")
+        refuse_recurrent(self.model, "KLMonitorCallback")
         if not isinstance(self.model.policy.action_dist, (DiagGaussianDistribution, StateDependentNoiseDistribution)):
             raise TypeError(f"KLMonitorCallback needs a diagonal-Gaussian policy, got {type(self.model.policy.action_dist).__name__}")
         if self.target_kl is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -11,9 +12,12 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import DiagGaussianDistribution, StateDependentNoiseDistribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.utils import explained_variance
+from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
 
 from ..envs.kpi import DAY_COLUMNS
+from ..exploration.rnd import RNDRewardWrapper
 from .kl import rollout_observations
+from .requirements import refuse_plain_ars
 
 
 def monte_carlo_returns(rewards: np.ndarray, next_starts: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -35,6 +39,15 @@ def monte_carlo_returns(rewards: np.ndarray, next_starts: np.ndarray, gamma: flo
     return returns, complete
 
 
+@dataclasses.dataclass
+class _Tally:
+    """Episodes ended and rewards summed over some steps."""
+
+    episodes: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    reward_sum: float = 0.0
+    reward_count: int = 0
+
+
 class MicrogridMetricsCallback(BaseCallback):
     """Log, over the steps since the previous log dump (TensorBoard too when the model has ``tensorboard_log``):
 
@@ -44,7 +57,8 @@ class MicrogridMetricsCallback(BaseCallback):
       ``grid_import_kwh``, ``grid_export_kwh``; names as in :mod:`sb3_microgrid.evaluation`), and
       ``microgrid/episodes``, their number. Nothing when no episode ended in the window.
     - ``microgrid/return_per_1k_steps``: the window's reward per step × 1000, unnormalised under
-      ``VecNormalize``; it needs no ``Monitor`` and compares runs with different episode lengths.
+      ``VecNormalize`` and without an :class:`~sb3_microgrid.exploration.RNDRewardWrapper`'s bonus (its
+      ``info["extrinsic_reward"]``); it needs no ``Monitor`` and compares runs with different episode lengths.
     - on-policy algorithms only, from the last rollout buffer before the update:
       ``microgrid/action_std``, the policy's mean standard deviation over the rollout's observations
       (diagonal-Gaussian policies); ``microgrid/value_mc_bias`` (mean of ``V − G``),
@@ -62,7 +76,9 @@ class MicrogridMetricsCallback(BaseCallback):
     each step in which an episode ended, because SB3 dumps off-policy logs inside the rollout, at an
     episode end and before ``on_rollout_end``. The window restarts after each dump (SB3's every
     ``log_interval`` rollouts or episodes, or another callback's, e.g. ``EvalCallback``): the callback
-    sees it as its recorded values having left the logger.
+    sees it as its recorded values having left the logger. What arrived after the last record stays in the window
+    (a dump by another callback took only what was recorded). Refused under sb3-contrib's ``ARS``, whose
+    ``on_step()`` has no step locals (``PairedARS`` has them).
 
     :param verbose: unused beyond SB3's convention
     """
@@ -72,32 +88,43 @@ class MicrogridMetricsCallback(BaseCallback):
 
     def __init__(self, verbose: int = 0) -> None:
         super().__init__(verbose=verbose)
-        self._episodes: list[dict[str, float]] = []
-        self._reward_sum = 0.0
-        self._reward_count = 0
+        self._window = _Tally()  # what the last record covered
+        self._pending = _Tally()  # what arrived after it: no dump has taken it yet
         self._recorded = False
+
+    def _init_callback(self) -> None:
+        refuse_plain_ars(self.model, "MicrogridMetricsCallback", "its on_step() gets no rewards or infos in self.locals")
 
     def _on_training_start(self) -> None:
         self._start = self._recorded_at = time.perf_counter()
         self._recorded_timesteps = self.num_timesteps
+        rnd = unwrap_vec_wrapper(self.training_env, RNDRewardWrapper)
+        # its info["extrinsic_reward"] is the env's reward unless a VecNormalize under it normalised that reward
+        # (whose get_original_reward() then has no bonus)
+        self._extrinsic_in_infos = rnd is not None and unwrap_vec_wrapper(rnd.venv, VecNormalize) is None
+        self._pending = _Tally()
         self._new_window()
 
     def _new_window(self) -> None:
-        # it starts at the last record, which the dump followed: the updates after it count in the next window
-        self._episodes.clear()
-        self._reward_sum, self._reward_count = 0.0, 0
+        # it starts at the last record, which the dump followed: the updates after it count in the next window, and
+        # so does what arrived after it (a dump between SB3's, e.g. EvalCallback's, took only what was recorded)
+        self._window = _Tally()
         self._window_start, self._window_timesteps = self._recorded_at, self._recorded_timesteps
         self._recorded = False
 
     def _on_step(self) -> bool:
         if self._recorded and self._SENTINEL not in self.logger.name_to_value:
             self._new_window()
+        infos = self.locals["infos"]
         vec_normalize = self.model.get_vec_normalize_env()
-        rewards = vec_normalize.get_original_reward() if vec_normalize is not None else self.locals["rewards"]
-        self._reward_sum += float(np.sum(rewards))
-        self._reward_count += np.size(rewards)
-        ended = [info["episode_metrics"] for info in self.locals["infos"] if "episode_metrics" in info]
-        self._episodes.extend(ended)
+        if self._extrinsic_in_infos:  # without an RNDRewardWrapper's bonus
+            rewards = np.array([info["extrinsic_reward"] for info in infos])
+        else:
+            rewards = vec_normalize.get_original_reward() if vec_normalize is not None else self.locals["rewards"]
+        self._pending.reward_sum += float(np.sum(rewards))
+        self._pending.reward_count += np.size(rewards)
+        ended = [info["episode_metrics"] for info in infos if "episode_metrics" in info]
+        self._pending.episodes.extend(ended)
         if ended and not isinstance(self.model, OnPolicyAlgorithm):
             self._record()
         return True
@@ -108,12 +135,17 @@ class MicrogridMetricsCallback(BaseCallback):
             self._policy_and_value()
 
     def _record(self) -> None:
+        window = self._window
+        window.episodes += self._pending.episodes
+        window.reward_sum += self._pending.reward_sum
+        window.reward_count += self._pending.reward_count
+        self._pending = _Tally()
         record = self.logger.record
-        if self._episodes:
+        if window.episodes:
             for key, name in DAY_COLUMNS.items():
-                record(f"microgrid/{name}", float(np.mean([ep[key] for ep in self._episodes])))
-            record("microgrid/episodes", len(self._episodes))
-        record(self._SENTINEL, 1000.0 * self._reward_sum / self._reward_count)
+                record(f"microgrid/{name}", float(np.mean([ep[key] for ep in window.episodes])))
+            record("microgrid/episodes", len(window.episodes))
+        record(self._SENTINEL, 1000.0 * window.reward_sum / window.reward_count)
         now = time.perf_counter()
         if now > self._window_start:
             record("time/steps_per_s", (self.num_timesteps - self._window_timesteps) / (now - self._window_start))

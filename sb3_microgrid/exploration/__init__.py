@@ -5,7 +5,7 @@ off-policy algorithms are :class:`~sb3_microgrid.epsilon_sac.EpsilonSAC` and
 
 from .epsilon_decay import EpsilonDecayCallback, epsilon_owner
 from .epsilon_policy import EpsilonActorCriticPolicy
-from .param_noise import ParameterNoiseCallback, actor_module_names, unperturbed
+from .param_noise import ParameterNoiseCallback, actor_module_names, end_perturbation, unperturbed
 from .rnd import RNDRewardWrapper
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "ParameterNoiseCallback",
     "RNDRewardWrapper",
     "actor_module_names",
+    "end_perturbation",
     "epsilon_owner",
     "unperturbed",
 ]

@@ -33,6 +33,18 @@ Obs = np.ndarray | dict[str, np.ndarray]
 _noise_of: weakref.WeakKeyDictionary[BasePolicy, ParameterNoiseCallback] = weakref.WeakKeyDictionary()
 
 
+def end_perturbation(policy: BasePolicy) -> None:
+    """Put the clean weights back for good if a :class:`ParameterNoiseCallback`'s perturbation is on (before loading
+    other parameters into the model: the callback would otherwise load its clean weights over them at training end);
+    without a noise callback or a perturbation it does nothing.
+
+    :param policy: the model's policy
+    """
+    noise = _noise_of.get(policy)
+    if noise is not None and noise.perturbed:
+        noise._restore()
+
+
 @contextmanager
 def unperturbed(policy: BasePolicy) -> Iterator[None]:
     """Within the block, ``policy`` holds its clean weights: a :class:`ParameterNoiseCallback`'s perturbation,
@@ -152,7 +164,11 @@ class ParameterNoiseCallback(BaseCallback):
         self._drawn_at = 0
 
     def _init_callback(self) -> None:
+        # here, not at module level: callbacks/ imports this module
+        from ..callbacks.requirements import refuse_recurrent
+
         refuse_reptile(self.model, "ParameterNoiseCallback")
+        refuse_recurrent(self.model, "ParameterNoiseCallback")
         policy = self.model.policy
         if isinstance(policy, ActorCriticPolicy) and not isinstance(policy.action_dist, (DiagGaussianDistribution, StateDependentNoiseDistribution)):
             raise TypeError(f"ParameterNoiseCallback needs a Gaussian action distribution, got {type(policy.action_dist).__name__}")
