@@ -260,7 +260,7 @@ def test_best_warns_when_the_trial_normalised_rewards_with_another_gamma(tmp_pat
     assert gamma != 1.0
     best(tmp_path, "twin_ppo", conf, "tuned.yml")
     err = capsys.readouterr().err
-    assert f"WARNING: the trial normalised rewards with the file's gamma (1.0)" in err and f"the trial's gamma {gamma}" in err
+    assert "WARNING: the trial normalised rewards with the file's gamma (1.0)" in err and f"the trial's gamma {gamma}" in err
     conf.write_text(TWIN_CONF.replace("'norm_reward': True", "'norm_reward': False"))  # no reward statistics: nothing to say
     best(tmp_path, "twin_ppo", conf, "no_reward_norm.yml")
     assert "WARNING" not in capsys.readouterr().err
