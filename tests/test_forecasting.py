@@ -367,3 +367,13 @@ def test_fit_forecast_refuses_validation_days_and_an_output_folder_before_the_fi
     (tmp_path / "file").write_text("x")
     assert main(["fit-forecast", "--out", str(tmp_path / "file" / "sub")]) == 2
     assert f"cannot write {tmp_path / 'file' / 'sub'}" in capsys.readouterr().err
+
+
+def test_corrected_controller_arguments_of_the_wrong_type_and_numpy_numbers():
+    corrector = fit_corrector("campus", days=4)
+    with pytest.raises(ValueError, match="base must be one of .* got 5"):
+        CorrectedForecastController(5, corrector)  # an AttributeError before
+    with pytest.raises(TypeError, match="corrector must be a ForecastCorrector"):
+        CorrectedForecastController("mpc", None)  # accepted, then an AttributeError at reset
+    controller = CorrectedForecastController("mpc", corrector, seed=np.int64(3), scenarios=np.int64(0))
+    assert type(controller.seed) is int and controller.seed == 3

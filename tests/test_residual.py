@@ -179,3 +179,12 @@ def test_the_wrappers_refuse_an_aggregate_env_their_per_port_base_cannot_act_in_
     with pytest.raises(ValueError, match=r"CalibrationWrapper: its base controller acts with ev.dispatch = 'ports'"):
         CalibrationWrapper(aggregate, "planner", fit_days=4)
     ResidualWrapper(aggregate.with_dispatch("ports"), "rule").reset(seed=0)
+
+
+def test_residual_arguments_of_the_wrong_type_are_refused_and_numpy_numbers_taken():
+    env = MicrogridEnv()
+    with pytest.raises(ValueError, match="battery_only must be true or false, got 'no'"):
+        ResidualWrapper(env, battery_only="no")  # "no" was true
+    with pytest.raises(ValueError, match="controller must be one of .* or a Controller object, got 5"):
+        ResidualWrapper(env, 5)  # built, then an AttributeError at reset
+    assert ResidualWrapper(env, scale=np.float32(0.25)).residual.scale == 0.25

@@ -257,3 +257,15 @@ def test_an_older_runs_config_with_a_repeated_key_is_still_read():
     folder = Path(tempfile.mkdtemp())
     (folder / "config.yml").write_text("Microgrid-v0:\n  n_epochs: 2\n  n_epochs: 3\n  env_kwargs: {scenario: campus_tod}\n")
     assert run_settings(folder / "model.zip") == {"n_epochs": 3, "env_kwargs": {"scenario": "campus_tod"}}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"deterministic": "no"}, "deterministic must be true or false, got 'no'"), ({"deterministic": None}, "deterministic must be true or false"),
+     ({"algo": 5}, "algo must be a registered name"), ({"vecnormalize": 5}, "vecnormalize must be a path or None, got 5")],
+)  # fmt: skip
+def test_sb3_controller_arguments_of_the_wrong_type_are_refused(saved, kwargs, message):
+    """ "no" acted deterministically and None sampled; 5 as algo or statistics was a traceback from inside."""
+    with pytest.raises(TypeError, match=message):
+        SB3Controller(saved["ppo"], **kwargs)
+    assert SB3Controller(saved["ppo"], deterministic=np.bool_(False)).deterministic is False

@@ -21,6 +21,7 @@ statistics found warns (:class:`NormalizationWarning`): it would act on unnormal
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -224,6 +225,10 @@ class SB3Controller:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no model file at {path}")
+        if algo is not None and not isinstance(algo, str) and not (isinstance(algo, type) and issubclass(algo, BaseAlgorithm)):
+            raise TypeError(f"algo must be a registered name (sb3_microgrid.algos.ALGOS), an algorithm class or None, got {algo!r}")
+        if vecnormalize is not None and not isinstance(vecnormalize, (str, os.PathLike)):
+            raise TypeError(f"vecnormalize must be a path or None, got {vecnormalize!r}")
         stats, normalised = statistics_for(path, vecnormalize)
         if stats is None and normalised:
             warnings.warn(
@@ -243,7 +248,9 @@ class SB3Controller:
         return controller
 
     def _setup(self, model: BaseAlgorithm, name: str, stats: Path | None, normalizer: VecNormalize | None, deterministic: bool) -> None:
-        self.model, self.name, self.deterministic = model, name, deterministic
+        if not isinstance(deterministic, (bool, np.bool_)):  # "no" acted deterministically, None sampled
+            raise TypeError(f"deterministic must be true or false, got {deterministic!r}")
+        self.model, self.name, self.deterministic = model, name, bool(deterministic)
         self._stats_path, self._normalizer = stats, normalizer
         self._state: Any = None
         self._episode_start = np.ones(1, dtype=bool)

@@ -36,10 +36,14 @@ class CorrectedForecastController:
     """
 
     def __init__(self, base: str | Controller, corrector: ForecastCorrector, name: str | None = None, scenarios: int = 0, seed: int = 0) -> None:
-        if isinstance(base, str) and base not in BASES:
+        if (isinstance(base, str) and base not in BASES) or not isinstance(base, (str, Controller)):
             raise ValueError(f"base must be one of {list(BASES)} or a Controller object, got {base!r}")
+        if not isinstance(corrector, ForecastCorrector):
+            raise TypeError(f"corrector must be a ForecastCorrector (fit_corrector, ForecastCorrector.load), got {type(corrector).__name__}")
         self.base = make_controller(base) if isinstance(base, str) else base
-        # any controller that plans on several forecasts at once counts as MPC here
+        # numpy integers as Python ones (floats stay refused); any controller that plans on several forecasts at once
+        # counts as MPC here
+        scenarios, seed = (int(value) if isinstance(value, np.integer) else value for value in (scenarios, seed))
         check_scenarios(scenarios, "mpc" if hasattr(self.base, "act_scenarios") else getattr(self.base, "name", "?"), corrector)
         check_range("seed", seed, 0, SEED_MAX, integer=True)
         self.scenarios, self.seed = scenarios, seed

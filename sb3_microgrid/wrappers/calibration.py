@@ -22,10 +22,11 @@ import gymnasium as gym
 import numpy as np
 
 from ..baselines import Controller, make_controller
+from ..common.arguments import checked_number
 from ..envs import MicrogridEnv, ObservationLayout
 from ..envs.microgrid_env import observation_space
 from ..forecasting import BASES, ForecastCorrector, divide_out, fit_corrector
-from ..scenario import Scenario, check_range, to_dict
+from ..scenario import Scenario, to_dict
 from .policy_view import AgentPolicy, PolicyView, require_dispatch, require_plain_microgrid
 from .residual import ResidualObservation
 
@@ -79,10 +80,10 @@ class CalibratedController:
         if controller not in BASES:
             # a baseline by name only: anything else in a YAML file could name a file to unpickle
             raise ValueError(f"controller must be one of {list(BASES)}, got {controller!r}")
-        check_range("fit_days", fit_days, 64, 65_536, integer=True)
-        check_range("fit_seed", fit_seed, 0, 1_000, integer=True)
-        for knob, value, hi in (("gain", gain, 1.0), ("bias", bias, 0.5), ("slope", slope, 0.5)):
-            check_range(knob, value, 0.0, hi)
+        # numpy numbers as Python ones (a corrector cache key, a JSON record)
+        fit_days = checked_number("fit_days", fit_days, 64, 65_536, integer=True)
+        fit_seed = checked_number("fit_seed", fit_seed, 0, 1_000, integer=True)
+        gain, bias, slope = (checked_number(knob, value, 0.0, hi) for knob, value, hi in (("gain", gain, 1.0), ("bias", bias, 0.5), ("slope", slope, 0.5)))
         if isinstance(features, str) or not features or not all(isinstance(f, str) for f in features):
             raise ValueError(f"features must be a non-empty list of static feature names, got {features!r}")
         self.policy = policy

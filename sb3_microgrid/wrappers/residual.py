@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..baselines import CONTROLLERS, Controller, make_controller
+from ..common.arguments import checked_number
 from ..envs import MicrogridEnv, ObservationLayout
 from ..envs.microgrid_env import observation_space
 from .policy_view import AgentPolicy, PolicyView, require_dispatch, require_plain_microgrid
@@ -163,11 +164,12 @@ class ResidualController:
         features: list[str] | None = None,
         name: str = "residual",
     ) -> None:
-        if isinstance(scale, bool) or not (isinstance(scale, (int, float)) and 0.0 <= scale <= 2.0):
-            raise ValueError(f"scale must be a number in [0, 2], got {scale!r}")
+        scale = checked_number("scale", scale, 0.0, 2.0)  # numpy numbers too
+        if not isinstance(battery_only, (bool, np.bool_)):  # "no" would be true
+            raise ValueError(f"battery_only must be true or false, got {battery_only!r}")
         if features is not None and (isinstance(features, str) or not all(isinstance(f, str) for f in features)):
             raise ValueError(f"features must be a list of static feature names, got {features!r}")
-        if isinstance(controller, str) and controller not in CONTROLLERS:
+        if (isinstance(controller, str) and controller not in CONTROLLERS) or not isinstance(controller, (str, Controller)):
             # only a baseline by name: a model path here would load (unpickle) a file named by a YAML file
             raise ValueError(f"controller must be one of {sorted(CONTROLLERS)} or a Controller object, got {controller!r}")
         self.policy = policy
