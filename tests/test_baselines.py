@@ -2,6 +2,7 @@
 reproduces its cost, it respects every hard limit, and MPC with perfect forecasts finds the optimum."""
 
 import hashlib
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -269,3 +270,16 @@ def test_mpc_fills_a_car_that_leaves_after_its_window():
     short = {"base": "campus", "forecast": {"forecast_steps": 1}}
     summary = evaluate("mpc", scenario=short, days=["2024-01-09"], reference=False).summary
     assert summary["unmet_ev_kwh_per_day"] < 1e-6 and summary["safety_violations"] == 0
+
+
+def test_evaluate_warns_when_the_optimum_costs_more_than_naive():
+    """On 2-day episodes under strong (allowed) aging the LP's capacity at the reset is wrong by day 2: naive beat
+    `optimal`, and the rule's gap closed of -0.49 meant nothing, without a word."""
+    from sb3_microgrid.evaluation import OptimumAboveNaiveWarning
+
+    aging = {"horizon_days": 2, "battery": {"degradation": {"alpha_sei": 0.5, "beta_sei": 10000.0}}}
+    with pytest.warns(OptimumAboveNaiveWarning, match="costs more than naive on 1 of 1 episodes"):
+        evaluate("naive", scenario=aging, days=["2024-01-09"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OptimumAboveNaiveWarning)
+        evaluate("naive", scenario="campus", days=2)
