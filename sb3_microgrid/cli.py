@@ -132,7 +132,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     scenario = _run_scenario(args)
     if args.json is not None:
         _refuse_inputs(args.json, "--json", _data_files(scenario))
-    dates = _split_days(args, scenario, args.days)
+    dates = _split_days(args.split, scenario, args.days)
     controllers = _controllers(args, scenario)
     # the names the controllers were made from (one label each, in order): a saved model's file is hashed for export --kpis
     results = {
@@ -198,7 +198,7 @@ def _plot(args: argparse.Namespace) -> int:
     _check_writable(args.out, "--out", args)
     _check_image_format(args.out)
     scenario = _run_scenario(args)  # its data files are .csv or .parquet, which _check_image_format refused
-    dates = _split_days(args, scenario)
+    dates = _split_days(args.split, scenario)
     if args.day not in dates:
         raise UsageError(f"day {args.day} is not a start day of split {args.split!r} ({dates[0]} .. {dates[-1]})")
     controllers = _controllers(args, scenario)
@@ -231,20 +231,21 @@ def _controller_names(args: argparse.Namespace) -> list[str]:
     return [name.strip() for value in args.controller for name in value.split(",") if name.strip()]
 
 
-def _split_days(args: argparse.Namespace, scenario: Scenario, days: int | None = None) -> list[str]:
-    """The start days of ``--split`` (the first ``days``), found before any controller runs: more days than the
+def _split_days(split: str, scenario: Scenario, days: int | None = None, option: str | None = None) -> list[str]:
+    """The start days of ``split`` (the first ``days``), found before any controller runs (or fit): more days than the
     split has, or a scenario whose ``horizon_days`` is longer than the split, is a usage error, not a traceback.
 
-    :param args: the parsed arguments (``--split``)
+    :param split: ``--split``, or the split a command scores on
     :param scenario: the scenario to run
-    :param days: ``--days``, or ``None`` for every start day
+    :param days: the number of days asked for, or ``None`` for every start day
+    :param option: the option that gave ``days``, named in the error
     """
     from .evaluation import split_dates
 
     try:
-        return split_dates(scenario, args.split, days)
+        return split_dates(scenario, split, days)
     except ValueError as err:
-        raise UsageError(str(err)) from None
+        raise UsageError(f"{option}: {err}" if option else str(err)) from None
 
 
 def _run_scenario(args: argparse.Namespace) -> Scenario:
@@ -539,7 +540,7 @@ def _add_fit_forecast(subparsers: Any) -> None:
 
 def _fit_forecast(args: argparse.Namespace) -> int:
     from .common.files import make_out_folder
-    from .evaluation import evaluate, split_dates
+    from .evaluation import evaluate
     from .export import MANIFEST
     from .forecasting import BASES, MAX_SCENARIOS, CorrectedForecastController, fit_corrector
 
@@ -556,10 +557,7 @@ def _fit_forecast(args: argparse.Namespace) -> int:
         raise UsageError(f"--residual-days must be in [1, --days = {args.days}] with --scenarios, got {args.residual_days}")
     scenario = _scenario(args.scenario)
     if args.validation_days:  # checked before the fit, which it would otherwise follow by a traceback
-        try:
-            split_dates(scenario, "validation", args.validation_days)
-        except ValueError as err:
-            raise UsageError(f"--validation-days: {err}") from None
+        _split_days("validation", scenario, args.validation_days, "--validation-days")
     try:
         make_out_folder(args.out)  # before the fit, so that its result is not lost to a folder that cannot be written
     except ValueError as err:

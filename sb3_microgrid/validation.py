@@ -38,7 +38,7 @@ from .baselines import Controller, NaiveController, OptimalController, SB3Contro
 from .common.files import write_atomically
 from .common.json_values import plain, refuse_constant
 from .evaluation import evaluate, gap_closed
-from .callbacks.requirements import refuse_plain_ars
+from .common.requirements import refuse_plain_ars
 from .exploration.param_noise import end_perturbation, unperturbed
 from .scenario import SEED_MAX, check_range
 

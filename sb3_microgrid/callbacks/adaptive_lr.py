@@ -11,7 +11,7 @@ from stable_baselines3.common.utils import FloatSchedule
 
 from ..common.arguments import checked_number
 from ..schedules import ScaledSchedule, finite
-from .requirements import refuse_plain_ars
+from ..common.requirements import refuse_plain_ars
 
 
 def lr_scale_schedule(model: BaseAlgorithm) -> ScaledSchedule:

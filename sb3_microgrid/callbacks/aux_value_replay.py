@@ -18,7 +18,7 @@ from ..buffers.prioritized import checked_priority_arguments
 from ..reptile import refuse_reptile
 from ..schedules import finite
 from ..twin_ppo import TwinValueActorCriticPolicy
-from .requirements import refuse_recurrent
+from ..common.requirements import refuse_recurrent
 
 
 def value_parameters(policy: ActorCriticPolicy) -> list[th.nn.Parameter]:

@@ -13,7 +13,7 @@ from ..exploration.param_noise import unperturbed
 from ..reptile import refuse_reptile
 from ..schedules import finite
 from .adaptive_lr import lr_scale_schedule
-from .requirements import refuse_recurrent
+from ..common.requirements import refuse_recurrent
 
 
 def rollout_observations(buffer: RolloutBuffer) -> PyTorchObs:

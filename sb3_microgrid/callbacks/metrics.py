@@ -17,7 +17,7 @@ from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
 from ..envs.kpi import DAY_COLUMNS
 from ..exploration.rnd import RNDRewardWrapper
 from .kl import rollout_observations
-from .requirements import refuse_plain_ars
+from ..common.requirements import refuse_plain_ars
 
 
 def monte_carlo_returns(rewards: np.ndarray, next_starts: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ import numpy as np
 from ..envs.dispatch import EV_HOURS_SCALE, FLEET_FEATURES, fleet_features
 from ..envs.layout import SITE_CONTEXT, ObservationLayout
 from ..envs.time_features import TIME_FEATURES, step_hours, time_features
+from ..export.onnx_policy import FLOAT32_MAX
 from ..scenario import Scenario
 from .checks import site_ranges
 from .site_state import ROW_FIELDS, SiteState
@@ -26,7 +27,6 @@ from .supervision import read_cars
 
 _EV_FEATURE = re.compile(r"ev(\d+)_(connected|need_h|left_h)")
 _SITE_FEATURES = ("time_left", "soc", "soh", "day_peak")
-_F32_MAX = float(np.finfo(np.float32).max)
 #: Window column -> the row field it is read from.
 WINDOW_FIELDS = {"pv": "pv_kw", "wind": "wind_kw", "load": "load_kw", "price": "price_inr_per_kwh", "emission": "emission_kg_per_kwh"}
 
@@ -62,10 +62,10 @@ class ObservationBuilder:
             if name in SITE_CONTEXT:
                 value = site_context.get(name)
                 # within float32's range, the observation's: beyond it every observation was inf, which the policy refuses
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= _F32_MAX:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= FLOAT32_MAX:
                     raise ValueError(
                         f"the policy observes {name!r}, but the manifest's observation.site_context[{name!r}] = {value!r}; allowed: a number "
-                        f"in [{-_F32_MAX:.4g}, {_F32_MAX:.4g}] (float32's range); export the model again"
+                        f"in [{-FLOAT32_MAX:.4g}, {FLOAT32_MAX:.4g}] (float32's range); export the model again"
                     )
                 self._context[name] = float(value)
             elif match is None and name not in TIME_FEATURES and name not in _SITE_FEATURES and name not in FLEET_FEATURES:
@@ -80,7 +80,7 @@ class ObservationBuilder:
             scale, unit, field = window_scale.get(name), installed.get(name, 1.0), WINDOW_FIELDS[name]
             # The largest reading a request may give stays within float32: a tiny scale (1e-300) made every observation
             # inf, and every decision the fallback. No PV or wind installed: nothing to measure, the column is 0.
-            lowest = ranges[field].hi / (unit * _F32_MAX) if unit > 0 else math.ulp(0.0)
+            lowest = ranges[field].hi / (unit * FLOAT32_MAX) if unit > 0 else math.ulp(0.0)
             if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not lowest <= scale < math.inf:
                 raise ValueError(
                     f"observation.window_scale[{name!r}] = {scale!r}; allowed: a number in [{lowest:.4g}, inf) "

@@ -24,6 +24,7 @@ from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 
 from ..common.arguments import checked_number
+from ..common.requirements import refuse_recurrent
 from ..reptile import refuse_reptile
 from ..schedules import finite
 
@@ -164,9 +165,6 @@ class ParameterNoiseCallback(BaseCallback):
         self._drawn_at = 0
 
     def _init_callback(self) -> None:
-        # here, not at module level: callbacks/ imports this module
-        from ..callbacks.requirements import refuse_recurrent
-
         refuse_reptile(self.model, "ParameterNoiseCallback")
         refuse_recurrent(self.model, "ParameterNoiseCallback")
         policy = self.model.policy

@@ -30,7 +30,8 @@ STATE_H, STATE_C, EPISODE_START = "lstm_h", "lstm_c", "episode_start"
 STATE_H_OUT, STATE_C_OUT = "lstm_h_out", "lstm_c_out"
 #: The dtype of every input and output (the manifest's ``dtype``: the runtime feeds float32), as onnxruntime names it.
 DTYPE, ORT_TYPE = "float32", "tensor(float)"
-_F32_MAX = float(np.finfo(np.float32).max)
+#: The largest float32, the dtype every input is fed in: larger values become inf.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class ManifestError(ValueError):
@@ -127,7 +128,7 @@ class OnnxPolicy:
         for name, values in (("state[0] (h)", h), ("state[1] (c)", c)):
             where = _not_finite(values)
             if where:
-                raise ObservationShapeError(f"{name} must be finite numbers within float32's range (|x| <= {_F32_MAX:.3g}); not at (layer, row, unit) {where}")
+                raise ObservationShapeError(f"{name} must be finite numbers within float32's range (|x| <= {FLOAT32_MAX:.3g}); not at (layer, row, unit) {where}")
         bad = np.flatnonzero((starts != 0) & (starts != 1))
         if len(bad):
             raise ObservationShapeError(f"episode_start must be 0 or 1 (1 resets the state); got {starts[bad[0]]} at index {int(bad[0])}")
@@ -149,7 +150,7 @@ class OnnxPolicy:
         where = _not_finite(batch[0] if obs.ndim == 1 else batch)
         if where:
             raise ObservationShapeError(
-                f"observations must be finite numbers within float32's range (|x| <= {_F32_MAX:.3g}); "
+                f"observations must be finite numbers within float32's range (|x| <= {FLOAT32_MAX:.3g}); "
                 f"not at {'index' if obs.ndim == 1 else '(row, index)'} {where}"
             )
         return batch, obs.ndim == 1
