@@ -116,7 +116,7 @@ def _play(
     controller: Controller, env: MicrogridEnv, day: str, seed: int, record: Callable[[MicrogridEnv, int, np.ndarray, dict[str, Any]], None] | None = None
 ) -> dict[str, float]:
     """The episode metrics of ``controller`` from ``day`` (as :func:`run_day`), calling ``record(env, step, action,
-    info)`` after each step when given: scoring alone builds no trace (it was 40 % of naive's time a day)."""
+    info)`` after each step when given: scoring alone builds no per-step trace, which it does not read."""
     env = env_for(controller, env)
     obs, _ = env.reset(seed=seed, options={"day": day})
     controller.reset(env, obs)
